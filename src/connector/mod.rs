@@ -1,0 +1,87 @@
+//! Connectors: the edges that talk to targets. The engine never sees `ssh2` types; it sees the
+//! [`PasswordTarget`] trait and [`ConnectorError`]s that carry a [`FaultClass`] it can branch on.
+//!
+//! Invariant: no error message built here contains a secret (the new password, a saved shadow
+//! hash, a key passphrase). Messages name the host, the account and the step.
+
+pub mod ssh;
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::credential::AccountName;
+use crate::secret::Secret;
+
+/// Why a step against a target failed, as the engine and the report need to know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultClass {
+    /// TCP connection refused or no route: the host is down.
+    Unreachable,
+    /// A step's deadline passed (e.g. TCP connects but no SSH banner arrives).
+    TimedOut,
+    /// The host presented a key other than the pinned one, or none is pinned.
+    HostKeyMismatch,
+    /// rotor's own connect identity was rejected.
+    ConnectAuthRejected,
+    /// The account does not exist on the target.
+    AccountMissing,
+    /// The target refused to set the new secret (e.g. `chpasswd` failed).
+    Refused,
+    /// Login with the secret under test failed.
+    VerifyFailed,
+    /// Anything else: protocol errors, unexpected output.
+    Protocol,
+}
+
+impl fmt::Display for FaultClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FaultClass::Unreachable => "host unreachable",
+            FaultClass::TimedOut => "timed out",
+            FaultClass::HostKeyMismatch => "host key mismatch",
+            FaultClass::ConnectAuthRejected => "connect identity rejected",
+            FaultClass::AccountMissing => "account missing",
+            FaultClass::Refused => "target refused the change",
+            FaultClass::VerifyFailed => "verification failed",
+            FaultClass::Protocol => "protocol error",
+        })
+    }
+}
+
+/// An error from a connector: a class to branch on and a message for people (never a secret).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectorError {
+    pub class: FaultClass,
+    pub message: String,
+}
+
+impl ConnectorError {
+    pub fn new(class: FaultClass, message: impl Into<String>) -> ConnectorError {
+        ConnectorError {
+            class,
+            message: message.into(),
+        }
+    }
+}
+
+/// What the engine needs from a host to rotate a password credential on it. One value per host,
+/// holding one admin session that is reused for every account on that host.
+pub trait PasswordTarget {
+    /// Reads what is needed to undo a change (for Linux: the account's shadow hash).
+    /// `AccountMissing` when the account does not exist.
+    fn restore_point(&mut self, account: &AccountName) -> Result<Secret, ConnectorError>;
+    /// Sets the new password (secret on stdin, never on a command line).
+    fn set_password(&mut self, account: &AccountName, new: &Secret) -> Result<(), ConnectorError>;
+    /// Puts the saved restore point back and checks it is back.
+    fn restore(&mut self, account: &AccountName, saved: &Secret) -> Result<(), ConnectorError>;
+    /// Proves a secret on a fresh connection as the account itself. `VerifyFailed` when the
+    /// target answered and rejected it; other classes when the proof could not be attempted.
+    fn verify_login(
+        &mut self,
+        account: &AccountName,
+        secret: &Secret,
+    ) -> Result<(), ConnectorError>;
+}

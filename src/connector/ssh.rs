@@ -1,0 +1,1 @@
+//! SSH connector on the ssh2 crate.

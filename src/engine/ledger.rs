@@ -1,0 +1,157 @@
+//! The ledger vocabulary shared by the engine and the store: rotation phases, ids, and the
+//! [`Store`] trait the driver writes through. The trait is what lets every crash point of the
+//! driver be tested against an in-memory store.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::credential::CredentialId;
+use crate::secret::Secret;
+
+/// The phase of one rotation (DESIGN.md, "The rotation protocol").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Planned,
+    /// New secret durably stored as `pending`; nothing sent yet (or sending in progress).
+    Staged,
+    /// The target accepted the new secret; not yet proven.
+    Applied,
+    /// A fresh login with the new secret worked.
+    Verified,
+    /// `pending` became `current`. Final.
+    Committed,
+    RollingBack,
+    /// The old credential is back and proven; `pending` dropped. Final.
+    RolledBack,
+    /// Could not settle; both secrets kept for an operator. Final until an operator acts.
+    Stuck,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 8] = [
+        Phase::Planned,
+        Phase::Staged,
+        Phase::Applied,
+        Phase::Verified,
+        Phase::Committed,
+        Phase::RollingBack,
+        Phase::RolledBack,
+        Phase::Stuck,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Planned => "planned",
+            Phase::Staged => "staged",
+            Phase::Applied => "applied",
+            Phase::Verified => "verified",
+            Phase::Committed => "committed",
+            Phase::RollingBack => "rolling_back",
+            Phase::RolledBack => "rolled_back",
+            Phase::Stuck => "stuck",
+        }
+    }
+
+    /// A rotation in one of these phases may have touched the target and must be settled by
+    /// recovery before the credential is rotated again.
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            Phase::Staged | Phase::Applied | Phase::Verified | Phase::RollingBack
+        )
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Phase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Phase, String> {
+        Phase::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown phase `{s}`"))
+    }
+}
+
+/// A rotation's row id in the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RotationId(pub i64);
+
+/// A run's row id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RunId(pub i64);
+
+impl fmt::Display for RotationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A rotation that recovery must settle: it was left in an open phase.
+#[derive(Debug)]
+pub struct OpenRotation {
+    pub id: RotationId,
+    pub cred: CredentialId,
+    pub phase: Phase,
+    pub pending: Secret,
+    /// What the target held before (for Linux: the shadow hash).
+    pub restore_point: Secret,
+}
+
+/// The store as the engine sees it. Every method is durable when it returns (the SQLite vault
+/// commits with synchronous=FULL), which is what makes "staged before pushed" true.
+/// Implementations are shared across host workers, hence `&self` and `Sync`.
+pub trait Store: Send + Sync {
+    /// Opens a run (a set of rotations started together) with its reason.
+    fn begin_run(&self, reason: &str, scope: &str) -> Result<RunId, crate::store::StoreError>;
+    /// Ends a run with its summary counts (free-form JSON for the record).
+    fn end_run(&self, run: RunId, summary: &str) -> Result<(), crate::store::StoreError>;
+    /// True if any stored secret version (of any credential) has this secret's keyed
+    /// fingerprint. Used to regenerate on collision and to warn on shared enrolled secrets.
+    fn fingerprint_taken(&self, secret: &Secret) -> Result<bool, crate::store::StoreError>;
+    /// Stores `new` as the credential's `pending` version and a ledger row in `Staged`, with the
+    /// encrypted restore point, in one transaction. Fails with `StoreError::RotationOpen` when
+    /// the credential already has an open rotation.
+    fn stage(
+        &self,
+        run: RunId,
+        cred: &CredentialId,
+        new: &Secret,
+        restore_point: &Secret,
+    ) -> Result<RotationId, crate::store::StoreError>;
+    /// Records a phase change (and an optional note, never a secret) for an open rotation.
+    fn record_phase(
+        &self,
+        id: RotationId,
+        phase: Phase,
+        note: Option<&str>,
+    ) -> Result<(), crate::store::StoreError>;
+    /// `pending` -> `current`, old `current` -> `previous`, old `previous` -> retired; ledger
+    /// row -> `Committed`. One transaction.
+    fn commit(&self, id: RotationId) -> Result<(), crate::store::StoreError>;
+    /// Drops `pending` (kept as retired history, marked never used) and ends the ledger row in
+    /// `RolledBack` with the reason.
+    fn roll_back(&self, id: RotationId, reason: &str) -> Result<(), crate::store::StoreError>;
+    /// Ends the ledger row in `Stuck` with the reason; keeps `pending` and `current`.
+    fn mark_stuck(&self, id: RotationId, reason: &str) -> Result<(), crate::store::StoreError>;
+    /// Every rotation in an open phase, with its decrypted pending secret and restore point.
+    fn open_rotations(&self) -> Result<Vec<OpenRotation>, crate::store::StoreError>;
+    /// The credential's `current` secret, if the vault has one.
+    fn current(&self, cred: &CredentialId) -> Result<Option<Secret>, crate::store::StoreError>;
+}

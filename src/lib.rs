@@ -1,0 +1,24 @@
+//! rotor: a credential rotation orchestrator.
+//!
+//! Module map (see ARCHITECTURE.md for the invariants each keeps):
+//! - [`secret`]: the `Secret` type; redacted, zeroized, exposed only to connectors and store.
+//! - [`credential`]: `HostName`, `AccountName`, `CredentialId` newtypes.
+//! - [`inventory`]: YAML inventory parsing and validation, scopes.
+//! - [`policy`]: password generation from a policy (pure; RNG injected).
+//! - [`playbook`]: built-in playbooks (`linux-password`) run over an SSH session.
+//! - [`engine`]: the rotation state machine (pure), recovery decisions, and the driver.
+//! - [`connector`]: edges to targets (`ssh`), typed faults.
+//! - [`store`]: the vault (SQLite, encrypted rows), ledger and audit log.
+//! - [`report`]: run summaries as tables and JSON.
+//! - [`cli`]: command-line parsing and one module per subcommand.
+
+pub mod cli;
+pub mod connector;
+pub mod credential;
+pub mod engine;
+pub mod inventory;
+pub mod playbook;
+pub mod policy;
+pub mod report;
+pub mod secret;
+pub mod store;

@@ -1,0 +1,1 @@
+//! Password generation from a policy.
