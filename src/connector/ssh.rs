@@ -1,1 +1,1279 @@
-//! SSH connector on the ssh2 crate.
+//! The SSH edge, on the blocking `ssh2` crate (libssh2, vendored by `libssh2-sys`).
+//!
+//! This module turns "talk to a host over SSH" into three calls: [`SshSession::connect`] (one
+//! authenticated session with rotor's connect identity), [`SshSession::exec`] (one command,
+//! secret material on stdin) and [`check_password_login`] (prove a password on a fresh
+//! connection). Every failure is a [`ConnectorError`] with a [`FaultClass`] the engine can branch
+//! on; no `ssh2` type leaves this module.
+//!
+//! Invariants kept here:
+//! - **Every step has a deadline.** TCP connect uses `connect_timeout`; libssh2's own timeout
+//!   (`Session::set_timeout`) is re-armed before each blocking libssh2 call with the time left
+//!   in the current step, so the handshake, authentication and every channel read or write
+//!   return `TimedOut` instead of hanging (libssh2 measures that timeout per API call, from the
+//!   call's entry, in microseconds; see `BLOCK_ADJUST` / `ssh2_wait_socket` in libssh2).
+//! - **Host key checked before authentication.** The host-key algorithm preference is
+//!   restricted to the pinned key's type, the presented key is compared with the pin, and only
+//!   then is a credential sent. An unknown or changed key fails the host (`HostKeyMismatch`).
+//! - **No secret in a message, a log field or a command line.** Passwords go only into the
+//!   `userauth_password` call; commands passed to [`SshSession::exec`] never hold a secret
+//!   (the caller guarantees it), secrets travel on stdin.
+//!
+//! Best effort only: `ssh2` copies a password into a `CString` that is not zeroized, and
+//! libssh2 keeps packets in its own buffers. We zeroize what we own (stdout of `exec`).
+//!
+//! This module must never: authenticate before the host key matched, put a secret into an
+//! error or a tracing field, or block without a deadline.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use sha2::{Digest, Sha256};
+use ssh2::{CheckResult, ErrorCode, KnownHostFileKind, MethodType, Session};
+use tracing::debug;
+use zeroize::Zeroizing;
+
+use super::{ConnectorError, FaultClass};
+use crate::credential::{AccountName, HostName};
+use crate::inventory::HostKeyPin;
+use crate::secret::Secret;
+
+/// Key exchange preference: the classical elliptic-curve methods first because a login is
+/// dominated by kex CPU (LAB.md), then the rest of what libssh2 offers as fallbacks.
+pub const KEX_PREFERENCE: &str = "curve25519-sha256,curve25519-sha256@libssh.org,\
+    ecdh-sha2-nistp256,ecdh-sha2-nistp384,ecdh-sha2-nistp521,\
+    diffie-hellman-group-exchange-sha256,diffie-hellman-group16-sha512,\
+    diffie-hellman-group18-sha512,diffie-hellman-group14-sha256";
+
+/// How much of a command's stderr is kept for messages.
+const STDERR_KEEP: usize = 4096;
+/// Upper bound on a command's stdout; the commands rotor runs print a few lines.
+const STDOUT_MAX: usize = 16 * 1024 * 1024;
+/// Time allowed for the polite disconnect when a session is dropped.
+const DISCONNECT_BOUND: Duration = Duration::from_secs(2);
+
+// libssh2 error codes we classify (include/libssh2.h).
+const LIBSSH2_ERROR_KEX_FAILURE: i32 = -5;
+const LIBSSH2_ERROR_SOCKET_SEND: i32 = -7;
+const LIBSSH2_ERROR_KEY_EXCHANGE_FAILURE: i32 = -8;
+const LIBSSH2_ERROR_TIMEOUT: i32 = -9;
+const LIBSSH2_ERROR_SOCKET_DISCONNECT: i32 = -13;
+const LIBSSH2_ERROR_FILE: i32 = -16;
+const LIBSSH2_ERROR_AUTHENTICATION_FAILED: i32 = -18;
+const LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED: i32 = -19;
+const LIBSSH2_ERROR_SOCKET_TIMEOUT: i32 = -30;
+const LIBSSH2_ERROR_SOCKET_RECV: i32 = -43;
+const LIBSSH2_ERROR_KEYFILE_AUTH_FAILED: i32 = -48;
+
+/// Where and how to reach one host over SSH.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    pub host: HostName,
+    /// What to dial: an IP address or a DNS name (resolution itself is not time-bounded).
+    pub address: String,
+    pub port: u16,
+    pub pin: HostKeyPin,
+    /// Deadline of each step: TCP connect, handshake, authentication, one `exec`.
+    pub timeout: Duration,
+}
+
+/// How to authenticate a session.
+#[derive(Debug, Clone, Copy)]
+pub enum SshAuth<'a> {
+    /// An unencrypted OpenSSH private key file.
+    KeyFile(&'a Path),
+    /// A password (SSH "password" method; keyboard-interactive is not tried).
+    Password(&'a Secret),
+}
+
+/// What one command produced.
+pub struct ExecOutput {
+    /// Exit status; `-1` when the command died from a signal (see `signal`) or sent none.
+    pub status: i32,
+    /// Signal name (e.g. `TERM`) when the command was killed by one.
+    pub signal: Option<String>,
+    /// Everything the command printed on stdout; zeroized on drop (it may hold a shadow hash).
+    pub stdout: Zeroizing<Vec<u8>>,
+    /// The first few KB of stderr, lossily decoded, for messages.
+    pub stderr: String,
+}
+
+/// One authenticated SSH session. Not `Sync`; one thread drives it at a time.
+pub struct SshSession {
+    session: Session,
+    host: HostName,
+    address: String,
+    timeout: Duration,
+    /// Set after a timeout or I/O error inside `exec`: libssh2's state is then unknown, so the
+    /// session refuses further work and the caller reconnects.
+    broken: bool,
+}
+
+impl SshSession {
+    /// Connects, checks the host key against the pin, then authenticates `user`.
+    /// A rejected credential is `ConnectAuthRejected`.
+    pub fn connect(
+        target: &SshTarget,
+        user: &AccountName,
+        auth: SshAuth<'_>,
+    ) -> Result<SshSession, ConnectorError> {
+        let span = tracing::debug_span!("ssh_connect", host = %target.host, user = %user);
+        let _enter = span.enter();
+        let session = open_verified(target)?;
+        authenticate(&session, target, user, auth).map_err(|failure| match failure {
+            AuthFailure::Rejected(detail) => ConnectorError::new(
+                FaultClass::ConnectAuthRejected,
+                format!(
+                    "{}: {user}@{} ({}:{}) was rejected ({detail}); check that the connect key \
+                     or password in the inventory is current and that {user} may log in over SSH",
+                    target.host, target.host, target.address, target.port
+                ),
+            ),
+            AuthFailure::Other(err) => err,
+        })?;
+        debug!("authenticated");
+        Ok(SshSession {
+            session,
+            host: target.host.clone(),
+            address: format!("{}:{}", target.address, target.port),
+            timeout: target.timeout,
+            broken: false,
+        })
+    }
+
+    /// Runs one command and waits for it to finish, all within the target's step timeout.
+    ///
+    /// `command` must never contain a secret: it is visible in the target's process list and
+    /// may be logged. Secrets go in `stdin`, which is written in full, then EOF is sent.
+    ///
+    /// Reading order: stdout to EOF, then stderr. libssh2 flow control is per channel, so a
+    /// command that writes more than the channel window (about 2 MB) to stderr before closing
+    /// stdout, or that prints more than a window of output before reading all its stdin, stalls
+    /// until the deadline and ends in `TimedOut`. rotor's commands write a few lines.
+    ///
+    /// A timeout or I/O failure leaves the session unusable (`Protocol` on the next call).
+    pub fn exec(&mut self, command: &str, stdin: &[u8]) -> Result<ExecOutput, ConnectorError> {
+        let span = tracing::debug_span!("ssh_exec", host = %self.host);
+        let _enter = span.enter();
+        if self.broken {
+            return Err(self.error(
+                FaultClass::Protocol,
+                "the session broke during an earlier command; reconnect",
+            ));
+        }
+        let deadline = Instant::now() + self.timeout;
+        let result = self.exec_until(command, stdin, deadline);
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
+    }
+
+    fn exec_until(
+        &mut self,
+        command: &str,
+        stdin: &[u8],
+        deadline: Instant,
+    ) -> Result<ExecOutput, ConnectorError> {
+        let what = "running a command";
+        arm(&self.session, deadline).map_err(|_| self.timed_out(what))?;
+        let mut channel = self
+            .session
+            .channel_session()
+            .map_err(|e| self.ssh_error(e, "opening a channel"))?;
+        arm(&self.session, deadline).map_err(|_| self.timed_out(what))?;
+        channel
+            .exec(command)
+            .map_err(|e| self.ssh_error(e, "starting a command"))?;
+
+        for chunk in stdin.chunks(32 * 1024) {
+            arm(&self.session, deadline).map_err(|_| self.timed_out(what))?;
+            channel
+                .write_all(chunk)
+                .map_err(|e| self.io_error(e, "writing the command's stdin"))?;
+        }
+        arm(&self.session, deadline).map_err(|_| self.timed_out(what))?;
+        channel
+            .send_eof()
+            .map_err(|e| self.ssh_error(e, "closing the command's stdin"))?;
+
+        let mut stdout = Zeroizing::new(Vec::new());
+        let mut chunk = Zeroizing::new([0u8; 16 * 1024]);
+        loop {
+            arm(&self.session, deadline).map_err(|_| self.timed_out(what))?;
+            let n = channel
+                .read(&mut chunk[..])
+                .map_err(|e| self.io_error(e, "reading the command's stdout"))?;
+            if n == 0 {
+                break;
+            }
+            if stdout.len() + n > STDOUT_MAX {
+                return Err(self.error(
+                    FaultClass::Protocol,
+                    format!("the command printed more than {STDOUT_MAX} bytes on stdout"),
+                ));
+            }
+            extend_zeroizing(&mut stdout, &chunk[..n]);
+        }
+
+        let mut stderr = Vec::new();
+        let mut err_stream = channel.stderr();
+        let mut buf = [0u8; 4096];
+        loop {
+            arm(&self.session, deadline).map_err(|_| self.timed_out(what))?;
+            let n = err_stream
+                .read(&mut buf)
+                .map_err(|e| self.io_error(e, "reading the command's stderr"))?;
+            if n == 0 {
+                break;
+            }
+            // Keep draining past the limit so the channel can close.
+            let keep = n.min(STDERR_KEEP.saturating_sub(stderr.len()));
+            stderr.extend_from_slice(&buf[..keep]);
+        }
+
+        arm(&self.session, deadline).map_err(|_| self.timed_out(what))?;
+        channel
+            .wait_close()
+            .map_err(|e| self.ssh_error(e, "waiting for the command to end"))?;
+        let status = channel
+            .exit_status()
+            .map_err(|e| self.ssh_error(e, "reading the exit status"))?;
+        let signal = channel.exit_signal().ok().and_then(|s| s.exit_signal);
+        // libssh2 reports 0 when no exit-status message came; a signal means the command died.
+        let status = if signal.is_some() { -1 } else { status };
+        debug!(status, "command finished");
+        Ok(ExecOutput {
+            status,
+            signal,
+            stdout,
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        })
+    }
+
+    /// The key exchange method negotiated for this session (e.g. `curve25519-sha256`).
+    pub fn kex(&self) -> Option<&str> {
+        self.session.methods(MethodType::Kex)
+    }
+
+    fn error(&self, class: FaultClass, what: impl std::fmt::Display) -> ConnectorError {
+        ConnectorError::new(class, format!("{} ({}): {what}", self.host, self.address))
+    }
+
+    fn timed_out(&self, what: &str) -> ConnectorError {
+        self.error(
+            FaultClass::TimedOut,
+            format!(
+                "{what} did not finish within {}; the host or the command hangs",
+                human(self.timeout)
+            ),
+        )
+    }
+
+    fn ssh_error(&self, err: ssh2::Error, what: &str) -> ConnectorError {
+        if is_timeout(&err) {
+            return self.timed_out(what);
+        }
+        self.error(classify(&err), format!("{what} failed: {}", err.message()))
+    }
+
+    fn io_error(&self, err: io::Error, what: &str) -> ConnectorError {
+        if err.kind() == io::ErrorKind::TimedOut {
+            return self.timed_out(what);
+        }
+        self.error(FaultClass::Protocol, format!("{what} failed: {err}"))
+    }
+}
+
+impl Drop for SshSession {
+    fn drop(&mut self) {
+        // Freeing the session may still talk to the host (channel close, disconnect); bound it.
+        arm(
+            &self.session,
+            Instant::now() + DISCONNECT_BOUND.min(self.timeout),
+        )
+        .ok();
+        self.session.disconnect(None, "rotor done", None).ok();
+    }
+}
+
+/// Proves `password` for `user` on a fresh connection (password authentication only; one
+/// attempt, which counts against the account's lockout budget).
+///
+/// `Ok` when accepted; `VerifyFailed` when the server rejected it (also what a missing account
+/// looks like over SSH); other classes when the login could not be tried.
+pub fn check_password_login(
+    target: &SshTarget,
+    user: &AccountName,
+    password: &Secret,
+) -> Result<(), ConnectorError> {
+    let span = tracing::debug_span!("ssh_check_password", host = %target.host, user = %user);
+    let _enter = span.enter();
+    let session = open_verified(target)?;
+    let result = authenticate(&session, target, user, SshAuth::Password(password));
+    arm(
+        &session,
+        Instant::now() + DISCONNECT_BOUND.min(target.timeout),
+    )
+    .ok();
+    session.disconnect(None, "rotor verify done", None).ok();
+    result.map_err(|failure| match failure {
+        AuthFailure::Rejected(detail) => ConnectorError::new(
+            FaultClass::VerifyFailed,
+            format!(
+                "{} ({}:{}): password login as {user} was rejected ({detail})",
+                target.host, target.address, target.port
+            ),
+        ),
+        AuthFailure::Other(err) => err,
+    })
+}
+
+/// OpenSSH's fingerprint of a public key blob: `SHA256:` and unpadded base64 of its SHA-256.
+pub fn fingerprint_sha256(key_blob: &[u8]) -> String {
+    format!(
+        "SHA256:{}",
+        STANDARD_NO_PAD.encode(Sha256::digest(key_blob))
+    )
+}
+
+/// One public host key: its SSH key type and wire blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicHostKey {
+    pub key_type: String,
+    pub blob: Vec<u8>,
+}
+
+impl PublicHostKey {
+    /// Parses an OpenSSH public key line, `TYPE BASE64 [COMMENT]`, and checks that the blob
+    /// names the same type. Returns a message for people on failure.
+    pub fn parse_openssh(line: &str) -> Result<PublicHostKey, String> {
+        let mut fields = line.split_whitespace();
+        let (Some(key_type), Some(b64)) = (fields.next(), fields.next()) else {
+            return Err("expected `TYPE BASE64 [COMMENT]`, e.g. `ssh-ed25519 AAAAC3Nz...`".into());
+        };
+        let blob = STANDARD
+            .decode(b64)
+            .map_err(|e| format!("the key's base64 does not decode: {e}"))?;
+        let inner = blob_key_type(&blob).ok_or("the key blob is malformed")?;
+        if inner != key_type {
+            return Err(format!(
+                "the line says `{key_type}` but the key blob is `{inner}`"
+            ));
+        }
+        if host_key_methods(key_type).is_none() {
+            return Err(format!(
+                "host key type `{key_type}` is not supported; pin an ssh-ed25519, ecdsa-sha2-* \
+                 or ssh-rsa key"
+            ));
+        }
+        Ok(PublicHostKey {
+            key_type: key_type.to_owned(),
+            blob,
+        })
+    }
+
+    fn from_blob(blob: Vec<u8>) -> Option<PublicHostKey> {
+        let key_type = blob_key_type(&blob)?.to_owned();
+        Some(PublicHostKey { key_type, blob })
+    }
+}
+
+/// The type string at the start of an SSH public key blob (`uint32 len, bytes`).
+fn blob_key_type(blob: &[u8]) -> Option<&str> {
+    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
+    std::str::from_utf8(blob.get(4..4 + len)?).ok()
+}
+
+/// The host-key signature algorithms that make a server present a key of `key_type`.
+fn host_key_methods(key_type: &str) -> Option<&'static str> {
+    Some(match key_type {
+        "ssh-ed25519" => "ssh-ed25519",
+        "ecdsa-sha2-nistp256" => "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384" => "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521" => "ecdsa-sha2-nistp521",
+        // OpenSSH 8.8+ refuses SHA-1 signatures by default; the key type stays `ssh-rsa`.
+        "ssh-rsa" => "rsa-sha2-512,rsa-sha2-256,ssh-rsa",
+        _ => return None,
+    })
+}
+
+/// Preference among several pinned key types, strongest and cheapest first.
+const KEY_TYPE_ORDER: [&str; 5] = [
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+];
+
+/// The keys a host may present, from its pin, plus where they came from (for messages).
+struct ExpectedKeys {
+    keys: Vec<PublicHostKey>,
+    source: String,
+}
+
+impl ExpectedKeys {
+    /// The host-key method preference: only the pinned types, in [`KEY_TYPE_ORDER`].
+    fn method_pref(&self) -> String {
+        KEY_TYPE_ORDER
+            .iter()
+            .filter(|t| self.keys.iter().any(|k| k.key_type == **t))
+            .filter_map(|t| host_key_methods(t))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// The name a known_hosts file uses for this endpoint: `host` on port 22, `[host]:port` else.
+pub fn known_hosts_name(address: &str, port: u16) -> String {
+    if port == 22 {
+        address.to_owned()
+    } else {
+        format!("[{address}]:{port}")
+    }
+}
+
+fn expected_keys(target: &SshTarget, session: &Session) -> Result<ExpectedKeys, ConnectorError> {
+    let fail = |what: String| {
+        ConnectorError::new(
+            FaultClass::HostKeyMismatch,
+            format!(
+                "{} ({}:{}): {what}",
+                target.host, target.address, target.port
+            ),
+        )
+    };
+    match &target.pin {
+        HostKeyPin::Key(line) => {
+            let key = PublicHostKey::parse_openssh(line)
+                .map_err(|e| fail(format!("the pinned host_key is not usable: {e}")))?;
+            Ok(ExpectedKeys {
+                keys: vec![key],
+                source: "host_key in the inventory".into(),
+            })
+        }
+        HostKeyPin::KnownHosts(path) => {
+            let name = known_hosts_name(&target.address, target.port);
+            let mut known = session
+                .known_hosts()
+                .map_err(|e| fail(format!("cannot use known_hosts: {}", e.message())))?;
+            known
+                .read_file(path, KnownHostFileKind::OpenSSH)
+                .map_err(|e| {
+                    fail(format!(
+                        "cannot read known_hosts file {}: {}",
+                        path.display(),
+                        e.message()
+                    ))
+                })?;
+            let entries = known
+                .iter()
+                .map_err(|e| fail(format!("cannot list {}: {}", path.display(), e.message())))?;
+            // libssh2 matches names (hashed ones too); asking it whether each key in the file
+            // is recorded for `name` yields exactly the keys pinned for this endpoint.
+            let mut keys: Vec<PublicHostKey> = Vec::new();
+            for entry in entries {
+                let Ok(blob) = STANDARD.decode(entry.key()) else {
+                    continue;
+                };
+                if matches!(known.check(&name, &blob), CheckResult::Match)
+                    && !keys.iter().any(|k| k.blob == blob)
+                    && let Some(key) = PublicHostKey::from_blob(blob)
+                    && host_key_methods(&key.key_type).is_some()
+                {
+                    keys.push(key);
+                }
+            }
+            if keys.is_empty() {
+                return Err(fail(format!(
+                    "{} has no usable key for `{name}`; add the host's key, verified out of \
+                     band, to that file (or pin host_key in the inventory)",
+                    path.display()
+                )));
+            }
+            Ok(ExpectedKeys {
+                keys,
+                source: format!("{} entry `{name}`", path.display()),
+            })
+        }
+    }
+}
+
+/// TCP connect, handshake and host-key check: a session that is safe to authenticate on.
+fn open_verified(target: &SshTarget) -> Result<Session, ConnectorError> {
+    let at = format!("{} ({}:{})", target.host, target.address, target.port);
+    let fail =
+        |class: FaultClass, what: String| ConnectorError::new(class, format!("{at}: {what}"));
+
+    let tcp = tcp_connect(target).map_err(|(class, what)| fail(class, what))?;
+    let mut session = Session::new()
+        .map_err(|e| fail(FaultClass::Protocol, format!("cannot start libssh2: {e}")))?;
+    let expected = expected_keys(target, &session)?;
+    session
+        .method_pref(MethodType::Kex, KEX_PREFERENCE)
+        .map_err(|e| fail(FaultClass::Protocol, format!("kex preference: {e}")))?;
+    session
+        .method_pref(MethodType::HostKey, &expected.method_pref())
+        .map_err(|e| fail(FaultClass::Protocol, format!("host key preference: {e}")))?;
+    session.set_tcp_stream(tcp);
+
+    let started = Instant::now();
+    arm(&session, started + target.timeout).ok();
+    if let Err(err) = session.handshake() {
+        let timed_out = is_timeout(&err) || started.elapsed() >= target.timeout;
+        let code = session_code(&err);
+        return Err(if timed_out {
+            fail(
+                FaultClass::TimedOut,
+                format!(
+                    "the SSH handshake did not finish within {}; TCP connected but the server \
+                     does not answer (sshd hung or overloaded?)",
+                    human(target.timeout)
+                ),
+            )
+        } else if matches!(
+            code,
+            Some(LIBSSH2_ERROR_KEX_FAILURE | LIBSSH2_ERROR_KEY_EXCHANGE_FAILURE)
+        ) {
+            fail(
+                FaultClass::HostKeyMismatch,
+                format!(
+                    "key exchange failed ({}): the host offers no host key of the pinned type \
+                     ({}) or no common key exchange; if the host was reinstalled, verify its \
+                     new key out of band and update host_key in the inventory",
+                    err.message(),
+                    expected.method_pref()
+                ),
+            )
+        } else {
+            fail(
+                classify(&err),
+                format!("SSH handshake failed: {}", err.message()),
+            )
+        });
+    }
+    debug!(
+        kex = session.methods(MethodType::Kex).unwrap_or("?"),
+        host_key_method = session.methods(MethodType::HostKey).unwrap_or("?"),
+        "ssh handshake done"
+    );
+
+    let Some((presented, _)) = session.host_key() else {
+        return Err(fail(
+            FaultClass::HostKeyMismatch,
+            "the server presented no host key".into(),
+        ));
+    };
+    if !expected.keys.iter().any(|k| k.blob == presented) {
+        let expected_fps = expected
+            .keys
+            .iter()
+            .map(|k| format!("{} {}", k.key_type, fingerprint_sha256(&k.blob)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let presented_type = blob_key_type(presented).unwrap_or("unknown type");
+        return Err(fail(
+            FaultClass::HostKeyMismatch,
+            format!(
+                "host key mismatch: the host presented {presented_type} {} but {} pins {}. \
+                 Refusing to authenticate. If the host was reinstalled, verify the new key out \
+                 of band and update host_key in the inventory",
+                fingerprint_sha256(presented),
+                expected.source,
+                expected_fps
+            ),
+        ));
+    }
+    Ok(session)
+}
+
+fn tcp_connect(target: &SshTarget) -> Result<TcpStream, (FaultClass, String)> {
+    let addrs: Vec<SocketAddr> = (target.address.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            (
+                FaultClass::Unreachable,
+                format!("cannot resolve the address: {e}; check `address` in the inventory"),
+            )
+        })?
+        .collect();
+    let mut last = (
+        FaultClass::Unreachable,
+        "the address resolved to nothing".to_owned(),
+    );
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, target.timeout) {
+            Ok(tcp) => {
+                tcp.set_nodelay(true).ok();
+                return Ok(tcp);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                last = (
+                    FaultClass::TimedOut,
+                    format!(
+                        "TCP connect to {addr} did not finish within {}",
+                        human(target.timeout)
+                    ),
+                );
+            }
+            Err(e) => {
+                last = (
+                    FaultClass::Unreachable,
+                    format!("TCP connect to {addr} failed: {e}; is the host up and sshd running?"),
+                );
+            }
+        }
+    }
+    Err(last)
+}
+
+enum AuthFailure {
+    /// The server answered and said no. The detail never holds the secret.
+    Rejected(String),
+    Other(ConnectorError),
+}
+
+fn authenticate(
+    session: &Session,
+    target: &SshTarget,
+    user: &AccountName,
+    auth: SshAuth<'_>,
+) -> Result<(), AuthFailure> {
+    let at = format!("{} ({}:{})", target.host, target.address, target.port);
+    arm(session, Instant::now() + target.timeout).ok();
+    let result = match auth {
+        SshAuth::KeyFile(path) => session.userauth_pubkey_file(user.as_str(), None, path, None),
+        // The one place a password enters the protocol.
+        SshAuth::Password(secret) => session.userauth_password(user.as_str(), secret.expose()),
+    };
+    match result {
+        Ok(()) if session.authenticated() => Ok(()),
+        Ok(()) => Err(AuthFailure::Rejected(
+            "the server wants further authentication".into(),
+        )),
+        Err(err) if is_timeout(&err) => Err(AuthFailure::Other(ConnectorError::new(
+            FaultClass::TimedOut,
+            format!(
+                "{at}: authentication did not finish within {}",
+                human(target.timeout)
+            ),
+        ))),
+        Err(err) => match session_code(&err) {
+            Some(LIBSSH2_ERROR_AUTHENTICATION_FAILED | LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED) => {
+                Err(AuthFailure::Rejected(err.message().to_owned()))
+            }
+            Some(LIBSSH2_ERROR_FILE | LIBSSH2_ERROR_KEYFILE_AUTH_FAILED) => {
+                let path = match auth {
+                    SshAuth::KeyFile(p) => p.display().to_string(),
+                    SshAuth::Password(_) => String::new(),
+                };
+                Err(AuthFailure::Rejected(format!(
+                    "cannot use the key file {path}: {}; it must be a readable, unencrypted \
+                     OpenSSH private key",
+                    err.message()
+                )))
+            }
+            _ => Err(AuthFailure::Other(ConnectorError::new(
+                classify(&err),
+                format!("{at}: authentication failed: {}", err.message()),
+            ))),
+        },
+    }
+}
+
+/// Sets libssh2's per-call timeout to the time left until `deadline` (at least 1 ms, because
+/// 0 means "no timeout" to libssh2). `Err` when the deadline has passed.
+fn arm(session: &Session, deadline: Instant) -> Result<(), ()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(());
+    }
+    let ms = u32::try_from(left.as_millis()).unwrap_or(u32::MAX).max(1);
+    session.set_timeout(ms);
+    Ok(())
+}
+
+fn session_code(err: &ssh2::Error) -> Option<i32> {
+    match err.code() {
+        ErrorCode::Session(code) => Some(code),
+        ErrorCode::SFTP(_) => None,
+    }
+}
+
+fn is_timeout(err: &ssh2::Error) -> bool {
+    matches!(
+        session_code(err),
+        Some(LIBSSH2_ERROR_TIMEOUT | LIBSSH2_ERROR_SOCKET_TIMEOUT)
+    )
+}
+
+fn classify(err: &ssh2::Error) -> FaultClass {
+    match session_code(err) {
+        Some(LIBSSH2_ERROR_TIMEOUT | LIBSSH2_ERROR_SOCKET_TIMEOUT) => FaultClass::TimedOut,
+        Some(
+            LIBSSH2_ERROR_SOCKET_DISCONNECT | LIBSSH2_ERROR_SOCKET_RECV | LIBSSH2_ERROR_SOCKET_SEND,
+        ) => FaultClass::Unreachable,
+        _ => FaultClass::Protocol,
+    }
+}
+
+/// Appends without leaving an unzeroized copy behind when the vector grows.
+fn extend_zeroizing(buf: &mut Zeroizing<Vec<u8>>, more: &[u8]) {
+    if buf.capacity() - buf.len() < more.len() {
+        let mut bigger = Zeroizing::new(Vec::with_capacity((buf.len() + more.len()).max(4096) * 2));
+        bigger.extend_from_slice(buf);
+        // The old buffer is zeroized as it drops here.
+        *buf = bigger;
+    }
+    buf.extend_from_slice(more);
+}
+
+fn human(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // `ssh-keygen -lf` on this key prints:
+    // 256 SHA256:hc77bb1ORmfA9mgFtmbLs44BODmsmebBwcueFYizKbQ test@rotor (ED25519)
+    const ED25519_LINE: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKSs3E4orYCVUv8bdx6vsQB1ee4iWOmvGKpBBOinj5/s test@rotor";
+    const ED25519_FP: &str = "SHA256:hc77bb1ORmfA9mgFtmbLs44BODmsmebBwcueFYizKbQ";
+
+    fn check_parse(line: &str, expect: Result<&str, &str>) {
+        match (PublicHostKey::parse_openssh(line), expect) {
+            (Ok(key), Ok(key_type)) => assert_eq!(key.key_type, key_type, "{line}"),
+            (Err(msg), Err(needle)) => assert!(msg.contains(needle), "{line}: {msg}"),
+            (got, want) => panic!("{line}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn pin_parsing() {
+        check_parse(ED25519_LINE, Ok("ssh-ed25519"));
+        check_parse(
+            ED25519_LINE.trim_end_matches(" test@rotor"),
+            Ok("ssh-ed25519"),
+        );
+        check_parse("ssh-ed25519", Err("expected `TYPE BASE64"));
+        check_parse("", Err("expected `TYPE BASE64"));
+        check_parse("ssh-ed25519 !!!notbase64", Err("does not decode"));
+        check_parse(
+            &ED25519_LINE.replace("ssh-ed25519 ", "ssh-rsa "),
+            Err("the line says `ssh-rsa` but the key blob is `ssh-ed25519`"),
+        );
+        check_parse("ssh-ed25519 AAAA", Err("malformed"));
+        let dss = format!(
+            "ssh-dss {}",
+            STANDARD.encode(b"\0\0\0\x07ssh-dss\0\0\0\x01x")
+        );
+        check_parse(&dss, Err("not supported"));
+    }
+
+    #[test]
+    fn fingerprint_matches_ssh_keygen() {
+        let key = PublicHostKey::parse_openssh(ED25519_LINE).unwrap();
+        assert_eq!(fingerprint_sha256(&key.blob), ED25519_FP);
+    }
+
+    #[test]
+    fn method_pref_follows_pinned_types() {
+        let ed = PublicHostKey::parse_openssh(ED25519_LINE).unwrap();
+        let rsa = PublicHostKey {
+            key_type: "ssh-rsa".into(),
+            blob: vec![],
+        };
+        let keys = |keys| ExpectedKeys {
+            keys,
+            source: String::new(),
+        };
+        assert_eq!(keys(vec![ed.clone()]).method_pref(), "ssh-ed25519");
+        assert_eq!(
+            keys(vec![rsa.clone(), ed]).method_pref(),
+            "ssh-ed25519,rsa-sha2-512,rsa-sha2-256,ssh-rsa"
+        );
+        assert_eq!(
+            keys(vec![rsa]).method_pref(),
+            "rsa-sha2-512,rsa-sha2-256,ssh-rsa"
+        );
+    }
+
+    #[test]
+    fn known_hosts_names() {
+        assert_eq!(known_hosts_name("10.0.0.5", 22), "10.0.0.5");
+        assert_eq!(known_hosts_name("10.0.0.5", 2222), "[10.0.0.5]:2222");
+    }
+
+    #[test]
+    fn extend_zeroizing_keeps_contents() {
+        let mut buf = Zeroizing::new(Vec::new());
+        for i in 0..100u8 {
+            extend_zeroizing(&mut buf, &[i; 1000]);
+        }
+        assert_eq!(buf.len(), 100_000);
+        assert!(
+            buf.chunks(1000)
+                .enumerate()
+                .all(|(i, c)| c.iter().all(|&b| b == i as u8))
+        );
+    }
+}
+
+/// Real sshd tests. One throwaway sshd on 127.0.0.1 (a free high port) serves every case, run
+/// in order by one test so that the fixture is started and stopped exactly once.
+#[cfg(all(test, feature = "lab"))]
+mod lab {
+    use std::fs;
+    use std::net::TcpListener;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+
+    use super::*;
+
+    const SSHD: &str = "/usr/sbin/sshd";
+    const PASSWORD: &str = "lab-Pw-4f9e1c2b-correct";
+
+    struct Lab {
+        dir: tempfile::TempDir,
+        port: u16,
+        pid: u32,
+        user: AccountName,
+        host_key_line: String,
+        client_key: PathBuf,
+    }
+
+    fn run(cmd: &mut Command) -> String {
+        let out = cmd.output().expect("spawn");
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn keygen(path: &Path, key_type: &str) -> String {
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", key_type, "-N", "", "-C", "lab", "-f"])
+            .arg(path));
+        fs::read_to_string(path.with_extension("pub"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// Polls `f` until it returns true or `within` passes.
+    fn poll(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn signal(pid: u32, sig: &str) {
+        Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap();
+    }
+
+    impl Lab {
+        fn start() -> Lab {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            fs::create_dir_all("/run/sshd").unwrap();
+            let host_key_line = keygen(&d.join("host_ed25519"), "ed25519");
+            let client_key = d.join("client_ed25519");
+            let client_pub = keygen(&client_key, "ed25519");
+            let user =
+                AccountName::parse(&format!("rotorlab{}", std::process::id() % 100_000)).unwrap();
+            fs::create_dir(d.join("ak")).unwrap();
+            fs::write(d.join("ak").join(user.as_str()), format!("{client_pub}\n")).unwrap();
+            let port = free_port();
+            let config = d.join("sshd_config");
+            fs::write(
+                &config,
+                format!(
+                    "ListenAddress 127.0.0.1:{port}\nHostKey {d}/host_ed25519\nPidFile {d}/sshd.pid\n\
+                     AuthorizedKeysFile {d}/ak/%u\nPasswordAuthentication yes\nUsePAM no\n\
+                     KbdInteractiveAuthentication no\nStrictModes no\nPermitRootLogin no\n\
+                     MaxStartups 100\nLogLevel VERBOSE\n",
+                    d = d.display()
+                ),
+            )
+            .unwrap();
+            // A throwaway account; removed in Drop.
+            // The account's home lives in the tempdir, which must be reachable by it.
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+            let home = d.join("home");
+            run(Command::new("useradd")
+                .args(["-M", "-s", "/bin/sh", "-d"])
+                .arg(&home)
+                .arg(user.as_str()));
+            fs::create_dir(&home).unwrap();
+            run(Command::new("chown").arg(user.as_str()).arg(&home));
+            let mut chpasswd = Command::new("chpasswd")
+                .stdin(Stdio::piped())
+                .spawn()
+                .unwrap();
+            chpasswd
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{user}:{PASSWORD}\n").as_bytes())
+                .unwrap();
+            assert!(chpasswd.wait().unwrap().success());
+            run(Command::new(SSHD)
+                .arg("-f")
+                .arg(&config)
+                .arg("-E")
+                .arg(d.join("sshd.log")));
+            let pid_file = d.join("sshd.pid");
+            assert!(
+                poll(Duration::from_secs(5), || pid_file.exists()
+                    && TcpStream::connect(("127.0.0.1", port)).is_ok()),
+                "sshd did not start: {}",
+                fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+            );
+            let pid = fs::read_to_string(&pid_file)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            Lab {
+                dir,
+                port,
+                pid,
+                user,
+                host_key_line,
+                client_key,
+            }
+        }
+
+        fn target(&self, timeout: Duration) -> SshTarget {
+            SshTarget {
+                host: HostName::parse("lab-1").unwrap(),
+                address: "127.0.0.1".into(),
+                port: self.port,
+                pin: HostKeyPin::Key(self.host_key_line.clone()),
+                timeout,
+            }
+        }
+
+        fn connect(&self) -> SshSession {
+            SshSession::connect(
+                &self.target(Duration::from_secs(5)),
+                &self.user,
+                SshAuth::KeyFile(&self.client_key),
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        }
+    }
+
+    impl Drop for Lab {
+        fn drop(&mut self) {
+            signal(self.pid, "-CONT");
+            signal(self.pid, "-KILL");
+            Command::new("userdel")
+                .args(["-f", self.user.as_str()])
+                .status()
+                .ok();
+        }
+    }
+
+    fn class_of<T>(r: Result<T, ConnectorError>) -> (FaultClass, String) {
+        match r {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => (e.class, e.message),
+        }
+    }
+
+    fn key_auth_exec_round_trip(lab: &Lab) {
+        let mut s = lab.connect();
+        assert!(
+            matches!(
+                s.kex(),
+                Some("curve25519-sha256" | "curve25519-sha256@libssh.org")
+            ),
+            "{:?}",
+            s.kex()
+        );
+        let out = s.exec("cat", b"hello\nworld\n").unwrap();
+        assert_eq!(
+            (out.status, &out.stdout[..], out.stderr.as_str()),
+            (0, &b"hello\nworld\n"[..], "")
+        );
+        // Bigger than one read chunk and one libssh2 packet.
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let out = s.exec("cat", &big).unwrap();
+        assert!(
+            out.stdout[..] == big[..],
+            "cat round trip of {} bytes",
+            big.len()
+        );
+        let out = s.exec("echo oops >&2; exit 3", b"").unwrap();
+        assert_eq!(
+            (out.status, out.signal.as_deref(), out.stderr.as_str()),
+            (3, None, "oops\n")
+        );
+        let out = s.exec("kill -TERM $$", b"").unwrap();
+        assert_eq!((out.status, out.signal.as_deref()), (-1, Some("TERM")));
+        let out = s.exec("id -un", b"").unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            lab.user.as_str()
+        );
+    }
+
+    fn password_login(lab: &Lab) {
+        let target = lab.target(Duration::from_secs(5));
+        check_password_login(&target, &lab.user, &Secret::new(PASSWORD.into())).unwrap();
+        let wrong = "lab-wrong-password-93c1";
+        let (class, msg) = class_of(check_password_login(
+            &target,
+            &lab.user,
+            &Secret::new(wrong.into()),
+        ));
+        assert_eq!(class, FaultClass::VerifyFailed, "{msg}");
+        assert!(
+            msg.contains("lab-1") && msg.contains("127.0.0.1") && !msg.contains(wrong),
+            "{msg}"
+        );
+        let nobody = AccountName::parse("rotor_no_such_user").unwrap();
+        let (class, msg) = class_of(check_password_login(
+            &target,
+            &nobody,
+            &Secret::new(PASSWORD.into()),
+        ));
+        assert_eq!(class, FaultClass::VerifyFailed, "{msg}");
+        // The same wrong password as the connect identity is the admin's problem, not a verify.
+        let (class, msg) = class_of(SshSession::connect(
+            &target,
+            &lab.user,
+            SshAuth::Password(&Secret::new(wrong.into())),
+        ));
+        assert_eq!(class, FaultClass::ConnectAuthRejected, "{msg}");
+        assert!(
+            msg.contains(&format!("{}@lab-1", lab.user)) && !msg.contains(wrong),
+            "{msg}"
+        );
+    }
+
+    fn wrong_pin(lab: &Lab) {
+        let other = keygen(&lab.dir.path().join("other_ed25519"), "ed25519");
+        let mut target = lab.target(Duration::from_secs(5));
+        target.pin = HostKeyPin::Key(other.clone());
+        let (class, msg) = class_of(check_password_login(
+            &target,
+            &lab.user,
+            &Secret::new(PASSWORD.into()),
+        ));
+        assert_eq!(class, FaultClass::HostKeyMismatch, "{msg}");
+        let fp = |line: &str| fingerprint_sha256(&PublicHostKey::parse_openssh(line).unwrap().blob);
+        for needle in [
+            fp(&other),
+            fp(&lab.host_key_line),
+            "lab-1".into(),
+            "127.0.0.1".into(),
+            "out of band".into(),
+        ] {
+            assert!(msg.contains(&needle), "{needle} missing in: {msg}");
+        }
+        // No key of the pinned type on the server: the handshake cannot even agree.
+        target.pin = HostKeyPin::Key(keygen(&lab.dir.path().join("other_rsa"), "rsa"));
+        let (class, msg) = class_of(check_password_login(
+            &target,
+            &lab.user,
+            &Secret::new(PASSWORD.into()),
+        ));
+        assert_eq!(class, FaultClass::HostKeyMismatch, "{msg}");
+    }
+
+    fn known_hosts_pin(lab: &Lab) {
+        let path = lab.dir.path().join("known_hosts");
+        let mut target = lab.target(Duration::from_secs(5));
+        target.pin = HostKeyPin::KnownHosts(path.clone());
+        let other = keygen(&lab.dir.path().join("kh_other"), "ed25519");
+        // Only an entry for port 22 (plain name) and for another host: not this endpoint.
+        fs::write(
+            &path,
+            format!(
+                "127.0.0.1 {}\n[127.0.0.2]:{} {}\n",
+                lab.host_key_line, lab.port, lab.host_key_line
+            ),
+        )
+        .unwrap();
+        let (class, msg) = class_of(SshSession::connect(
+            &target,
+            &lab.user,
+            SshAuth::KeyFile(&lab.client_key),
+        ));
+        assert_eq!(class, FaultClass::HostKeyMismatch, "{msg}");
+        // A wrong key recorded for this endpoint.
+        fs::write(&path, format!("[127.0.0.1]:{} {other}\n", lab.port)).unwrap();
+        let (class, msg) = class_of(SshSession::connect(
+            &target,
+            &lab.user,
+            SshAuth::KeyFile(&lab.client_key),
+        ));
+        assert_eq!(class, FaultClass::HostKeyMismatch, "{msg}");
+        // The right key, hashed by ssh-keygen -H, next to an RSA line for another host.
+        fs::write(
+            &path,
+            format!(
+                "[127.0.0.1]:{} {}\notherhost ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7\n",
+                lab.port, lab.host_key_line
+            ),
+        )
+        .unwrap();
+        run(Command::new("ssh-keygen").arg("-H").arg("-f").arg(&path));
+        assert!(!fs::read_to_string(&path).unwrap().contains("127.0.0.1"));
+        let mut s = SshSession::connect(&target, &lab.user, SshAuth::KeyFile(&lab.client_key))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.exec("true", b"").unwrap().status, 0);
+    }
+
+    fn refused_port(lab: &Lab) {
+        let mut target = lab.target(Duration::from_secs(5));
+        target.port = free_port();
+        let started = Instant::now();
+        let (class, msg) = class_of(check_password_login(
+            &target,
+            &lab.user,
+            &Secret::new(PASSWORD.into()),
+        ));
+        assert_eq!(class, FaultClass::Unreachable, "{msg}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    fn command_that_never_ends(lab: &Lab) {
+        let mut target = lab.target(Duration::from_millis(1500));
+        target.timeout = Duration::from_millis(1500);
+        let mut s =
+            SshSession::connect(&target, &lab.user, SshAuth::KeyFile(&lab.client_key)).unwrap();
+        let started = Instant::now();
+        // `sleep` ends on its own soon after, so nothing lingers after the test.
+        let (class, msg) = class_of(s.exec("sleep 5", b""));
+        let took = started.elapsed();
+        assert_eq!(class, FaultClass::TimedOut, "{msg}");
+        assert!(
+            took >= Duration::from_millis(1400) && took < Duration::from_millis(3000),
+            "{took:?}"
+        );
+        // A command that keeps printing also ends at the step deadline, not per read.
+        let mut s =
+            SshSession::connect(&target, &lab.user, SshAuth::KeyFile(&lab.client_key)).unwrap();
+        let started = Instant::now();
+        let (class, msg) =
+            class_of(s.exec("for i in $(seq 40); do echo tick; sleep 0.1; done", b""));
+        let took = started.elapsed();
+        assert_eq!(class, FaultClass::TimedOut, "{msg}");
+        assert!(took < Duration::from_millis(3000), "{took:?}");
+        let (class, _) = class_of(s.exec("true", b""));
+        assert_eq!(
+            class,
+            FaultClass::Protocol,
+            "a session that timed out refuses more work"
+        );
+        let dropped = Instant::now();
+        drop(s);
+        assert!(
+            dropped.elapsed() < Duration::from_millis(2500),
+            "{:?}",
+            dropped.elapsed()
+        );
+    }
+
+    fn stopped_sshd(lab: &Lab) {
+        struct Resume(u32);
+        impl Drop for Resume {
+            fn drop(&mut self) {
+                signal(self.0, "-CONT");
+            }
+        }
+        signal(lab.pid, "-STOP");
+        let _resume = Resume(lab.pid);
+        let status = || fs::read_to_string(format!("/proc/{}/stat", lab.pid)).unwrap_or_default();
+        assert!(
+            poll(Duration::from_secs(2), || status().contains(") T ")),
+            "sshd not stopped"
+        );
+        let target = lab.target(Duration::from_secs(2));
+        let started = Instant::now();
+        let (class, msg) = class_of(check_password_login(
+            &target,
+            &lab.user,
+            &Secret::new(PASSWORD.into()),
+        ));
+        let took = started.elapsed();
+        assert_eq!(class, FaultClass::TimedOut, "{msg}");
+        assert!(
+            took >= Duration::from_millis(1900) && took < Duration::from_millis(3500),
+            "{took:?}"
+        );
+        eprintln!("stopped sshd: TimedOut after {took:?} with a 2s timeout: {msg}");
+    }
+
+    fn login_cost(lab: &Lab) {
+        let target = lab.target(Duration::from_secs(5));
+        let password = Secret::new(PASSWORD.into());
+        let n = 50;
+        let started = Instant::now();
+        for _ in 0..n {
+            check_password_login(&target, &lab.user, &password).unwrap();
+        }
+        let took = started.elapsed();
+        let kex = lab.connect().kex().unwrap_or("?").to_owned();
+        eprintln!(
+            "{n} sequential check_password_login: {took:?} ({:?} each), kex {kex}",
+            took / n
+        );
+    }
+
+    /// A named step of the lab test.
+    type Case = (&'static str, fn(&Lab));
+
+    #[test]
+    fn against_a_real_sshd() {
+        let lab = Lab::start();
+        let cases: [Case; 8] = [
+            ("key_auth_exec_round_trip", key_auth_exec_round_trip),
+            ("password_login", password_login),
+            ("wrong_pin", wrong_pin),
+            ("known_hosts_pin", known_hosts_pin),
+            ("refused_port", refused_port),
+            ("command_that_never_ends", command_that_never_ends),
+            ("login_cost", login_cost),
+            // Last: it leaves a half-accepted connection in sshd's backlog.
+            ("stopped_sshd", stopped_sshd),
+        ];
+        for (name, case) in cases {
+            eprintln!("case {name}");
+            case(&lab);
+        }
+    }
+}
