@@ -3,11 +3,29 @@
 //!
 //! Invariants: no plaintext secret is ever written to disk (every secret column is
 //! XChaCha20-Poly1305 ciphertext with the row identity as associated data); every method that
-//! changes state has committed durably when it returns.
+//! changes state has committed durably when it returns; no error, log line or `Debug` output
+//! of this module carries a secret or key material.
+//!
+//! Files: [`vault`] (the `Vault` type, the `Store` impl and the CLI's queries), [`schema`]
+//! (tables and migrations), [`crypto`] (sealing, key wrapping, fingerprints: the only caller of
+//! `Secret::expose` here), [`keys`] (master key sources), [`audit`] (the hash-chained log).
 
-use std::path::PathBuf;
+pub mod audit;
+pub mod crypto;
+pub mod keys;
+pub mod schema;
+pub mod vault;
 
-/// Errors from the vault. Each message says what to do.
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+pub use keys::KeySource;
+pub use vault::{CredentialStatus, EnrollOutcome, LastRotation, RotationRecord, Vault};
+
+/// Errors from the vault. Each message says what went wrong and what to do; none carries a
+/// secret.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
@@ -15,9 +33,93 @@ pub enum StoreError {
     )]
     Missing(PathBuf),
     #[error(
+        "a vault already exists in {0}: `rotor init` never overwrites one (its master key was left untouched); use it as it is, or choose another --data-dir"
+    )]
+    AlreadyInitialized(PathBuf),
+    #[error(
+        "a master key already exists at the {0}; rotor never overwrites a key. If it belongs to another vault, choose another key location; if it is left over, move it away yourself"
+    )]
+    KeyExists(String),
+    #[error(
+        "the master key from the {0} does not match this vault (it cannot unwrap the vault's data key): check that the key source is the one `rotor init` created for this data directory (--key-file / keyring service and user), and that the key file was not replaced"
+    )]
+    KeyMismatch(String),
+    #[error(
+        "the master key file {path} has mode {mode:04o}, readable by group or others: rotor refuses to use it. Run `chmod 0400 {path}` (and check who could have read it)"
+    )]
+    KeyFilePermissions { path: PathBuf, mode: u32 },
+    #[error(
+        "the {0} does not hold a valid master key (expected the base64 of 32 bytes, as written by `rotor init`): restore the right key file or keyring entry"
+    )]
+    KeyMalformed(String),
+    #[error("{0}")]
+    Keyring(String),
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+    #[error(
+        "the vault's {0} failed its integrity check: the row was altered or copied from another row. The vault file is corrupted or was tampered with; restore it from a backup or an escrow export"
+    )]
+    Integrity(String),
+    #[error(
+        "the vault schema is version {found}, newer than this rotor understands ({known}): upgrade rotor"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error(
         "credential {0} already has a rotation in progress (rotation {1}): run `rotor recover` to settle it"
     )]
     RotationOpen(String, i64),
+    #[error(
+        "credential {0} is stuck (rotation {1} kept both its pending and current secrets): an operator must settle it before it can be rotated again"
+    )]
+    Stuck(String, i64),
+    #[error("credential {0} is not in the vault: enroll it with `rotor enroll {0}`")]
+    UnknownCredential(String),
+    #[error("rotation {0} is not in the vault")]
+    UnknownRotation(i64),
+    #[error("run {0} is not in the vault")]
+    UnknownRun(i64),
+    #[error(
+        "rotation {id} is {phase}, not open: it cannot be {wanted} (only staged, applied, verified or rolling_back rotations can)"
+    )]
+    NotOpen {
+        id: i64,
+        phase: String,
+        wanted: &'static str,
+    },
+    #[error(
+        "rotation {0}: `record_phase` only moves between open phases; use commit, roll_back or mark_stuck to end a rotation"
+    )]
+    PhaseNotRecordable(i64),
+    #[error(
+        "the audit log fails verification at entry {seq}: {reason}. Someone edited or deleted audit entries; keep this vault file as evidence"
+    )]
+    AuditTampered { seq: i64, reason: String },
+    #[error(
+        "the vault is inconsistent: {0}. This is a bug or a hand-edited database; keep the file and report it"
+    )]
+    Corrupt(String),
     #[error("vault database error: {0}")]
     Db(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(path: &Path, action: &'static str, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.to_owned(),
+            action,
+            source,
+        }
+    }
+}
+
+/// SQLite errors carry SQL text and constraint names, never bound values; the store binds only
+/// ciphertext anyway, so the message is safe to show.
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> StoreError {
+        StoreError::Db(err.to_string())
+    }
 }

@@ -1,0 +1,165 @@
+//! The vault's tables, connection settings and migrations.
+//!
+//! Migrations are numbered SQL batches; `meta.schema_version` records the last one applied.
+//! A migration never rewrites a secret column (re-encryption is a separate, explicit step) and
+//! never deletes audit rows. The audit table refuses UPDATE and DELETE through triggers, so
+//! only someone editing the file outside rotor can change it (and `audit_verify` notices).
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use super::StoreError;
+
+/// Each entry is one migration; entry `i` brings the schema to version `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial layout.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    );
+
+    CREATE TABLE credentials (
+        id         INTEGER PRIMARY KEY,
+        cred       TEXT NOT NULL UNIQUE,
+        kind       TEXT NOT NULL DEFAULT 'password',
+        created_at TEXT NOT NULL
+    );
+
+    -- secret = nonce || XChaCha20-Poly1305(data key, plaintext,
+    --          aad = "rotor/v1/version/" || cred || "/" || id)
+    -- fingerprint = hex HMAC-SHA256(hmac key, plaintext)
+    -- never_current = 1 for a pending version that was rolled back (never became current).
+    CREATE TABLE versions (
+        id               INTEGER PRIMARY KEY,
+        credential_id    INTEGER NOT NULL REFERENCES credentials(id),
+        state            TEXT NOT NULL
+                         CHECK (state IN ('pending', 'current', 'previous', 'retired')),
+        secret           BLOB NOT NULL,
+        fingerprint      TEXT NOT NULL,
+        never_current    INTEGER NOT NULL DEFAULT 0,
+        created_at       TEXT NOT NULL,
+        state_changed_at TEXT NOT NULL
+    );
+    -- At most one pending, one current and one previous version per credential.
+    CREATE UNIQUE INDEX versions_one_live_state ON versions(credential_id, state)
+        WHERE state IN ('pending', 'current', 'previous');
+    CREATE INDEX versions_fingerprint ON versions(fingerprint);
+
+    CREATE TABLE runs (
+        id         INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        ended_at   TEXT,
+        reason     TEXT NOT NULL,
+        scope      TEXT NOT NULL,
+        summary    TEXT
+    );
+
+    -- restore_point = nonce || XChaCha20-Poly1305(data key, plaintext,
+    --                 aad = "rotor/v1/restore/" || id)
+    CREATE TABLE rotations (
+        id            INTEGER PRIMARY KEY,
+        run_id        INTEGER NOT NULL REFERENCES runs(id),
+        credential_id INTEGER NOT NULL REFERENCES credentials(id),
+        version_id    INTEGER NOT NULL REFERENCES versions(id),
+        phase         TEXT NOT NULL CHECK (phase IN ('planned', 'staged', 'applied',
+                      'verified', 'committed', 'rolling_back', 'rolled_back', 'stuck')),
+        restore_point BLOB NOT NULL,
+        note          TEXT,
+        started_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+    -- At most one open rotation per credential (the store also checks, to give a clear error).
+    CREATE UNIQUE INDEX rotations_one_open ON rotations(credential_id)
+        WHERE phase IN ('staged', 'applied', 'verified', 'rolling_back');
+    CREATE INDEX rotations_run ON rotations(run_id);
+
+    -- hash = hex SHA-256(prev_hash || "\n" || canonical JSON of the row); see audit.rs.
+    CREATE TABLE audit (
+        seq       INTEGER PRIMARY KEY,
+        at        TEXT NOT NULL,
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        cred      TEXT,
+        detail    TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash      TEXT NOT NULL
+    );
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    "#,
+];
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Connection settings every vault connection needs: WAL so readers do not block the writer,
+/// synchronous=FULL so a returned commit survives power loss, foreign keys enforced, and a
+/// busy timeout so a second rotor process waits for the writer instead of failing at once.
+pub fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(Duration::from_secs(30))?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Db(format!(
+            "could not switch the vault to WAL journaling (got `{mode}`)"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// The recorded schema version; `None` when the database has no vault tables at all.
+pub fn version(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    let has_meta: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_meta {
+        return Ok(None);
+    }
+    let version: Option<String> = conn
+        .query_row(
+            "SELECT CAST(value AS TEXT) FROM meta WHERE key = 'schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match version {
+        None => Ok(None),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt(format!("schema_version `{text}` is not a number"))),
+    }
+}
+
+/// Applies every migration newer than the recorded version, each in its own immediate
+/// transaction together with the version bump.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found = version(conn)?.unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (idx, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let to = idx as i64 + 1;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [to.to_string()],
+        )?;
+        tx.commit()?;
+        tracing::info!(schema_version = to, "migrated the vault schema");
+    }
+    Ok(())
+}

@@ -1,0 +1,712 @@
+//! Vault tests against real SQLite files in temporary directories. Each test builds a fresh
+//! vault with [`fixture`]; raw SQL through [`raw`] plays the attacker or the crash.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use tempfile::TempDir;
+
+use super::vault::test_support;
+use super::*;
+use crate::credential::CredentialId;
+use crate::engine::{Phase, RotationId, RunId, Store};
+use crate::secret::Secret;
+
+struct Fixture {
+    _tmp: TempDir,
+    dir: PathBuf,
+    vault: Vault,
+}
+
+impl Fixture {
+    fn key(&self) -> KeySource {
+        KeySource::default_file(&self.dir)
+    }
+
+    fn reopen(self) -> Fixture {
+        let Fixture { _tmp, dir, vault } = self;
+        drop(vault);
+        let vault = Vault::open(&dir, KeySource::default_file(&dir)).unwrap();
+        Fixture { _tmp, dir, vault }
+    }
+
+    fn run(&self) -> RunId {
+        self.vault.begin_run("test", "all").unwrap()
+    }
+}
+
+fn fixture() -> Fixture {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("data");
+    let vault = Vault::init(&dir, KeySource::default_file(&dir)).unwrap();
+    Fixture {
+        _tmp: tmp,
+        dir,
+        vault,
+    }
+}
+
+fn cred(s: &str) -> CredentialId {
+    CredentialId::parse(s).unwrap()
+}
+
+fn secret(s: &str) -> Secret {
+    Secret::new(s.to_owned())
+}
+
+/// A second connection to the database file, as an attacker or a debugging operator has.
+fn raw(dir: &Path) -> Connection {
+    Connection::open(Vault::db_path(dir)).unwrap()
+}
+
+/// The states of a credential's versions, oldest first.
+fn states(dir: &Path, c: &str) -> Vec<String> {
+    let conn = raw(dir);
+    let mut stmt = conn
+        .prepare(
+            "SELECT v.state FROM versions v JOIN credentials c ON c.id = v.credential_id
+             WHERE c.cred = ?1 ORDER BY v.id",
+        )
+        .unwrap();
+    stmt.query_map([c], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn current(f: &Fixture, c: &str) -> Option<String> {
+    f.vault
+        .current(&cred(c))
+        .unwrap()
+        .map(|s| s.expose().to_owned())
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn init_creates_private_layout_and_round_trips() {
+    let f = fixture();
+    assert_eq!(mode(&f.dir), 0o700);
+    assert_eq!(mode(&f.dir.join("master.key")), 0o400);
+    assert!(Vault::db_path(&f.dir).is_file());
+
+    let outcome = f
+        .vault
+        .enroll(&cred("h1/svc"), &secret("s3cret-one"))
+        .unwrap();
+    assert_eq!(
+        outcome,
+        EnrollOutcome {
+            shared_with: 0,
+            replaced_current: false
+        }
+    );
+    let f = f.reopen();
+    assert_eq!(current(&f, "h1/svc").as_deref(), Some("s3cret-one"));
+    assert_eq!(current(&f, "h1/other"), None);
+    assert!(!format!("{:?}", f.vault).contains("key"));
+}
+
+#[test]
+fn init_twice_fails_without_touching_the_key() {
+    let f = fixture();
+    let key_path = f.dir.join("master.key");
+    let before = std::fs::read(&key_path).unwrap();
+    let err = Vault::init(&f.dir, f.key()).unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyInitialized(_)), "{err}");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    assert_eq!(std::fs::read(&key_path).unwrap(), before);
+
+    // A key file left over without a database is never overwritten either.
+    let tmp = TempDir::new().unwrap();
+    std::fs::write(tmp.path().join("master.key"), "left over").unwrap();
+    let err = Vault::init(tmp.path(), KeySource::default_file(tmp.path())).unwrap_err();
+    assert!(matches!(err, StoreError::KeyExists(_)), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("master.key")).unwrap(),
+        "left over"
+    );
+}
+
+#[test]
+fn open_missing_vault_says_run_init() {
+    let tmp = TempDir::new().unwrap();
+    for dir in [tmp.path().join("nope"), tmp.path().to_owned()] {
+        let err = Vault::open(&dir, KeySource::default_file(&dir)).unwrap_err();
+        assert!(matches!(err, StoreError::Missing(_)), "{err}");
+        assert!(err.to_string().contains("rotor init"), "{err}");
+    }
+}
+
+#[test]
+fn wrong_master_key_is_reported_as_a_mismatch() {
+    let a = fixture();
+    let b = fixture();
+    let err = Vault::open(&a.dir, b.key()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::KeyMismatch(_)), "{msg}");
+    assert!(msg.contains("does not match this vault"), "{msg}");
+    assert!(
+        msg.contains(&b.dir.join("master.key").display().to_string()),
+        "{msg}"
+    );
+    assert!(!msg.to_lowercase().contains("decryption failed"), "{msg}");
+}
+
+#[test]
+fn malformed_key_file_is_reported() {
+    let f = fixture();
+    let path = f.dir.join("bad.key");
+    std::fs::write(&path, "not base64 at all!").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let err = Vault::open(&f.dir, KeySource::File(path)).unwrap_err();
+    assert!(matches!(err, StoreError::KeyMalformed(_)), "{err}");
+}
+
+#[test]
+fn key_file_readable_by_others_is_refused() {
+    let f = fixture();
+    let key = f.dir.join("master.key");
+    for (file_mode, ok) in [
+        (0o400, true),
+        (0o600, true),
+        (0o440, false),
+        (0o404, false),
+        (0o644, false),
+    ] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(file_mode)).unwrap();
+        match Vault::open(&f.dir, f.key()) {
+            Ok(_) => assert!(ok, "mode {file_mode:o} was accepted"),
+            Err(err) => {
+                assert!(!ok, "mode {file_mode:o}: {err}");
+                assert!(
+                    matches!(err, StoreError::KeyFilePermissions { .. }),
+                    "{err}"
+                );
+                assert!(err.to_string().contains("chmod 0400"), "{err}");
+            }
+        }
+    }
+}
+
+#[test]
+fn swapped_ciphertexts_fail_integrity_not_garbage() {
+    let f = fixture();
+    f.vault
+        .enroll(&cred("h1/a"), &secret("alpha-secret"))
+        .unwrap();
+    f.vault
+        .enroll(&cred("h1/b"), &secret("bravo-secret"))
+        .unwrap();
+    let f = f.reopen();
+    {
+        let conn = raw(&f.dir);
+        let blobs: Vec<(i64, Vec<u8>)> = conn
+            .prepare("SELECT id, secret FROM versions ORDER BY id")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(blobs.len(), 2);
+        for (i, (id, _)) in blobs.iter().enumerate() {
+            conn.execute(
+                "UPDATE versions SET secret = ?1 WHERE id = ?2",
+                rusqlite::params![blobs[1 - i].1, id],
+            )
+            .unwrap();
+        }
+    }
+    for c in ["h1/a", "h1/b"] {
+        let err = f.vault.current(&cred(c)).unwrap_err();
+        assert!(matches!(err, StoreError::Integrity(_)), "{err}");
+        assert!(err.to_string().contains(c), "{err}");
+    }
+}
+
+#[test]
+fn swapped_restore_points_fail_integrity() {
+    let f = fixture();
+    let run = f.run();
+    f.vault
+        .stage(run, &cred("h1/a"), &secret("new-a"), &secret("$6$old-a"))
+        .unwrap();
+    f.vault
+        .stage(run, &cred("h1/b"), &secret("new-b"), &secret("$6$old-b"))
+        .unwrap();
+    raw(&f.dir)
+        .execute_batch(
+            "UPDATE rotations SET restore_point =
+               (SELECT restore_point FROM rotations r2 WHERE r2.id != rotations.id)",
+        )
+        .unwrap();
+    let err = f.vault.open_rotations().unwrap_err();
+    assert!(matches!(err, StoreError::Integrity(_)), "{err}");
+}
+
+/// One step of a rotation scenario, applied to credential `h1/svc` enrolled with `v0`.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Stage(&'static str),
+    Record(Phase),
+    Commit,
+    RollBack,
+    Stuck,
+}
+
+/// Runs `steps` and checks the versions' states and the current secret afterwards.
+fn check(steps: &[Step], expect_states: &[&str], expect_current: &str, expect_phase: Phase) {
+    let f = fixture();
+    let c = cred("h1/svc");
+    f.vault.enroll(&c, &secret("v0")).unwrap();
+    let run = f.run();
+    let mut rotation = None;
+    for step in steps {
+        match *step {
+            Step::Stage(s) => {
+                rotation = Some(f.vault.stage(run, &c, &secret(s), &secret("rp")).unwrap())
+            }
+            Step::Record(p) => f
+                .vault
+                .record_phase(rotation.unwrap(), p, Some("note"))
+                .unwrap(),
+            Step::Commit => f.vault.commit(rotation.unwrap()).unwrap(),
+            Step::RollBack => f
+                .vault
+                .roll_back(rotation.unwrap(), "verify failed")
+                .unwrap(),
+            Step::Stuck => f
+                .vault
+                .mark_stuck(rotation.unwrap(), "both failed")
+                .unwrap(),
+        }
+    }
+    assert_eq!(states(&f.dir, "h1/svc"), expect_states, "{steps:?}");
+    assert_eq!(current(&f, "h1/svc").as_deref(), Some(expect_current));
+    let status = f.vault.status().unwrap();
+    let last = status[0].last_rotation.as_ref().unwrap();
+    assert_eq!(last.phase, expect_phase, "{steps:?}");
+    assert_eq!(status[0].open_rotation, expect_phase.is_open());
+    assert_eq!(
+        status[0].has_pending,
+        expect_states.contains(&"pending"),
+        "{steps:?}"
+    );
+    assert_eq!(f.vault.rotations_of_run(run).unwrap().len(), {
+        steps.iter().filter(|s| matches!(s, Step::Stage(_))).count()
+    });
+}
+
+#[test]
+fn rotation_transitions() {
+    use Step::*;
+    check(&[Stage("v1")], &["current", "pending"], "v0", Phase::Staged);
+    check(
+        &[
+            Stage("v1"),
+            Record(Phase::Applied),
+            Record(Phase::Verified),
+            Commit,
+        ],
+        &["previous", "current"],
+        "v1",
+        Phase::Committed,
+    );
+    check(
+        &[Stage("v1"), Commit, Stage("v2"), Commit],
+        &["retired", "previous", "current"],
+        "v2",
+        Phase::Committed,
+    );
+    check(
+        &[
+            Stage("v1"),
+            Commit,
+            Stage("v2"),
+            Commit,
+            Stage("v3"),
+            Commit,
+        ],
+        &["retired", "retired", "previous", "current"],
+        "v3",
+        Phase::Committed,
+    );
+    check(
+        &[
+            Stage("v1"),
+            Record(Phase::Applied),
+            Record(Phase::RollingBack),
+            RollBack,
+        ],
+        &["current", "retired"],
+        "v0",
+        Phase::RolledBack,
+    );
+    check(
+        &[Stage("v1"), RollBack, Stage("v2"), Commit],
+        &["previous", "retired", "current"],
+        "v2",
+        Phase::Committed,
+    );
+    check(
+        &[Stage("v1"), Record(Phase::Applied), Stuck],
+        &["current", "pending"],
+        "v0",
+        Phase::Stuck,
+    );
+}
+
+#[test]
+fn transitions_refuse_closed_rotations_and_final_phases() {
+    let f = fixture();
+    let c = cred("h1/svc");
+    let run = f.run();
+    let id = f
+        .vault
+        .stage(run, &c, &secret("v1"), &secret("rp"))
+        .unwrap();
+    let err = f
+        .vault
+        .record_phase(id, Phase::Committed, None)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::PhaseNotRecordable(_)), "{err}");
+    f.vault.commit(id).unwrap();
+    for result in [
+        f.vault.commit(id),
+        f.vault.roll_back(id, "x"),
+        f.vault.mark_stuck(id, "x"),
+        f.vault.record_phase(id, Phase::Applied, None),
+    ] {
+        let err = result.unwrap_err();
+        assert!(matches!(err, StoreError::NotOpen { .. }), "{err}");
+    }
+    let err = f.vault.commit(RotationId(999)).unwrap_err();
+    assert!(matches!(err, StoreError::UnknownRotation(999)), "{err}");
+    let err = f
+        .vault
+        .stage(RunId(999), &c, &secret("v2"), &secret("rp"))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnknownRun(999)), "{err}");
+}
+
+#[test]
+fn one_open_rotation_per_credential() {
+    let f = fixture();
+    let c = cred("h1/svc");
+    let run = f.run();
+    let id = f
+        .vault
+        .stage(run, &c, &secret("v1"), &secret("rp"))
+        .unwrap();
+    let err = f
+        .vault
+        .stage(run, &c, &secret("v2"), &secret("rp"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::RotationOpen(name, open) if name == "h1/svc" && *open == id.0),
+        "{err}"
+    );
+    let err = f.vault.enroll(&c, &secret("v9")).unwrap_err();
+    assert!(matches!(err, StoreError::RotationOpen(..)), "{err}");
+    // Another credential is unaffected.
+    f.vault
+        .stage(run, &cred("h2/svc"), &secret("v3"), &secret("rp"))
+        .unwrap();
+
+    // A stuck rotation keeps its pending secret, so the credential cannot be staged again.
+    f.vault.mark_stuck(id, "operator needed").unwrap();
+    let err = f
+        .vault
+        .stage(run, &c, &secret("v4"), &secret("rp"))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Stuck(..)), "{err}");
+}
+
+#[test]
+fn open_rotations_survive_a_crash() {
+    let f = fixture();
+    let run = f.run();
+    f.vault.enroll(&cred("h1/a"), &secret("a0")).unwrap();
+    let a = f
+        .vault
+        .stage(run, &cred("h1/a"), &secret("a1"), &secret("$6$hash-a"))
+        .unwrap();
+    let b = f
+        .vault
+        .stage(run, &cred("h1/b"), &secret("b1"), &secret("$6$hash-b"))
+        .unwrap();
+    f.vault.record_phase(b, Phase::Applied, None).unwrap();
+    let done = f
+        .vault
+        .stage(run, &cred("h1/c"), &secret("c1"), &secret("rp"))
+        .unwrap();
+    f.vault.commit(done).unwrap();
+    // The process dies here: no end_run, no commit of a or b.
+    let f = f.reopen();
+    let open = f.vault.open_rotations().unwrap();
+    let seen: Vec<_> = open
+        .iter()
+        .map(|o| {
+            (
+                o.id,
+                o.cred.to_string(),
+                o.phase,
+                o.pending.expose().to_owned(),
+                o.restore_point.expose().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                a,
+                "h1/a".into(),
+                Phase::Staged,
+                "a1".into(),
+                "$6$hash-a".into()
+            ),
+            (
+                b,
+                "h1/b".into(),
+                Phase::Applied,
+                "b1".into(),
+                "$6$hash-b".into()
+            ),
+        ]
+    );
+    assert!(!format!("{open:?}").contains("$6$hash"));
+}
+
+#[test]
+fn fingerprints_detect_reuse_and_sharing() {
+    let f = fixture();
+    assert!(!f.vault.fingerprint_taken(&secret("shared")).unwrap());
+    let first = f.vault.enroll(&cred("h1/a"), &secret("shared")).unwrap();
+    assert_eq!(first.shared_with, 0);
+    assert!(f.vault.fingerprint_taken(&secret("shared")).unwrap());
+    assert!(!f.vault.fingerprint_taken(&secret("other")).unwrap());
+    f.vault.enroll(&cred("h2/a"), &secret("shared")).unwrap();
+    let third = f.vault.enroll(&cred("h3/a"), &secret("shared")).unwrap();
+    assert_eq!(third.shared_with, 2);
+    // Re-enrolling the same credential: only *other* credentials count.
+    let again = f.vault.enroll(&cred("h3/a"), &secret("shared")).unwrap();
+    assert_eq!(
+        again,
+        EnrollOutcome {
+            shared_with: 2,
+            replaced_current: true
+        }
+    );
+    // Retired versions still count as taken, so an old secret is never reused.
+    let run = f.run();
+    let id = f
+        .vault
+        .stage(run, &cred("h9/x"), &secret("rolled"), &secret("rp"))
+        .unwrap();
+    f.vault.roll_back(id, "failed").unwrap();
+    assert!(f.vault.fingerprint_taken(&secret("rolled")).unwrap());
+}
+
+#[test]
+fn show_is_audited_and_the_chain_verifies() {
+    let f = fixture();
+    let c = cred("h1/svc");
+    f.vault.enroll(&c, &secret("shown-secret")).unwrap();
+    let shown = f.vault.show(&c, "INC-42 vendor call").unwrap();
+    assert_eq!(shown.unwrap().expose(), "shown-secret");
+    assert!(f.vault.show(&cred("h1/none"), "typo").unwrap().is_none());
+    f.vault
+        .audit_append("checkout", Some(&c), "ticket T-1")
+        .unwrap();
+    let n_entries = f.vault.audit_verify().unwrap();
+    // init, enroll, show, show, checkout
+    assert_eq!(n_entries, 5);
+    let conn = raw(&f.dir);
+    let actions: Vec<(String, String)> = conn
+        .prepare("SELECT action, detail FROM audit ORDER BY seq")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(actions[2].0, "show");
+    assert!(actions[2].1.contains("INC-42 vendor call"));
+    assert!(actions.iter().all(|(_, d)| !d.contains("shown-secret")));
+}
+
+/// Tampering done with raw SQL (the append-only triggers dropped first, as an attacker with the
+/// file would) and what `audit_verify` must say.
+#[test]
+fn audit_tampering_is_detected() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "edit",
+            "UPDATE audit SET detail = 'nothing to see' WHERE seq = 2",
+        ),
+        ("delete-middle", "DELETE FROM audit WHERE seq = 2"),
+        (
+            "delete-tail",
+            "DELETE FROM audit WHERE seq = (SELECT MAX(seq) FROM audit)",
+        ),
+        (
+            "rehash-edit",
+            // Rewrites an entry and recomputes nothing: caught by the hash.
+            "UPDATE audit SET actor = 'mallory' WHERE seq = 1",
+        ),
+        (
+            "forge-head",
+            "UPDATE meta SET value = '1:abc:def' WHERE key = 'audit_head'",
+        ),
+    ];
+    for (name, sql) in cases {
+        let f = fixture();
+        f.vault.enroll(&cred("h1/a"), &secret("x1")).unwrap();
+        f.vault.show(&cred("h1/a"), "check").unwrap();
+        assert_eq!(f.vault.audit_verify().unwrap(), 3, "{name}");
+        let conn = raw(&f.dir);
+        // The triggers keep rotor itself (and a careless operator) from changing the log.
+        assert!(conn.execute("DELETE FROM audit", []).is_err(), "{name}");
+        conn.execute_batch(&format!(
+            "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete; {sql};"
+        ))
+        .unwrap();
+        let err = f.vault.audit_verify().unwrap_err();
+        assert!(
+            matches!(err, StoreError::AuditTampered { .. }),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn database_files_never_contain_a_plaintext_secret() {
+    let plaintexts = [
+        "Pl41n-secret-ALPHA-7f3a",
+        "Pl41n-secret-BRAVO-91cc",
+        "$6$rounds=5000$saltsalt$restorepointhash",
+        "Pl41n-secret-CHARLIE-0b2e",
+    ];
+    let f = fixture();
+    f.vault
+        .enroll(&cred("h1/a"), &secret(plaintexts[0]))
+        .unwrap();
+    let run = f.run();
+    let id = f
+        .vault
+        .stage(
+            run,
+            &cred("h1/a"),
+            &secret(plaintexts[1]),
+            &secret(plaintexts[2]),
+        )
+        .unwrap();
+    f.vault.commit(id).unwrap();
+    f.vault
+        .enroll(&cred("h2/b"), &secret(plaintexts[3]))
+        .unwrap();
+
+    let scan = |dir: &Path| {
+        for file in ["rotor.db", "rotor.db-wal", "rotor.db-shm", "master.key"] {
+            let Ok(bytes) = std::fs::read(dir.join(file)) else {
+                continue;
+            };
+            for p in plaintexts {
+                assert!(
+                    !bytes.windows(p.len()).any(|w| w == p.as_bytes()),
+                    "{file} contains a plaintext secret"
+                );
+            }
+        }
+    };
+    // While open (the WAL holds the recent writes), after close (checkpointed), and after
+    // reads, which write audit entries.
+    scan(&f.dir);
+    let f = f.reopen();
+    scan(&f.dir);
+    assert_eq!(current(&f, "h1/a").as_deref(), Some(plaintexts[1]));
+    let shown = f.vault.show(&cred("h1/a"), "audit me").unwrap();
+    assert_eq!(shown.unwrap().expose(), plaintexts[1]);
+    let dir = f.dir.clone();
+    drop(f.vault);
+    scan(&dir);
+}
+
+#[test]
+fn open_phases_sql_matches_phase_is_open() {
+    let sql_phases: Vec<String> = test_support::OPEN_PHASES_SQL
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .map(|p| p.trim().trim_matches('\'').to_owned())
+        .collect();
+    let open: Vec<String> = Phase::ALL
+        .into_iter()
+        .filter(|p| p.is_open())
+        .map(|p| p.as_str().to_owned())
+        .collect();
+    assert_eq!(sql_phases, open);
+}
+
+#[test]
+fn schema_version_is_recorded_and_newer_is_refused() {
+    let f = fixture();
+    let dir = f.dir.clone();
+    let key = f.key();
+    drop(f.vault);
+    let conn = raw(&dir);
+    let version: String = conn
+        .query_row(
+            "SELECT CAST(value AS TEXT) FROM meta WHERE key = 'schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, schema::SCHEMA_VERSION.to_string());
+    conn.execute(
+        "UPDATE meta SET value = '999' WHERE key = 'schema_version'",
+        [],
+    )
+    .unwrap();
+    let err = Vault::open(&dir, key).unwrap_err();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 999, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn end_run_and_status_report() {
+    let f = fixture();
+    let run = f.run();
+    f.vault.enroll(&cred("b/x"), &secret("bx")).unwrap();
+    let id = f
+        .vault
+        .stage(run, &cred("a/x"), &secret("ax"), &secret("rp"))
+        .unwrap();
+    f.vault
+        .roll_back(id, "verify failed: auth rejected")
+        .unwrap();
+    f.vault.end_run(run, r#"{"rolled_back":1}"#).unwrap();
+    assert!(matches!(
+        f.vault.end_run(RunId(77), "{}"),
+        Err(StoreError::UnknownRun(77))
+    ));
+    let status = f.vault.status().unwrap();
+    assert_eq!(
+        status
+            .iter()
+            .map(|s| (s.cred.to_string(), s.has_current, s.has_pending))
+            .collect::<Vec<_>>(),
+        [
+            ("a/x".to_owned(), false, false),
+            ("b/x".to_owned(), true, false)
+        ]
+    );
+    let last = status[0].last_rotation.as_ref().unwrap();
+    assert_eq!(last.phase, Phase::RolledBack);
+    assert_eq!(last.note.as_deref(), Some("verify failed: auth rejected"));
+    assert!(status[1].current_since.is_some() && status[1].last_rotation.is_none());
+}
