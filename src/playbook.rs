@@ -1,1 +1,315 @@
-//! Built-in playbooks.
+//! Playbooks: per-platform recipes (how to read a restore point, set, restore and verify a
+//! credential), written in YAML under `playbooks/`. The built-in ones are compiled in.
+//!
+//! [`LinuxHost`] runs a password playbook over one admin SSH session to a host and implements
+//! [`PasswordTarget`] for the engine.
+//!
+//! Invariant: a secret (new password or saved hash) is only ever substituted into a step's
+//! `stdin`, never into its `run` command line; [`Playbook::parse`] rejects a playbook that
+//! tries, and no error built here carries command output that contains the secret.
+
+use serde::Deserialize;
+
+use crate::connector::ssh::{SshAuth, SshSession, SshTarget, check_password_login};
+use crate::connector::{ConnectorError, FaultClass, PasswordTarget};
+use crate::credential::AccountName;
+use crate::engine::driver::Fleet;
+use crate::inventory::{ConnectAuth, Host};
+use crate::secret::Secret;
+
+/// Names of the playbooks compiled into rotor.
+pub const BUILT_IN: &[&str] = &["linux-password"];
+
+const LINUX_PASSWORD: &str = include_str!("../playbooks/linux-password.yaml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Playbook {
+    pub name: String,
+    pub kind: String,
+    pub description: String,
+    pub restore_point: CaptureStep,
+    pub set: Step,
+    pub restore: Step,
+    pub verify: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub run: String,
+    #[serde(default)]
+    pub stdin: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureStep {
+    pub run: String,
+    pub capture_field: usize,
+    pub missing_exit: Option<i32>,
+}
+
+impl Playbook {
+    /// The built-in playbook of that name.
+    pub fn built_in(name: &str) -> Option<Playbook> {
+        match name {
+            // The built-in text is part of the binary and covered by a unit test, so a parse
+            // failure here is a build defect, not an input error.
+            "linux-password" => Some(
+                Playbook::parse(LINUX_PASSWORD).expect("built-in linux-password playbook parses"),
+            ),
+            _ => None,
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Playbook, String> {
+        let p: Playbook = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+        for (step, run) in [
+            ("restore_point", &p.restore_point.run),
+            ("set", &p.set.run),
+            ("restore", &p.restore.run),
+        ] {
+            if run.contains("{secret}") || run.contains("{restore_point}") {
+                return Err(format!(
+                    "playbook {}: step `{step}` puts a secret in its command line; pass it on stdin instead",
+                    p.name
+                ));
+            }
+        }
+        if p.verify != "ssh-password-login" {
+            return Err(format!(
+                "playbook {}: unknown verify method `{}` (known: ssh-password-login)",
+                p.name, p.verify
+            ));
+        }
+        Ok(p)
+    }
+}
+
+/// Builds a step's command line: the account name is validated (`AccountName`), so it is safe
+/// unquoted; a non-root connect user runs the step through `sudo -n` (never prompts).
+fn command(run: &str, account: &AccountName, sudo: bool) -> String {
+    let cmd = run.replace("{account}", account.as_str());
+    if sudo { format!("sudo -n -- {cmd}") } else { cmd }
+}
+
+/// Fills a stdin template; the result holds a secret and is zeroized on drop.
+fn stdin(template: &str, account: &AccountName, key: &str, secret: &Secret) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(
+        template
+            .replace("{account}", account.as_str())
+            .replace(key, secret.expose()),
+    )
+}
+
+/// The first line of a command's stderr, for an error message, unless it mentions the secret.
+fn stderr_line(stderr: &str, secret: &Secret) -> String {
+    if !secret.expose().is_empty() && stderr.contains(secret.expose()) {
+        return "(output withheld: it contained the secret)".to_owned();
+    }
+    stderr.lines().next().unwrap_or("").trim().chars().take(200).collect()
+}
+
+/// One host, one admin session, a password playbook.
+pub struct LinuxHost {
+    target: SshTarget,
+    session: SshSession,
+    playbook: Playbook,
+    sudo: bool,
+}
+
+impl LinuxHost {
+    /// Logs in with the host's connect identity (host key checked first, by the connector).
+    pub fn connect(
+        target: SshTarget,
+        user: &AccountName,
+        auth: SshAuth<'_>,
+        playbook: Playbook,
+    ) -> Result<LinuxHost, ConnectorError> {
+        let session = SshSession::connect(&target, user, auth)?;
+        Ok(LinuxHost {
+            sudo: user.as_str() != "root",
+            target,
+            session,
+            playbook,
+        })
+    }
+
+    fn where_(&self, account: &AccountName) -> String {
+        format!("{}/{}", self.target.host, account)
+    }
+}
+
+impl PasswordTarget for LinuxHost {
+    fn restore_point(&mut self, account: &AccountName) -> Result<Secret, ConnectorError> {
+        let step = &self.playbook.restore_point;
+        let out = self.session.exec(&command(&step.run, account, self.sudo), b"")?;
+        if Some(out.status) == step.missing_exit {
+            return Err(ConnectorError::new(
+                FaultClass::AccountMissing,
+                format!(
+                    "{}: the account does not exist on the host; create it or remove it from the inventory",
+                    self.where_(account)
+                ),
+            ));
+        }
+        if out.status != 0 {
+            return Err(ConnectorError::new(
+                FaultClass::Protocol,
+                format!(
+                    "{}: reading the restore point failed (exit {}): {}; does the connect user have root or sudo rights?",
+                    self.where_(account),
+                    out.status,
+                    out.stderr.lines().next().unwrap_or("").trim()
+                ),
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = text
+            .lines()
+            .next()
+            .and_then(|l| l.split(':').nth(step.capture_field.saturating_sub(1)))
+            .map(str::to_owned);
+        match field {
+            Some(f) if !f.is_empty() => Ok(Secret::new(f)),
+            _ => Err(ConnectorError::new(
+                FaultClass::Protocol,
+                format!("{}: unexpected output while reading the restore point", self.where_(account)),
+            )),
+        }
+    }
+
+    fn set_password(&mut self, account: &AccountName, new: &Secret) -> Result<(), ConnectorError> {
+        let step = &self.playbook.set;
+        let input = stdin(&step.stdin, account, "{secret}", new);
+        let out = self
+            .session
+            .exec(&command(&step.run, account, self.sudo), input.as_bytes())?;
+        if out.status != 0 {
+            return Err(ConnectorError::new(
+                FaultClass::Refused,
+                format!(
+                    "{}: the host refused the new password (`{}` exit {}): {}",
+                    self.where_(account),
+                    step.run,
+                    out.status,
+                    stderr_line(&out.stderr, new)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, account: &AccountName, saved: &Secret) -> Result<(), ConnectorError> {
+        let step = &self.playbook.restore;
+        let input = stdin(&step.stdin, account, "{restore_point}", saved);
+        let out = self
+            .session
+            .exec(&command(&step.run, account, self.sudo), input.as_bytes())?;
+        if out.status != 0 {
+            return Err(ConnectorError::new(
+                FaultClass::Refused,
+                format!(
+                    "{}: restoring the saved password hash failed (`{}` exit {}): {}",
+                    self.where_(account),
+                    step.run,
+                    out.status,
+                    stderr_line(&out.stderr, saved)
+                ),
+            ));
+        }
+        // Prove the restore: the hash must read back exactly as saved.
+        let now = self.restore_point(account)?;
+        if now.ct_eq(saved) {
+            Ok(())
+        } else {
+            Err(ConnectorError::new(
+                FaultClass::Refused,
+                format!(
+                    "{}: after restoring, the password hash on the host is not the saved one",
+                    self.where_(account)
+                ),
+            ))
+        }
+    }
+
+    fn verify_login(&mut self, account: &AccountName, secret: &Secret) -> Result<(), ConnectorError> {
+        check_password_login(&self.target, account, secret)
+    }
+}
+
+/// Opens hosts over SSH with their inventory connect identity: the [`Fleet`] the CLI uses.
+pub struct SshFleet {
+    pub store: std::sync::Arc<dyn crate::engine::Store>,
+    /// Deadline of each SSH step (connect, handshake, each command).
+    pub step_timeout: std::time::Duration,
+}
+
+impl SshFleet {
+    pub fn target(&self, host: &Host) -> SshTarget {
+        SshTarget {
+            host: host.name.clone(),
+            address: host.address.clone(),
+            port: host.port,
+            pin: host.host_key.clone(),
+            timeout: self.step_timeout,
+        }
+    }
+}
+
+impl Fleet for SshFleet {
+    fn open(&self, host: &Host) -> Result<Box<dyn PasswordTarget + Send>, ConnectorError> {
+        let playbook = Playbook::built_in("linux-password").expect("built in");
+        let user = &host.connect.user;
+        let target = self.target(host);
+        let linux = match &host.connect.auth {
+            ConnectAuth::KeyFile(path) => {
+                LinuxHost::connect(target, user, SshAuth::KeyFile(path), playbook)?
+            }
+            ConnectAuth::Vault(cred) => {
+                let secret = self.store.current(cred).map_err(|e| {
+                    ConnectorError::new(FaultClass::ConnectAuthRejected, format!("{}: cannot read connect credential {cred} from the vault: {e}", host.name))
+                })?;
+                let Some(secret) = secret else {
+                    return Err(ConnectorError::new(
+                        FaultClass::ConnectAuthRejected,
+                        format!("{}: the connect credential {cred} is not in the vault; store it with `rotor enroll {cred}`", host.name),
+                    ));
+                };
+                LinuxHost::connect(target, user, SshAuth::Password(&secret), playbook)?
+            }
+        };
+        Ok(Box::new(linux))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_playbooks_parse() {
+        for name in BUILT_IN {
+            assert!(Playbook::built_in(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_secret_in_a_command_line_is_refused() {
+        let bad = LINUX_PASSWORD.replace("run: \"chpasswd\"", "run: \"echo {secret} | chpasswd\"");
+        let err = Playbook::parse(&bad).unwrap_err();
+        assert!(err.contains("puts a secret in its command line"), "{err}");
+    }
+
+    #[test]
+    fn commands_and_stdin() {
+        let acct = AccountName::parse("svc_app").unwrap();
+        assert_eq!(command("getent shadow -- {account}", &acct, false), "getent shadow -- svc_app");
+        assert_eq!(command("chpasswd", &acct, true), "sudo -n -- chpasswd");
+        let s = Secret::new("pa:ss".into());
+        assert_eq!(stdin("{account}:{secret}\n", &acct, "{secret}", &s).as_str(), "svc_app:pa:ss\n");
+        assert_eq!(stderr_line("bad pa:ss here\nmore", &s), "(output withheld: it contained the secret)");
+        assert_eq!(stderr_line("chpasswd: oops\nmore", &s), "chpasswd: oops");
+    }
+}

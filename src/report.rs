@@ -1,1 +1,289 @@
-//! Run reports.
+//! Run reports: what happened to every credential of a run, as a table for people and as JSON
+//! (`schema_version` 1) for machines. The one place that turns results into output, so the
+//! text and JSON forms never drift apart.
+//!
+//! Invariant: reports are built from `CredentialResult`s, which carry no secrets.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::engine::driver::CredentialResult;
+use crate::engine::machine::{Fault, FaultKind};
+use crate::engine::{Outcome, RunId};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub total: usize,
+    pub committed: usize,
+    pub not_changed: usize,
+    pub rolled_back: usize,
+    pub unsettled: usize,
+    pub stuck: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub schema_version: u32,
+    pub command: String,
+    pub run: Option<RunId>,
+    pub reason: Option<String>,
+    pub n_hosts: usize,
+    pub elapsed_ms: u64,
+    pub counts: Counts,
+    pub results: Vec<CredentialResult>,
+}
+
+impl RunReport {
+    pub fn new(
+        command: &str,
+        run: Option<RunId>,
+        reason: Option<String>,
+        elapsed_ms: u64,
+        mut results: Vec<CredentialResult>,
+    ) -> RunReport {
+        results.sort_by(|a, b| a.cred.cmp(&b.cred));
+        let mut counts = Counts {
+            total: results.len(),
+            ..Counts::default()
+        };
+        for r in &results {
+            match r.outcome {
+                Outcome::Committed => counts.committed += 1,
+                Outcome::NotChanged { .. } => counts.not_changed += 1,
+                Outcome::RolledBack { .. } => counts.rolled_back += 1,
+                Outcome::Unsettled { .. } => counts.unsettled += 1,
+                Outcome::Stuck { .. } => counts.stuck += 1,
+            }
+        }
+        let n_hosts = results
+            .iter()
+            .map(|r| &r.cred.host)
+            .collect::<BTreeSet<_>>()
+            .len();
+        RunReport {
+            schema_version: SCHEMA_VERSION,
+            command: command.to_owned(),
+            run,
+            reason,
+            n_hosts,
+            elapsed_ms,
+            counts,
+            results,
+        }
+    }
+
+    /// DESIGN.md exit codes: 0 all done, 3 partial (some not rotated or rolled back), 4 an
+    /// operator is needed (stuck, or left open).
+    pub fn exit_code(&self) -> i32 {
+        let c = &self.counts;
+        if c.stuck > 0 || c.unsettled > 0 {
+            4
+        } else if c.not_changed > 0 || c.rolled_back > 0 {
+            3
+        } else {
+            0
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serializing plain data (strings, numbers, enums) cannot fail.
+        serde_json::to_string_pretty(self).expect("report serializes")
+    }
+
+    /// The human summary: totals, then every credential that did not reach `committed`, with
+    /// why and what to do.
+    pub fn to_text(&self) -> String {
+        let c = &self.counts;
+        let mut out = String::new();
+        let secs = self.elapsed_ms as f64 / 1000.0;
+        let rate = if secs > 0.0 { c.committed as f64 / secs } else { 0.0 };
+        let _ = write!(out, "rotor {}", self.command);
+        if let Some(run) = self.run {
+            let _ = write!(out, " (run {run})");
+        }
+        if let Some(reason) = &self.reason {
+            let _ = write!(out, ", reason: {reason}");
+        }
+        let _ = writeln!(
+            out,
+            "\n{} credentials on {} hosts in {secs:.1} s ({rate:.1} committed per second)\n",
+            c.total, self.n_hosts
+        );
+        for (label, n) in [
+            ("committed (new secret verified and stored)", c.committed),
+            ("not changed (target untouched)", c.not_changed),
+            ("rolled back (old secret restored and checked)", c.rolled_back),
+            ("unsettled (run `rotor recover`)", c.unsettled),
+            ("stuck (operator needed)", c.stuck),
+        ] {
+            if n > 0 || label.starts_with("committed") {
+                let _ = writeln!(out, "  {n:>6}  {label}");
+            }
+        }
+        let failed: Vec<&CredentialResult> = self
+            .results
+            .iter()
+            .filter(|r| r.outcome != Outcome::Committed)
+            .collect();
+        if failed.is_empty() {
+            return out;
+        }
+        let _ = writeln!(out, "\nNot rotated ({}):", failed.len());
+        let rows: Vec<[String; 4]> = failed
+            .iter()
+            .map(|r| {
+                let (cause, phase) = match &r.outcome {
+                    Outcome::Committed => unreachable!("filtered above"),
+                    Outcome::NotChanged { cause } | Outcome::RolledBack { cause } => (cause, None),
+                    Outcome::Unsettled { cause, phase } => (cause, Some(*phase)),
+                    Outcome::Stuck { restore_error, .. } => (restore_error, None),
+                };
+                let result = match phase {
+                    Some(p) => format!("{} ({p})", r.outcome.label()),
+                    None => r.outcome.label().to_owned(),
+                };
+                [r.cred.to_string(), result, cause_label(cause), cause.message.clone()]
+            })
+            .collect();
+        out.push_str(&table(&["CREDENTIAL", "RESULT", "CAUSE", "DETAIL"], &rows));
+        out
+    }
+}
+
+fn cause_label(f: &Fault) -> String {
+    match f.class {
+        FaultKind::Target(c) => c.to_string(),
+        FaultKind::Store => "vault write failed".to_owned(),
+    }
+}
+
+/// A plain left-aligned table; the last column is not padded.
+pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::from(" ");
+        for (i, cell) in cells.iter().enumerate() {
+            l.push(' ');
+            if i + 1 == N {
+                l.push_str(cell);
+            } else {
+                let _ = write!(l, "{cell:<w$}", w = widths[i]);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connector::FaultClass;
+    use crate::credential::CredentialId;
+    use crate::engine::Phase;
+
+    fn result(cred: &str, outcome: Outcome) -> CredentialResult {
+        CredentialResult {
+            cred: CredentialId::parse(cred).unwrap(),
+            outcome,
+            rotation: None,
+            elapsed_ms: 5,
+        }
+    }
+
+    fn sample() -> RunReport {
+        RunReport::new(
+            "rotate",
+            Some(RunId(7)),
+            Some("INC-42".into()),
+            2000,
+            vec![
+                result("host-002/svc_app", Outcome::Committed),
+                result("host-001/svc_app", Outcome::Committed),
+                result(
+                    "host-003/svc_app",
+                    Outcome::NotChanged {
+                        cause: Fault::target(FaultClass::HostKeyMismatch, "host-003 presented SHA256:x"),
+                    },
+                ),
+                result(
+                    "host-004/svc_app",
+                    Outcome::RolledBack {
+                        cause: Fault::target(FaultClass::Refused, "chpasswd exit 1"),
+                    },
+                ),
+                result(
+                    "host-005/svc_app",
+                    Outcome::Unsettled {
+                        phase: Phase::Applied,
+                        cause: Fault::target(FaultClass::Unreachable, "connection refused"),
+                    },
+                ),
+            ],
+        )
+    }
+
+    #[test]
+    fn text_report() {
+        insta::assert_snapshot!(sample().to_text(), @r"
+        rotor rotate (run 7), reason: INC-42
+        5 credentials on 5 hosts in 2.0 s (1.0 committed per second)
+
+               2  committed (new secret verified and stored)
+               1  not changed (target untouched)
+               1  rolled back (old secret restored and checked)
+               1  unsettled (run `rotor recover`)
+
+        Not rotated (3):
+          CREDENTIAL        RESULT               CAUSE                      DETAIL
+          host-003/svc_app  not changed          host key mismatch          host-003 presented SHA256:x
+          host-004/svc_app  rolled back          target refused the change  chpasswd exit 1
+          host-005/svc_app  unsettled (applied)  host unreachable           connection refused
+        ");
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(sample().exit_code(), 4);
+        let ok = RunReport::new("rotate", None, None, 1, vec![result("a/b", Outcome::Committed)]);
+        assert_eq!(ok.exit_code(), 0);
+        let partial = RunReport::new(
+            "rotate",
+            None,
+            None,
+            1,
+            vec![result(
+                "a/b",
+                Outcome::RolledBack {
+                    cause: Fault::target(FaultClass::VerifyFailed, "x"),
+                },
+            )],
+        );
+        assert_eq!(partial.exit_code(), 3);
+    }
+
+    #[test]
+    fn json_report_shape() {
+        let v: serde_json::Value = serde_json::from_str(&sample().to_json()).unwrap();
+        assert_eq!(v["schema_version"], 1);
+        assert_eq!(v["counts"]["committed"], 2);
+        assert_eq!(v["results"][2]["cred"], "host-003/svc_app");
+        assert_eq!(v["results"][2]["result"], "not_changed");
+        assert_eq!(v["results"][2]["cause"]["class"], "host_key_mismatch");
+    }
+}

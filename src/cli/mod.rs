@@ -1,4 +1,153 @@
-//! Command line.
+//! The command line: argument definitions (clap derive), the shared context (data directory,
+//! key source, logging, output mode) and one small module per subcommand. `main` only maps the
+//! result to an exit code (DESIGN.md: 0 done, 1 error, 2 usage, 3 partial, 4 stuck).
+//!
+//! Invariant: data goes to stdout, logs and progress to stderr; nothing here prints a secret
+//! except `show`, on purpose, audited.
+
+mod enroll;
+mod init;
+mod inventory_check;
+mod output;
+mod plan;
+mod rotate;
+mod show;
+mod status;
+mod verify;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use output::Output;
+
+/// rotor: give every server and service account its own strong credential, prove it works,
+/// and keep it encrypted and retrievable.
+#[derive(Debug, Parser)]
+#[command(name = "rotor", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Where the vault lives [default: $XDG_DATA_HOME/rotor or ~/.local/share/rotor]
+    #[arg(long, global = true, env = "ROTOR_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where the master key comes from.
+    #[arg(long, global = true, value_enum, default_value_t = KeySourceArg::File)]
+    pub key_source: KeySourceArg,
+    /// The master key file [default: DATA_DIR/master.key]
+    #[arg(long, global = true, env = "ROTOR_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug). `ROTOR_LOG` takes a tracing filter.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeySourceArg {
+    /// A key file created by `rotor init` (mode 0400). The server default.
+    File,
+    /// The OS keyring (workstations with a Secret Service).
+    Keyring,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the vault and its master key.
+    Init,
+    /// Inventory tools.
+    #[command(subcommand)]
+    Inventory(InventoryCommand),
+    /// Store a credential's current secret, read from stdin (e.g. a password rotor did not set).
+    Enroll(enroll::EnrollArgs),
+    /// Show what would rotate and why; changes nothing and connects nowhere.
+    Plan(plan::PlanArgs),
+    /// Rotate credentials now: new secret, push, verify, commit (or roll back).
+    Rotate(rotate::RotateArgs),
+    /// Check that the stored credentials work (a login per credential).
+    Verify(verify::VerifyArgs),
+    /// Settle rotations interrupted by a crash or a lost host.
+    Recover(rotate::RecoverArgs),
+    /// Age, last rotation and state of every credential in the vault.
+    Status(status::StatusArgs),
+    /// Print one credential's current secret (recorded in the audit log with the reason).
+    Show(show::ShowArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InventoryCommand {
+    /// Validate an inventory and print a summary.
+    Check(inventory_check::CheckArgs),
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure {
+            code: 1,
+            error: e.into(),
+        }
+    }
+}
+
+/// A usage error (exit code 2): the command line itself is wrong.
+pub fn usage(msg: impl std::fmt::Display) -> Failure {
+    Failure {
+        code: 2,
+        error: anyhow::anyhow!("{msg}"),
+    }
+}
+
+pub type CliResult = Result<i32, Failure>;
+
+/// Entry point: parse, run, map to an exit code.
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    output::init_logging(cli.global.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            f.code
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> CliResult {
+    let g = &cli.global;
+    match cli.command {
+        Command::Init => init::run(g),
+        Command::Inventory(InventoryCommand::Check(a)) => inventory_check::run(a),
+        Command::Enroll(a) => enroll::run(g, a),
+        Command::Plan(a) => plan::run(g, a),
+        Command::Rotate(a) => rotate::run(g, a),
+        Command::Verify(a) => verify::run(g, a),
+        Command::Recover(a) => rotate::recover(g, a),
+        Command::Status(a) => status::run(g, a),
+        Command::Show(a) => show::run(g, a),
+    }
 }

@@ -1,6 +1,9 @@
-//! The rotation engine: a pure state machine ([`machine`]), and the ledger vocabulary
-//! ([`ledger`]) that the driver and the store share.
+//! The rotation engine: the ledger vocabulary ([`ledger`]), the pure state machine
+//! ([`machine`]) and the driver that runs it against connectors and the store ([`driver`]).
 
 pub mod ledger;
+pub mod driver;
+pub mod machine;
 
 pub use ledger::{OpenRotation, Phase, RotationId, RunId, Store};
+pub use machine::{Command, Event, Fault, FaultKind, Outcome, Rotation};

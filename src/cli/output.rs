@@ -1,0 +1,95 @@
+//! Shared plumbing for subcommands: logging setup, the data directory and key source, opening
+//! the vault, progress bars.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing_subscriber::EnvFilter;
+
+use super::{Failure, Global, KeySourceArg, OutputFormat};
+use crate::store::{KeySource, Vault};
+
+/// Logs go to stderr. `ROTOR_LOG` (a tracing filter) wins; else warnings, or more with -v.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_env("ROTOR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+/// `--data-dir`, else `$ROTOR_DATA_DIR` (both handled by clap), else the XDG data directory.
+pub fn data_dir(g: &Global) -> Result<PathBuf, Failure> {
+    if let Some(d) = &g.data_dir {
+        return Ok(d.clone());
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("rotor"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/share/rotor")),
+        None => Err(super::usage(
+            "cannot find a data directory: set --data-dir or ROTOR_DATA_DIR",
+        )),
+    }
+}
+
+pub fn key_source(g: &Global, data_dir: &std::path::Path) -> KeySource {
+    match g.key_source {
+        KeySourceArg::File => KeySource::File(
+            g.key_file
+                .clone()
+                .unwrap_or_else(|| data_dir.join("master.key")),
+        ),
+        KeySourceArg::Keyring => KeySource::Keyring {
+            service: "rotor".to_owned(),
+            user: data_dir.display().to_string(),
+        },
+    }
+}
+
+pub fn open_vault(g: &Global) -> Result<Arc<Vault>, Failure> {
+    let dir = data_dir(g)?;
+    let source = key_source(g, &dir);
+    Ok(Arc::new(Vault::open(&dir, source)?))
+}
+
+/// Where results go: text or JSON on stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Output {
+    pub format: OutputFormat,
+}
+
+impl Output {
+    pub fn new(format: OutputFormat) -> Output {
+        Output { format }
+    }
+
+    /// A progress bar on stderr when it is a terminal and the output is for people; hidden
+    /// otherwise.
+    pub fn progress(&self, len: usize, what: &str) -> ProgressBar {
+        if self.format == OutputFormat::Json || !std::io::stderr().is_terminal() {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
+        // The template is a constant; a parse failure would be a build defect.
+        let style = ProgressStyle::with_template(
+            "{spinner} {prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {wide_msg}",
+        )
+        .expect("valid progress template")
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(what.to_owned());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    }
+}

@@ -1,0 +1,195 @@
+//! `rotor rotate` and `rotor recover`. Rotation first settles whatever an earlier run left
+//! open (DESIGN.md invariant 4), then rotates the selected credentials.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::output::{Output, open_vault};
+use super::{CliResult, Failure, Global, OutputFormat, usage};
+use crate::engine::driver::{self, CredentialResult, Fleet, HostWork, Progress, RunOptions};
+use crate::engine::{Outcome, Store};
+use crate::inventory::{Inventory, Scope};
+use crate::playbook::SshFleet;
+use crate::report::RunReport;
+
+/// Which credentials: `--scope` (repeatable) or `--all`.
+#[derive(Debug, Args, Clone)]
+pub struct Selection {
+    /// The inventory file (YAML).
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// What to act on: all, host:NAME, group:NAME, account:NAME, cred:HOST/ACCOUNT. Repeatable.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// Everything in the inventory (same as --scope all).
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Why (recorded with the run), e.g. a ticket or incident number.
+    #[arg(long, default_value = "manual rotation")]
+    pub reason: String,
+    /// Hosts worked on at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// Deadline of each SSH step, in seconds.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub step_timeout: u64,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The inventory file (YAML) that holds the hosts of the interrupted rotations.
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: PathBuf,
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub step_timeout: u64,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// Loads the inventory and resolves the selection into per-host work, or a usage error.
+pub fn resolve(sel: &Selection) -> Result<(Inventory, Vec<HostWork>, String), Failure> {
+    if !sel.all && sel.scopes.is_empty() {
+        return Err(usage(
+            "say what to act on: --all, or one or more --scope (all, host:NAME, group:NAME, account:NAME, cred:HOST/ACCOUNT)",
+        ));
+    }
+    let mut scopes = Vec::new();
+    if sel.all {
+        scopes.push(Scope::All);
+    }
+    for s in &sel.scopes {
+        scopes.push(Scope::parse(s).map_err(usage)?);
+    }
+    let label = if sel.all { vec!["all".to_owned()] } else { sel.scopes.clone() }.join(" ");
+    let inv = crate::inventory::load(&sel.inventory)?;
+    let selected = inv.select(&scopes).map_err(usage)?;
+    let work = selected
+        .hosts
+        .into_iter()
+        .map(|host| {
+            let accounts = host
+                .accounts
+                .iter()
+                .map(|a| {
+                    // The inventory validates that every account's policy exists.
+                    let policy = inv.policies.get(&a.policy).expect("validated policy").clone();
+                    (a.name.clone(), policy)
+                })
+                .collect();
+            HostWork { host, accounts }
+        })
+        .collect();
+    Ok((inv, work, label))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(1024)
+        .build()?)
+}
+
+fn progress_callback(bar: &indicatif::ProgressBar) -> Progress {
+    let bar = bar.clone();
+    Arc::new(move |r: &CredentialResult| {
+        if r.outcome != Outcome::Committed {
+            bar.set_message(format!("{}: {}", r.cred, r.outcome.label()));
+        }
+        bar.inc(1);
+    })
+}
+
+fn emit(out: Output, report: &RunReport) {
+    match out.format {
+        OutputFormat::Json => println!("{}", report.to_json()),
+        OutputFormat::Text => print!("{}", report.to_text()),
+    }
+}
+
+pub fn run(g: &Global, a: RotateArgs) -> CliResult {
+    let (inv, work, label) = resolve(&a.selection)?;
+    let out = Output::new(a.output);
+    let vault = open_vault(g)?;
+    let store: Arc<dyn Store> = vault;
+    let fleet: Arc<dyn Fleet> = Arc::new(SshFleet {
+        store: store.clone(),
+        step_timeout: Duration::from_secs(a.step_timeout),
+    });
+    let options = RunOptions {
+        concurrency: a.concurrency as usize,
+        progress: None,
+    };
+    let rt = runtime()?;
+
+    // Settle what an earlier run left open before starting new work on the same credentials.
+    let recovered = rt.block_on(driver::recover(&inv.hosts, store.clone(), fleet.clone(), options.clone()))?;
+    if !recovered.is_empty() {
+        let report = RunReport::new("recover", None, None, 0, recovered);
+        eprint!("{}", report.to_text());
+        if report.exit_code() == 4 {
+            eprintln!("warning: some interrupted rotations are still open; their credentials are skipped in this run");
+        }
+    }
+
+    let n_creds: usize = work.iter().map(|w| w.accounts.len()).sum();
+    let bar = out.progress(n_creds, "rotating");
+    let options = RunOptions {
+        progress: Some(progress_callback(&bar)),
+        ..options
+    };
+    let run = store.begin_run(&a.reason, &label)?;
+    let started = Instant::now();
+    let results = rt.block_on(driver::rotate(work, run, store.clone(), fleet, options));
+    bar.finish_and_clear();
+    let report = RunReport::new(
+        "rotate",
+        Some(run),
+        Some(a.reason.clone()),
+        started.elapsed().as_millis() as u64,
+        results,
+    );
+    store.end_run(run, &serde_json::to_string(&report.counts)?)?;
+    emit(out, &report);
+    Ok(report.exit_code())
+}
+
+pub fn recover(g: &Global, a: RecoverArgs) -> CliResult {
+    let inv = crate::inventory::load(&a.inventory)?;
+    let out = Output::new(a.output);
+    let vault = open_vault(g)?;
+    let store: Arc<dyn Store> = vault;
+    let fleet: Arc<dyn Fleet> = Arc::new(SshFleet {
+        store: store.clone(),
+        step_timeout: Duration::from_secs(a.step_timeout),
+    });
+    let started = Instant::now();
+    let results = runtime()?.block_on(driver::recover(
+        &inv.hosts,
+        store,
+        fleet,
+        RunOptions {
+            concurrency: 32,
+            progress: None,
+        },
+    ))?;
+    if results.is_empty() && out.format == OutputFormat::Text {
+        println!("Nothing to recover: no rotation is open.");
+        return Ok(0);
+    }
+    let report = RunReport::new("recover", None, None, started.elapsed().as_millis() as u64, results);
+    emit(out, &report);
+    // Recovery that ends every rotation (committed or rolled back) has done its job.
+    let c = report.counts;
+    Ok(if c.stuck > 0 || c.unsettled > 0 { 4 } else { 0 })
+}

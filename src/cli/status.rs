@@ -1,0 +1,56 @@
+//! `rotor status`: every credential in the vault, its age and its last rotation.
+
+use clap::Args;
+
+use super::output::open_vault;
+use super::{CliResult, Global, OutputFormat};
+use crate::report::table;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+pub fn run(g: &Global, a: StatusArgs) -> CliResult {
+    let vault = open_vault(g)?;
+    let status = vault.status()?;
+    if a.output == OutputFormat::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "schema_version": crate::report::SCHEMA_VERSION,
+                "credentials": status,
+            }))?
+        );
+        return Ok(0);
+    }
+    let now = chrono::Utc::now();
+    let rows: Vec<[String; 4]> = status
+        .iter()
+        .map(|s| {
+            let age = match s.current_since {
+                Some(t) => {
+                    let d = now - t;
+                    if d.num_days() > 0 {
+                        format!("{}d", d.num_days())
+                    } else if d.num_hours() > 0 {
+                        format!("{}h", d.num_hours())
+                    } else {
+                        format!("{}m", d.num_minutes())
+                    }
+                }
+                None => "-".to_owned(),
+            };
+            let last = match &s.last_rotation {
+                Some(r) => format!("{} {}", r.phase, r.at.format("%Y-%m-%d %H:%M")),
+                None => "never".to_owned(),
+            };
+            let state = if s.open_rotation { "OPEN: run `rotor recover`" } else if s.has_current { "ok" } else { "no current secret" };
+            [s.cred.to_string(), age, last, state.to_owned()]
+        })
+        .collect();
+    println!("{} credentials in the vault.\n", rows.len());
+    print!("{}", table(&["CREDENTIAL", "AGE", "LAST ROTATION (UTC)", "STATE"], &rows));
+    Ok(0)
+}

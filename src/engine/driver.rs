@@ -1,0 +1,783 @@
+//! The driver: runs the pure [`Rotation`] machine against a target ([`PasswordTarget`]) and the
+//! [`Store`], for many hosts at once.
+//!
+//! Hosts run concurrently (blocking SSH work on tokio's blocking pool, bounded by a
+//! semaphore); the accounts of one host run in sequence over that host's one admin session.
+//! The driver decides nothing itself: every step is the machine's `Command`, every result is
+//! fed back as an `Event`. It never logs a secret; it logs ids, phases and fault classes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::rngs::OsRng;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+use super::ledger::{OpenRotation, Phase, RotationId, RunId, Store};
+use super::machine::{Command, Event, Fault, Outcome, Rotation};
+use crate::connector::{ConnectorError, FaultClass, PasswordTarget};
+use crate::credential::{AccountName, CredentialId, HostName};
+use crate::inventory::{Host, Policy};
+use crate::policy::generate;
+use crate::secret::Secret;
+
+/// Opens a target (one admin session) for a host. The SSH implementation lives with the
+/// playbooks; tests use an in-memory fleet.
+pub trait Fleet: Send + Sync {
+    fn open(&self, host: &Host) -> Result<Box<dyn PasswordTarget + Send>, ConnectorError>;
+}
+
+/// The work for one host: its accounts (in order) with their policies.
+#[derive(Clone, Debug)]
+pub struct HostWork {
+    pub host: Host,
+    pub accounts: Vec<(AccountName, Policy)>,
+}
+
+/// How one credential ended, for reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct CredentialResult {
+    pub cred: CredentialId,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub rotation: Option<RotationId>,
+    pub elapsed_ms: u64,
+}
+
+/// Called after each credential finishes (progress bars).
+pub type Progress = Arc<dyn Fn(&CredentialResult) + Send + Sync>;
+
+/// Options of one run.
+#[derive(Clone)]
+pub struct RunOptions {
+    pub concurrency: usize,
+    pub progress: Option<Progress>,
+}
+
+/// Rotates every credential of `work` in run `run`. Never fails as a whole: every credential
+/// gets a result.
+pub async fn rotate(
+    work: Vec<HostWork>,
+    run: RunId,
+    store: Arc<dyn Store>,
+    fleet: Arc<dyn Fleet>,
+    options: RunOptions,
+) -> Vec<CredentialResult> {
+    let semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let mut tasks = Vec::with_capacity(work.len());
+    for host_work in work {
+        let (store, fleet, semaphore) = (store.clone(), fleet.clone(), semaphore.clone());
+        let progress = options.progress.clone();
+        tasks.push(tokio::spawn(async move {
+            // The semaphore is never closed, so acquire cannot fail.
+            let _permit = semaphore.acquire_owned().await.expect("semaphore is never closed");
+            let names: Vec<CredentialId> = host_work
+                .accounts
+                .iter()
+                .map(|(a, _)| CredentialId::new(host_work.host.name.clone(), a.clone()))
+                .collect();
+            let joined = tokio::task::spawn_blocking(move || {
+                rotate_host(&host_work, run, &*store, &*fleet, progress.as_ref())
+            })
+            .await;
+            joined.unwrap_or_else(|panic| {
+                // A panic in one host's worker must not take the run down; report it as
+                // unsettled so recovery looks at whatever it left.
+                let cause = Fault::target(FaultClass::Protocol, format!("internal error: {panic}"));
+                names
+                    .into_iter()
+                    .map(|cred| CredentialResult {
+                        cred,
+                        outcome: Outcome::Unsettled { phase: Phase::Staged, cause: cause.clone() },
+                        rotation: None,
+                        elapsed_ms: 0,
+                    })
+                    .collect()
+            })
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        // Our task bodies catch their own panics above; a JoinError here would mean the
+        // runtime is shutting down, which only happens after this function returns.
+        results.extend(task.await.expect("host task joins"));
+    }
+    results
+}
+
+/// Settles every open rotation found in the store, grouped by host.
+pub async fn recover(
+    hosts: &[Host],
+    store: Arc<dyn Store>,
+    fleet: Arc<dyn Fleet>,
+    options: RunOptions,
+) -> Result<Vec<CredentialResult>, crate::store::StoreError> {
+    let open = store.open_rotations()?;
+    let mut by_host: BTreeMap<HostName, Vec<OpenRotation>> = BTreeMap::new();
+    for rotation in open {
+        by_host.entry(rotation.cred.host.clone()).or_default().push(rotation);
+    }
+    let semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let mut tasks = Vec::new();
+    let mut results = Vec::new();
+    for (host_name, rotations) in by_host {
+        let Some(host) = hosts.iter().find(|h| h.name == host_name).cloned() else {
+            for r in rotations {
+                results.push(CredentialResult {
+                    cred: r.cred,
+                    outcome: Outcome::Unsettled {
+                        phase: r.phase,
+                        cause: Fault::target(
+                            FaultClass::Protocol,
+                            format!("host {host_name} is not in this inventory; run `rotor recover` with the inventory that has it"),
+                        ),
+                    },
+                    rotation: Some(r.id),
+                    elapsed_ms: 0,
+                });
+            }
+            continue;
+        };
+        let (store, fleet, semaphore) = (store.clone(), fleet.clone(), semaphore.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = semaphore.acquire_owned().await.expect("semaphore is never closed");
+            tokio::task::spawn_blocking(move || recover_host(&host, rotations, &*store, &*fleet))
+                .await
+                .unwrap_or_default()
+        }));
+    }
+    for task in tasks {
+        results.extend(task.await.expect("host task joins"));
+    }
+    Ok(results)
+}
+
+fn rotate_host(
+    work: &HostWork,
+    run: RunId,
+    store: &dyn Store,
+    fleet: &dyn Fleet,
+    progress: Option<&Progress>,
+) -> Vec<CredentialResult> {
+    let host = &work.host.name;
+    let started = Instant::now();
+    let mut target = match fleet.open(&work.host) {
+        Ok(t) => t,
+        Err(e) => {
+            warn!(host = %host, class = %e.class, "cannot open host, skipping its accounts");
+            return work
+                .accounts
+                .iter()
+                .map(|(account, _)| {
+                    let r = CredentialResult {
+                        cred: CredentialId::new(host.clone(), account.clone()),
+                        outcome: Outcome::NotChanged {
+                            cause: Fault::target(e.class, e.message.clone()),
+                        },
+                        rotation: None,
+                        elapsed_ms: started.elapsed().as_millis() as u64,
+                    };
+                    if let Some(p) = progress {
+                        p(&r);
+                    }
+                    r
+                })
+                .collect();
+        }
+    };
+    work.accounts
+        .iter()
+        .map(|(account, policy)| {
+            let cred = CredentialId::new(host.clone(), account.clone());
+            let r = rotate_one(cred, policy, run, store, &mut *target);
+            if let Some(p) = progress {
+                p(&r);
+            }
+            r
+        })
+        .collect()
+}
+
+/// Draws a secret that no other credential in the vault has (invariant 6). A collision of
+/// 24-character random passwords does not happen in practice; the check exists for policies
+/// a user made too small, and to prove the property rather than assume it.
+fn generate_unique(policy: &Policy, store: &dyn Store) -> Result<Secret, Fault> {
+    for _ in 0..8 {
+        let secret = generate(policy, &mut OsRng).map_err(|e| Fault::store(e.to_string()))?;
+        match store.fingerprint_taken(&secret) {
+            Ok(false) => return Ok(secret),
+            Ok(true) => continue,
+            Err(e) => return Err(Fault::store(e.to_string())),
+        }
+    }
+    Err(Fault::store(format!(
+        "policy `{}` keeps producing passwords already in use: make it longer",
+        policy.name
+    )))
+}
+
+fn rotate_one(
+    cred: CredentialId,
+    policy: &Policy,
+    run: RunId,
+    store: &dyn Store,
+    target: &mut dyn PasswordTarget,
+) -> CredentialResult {
+    let started = Instant::now();
+    let new = match generate_unique(policy, store) {
+        Ok(s) => s,
+        Err(cause) => {
+            return CredentialResult {
+                cred,
+                outcome: Outcome::NotChanged { cause },
+                rotation: None,
+                elapsed_ms: 0,
+            };
+        }
+    };
+    let mut job = Job {
+        cred,
+        run,
+        new: Some(new),
+        restore_point: None,
+        rotation: None,
+    };
+    let outcome = job.drive(Rotation::start(), store, target);
+    log_outcome(&job.cred, &outcome);
+    CredentialResult {
+        cred: job.cred,
+        outcome,
+        rotation: job.rotation,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+fn recover_host(
+    host: &Host,
+    rotations: Vec<OpenRotation>,
+    store: &dyn Store,
+    fleet: &dyn Fleet,
+) -> Vec<CredentialResult> {
+    let mut target = match fleet.open(host) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            warn!(host = %host.name, class = %e.class, "cannot open host to recover its rotations");
+            return rotations
+                .into_iter()
+                .map(|r| CredentialResult {
+                    cred: r.cred,
+                    outcome: Outcome::Unsettled {
+                        phase: r.phase,
+                        cause: Fault::target(e.class, e.message.clone()),
+                    },
+                    rotation: Some(r.id),
+                    elapsed_ms: 0,
+                })
+                .collect();
+        }
+    };
+    let target = target.as_deref_mut().expect("set just above");
+    rotations
+        .into_iter()
+        .map(|r| {
+            let started = Instant::now();
+            info!(cred = %r.cred, rotation = %r.id, phase = %r.phase, "recovering interrupted rotation");
+            let mut job = Job {
+                cred: r.cred,
+                run: RunId(0),
+                new: Some(r.pending),
+                restore_point: Some(r.restore_point),
+                rotation: Some(r.id),
+            };
+            let outcome = job.drive(Rotation::recover(r.phase), store, target);
+            log_outcome(&job.cred, &outcome);
+            CredentialResult {
+                cred: job.cred,
+                outcome,
+                rotation: job.rotation,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+            }
+        })
+        .collect()
+}
+
+fn log_outcome(cred: &CredentialId, outcome: &Outcome) {
+    match outcome {
+        Outcome::Committed => info!(cred = %cred, "rotated and verified"),
+        Outcome::NotChanged { cause } => {
+            warn!(cred = %cred, class = ?cause.class, "not rotated: {}", cause.message)
+        }
+        Outcome::RolledBack { cause } => {
+            warn!(cred = %cred, class = ?cause.class, "rolled back: {}", cause.message)
+        }
+        Outcome::Unsettled { phase, cause } => tracing::error!(
+            cred = %cred, phase = %phase, class = ?cause.class,
+            "left open for `rotor recover`: {}", cause.message
+        ),
+        Outcome::Stuck { cause, restore_error } => tracing::error!(
+            cred = %cred, class = ?cause.class,
+            "STUCK, operator needed: {}; restore failed: {}", cause.message, restore_error.message
+        ),
+    }
+}
+
+/// The data one rotation carries while the machine runs.
+struct Job {
+    cred: CredentialId,
+    run: RunId,
+    new: Option<Secret>,
+    restore_point: Option<Secret>,
+    rotation: Option<RotationId>,
+}
+
+impl Job {
+    fn drive(
+        &mut self,
+        start: (Rotation, Command),
+        store: &dyn Store,
+        target: &mut dyn PasswordTarget,
+    ) -> Outcome {
+        let (mut state, mut command) = start;
+        let mut last_cause: Option<String> = None;
+        loop {
+            if let Command::Finish(outcome) = command {
+                return outcome;
+            }
+            let event = self.execute(&command, store, target, last_cause.as_deref());
+            if let Event::Failed(f) = &event {
+                last_cause = Some(f.message.clone());
+            }
+            crash_point(&command, &event);
+            (state, command) = state.on(event);
+        }
+    }
+
+    fn execute(
+        &mut self,
+        command: &Command,
+        store: &dyn Store,
+        target: &mut dyn PasswordTarget,
+        last_cause: Option<&str>,
+    ) -> Event {
+        let account = &self.cred.account;
+        let from_target = |r: Result<(), ConnectorError>| match r {
+            Ok(()) => Event::Ok,
+            Err(e) => Event::Failed(Fault::target(e.class, e.message)),
+        };
+        let from_store = |r: Result<(), crate::store::StoreError>| match r {
+            Ok(()) => Event::Ok,
+            Err(e) => Event::Failed(Fault::store(e.to_string())),
+        };
+        // The machine only emits these commands after the data they need exists (restore
+        // point read before Stage, rotation id after Stage), so the `expect`s below state
+        // machine invariants, checked by the machine's tests.
+        match command {
+            Command::ReadRestorePoint => match target.restore_point(account) {
+                Ok(rp) => {
+                    self.restore_point = Some(rp);
+                    Event::Ok
+                }
+                Err(e) => Event::Failed(Fault::target(e.class, e.message)),
+            },
+            Command::Stage => {
+                let new = self.new.as_ref().expect("new secret exists before Stage");
+                let rp = self.restore_point.as_ref().expect("restore point read before Stage");
+                match store.stage(self.run, &self.cred, new, rp) {
+                    Ok(id) => {
+                        self.rotation = Some(id);
+                        Event::Ok
+                    }
+                    Err(e) => Event::Failed(Fault::store(e.to_string())),
+                }
+            }
+            Command::Push => {
+                from_target(target.set_password(account, self.new.as_ref().expect("staged")))
+            }
+            Command::Record(phase) => from_store(store.record_phase(self.id(), *phase, last_cause)),
+            Command::Verify | Command::ProbePending => {
+                from_target(target.verify_login(account, self.new.as_ref().expect("staged")))
+            }
+            Command::Commit => from_store(store.commit(self.id())),
+            Command::Restore => {
+                from_target(target.restore(account, self.restore_point.as_ref().expect("staged")))
+            }
+            Command::RecordRolledBack => {
+                from_store(store.roll_back(self.id(), last_cause.unwrap_or("rolled back")))
+            }
+            Command::RecordStuck => {
+                from_store(store.mark_stuck(self.id(), last_cause.unwrap_or("restore failed")))
+            }
+            Command::CheckUnchanged => match target.restore_point(account) {
+                Ok(now) => Event::Unchanged(
+                    now.ct_eq(self.restore_point.as_ref().expect("open rotations carry one")),
+                ),
+                Err(e) => Event::Failed(Fault::target(e.class, e.message)),
+            },
+            Command::Finish(_) => unreachable!("drive() returns before executing Finish"),
+        }
+    }
+
+    fn id(&self) -> RotationId {
+        self.rotation.expect("rotation id exists once staged")
+    }
+}
+
+/// Test hook (only with the `lab` feature): `ROTOR_LAB_PAUSE_AT=staged|applied` makes the
+/// process write `$ROTOR_LAB_PAUSE_FILE` and hang right after the first rotation reaches that
+/// phase, so a test can SIGKILL it there. Release builds do not contain this code.
+#[cfg(feature = "lab")]
+fn crash_point(command: &Command, event: &Event) {
+    let reached = match (command, event) {
+        (Command::Stage, Event::Ok) => "staged",
+        (Command::Record(Phase::Applied), Event::Ok) => "applied",
+        _ => return,
+    };
+    if std::env::var("ROTOR_LAB_PAUSE_AT").as_deref() == Ok(reached) {
+        if let Ok(file) = std::env::var("ROTOR_LAB_PAUSE_FILE") {
+            // create_new: only the first worker to get here pauses the run.
+            if std::fs::OpenOptions::new().write(true).create_new(true).open(&file).is_ok() {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "lab"))]
+fn crash_point(_: &Command, _: &Event) {}
+
+#[cfg(test)]
+mod tests {
+    //! The driver against an in-memory store and scripted hosts: every failure path of one
+    //! rotation, and recovery, in milliseconds.
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::credential::HostName;
+    use crate::inventory::{CharClass, ConnectAuth, ConnectIdentity, HostKeyPin};
+    use crate::store::StoreError;
+
+    /// What the fake target holds per account: the "shadow hash" is the password itself here.
+    #[derive(Default)]
+    struct FakeHost {
+        passwords: HashMap<String, String>,
+        refuse_set: bool,
+        /// The password is set but logins with it fail.
+        break_login: bool,
+        down: bool,
+    }
+
+    #[derive(Default)]
+    struct FakeFleet {
+        hosts: Mutex<HashMap<String, FakeHost>>,
+        /// Every (host, step) the driver performed, in order.
+        log: Mutex<Vec<String>>,
+    }
+
+    struct FakeTarget<'a> {
+        fleet: &'a FakeFleet,
+        host: String,
+    }
+
+    impl FakeFleet {
+        fn with(&self, host: &str, f: impl FnOnce(&mut FakeHost)) {
+            f(self.hosts.lock().unwrap().entry(host.to_owned()).or_default())
+        }
+        fn password(&self, host: &str, account: &str) -> Option<String> {
+            self.hosts.lock().unwrap()[host].passwords.get(account).cloned()
+        }
+    }
+
+    fn err(class: FaultClass) -> ConnectorError {
+        ConnectorError::new(class, format!("{class}"))
+    }
+
+    impl PasswordTarget for FakeTarget<'_> {
+        fn restore_point(&mut self, a: &AccountName) -> Result<Secret, ConnectorError> {
+            self.fleet.log.lock().unwrap().push(format!("{} read", self.host));
+            let hosts = self.fleet.hosts.lock().unwrap();
+            let h = &hosts[&self.host];
+            if h.down {
+                return Err(err(FaultClass::Unreachable));
+            }
+            h.passwords.get(a.as_str()).map(|p| Secret::new(p.clone())).ok_or(err(FaultClass::AccountMissing))
+        }
+        fn set_password(&mut self, a: &AccountName, new: &Secret) -> Result<(), ConnectorError> {
+            self.fleet.log.lock().unwrap().push(format!("{} set", self.host));
+            let mut hosts = self.fleet.hosts.lock().unwrap();
+            let h = hosts.get_mut(&self.host).unwrap();
+            if h.refuse_set {
+                return Err(err(FaultClass::Refused));
+            }
+            h.passwords.insert(a.to_string(), new.expose().to_owned());
+            Ok(())
+        }
+        fn restore(&mut self, a: &AccountName, saved: &Secret) -> Result<(), ConnectorError> {
+            self.fleet.log.lock().unwrap().push(format!("{} restore", self.host));
+            let mut hosts = self.fleet.hosts.lock().unwrap();
+            let h = hosts.get_mut(&self.host).unwrap();
+            if h.down {
+                return Err(err(FaultClass::Unreachable));
+            }
+            h.passwords.insert(a.to_string(), saved.expose().to_owned());
+            Ok(())
+        }
+        fn verify_login(&mut self, a: &AccountName, s: &Secret) -> Result<(), ConnectorError> {
+            self.fleet.log.lock().unwrap().push(format!("{} verify", self.host));
+            let hosts = self.fleet.hosts.lock().unwrap();
+            let h = &hosts[&self.host];
+            if h.down {
+                return Err(err(FaultClass::Unreachable));
+            }
+            if !h.break_login && h.passwords.get(a.as_str()).map(String::as_str) == Some(s.expose()) {
+                Ok(())
+            } else {
+                Err(err(FaultClass::VerifyFailed))
+            }
+        }
+    }
+
+    /// `Fleet::open` needs 'static boxes, so tests share the fleet through a leaked reference.
+    struct FleetRef(&'static FakeFleet);
+    impl Fleet for FleetRef {
+        fn open(&self, host: &Host) -> Result<Box<dyn PasswordTarget + Send>, ConnectorError> {
+            if self.0.hosts.lock().unwrap()[host.name.as_str()].down {
+                return Err(err(FaultClass::Unreachable));
+            }
+            Ok(Box::new(FakeTarget { fleet: self.0, host: host.name.to_string() }))
+        }
+    }
+
+    #[derive(Default)]
+    struct MemStore {
+        inner: Mutex<Mem>,
+    }
+    #[derive(Default)]
+    struct Mem {
+        current: HashMap<CredentialId, String>,
+        rotations: Vec<(CredentialId, Phase, String, String)>, // cred, phase, pending, restore point
+        fail_stage: bool,
+    }
+
+    impl Store for MemStore {
+        fn begin_run(&self, _: &str, _: &str) -> Result<RunId, StoreError> {
+            Ok(RunId(1))
+        }
+        fn end_run(&self, _: RunId, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn fingerprint_taken(&self, s: &Secret) -> Result<bool, StoreError> {
+            Ok(self.inner.lock().unwrap().current.values().any(|c| c == s.expose()))
+        }
+        fn stage(&self, _: RunId, cred: &CredentialId, new: &Secret, rp: &Secret) -> Result<RotationId, StoreError> {
+            let mut m = self.inner.lock().unwrap();
+            if m.fail_stage {
+                return Err(StoreError::Db("disk full".into()));
+            }
+            m.rotations.push((cred.clone(), Phase::Staged, new.expose().into(), rp.expose().into()));
+            Ok(RotationId(m.rotations.len() as i64 - 1))
+        }
+        fn record_phase(&self, id: RotationId, p: Phase, _: Option<&str>) -> Result<(), StoreError> {
+            self.inner.lock().unwrap().rotations[id.0 as usize].1 = p;
+            Ok(())
+        }
+        fn commit(&self, id: RotationId) -> Result<(), StoreError> {
+            let mut m = self.inner.lock().unwrap();
+            let (cred, _, pending, _) = m.rotations[id.0 as usize].clone();
+            m.current.insert(cred, pending);
+            m.rotations[id.0 as usize].1 = Phase::Committed;
+            Ok(())
+        }
+        fn roll_back(&self, id: RotationId, _: &str) -> Result<(), StoreError> {
+            self.record_phase(id, Phase::RolledBack, None)
+        }
+        fn mark_stuck(&self, id: RotationId, _: &str) -> Result<(), StoreError> {
+            self.record_phase(id, Phase::Stuck, None)
+        }
+        fn open_rotations(&self) -> Result<Vec<OpenRotation>, StoreError> {
+            Ok(self.inner.lock().unwrap().rotations.iter().enumerate()
+                .filter(|(_, r)| r.1.is_open())
+                .map(|(i, r)| OpenRotation {
+                    id: RotationId(i as i64),
+                    cred: r.0.clone(),
+                    phase: r.1,
+                    pending: Secret::new(r.2.clone()),
+                    restore_point: Secret::new(r.3.clone()),
+                })
+                .collect())
+        }
+        fn current(&self, cred: &CredentialId) -> Result<Option<Secret>, StoreError> {
+            Ok(self.inner.lock().unwrap().current.get(cred).map(|s| Secret::new(s.clone())))
+        }
+    }
+
+    fn host(name: &str) -> Host {
+        Host {
+            name: HostName::parse(name).unwrap(),
+            address: "127.0.0.1".into(),
+            port: 22,
+            host_key: HostKeyPin::Key("ssh-ed25519 AAAA".into()),
+            groups: vec![],
+            connect: ConnectIdentity {
+                user: AccountName::parse("root").unwrap(),
+                auth: ConnectAuth::KeyFile("/k".into()),
+            },
+            accounts: vec![],
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            name: "default".into(),
+            length: 16,
+            classes: vec![CharClass::Lower, CharClass::Digit],
+            exclude: String::new(),
+            schedule: None,
+            max_age: None,
+            timezone: None,
+        }
+    }
+
+    fn setup(hosts: &[&str]) -> (&'static FakeFleet, Arc<MemStore>, Vec<HostWork>) {
+        let fleet: &'static FakeFleet = Box::leak(Box::default());
+        let mut work = Vec::new();
+        for h in hosts {
+            fleet.with(h, |fh| {
+                fh.passwords.insert("svc_app".into(), "shared".into());
+                fh.passwords.insert("svc_backup".into(), "shared".into());
+            });
+            work.push(HostWork {
+                host: host(h),
+                accounts: ["svc_app", "svc_backup"]
+                    .iter()
+                    .map(|a| (AccountName::parse(a).unwrap(), policy()))
+                    .collect(),
+            });
+        }
+        (fleet, Arc::new(MemStore::default()), work)
+    }
+
+    fn run_rotate(fleet: &'static FakeFleet, store: &Arc<MemStore>, work: Vec<HostWork>) -> Vec<CredentialResult> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let mut r = rt.block_on(rotate(
+            work,
+            RunId(1),
+            store.clone(),
+            Arc::new(FleetRef(fleet)),
+            RunOptions { concurrency: 4, progress: None },
+        ));
+        r.sort_by(|a, b| a.cred.cmp(&b.cred));
+        r
+    }
+
+    fn labels(results: &[CredentialResult]) -> Vec<String> {
+        results.iter().map(|r| format!("{} {}", r.cred, r.outcome.label())).collect()
+    }
+
+    #[test]
+    fn every_account_gets_its_own_verified_secret() {
+        let (fleet, store, work) = setup(&["a", "b", "c"]);
+        let results = run_rotate(fleet, &store, work);
+        assert!(results.iter().all(|r| r.outcome == Outcome::Committed), "{:?}", labels(&results));
+        let mut seen = std::collections::HashSet::new();
+        for r in &results {
+            let on_host = fleet.password(r.cred.host.as_str(), r.cred.account.as_str()).unwrap();
+            let in_vault = store.current(&r.cred).unwrap().unwrap();
+            assert_eq!(on_host, in_vault.expose());
+            assert!(seen.insert(on_host), "secrets must differ");
+        }
+    }
+
+    #[test]
+    fn refused_push_rolls_back_only_that_host() {
+        let (fleet, store, work) = setup(&["a", "b"]);
+        fleet.with("b", |h| h.refuse_set = true);
+        let results = run_rotate(fleet, &store, work);
+        assert_eq!(
+            labels(&results),
+            ["a/svc_app committed", "a/svc_backup committed", "b/svc_app rolled back", "b/svc_backup rolled back"]
+        );
+        assert_eq!(fleet.password("b", "svc_app").unwrap(), "shared");
+        assert!(store.open_rotations().unwrap().is_empty());
+    }
+
+    #[test]
+    fn failed_verification_restores_the_old_password() {
+        let (fleet, store, work) = setup(&["a"]);
+        fleet.with("a", |h| h.break_login = true);
+        let results = run_rotate(fleet, &store, work);
+        assert!(results.iter().all(|r| r.outcome.label() == "rolled back"));
+        assert_eq!(fleet.password("a", "svc_app").unwrap(), "shared");
+        assert!(store.current(&results[0].cred).unwrap().is_none());
+    }
+
+    #[test]
+    fn vault_failure_pushes_nothing() {
+        let (fleet, store, work) = setup(&["a"]);
+        store.inner.lock().unwrap().fail_stage = true;
+        let results = run_rotate(fleet, &store, work);
+        assert!(results.iter().all(|r| r.outcome.label() == "not changed"));
+        assert!(!fleet.log.lock().unwrap().iter().any(|l| l.ends_with(" set")));
+        assert_eq!(fleet.password("a", "svc_app").unwrap(), "shared");
+    }
+
+    #[test]
+    fn unreachable_host_changes_nothing_and_others_complete() {
+        let (fleet, store, work) = setup(&["a", "b"]);
+        fleet.with("a", |h| h.down = true);
+        let results = run_rotate(fleet, &store, work);
+        assert_eq!(
+            labels(&results),
+            ["a/svc_app not changed", "a/svc_backup not changed", "b/svc_app committed", "b/svc_backup committed"]
+        );
+    }
+
+    /// Crash after staging (nothing pushed) and after applying (pushed, not committed):
+    /// recovery drops the first and commits the second.
+    #[test]
+    fn recovery_settles_staged_and_applied() {
+        let (fleet, store, _) = setup(&["a"]);
+        let app = CredentialId::parse("a/svc_app").unwrap();
+        let backup = CredentialId::parse("a/svc_backup").unwrap();
+        let rp = Secret::new("shared".into());
+        let id1 = store.stage(RunId(1), &app, &Secret::new("new-app".into()), &rp).unwrap();
+        let _ = id1;
+        let id2 = store.stage(RunId(1), &backup, &Secret::new("new-backup".into()), &rp).unwrap();
+        fleet.with("a", |h| {
+            h.passwords.insert("svc_backup".into(), "new-backup".into());
+        });
+        store.record_phase(id2, Phase::Applied, None).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let mut results = rt
+            .block_on(recover(&[host("a")], store.clone(), Arc::new(FleetRef(fleet)), RunOptions { concurrency: 2, progress: None }))
+            .unwrap();
+        results.sort_by(|a, b| a.cred.cmp(&b.cred));
+        assert_eq!(labels(&results), ["a/svc_app rolled back", "a/svc_backup committed"]);
+        assert_eq!(store.current(&backup).unwrap().unwrap().expose(), "new-backup");
+        assert_eq!(fleet.password("a", "svc_app").unwrap(), "shared");
+        assert!(store.open_rotations().unwrap().is_empty());
+    }
+
+    /// Pushed, then the new password was lost on the host (neither works): recovery restores
+    /// the saved hash.
+    #[test]
+    fn recovery_restores_when_pending_does_not_work() {
+        let (fleet, store, _) = setup(&["a"]);
+        let app = CredentialId::parse("a/svc_app").unwrap();
+        let id = store.stage(RunId(1), &app, &Secret::new("new-app".into()), &Secret::new("shared".into())).unwrap();
+        store.record_phase(id, Phase::Applied, None).unwrap();
+        fleet.with("a", |h| {
+            h.passwords.insert("svc_app".into(), "garbled".into());
+        });
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let results = rt
+            .block_on(recover(&[host("a")], store.clone(), Arc::new(FleetRef(fleet)), RunOptions { concurrency: 2, progress: None }))
+            .unwrap();
+        assert_eq!(labels(&results), ["a/svc_app rolled back"]);
+        assert_eq!(fleet.password("a", "svc_app").unwrap(), "shared");
+    }
+}

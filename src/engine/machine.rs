@@ -1,0 +1,506 @@
+//! The rotation state machine, pure: no I/O, no clock, no randomness. The driver asks it what
+//! to do next ([`Command`]), does it against the target and the store, and feeds back what
+//! happened ([`Event`]). Each transition consumes the old state.
+//!
+//! Architecture invariant: the command sequence this machine emits can never push a secret
+//! that is not durably staged (Stage precedes Push), never commit one that was not verified
+//! (Verify precedes Commit), and never drop the saved restore point before the old credential
+//! is proven back (Restore precedes RecordRolledBack). The property tests at the bottom check
+//! this against random outcomes.
+
+use serde::Serialize;
+
+use super::ledger::Phase;
+use crate::connector::FaultClass;
+
+/// One thing for the driver to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Read the target's restore point (Linux: the shadow hash) before anything changes.
+    ReadRestorePoint,
+    /// Store the new secret as `pending` with a ledger row in `Staged`, durably.
+    Stage,
+    /// Send the new secret to the target.
+    Push,
+    /// Record a phase in the ledger.
+    Record(Phase),
+    /// Prove the new secret with a fresh login as the account.
+    Verify,
+    /// Make `pending` current in the vault.
+    Commit,
+    /// Put the restore point back on the target and check that it is back.
+    Restore,
+    /// Drop `pending`, end the ledger row in `RolledBack`.
+    RecordRolledBack,
+    /// End the ledger row in `Stuck`, keeping both secrets.
+    RecordStuck,
+    /// Recovery: prove the pending secret (fresh login).
+    ProbePending,
+    /// Recovery: is the target's restore point still the saved one?
+    CheckUnchanged,
+    /// Nothing more to do.
+    Finish(Outcome),
+}
+
+/// What happened when the driver carried out a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Ok,
+    /// `CheckUnchanged` answers with whether the target still holds the saved restore point.
+    Unchanged(bool),
+    Failed(Fault),
+}
+
+/// A failure with its class and a message for people (never a secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Fault {
+    pub class: FaultKind,
+    pub message: String,
+}
+
+/// A connector fault or a store fault. Serialized flat (`"host_key_mismatch"`, `"store"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    Target(FaultClass),
+    /// The vault could not be written.
+    Store,
+}
+
+impl Serialize for FaultKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FaultKind::Target(c) => c.serialize(s),
+            FaultKind::Store => s.serialize_str("store"),
+        }
+    }
+}
+
+impl Fault {
+    pub fn target(class: FaultClass, message: impl Into<String>) -> Fault {
+        Fault {
+            class: FaultKind::Target(class),
+            message: message.into(),
+        }
+    }
+    pub fn store(message: impl Into<String>) -> Fault {
+        Fault {
+            class: FaultKind::Store,
+            message: message.into(),
+        }
+    }
+    /// The target could not be reached at all (so nothing on it can be settled now).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self.class,
+            FaultKind::Target(
+                FaultClass::Unreachable | FaultClass::TimedOut | FaultClass::HostKeyMismatch
+            )
+        )
+    }
+}
+
+/// How one credential's rotation ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    /// New secret verified and current.
+    Committed,
+    /// Nothing was changed on the target (failure before the push).
+    NotChanged { cause: Fault },
+    /// The target was changed, the change failed, the old credential is back and proven.
+    RolledBack { cause: Fault },
+    /// The rotation could not be finished or undone now (host lost, store failing); it stays
+    /// open in the ledger, with both secrets, and `rotor recover` settles it.
+    Unsettled { phase: Phase, cause: Fault },
+    /// The old credential could not be restored: an operator must look. Both secrets kept.
+    Stuck { cause: Fault, restore_error: Fault },
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Committed => "committed",
+            Outcome::NotChanged { .. } => "not changed",
+            Outcome::RolledBack { .. } => "rolled back",
+            Outcome::Unsettled { .. } => "unsettled",
+            Outcome::Stuck { .. } => "stuck",
+        }
+    }
+}
+
+/// The state of one rotation. Each variant is where the machine waits for the event of the
+/// command it last emitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    ReadingRestorePoint,
+    Staging,
+    Pushing,
+    RecordingApplied,
+    Verifying,
+    Committing,
+    RecordingRollingBack { cause: Fault },
+    Restoring { cause: Fault },
+    RecordingRolledBack { cause: Fault },
+    RecordingStuck { cause: Fault, restore_error: Fault },
+    // Recovery states (an interrupted rotation found in the ledger).
+    ProbingPending { phase: Phase },
+    CheckingUnchanged { phase: Phase, probe: Fault },
+    Done(Outcome),
+}
+
+impl Rotation {
+    /// A fresh rotation and its first command.
+    pub fn start() -> (Rotation, Command) {
+        (Rotation::ReadingRestorePoint, Command::ReadRestorePoint)
+    }
+
+    /// Recovery of a rotation left open in `phase`, and its first command.
+    pub fn recover(phase: Phase) -> (Rotation, Command) {
+        (Rotation::ProbingPending { phase }, Command::ProbePending)
+    }
+
+    /// The phase the ledger holds while the machine is in this state (for reports of
+    /// unsettled rotations).
+    fn ledger_phase(&self) -> Phase {
+        match self {
+            Rotation::ReadingRestorePoint => Phase::Planned,
+            Rotation::Staging | Rotation::Pushing | Rotation::RecordingApplied => Phase::Staged,
+            Rotation::Verifying => Phase::Applied,
+            Rotation::Committing => Phase::Applied,
+            Rotation::RecordingRollingBack { .. } => Phase::Applied,
+            Rotation::Restoring { .. }
+            | Rotation::RecordingRolledBack { .. }
+            | Rotation::RecordingStuck { .. } => Phase::RollingBack,
+            Rotation::ProbingPending { phase } | Rotation::CheckingUnchanged { phase, .. } => *phase,
+            Rotation::Done(_) => Phase::Planned,
+        }
+    }
+
+    /// One transition.
+    pub fn on(self, event: Event) -> (Rotation, Command) {
+        use Rotation as R;
+        let unsettled = |state: &Rotation, cause: Fault| {
+            let outcome = Outcome::Unsettled {
+                phase: state.ledger_phase(),
+                cause,
+            };
+            (R::Done(outcome.clone()), Command::Finish(outcome))
+        };
+        let done = |outcome: Outcome| (R::Done(outcome.clone()), Command::Finish(outcome));
+        let roll_back = |cause: Fault| {
+            (
+                R::RecordingRollingBack { cause },
+                Command::Record(Phase::RollingBack),
+            )
+        };
+        match (self, event) {
+            // Before anything is stored or sent: a failure changes nothing.
+            (R::ReadingRestorePoint, Event::Ok) => (R::Staging, Command::Stage),
+            (R::ReadingRestorePoint, Event::Failed(cause)) => done(Outcome::NotChanged { cause }),
+            (R::Staging, Event::Ok) => (R::Pushing, Command::Push),
+            (R::Staging, Event::Failed(cause)) => done(Outcome::NotChanged { cause }),
+
+            // The push may have half-happened (e.g. a timeout after the command ran), so any
+            // push failure restores the saved state, which is harmless if nothing changed.
+            (R::Pushing, Event::Ok) => (R::RecordingApplied, Command::Record(Phase::Applied)),
+            (R::Pushing, Event::Failed(cause)) => roll_back(cause),
+            (R::RecordingApplied, Event::Ok) => (R::Verifying, Command::Verify),
+            (s @ R::RecordingApplied, Event::Failed(cause)) => unsettled(&s, cause),
+
+            (R::Verifying, Event::Ok) => (R::Committing, Command::Commit),
+            (R::Verifying, Event::Failed(cause)) => roll_back(cause),
+            (R::Committing, Event::Ok) => done(Outcome::Committed),
+            // Verified on the target but not recorded: the pending secret works, so recovery
+            // will commit it.
+            (s @ R::Committing, Event::Failed(cause)) => unsettled(&s, cause),
+
+            (R::RecordingRollingBack { cause }, Event::Ok) => {
+                (R::Restoring { cause }, Command::Restore)
+            }
+            (s @ R::RecordingRollingBack { .. }, Event::Failed(store_fault)) => {
+                unsettled(&s, store_fault)
+            }
+            (R::Restoring { cause }, Event::Ok) => {
+                (R::RecordingRolledBack { cause }, Command::RecordRolledBack)
+            }
+            // Host lost during the restore: leave it open for recovery rather than calling it
+            // stuck; nothing is known to be wrong with the account.
+            (s @ R::Restoring { .. }, Event::Failed(restore_error))
+                if restore_error.is_unreachable() =>
+            {
+                unsettled(&s, restore_error)
+            }
+            (R::Restoring { cause }, Event::Failed(restore_error)) => (
+                R::RecordingStuck {
+                    cause,
+                    restore_error,
+                },
+                Command::RecordStuck,
+            ),
+            (R::RecordingRolledBack { cause }, Event::Ok) => done(Outcome::RolledBack { cause }),
+            (s @ R::RecordingRolledBack { .. }, Event::Failed(f)) => unsettled(&s, f),
+            (
+                R::RecordingStuck {
+                    cause,
+                    restore_error,
+                },
+                Event::Ok,
+            ) => done(Outcome::Stuck {
+                cause,
+                restore_error,
+            }),
+            (s @ R::RecordingStuck { .. }, Event::Failed(f)) => unsettled(&s, f),
+
+            // Recovery: the pending secret works -> it is what the target holds: commit.
+            (R::ProbingPending { .. }, Event::Ok) => (R::Committing, Command::Commit),
+            (s @ R::ProbingPending { .. }, Event::Failed(probe)) if probe.is_unreachable() => {
+                unsettled(&s, probe)
+            }
+            (R::ProbingPending { phase }, Event::Failed(probe)) => (
+                R::CheckingUnchanged { phase, probe },
+                Command::CheckUnchanged,
+            ),
+            // Target still holds the saved state: the push never landed; drop pending.
+            (R::CheckingUnchanged { probe, .. }, Event::Unchanged(true)) => (
+                R::RecordingRolledBack { cause: probe },
+                Command::RecordRolledBack,
+            ),
+            // Target changed but the pending secret does not work: restore the saved state.
+            (R::CheckingUnchanged { probe, .. }, Event::Unchanged(false)) => roll_back(probe),
+            (s @ R::CheckingUnchanged { .. }, Event::Failed(f)) => unsettled(&s, f),
+
+            (R::Done(outcome), _) => done(outcome),
+            // An event that does not belong to the state is a driver bug; treat it as a
+            // protocol fault that leaves the rotation for recovery rather than guessing.
+            (s, e) => unsettled(
+                &s,
+                Fault::target(
+                    FaultClass::Protocol,
+                    format!("internal: unexpected event {e:?} in state {s:?}"),
+                ),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn fail(class: FaultClass) -> Event {
+        Event::Failed(Fault::target(class, "x"))
+    }
+
+    /// Runs the machine against a script of events, returning the commands it emitted.
+    fn run(start: (Rotation, Command), events: &[Event]) -> Vec<Command> {
+        let (mut state, mut cmd) = start;
+        let mut cmds = vec![cmd.clone()];
+        for e in events {
+            if matches!(cmd, Command::Finish(_)) {
+                break;
+            }
+            (state, cmd) = state.on(e.clone());
+            cmds.push(cmd.clone());
+        }
+        cmds
+    }
+
+    fn names(cmds: &[Command]) -> String {
+        cmds.iter()
+            .map(|c| match c {
+                Command::Finish(o) => format!("Finish({})", o.label()),
+                Command::Record(p) => format!("Record({p})"),
+                other => format!("{other:?}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" > ")
+    }
+
+    fn check(start: (Rotation, Command), events: &[Event], expect: &str) {
+        assert_eq!(names(&run(start, events)), expect);
+    }
+
+    #[test]
+    fn happy_path() {
+        check(
+            Rotation::start(),
+            &vec![Event::Ok; 6],
+            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Commit > Finish(committed)",
+        );
+    }
+
+    #[test]
+    fn missing_account_changes_nothing() {
+        check(
+            Rotation::start(),
+            &[fail(FaultClass::AccountMissing)],
+            "ReadRestorePoint > Finish(not changed)",
+        );
+    }
+
+    #[test]
+    fn vault_write_failure_pushes_nothing() {
+        check(
+            Rotation::start(),
+            &[Event::Ok, Event::Failed(Fault::store("disk full"))],
+            "ReadRestorePoint > Stage > Finish(not changed)",
+        );
+    }
+
+    #[test]
+    fn refused_push_is_rolled_back() {
+        check(
+            Rotation::start(),
+            &[Event::Ok, Event::Ok, fail(FaultClass::Refused), Event::Ok, Event::Ok, Event::Ok],
+            "ReadRestorePoint > Stage > Push > Record(rolling_back) > Restore > RecordRolledBack > Finish(rolled back)",
+        );
+    }
+
+    #[test]
+    fn failed_verify_is_rolled_back_and_failed_restore_is_stuck() {
+        check(
+            Rotation::start(),
+            &[
+                Event::Ok,
+                Event::Ok,
+                Event::Ok,
+                Event::Ok,
+                fail(FaultClass::VerifyFailed),
+                Event::Ok,
+                fail(FaultClass::Refused),
+                Event::Ok,
+            ],
+            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > Restore > RecordStuck > Finish(stuck)",
+        );
+    }
+
+    #[test]
+    fn host_lost_during_restore_is_left_for_recovery() {
+        check(
+            Rotation::start(),
+            &[
+                Event::Ok,
+                Event::Ok,
+                Event::Ok,
+                Event::Ok,
+                fail(FaultClass::Unreachable),
+                Event::Ok,
+                fail(FaultClass::Unreachable),
+            ],
+            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > Restore > Finish(unsettled)",
+        );
+    }
+
+    #[test]
+    fn recovery_paths() {
+        let rec = || Rotation::recover(Phase::Applied);
+        check(rec(), &[Event::Ok, Event::Ok], "ProbePending > Commit > Finish(committed)");
+        check(
+            rec(),
+            &[fail(FaultClass::VerifyFailed), Event::Unchanged(true), Event::Ok],
+            "ProbePending > CheckUnchanged > RecordRolledBack > Finish(rolled back)",
+        );
+        check(
+            rec(),
+            &[
+                fail(FaultClass::VerifyFailed),
+                Event::Unchanged(false),
+                Event::Ok,
+                Event::Ok,
+                Event::Ok,
+            ],
+            "ProbePending > CheckUnchanged > Record(rolling_back) > Restore > RecordRolledBack > Finish(rolled back)",
+        );
+        check(
+            rec(),
+            &[fail(FaultClass::Unreachable)],
+            "ProbePending > Finish(unsettled)",
+        );
+    }
+
+    fn any_event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            4 => Just(Event::Ok),
+            1 => any::<bool>().prop_map(Event::Unchanged),
+            1 => Just(Event::Failed(Fault::store("s"))),
+            1 => prop::sample::select(vec![
+                FaultClass::Unreachable, FaultClass::TimedOut, FaultClass::Refused,
+                FaultClass::VerifyFailed, FaultClass::AccountMissing, FaultClass::Protocol,
+            ]).prop_map(|c| Event::Failed(Fault::target(c, "t"))),
+        ]
+    }
+
+    /// A model of the world the commands act on: what the target holds and what the vault
+    /// holds. Whatever happens, the secret the target accepts must be in the vault (as
+    /// `current`, or as `pending` of an open rotation that recovery will settle).
+    #[derive(Debug)]
+    struct World {
+        target_has_new: bool,
+        pending_stored: bool,
+        committed: bool,
+        open: bool,
+    }
+
+    proptest! {
+        #[test]
+        fn never_loses_the_working_secret(
+            events in prop::collection::vec(any_event(), 0..30),
+            recover_from in prop::sample::select(vec![None, Some(Phase::Staged), Some(Phase::Applied)]),
+        ) {
+            let (mut state, mut cmd) = match recover_from {
+                None => Rotation::start(),
+                Some(p) => Rotation::recover(p),
+            };
+            let mut w = World {
+                target_has_new: false,
+                pending_stored: recover_from.is_some(),
+                committed: false,
+                open: recover_from.is_some(),
+            };
+            let mut verified = recover_from.is_some();
+            let mut steps = 0;
+            for e in events.iter().cycle().take(60) {
+                let ok = matches!(e, Event::Ok | Event::Unchanged(_));
+                match &cmd {
+                    Command::Finish(_) => break,
+                    Command::Stage if ok => { w.pending_stored = true; w.open = true; }
+                    Command::Push => {
+                        prop_assert!(w.pending_stored, "pushed before staging");
+                        // A failed push may still have landed.
+                        w.target_has_new = true;
+                    }
+                    Command::Verify if ok => verified = true,
+                    Command::ProbePending if ok => verified = true,
+                    Command::Commit => {
+                        prop_assert!(verified, "committed before verifying");
+                        if ok { w.committed = true; w.open = false; }
+                    }
+                    Command::Restore if ok => w.target_has_new = false,
+                    Command::RecordRolledBack if ok => {
+                        prop_assert!(!w.target_has_new || recover_from.is_some(),
+                            "dropped pending while the target holds it");
+                        w.open = false;
+                    }
+                    Command::RecordStuck if ok => w.open = true,
+                    _ => {}
+                }
+                // The invariant: if the target holds the new secret, the vault has it, as
+                // current or as the pending secret of a rotation still open.
+                if w.target_has_new {
+                    prop_assert!(w.committed || (w.pending_stored && w.open), "{w:?} after {cmd:?}");
+                }
+                (state, cmd) = state.on(e.clone());
+                steps += 1;
+            }
+            prop_assert!(steps <= 12, "machine did not terminate quickly");
+            if let Command::Finish(outcome) = &cmd {
+                match outcome {
+                    Outcome::Committed => prop_assert!(w.committed),
+                    Outcome::RolledBack { .. } | Outcome::NotChanged { .. } => prop_assert!(!w.open),
+                    Outcome::Unsettled { .. } | Outcome::Stuck { .. } => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The integration tests: one binary (feature `lab`), driving the real `rotor` binary against
+//! real sshd hosts that the lab fixture starts and stops.
+
+mod bad_input;
+mod lab;
+mod rotate;
