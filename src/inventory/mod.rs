@@ -1,0 +1,202 @@
+//! The inventory: which hosts rotor manages, how it reaches them, which accounts on each it
+//! rotates, and with which password policy. Read from a YAML file (`-i FILE`), checked as a
+//! whole, and handed to the rest of rotor as a validated [`Inventory`]; [`Scope`]s pick the
+//! part of it a command works on.
+//!
+//! Reading goes in two steps ("parse, don't validate"): serde reads the file into raw
+//! structs that reject unknown keys (`raw`), then `validate` turns them into the model
+//! here, collecting every problem with its file, line, field and a fix.
+//!
+//! Architecture invariants:
+//! - An inventory holds **no secrets**: only names, addresses, public host keys, paths to
+//!   key files and `HOST/ACCOUNT` references to the vault. Nothing here reads a key file.
+//! - This module does no I/O beyond reading the one inventory file in [`load`]; [`parse`]
+//!   is pure and never panics, whatever the input (a property test checks it).
+//! - It never connects to a host: a pinned host key is checked for form, not for truth.
+
+mod error;
+mod raw;
+mod scope;
+mod summary;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use self::error::{InventoryError, MAX_PROBLEMS, Problem, ProblemKind};
+pub use self::scope::{Scope, ScopeError, Selection};
+pub use self::summary::{HostRow, Summary};
+use crate::credential::{AccountName, CredentialId, HostName};
+
+/// The playbooks rotor knows today; an account naming another is an error. The list grows
+/// as playbooks are added (see [`parse_with_playbooks`]).
+pub const KNOWN_PLAYBOOKS: &[&str] = &["linux-password"];
+
+/// Reads and validates the inventory file at `path`.
+pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+    let text = std::fs::read_to_string(path).map_err(|cause| InventoryError::Unreadable {
+        path: path.to_owned(),
+        cause,
+    })?;
+    parse(&text, path)
+}
+
+/// Validates inventory `text`; `path` is where it came from, used in messages and to resolve
+/// relative paths inside it. Knows the playbooks in [`KNOWN_PLAYBOOKS`].
+pub fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
+    parse_with_playbooks(text, path, KNOWN_PLAYBOOKS)
+}
+
+/// [`parse`], with the list of playbook names that accounts may use.
+pub fn parse_with_playbooks(
+    text: &str,
+    path: &Path,
+    playbooks: &[&str],
+) -> Result<Inventory, InventoryError> {
+    let raw = read_raw(text, path)?;
+    validate::validate(raw, path, playbooks)
+}
+
+/// The YAML step: syntax and shape (types, unknown and missing keys). Serde stops at the
+/// first such error, so it is reported alone, with the path to the field that failed.
+fn read_raw(text: &str, file: &Path) -> Result<raw::RawInventory, InventoryError> {
+    if text.trim().is_empty() {
+        return Err(InventoryError::Invalid {
+            problems: vec![Problem::new(
+                file,
+                (0, 0),
+                "",
+                ProblemKind::MissingField,
+                "the inventory is empty: start it with `version: 1`, then `hosts:`",
+            )],
+            n_more: 0,
+        });
+    }
+    let mut options = serde_saphyr::Options::default();
+    // We print our own one-line messages with file:line:column; no source snippets.
+    options.with_snippet = false;
+    let mut track = serde_path_to_error::Track::new();
+    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        raw::RawInventory::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
+    });
+    result.map_err(|err| InventoryError::Invalid {
+        problems: vec![error::from_serde(&err, &track.path(), file)],
+        n_more: 0,
+    })
+}
+
+/// A validated inventory, ready to use ("parse, don't validate").
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// Where it was read from (for messages).
+    pub path: PathBuf,
+    pub policies: BTreeMap<String, Policy>,
+    pub hosts: Vec<Host>,
+}
+
+/// A password policy. `default` always exists (built in unless the inventory defines it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    /// Characters in a generated password.
+    pub length: usize,
+    /// Every class listed must appear at least once.
+    pub classes: Vec<CharClass>,
+    /// Characters never used (e.g. ones that confuse a target's shell or a person reading aloud).
+    pub exclude: String,
+    /// Crontab syntax, 5 fields (validated later by the scheduler work).
+    pub schedule: Option<String>,
+    pub max_age: Option<Duration>,
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CharClass {
+    Lower,
+    Upper,
+    Digit,
+    Symbol,
+}
+
+impl CharClass {
+    pub const ALL: [CharClass; 4] = [
+        CharClass::Lower,
+        CharClass::Upper,
+        CharClass::Digit,
+        CharClass::Symbol,
+    ];
+
+    /// The name used in the inventory: `lower`, `upper`, `digit`, `symbol`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CharClass::Lower => "lower",
+            CharClass::Upper => "upper",
+            CharClass::Digit => "digit",
+            CharClass::Symbol => "symbol",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<CharClass> {
+        CharClass::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The characters of the class, before a policy's `exclude`: printable ASCII only, so a
+    /// password can be typed on any keyboard and survives any terminal.
+    pub fn chars(self) -> impl Iterator<Item = char> {
+        let range = match self {
+            CharClass::Lower => 'a'..='z',
+            CharClass::Upper => 'A'..='Z',
+            CharClass::Digit => '0'..='9',
+            CharClass::Symbol => '!'..='~',
+        };
+        range.filter(move |c| self != CharClass::Symbol || c.is_ascii_punctuation())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: HostName,
+    /// What to dial: an IP address or a DNS name.
+    pub address: String,
+    pub port: u16,
+    pub host_key: HostKeyPin,
+    pub groups: Vec<String>,
+    pub connect: ConnectIdentity,
+    pub accounts: Vec<Account>,
+}
+
+/// How the host's SSH key is pinned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostKeyPin {
+    /// An OpenSSH public key line: `ssh-ed25519 AAAA...` (a trailing comment is allowed).
+    Key(String),
+    /// A known_hosts file (relative paths are relative to the inventory file).
+    KnownHosts(PathBuf),
+}
+
+/// How rotor logs in to the host to make changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectIdentity {
+    pub user: AccountName,
+    pub auth: ConnectAuth,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectAuth {
+    /// A private key file (relative paths are relative to the inventory file).
+    KeyFile(PathBuf),
+    /// A password credential held in the vault.
+    Vault(CredentialId),
+}
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub name: AccountName,
+    pub playbook: String,
+    pub policy: String,
+}

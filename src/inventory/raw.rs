@@ -1,0 +1,65 @@
+//! The inventory file as written: serde shapes with source spans and no meaning yet.
+//! Every struct denies unknown fields, so a misspelt key is an error, not a silent default.
+//! Values that need checking beyond their YAML type stay strings here; `validate` gives
+//! them meaning.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_saphyr::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInventory {
+    pub version: Spanned<u64>,
+    #[serde(default)]
+    pub policies: BTreeMap<String, Spanned<RawPolicy>>,
+    #[serde(default)]
+    pub hosts: Vec<Spanned<RawHost>>,
+    /// Accepted by the parser only to say, with a line number, that LDAP is not supported yet.
+    #[serde(default)]
+    pub directories: Option<Spanned<IgnoredAny>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicy {
+    pub length: Option<Spanned<u64>>,
+    pub classes: Option<Spanned<Vec<Spanned<String>>>>,
+    pub exclude: Option<Spanned<String>>,
+    pub schedule: Option<Spanned<String>>,
+    pub max_age: Option<Spanned<String>>,
+    pub timezone: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHost {
+    pub name: Spanned<String>,
+    pub address: Spanned<String>,
+    pub port: Option<Spanned<u64>>,
+    pub host_key: Option<Spanned<String>>,
+    pub known_hosts: Option<Spanned<String>>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    pub connect: Spanned<RawConnect>,
+    #[serde(default)]
+    pub accounts: Vec<Spanned<RawAccount>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConnect {
+    pub user: Spanned<String>,
+    pub key: Option<Spanned<String>>,
+    pub credential: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccount {
+    pub name: Spanned<String>,
+    pub playbook: Spanned<String>,
+    pub policy: Option<Spanned<String>>,
+}

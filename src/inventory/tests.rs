@@ -1,0 +1,456 @@
+//! Data-driven tests: `check` and `select` are the only callers of the API, so the tests
+//! read as inventory text in, message out, and survive refactors.
+
+use std::path::Path;
+
+use insta::assert_snapshot;
+use proptest::prelude::*;
+
+use super::*;
+
+const FILE: &str = "lab/inventory.yaml";
+/// A well-formed ed25519 public key (not a real host's).
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f";
+
+/// Parses `yaml` as lab/inventory.yaml: the summary if valid, else the error as printed.
+fn check(yaml: &str) -> String {
+    match parse(yaml, Path::new(FILE)) {
+        Ok(inventory) => inventory.summary().to_string(),
+        Err(err) => err.to_string(),
+    }
+}
+
+/// One host, `body` appended to its mapping (indented by 4).
+fn host(body: &str) -> String {
+    format!(
+        "version: 1\nhosts:\n  - name: h1\n    address: 10.0.0.1\n{body}",
+        body = indent(body)
+    )
+}
+
+/// A complete host with `extra` lines after the standard ones.
+fn full_host(extra: &str) -> String {
+    host(&format!(
+        "host_key: \"{KEY}\"\nconnect: {{ user: root, key: /etc/rotor/admin }}\n{extra}"
+    ))
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+/// Parses a valid inventory, applies the scopes, and lists the selection (or the error).
+fn select(yaml: &str, scopes: &[&str]) -> String {
+    let inventory = match parse(yaml, Path::new(FILE)) {
+        Ok(inventory) => inventory,
+        Err(err) => return format!("inventory error: {err}"),
+    };
+    let scopes: Result<Vec<Scope>, ScopeError> = scopes.iter().map(|s| Scope::parse(s)).collect();
+    let result = scopes.and_then(|scopes| inventory.select(&scopes));
+    match result {
+        Ok(selection) => selection
+            .hosts
+            .iter()
+            .map(|h| {
+                let accounts: Vec<&str> = h.accounts.iter().map(|a| a.name.as_str()).collect();
+                format!("{}: {}", h.name, accounts.join(" "))
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(err) => err.to_string(),
+    }
+}
+
+const LAB: &str = r#"
+version: 1
+policies:
+  default: { length: 24, classes: [lower, upper, digit, symbol], exclude: "\"'\\`", schedule: "0 3 * * 0", max_age: 30d, timezone: Asia/Tokyo }
+  short-lived: { length: 32, max_age: 12h }
+hosts:
+  - name: emr-db-01
+    address: 10.0.0.5
+    port: 22
+    host_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f root@emr-db-01"
+    groups: [emr, db]
+    connect: { user: root, key: /etc/rotor/admin_ed25519 }
+    accounts:
+      - { name: svc_app, playbook: linux-password }
+      - { name: svc_backup, playbook: linux-password, policy: default }
+  - name: emr-app-01
+    address: app01.hospital.example
+    port: 2222
+    known_hosts: keys/known_hosts
+    groups: [emr]
+    connect: { user: rotor, credential: emr-app-01/rotor }
+    accounts:
+      - { name: svc_app, playbook: linux-password, policy: short-lived }
+      - { name: rotor, playbook: linux-password }
+  - name: host-001
+    address: fd00::7
+    host_key: "ssh-rsa AAAAB3NzaC1yc2EAAAABAw=="
+    connect: { user: root, key: admin_key }
+"#;
+
+#[test]
+fn valid_inventory() {
+    assert_snapshot!(check(LAB), @"
+    lab/inventory.yaml: 3 hosts, 4 accounts, 2 groups, 2 policies, 1 playbook used
+      groups:    db, emr
+      policies:  default, short-lived
+      playbooks: linux-password
+
+    HOST        ADDRESS                      GROUPS  ACCOUNTS
+    emr-db-01   10.0.0.5:22                  emr,db  2
+    emr-app-01  app01.hospital.example:2222  emr     2
+    host-001    [fd00::7]:22                 -       0
+    ");
+    let inventory = parse(LAB, Path::new(FILE)).unwrap();
+    let default = &inventory.policies["default"];
+    assert_eq!(default.exclude, "\"'\\`");
+    assert_eq!(default.max_age, Some(Duration::from_secs(30 * 86_400)));
+    assert_eq!(default.schedule.as_deref(), Some("0 3 * * 0"));
+    let short = &inventory.policies["short-lived"];
+    assert_eq!((short.length, short.classes.len()), (32, 4));
+    // Relative paths are taken from the inventory's directory.
+    assert_eq!(
+        inventory.hosts[1].host_key,
+        HostKeyPin::KnownHosts(PathBuf::from("lab/keys/known_hosts"))
+    );
+    assert_eq!(
+        inventory.hosts[2].connect.auth,
+        ConnectAuth::KeyFile(PathBuf::from("lab/admin_key"))
+    );
+    assert_eq!(inventory.hosts[2].port, 22);
+}
+
+#[test]
+fn default_policy_is_built_in() {
+    let inventory = parse(&full_host(""), Path::new(FILE)).unwrap();
+    assert_eq!(inventory.policies.len(), 1);
+    assert_eq!(inventory.policies["default"], validate::default_policy());
+}
+
+#[test]
+fn minimal_and_empty() {
+    assert_snapshot!(check("version: 1\n"), @"
+    lab/inventory.yaml: 0 hosts, 0 accounts, 0 groups, 1 policy, 0 playbooks used
+      groups:    (none)
+      policies:  default
+      playbooks: (none)
+    ");
+    assert_snapshot!(check(""), @"lab/inventory.yaml: the inventory is empty: start it with `version: 1`, then `hosts:`");
+    assert_snapshot!(check("hosts: []\n"), @"lab/inventory.yaml:1:1: version: missing field `version`: start the file with `version: 1`");
+    assert_snapshot!(check("version: 2\n"), @"lab/inventory.yaml:1:10: version: inventory version 2 is not supported: this rotor reads `version: 1`");
+}
+
+#[test]
+fn yaml_errors() {
+    assert_snapshot!(check("version: 1\nhosts:\n  - name: [unclosed\n"), @"lab/inventory.yaml:3:11: hosts[0].name: expected a single value here (quote it if it contains `[`, `{`, `:` or `#`)");
+    assert_snapshot!(check("version: 1\nhosts: \"a\n"), @"lab/inventory.yaml:2:8: unclosed quote: this is not valid YAML here; check indentation and quoting");
+    assert_snapshot!(check("- just\n- a list\n"), @"lab/inventory.yaml:1:1: expected a mapping (`key: value` lines) here");
+    assert_snapshot!(check("version: 1\nversion: 1\n"), @"lab/inventory.yaml:2:1: version: `version` appears twice in the same mapping: keep one");
+}
+
+#[test]
+fn unknown_fields() {
+    assert_snapshot!(check("version: 1\nhost:\n  - name: h1\n"), @"lab/inventory.yaml:2:1: host: unknown field `host`: allowed here are version, policies, hosts, directories; did you mean `hosts`?");
+    assert_snapshot!(check(&full_host("hostkey: x")), @"lab/inventory.yaml:7:5: hosts[0].hostkey: unknown field `hostkey`: allowed here are name, address, port, host_key, known_hosts, groups, connect, accounts; did you mean `host_key`?");
+    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbok: linux-password }")), @"lab/inventory.yaml:8:20: hosts[0].accounts[0].playbok: unknown field `playbok`: allowed here are name, playbook, policy; did you mean `playbook`?");
+    assert_snapshot!(check("version: 1\npolicies:\n  default: { lenght: 30 }\n"), @"lab/inventory.yaml:3:14: policies.default.lenght: unknown field `lenght`: allowed here are length, classes, exclude, schedule, max_age, timezone; did you mean `length`?");
+}
+
+#[test]
+fn missing_fields() {
+    assert_snapshot!(check("hosts: []\n"), @"lab/inventory.yaml:1:1: version: missing field `version`: start the file with `version: 1`");
+    assert_snapshot!(check("version: 1\nhosts:\n  - name: h1\n"), @"lab/inventory.yaml:3:5: hosts[0].address: missing field `address`: add `address: ...` with the host's IP address or DNS name");
+    assert_snapshot!(check(&host(&format!("host_key: \"{KEY}\""))), @"lab/inventory.yaml:5:5: hosts[0].connect: missing field `connect`: add `connect: { user: root, key: /path/to/private_key }`, how rotor logs in");
+    assert_snapshot!(check(&full_host("accounts:\n  - { name: a }")), @"lab/inventory.yaml:8:11: hosts[0].accounts[0].playbook: missing field `playbook`: add `playbook: linux-password`");
+    assert_snapshot!(check(&host(&format!("host_key: \"{KEY}\"\nconnect: {{ key: /k }}"))), @"lab/inventory.yaml:6:16: hosts[0].connect.user: missing field `user`: add `user: ...`, the account rotor logs in as");
+}
+
+#[test]
+fn wrong_types() {
+    assert_snapshot!(check(&full_host("port: ssh")), @"lab/inventory.yaml:7:11: hosts[0].port: expected a whole number");
+    assert_snapshot!(check(&full_host("groups: emr")), @"lab/inventory.yaml:7:13: hosts[0].groups: expected a list here");
+    assert_snapshot!(check("version: one\n"), @"lab/inventory.yaml:1:10: version: expected a whole number");
+    assert_snapshot!(check("version: 1\nhosts: {}\n"), @"lab/inventory.yaml:2:8: hosts: expected a list here");
+    assert_snapshot!(check(&full_host("accounts: [svc_app]")), @"lab/inventory.yaml:7:16: hosts[0].accounts[0]: expected a mapping (`key: value` lines) here");
+}
+
+#[test]
+fn duplicates() {
+    let yaml = format!(
+        "{}  - name: h1\n    address: 10.0.0.2\n    host_key: \"{KEY}\"\n    connect: {{ user: root, key: /k }}\n",
+        full_host("")
+    );
+    assert_snapshot!(check(&yaml), @r#"lab/inventory.yaml:7:11: hosts[1].name: duplicate host "h1" (first defined at line 3): host names must be unique"#);
+    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: linux-password }\n  - { name: a, playbook: linux-password }")), @r#"lab/inventory.yaml:9:17: hosts[0].accounts[1].name: duplicate account "a" on host "h1" (first listed at line 8): list each account once per host"#);
+    assert_snapshot!(check(&full_host("groups: [emr, emr]")), @"lab/inventory.yaml:7:19: hosts[0].groups[1]: group `emr` is listed twice: list it once");
+}
+
+#[test]
+fn addresses() {
+    for bad in [
+        "10.0.0.5:22",
+        "ssh://h1",
+        "[fd00::1]",
+        "999.1.1.1",
+        "bad_name.example",
+        "-x",
+        "",
+    ] {
+        let yaml = format!(
+            "version: 1\nhosts:\n  - name: h1\n    address: \"{bad}\"\n    host_key: \"{KEY}\"\n    connect: {{ user: root, key: /k }}\n"
+        );
+        let err = parse(&yaml, Path::new(FILE)).unwrap_err();
+        assert_eq!(err.problems()[0].kind, ProblemKind::InvalidValue, "{bad}");
+        assert_eq!(err.problems()[0].field, "hosts[0].address", "{bad}");
+    }
+    assert_snapshot!(check(&host(&format!("address: 10.0.0.5:22\nhost_key: \"{KEY}\"\nconnect: {{ user: root, key: /k }}")).replace("    address: 10.0.0.1\n", "")), @"lab/inventory.yaml:4:14: hosts[0].address: `10.0.0.5:22` is not a valid address: put the port in `port:`, not in the address");
+    for good in [
+        "10.0.0.5",
+        "fd00::1",
+        "db01",
+        "db-01.hospital.example",
+        "db01.example.",
+    ] {
+        let yaml = format!(
+            "version: 1\nhosts:\n  - name: h1\n    address: \"{good}\"\n    host_key: \"{KEY}\"\n    connect: {{ user: root, key: /k }}\n"
+        );
+        assert!(parse(&yaml, Path::new(FILE)).is_ok(), "{good}");
+    }
+    assert_snapshot!(check(&full_host("port: 70000")), @"lab/inventory.yaml:7:11: hosts[0].port: port 70000 is out of range: use 1 to 65535 (SSH listens on 22 unless configured otherwise)");
+    assert_snapshot!(check(&full_host("port: 0")), @"lab/inventory.yaml:7:11: hosts[0].port: port 0 is out of range: use 1 to 65535 (SSH listens on 22 unless configured otherwise)");
+}
+
+#[test]
+fn host_keys() {
+    let with_key = |key: &str| {
+        check(&host(&format!(
+            "host_key: \"{key}\"\nconnect: {{ user: root, key: /k }}"
+        )))
+    };
+    assert_snapshot!(check(&host("connect: { user: root, key: /k }")), @r#"lab/inventory.yaml:3:5: hosts[0]: no host key pinned: add `host_key: "..."` with the line printed by `ssh-keyscan -t ed25519 10.0.0.1` (compare its fingerprint with the host's console first), or `known_hosts: FILE`"#);
+    assert_snapshot!(check(&host(&format!("host_key: \"{KEY}\"\nknown_hosts: /etc/ssh/known\nconnect: {{ user: root, key: /k }}"))), @"lab/inventory.yaml:6:18: hosts[0].known_hosts: both `host_key` (line 5) and `known_hosts` are set: keep one, so there is a single place that says which key to trust");
+    assert_snapshot!(with_key("ssh-dss AAAA"), @"lab/inventory.yaml:5:15: hosts[0].host_key: unknown host key type `ssh-dss`: use one of ssh-ed25519, ecdsa-sha2-nistp256, ecdsa-sha2-nistp384, ecdsa-sha2-nistp521, ssh-rsa (as printed by `ssh-keyscan -t ed25519 10.0.0.1`)");
+    assert_snapshot!(with_key(&format!("10.0.0.1 {KEY}")), @"lab/inventory.yaml:5:15: hosts[0].host_key: this looks like a known_hosts or ssh-keyscan line: remove the leading `10.0.0.1` so the value starts with the key type `ssh-ed25519`");
+    assert_snapshot!(with_key("ssh-ed25519"), @"lab/inventory.yaml:5:15: hosts[0].host_key: the key data is missing after `ssh-ed25519`: paste the whole line printed by `ssh-keyscan -t ed25519 10.0.0.1`");
+    assert_snapshot!(with_key("ssh-ed25519 not*base64"), @"lab/inventory.yaml:5:15: hosts[0].host_key: the key data is not valid base64 (Invalid symbol 42, offset 3.): paste it again from `ssh-keyscan -t ed25519 10.0.0.1`");
+    // An RSA key blob labelled as ed25519.
+    assert_snapshot!(with_key("ssh-ed25519 AAAAB3NzaC1yc2EAAAABAw=="), @"lab/inventory.yaml:5:15: hosts[0].host_key: the key data is not a `ssh-ed25519` key: the line is damaged or its type was changed; paste it again from `ssh-keyscan -t ed25519 10.0.0.1`");
+    assert_snapshot!(with_key(""), @"lab/inventory.yaml:5:15: hosts[0].host_key: empty host key: paste the key line printed by `ssh-keyscan -t ed25519 10.0.0.1`");
+    assert_snapshot!(check(&host(&format!("host_key: \"{KEY}\"\nconnect: {{ user: root, key: ~/.ssh/id }}"))), @"lab/inventory.yaml:6:33: hosts[0].connect.key: rotor does not expand `~`: write the full path, or one relative to the inventory file");
+}
+
+#[test]
+fn connect() {
+    assert_snapshot!(check(&host(&format!("host_key: \"{KEY}\"\nconnect: {{ user: root }}"))), @"lab/inventory.yaml:6:14: hosts[0].connect: no way to log in: add `key: /path/to/private_key` (an SSH private key file) or `credential: HOST/ACCOUNT` (a password held in rotor's vault)");
+    assert_snapshot!(check(&host(&format!("host_key: \"{KEY}\"\nconnect: {{ user: root, key: /k, credential: h1/root }}"))), @"lab/inventory.yaml:6:49: hosts[0].connect.credential: both `key` and `credential` are set: rotor logs in one way; keep one");
+    assert_snapshot!(check(&host(&format!("host_key: \"{KEY}\"\nconnect: {{ user: Admin, credential: h1 }}"))), @"
+    lab/inventory.yaml:6:22: hosts[0].connect.user: `Admin` is not a valid Linux user name: start with a lowercase letter or '_', then use lowercase letters, digits, '_' or '-', at most 32 characters
+    lab/inventory.yaml:6:41: hosts[0].connect.credential: `h1` is not a credential address: write it as HOST/ACCOUNT, e.g. emr-db-01/svc_app
+    ");
+}
+
+#[test]
+fn accounts() {
+    assert_snapshot!(check(&full_host("accounts:\n  - { name: Svc-App, playbook: linux-password }")), @"lab/inventory.yaml:8:17: hosts[0].accounts[0].name: `Svc-App` is not a valid Linux user name: start with a lowercase letter or '_', then use lowercase letters, digits, '_' or '-', at most 32 characters");
+    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: linux-pasword }")), @"lab/inventory.yaml:8:30: hosts[0].accounts[0].playbook: unknown playbook `linux-pasword`: known playbooks are linux-password; did you mean `linux-password`?");
+    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: ldap-password }")), @"lab/inventory.yaml:8:30: hosts[0].accounts[0].playbook: unknown playbook `ldap-password`: known playbooks are linux-password");
+    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: linux-password, policy: defualt }")), @"lab/inventory.yaml:8:54: hosts[0].accounts[0].policy: unknown policy `defualt`: define it under `policies:` or use one of default; did you mean `default`?");
+    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: linux-password, policy: strict }")), @"lab/inventory.yaml:8:54: hosts[0].accounts[0].policy: unknown policy `strict`: define it under `policies:` or use one of default");
+}
+
+#[test]
+fn policies() {
+    let policy = |body: &str| check(&format!("version: 1\npolicies:\n  default: {{ {body} }}\n"));
+    assert_snapshot!(policy("length: 8"), @"lab/inventory.yaml:3:22: policies.default.length: length 8 is out of range: use 12 to 128 characters (24 if unsure)");
+    assert_snapshot!(policy("length: 129"), @"lab/inventory.yaml:3:22: policies.default.length: length 129 is out of range: use 12 to 128 characters (24 if unsure)");
+    assert_snapshot!(policy("classes: []"), @"lab/inventory.yaml:3:23: policies.default.classes: no character classes: list at least one of lower, upper, digit, symbol");
+    assert_snapshot!(policy("classes: [lower, hex, lower]"), @"
+    lab/inventory.yaml:3:31: policies.default.classes[1]: unknown character class `hex`: use lower, upper, digit or symbol
+    lab/inventory.yaml:3:36: policies.default.classes[2]: class `lower` is listed twice: list it once
+    ");
+    assert_snapshot!(policy("classes: [digit], exclude: \"0123456789\""), @"lab/inventory.yaml:3:41: policies.default.exclude: `exclude` removes every digit character, but the policy requires one: exclude fewer characters or drop `digit` from `classes`");
+    assert_snapshot!(policy("schedule: \"0 3 * *\""), @r#"lab/inventory.yaml:3:24: policies.default.schedule: schedule "0 3 * *" has 4 fields: write 5 crontab fields, minute hour day-of-month month day-of-week, e.g. "0 3 * * 0" for Sundays at 03:00"#);
+    assert_snapshot!(policy("schedule: \"0 0 3 * * 0\""), @r#"lab/inventory.yaml:3:24: policies.default.schedule: schedule "0 0 3 * * 0" has 6 fields (rotor takes crontab syntax, without a seconds field): write 5 crontab fields, minute hour day-of-month month day-of-week, e.g. "0 3 * * 0" for Sundays at 03:00"#);
+    assert_snapshot!(policy("max_age: 30"), @r#"lab/inventory.yaml:3:23: policies.default.max_age: max_age "30" has no unit: write a number and a unit, e.g. 30d, 12h or 90m"#);
+    assert_snapshot!(policy("max_age: 30w"), @r#"lab/inventory.yaml:3:23: policies.default.max_age: max_age "30w" has an unknown unit (use d, h or m): write a number and a unit, e.g. 30d, 12h or 90m"#);
+    assert_snapshot!(policy("max_age: 0d"), @r#"lab/inventory.yaml:3:23: policies.default.max_age: max_age "0d" is zero: write a number and a unit, e.g. 30d, 12h or 90m"#);
+    assert_snapshot!(policy("max_age: 99999999999999999999d"), @r#"lab/inventory.yaml:3:23: policies.default.max_age: max_age "99999999999999999999d" is not a whole number with a unit: write a number and a unit, e.g. 30d, 12h or 90m"#);
+    assert_snapshot!(policy("timezone: \"Asia Tokyo\""), @"lab/inventory.yaml:3:24: policies.default.timezone: `Asia Tokyo` is not a time zone name: use an IANA name such as Asia/Tokyo or UTC");
+    assert_snapshot!(check("version: 1\npolicies:\n  \"bad name\": { length: 20 }\n"), @"lab/inventory.yaml:3:15: policies.bad name: `bad name` is not a valid policy name: use letters, digits, '.', '-' or '_'");
+}
+
+#[test]
+fn directories_are_not_supported_yet() {
+    assert_snapshot!(check("version: 1\nhosts: []\ndirectories:\n  - name: hospital-ldap\n"), @"lab/inventory.yaml:4:3: directories: LDAP directories are not supported yet: remove the `directories:` section (rotor manages Linux accounts over SSH for now)");
+}
+
+#[test]
+fn many_problems_are_collected_and_capped() {
+    let mut yaml = String::from("version: 1\nhosts:\n");
+    for idx in 0..12 {
+        yaml.push_str(&format!(
+            "  - {{ name: h{idx}, address: \"bad address\", host_key: \"{KEY}\", connect: {{ user: root, key: /k }} }}\n"
+        ));
+    }
+    assert_snapshot!(check(&yaml), @"
+    lab/inventory.yaml:3:26: hosts[0].address: `bad address` is not a valid address: write an IP address (10.0.0.5) or a DNS name (letters, digits, '-' and '.')
+    lab/inventory.yaml:4:26: hosts[1].address: `bad address` is not a valid address: write an IP address (10.0.0.5) or a DNS name (letters, digits, '-' and '.')
+    lab/inventory.yaml:5:26: hosts[2].address: `bad address` is not a valid address: write an IP address (10.0.0.5) or a DNS name (letters, digits, '-' and '.')
+    lab/inventory.yaml:6:26: hosts[3].address: `bad address` is not a valid address: write an IP address (10.0.0.5) or a DNS name (letters, digits, '-' and '.')
+    lab/inventory.yaml:7:26: hosts[4].address: `bad address` is not a valid address: write an IP address (10.0.0.5) or a DNS name (letters, digits, '-' and '.')
+    lab/inventory.yaml:8:26: hosts[5].address: `bad address` is not a valid address: write an IP address (10.0.0.5) or a DNS name (letters, digits, '-' and '.')
+    lab/inventory.yaml:9:26: hosts[6].address: `bad address` is not a valid address: write an IP address (10.0.0.5) or a DNS name (letters, digits, '-' and '.')
+    lab/inventory.yaml:10:26: hosts[7].address: `bad address` is not a valid address: write an IP address (10.0.0.5) or a DNS name (letters, digits, '-' and '.')
+    lab/inventory.yaml:11:26: hosts[8].address: `bad address` is not a valid address: write an IP address (10.0.0.5) or a DNS name (letters, digits, '-' and '.')
+    lab/inventory.yaml:12:26: hosts[9].address: `bad address` is not a valid address: write an IP address (10.0.0.5) or a DNS name (letters, digits, '-' and '.')
+    ... and 2 more problems; fix these first
+    ");
+}
+
+#[test]
+fn unreadable_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.yaml");
+    let err = load(&missing).unwrap_err();
+    let text = err
+        .to_string()
+        .replace(&dir.path().display().to_string(), "DIR");
+    assert_snapshot!(text, @"DIR/nope.yaml: cannot read the inventory: No such file or directory (os error 2); check the path given with -i (relative paths start from the current directory)");
+    let not_utf8 = dir.path().join("bin.yaml");
+    std::fs::write(&not_utf8, [0xff, 0xfe, 0x00]).unwrap();
+    let text = load(&not_utf8)
+        .unwrap_err()
+        .to_string()
+        .replace(&dir.path().display().to_string(), "DIR");
+    assert_snapshot!(text, @"DIR/bin.yaml: cannot read the inventory: stream did not contain valid UTF-8; the inventory must be UTF-8 text");
+    let good = dir.path().join("inventory.yaml");
+    std::fs::write(&good, LAB).unwrap();
+    let inventory = load(&good).unwrap();
+    assert_eq!(
+        inventory.hosts[2].connect.auth,
+        ConnectAuth::KeyFile(dir.path().join("admin_key"))
+    );
+}
+
+#[test]
+fn scopes_parse() {
+    let parse = |s: &str| match Scope::parse(s) {
+        Ok(scope) => format!("ok {scope}"),
+        Err(err) => err.to_string(),
+    };
+    let inputs = [
+        "all",
+        "host:emr-db-01",
+        "group:emr",
+        "account:svc_app",
+        "cred:emr-db-01/svc_app",
+        "directory:hospital-ldap",
+        "emr-db-01",
+        "hosts:emr-db-01",
+        "host:",
+        "host:bad name",
+        "account:Root",
+        "cred:emr-db-01",
+        "",
+    ];
+    let out: Vec<String> = inputs
+        .iter()
+        .map(|i| format!("{i:?} -> {}", parse(i)))
+        .collect();
+    assert_snapshot!(out.join("\n"), @r#"
+    "all" -> ok all
+    "host:emr-db-01" -> ok host:emr-db-01
+    "group:emr" -> ok group:emr
+    "account:svc_app" -> ok account:svc_app
+    "cred:emr-db-01/svc_app" -> ok cred:emr-db-01/svc_app
+    "directory:hospital-ldap" -> scope `directory:hospital-ldap`: LDAP directories are not supported yet; select hosts with host:, group:, account: or cred:
+    "emr-db-01" -> unknown scope `emr-db-01`: use all, host:NAME, group:NAME, account:NAME or cred:HOST/ACCOUNT (to select a host, write host:emr-db-01)
+    "hosts:emr-db-01" -> unknown scope `hosts:emr-db-01`: use all, host:NAME, group:NAME, account:NAME or cred:HOST/ACCOUNT
+    "host:" -> scope `host:`: nothing after `host:`; write host:NAME
+    "host:bad name" -> scope `host:bad name`: `bad name` is not a valid host name: use 1 to 253 letters, digits, '.', '-' or '_'
+    "account:Root" -> scope `account:Root`: `Root` is not a valid Linux user name: start with a lowercase letter or '_', then use lowercase letters, digits, '_' or '-', at most 32 characters
+    "cred:emr-db-01" -> scope `cred:emr-db-01`: `emr-db-01` is not a credential address: write it as HOST/ACCOUNT, e.g. emr-db-01/svc_app
+    "" -> empty scope: use all, host:NAME, group:NAME, account:NAME or cred:HOST/ACCOUNT
+    "#);
+}
+
+#[test]
+fn scopes_select() {
+    assert_snapshot!(select(LAB, &["all"]), @"
+    emr-db-01: svc_app svc_backup
+    emr-app-01: svc_app rotor
+    host-001:
+    ");
+    assert_snapshot!(select(LAB, &[]), @"");
+    assert_snapshot!(select(LAB, &["group:emr"]), @"
+    emr-db-01: svc_app svc_backup
+    emr-app-01: svc_app rotor
+    ");
+    assert_snapshot!(select(LAB, &["account:svc_app"]), @"
+    emr-db-01: svc_app
+    emr-app-01: svc_app
+    ");
+    // Union without duplicates, in inventory order whatever the scope order.
+    assert_snapshot!(select(LAB, &["cred:emr-app-01/rotor", "account:svc_app", "host:emr-db-01"]), @"
+    emr-db-01: svc_app svc_backup
+    emr-app-01: svc_app rotor
+    ");
+    // A host chosen by name keeps all its accounts, even none.
+    assert_snapshot!(select(LAB, &["host:host-001"]), @"host-001:");
+    assert_snapshot!(select(LAB, &["host:host-01"]), @"no host `host-01` in lab/inventory.yaml; did you mean `host-001`?");
+    assert_snapshot!(select(LAB, &["host:web"]), @"no host `web` in lab/inventory.yaml; known hosts: `emr-db-01`, `emr-app-01`, `host-001`");
+    assert_snapshot!(select(LAB, &["group:emrr"]), @"no group `emrr` in lab/inventory.yaml; did you mean `emr`?");
+    assert_snapshot!(select(LAB, &["group:x"]), @"no group `x` in lab/inventory.yaml; known groups: `db`, `emr`");
+    assert_snapshot!(select(LAB, &["account:svc_ap"]), @"no account `svc_ap` on any host in lab/inventory.yaml; did you mean `svc_app`?");
+    assert_snapshot!(select(LAB, &["cred:emr-db-01/rotor"]), @"no account `rotor` on host `emr-db-01` in lab/inventory.yaml; known accounts on that host: `svc_app`, `svc_backup`");
+    assert_snapshot!(select(LAB, &["cred:emr-db-02/svc_app"]), @"no host `emr-db-02` in lab/inventory.yaml; did you mean `emr-db-01`?");
+}
+
+#[test]
+fn selection_credentials() {
+    let inventory = parse(LAB, Path::new(FILE)).unwrap();
+    let selection = inventory.select(&[Scope::All]).unwrap();
+    let ids: Vec<String> = selection.credentials().map(|c| c.to_string()).collect();
+    assert_eq!(ids.len(), selection.n_accounts());
+    assert_eq!(
+        ids,
+        [
+            "emr-db-01/svc_app",
+            "emr-db-01/svc_backup",
+            "emr-app-01/svc_app",
+            "emr-app-01/rotor"
+        ]
+    );
+}
+
+proptest! {
+    #[test]
+    fn parse_never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = parse(&text, Path::new(FILE));
+    }
+
+    #[test]
+    fn parse_never_panics_on_yamlish(text in "[a-z_:{}\\[\\],\"' \n\t\\-#&*!|>0-9.]{0,300}") {
+        let _ = parse(&text, Path::new(FILE));
+    }
+
+    /// Mutating one character of a valid inventory gives a result, never a panic.
+    #[test]
+    fn parse_never_panics_on_mutated_inventory(idx in 0usize..2000, c in any::<char>()) {
+        let mut chars: Vec<char> = LAB.chars().collect();
+        let idx = idx % chars.len();
+        chars[idx] = c;
+        let text: String = chars.into_iter().collect();
+        let _ = parse(&text, Path::new(FILE));
+    }
+
+    #[test]
+    fn scope_parse_never_panics(text in "\\PC{0,40}") {
+        let _ = Scope::parse(&text);
+    }
+}

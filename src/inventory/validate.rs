@@ -1,0 +1,805 @@
+//! From the file as written ([`raw`](super::raw)) to the model ([`Inventory`]): every check
+//! that needs more than a YAML type lives here, and each failure becomes a [`Problem`] that
+//! says where, what and how to fix it. Problems are collected, not returned at the first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_saphyr::{Location, Spanned};
+
+use super::InventoryError;
+use super::error::{Problem, ProblemKind, Problems};
+use super::raw::{RawAccount, RawConnect, RawHost, RawInventory, RawPolicy};
+use super::{
+    Account, CharClass, ConnectAuth, ConnectIdentity, Host, HostKeyPin, Inventory, Policy,
+};
+use crate::credential::{AccountName, CredentialId, HostName};
+
+/// The host key types rotor accepts in `host_key:` (what OpenSSH servers offer today).
+const HOST_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+];
+
+const MIN_LENGTH: u64 = 12;
+const MAX_LENGTH: u64 = 128;
+const DEFAULT_LENGTH: usize = 24;
+const DEFAULT_PORT: u16 = 22;
+
+/// The policy every account gets unless it names another; the inventory may redefine it.
+pub(super) fn default_policy() -> Policy {
+    Policy {
+        name: "default".to_owned(),
+        length: DEFAULT_LENGTH,
+        classes: CharClass::ALL.to_vec(),
+        exclude: String::new(),
+        schedule: None,
+        max_age: None,
+        timezone: None,
+    }
+}
+
+struct Checker<'a> {
+    file: &'a Path,
+    playbooks: &'a [&'a str],
+    problems: Problems,
+}
+
+fn at(location: Location) -> (u64, u64) {
+    (location.line(), location.column())
+}
+
+pub(super) fn validate(
+    raw: RawInventory,
+    file: &Path,
+    playbooks: &[&str],
+) -> Result<Inventory, InventoryError> {
+    let mut checker = Checker {
+        file,
+        playbooks,
+        problems: Problems::default(),
+    };
+    let inventory = checker.inventory(raw);
+    checker.problems.into_result(inventory)
+}
+
+impl Checker<'_> {
+    fn report(
+        &mut self,
+        location: Location,
+        field: impl Into<String>,
+        kind: ProblemKind,
+        message: impl Into<String>,
+    ) {
+        self.problems
+            .push(Problem::new(self.file, at(location), field, kind, message));
+    }
+
+    fn inventory(&mut self, raw: RawInventory) -> Inventory {
+        if raw.version.value != 1 {
+            self.report(
+                raw.version.referenced,
+                "version",
+                ProblemKind::Unsupported,
+                format!(
+                    "inventory version {} is not supported: this rotor reads `version: 1`",
+                    raw.version.value
+                ),
+            );
+        }
+        if let Some(directories) = &raw.directories {
+            self.report(
+                directories.referenced,
+                "directories",
+                ProblemKind::Unsupported,
+                "LDAP directories are not supported yet: remove the `directories:` section \
+                 (rotor manages Linux accounts over SSH for now)",
+            );
+        }
+
+        let mut policies = BTreeMap::new();
+        policies.insert("default".to_owned(), default_policy());
+        for (name, raw_policy) in raw.policies {
+            if let Some(policy) = self.policy(&name, raw_policy) {
+                policies.insert(name, policy);
+            }
+        }
+
+        // Host name -> line of its first definition, for duplicate messages.
+        let mut seen_hosts: HashMap<String, u64> = HashMap::new();
+        let mut hosts = Vec::with_capacity(raw.hosts.len());
+        for (host_idx, raw_host) in raw.hosts.into_iter().enumerate() {
+            let field = format!("hosts[{host_idx}]");
+            if let Some(host) = self.host(&field, raw_host, &policies, &mut seen_hosts) {
+                hosts.push(host);
+            }
+        }
+
+        Inventory {
+            path: self.file.to_owned(),
+            policies,
+            hosts,
+        }
+    }
+
+    fn policy(&mut self, name: &str, raw: Spanned<RawPolicy>) -> Option<Policy> {
+        let field = format!("policies.{name}");
+        let mut ok = true;
+        if !is_simple_name(name) {
+            self.report(
+                raw.referenced,
+                &field,
+                ProblemKind::InvalidValue,
+                format!(
+                    "`{name}` is not a valid policy name: use letters, digits, '.', '-' or '_'"
+                ),
+            );
+            ok = false;
+        }
+        let raw = raw.value;
+
+        let length = match raw.length {
+            None => DEFAULT_LENGTH,
+            Some(length) if (MIN_LENGTH..=MAX_LENGTH).contains(&length.value) => {
+                // In range, so it fits in usize on every platform.
+                length.value as usize
+            }
+            Some(length) => {
+                self.report(
+                    length.referenced,
+                    format!("{field}.length"),
+                    ProblemKind::InvalidValue,
+                    format!(
+                        "length {} is out of range: use {MIN_LENGTH} to {MAX_LENGTH} characters \
+                         ({DEFAULT_LENGTH} if unsure)",
+                        length.value
+                    ),
+                );
+                ok = false;
+                DEFAULT_LENGTH
+            }
+        };
+
+        let (exclude, exclude_at) = raw
+            .exclude
+            .map(|e| (e.value, e.referenced))
+            .unwrap_or((String::new(), Location::UNKNOWN));
+        let classes = match raw.classes {
+            None => CharClass::ALL.to_vec(),
+            Some(list) => {
+                let classes_field = format!("{field}.classes");
+                if list.value.is_empty() {
+                    self.report(
+                        list.referenced,
+                        &classes_field,
+                        ProblemKind::InvalidValue,
+                        "no character classes: list at least one of lower, upper, digit, symbol",
+                    );
+                    ok = false;
+                }
+                let mut classes = Vec::new();
+                for (class_idx, class) in list.value.into_iter().enumerate() {
+                    let class_field = format!("{classes_field}[{class_idx}]");
+                    match CharClass::parse(&class.value) {
+                        None => {
+                            self.report(
+                                class.referenced,
+                                class_field,
+                                ProblemKind::InvalidValue,
+                                format!(
+                                    "unknown character class `{}`: use lower, upper, digit or symbol",
+                                    class.value
+                                ),
+                            );
+                            ok = false;
+                        }
+                        Some(c) if classes.contains(&c) => {
+                            self.report(
+                                class.referenced,
+                                class_field,
+                                ProblemKind::Duplicate,
+                                format!("class `{}` is listed twice: list it once", class.value),
+                            );
+                            ok = false;
+                        }
+                        Some(c) => classes.push(c),
+                    }
+                }
+                classes
+            }
+        };
+        for class in &classes {
+            if !class.chars().any(|c| !exclude.contains(c)) {
+                self.report(
+                    exclude_at,
+                    format!("{field}.exclude"),
+                    ProblemKind::InvalidValue,
+                    format!(
+                        "`exclude` removes every {} character, but the policy requires one: \
+                         exclude fewer characters or drop `{}` from `classes`",
+                        class.name(),
+                        class.name()
+                    ),
+                );
+                ok = false;
+            }
+        }
+
+        let schedule = match raw.schedule {
+            None => None,
+            Some(schedule) => {
+                let n_fields = schedule.value.split_whitespace().count();
+                if n_fields != 5 {
+                    let extra = if n_fields == 6 {
+                        " (rotor takes crontab syntax, without a seconds field)"
+                    } else {
+                        ""
+                    };
+                    self.report(
+                        schedule.referenced,
+                        format!("{field}.schedule"),
+                        ProblemKind::InvalidValue,
+                        format!(
+                            "schedule \"{}\" has {n_fields} fields{extra}: write 5 crontab \
+                             fields, minute hour day-of-month month day-of-week, \
+                             e.g. \"0 3 * * 0\" for Sundays at 03:00",
+                            schedule.value
+                        ),
+                    );
+                    ok = false;
+                }
+                Some(
+                    schedule
+                        .value
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                )
+            }
+        };
+
+        let max_age = match raw.max_age {
+            None => None,
+            Some(max_age) => match parse_age(&max_age.value) {
+                Ok(age) => Some(age),
+                Err(why) => {
+                    self.report(
+                        max_age.referenced,
+                        format!("{field}.max_age"),
+                        ProblemKind::InvalidValue,
+                        format!(
+                            "max_age \"{}\" {why}: write a number and a unit, e.g. 30d, 12h or 90m",
+                            max_age.value
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
+            },
+        };
+
+        let timezone = match raw.timezone {
+            None => None,
+            Some(tz) => {
+                let valid = !tz.value.is_empty()
+                    && tz
+                        .value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "/_-+".contains(c));
+                if !valid {
+                    self.report(
+                        tz.referenced,
+                        format!("{field}.timezone"),
+                        ProblemKind::InvalidValue,
+                        format!(
+                            "`{}` is not a time zone name: use an IANA name such as Asia/Tokyo or UTC",
+                            tz.value
+                        ),
+                    );
+                    ok = false;
+                }
+                Some(tz.value)
+            }
+        };
+
+        ok.then(|| Policy {
+            name: name.to_owned(),
+            length,
+            classes,
+            exclude,
+            schedule,
+            max_age,
+            timezone,
+        })
+    }
+
+    fn host(
+        &mut self,
+        field: &str,
+        raw: Spanned<RawHost>,
+        policies: &BTreeMap<String, Policy>,
+        seen_hosts: &mut HashMap<String, u64>,
+    ) -> Option<Host> {
+        let host_location = raw.referenced;
+        let raw = raw.value;
+        let mut ok = true;
+
+        let name = match HostName::parse(&raw.name.value) {
+            Ok(name) => Some(name),
+            Err(why) => {
+                self.report(
+                    raw.name.referenced,
+                    format!("{field}.name"),
+                    ProblemKind::InvalidValue,
+                    why,
+                );
+                None
+            }
+        };
+        if let Some(first_line) = seen_hosts.get(&raw.name.value) {
+            self.report(
+                raw.name.referenced,
+                format!("{field}.name"),
+                ProblemKind::Duplicate,
+                format!(
+                    "duplicate host \"{}\" (first defined at line {first_line}): host names must be unique",
+                    raw.name.value
+                ),
+            );
+            ok = false;
+        } else {
+            seen_hosts.insert(raw.name.value.clone(), raw.name.referenced.line());
+        }
+
+        if let Err(why) = check_address(&raw.address.value) {
+            self.report(
+                raw.address.referenced,
+                format!("{field}.address"),
+                ProblemKind::InvalidValue,
+                why,
+            );
+            ok = false;
+        }
+        let address = raw.address.value;
+
+        let port = match raw.port {
+            None => DEFAULT_PORT,
+            Some(port) => match u16::try_from(port.value) {
+                Ok(p) if p > 0 => p,
+                _ => {
+                    self.report(
+                        port.referenced,
+                        format!("{field}.port"),
+                        ProblemKind::InvalidValue,
+                        format!(
+                            "port {} is out of range: use 1 to 65535 (SSH listens on 22 unless configured otherwise)",
+                            port.value
+                        ),
+                    );
+                    ok = false;
+                    DEFAULT_PORT
+                }
+            },
+        };
+
+        let host_key = match (raw.host_key, raw.known_hosts) {
+            (Some(key), Some(known_hosts)) => {
+                self.report(
+                    known_hosts.referenced,
+                    format!("{field}.known_hosts"),
+                    ProblemKind::InvalidValue,
+                    format!(
+                        "both `host_key` (line {}) and `known_hosts` are set: keep one, so there is \
+                         a single place that says which key to trust",
+                        key.referenced.line()
+                    ),
+                );
+                None
+            }
+            (None, None) => {
+                self.report(
+                    host_location,
+                    field,
+                    ProblemKind::MissingField,
+                    format!(
+                        "no host key pinned: add `host_key: \"...\"` with the line printed by \
+                         `ssh-keyscan -t ed25519 {address}` (compare its fingerprint with the \
+                         host's console first), or `known_hosts: FILE`"
+                    ),
+                );
+                None
+            }
+            (Some(key), None) => match check_host_key(&key.value, &address) {
+                Ok(line) => Some(HostKeyPin::Key(line)),
+                Err(why) => {
+                    self.report(
+                        key.referenced,
+                        format!("{field}.host_key"),
+                        ProblemKind::InvalidValue,
+                        why,
+                    );
+                    None
+                }
+            },
+            (None, Some(known_hosts)) => self
+                .path(&known_hosts, &format!("{field}.known_hosts"))
+                .map(HostKeyPin::KnownHosts),
+        };
+
+        let mut groups: Vec<String> = Vec::with_capacity(raw.groups.len());
+        for (group_idx, group) in raw.groups.into_iter().enumerate() {
+            let group_field = format!("{field}.groups[{group_idx}]");
+            if let Err(why) = check_group_name(&group.value) {
+                self.report(
+                    group.referenced,
+                    group_field,
+                    ProblemKind::InvalidValue,
+                    why,
+                );
+                ok = false;
+            } else if groups.contains(&group.value) {
+                self.report(
+                    group.referenced,
+                    group_field,
+                    ProblemKind::Duplicate,
+                    format!("group `{}` is listed twice: list it once", group.value),
+                );
+                ok = false;
+            } else {
+                groups.push(group.value);
+            }
+        }
+
+        let connect = self.connect(&format!("{field}.connect"), raw.connect);
+
+        let mut accounts: Vec<Account> = Vec::with_capacity(raw.accounts.len());
+        // Account name -> line of its first definition on this host.
+        let mut seen_accounts: HashMap<String, u64> = HashMap::new();
+        for (account_idx, raw_account) in raw.accounts.into_iter().enumerate() {
+            let account_field = format!("{field}.accounts[{account_idx}]");
+            let name = raw_account.value.name.value.clone();
+            let line = raw_account.value.name.referenced.line();
+            if let Some(first_line) = seen_accounts.get(&name) {
+                self.report(
+                    raw_account.value.name.referenced,
+                    format!("{account_field}.name"),
+                    ProblemKind::Duplicate,
+                    format!(
+                        "duplicate account \"{name}\" on host \"{}\" (first listed at line \
+                         {first_line}): list each account once per host",
+                        raw.name.value
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            seen_accounts.insert(name, line);
+            match self.account(&account_field, raw_account, policies) {
+                Some(account) => accounts.push(account),
+                None => ok = false,
+            }
+        }
+
+        Some(Host {
+            name: name?,
+            address,
+            port,
+            host_key: host_key?,
+            groups,
+            connect: connect?,
+            accounts,
+        })
+        .filter(|_| ok)
+    }
+
+    fn connect(&mut self, field: &str, raw: Spanned<RawConnect>) -> Option<ConnectIdentity> {
+        let location = raw.referenced;
+        let raw = raw.value;
+        let user = match AccountName::parse(&raw.user.value) {
+            Ok(user) => Some(user),
+            Err(why) => {
+                self.report(
+                    raw.user.referenced,
+                    format!("{field}.user"),
+                    ProblemKind::InvalidValue,
+                    why,
+                );
+                None
+            }
+        };
+        let auth = match (raw.key, raw.credential) {
+            (Some(_), Some(credential)) => {
+                self.report(
+                    credential.referenced,
+                    format!("{field}.credential"),
+                    ProblemKind::InvalidValue,
+                    "both `key` and `credential` are set: rotor logs in one way; keep one",
+                );
+                None
+            }
+            (None, None) => {
+                self.report(
+                    location,
+                    field,
+                    ProblemKind::MissingField,
+                    "no way to log in: add `key: /path/to/private_key` (an SSH private key file) \
+                     or `credential: HOST/ACCOUNT` (a password held in rotor's vault)",
+                );
+                None
+            }
+            (Some(key), None) => self
+                .path(&key, &format!("{field}.key"))
+                .map(ConnectAuth::KeyFile),
+            (None, Some(credential)) => match CredentialId::parse(&credential.value) {
+                Ok(id) => Some(ConnectAuth::Vault(id)),
+                Err(why) => {
+                    self.report(
+                        credential.referenced,
+                        format!("{field}.credential"),
+                        ProblemKind::InvalidValue,
+                        why,
+                    );
+                    None
+                }
+            },
+        };
+        Some(ConnectIdentity {
+            user: user?,
+            auth: auth?,
+        })
+    }
+
+    fn account(
+        &mut self,
+        field: &str,
+        raw: Spanned<RawAccount>,
+        policies: &BTreeMap<String, Policy>,
+    ) -> Option<Account> {
+        let raw = raw.value;
+        let name = match AccountName::parse(&raw.name.value) {
+            Ok(name) => Some(name),
+            Err(why) => {
+                self.report(
+                    raw.name.referenced,
+                    format!("{field}.name"),
+                    ProblemKind::InvalidValue,
+                    why,
+                );
+                None
+            }
+        };
+        let playbook = if self.playbooks.contains(&raw.playbook.value.as_str()) {
+            Some(raw.playbook.value)
+        } else {
+            let known = self.playbooks.join(", ");
+            self.report(
+                raw.playbook.referenced,
+                format!("{field}.playbook"),
+                ProblemKind::UnknownReference,
+                format!(
+                    "unknown playbook `{}`: known playbooks are {known}{}",
+                    raw.playbook.value,
+                    did_you_mean(&raw.playbook.value, self.playbooks.iter().copied())
+                ),
+            );
+            None
+        };
+        let policy = match raw.policy {
+            None => Some("default".to_owned()),
+            Some(policy) if policies.contains_key(&policy.value) => Some(policy.value),
+            Some(policy) => {
+                let known = policies.keys().map(String::as_str).collect::<Vec<_>>();
+                self.report(
+                    policy.referenced,
+                    format!("{field}.policy"),
+                    ProblemKind::UnknownReference,
+                    format!(
+                        "unknown policy `{}`: define it under `policies:` or use one of {}{}",
+                        policy.value,
+                        known.join(", "),
+                        did_you_mean(&policy.value, known.iter().copied()),
+                    ),
+                );
+                None
+            }
+        };
+        Some(Account {
+            name: name?,
+            playbook: playbook?,
+            policy: policy?,
+        })
+    }
+
+    /// A file path from the inventory, relative ones taken from the inventory's directory.
+    fn path(&mut self, raw: &Spanned<String>, field: &str) -> Option<PathBuf> {
+        let text = raw.value.as_str();
+        let why = if text.trim().is_empty() {
+            "empty path: write the path to the file"
+        } else if text.starts_with('~') {
+            "rotor does not expand `~`: write the full path, or one relative to the inventory file"
+        } else {
+            let path = Path::new(text);
+            if path.is_absolute() {
+                return Some(path.to_owned());
+            }
+            let dir = self.file.parent().unwrap_or(Path::new(""));
+            return Some(dir.join(path));
+        };
+        self.report(raw.referenced, field, ProblemKind::InvalidValue, why);
+        None
+    }
+}
+
+/// Policy names: what can be written after `policy:` without quoting.
+fn is_simple_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// Group names follow the host name rule so that `group:NAME` needs no quoting.
+pub(super) fn check_group_name(name: &str) -> Result<(), String> {
+    if is_simple_name(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid group name: use 1 to 64 letters, digits, '.', '-' or '_'"
+        ))
+    }
+}
+
+/// `30d`, `12h`, `90m`: a positive whole number and one unit.
+fn parse_age(text: &str) -> Result<Duration, &'static str> {
+    let text = text.trim();
+    let Some(unit) = text.chars().last().filter(char::is_ascii_alphabetic) else {
+        return Err("has no unit");
+    };
+    let seconds_per_unit = match unit {
+        'd' => 86_400,
+        'h' => 3_600,
+        'm' => 60,
+        _ => return Err("has an unknown unit (use d, h or m)"),
+    };
+    // The unit is one ASCII letter, one byte, so this cut is on a character boundary.
+    let number = &text[..text.len() - 1];
+    let n: u64 = number
+        .parse()
+        .map_err(|_| "is not a whole number with a unit")?;
+    if n == 0 {
+        return Err("is zero");
+    }
+    n.checked_mul(seconds_per_unit)
+        .map(Duration::from_secs)
+        .ok_or("is too large")
+}
+
+/// An IP address or a DNS name; catches the usual slips (a port or a URL in the address).
+fn check_address(text: &str) -> Result<(), String> {
+    if text.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let bad = |why: &str| Err(format!("`{text}` is not a valid address: {why}"));
+    if text.trim().is_empty() {
+        return bad("write an IP address or a DNS name");
+    }
+    if text.contains("://") {
+        return bad("write a host name or IP address, not a URL");
+    }
+    if text.starts_with('[') {
+        return bad("write an IPv6 address without brackets; the port goes in `port:`");
+    }
+    if let Some((_, port)) = text.rsplit_once(':')
+        && !port.is_empty()
+        && port.chars().all(|c| c.is_ascii_digit())
+        && !text.contains("::")
+    {
+        return bad("put the port in `port:`, not in the address");
+    }
+    let name = text.strip_suffix('.').unwrap_or(text);
+    let labels_ok = name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !labels_ok {
+        return bad("write an IP address (10.0.0.5) or a DNS name (letters, digits, '-' and '.')");
+    }
+    if name
+        .split('.')
+        .all(|label| label.chars().all(|c| c.is_ascii_digit()))
+    {
+        return bad("this looks like an IPv4 address but is not one (each part is 0 to 255)");
+    }
+    Ok(())
+}
+
+/// `TYPE BASE64 [comment]`, with a known type and a key blob that decodes and names that
+/// same type (the SSH wire format starts with it), so a damaged paste is caught here.
+fn check_host_key(line: &str, address: &str) -> Result<String, String> {
+    let keyscan = format!("`ssh-keyscan -t ed25519 {address}`");
+    let mut parts = line.split_whitespace();
+    let Some(kind) = parts.next() else {
+        return Err(format!(
+            "empty host key: paste the key line printed by {keyscan}"
+        ));
+    };
+    let b64 = parts.next();
+    if !HOST_KEY_TYPES.contains(&kind) {
+        if let Some(second) = b64
+            && HOST_KEY_TYPES.contains(&second)
+        {
+            return Err(format!(
+                "this looks like a known_hosts or ssh-keyscan line: remove the leading `{kind}` \
+                 so the value starts with the key type `{second}`"
+            ));
+        }
+        return Err(format!(
+            "unknown host key type `{kind}`: use one of {} (as printed by {keyscan})",
+            HOST_KEY_TYPES.join(", ")
+        ));
+    }
+    let Some(b64) = b64 else {
+        return Err(format!(
+            "the key data is missing after `{kind}`: paste the whole line printed by {keyscan}"
+        ));
+    };
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| {
+            format!("the key data is not valid base64 ({e}): paste it again from {keyscan}")
+        })?;
+    if wire_key_type(&blob) != Some(kind.as_bytes()) {
+        return Err(format!(
+            "the key data is not a `{kind}` key: the line is damaged or its type was changed; \
+             paste it again from {keyscan}"
+        ));
+    }
+    Ok(line.trim().to_owned())
+}
+
+/// The key type at the start of an SSH public key blob: a big-endian u32 length, then the name.
+fn wire_key_type(blob: &[u8]) -> Option<&[u8]> {
+    let len_bytes: [u8; 4] = blob.get(..4)?.try_into().ok()?;
+    let len = usize::try_from(u32::from_be_bytes(len_bytes)).ok()?;
+    blob.get(4..4usize.checked_add(len)?)
+}
+
+/// ", did you mean `x`?" when a known name is close to `input`, else "".
+pub(super) fn did_you_mean<'a>(input: &str, known: impl Iterator<Item = &'a str>) -> String {
+    match close_matches(input, known).as_slice() {
+        [] => String::new(),
+        [one] => format!("; did you mean `{one}`?"),
+        many => format!(
+            "; did you mean one of {}?",
+            many.iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Known names within a small edit distance of `input`, closest first, at most three.
+pub(super) fn close_matches<'a>(input: &str, known: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let limit = (input.chars().count() / 3).clamp(1, 3);
+    let mut matches: Vec<(usize, &str)> = known
+        .filter_map(|name| {
+            let distance = strsim::levenshtein(input, name);
+            (distance <= limit && distance > 0).then_some((distance, name))
+        })
+        .collect();
+    matches.sort();
+    matches.dedup();
+    matches.into_iter().take(3).map(|(_, name)| name).collect()
+}
