@@ -8,7 +8,7 @@
 
 use rand::{CryptoRng, Rng};
 
-use crate::inventory::{CharClass, Policy};
+use crate::inventory::Policy;
 use crate::secret::Secret;
 
 /// Symbols used by the `symbol` class. Left out on purpose: quotes, backslash and backtick
@@ -29,21 +29,12 @@ pub enum GenerateError {
     Unsatisfiable(String),
 }
 
-fn class_chars(class: CharClass) -> &'static str {
-    match class {
-        CharClass::Lower => "abcdefghijklmnopqrstuvwxyz",
-        CharClass::Upper => "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
-        CharClass::Digit => "0123456789",
-        CharClass::Symbol => SYMBOLS,
-    }
-}
-
 /// The characters a policy may use, in a fixed order.
 pub fn alphabet(policy: &Policy) -> Vec<char> {
     policy
         .classes
         .iter()
-        .flat_map(|c| class_chars(*c).chars())
+        .flat_map(|c| c.chars())
         .filter(|c| !policy.exclude.contains(*c))
         .collect()
 }
@@ -59,8 +50,7 @@ pub fn generate<R: Rng + CryptoRng>(policy: &Policy, rng: &mut R) -> Result<Secr
         .classes
         .iter()
         .map(|c| {
-            class_chars(*c)
-                .chars()
+            c.chars()
                 .filter(|ch| !policy.exclude.contains(*ch))
                 .collect::<Vec<char>>()
         })
@@ -96,6 +86,7 @@ pub fn entropy_bits(policy: &Policy) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::CharClass;
     use proptest::prelude::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
@@ -170,7 +161,7 @@ mod tests {
             }
         }
         for class in ALL {
-            let chars: Vec<char> = class_chars(class).chars().collect();
+            let chars: Vec<char> = class.chars().collect();
             let total: usize = chars.iter().map(|c| counts.get(c).copied().unwrap_or(0)).sum();
             let mean = total as f64 / chars.len() as f64;
             for c in &chars {

@@ -116,7 +116,7 @@ impl RunReport {
         for (label, n) in [
             ("committed (new secret verified and stored)", c.committed),
             ("not changed (target untouched)", c.not_changed),
-            ("rolled back (old secret restored and checked)", c.rolled_back),
+            ("rolled back (old secret in place, checked)", c.rolled_back),
             ("unsettled (run `rotor recover`)", c.unsettled),
             ("stuck (operator needed)", c.stuck),
         ] {
@@ -173,7 +173,7 @@ pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String
     let mut line = |cells: Vec<&str>| {
         let mut l = String::from(" ");
         for (i, cell) in cells.iter().enumerate() {
-            l.push(' ');
+            l.push_str(if i == 0 { " " } else { "  " });
             if i + 1 == N {
                 l.push_str(cell);
             } else {
@@ -246,7 +246,7 @@ mod tests {
 
                2  committed (new secret verified and stored)
                1  not changed (target untouched)
-               1  rolled back (old secret restored and checked)
+               1  rolled back (old secret in place, checked)
                1  unsettled (run `rotor recover`)
 
         Not rotated (3):

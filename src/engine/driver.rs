@@ -434,14 +434,21 @@ fn crash_point(command: &Command, event: &Event) {
         (Command::Record(Phase::Applied), Event::Ok) => "applied",
         _ => return,
     };
-    if std::env::var("ROTOR_LAB_PAUSE_AT").as_deref() == Ok(reached) {
-        if let Ok(file) = std::env::var("ROTOR_LAB_PAUSE_FILE") {
-            // create_new: only the first worker to get here pauses the run.
-            if std::fs::OpenOptions::new().write(true).create_new(true).open(&file).is_ok() {
-                loop {
-                    std::thread::sleep(std::time::Duration::from_secs(3600));
-                }
-            }
+    if std::env::var("ROTOR_LAB_PAUSE_AT").as_deref() != Ok(reached) {
+        return;
+    }
+    let Ok(file) = std::env::var("ROTOR_LAB_PAUSE_FILE") else {
+        return;
+    };
+    // create_new: only the first worker to get here pauses the run.
+    if std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&file)
+        .is_ok()
+    {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
         }
     }
 }

@@ -139,12 +139,13 @@ pub enum Rotation {
     Verifying,
     Committing,
     RecordingRollingBack { cause: Fault },
+    /// Rolling back: first find out whether the target changed at all.
+    CheckingChanged { cause: Fault },
     Restoring { cause: Fault },
     RecordingRolledBack { cause: Fault },
     RecordingStuck { cause: Fault, restore_error: Fault },
-    // Recovery states (an interrupted rotation found in the ledger).
+    /// Recovery of an interrupted rotation found in the ledger: does the pending secret work?
     ProbingPending { phase: Phase },
-    CheckingUnchanged { phase: Phase, probe: Fault },
     Done(Outcome),
 }
 
@@ -168,10 +169,11 @@ impl Rotation {
             Rotation::Verifying => Phase::Applied,
             Rotation::Committing => Phase::Applied,
             Rotation::RecordingRollingBack { .. } => Phase::Applied,
-            Rotation::Restoring { .. }
+            Rotation::CheckingChanged { .. }
+            | Rotation::Restoring { .. }
             | Rotation::RecordingRolledBack { .. }
             | Rotation::RecordingStuck { .. } => Phase::RollingBack,
-            Rotation::ProbingPending { phase } | Rotation::CheckingUnchanged { phase, .. } => *phase,
+            Rotation::ProbingPending { phase } => *phase,
             Rotation::Done(_) => Phase::Planned,
         }
     }
@@ -215,6 +217,21 @@ impl Rotation {
             (s @ R::Committing, Event::Failed(cause)) => unsettled(&s, cause),
 
             (R::RecordingRollingBack { cause }, Event::Ok) => {
+                (R::CheckingChanged { cause }, Command::CheckUnchanged)
+            }
+            // The target still holds the saved state (the push never landed, e.g. `chpasswd`
+            // refused it): nothing to undo, and no change is made that could itself fail.
+            (R::CheckingChanged { cause }, Event::Unchanged(true)) => {
+                (R::RecordingRolledBack { cause }, Command::RecordRolledBack)
+            }
+            (R::CheckingChanged { cause }, Event::Unchanged(false)) => {
+                (R::Restoring { cause }, Command::Restore)
+            }
+            (s @ R::CheckingChanged { .. }, Event::Failed(f)) if f.is_unreachable() => {
+                unsettled(&s, f)
+            }
+            // Could not tell: restore anyway; it is idempotent and checks its own result.
+            (R::CheckingChanged { cause }, Event::Failed(_)) => {
                 (R::Restoring { cause }, Command::Restore)
             }
             (s @ R::RecordingRollingBack { .. }, Event::Failed(store_fault)) => {
@@ -256,18 +273,9 @@ impl Rotation {
             (s @ R::ProbingPending { .. }, Event::Failed(probe)) if probe.is_unreachable() => {
                 unsettled(&s, probe)
             }
-            (R::ProbingPending { phase }, Event::Failed(probe)) => (
-                R::CheckingUnchanged { phase, probe },
-                Command::CheckUnchanged,
-            ),
-            // Target still holds the saved state: the push never landed; drop pending.
-            (R::CheckingUnchanged { probe, .. }, Event::Unchanged(true)) => (
-                R::RecordingRolledBack { cause: probe },
-                Command::RecordRolledBack,
-            ),
-            // Target changed but the pending secret does not work: restore the saved state.
-            (R::CheckingUnchanged { probe, .. }, Event::Unchanged(false)) => roll_back(probe),
-            (s @ R::CheckingUnchanged { .. }, Event::Failed(f)) => unsettled(&s, f),
+            // It does not: the ordinary rollback (drop pending if the target never changed,
+            // else restore the saved state and check it).
+            (R::ProbingPending { .. }, Event::Failed(probe)) => roll_back(probe),
 
             (R::Done(outcome), _) => done(outcome),
             // An event that does not belong to the state is a driver bug; treat it as a
@@ -352,8 +360,14 @@ mod tests {
     fn refused_push_is_rolled_back() {
         check(
             Rotation::start(),
-            &[Event::Ok, Event::Ok, fail(FaultClass::Refused), Event::Ok, Event::Ok, Event::Ok],
-            "ReadRestorePoint > Stage > Push > Record(rolling_back) > Restore > RecordRolledBack > Finish(rolled back)",
+            &[Event::Ok, Event::Ok, fail(FaultClass::Refused), Event::Ok, Event::Unchanged(true), Event::Ok],
+            "ReadRestorePoint > Stage > Push > Record(rolling_back) > CheckUnchanged > RecordRolledBack > Finish(rolled back)",
+        );
+        // A push that failed after it landed (e.g. timed out) is undone.
+        check(
+            Rotation::start(),
+            &[Event::Ok, Event::Ok, fail(FaultClass::TimedOut), Event::Ok, Event::Unchanged(false), Event::Ok, Event::Ok],
+            "ReadRestorePoint > Stage > Push > Record(rolling_back) > CheckUnchanged > Restore > RecordRolledBack > Finish(rolled back)",
         );
     }
 
@@ -368,10 +382,11 @@ mod tests {
                 Event::Ok,
                 fail(FaultClass::VerifyFailed),
                 Event::Ok,
+                Event::Unchanged(false),
                 fail(FaultClass::Refused),
                 Event::Ok,
             ],
-            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > Restore > RecordStuck > Finish(stuck)",
+            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > CheckUnchanged > Restore > RecordStuck > Finish(stuck)",
         );
     }
 
@@ -388,7 +403,7 @@ mod tests {
                 Event::Ok,
                 fail(FaultClass::Unreachable),
             ],
-            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > Restore > Finish(unsettled)",
+            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > CheckUnchanged > Finish(unsettled)",
         );
     }
 
@@ -398,19 +413,19 @@ mod tests {
         check(rec(), &[Event::Ok, Event::Ok], "ProbePending > Commit > Finish(committed)");
         check(
             rec(),
-            &[fail(FaultClass::VerifyFailed), Event::Unchanged(true), Event::Ok],
-            "ProbePending > CheckUnchanged > RecordRolledBack > Finish(rolled back)",
+            &[fail(FaultClass::VerifyFailed), Event::Ok, Event::Unchanged(true), Event::Ok],
+            "ProbePending > Record(rolling_back) > CheckUnchanged > RecordRolledBack > Finish(rolled back)",
         );
         check(
             rec(),
             &[
                 fail(FaultClass::VerifyFailed),
+                Event::Ok,
                 Event::Unchanged(false),
                 Event::Ok,
                 Event::Ok,
-                Event::Ok,
             ],
-            "ProbePending > CheckUnchanged > Record(rolling_back) > Restore > RecordRolledBack > Finish(rolled back)",
+            "ProbePending > Record(rolling_back) > CheckUnchanged > Restore > RecordRolledBack > Finish(rolled back)",
         );
         check(
             rec(),
@@ -433,7 +448,8 @@ mod tests {
 
     /// A model of the world the commands act on: what the target holds and what the vault
     /// holds. Whatever happens, the secret the target accepts must be in the vault (as
-    /// `current`, or as `pending` of an open rotation that recovery will settle).
+    /// `current`, or as `pending` of an open rotation that recovery will settle), and a
+    /// rotation is only closed as rolled back when the target no longer holds the new secret.
     #[derive(Debug)]
     struct World {
         target_has_new: bool,
@@ -447,58 +463,67 @@ mod tests {
         fn never_loses_the_working_secret(
             events in prop::collection::vec(any_event(), 0..30),
             recover_from in prop::sample::select(vec![None, Some(Phase::Staged), Some(Phase::Applied)]),
+            // Whether a failed push nonetheless landed; whether an interrupted push landed.
+            failed_push_landed: bool,
+            interrupted_push_landed: bool,
         ) {
             let (mut state, mut cmd) = match recover_from {
                 None => Rotation::start(),
                 Some(p) => Rotation::recover(p),
             };
             let mut w = World {
-                target_has_new: false,
+                target_has_new: recover_from.is_some() && interrupted_push_landed,
                 pending_stored: recover_from.is_some(),
                 committed: false,
                 open: recover_from.is_some(),
             };
-            let mut verified = recover_from.is_some();
             let mut steps = 0;
             for e in events.iter().cycle().take(60) {
-                let ok = matches!(e, Event::Ok | Event::Unchanged(_));
+                let mut e = e.clone();
+                let ok = !matches!(e, Event::Failed(_));
                 match &cmd {
                     Command::Finish(_) => break,
                     Command::Stage if ok => { w.pending_stored = true; w.open = true; }
                     Command::Push => {
                         prop_assert!(w.pending_stored, "pushed before staging");
-                        // A failed push may still have landed.
-                        w.target_has_new = true;
+                        w.target_has_new = ok || failed_push_landed;
                     }
-                    Command::Verify if ok => verified = true,
-                    Command::ProbePending if ok => verified = true,
+                    // A login with the new secret succeeds only if the target holds it.
+                    Command::Verify | Command::ProbePending if ok && !w.target_has_new => {
+                        e = Event::Failed(Fault::target(FaultClass::VerifyFailed, "v"));
+                    }
+                    Command::CheckUnchanged if ok => e = Event::Unchanged(!w.target_has_new),
                     Command::Commit => {
-                        prop_assert!(verified, "committed before verifying");
+                        prop_assert!(w.target_has_new, "committed a secret the target does not hold");
                         if ok { w.committed = true; w.open = false; }
                     }
                     Command::Restore if ok => w.target_has_new = false,
                     Command::RecordRolledBack if ok => {
-                        prop_assert!(!w.target_has_new || recover_from.is_some(),
-                            "dropped pending while the target holds it");
+                        prop_assert!(!w.target_has_new, "dropped pending while the target holds it");
                         w.open = false;
                     }
                     Command::RecordStuck if ok => w.open = true,
                     _ => {}
+                }
+                if !matches!(e, Event::Failed(_)) && !matches!(cmd, Command::CheckUnchanged) {
+                    e = Event::Ok;
                 }
                 // The invariant: if the target holds the new secret, the vault has it, as
                 // current or as the pending secret of a rotation still open.
                 if w.target_has_new {
                     prop_assert!(w.committed || (w.pending_stored && w.open), "{w:?} after {cmd:?}");
                 }
-                (state, cmd) = state.on(e.clone());
+                (state, cmd) = state.on(e);
                 steps += 1;
             }
             prop_assert!(steps <= 12, "machine did not terminate quickly");
             if let Command::Finish(outcome) = &cmd {
                 match outcome {
                     Outcome::Committed => prop_assert!(w.committed),
-                    Outcome::RolledBack { .. } | Outcome::NotChanged { .. } => prop_assert!(!w.open),
-                    Outcome::Unsettled { .. } | Outcome::Stuck { .. } => {}
+                    Outcome::RolledBack { .. } | Outcome::NotChanged { .. } => {
+                        prop_assert!(!w.open && !w.target_has_new)
+                    }
+                    Outcome::Unsettled { .. } | Outcome::Stuck { .. } => prop_assert!(w.open || !w.pending_stored),
                 }
             }
         }

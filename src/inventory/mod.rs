@@ -146,15 +146,16 @@ impl CharClass {
     }
 
     /// The characters of the class, before a policy's `exclude`: printable ASCII only, so a
-    /// password can be typed on any keyboard and survives any terminal.
-    pub fn chars(self) -> impl Iterator<Item = char> {
-        let range = match self {
-            CharClass::Lower => 'a'..='z',
-            CharClass::Upper => 'A'..='Z',
-            CharClass::Digit => '0'..='9',
-            CharClass::Symbol => '!'..='~',
-        };
-        range.filter(move |c| self != CharClass::Symbol || c.is_ascii_punctuation())
+    /// password can be typed on any keyboard and survives any terminal. The generator draws
+    /// from exactly these (see `policy::SYMBOLS` for which punctuation is left out and why).
+    pub fn chars(self) -> std::str::Chars<'static> {
+        match self {
+            CharClass::Lower => "abcdefghijklmnopqrstuvwxyz",
+            CharClass::Upper => "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+            CharClass::Digit => "0123456789",
+            CharClass::Symbol => crate::policy::SYMBOLS,
+        }
+        .chars()
     }
 }
 
