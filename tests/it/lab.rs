@@ -1,0 +1,221 @@
+//! Test fixture for the lab: a fleet of real sshd hosts on loopback, built by `scripts/lab`.
+//!
+//! `Lab::start(n_hosts)` brings up `host-001..` on a `127.0.X.0/24` of its own and writes a
+//! rotor inventory for them; dropping the `Lab` (also while a test panics) stops every sshd
+//! it started and removes the hosts. The fixture never sends traffic beyond loopback.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Next `127.0.X` to try. Tests in one binary run in parallel threads; each lab takes its own
+/// net. Other processes (another worktree's tests) are kept apart by `scripts/lab up`, which
+/// claims the net and exits with `NET_IN_USE` if someone else holds it.
+static NEXT_NET: AtomicU8 = AtomicU8::new(100);
+
+/// `scripts/lab up` exit code: the net is taken, try another.
+const NET_IN_USE: i32 = 3;
+
+/// `scripts/lab login` exit codes besides 0 (accepted).
+const LOGIN_REJECTED: i32 = 1;
+
+/// Password `scripts/lab up` gives `svc_app` and `svc_backup` on every host by default.
+const SHARED_PASSWORD: &str = "Shared-Passw0rd!";
+
+/// A fault to inject into one host (see `scripts/lab help`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // Each test module uses the faults it needs.
+pub enum Fault {
+    /// `/usr/sbin/chpasswd` on that host prints an error and exits 1.
+    ChpasswdFails,
+    /// SIGSTOP its sshd: TCP connects, no banner ever comes.
+    Stop,
+    /// SIGCONT after `Stop`.
+    Cont,
+    /// Host down: its sshd and sessions are killed, connections are refused.
+    Kill,
+    /// Bring a killed host back up (a fresh namespace: earlier faults are gone).
+    Start,
+    /// New host key and restart: the key pinned in the inventory no longer matches.
+    Rekey,
+}
+
+impl Fault {
+    fn as_arg(self) -> &'static str {
+        match self {
+            Fault::ChpasswdFails => "chpasswd-fails",
+            Fault::Stop => "stop",
+            Fault::Cont => "cont",
+            Fault::Kill => "kill",
+            Fault::Start => "start",
+            Fault::Rekey => "rekey",
+        }
+    }
+}
+
+/// A running lab. Dropping it tears the fleet down.
+pub struct Lab {
+    // `Drop::drop` (scripts/lab down) runs before the fields drop, so the directory still
+    // exists when the lab is torn down; `tempdir` then removes what is left.
+    host_names: Vec<String>,
+    tempdir: tempfile::TempDir,
+}
+
+#[allow(dead_code)] // Each test module uses the parts it needs.
+impl Lab {
+    /// Starts `n_hosts` hosts (1..=250); panics with `scripts/lab`'s message if they do not
+    /// all come up.
+    pub fn start(n_hosts: usize) -> Lab {
+        assert!(
+            (1..=250).contains(&n_hosts),
+            "a lab has 1..=250 hosts, not {n_hosts}"
+        );
+        let tempdir = tempfile::Builder::new()
+            .prefix("rotor-lab-")
+            .tempdir()
+            .expect("create a temporary directory for the lab");
+        let host_names = (1..=n_hosts).map(|idx| format!("host-{idx:03}")).collect();
+        // Built before `up` runs so that `Drop` cleans up even a half-started lab.
+        let lab = Lab {
+            host_names,
+            tempdir,
+        };
+        loop {
+            let net_idx = NEXT_NET.fetch_add(1, Ordering::SeqCst);
+            assert!(net_idx < 255, "no free 127.0.X net left for a lab");
+            let net = format!("127.0.{net_idx}");
+            let output = lab
+                .script()
+                .args(["up", "--dir"])
+                .arg(lab.dir())
+                .args(["--hosts", &n_hosts.to_string(), "--net", &net])
+                .stdin(Stdio::null())
+                .output()
+                .expect("run scripts/lab up");
+            match output.status.code() {
+                Some(0) => {
+                    eprint!("{}", String::from_utf8_lossy(&output.stdout));
+                    return lab;
+                }
+                Some(NET_IN_USE) => continue,
+                _ => panic!(
+                    "scripts/lab up --net {net} failed ({}):\n{}{}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ),
+            }
+        }
+    }
+
+    /// The lab directory: `inventory.yaml`, `hosts.tsv`, `known_hosts`, `admin_ed25519`,
+    /// `logs/` (one sshd log per host).
+    pub fn dir(&self) -> &Path {
+        self.tempdir.path()
+    }
+
+    /// rotor inventory listing every host, its pinned host key and its two accounts.
+    pub fn inventory_path(&self) -> PathBuf {
+        self.dir().join("inventory.yaml")
+    }
+
+    pub fn host_names(&self) -> &[String] {
+        &self.host_names
+    }
+
+    /// Password of `svc_app` and `svc_backup` on every host before any rotation.
+    pub fn shared_password(&self) -> &'static str {
+        SHARED_PASSWORD
+    }
+
+    /// Whether `user` can log in to `host` with `password`, using the system `ssh` client
+    /// (password authentication only, host key checked). Panics if the answer is neither
+    /// "accepted" nor "rejected" (host unreachable, host key mismatch).
+    pub fn login_works(&self, host: &str, user: &str, password: &str) -> bool {
+        let mut child = self
+            .script()
+            .args(["login", "--dir"])
+            .arg(self.dir())
+            .args([host, user])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run scripts/lab login");
+        // The password goes through stdin so that it never appears in a process's argv.
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        writeln!(stdin, "{password}").expect("write the password to scripts/lab login");
+        drop(stdin);
+        let output = child
+            .wait_with_output()
+            .expect("wait for scripts/lab login");
+        match output.status.code() {
+            Some(0) => true,
+            Some(LOGIN_REJECTED) => false,
+            _ => panic!(
+                "login to {host} as {user} neither succeeded nor was rejected ({}):\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        }
+    }
+
+    /// Runs `sh -c cmd` inside `host`'s mount namespace (its `/etc`, `/home`, `/root`), with
+    /// stdin closed.
+    pub fn exec(&self, host: &str, cmd: &str) -> Output {
+        self.script()
+            .args(["exec", "--dir"])
+            .arg(self.dir())
+            .args([host, "--", "sh", "-c", cmd])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/lab exec")
+    }
+
+    /// Injects `fault` into `host`; panics if the lab could not do it.
+    pub fn fault(&self, host: &str, fault: Fault) {
+        let output = self
+            .script()
+            .args(["fault", "--dir"])
+            .arg(self.dir())
+            .args([host, fault.as_arg()])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/lab fault");
+        assert!(
+            output.status.success(),
+            "scripts/lab fault {host} {} failed ({}):\n{}",
+            fault.as_arg(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn script(&self) -> Command {
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab"))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Runs during unwinding too; must not panic (a panic while panicking aborts and
+        // would hide the test's own failure), so problems are only reported.
+        match self
+            .script()
+            .args(["down", "--dir"])
+            .arg(self.dir())
+            .stdin(Stdio::null())
+            .output()
+        {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => eprintln!(
+                "scripts/lab down --dir {} failed ({}); sshds may be left running:\n{}",
+                self.dir().display(),
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            Err(err) => eprintln!("could not run scripts/lab down: {err}"),
+        }
+    }
+}
