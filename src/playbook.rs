@@ -91,11 +91,20 @@ impl Playbook {
 /// unquoted; a non-root connect user runs the step through `sudo -n` (never prompts).
 fn command(run: &str, account: &AccountName, sudo: bool) -> String {
     let cmd = run.replace("{account}", account.as_str());
-    if sudo { format!("sudo -n -- {cmd}") } else { cmd }
+    if sudo {
+        format!("sudo -n -- {cmd}")
+    } else {
+        cmd
+    }
 }
 
 /// Fills a stdin template; the result holds a secret and is zeroized on drop.
-fn stdin(template: &str, account: &AccountName, key: &str, secret: &Secret) -> zeroize::Zeroizing<String> {
+fn stdin(
+    template: &str,
+    account: &AccountName,
+    key: &str,
+    secret: &Secret,
+) -> zeroize::Zeroizing<String> {
     zeroize::Zeroizing::new(
         template
             .replace("{account}", account.as_str())
@@ -108,7 +117,14 @@ fn stderr_line(stderr: &str, secret: &Secret) -> String {
     if !secret.expose().is_empty() && stderr.contains(secret.expose()) {
         return "(output withheld: it contained the secret)".to_owned();
     }
-    stderr.lines().next().unwrap_or("").trim().chars().take(200).collect()
+    stderr
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take(200)
+        .collect()
 }
 
 /// One host, one admin session, a password playbook.
@@ -144,7 +160,9 @@ impl LinuxHost {
 impl PasswordTarget for LinuxHost {
     fn restore_point(&mut self, account: &AccountName) -> Result<Secret, ConnectorError> {
         let step = &self.playbook.restore_point;
-        let out = self.session.exec(&command(&step.run, account, self.sudo), b"")?;
+        let out = self
+            .session
+            .exec(&command(&step.run, account, self.sudo), b"")?;
         if Some(out.status) == step.missing_exit {
             return Err(ConnectorError::new(
                 FaultClass::AccountMissing,
@@ -175,7 +193,10 @@ impl PasswordTarget for LinuxHost {
             Some(f) if !f.is_empty() => Ok(Secret::new(f)),
             _ => Err(ConnectorError::new(
                 FaultClass::Protocol,
-                format!("{}: unexpected output while reading the restore point", self.where_(account)),
+                format!(
+                    "{}: unexpected output while reading the restore point",
+                    self.where_(account)
+                ),
             )),
         }
     }
@@ -234,7 +255,11 @@ impl PasswordTarget for LinuxHost {
         }
     }
 
-    fn verify_login(&mut self, account: &AccountName, secret: &Secret) -> Result<(), ConnectorError> {
+    fn verify_login(
+        &mut self,
+        account: &AccountName,
+        secret: &Secret,
+    ) -> Result<(), ConnectorError> {
         check_password_login(&self.target, account, secret)
     }
 }
@@ -269,12 +294,21 @@ impl Fleet for SshFleet {
             }
             ConnectAuth::Vault(cred) => {
                 let secret = self.store.current(cred).map_err(|e| {
-                    ConnectorError::new(FaultClass::ConnectAuthRejected, format!("{}: cannot read connect credential {cred} from the vault: {e}", host.name))
+                    ConnectorError::new(
+                        FaultClass::ConnectAuthRejected,
+                        format!(
+                            "{}: cannot read connect credential {cred} from the vault: {e}",
+                            host.name
+                        ),
+                    )
                 })?;
                 let Some(secret) = secret else {
                     return Err(ConnectorError::new(
                         FaultClass::ConnectAuthRejected,
-                        format!("{}: the connect credential {cred} is not in the vault; store it with `rotor enroll {cred}`", host.name),
+                        format!(
+                            "{}: the connect credential {cred} is not in the vault; store it with `rotor enroll {cred}`",
+                            host.name
+                        ),
                     ));
                 };
                 LinuxHost::connect(target, user, SshAuth::Password(&secret), playbook)?
@@ -305,11 +339,20 @@ mod tests {
     #[test]
     fn commands_and_stdin() {
         let acct = AccountName::parse("svc_app").unwrap();
-        assert_eq!(command("getent shadow -- {account}", &acct, false), "getent shadow -- svc_app");
+        assert_eq!(
+            command("getent shadow -- {account}", &acct, false),
+            "getent shadow -- svc_app"
+        );
         assert_eq!(command("chpasswd", &acct, true), "sudo -n -- chpasswd");
         let s = Secret::new("pa:ss".into());
-        assert_eq!(stdin("{account}:{secret}\n", &acct, "{secret}", &s).as_str(), "svc_app:pa:ss\n");
-        assert_eq!(stderr_line("bad pa:ss here\nmore", &s), "(output withheld: it contained the secret)");
+        assert_eq!(
+            stdin("{account}:{secret}\n", &acct, "{secret}", &s).as_str(),
+            "svc_app:pa:ss\n"
+        );
+        assert_eq!(
+            stderr_line("bad pa:ss here\nmore", &s),
+            "(output withheld: it contained the secret)"
+        );
         assert_eq!(stderr_line("chpasswd: oops\nmore", &s), "chpasswd: oops");
     }
 }

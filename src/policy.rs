@@ -162,7 +162,10 @@ mod tests {
         }
         for class in ALL {
             let chars: Vec<char> = class.chars().collect();
-            let total: usize = chars.iter().map(|c| counts.get(c).copied().unwrap_or(0)).sum();
+            let total: usize = chars
+                .iter()
+                .map(|c| counts.get(c).copied().unwrap_or(0))
+                .sum();
             let mean = total as f64 / chars.len() as f64;
             for c in &chars {
                 let got = counts.get(c).copied().unwrap_or(0) as f64;

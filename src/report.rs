@@ -100,7 +100,11 @@ impl RunReport {
         let c = &self.counts;
         let mut out = String::new();
         let secs = self.elapsed_ms as f64 / 1000.0;
-        let rate = if secs > 0.0 { c.committed as f64 / secs } else { 0.0 };
+        let rate = if secs > 0.0 {
+            c.committed as f64 / secs
+        } else {
+            0.0
+        };
         let _ = write!(out, "rotor {}", self.command);
         if let Some(run) = self.run {
             let _ = write!(out, " (run {run})");
@@ -146,7 +150,12 @@ impl RunReport {
                     Some(p) => format!("{} ({p})", r.outcome.label()),
                     None => r.outcome.label().to_owned(),
                 };
-                [r.cred.to_string(), result, cause_label(cause), cause.message.clone()]
+                [
+                    r.cred.to_string(),
+                    result,
+                    cause_label(cause),
+                    cause.message.clone(),
+                ]
             })
             .collect();
         out.push_str(&table(&["CREDENTIAL", "RESULT", "CAUSE", "DETAIL"], &rows));
@@ -218,7 +227,10 @@ mod tests {
                 result(
                     "host-003/svc_app",
                     Outcome::NotChanged {
-                        cause: Fault::target(FaultClass::HostKeyMismatch, "host-003 presented SHA256:x"),
+                        cause: Fault::target(
+                            FaultClass::HostKeyMismatch,
+                            "host-003 presented SHA256:x",
+                        ),
                     },
                 ),
                 result(
@@ -260,7 +272,13 @@ mod tests {
     #[test]
     fn exit_codes() {
         assert_eq!(sample().exit_code(), 4);
-        let ok = RunReport::new("rotate", None, None, 1, vec![result("a/b", Outcome::Committed)]);
+        let ok = RunReport::new(
+            "rotate",
+            None,
+            None,
+            1,
+            vec![result("a/b", Outcome::Committed)],
+        );
         assert_eq!(ok.exit_code(), 0);
         let partial = RunReport::new(
             "rotate",

@@ -18,7 +18,9 @@ pub struct EnrollArgs {
 pub fn run(g: &Global, a: EnrollArgs) -> CliResult {
     let cred = CredentialId::parse(&a.cred).map_err(usage)?;
     if std::io::stdin().is_terminal() {
-        eprintln!("Type the current secret of {cred}, then Enter and Ctrl-D (input is echoed; prefer a pipe):");
+        eprintln!(
+            "Type the current secret of {cred}, then Enter and Ctrl-D (input is echoed; prefer a pipe):"
+        );
     }
     let mut raw = zeroize::Zeroizing::new(String::new());
     std::io::stdin().read_to_string(&mut raw)?;

@@ -27,7 +27,9 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
             let st = status.iter().find(|s| s.cred == cred);
             let why = match st {
                 None => "never rotated by rotor".to_owned(),
-                Some(s) if s.open_rotation => "an interrupted rotation will be recovered first".to_owned(),
+                Some(s) if s.open_rotation => {
+                    "an interrupted rotation will be recovered first".to_owned()
+                }
                 Some(s) => match &s.current_since {
                     Some(t) => format!("current secret set {}", t.format("%Y-%m-%d %H:%M UTC")),
                     None => "no current secret in the vault".to_owned(),
@@ -36,13 +38,25 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
             rows.push([
                 cred.to_string(),
                 "linux-password".to_owned(),
-                format!("{} ({} chars, ~{:.0} bits)", policy.name, policy.length, entropy_bits(policy)),
+                format!(
+                    "{} ({} chars, ~{:.0} bits)",
+                    policy.name,
+                    policy.length,
+                    entropy_bits(policy)
+                ),
                 why,
             ]);
         }
     }
-    println!("Plan for scope `{label}`: {} credentials on {} hosts would rotate (requested now).\n", rows.len(), work.len());
-    print!("{}", table(&["CREDENTIAL", "PLAYBOOK", "POLICY", "WHY"], &rows));
+    println!(
+        "Plan for scope `{label}`: {} credentials on {} hosts would rotate (requested now).\n",
+        rows.len(),
+        work.len()
+    );
+    print!(
+        "{}",
+        table(&["CREDENTIAL", "PLAYBOOK", "POLICY", "WHY"], &rows)
+    );
     println!("\nNothing was changed. Run the same selection with `rotor rotate` to apply.");
     Ok(0)
 }

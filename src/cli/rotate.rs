@@ -71,7 +71,12 @@ pub fn resolve(sel: &Selection) -> Result<(Inventory, Vec<HostWork>, String), Fa
     for s in &sel.scopes {
         scopes.push(Scope::parse(s).map_err(usage)?);
     }
-    let label = if sel.all { vec!["all".to_owned()] } else { sel.scopes.clone() }.join(" ");
+    let label = if sel.all {
+        vec!["all".to_owned()]
+    } else {
+        sel.scopes.clone()
+    }
+    .join(" ");
     let inv = crate::inventory::load(&sel.inventory)?;
     let selected = inv.select(&scopes).map_err(usage)?;
     let work = selected
@@ -83,7 +88,11 @@ pub fn resolve(sel: &Selection) -> Result<(Inventory, Vec<HostWork>, String), Fa
                 .iter()
                 .map(|a| {
                     // The inventory validates that every account's policy exists.
-                    let policy = inv.policies.get(&a.policy).expect("validated policy").clone();
+                    let policy = inv
+                        .policies
+                        .get(&a.policy)
+                        .expect("validated policy")
+                        .clone();
                     (a.name.clone(), policy)
                 })
                 .collect();
@@ -133,12 +142,19 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
     let rt = runtime()?;
 
     // Settle what an earlier run left open before starting new work on the same credentials.
-    let recovered = rt.block_on(driver::recover(&inv.hosts, store.clone(), fleet.clone(), options.clone()))?;
+    let recovered = rt.block_on(driver::recover(
+        &inv.hosts,
+        store.clone(),
+        fleet.clone(),
+        options.clone(),
+    ))?;
     if !recovered.is_empty() {
         let report = RunReport::new("recover", None, None, 0, recovered);
         eprint!("{}", report.to_text());
         if report.exit_code() == 4 {
-            eprintln!("warning: some interrupted rotations are still open; their credentials are skipped in this run");
+            eprintln!(
+                "warning: some interrupted rotations are still open; their credentials are skipped in this run"
+            );
         }
     }
 
@@ -187,7 +203,13 @@ pub fn recover(g: &Global, a: RecoverArgs) -> CliResult {
         println!("Nothing to recover: no rotation is open.");
         return Ok(0);
     }
-    let report = RunReport::new("recover", None, None, started.elapsed().as_millis() as u64, results);
+    let report = RunReport::new(
+        "recover",
+        None,
+        None,
+        started.elapsed().as_millis() as u64,
+        results,
+    );
     emit(out, &report);
     // Recovery that ends every rotation (committed or rolled back) has done its job.
     let c = report.counts;

@@ -18,7 +18,9 @@ pub struct ShowArgs {
 pub fn run(g: &Global, a: ShowArgs) -> CliResult {
     let cred = CredentialId::parse(&a.cred).map_err(usage)?;
     if a.reason.trim().is_empty() {
-        return Err(usage("--reason must say why the secret is needed; it is recorded"));
+        return Err(usage(
+            "--reason must say why the secret is needed; it is recorded",
+        ));
     }
     let vault = open_vault(g)?;
     match vault.show(&cred, &a.reason)? {

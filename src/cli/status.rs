@@ -46,11 +46,23 @@ pub fn run(g: &Global, a: StatusArgs) -> CliResult {
                 Some(r) => format!("{} {}", r.phase, r.at.format("%Y-%m-%d %H:%M")),
                 None => "never".to_owned(),
             };
-            let state = if s.open_rotation { "OPEN: run `rotor recover`" } else if s.has_current { "ok" } else { "no current secret" };
+            let state = if s.open_rotation {
+                "OPEN: run `rotor recover`"
+            } else if s.has_current {
+                "ok"
+            } else {
+                "no current secret"
+            };
             [s.cred.to_string(), age, last, state.to_owned()]
         })
         .collect();
     println!("{} credentials in the vault.\n", rows.len());
-    print!("{}", table(&["CREDENTIAL", "AGE", "LAST ROTATION (UTC)", "STATE"], &rows));
+    print!(
+        "{}",
+        table(
+            &["CREDENTIAL", "AGE", "LAST ROTATION (UTC)", "STATE"],
+            &rows
+        )
+    );
     Ok(0)
 }

@@ -47,14 +47,20 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
     });
     let n: usize = work.iter().map(|w| w.accounts.len()).sum();
     let bar = out.progress(n, "verifying");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let semaphore = Arc::new(tokio::sync::Semaphore::new(a.concurrency as usize));
     let checks: Vec<Check> = rt.block_on(async {
         let mut tasks = Vec::new();
         for w in work {
-            let (store, fleet, sem, bar) = (store.clone(), fleet.clone(), semaphore.clone(), bar.clone());
+            let (store, fleet, sem, bar) =
+                (store.clone(), fleet.clone(), semaphore.clone(), bar.clone());
             tasks.push(tokio::spawn(async move {
-                let _permit = sem.acquire_owned().await.expect("semaphore is never closed");
+                let _permit = sem
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore is never closed");
                 tokio::task::spawn_blocking(move || {
                     let target = fleet.target(&w.host);
                     w.accounts
@@ -62,23 +68,35 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
                         .map(|(account, _)| {
                             let cred = CredentialId::new(w.host.name.clone(), account.clone());
                             let check = match store.current(&cred) {
-                                Err(e) => Check { cred, result: "error".into(), detail: e.to_string() },
+                                Err(e) => Check {
+                                    cred,
+                                    result: "error".into(),
+                                    detail: e.to_string(),
+                                },
                                 Ok(None) => Check {
                                     cred,
                                     result: "no_secret".into(),
-                                    detail: "the vault holds no current secret; rotate or enroll it".into(),
+                                    detail:
+                                        "the vault holds no current secret; rotate or enroll it"
+                                            .into(),
                                 },
-                                Ok(Some(secret)) => match check_password_login(&target, account, &secret) {
-                                    Ok(()) => Check { cred, result: "works".into(), detail: String::new() },
-                                    Err(e) => Check {
-                                        cred,
-                                        result: serde_json::to_value(e.class)
-                                            .ok()
-                                            .and_then(|v| v.as_str().map(str::to_owned))
-                                            .unwrap_or_else(|| "error".into()),
-                                        detail: e.message,
-                                    },
-                                },
+                                Ok(Some(secret)) => {
+                                    match check_password_login(&target, account, &secret) {
+                                        Ok(()) => Check {
+                                            cred,
+                                            result: "works".into(),
+                                            detail: String::new(),
+                                        },
+                                        Err(e) => Check {
+                                            cred,
+                                            result: serde_json::to_value(e.class)
+                                                .ok()
+                                                .and_then(|v| v.as_str().map(str::to_owned))
+                                                .unwrap_or_else(|| "error".into()),
+                                            detail: e.message,
+                                        },
+                                    }
+                                }
                             };
                             bar.inc(1);
                             check
@@ -109,7 +127,10 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
             }))?
         ),
         OutputFormat::Text => {
-            println!("{n_ok} of {} credentials work with the vault's current secret.", checks.len());
+            println!(
+                "{n_ok} of {} credentials work with the vault's current secret.",
+                checks.len()
+            );
             let bad: Vec<[String; 3]> = checks
                 .iter()
                 .filter(|c| c.result != "works")

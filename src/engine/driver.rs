@@ -72,7 +72,10 @@ pub async fn rotate(
         let progress = options.progress.clone();
         tasks.push(tokio::spawn(async move {
             // The semaphore is never closed, so acquire cannot fail.
-            let _permit = semaphore.acquire_owned().await.expect("semaphore is never closed");
+            let _permit = semaphore
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
             let names: Vec<CredentialId> = host_work
                 .accounts
                 .iter()
@@ -90,7 +93,10 @@ pub async fn rotate(
                     .into_iter()
                     .map(|cred| CredentialResult {
                         cred,
-                        outcome: Outcome::Unsettled { phase: Phase::Staged, cause: cause.clone() },
+                        outcome: Outcome::Unsettled {
+                            phase: Phase::Staged,
+                            cause: cause.clone(),
+                        },
                         rotation: None,
                         elapsed_ms: 0,
                     })
@@ -117,7 +123,10 @@ pub async fn recover(
     let open = store.open_rotations()?;
     let mut by_host: BTreeMap<HostName, Vec<OpenRotation>> = BTreeMap::new();
     for rotation in open {
-        by_host.entry(rotation.cred.host.clone()).or_default().push(rotation);
+        by_host
+            .entry(rotation.cred.host.clone())
+            .or_default()
+            .push(rotation);
     }
     let semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut tasks = Vec::new();
@@ -142,7 +151,10 @@ pub async fn recover(
         };
         let (store, fleet, semaphore) = (store.clone(), fleet.clone(), semaphore.clone());
         tasks.push(tokio::spawn(async move {
-            let _permit = semaphore.acquire_owned().await.expect("semaphore is never closed");
+            let _permit = semaphore
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
             tokio::task::spawn_blocking(move || recover_host(&host, rotations, &*store, &*fleet))
                 .await
                 .unwrap_or_default()
@@ -316,7 +328,10 @@ fn log_outcome(cred: &CredentialId, outcome: &Outcome) {
             cred = %cred, phase = %phase, class = ?cause.class,
             "left open for `rotor recover`: {}", cause.message
         ),
-        Outcome::Stuck { cause, restore_error } => tracing::error!(
+        Outcome::Stuck {
+            cause,
+            restore_error,
+        } => tracing::error!(
             cred = %cred, class = ?cause.class,
             "STUCK, operator needed: {}; restore failed: {}", cause.message, restore_error.message
         ),
@@ -383,7 +398,10 @@ impl Job {
             },
             Command::Stage => {
                 let new = self.new.as_ref().expect("new secret exists before Stage");
-                let rp = self.restore_point.as_ref().expect("restore point read before Stage");
+                let rp = self
+                    .restore_point
+                    .as_ref()
+                    .expect("restore point read before Stage");
                 match store.stage(self.run, &self.cred, new, rp) {
                     Ok(id) => {
                         self.rotation = Some(id);
@@ -411,7 +429,11 @@ impl Job {
             }
             Command::CheckUnchanged => match target.restore_point(account) {
                 Ok(now) => Event::Unchanged(
-                    now.ct_eq(self.restore_point.as_ref().expect("open rotations carry one")),
+                    now.ct_eq(
+                        self.restore_point
+                            .as_ref()
+                            .expect("open rotations carry one"),
+                    ),
                 ),
                 Err(e) => Event::Failed(Fault::target(e.class, e.message)),
             },
@@ -492,10 +514,18 @@ mod tests {
 
     impl FakeFleet {
         fn with(&self, host: &str, f: impl FnOnce(&mut FakeHost)) {
-            f(self.hosts.lock().unwrap().entry(host.to_owned()).or_default())
+            f(self
+                .hosts
+                .lock()
+                .unwrap()
+                .entry(host.to_owned())
+                .or_default())
         }
         fn password(&self, host: &str, account: &str) -> Option<String> {
-            self.hosts.lock().unwrap()[host].passwords.get(account).cloned()
+            self.hosts.lock().unwrap()[host]
+                .passwords
+                .get(account)
+                .cloned()
         }
     }
 
@@ -505,16 +535,27 @@ mod tests {
 
     impl PasswordTarget for FakeTarget<'_> {
         fn restore_point(&mut self, a: &AccountName) -> Result<Secret, ConnectorError> {
-            self.fleet.log.lock().unwrap().push(format!("{} read", self.host));
+            self.fleet
+                .log
+                .lock()
+                .unwrap()
+                .push(format!("{} read", self.host));
             let hosts = self.fleet.hosts.lock().unwrap();
             let h = &hosts[&self.host];
             if h.down {
                 return Err(err(FaultClass::Unreachable));
             }
-            h.passwords.get(a.as_str()).map(|p| Secret::new(p.clone())).ok_or(err(FaultClass::AccountMissing))
+            h.passwords
+                .get(a.as_str())
+                .map(|p| Secret::new(p.clone()))
+                .ok_or(err(FaultClass::AccountMissing))
         }
         fn set_password(&mut self, a: &AccountName, new: &Secret) -> Result<(), ConnectorError> {
-            self.fleet.log.lock().unwrap().push(format!("{} set", self.host));
+            self.fleet
+                .log
+                .lock()
+                .unwrap()
+                .push(format!("{} set", self.host));
             let mut hosts = self.fleet.hosts.lock().unwrap();
             let h = hosts.get_mut(&self.host).unwrap();
             if h.refuse_set {
@@ -524,7 +565,11 @@ mod tests {
             Ok(())
         }
         fn restore(&mut self, a: &AccountName, saved: &Secret) -> Result<(), ConnectorError> {
-            self.fleet.log.lock().unwrap().push(format!("{} restore", self.host));
+            self.fleet
+                .log
+                .lock()
+                .unwrap()
+                .push(format!("{} restore", self.host));
             let mut hosts = self.fleet.hosts.lock().unwrap();
             let h = hosts.get_mut(&self.host).unwrap();
             if h.down {
@@ -534,13 +579,18 @@ mod tests {
             Ok(())
         }
         fn verify_login(&mut self, a: &AccountName, s: &Secret) -> Result<(), ConnectorError> {
-            self.fleet.log.lock().unwrap().push(format!("{} verify", self.host));
+            self.fleet
+                .log
+                .lock()
+                .unwrap()
+                .push(format!("{} verify", self.host));
             let hosts = self.fleet.hosts.lock().unwrap();
             let h = &hosts[&self.host];
             if h.down {
                 return Err(err(FaultClass::Unreachable));
             }
-            if !h.break_login && h.passwords.get(a.as_str()).map(String::as_str) == Some(s.expose()) {
+            if !h.break_login && h.passwords.get(a.as_str()).map(String::as_str) == Some(s.expose())
+            {
                 Ok(())
             } else {
                 Err(err(FaultClass::VerifyFailed))
@@ -555,7 +605,10 @@ mod tests {
             if self.0.hosts.lock().unwrap()[host.name.as_str()].down {
                 return Err(err(FaultClass::Unreachable));
             }
-            Ok(Box::new(FakeTarget { fleet: self.0, host: host.name.to_string() }))
+            Ok(Box::new(FakeTarget {
+                fleet: self.0,
+                host: host.name.to_string(),
+            }))
         }
     }
 
@@ -578,17 +631,39 @@ mod tests {
             Ok(())
         }
         fn fingerprint_taken(&self, s: &Secret) -> Result<bool, StoreError> {
-            Ok(self.inner.lock().unwrap().current.values().any(|c| c == s.expose()))
+            Ok(self
+                .inner
+                .lock()
+                .unwrap()
+                .current
+                .values()
+                .any(|c| c == s.expose()))
         }
-        fn stage(&self, _: RunId, cred: &CredentialId, new: &Secret, rp: &Secret) -> Result<RotationId, StoreError> {
+        fn stage(
+            &self,
+            _: RunId,
+            cred: &CredentialId,
+            new: &Secret,
+            rp: &Secret,
+        ) -> Result<RotationId, StoreError> {
             let mut m = self.inner.lock().unwrap();
             if m.fail_stage {
                 return Err(StoreError::Db("disk full".into()));
             }
-            m.rotations.push((cred.clone(), Phase::Staged, new.expose().into(), rp.expose().into()));
+            m.rotations.push((
+                cred.clone(),
+                Phase::Staged,
+                new.expose().into(),
+                rp.expose().into(),
+            ));
             Ok(RotationId(m.rotations.len() as i64 - 1))
         }
-        fn record_phase(&self, id: RotationId, p: Phase, _: Option<&str>) -> Result<(), StoreError> {
+        fn record_phase(
+            &self,
+            id: RotationId,
+            p: Phase,
+            _: Option<&str>,
+        ) -> Result<(), StoreError> {
             self.inner.lock().unwrap().rotations[id.0 as usize].1 = p;
             Ok(())
         }
@@ -606,7 +681,13 @@ mod tests {
             self.record_phase(id, Phase::Stuck, None)
         }
         fn open_rotations(&self) -> Result<Vec<OpenRotation>, StoreError> {
-            Ok(self.inner.lock().unwrap().rotations.iter().enumerate()
+            Ok(self
+                .inner
+                .lock()
+                .unwrap()
+                .rotations
+                .iter()
+                .enumerate()
                 .filter(|(_, r)| r.1.is_open())
                 .map(|(i, r)| OpenRotation {
                     id: RotationId(i as i64),
@@ -618,7 +699,13 @@ mod tests {
                 .collect())
         }
         fn current(&self, cred: &CredentialId) -> Result<Option<Secret>, StoreError> {
-            Ok(self.inner.lock().unwrap().current.get(cred).map(|s| Secret::new(s.clone())))
+            Ok(self
+                .inner
+                .lock()
+                .unwrap()
+                .current
+                .get(cred)
+                .map(|s| Secret::new(s.clone())))
         }
     }
 
@@ -668,31 +755,50 @@ mod tests {
         (fleet, Arc::new(MemStore::default()), work)
     }
 
-    fn run_rotate(fleet: &'static FakeFleet, store: &Arc<MemStore>, work: Vec<HostWork>) -> Vec<CredentialResult> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    fn run_rotate(
+        fleet: &'static FakeFleet,
+        store: &Arc<MemStore>,
+        work: Vec<HostWork>,
+    ) -> Vec<CredentialResult> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let mut r = rt.block_on(rotate(
             work,
             RunId(1),
             store.clone(),
             Arc::new(FleetRef(fleet)),
-            RunOptions { concurrency: 4, progress: None },
+            RunOptions {
+                concurrency: 4,
+                progress: None,
+            },
         ));
         r.sort_by(|a, b| a.cred.cmp(&b.cred));
         r
     }
 
     fn labels(results: &[CredentialResult]) -> Vec<String> {
-        results.iter().map(|r| format!("{} {}", r.cred, r.outcome.label())).collect()
+        results
+            .iter()
+            .map(|r| format!("{} {}", r.cred, r.outcome.label()))
+            .collect()
     }
 
     #[test]
     fn every_account_gets_its_own_verified_secret() {
         let (fleet, store, work) = setup(&["a", "b", "c"]);
         let results = run_rotate(fleet, &store, work);
-        assert!(results.iter().all(|r| r.outcome == Outcome::Committed), "{:?}", labels(&results));
+        assert!(
+            results.iter().all(|r| r.outcome == Outcome::Committed),
+            "{:?}",
+            labels(&results)
+        );
         let mut seen = std::collections::HashSet::new();
         for r in &results {
-            let on_host = fleet.password(r.cred.host.as_str(), r.cred.account.as_str()).unwrap();
+            let on_host = fleet
+                .password(r.cred.host.as_str(), r.cred.account.as_str())
+                .unwrap();
             let in_vault = store.current(&r.cred).unwrap().unwrap();
             assert_eq!(on_host, in_vault.expose());
             assert!(seen.insert(on_host), "secrets must differ");
@@ -706,7 +812,12 @@ mod tests {
         let results = run_rotate(fleet, &store, work);
         assert_eq!(
             labels(&results),
-            ["a/svc_app committed", "a/svc_backup committed", "b/svc_app rolled back", "b/svc_backup rolled back"]
+            [
+                "a/svc_app committed",
+                "a/svc_backup committed",
+                "b/svc_app rolled back",
+                "b/svc_backup rolled back"
+            ]
         );
         assert_eq!(fleet.password("b", "svc_app").unwrap(), "shared");
         assert!(store.open_rotations().unwrap().is_empty());
@@ -728,7 +839,14 @@ mod tests {
         store.inner.lock().unwrap().fail_stage = true;
         let results = run_rotate(fleet, &store, work);
         assert!(results.iter().all(|r| r.outcome.label() == "not changed"));
-        assert!(!fleet.log.lock().unwrap().iter().any(|l| l.ends_with(" set")));
+        assert!(
+            !fleet
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.ends_with(" set"))
+        );
         assert_eq!(fleet.password("a", "svc_app").unwrap(), "shared");
     }
 
@@ -739,7 +857,12 @@ mod tests {
         let results = run_rotate(fleet, &store, work);
         assert_eq!(
             labels(&results),
-            ["a/svc_app not changed", "a/svc_backup not changed", "b/svc_app committed", "b/svc_backup committed"]
+            [
+                "a/svc_app not changed",
+                "a/svc_backup not changed",
+                "b/svc_app committed",
+                "b/svc_backup committed"
+            ]
         );
     }
 
@@ -751,20 +874,41 @@ mod tests {
         let app = CredentialId::parse("a/svc_app").unwrap();
         let backup = CredentialId::parse("a/svc_backup").unwrap();
         let rp = Secret::new("shared".into());
-        let id1 = store.stage(RunId(1), &app, &Secret::new("new-app".into()), &rp).unwrap();
+        let id1 = store
+            .stage(RunId(1), &app, &Secret::new("new-app".into()), &rp)
+            .unwrap();
         let _ = id1;
-        let id2 = store.stage(RunId(1), &backup, &Secret::new("new-backup".into()), &rp).unwrap();
+        let id2 = store
+            .stage(RunId(1), &backup, &Secret::new("new-backup".into()), &rp)
+            .unwrap();
         fleet.with("a", |h| {
             h.passwords.insert("svc_backup".into(), "new-backup".into());
         });
         store.record_phase(id2, Phase::Applied, None).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let mut results = rt
-            .block_on(recover(&[host("a")], store.clone(), Arc::new(FleetRef(fleet)), RunOptions { concurrency: 2, progress: None }))
+            .block_on(recover(
+                &[host("a")],
+                store.clone(),
+                Arc::new(FleetRef(fleet)),
+                RunOptions {
+                    concurrency: 2,
+                    progress: None,
+                },
+            ))
             .unwrap();
         results.sort_by(|a, b| a.cred.cmp(&b.cred));
-        assert_eq!(labels(&results), ["a/svc_app rolled back", "a/svc_backup committed"]);
-        assert_eq!(store.current(&backup).unwrap().unwrap().expose(), "new-backup");
+        assert_eq!(
+            labels(&results),
+            ["a/svc_app rolled back", "a/svc_backup committed"]
+        );
+        assert_eq!(
+            store.current(&backup).unwrap().unwrap().expose(),
+            "new-backup"
+        );
         assert_eq!(fleet.password("a", "svc_app").unwrap(), "shared");
         assert!(store.open_rotations().unwrap().is_empty());
     }
@@ -775,14 +919,32 @@ mod tests {
     fn recovery_restores_when_pending_does_not_work() {
         let (fleet, store, _) = setup(&["a"]);
         let app = CredentialId::parse("a/svc_app").unwrap();
-        let id = store.stage(RunId(1), &app, &Secret::new("new-app".into()), &Secret::new("shared".into())).unwrap();
+        let id = store
+            .stage(
+                RunId(1),
+                &app,
+                &Secret::new("new-app".into()),
+                &Secret::new("shared".into()),
+            )
+            .unwrap();
         store.record_phase(id, Phase::Applied, None).unwrap();
         fleet.with("a", |h| {
             h.passwords.insert("svc_app".into(), "garbled".into());
         });
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let results = rt
-            .block_on(recover(&[host("a")], store.clone(), Arc::new(FleetRef(fleet)), RunOptions { concurrency: 2, progress: None }))
+            .block_on(recover(
+                &[host("a")],
+                store.clone(),
+                Arc::new(FleetRef(fleet)),
+                RunOptions {
+                    concurrency: 2,
+                    progress: None,
+                },
+            ))
             .unwrap();
         assert_eq!(labels(&results), ["a/svc_app rolled back"]);
         assert_eq!(fleet.password("a", "svc_app").unwrap(), "shared");

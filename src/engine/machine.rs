@@ -138,14 +138,27 @@ pub enum Rotation {
     RecordingApplied,
     Verifying,
     Committing,
-    RecordingRollingBack { cause: Fault },
+    RecordingRollingBack {
+        cause: Fault,
+    },
     /// Rolling back: first find out whether the target changed at all.
-    CheckingChanged { cause: Fault },
-    Restoring { cause: Fault },
-    RecordingRolledBack { cause: Fault },
-    RecordingStuck { cause: Fault, restore_error: Fault },
+    CheckingChanged {
+        cause: Fault,
+    },
+    Restoring {
+        cause: Fault,
+    },
+    RecordingRolledBack {
+        cause: Fault,
+    },
+    RecordingStuck {
+        cause: Fault,
+        restore_error: Fault,
+    },
     /// Recovery of an interrupted rotation found in the ledger: does the pending secret work?
-    ProbingPending { phase: Phase },
+    ProbingPending {
+        phase: Phase,
+    },
     Done(Outcome),
 }
 
@@ -360,13 +373,28 @@ mod tests {
     fn refused_push_is_rolled_back() {
         check(
             Rotation::start(),
-            &[Event::Ok, Event::Ok, fail(FaultClass::Refused), Event::Ok, Event::Unchanged(true), Event::Ok],
+            &[
+                Event::Ok,
+                Event::Ok,
+                fail(FaultClass::Refused),
+                Event::Ok,
+                Event::Unchanged(true),
+                Event::Ok,
+            ],
             "ReadRestorePoint > Stage > Push > Record(rolling_back) > CheckUnchanged > RecordRolledBack > Finish(rolled back)",
         );
         // A push that failed after it landed (e.g. timed out) is undone.
         check(
             Rotation::start(),
-            &[Event::Ok, Event::Ok, fail(FaultClass::TimedOut), Event::Ok, Event::Unchanged(false), Event::Ok, Event::Ok],
+            &[
+                Event::Ok,
+                Event::Ok,
+                fail(FaultClass::TimedOut),
+                Event::Ok,
+                Event::Unchanged(false),
+                Event::Ok,
+                Event::Ok,
+            ],
             "ReadRestorePoint > Stage > Push > Record(rolling_back) > CheckUnchanged > Restore > RecordRolledBack > Finish(rolled back)",
         );
     }
@@ -410,10 +438,19 @@ mod tests {
     #[test]
     fn recovery_paths() {
         let rec = || Rotation::recover(Phase::Applied);
-        check(rec(), &[Event::Ok, Event::Ok], "ProbePending > Commit > Finish(committed)");
         check(
             rec(),
-            &[fail(FaultClass::VerifyFailed), Event::Ok, Event::Unchanged(true), Event::Ok],
+            &[Event::Ok, Event::Ok],
+            "ProbePending > Commit > Finish(committed)",
+        );
+        check(
+            rec(),
+            &[
+                fail(FaultClass::VerifyFailed),
+                Event::Ok,
+                Event::Unchanged(true),
+                Event::Ok,
+            ],
             "ProbePending > Record(rolling_back) > CheckUnchanged > RecordRolledBack > Finish(rolled back)",
         );
         check(

@@ -1,8 +1,8 @@
 //! The rotation engine: the ledger vocabulary ([`ledger`]), the pure state machine
 //! ([`machine`]) and the driver that runs it against connectors and the store ([`driver`]).
 
-pub mod ledger;
 pub mod driver;
+pub mod ledger;
 pub mod machine;
 
 pub use ledger::{OpenRotation, Phase, RotationId, RunId, Store};

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::lab::Lab;
+use crate::lab::{Fault, Lab};
 
 /// A vault in its own temp dir and a way to run the real `rotor` binary against it.
 pub struct Rotor {
@@ -15,9 +15,15 @@ pub struct Rotor {
 
 impl Rotor {
     pub fn init() -> Rotor {
-        let r = Rotor { data: tempfile::tempdir().unwrap() };
+        let r = Rotor {
+            data: tempfile::tempdir().unwrap(),
+        };
         let out = r.run(&["init"]);
-        assert!(out.status.success(), "rotor init: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "rotor init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         r
     }
 
@@ -47,15 +53,23 @@ impl Rotor {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 
     pub fn show(&self, cred: &str) -> Option<String> {
         let out = self.run(&["show", cred, "--reason", "test check"]);
-        out.status
-            .success()
-            .then(|| String::from_utf8(out.stdout).unwrap().trim_end_matches('\n').to_owned())
+        out.status.success().then(|| {
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .trim_end_matches('\n')
+                .to_owned()
+        })
     }
 
     /// Every byte of the vault's files, for leak checks.
@@ -80,13 +94,15 @@ pub fn json(out: &Output) -> serde_json::Value {
 
 fn creds(lab: &Lab) -> Vec<(String, String)> {
     lab.host_names()
-        .into_iter()
+        .iter()
         .flat_map(|h| ["svc_app", "svc_backup"].map(|a| (h.clone(), a.to_owned())))
         .collect()
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 fn result_of<'a>(report: &'a serde_json::Value, cred: &str) -> &'a serde_json::Value {
@@ -103,7 +119,16 @@ fn rotate_all_gives_every_account_its_own_working_password() {
     let lab = Lab::start(20);
     let rotor = Rotor::init();
     let inv = lab.inventory_path();
-    let out = rotor.run(&["rotate", "-i", inv.to_str().unwrap(), "--all", "--reason", "it", "--output", "json"]);
+    let out = rotor.run(&[
+        "rotate",
+        "-i",
+        inv.to_str().unwrap(),
+        "--all",
+        "--reason",
+        "it",
+        "--output",
+        "json",
+    ]);
     let report = json(&out);
     assert_eq!(out.status.code(), Some(0), "{report:#}");
     assert_eq!(report["counts"]["committed"], 40, "{report:#}");
@@ -111,17 +136,31 @@ fn rotate_all_gives_every_account_its_own_working_password() {
     let mut secrets = HashSet::new();
     let shared = lab.shared_password();
     for (host, account) in creds(&lab) {
-        let secret = rotor.show(&format!("{host}/{account}")).expect("vault has the secret");
-        assert!(lab.login_works(&host, &account, &secret), "{host}/{account}: new password must work");
-        assert!(!lab.login_works(&host, &account, shared), "{host}/{account}: shared password must fail");
-        assert!(secrets.insert(secret), "{host}/{account}: secrets must all differ");
+        let secret = rotor
+            .show(&format!("{host}/{account}"))
+            .expect("vault has the secret");
+        assert!(
+            lab.login_works(&host, &account, &secret),
+            "{host}/{account}: new password must work"
+        );
+        assert!(
+            !lab.login_works(&host, &account, shared),
+            "{host}/{account}: shared password must fail"
+        );
+        assert!(
+            secrets.insert(secret),
+            "{host}/{account}: secrets must all differ"
+        );
     }
     assert_eq!(secrets.len(), 40);
 
     // No secret in the vault file, the logs (debug level), or the report.
     let vault = rotor.vault_bytes();
     for s in &secrets {
-        assert!(!contains(&vault, s), "a secret is in the vault file in clear");
+        assert!(
+            !contains(&vault, s),
+            "a secret is in the vault file in clear"
+        );
         assert!(!contains(&out.stderr, s), "a secret is in the logs");
         assert!(!contains(&out.stdout, s), "a secret is in the report");
     }
@@ -135,11 +174,21 @@ fn a_host_with_the_wrong_pinned_key_is_refused_and_the_others_complete() {
     // Pin host-002 to host-003's key: what a man in the middle or a reinstalled host looks like.
     let inv = lab.inventory_path();
     let text = std::fs::read_to_string(&inv).unwrap();
-    let keys: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("host_key:")).collect();
-    let edited = text.replacen(keys[1], &keys[2].to_owned(), 1);
+    let keys: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("host_key:"))
+        .collect();
+    let edited = text.replacen(keys[1], keys[2], 1);
     std::fs::write(&inv, edited).unwrap();
 
-    let out = rotor.run(&["rotate", "-i", inv.to_str().unwrap(), "--all", "--output", "json"]);
+    let out = rotor.run(&[
+        "rotate",
+        "-i",
+        inv.to_str().unwrap(),
+        "--all",
+        "--output",
+        "json",
+    ]);
     let report = json(&out);
     assert_eq!(out.status.code(), Some(3), "{report:#}");
     assert_eq!(report["counts"]["committed"], 6);
@@ -148,7 +197,11 @@ fn a_host_with_the_wrong_pinned_key_is_refused_and_the_others_complete() {
         assert_eq!(r["result"], "not_changed");
         assert_eq!(r["cause"]["class"], "host_key_mismatch");
         let msg = r["cause"]["message"].as_str().unwrap();
-        assert_eq!(msg.matches("SHA256:").count(), 2, "both fingerprints: {msg}");
+        assert_eq!(
+            msg.matches("SHA256:").count(),
+            2,
+            "both fingerprints: {msg}"
+        );
         assert!(lab.login_works("host-002", account, lab.shared_password()));
     }
 }
@@ -157,23 +210,42 @@ fn a_host_with_the_wrong_pinned_key_is_refused_and_the_others_complete() {
 fn a_host_that_refuses_the_change_is_rolled_back_and_reported() {
     let lab = Lab::start(3);
     let rotor = Rotor::init();
-    lab.fault("host-002", "chpasswd-fails");
+    lab.fault("host-002", Fault::ChpasswdFails);
     let inv = lab.inventory_path();
-    let out = rotor.run(&["rotate", "-i", inv.to_str().unwrap(), "--all", "--output", "json"]);
+    let out = rotor.run(&[
+        "rotate",
+        "-i",
+        inv.to_str().unwrap(),
+        "--all",
+        "--output",
+        "json",
+    ]);
     let report = json(&out);
     assert_eq!(out.status.code(), Some(3), "{report:#}");
     for account in ["svc_app", "svc_backup"] {
         let r = result_of(&report, &format!("host-002/{account}"));
         assert_eq!(r["result"], "rolled_back", "{r:#}");
         assert_eq!(r["cause"]["class"], "refused");
-        assert!(lab.login_works("host-002", account, lab.shared_password()), "old password must still work");
+        assert!(
+            lab.login_works("host-002", account, lab.shared_password()),
+            "old password must still work"
+        );
         let ok = result_of(&report, &format!("host-001/{account}"));
         assert_eq!(ok["result"], "committed");
     }
     // The text report names the host and says what happened.
-    let out = rotor.run(&["rotate", "-i", inv.to_str().unwrap(), "--scope", "host:host-002"]);
+    let out = rotor.run(&[
+        "rotate",
+        "-i",
+        inv.to_str().unwrap(),
+        "--scope",
+        "host:host-002",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("host-002/svc_app") && text.contains("rolled back"), "{text}");
+    assert!(
+        text.contains("host-002/svc_app") && text.contains("rolled back"),
+        "{text}"
+    );
 }
 
 /// SIGKILL at a named phase (the lab-only pause hook holds the process there), then recover:
@@ -185,12 +257,26 @@ fn crash_at(phase: &str) {
     // The vault knows the starting (shared) passwords, so "the vault's current" is defined for
     // accounts whose rotation is dropped.
     for (host, account) in creds(&lab) {
-        let out = rotor.run_stdin(&["enroll", &format!("{host}/{account}")], lab.shared_password());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = rotor.run_stdin(
+            &["enroll", &format!("{host}/{account}")],
+            lab.shared_password(),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let pause_file = rotor.data.path().join("paused");
     let mut child = rotor
-        .cmd(&["rotate", "-i", inv.to_str().unwrap(), "--all", "--concurrency", "1"])
+        .cmd(&[
+            "rotate",
+            "-i",
+            inv.to_str().unwrap(),
+            "--all",
+            "--concurrency",
+            "1",
+        ])
         .env("ROTOR_LAB_PAUSE_AT", phase)
         .env("ROTOR_LAB_PAUSE_FILE", &pause_file)
         .stdout(Stdio::null())
@@ -200,7 +286,10 @@ fn crash_at(phase: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !pause_file.exists() {
         assert!(Instant::now() < deadline, "rotor never reached {phase}");
-        assert!(child.try_wait().unwrap().is_none(), "rotor exited before reaching {phase}");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "rotor exited before reaching {phase}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
@@ -208,17 +297,29 @@ fn crash_at(phase: &str) {
 
     let status = rotor.run(&["status"]);
     let status = String::from_utf8_lossy(&status.stdout);
-    assert!(status.contains("OPEN"), "a rotation must be open after the crash: {status}");
+    assert!(
+        status.contains("OPEN"),
+        "a rotation must be open after the crash: {status}"
+    );
 
     let out = rotor.run(&["recover", "-i", inv.to_str().unwrap(), "--output", "json"]);
     let report = json(&out);
     assert_eq!(out.status.code(), Some(0), "{report:#}");
-    let expected = if phase == "staged" { "rolled_back" } else { "committed" };
+    let expected = if phase == "staged" {
+        "rolled_back"
+    } else {
+        "committed"
+    };
     assert_eq!(report["results"][0]["result"], expected, "{report:#}");
 
     for (host, account) in creds(&lab) {
-        let current = rotor.show(&format!("{host}/{account}")).expect("vault holds a current secret");
-        assert!(lab.login_works(&host, &account, &current), "{host}/{account} after crash at {phase}");
+        let current = rotor
+            .show(&format!("{host}/{account}"))
+            .expect("vault holds a current secret");
+        assert!(
+            lab.login_works(&host, &account, &current),
+            "{host}/{account} after crash at {phase}"
+        );
     }
     let status = rotor.run(&["status"]);
     assert!(!String::from_utf8_lossy(&status.stdout).contains("OPEN"));
