@@ -174,6 +174,7 @@ fn rotate_host(
     progress: Option<&Progress>,
 ) -> Vec<CredentialResult> {
     let host = &work.host.name;
+    let _span = tracing::info_span!("host", host = %host, run = %run).entered();
     let started = Instant::now();
     let mut target = match fleet.open(&work.host) {
         Ok(t) => t,
@@ -354,12 +355,14 @@ impl Job {
         store: &dyn Store,
         target: &mut dyn PasswordTarget,
     ) -> Outcome {
+        let _span = tracing::info_span!("rotation", cred = %self.cred).entered();
         let (mut state, mut command) = start;
         let mut last_cause: Option<String> = None;
         loop {
             if let Command::Finish(outcome) = command {
                 return outcome;
             }
+            tracing::debug!(rotation = ?self.rotation, step = ?command, "step");
             let event = self.execute(&command, store, target, last_cause.as_deref());
             if let Event::Failed(f) = &event {
                 last_cause = Some(f.message.clone());

@@ -165,6 +165,18 @@ fn rotate_all_gives_every_account_its_own_working_password() {
         assert!(!contains(&out.stdout, s), "a secret is in the report");
     }
     assert!(!contains(&out.stderr, shared) && !contains(&vault, shared));
+
+    // The heartbeat agrees: every stored secret works.
+    let out = rotor.run(&["verify", "-i", inv.to_str().unwrap(), "--all"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("40 of 40 credentials work"), "{text}");
+    for s in &secrets {
+        assert!(
+            !contains(&out.stderr, s) && !contains(&out.stdout, s),
+            "a secret leaked from verify"
+        );
+    }
 }
 
 #[test]
