@@ -23,6 +23,7 @@ pub struct Counts {
     pub rolled_back: usize,
     pub unsettled: usize,
     pub stuck: usize,
+    pub skipped: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,6 +58,7 @@ impl RunReport {
                 Outcome::RolledBack { .. } => counts.rolled_back += 1,
                 Outcome::Unsettled { .. } => counts.unsettled += 1,
                 Outcome::Stuck { .. } => counts.stuck += 1,
+                Outcome::Skipped { .. } => counts.skipped += 1,
             }
         }
         let n_hosts = results
@@ -82,7 +84,7 @@ impl RunReport {
         let c = &self.counts;
         if c.stuck > 0 || c.unsettled > 0 {
             4
-        } else if c.not_changed > 0 || c.rolled_back > 0 {
+        } else if c.not_changed > 0 || c.rolled_back > 0 || c.skipped > 0 {
             3
         } else {
             0
@@ -123,6 +125,7 @@ impl RunReport {
             ("rolled back (old secret in place, checked)", c.rolled_back),
             ("unsettled (run `rotor recover`)", c.unsettled),
             ("stuck (operator needed)", c.stuck),
+            ("skipped (not attempted)", c.skipped),
         ] {
             if n > 0 || label.starts_with("committed") {
                 let _ = writeln!(out, "  {n:>6}  {label}");
@@ -145,6 +148,14 @@ impl RunReport {
                     Outcome::NotChanged { cause } | Outcome::RolledBack { cause } => (cause, None),
                     Outcome::Unsettled { cause, phase } => (cause, Some(*phase)),
                     Outcome::Stuck { restore_error, .. } => (restore_error, None),
+                    Outcome::Skipped { reason, detail } => {
+                        return [
+                            r.cred.to_string(),
+                            r.outcome.label().to_owned(),
+                            reason.to_string(),
+                            detail.clone(),
+                        ];
+                    }
                 };
                 let result = match phase {
                     Some(p) => format!("{} ({p})", r.outcome.label()),

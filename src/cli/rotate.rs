@@ -3,12 +3,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
 use super::output::{Output, open_vault};
 use super::{CliResult, Failure, Global, OutputFormat, usage};
+use crate::engine::blast::FailureLimit;
 use crate::engine::driver::{self, CredentialResult, Fleet, HostWork, Progress, RunOptions};
 use crate::engine::{Outcome, Store};
 use crate::inventory::{Inventory, Scope};
@@ -42,8 +44,19 @@ pub struct RotateArgs {
     /// Deadline of each SSH step, in seconds.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub step_timeout: u64,
+    /// Rotate this many hosts first; if any of them fails, start no other host.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub canary: usize,
+    /// Stop starting new hosts once more than this many hosts failed: a count (5) or a
+    /// percentage of the run's hosts (10%). Unreachable hosts count as failed.
+    #[arg(long, value_name = "N|P%", value_parser = parse_failure_limit)]
+    pub max_failures: Option<FailureLimit>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+fn parse_failure_limit(s: &str) -> Result<FailureLimit, String> {
+    s.parse()
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +122,34 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .build()?)
 }
 
+/// First SIGINT/SIGTERM: start nothing new, let in-flight rotations finish or roll back, then
+/// print the report. A second one exits at once; `rotor recover` settles what it left open.
+async fn stop_on_signal(stop: Arc<AtomicBool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot install signal handlers; an interrupt will stop rotor at once");
+        return;
+    };
+    for n in 0.. {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        if n == 0 {
+            stop.store(true, Ordering::SeqCst);
+            eprintln!(
+                "\nrotor: stopping: no new host or account starts; rotations in flight finish or roll back (interrupt again to quit now; `rotor recover` settles what is left)"
+            );
+        } else {
+            eprintln!("rotor: quitting now; run `rotor recover` to settle open rotations");
+            std::process::exit(130);
+        }
+    }
+}
+
 fn progress_callback(bar: &indicatif::ProgressBar) -> Progress {
     let bar = bar.clone();
     Arc::new(move |r: &CredentialResult| {
@@ -136,10 +177,12 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
         step_timeout: Duration::from_secs(a.step_timeout),
     });
     let options = RunOptions {
-        concurrency: a.concurrency as usize,
-        progress: None,
+        canary: a.canary,
+        max_failures: a.max_failures.unwrap_or(FailureLimit::Unlimited),
+        ..RunOptions::new(a.concurrency as usize)
     };
     let rt = runtime()?;
+    rt.spawn(stop_on_signal(options.stop.clone()));
 
     // Settle what an earlier run left open before starting new work on the same credentials.
     let recovered = rt.block_on(driver::recover(
@@ -194,10 +237,7 @@ pub fn recover(g: &Global, a: RecoverArgs) -> CliResult {
         &inv.hosts,
         store,
         fleet,
-        RunOptions {
-            concurrency: 32,
-            progress: None,
-        },
+        RunOptions::new(32),
     ))?;
     if results.is_empty() && out.format == OutputFormat::Text {
         println!("Nothing to recover: no rotation is open.");

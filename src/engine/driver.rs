@@ -7,7 +7,8 @@
 //! fed back as an `Event`. It never logs a secret; it logs ids, phases and fault classes.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rand::rngs::OsRng;
@@ -15,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
+use super::blast::{Breaker, FailureLimit, Launch, SkipReason};
 use super::ledger::{OpenRotation, Phase, RotationId, RunId, Store};
 use super::machine::{Command, Event, Fault, Outcome, Rotation};
 use crate::connector::{ConnectorError, FaultClass, PasswordTarget};
@@ -54,63 +56,171 @@ pub type Progress = Arc<dyn Fn(&CredentialResult) + Send + Sync>;
 pub struct RunOptions {
     pub concurrency: usize,
     pub progress: Option<Progress>,
+    /// Hosts rotated first, as a batch; if any fails, nothing else starts.
+    pub canary: usize,
+    /// Failed hosts allowed before no new host starts.
+    pub max_failures: FailureLimit,
+    /// Set by the signal handler: start no new host or account; finish what is in flight.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl RunOptions {
+    pub fn new(concurrency: usize) -> RunOptions {
+        RunOptions {
+            concurrency,
+            progress: None,
+            canary: 0,
+            max_failures: FailureLimit::Unlimited,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
 }
 
 /// Rotates every credential of `work` in run `run`. Never fails as a whole: every credential
-/// gets a result.
+/// gets a result. With a canary, the first `canary` hosts run as a batch before the rest; the
+/// breaker and the stop flag are checked before each host starts.
 pub async fn rotate(
-    work: Vec<HostWork>,
+    mut work: Vec<HostWork>,
     run: RunId,
     store: Arc<dyn Store>,
     fleet: Arc<dyn Fleet>,
     options: RunOptions,
 ) -> Vec<CredentialResult> {
-    let semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
-    let mut tasks = Vec::with_capacity(work.len());
-    for host_work in work {
-        let (store, fleet, semaphore) = (store.clone(), fleet.clone(), semaphore.clone());
-        let progress = options.progress.clone();
-        tasks.push(tokio::spawn(async move {
-            // The semaphore is never closed, so acquire cannot fail.
-            let _permit = semaphore
-                .acquire_owned()
-                .await
-                .expect("semaphore is never closed");
-            let names: Vec<CredentialId> = host_work
-                .accounts
-                .iter()
-                .map(|(a, _)| CredentialId::new(host_work.host.name.clone(), a.clone()))
-                .collect();
-            let joined = tokio::task::spawn_blocking(move || {
-                rotate_host(&host_work, run, &*store, &*fleet, progress.as_ref())
-            })
-            .await;
-            joined.unwrap_or_else(|panic| {
-                // A panic in one host's worker must not take the run down; report it as
-                // unsettled so recovery looks at whatever it left.
-                let cause = Fault::target(FaultClass::Protocol, format!("internal error: {panic}"));
-                names
-                    .into_iter()
-                    .map(|cred| CredentialResult {
-                        cred,
-                        outcome: Outcome::Unsettled {
-                            phase: Phase::Staged,
-                            cause: cause.clone(),
-                        },
-                        rotation: None,
-                        elapsed_ms: 0,
-                    })
-                    .collect()
-            })
-        }));
-    }
+    let breaker = Arc::new(Mutex::new(Breaker::new(options.max_failures, work.len())));
+    let rest = work.split_off(options.canary.min(work.len()));
     let mut results = Vec::new();
-    for task in tasks {
-        // Our task bodies catch their own panics above; a JoinError here would mean the
-        // runtime is shutting down, which only happens after this function returns.
-        results.extend(task.await.expect("host task joins"));
+    for (hosts, canary) in [(work, true), (rest, false)] {
+        let batch = Batch {
+            run,
+            store: store.clone(),
+            fleet: fleet.clone(),
+            options: options.clone(),
+            breaker: breaker.clone(),
+            canary,
+        };
+        results.extend(batch.run(hosts).await);
     }
     results
+}
+
+/// One batch of hosts run concurrently under the shared breaker.
+#[derive(Clone)]
+struct Batch {
+    run: RunId,
+    store: Arc<dyn Store>,
+    fleet: Arc<dyn Fleet>,
+    options: RunOptions,
+    breaker: Arc<Mutex<Breaker>>,
+    canary: bool,
+}
+
+impl Batch {
+    async fn run(self, hosts: Vec<HostWork>) -> Vec<CredentialResult> {
+        let semaphore = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let mut tasks = Vec::with_capacity(hosts.len());
+        for host_work in hosts {
+            let (batch, semaphore) = (self.clone(), semaphore.clone());
+            tasks.push(tokio::spawn(async move {
+                // The semaphore is never closed, so acquire cannot fail.
+                let _permit = semaphore
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore is never closed");
+                batch.host(host_work).await
+            }));
+        }
+        let mut results = Vec::new();
+        for task in tasks {
+            // Task bodies catch their own panics (see `host`); a JoinError here would mean the
+            // runtime is shutting down, which only happens after this function returns.
+            results.extend(task.await.expect("host task joins"));
+        }
+        results
+    }
+
+    /// Decides whether the host may start, runs it on the blocking pool, and reports back to
+    /// the breaker.
+    async fn host(self, work: HostWork) -> Vec<CredentialResult> {
+        let name = work.host.name.clone();
+        let creds: Vec<CredentialId> = work
+            .accounts
+            .iter()
+            .map(|(a, _)| CredentialId::new(name.clone(), a.clone()))
+            .collect();
+        let launch = {
+            // A poisoned lock means a panic while counting, which cannot happen in the few
+            // lines that hold it; keep counting with whatever state it has.
+            let mut breaker = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+            if self.options.stop.load(Ordering::SeqCst) {
+                breaker.interrupt();
+            }
+            breaker.may_launch()
+        };
+        if let Launch::Skip(reason, detail) = launch {
+            return creds
+                .into_iter()
+                .map(|cred| {
+                    let r = skipped(cred, reason, &detail);
+                    report_progress(self.options.progress.as_ref(), &r);
+                    r
+                })
+                .collect();
+        }
+        let Batch {
+            run,
+            store,
+            fleet,
+            options,
+            ..
+        } = self.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            rotate_host(&work, run, &*store, &*fleet, &options)
+        })
+        .await;
+        let results = joined.unwrap_or_else(|panic| {
+            // A panic in one host's worker must not take the run down; report it as
+            // unsettled so recovery looks at whatever it left.
+            let cause = Fault::target(FaultClass::Protocol, format!("internal error: {panic}"));
+            creds
+                .into_iter()
+                .map(|cred| CredentialResult {
+                    cred,
+                    outcome: Outcome::Unsettled {
+                        phase: Phase::Staged,
+                        cause: cause.clone(),
+                    },
+                    rotation: None,
+                    elapsed_ms: 0,
+                })
+                .collect()
+        });
+        let failed = results
+            .iter()
+            .any(|r| !matches!(r.outcome, Outcome::Committed | Outcome::Skipped { .. }));
+        self.breaker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .host_finished(name.as_str(), failed, self.canary);
+        results
+    }
+}
+
+fn skipped(cred: CredentialId, reason: SkipReason, detail: &str) -> CredentialResult {
+    CredentialResult {
+        cred,
+        outcome: Outcome::Skipped {
+            reason,
+            detail: detail.to_owned(),
+        },
+        rotation: None,
+        elapsed_ms: 0,
+    }
+}
+
+fn report_progress(progress: Option<&Progress>, r: &CredentialResult) {
+    if let Some(p) = progress {
+        p(r);
+    }
 }
 
 /// Settles every open rotation found in the store, grouped by host.
@@ -171,10 +281,11 @@ fn rotate_host(
     run: RunId,
     store: &dyn Store,
     fleet: &dyn Fleet,
-    progress: Option<&Progress>,
+    options: &RunOptions,
 ) -> Vec<CredentialResult> {
     let host = &work.host.name;
     let _span = tracing::info_span!("host", host = %host, run = %run).entered();
+    let progress = options.progress.as_ref();
     let started = Instant::now();
     let mut target = match fleet.open(&work.host) {
         Ok(t) => t,
@@ -192,9 +303,7 @@ fn rotate_host(
                         rotation: None,
                         elapsed_ms: started.elapsed().as_millis() as u64,
                     };
-                    if let Some(p) = progress {
-                        p(&r);
-                    }
+                    report_progress(progress, &r);
                     r
                 })
                 .collect();
@@ -204,10 +313,17 @@ fn rotate_host(
         .iter()
         .map(|(account, policy)| {
             let cred = CredentialId::new(host.clone(), account.clone());
-            let r = rotate_one(cred, policy, run, store, &mut *target);
-            if let Some(p) = progress {
-                p(&r);
-            }
+            // An interrupt lets the account in flight finish, then starts no other.
+            let r = if options.stop.load(Ordering::SeqCst) {
+                skipped(
+                    cred,
+                    SkipReason::Interrupted,
+                    "the run was interrupted before this account started",
+                )
+            } else {
+                rotate_one(cred, policy, run, store, &mut *target)
+            };
+            report_progress(progress, &r);
             r
         })
         .collect()
@@ -336,6 +452,9 @@ fn log_outcome(cred: &CredentialId, outcome: &Outcome) {
             cred = %cred, class = ?cause.class,
             "STUCK, operator needed: {}; restore failed: {}", cause.message, restore_error.message
         ),
+        Outcome::Skipped { reason, detail } => {
+            info!(cred = %cred, reason = %reason, "skipped: {detail}")
+        }
     }
 }
 
@@ -763,6 +882,15 @@ mod tests {
         store: &Arc<MemStore>,
         work: Vec<HostWork>,
     ) -> Vec<CredentialResult> {
+        run_with(fleet, store, work, RunOptions::new(4))
+    }
+
+    fn run_with(
+        fleet: &'static FakeFleet,
+        store: &Arc<MemStore>,
+        work: Vec<HostWork>,
+        options: RunOptions,
+    ) -> Vec<CredentialResult> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -772,13 +900,84 @@ mod tests {
             RunId(1),
             store.clone(),
             Arc::new(FleetRef(fleet)),
-            RunOptions {
-                concurrency: 4,
-                progress: None,
-            },
+            options,
         ));
         r.sort_by(|a, b| a.cred.cmp(&b.cred));
         r
+    }
+
+    fn skips(results: &[CredentialResult]) -> Vec<String> {
+        results
+            .iter()
+            .map(|r| match &r.outcome {
+                Outcome::Skipped { reason, .. } => format!("{} skipped: {reason}", r.cred.host),
+                o => format!("{} {}", r.cred.host, o.label()),
+            })
+            .step_by(2)
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_canary_stops_the_run() {
+        let (fleet, store, work) = setup(&["a", "b", "c", "d"]);
+        fleet.with("b", |h| h.refuse_set = true);
+        let options = RunOptions {
+            canary: 2,
+            ..RunOptions::new(8)
+        };
+        let results = run_with(fleet, &store, work, options);
+        assert_eq!(
+            skips(&results),
+            [
+                "a committed",
+                "b rolled back",
+                "c skipped: canary failed",
+                "d skipped: canary failed"
+            ]
+        );
+        assert_eq!(
+            fleet.password("c", "svc_app").unwrap(),
+            "shared",
+            "c never touched"
+        );
+    }
+
+    #[test]
+    fn the_breaker_stops_launching_hosts_once_failures_exceed_the_limit() {
+        let (fleet, store, work) = setup(&["a", "b", "c", "d"]);
+        fleet.with("a", |h| h.down = true);
+        fleet.with("b", |h| h.refuse_set = true);
+        // Concurrency 1 makes the order of launches, and so the result, deterministic.
+        let options = RunOptions {
+            max_failures: FailureLimit::Count(1),
+            ..RunOptions::new(1)
+        };
+        let results = run_with(fleet, &store, work, options);
+        assert_eq!(
+            skips(&results),
+            [
+                "a not changed",
+                "b rolled back",
+                "c skipped: failure limit reached",
+                "d skipped: failure limit reached"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_interrupt_starts_nothing_new() {
+        let (fleet, store, work) = setup(&["a", "b"]);
+        let options = RunOptions::new(1);
+        options.stop.store(true, Ordering::SeqCst);
+        let results = run_with(fleet, &store, work, options);
+        assert_eq!(
+            skips(&results),
+            ["a skipped: interrupted", "b skipped: interrupted"]
+        );
+        assert!(
+            fleet.log.lock().unwrap().is_empty(),
+            "no host was contacted"
+        );
     }
 
     fn labels(results: &[CredentialResult]) -> Vec<String> {
@@ -897,10 +1096,7 @@ mod tests {
                 &[host("a")],
                 store.clone(),
                 Arc::new(FleetRef(fleet)),
-                RunOptions {
-                    concurrency: 2,
-                    progress: None,
-                },
+                RunOptions::new(2),
             ))
             .unwrap();
         results.sort_by(|a, b| a.cred.cmp(&b.cred));
@@ -943,10 +1139,7 @@ mod tests {
                 &[host("a")],
                 store.clone(),
                 Arc::new(FleetRef(fleet)),
-                RunOptions {
-                    concurrency: 2,
-                    progress: None,
-                },
+                RunOptions::new(2),
             ))
             .unwrap();
         assert_eq!(labels(&results), ["a/svc_app rolled back"]);

@@ -114,6 +114,11 @@ pub enum Outcome {
     Unsettled { phase: Phase, cause: Fault },
     /// The old credential could not be restored: an operator must look. Both secrets kept.
     Stuck { cause: Fault, restore_error: Fault },
+    /// Not attempted (canary failed, failure limit, interrupt, parked, busy).
+    Skipped {
+        reason: super::blast::SkipReason,
+        detail: String,
+    },
 }
 
 impl Outcome {
@@ -124,6 +129,7 @@ impl Outcome {
             Outcome::RolledBack { .. } => "rolled back",
             Outcome::Unsettled { .. } => "unsettled",
             Outcome::Stuck { .. } => "stuck",
+            Outcome::Skipped { .. } => "skipped",
         }
     }
 }
@@ -483,84 +489,149 @@ mod tests {
         ]
     }
 
-    /// A model of the world the commands act on: what the target holds and what the vault
-    /// holds. Whatever happens, the secret the target accepts must be in the vault (as
+    /// A model of the world the commands act on: what the target holds and what the vault and
+    /// ledger hold. Whatever happens, the secret the target accepts must be in the vault (as
     /// `current`, or as `pending` of an open rotation that recovery will settle), and a
     /// rotation is only closed as rolled back when the target no longer holds the new secret.
-    #[derive(Debug)]
+    #[derive(Debug, Clone)]
     struct World {
         target_has_new: bool,
         pending_stored: bool,
         committed: bool,
-        open: bool,
+        /// The ledger's phase of the rotation, if a row exists.
+        ledger: Option<Phase>,
+        /// Whether a failed push nonetheless landed.
+        failed_push_landed: bool,
+    }
+
+    impl World {
+        fn open(&self) -> bool {
+            self.ledger.is_some_and(Phase::is_open)
+        }
+    }
+
+    /// Runs the machine from `start` against the world, feeding `events` (adjusted to what the
+    /// world makes possible), until it finishes or `crash_after` steps have run (the process
+    /// dies: the world and the ledger keep whatever was done). Checks the invariant after
+    /// every step.
+    fn simulate(
+        w: &mut World,
+        start: (Rotation, Command),
+        events: impl Iterator<Item = Event>,
+        crash_after: usize,
+    ) -> Result<Option<Outcome>, TestCaseError> {
+        let (mut state, mut cmd) = start;
+        for (step, e) in events.enumerate() {
+            if let Command::Finish(outcome) = &cmd {
+                return Ok(Some(outcome.clone()));
+            }
+            if step == crash_after {
+                return Ok(None);
+            }
+            let mut e = e;
+            let ok = !matches!(e, Event::Failed(_));
+            match &cmd {
+                Command::Stage if ok => {
+                    w.pending_stored = true;
+                    w.ledger = Some(Phase::Staged);
+                }
+                Command::Push => {
+                    prop_assert!(w.pending_stored && w.open(), "pushed before staging");
+                    w.target_has_new = ok || w.failed_push_landed;
+                }
+                // A login with the new secret succeeds only if the target holds it.
+                Command::Verify | Command::ProbePending if ok && !w.target_has_new => {
+                    e = Event::Failed(Fault::target(FaultClass::VerifyFailed, "v"));
+                }
+                Command::CheckUnchanged if ok => e = Event::Unchanged(!w.target_has_new),
+                Command::Record(p) if ok => w.ledger = Some(*p),
+                Command::Commit => {
+                    prop_assert!(
+                        w.target_has_new,
+                        "committed a secret the target does not hold"
+                    );
+                    if ok {
+                        w.committed = true;
+                        w.ledger = Some(Phase::Committed);
+                    }
+                }
+                Command::Restore if ok => w.target_has_new = false,
+                Command::RecordRolledBack if ok => {
+                    prop_assert!(
+                        !w.target_has_new,
+                        "dropped pending while the target holds it"
+                    );
+                    w.ledger = Some(Phase::RolledBack);
+                }
+                Command::RecordStuck if ok => w.ledger = Some(Phase::Stuck),
+                _ => {}
+            }
+            if !matches!(e, Event::Failed(_)) && !matches!(cmd, Command::CheckUnchanged) {
+                e = Event::Ok;
+            }
+            if w.target_has_new {
+                prop_assert!(
+                    w.committed
+                        || (w.pending_stored
+                            && w.ledger.is_some_and(|p| p.is_open() || p == Phase::Stuck)),
+                    "the working secret is not in the vault: {w:?} after {cmd:?}"
+                );
+            }
+            (state, cmd) = state.on(e);
+            prop_assert!(step < 20, "the machine does not terminate");
+        }
+        Ok(match cmd {
+            Command::Finish(outcome) => Some(outcome),
+            _ => None,
+        })
     }
 
     proptest! {
+        /// Random outcomes and a crash at a random step; then recovery (which may itself fail
+        /// or crash) until a recovery runs against a healthy host. The working secret is never
+        /// lost, and every rotation ends committed, rolled back or stuck.
         #[test]
         fn never_loses_the_working_secret(
-            events in prop::collection::vec(any_event(), 0..30),
-            recover_from in prop::sample::select(vec![None, Some(Phase::Staged), Some(Phase::Applied)]),
-            // Whether a failed push nonetheless landed; whether an interrupted push landed.
+            events in prop::collection::vec(any_event(), 1..16),
+            crash_after in 0usize..14,
+            recoveries in prop::collection::vec((prop::collection::vec(any_event(), 1..10), 0usize..10), 0..3),
             failed_push_landed: bool,
-            interrupted_push_landed: bool,
         ) {
-            let (mut state, mut cmd) = match recover_from {
-                None => Rotation::start(),
-                Some(p) => Rotation::recover(p),
-            };
             let mut w = World {
-                target_has_new: recover_from.is_some() && interrupted_push_landed,
-                pending_stored: recover_from.is_some(),
+                target_has_new: false,
+                pending_stored: false,
                 committed: false,
-                open: recover_from.is_some(),
+                ledger: None,
+                failed_push_landed,
             };
-            let mut steps = 0;
-            for e in events.iter().cycle().take(60) {
-                let mut e = e.clone();
-                let ok = !matches!(e, Event::Failed(_));
-                match &cmd {
-                    Command::Finish(_) => break,
-                    Command::Stage if ok => { w.pending_stored = true; w.open = true; }
-                    Command::Push => {
-                        prop_assert!(w.pending_stored, "pushed before staging");
-                        w.target_has_new = ok || failed_push_landed;
-                    }
-                    // A login with the new secret succeeds only if the target holds it.
-                    Command::Verify | Command::ProbePending if ok && !w.target_has_new => {
-                        e = Event::Failed(Fault::target(FaultClass::VerifyFailed, "v"));
-                    }
-                    Command::CheckUnchanged if ok => e = Event::Unchanged(!w.target_has_new),
-                    Command::Commit => {
-                        prop_assert!(w.target_has_new, "committed a secret the target does not hold");
-                        if ok { w.committed = true; w.open = false; }
-                    }
-                    Command::Restore if ok => w.target_has_new = false,
-                    Command::RecordRolledBack if ok => {
-                        prop_assert!(!w.target_has_new, "dropped pending while the target holds it");
-                        w.open = false;
-                    }
-                    Command::RecordStuck if ok => w.open = true,
-                    _ => {}
+            let events = events.into_iter().cycle().take(40);
+            let mut outcome = simulate(&mut w, Rotation::start(), events, crash_after)?;
+            // Recovery runs only for rotations the ledger holds as open, as `open_rotations`
+            // returns them.
+            for (events, crash_after) in recoveries {
+                if outcome.is_some() || !w.open() {
+                    break;
                 }
-                if !matches!(e, Event::Failed(_)) && !matches!(cmd, Command::CheckUnchanged) {
-                    e = Event::Ok;
+                let phase = w.ledger.expect("open");
+                outcome = simulate(&mut w, Rotation::recover(phase), events.into_iter().cycle().take(40), crash_after)?;
+                if matches!(outcome, Some(Outcome::Unsettled { .. })) {
+                    outcome = None;
                 }
-                // The invariant: if the target holds the new secret, the vault has it, as
-                // current or as the pending secret of a rotation still open.
-                if w.target_has_new {
-                    prop_assert!(w.committed || (w.pending_stored && w.open), "{w:?} after {cmd:?}");
-                }
-                (state, cmd) = state.on(e);
-                steps += 1;
             }
-            prop_assert!(steps <= 12, "machine did not terminate quickly");
-            if let Command::Finish(outcome) = &cmd {
-                match outcome {
-                    Outcome::Committed => prop_assert!(w.committed),
-                    Outcome::RolledBack { .. } | Outcome::NotChanged { .. } => {
-                        prop_assert!(!w.open && !w.target_has_new)
-                    }
-                    Outcome::Unsettled { .. } | Outcome::Stuck { .. } => prop_assert!(w.open || !w.pending_stored),
+            if matches!(outcome, Some(Outcome::Unsettled { .. })) || (outcome.is_none() && w.open()) {
+                let phase = w.ledger.expect("open");
+                outcome = simulate(&mut w, Rotation::recover(phase), std::iter::repeat(Event::Ok), usize::MAX)?;
+            }
+            match outcome {
+                // Crashed before staging anything: nothing to settle.
+                None => prop_assert!(!w.open() && !w.target_has_new),
+                Some(Outcome::Committed) => prop_assert!(w.committed && w.target_has_new),
+                Some(Outcome::RolledBack { .. } | Outcome::NotChanged { .. }) => {
+                    prop_assert!(!w.open() && !w.target_has_new)
+                }
+                Some(Outcome::Stuck { .. }) => prop_assert_eq!(w.ledger, Some(Phase::Stuck)),
+                Some(o @ (Outcome::Unsettled { .. } | Outcome::Skipped { .. })) => {
+                    prop_assert!(false, "ended {o:?} against a healthy host")
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! The rotation engine: the ledger vocabulary ([`ledger`]), the pure state machine
 //! ([`machine`]) and the driver that runs it against connectors and the store ([`driver`]).
 
+pub mod blast;
 pub mod driver;
 pub mod ledger;
 pub mod machine;
