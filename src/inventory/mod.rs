@@ -113,6 +113,9 @@ pub struct Policy {
     pub schedule: Option<String>,
     pub max_age: Option<Duration>,
     pub timezone: Option<String>,
+    /// Lockout budget: consecutive failed logins rotor makes as an account (verification,
+    /// recovery probe, heartbeat) before it parks the credential.
+    pub max_failed_logins: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -31,6 +31,7 @@ pub(super) struct RawPolicy {
     pub schedule: Option<Spanned<String>>,
     pub max_age: Option<Spanned<String>>,
     pub timezone: Option<Spanned<String>>,
+    pub max_failed_logins: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

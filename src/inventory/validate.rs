@@ -31,6 +31,8 @@ const MIN_LENGTH: u64 = 12;
 const MAX_LENGTH: u64 = 128;
 const DEFAULT_LENGTH: usize = 24;
 const DEFAULT_PORT: u16 = 22;
+/// Below pam_faillock's default `deny = 3`, so rotor's own failed logins never lock an account.
+pub(crate) const DEFAULT_MAX_FAILED_LOGINS: u32 = 2;
 
 /// The policy every account gets unless it names another; the inventory may redefine it.
 pub(super) fn default_policy() -> Policy {
@@ -42,6 +44,7 @@ pub(super) fn default_policy() -> Policy {
         schedule: None,
         max_age: None,
         timezone: None,
+        max_failed_logins: DEFAULT_MAX_FAILED_LOGINS,
     }
 }
 
@@ -308,6 +311,25 @@ impl Checker<'_> {
             }
         };
 
+        let max_failed_logins = match raw.max_failed_logins {
+            None => DEFAULT_MAX_FAILED_LOGINS,
+            Some(n) if (1..=10).contains(&n.value) => n.value as u32,
+            Some(n) => {
+                self.report(
+                    n.referenced,
+                    format!("{field}.max_failed_logins"),
+                    ProblemKind::InvalidValue,
+                    format!(
+                        "max_failed_logins {} is out of range: use 1 to 10, and keep it below the \
+                         targets' lockout threshold (pam_faillock denies after 3 by default)",
+                        n.value
+                    ),
+                );
+                ok = false;
+                DEFAULT_MAX_FAILED_LOGINS
+            }
+        };
+
         ok.then(|| Policy {
             name: name.to_owned(),
             length,
@@ -316,6 +338,7 @@ impl Checker<'_> {
             schedule,
             max_age,
             timezone,
+            max_failed_logins,
         })
     }
 
