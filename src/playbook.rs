@@ -155,6 +155,34 @@ impl LinuxHost {
     fn where_(&self, account: &AccountName) -> String {
         format!("{}/{}", self.target.host, account)
     }
+
+    /// Runs a step whose stdin carries a secret; a non-zero exit is `Refused`.
+    fn run_with_secret(
+        &mut self,
+        step: &Step,
+        account: &AccountName,
+        placeholder: &str,
+        secret: &Secret,
+        failure: &str,
+    ) -> Result<(), ConnectorError> {
+        let input = stdin(&step.stdin, account, placeholder, secret);
+        let out = self
+            .session
+            .exec(&command(&step.run, account, self.sudo), input.as_bytes())?;
+        if out.status == 0 {
+            return Ok(());
+        }
+        Err(ConnectorError::new(
+            FaultClass::Refused,
+            format!(
+                "{}: {failure} (`{}` exit {}): {}",
+                self.where_(account),
+                step.run,
+                out.status,
+                stderr_line(&out.stderr, secret)
+            ),
+        ))
+    }
 }
 
 impl PasswordTarget for LinuxHost {
@@ -202,44 +230,25 @@ impl PasswordTarget for LinuxHost {
     }
 
     fn set_password(&mut self, account: &AccountName, new: &Secret) -> Result<(), ConnectorError> {
-        let step = &self.playbook.set;
-        let input = stdin(&step.stdin, account, "{secret}", new);
-        let out = self
-            .session
-            .exec(&command(&step.run, account, self.sudo), input.as_bytes())?;
-        if out.status != 0 {
-            return Err(ConnectorError::new(
-                FaultClass::Refused,
-                format!(
-                    "{}: the host refused the new password (`{}` exit {}): {}",
-                    self.where_(account),
-                    step.run,
-                    out.status,
-                    stderr_line(&out.stderr, new)
-                ),
-            ));
-        }
-        Ok(())
+        let step = self.playbook.set.clone();
+        self.run_with_secret(
+            &step,
+            account,
+            "{secret}",
+            new,
+            "the host refused the new password",
+        )
     }
 
     fn restore(&mut self, account: &AccountName, saved: &Secret) -> Result<(), ConnectorError> {
-        let step = &self.playbook.restore;
-        let input = stdin(&step.stdin, account, "{restore_point}", saved);
-        let out = self
-            .session
-            .exec(&command(&step.run, account, self.sudo), input.as_bytes())?;
-        if out.status != 0 {
-            return Err(ConnectorError::new(
-                FaultClass::Refused,
-                format!(
-                    "{}: restoring the saved password hash failed (`{}` exit {}): {}",
-                    self.where_(account),
-                    step.run,
-                    out.status,
-                    stderr_line(&out.stderr, saved)
-                ),
-            ));
-        }
+        let step = self.playbook.restore.clone();
+        self.run_with_secret(
+            &step,
+            account,
+            "{restore_point}",
+            saved,
+            "restoring the saved password hash failed",
+        )?;
         // Prove the restore: the hash must read back exactly as saved.
         let now = self.restore_point(account)?;
         if now.ct_eq(saved) {

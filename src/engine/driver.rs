@@ -643,6 +643,9 @@ mod tests {
                 .entry(host.to_owned())
                 .or_default())
         }
+        fn note(&self, host: &str, step: &str) {
+            self.log.lock().unwrap().push(format!("{host} {step}"));
+        }
         fn password(&self, host: &str, account: &str) -> Option<String> {
             self.hosts.lock().unwrap()[host]
                 .passwords
@@ -657,11 +660,7 @@ mod tests {
 
     impl PasswordTarget for FakeTarget<'_> {
         fn restore_point(&mut self, a: &AccountName) -> Result<Secret, ConnectorError> {
-            self.fleet
-                .log
-                .lock()
-                .unwrap()
-                .push(format!("{} read", self.host));
+            self.fleet.note(&self.host, "read");
             let hosts = self.fleet.hosts.lock().unwrap();
             let h = &hosts[&self.host];
             if h.down {
@@ -673,11 +672,7 @@ mod tests {
                 .ok_or(err(FaultClass::AccountMissing))
         }
         fn set_password(&mut self, a: &AccountName, new: &Secret) -> Result<(), ConnectorError> {
-            self.fleet
-                .log
-                .lock()
-                .unwrap()
-                .push(format!("{} set", self.host));
+            self.fleet.note(&self.host, "set");
             let mut hosts = self.fleet.hosts.lock().unwrap();
             let h = hosts.get_mut(&self.host).unwrap();
             if h.refuse_set {
@@ -687,11 +682,7 @@ mod tests {
             Ok(())
         }
         fn restore(&mut self, a: &AccountName, saved: &Secret) -> Result<(), ConnectorError> {
-            self.fleet
-                .log
-                .lock()
-                .unwrap()
-                .push(format!("{} restore", self.host));
+            self.fleet.note(&self.host, "restore");
             let mut hosts = self.fleet.hosts.lock().unwrap();
             let h = hosts.get_mut(&self.host).unwrap();
             if h.down {
@@ -701,11 +692,7 @@ mod tests {
             Ok(())
         }
         fn verify_login(&mut self, a: &AccountName, s: &Secret) -> Result<(), ConnectorError> {
-            self.fleet
-                .log
-                .lock()
-                .unwrap()
-                .push(format!("{} verify", self.host));
+            self.fleet.note(&self.host, "verify");
             let hosts = self.fleet.hosts.lock().unwrap();
             let h = &hosts[&self.host];
             if h.down {
