@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::rngs::OsRng;
 use serde::Serialize;
@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use super::blast::{Breaker, FailureLimit, Launch, SkipReason};
-use super::ledger::{OpenRotation, Phase, RotationId, RunId, Store};
+use super::ledger::{Lease, OpenRotation, Phase, RotationId, RunId, Store};
 use super::machine::{Command, Event, Fault, Outcome, Rotation};
 use crate::connector::{ConnectorError, FaultClass, PasswordTarget};
 use crate::credential::{AccountName, CredentialId, HostName};
@@ -46,6 +46,37 @@ pub struct CredentialResult {
     pub outcome: Outcome,
     pub rotation: Option<RotationId>,
     pub elapsed_ms: u64,
+}
+
+/// How long a credential's lease lasts without a store write. Every write renews it, so it
+/// must outlast the longest step between two writes (one push or one verification, each
+/// bounded by the step timeout). A process that dies leaves the lease held this long.
+const LEASE_TTL: Duration = Duration::from_secs(300);
+
+/// Names this process in a lease, so `rotor status` and the audit log say who held it.
+fn lease_holder(what: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "?".to_owned());
+    format!("rotor pid {} on host {host}, {what}", std::process::id())
+}
+
+/// Takes the credential's lease, or says why it could not (as a fault for the report).
+fn take_lease(store: &dyn Store, cred: &CredentialId, what: &str) -> Result<Lease, Fault> {
+    match store.acquire_lease(cred, &lease_holder(what), LEASE_TTL) {
+        Ok(Ok(lease)) => Ok(lease),
+        Ok(Err(held)) => Err(Fault::store(format!(
+            "another rotor process is working on this credential ({held}); it was left alone"
+        ))),
+        Err(e) => Err(Fault::store(e.to_string())),
+    }
+}
+
+fn give_back(store: &dyn Store, cred: &CredentialId, lease: Lease) {
+    if let Err(e) = store.release_lease(cred, lease) {
+        // Not fatal: the lease expires by itself after LEASE_TTL.
+        warn!(cred = %cred, "could not give the lease back: {e}");
+    }
 }
 
 /// Called after each credential finishes (progress bars).
@@ -355,9 +386,21 @@ fn rotate_one(
     target: &mut dyn PasswordTarget,
 ) -> CredentialResult {
     let started = Instant::now();
+    let lease = match take_lease(store, &cred, &format!("run {run}")) {
+        Ok(lease) => lease,
+        Err(cause) => {
+            return CredentialResult {
+                cred,
+                outcome: Outcome::NotChanged { cause },
+                rotation: None,
+                elapsed_ms: 0,
+            };
+        }
+    };
     let new = match generate_unique(policy, store) {
         Ok(s) => s,
         Err(cause) => {
+            give_back(store, &cred, lease);
             return CredentialResult {
                 cred,
                 outcome: Outcome::NotChanged { cause },
@@ -372,8 +415,10 @@ fn rotate_one(
         new: Some(new),
         restore_point: None,
         rotation: None,
+        lease: Some(lease),
     };
     let outcome = job.drive(Rotation::start(), store, target);
+    give_back(store, &job.cred, lease);
     log_outcome(&job.cred, &outcome);
     CredentialResult {
         cred: job.cred,
@@ -413,14 +458,33 @@ fn recover_host(
         .map(|r| {
             let started = Instant::now();
             info!(cred = %r.cred, rotation = %r.id, phase = %r.phase, "recovering interrupted rotation");
+            let unsettled = |cause: Fault| CredentialResult {
+                cred: r.cred.clone(),
+                outcome: Outcome::Unsettled {
+                    phase: r.phase,
+                    cause,
+                },
+                rotation: Some(r.id),
+                elapsed_ms: 0,
+            };
+            let lease = match take_lease(store, &r.cred, "recovery") {
+                Ok(lease) => lease,
+                Err(cause) => return unsettled(cause),
+            };
+            if let Err(e) = store.adopt(r.id, lease) {
+                give_back(store, &r.cred, lease);
+                return unsettled(Fault::store(e.to_string()));
+            }
             let mut job = Job {
                 cred: r.cred,
                 run: RunId(0),
                 new: Some(r.pending),
                 restore_point: Some(r.restore_point),
                 rotation: Some(r.id),
+                lease: Some(lease),
             };
             let outcome = job.drive(Rotation::recover(r.phase), store, target);
+            give_back(store, &job.cred, lease);
             log_outcome(&job.cred, &outcome);
             CredentialResult {
                 cred: job.cred,
@@ -465,6 +529,8 @@ struct Job {
     new: Option<Secret>,
     restore_point: Option<Secret>,
     rotation: Option<RotationId>,
+    /// The credential's lease; its token fences the rotation's store writes.
+    lease: Option<Lease>,
 }
 
 impl Job {
@@ -524,7 +590,10 @@ impl Job {
                     .restore_point
                     .as_ref()
                     .expect("restore point read before Stage");
-                match store.stage(self.run, &self.cred, new, rp) {
+                let Some(lease) = self.lease else {
+                    return Event::Failed(Fault::store("no lease on the credential: not staged"));
+                };
+                match store.stage(self.run, &self.cred, new, rp, lease) {
                     Ok(id) => {
                         self.rotation = Some(id);
                         Event::Ok
@@ -609,6 +678,7 @@ mod tests {
 
     use super::*;
     use crate::credential::HostName;
+    use crate::engine::LeaseHeld;
     use crate::inventory::{CharClass, ConnectAuth, ConnectIdentity, HostKeyPin};
     use crate::store::StoreError;
 
@@ -730,6 +800,10 @@ mod tests {
         current: HashMap<CredentialId, String>,
         rotations: Vec<(CredentialId, Phase, String, String)>, // cred, phase, pending, restore point
         fail_stage: bool,
+        /// Leases are always granted here; the counter only makes tokens distinct.
+        last_token: i64,
+        failed_logins: HashMap<CredentialId, u32>,
+        parked: HashMap<CredentialId, String>,
     }
 
     impl Store for MemStore {
@@ -754,6 +828,7 @@ mod tests {
             cred: &CredentialId,
             new: &Secret,
             rp: &Secret,
+            _: Lease,
         ) -> Result<RotationId, StoreError> {
             let mut m = self.inner.lock().unwrap();
             if m.fail_stage {
@@ -816,7 +891,48 @@ mod tests {
                 .get(cred)
                 .map(|s| Secret::new(s.clone())))
         }
+        fn acquire_lease(
+            &self,
+            _: &CredentialId,
+            _: &str,
+            _: Duration,
+        ) -> Result<Result<Lease, LeaseHeld>, StoreError> {
+            let mut m = self.inner.lock().unwrap();
+            m.last_token += 1;
+            Ok(Ok(Lease {
+                token: m.last_token,
+            }))
+        }
+        fn release_lease(&self, _: &CredentialId, _: Lease) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn adopt(&self, _: RotationId, _: Lease) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn record_login(&self, cred: &CredentialId, ok: bool) -> Result<u32, StoreError> {
+            let mut m = self.inner.lock().unwrap();
+            let n = m.failed_logins.entry(cred.clone()).or_default();
+            *n = if ok { 0 } else { *n + 1 };
+            Ok(*n)
+        }
+        fn park(&self, cred: &CredentialId, reason: &str) -> Result<(), StoreError> {
+            let mut m = self.inner.lock().unwrap();
+            m.parked.insert(cred.clone(), reason.to_owned());
+            Ok(())
+        }
+        fn unpark(&self, cred: &CredentialId) -> Result<(), StoreError> {
+            let mut m = self.inner.lock().unwrap();
+            m.parked.remove(cred);
+            m.failed_logins.remove(cred);
+            Ok(())
+        }
+        fn parked(&self, cred: &CredentialId) -> Result<Option<String>, StoreError> {
+            Ok(self.inner.lock().unwrap().parked.get(cred).cloned())
+        }
     }
+
+    /// The in-memory store grants every lease; tests that stage by hand use this one.
+    const LEASE: Lease = Lease { token: 0 };
 
     fn host(name: &str) -> Host {
         Host {
@@ -1065,11 +1181,17 @@ mod tests {
         let backup = CredentialId::parse("a/svc_backup").unwrap();
         let rp = Secret::new("shared".into());
         let id1 = store
-            .stage(RunId(1), &app, &Secret::new("new-app".into()), &rp)
+            .stage(RunId(1), &app, &Secret::new("new-app".into()), &rp, LEASE)
             .unwrap();
         let _ = id1;
         let id2 = store
-            .stage(RunId(1), &backup, &Secret::new("new-backup".into()), &rp)
+            .stage(
+                RunId(1),
+                &backup,
+                &Secret::new("new-backup".into()),
+                &rp,
+                LEASE,
+            )
             .unwrap();
         fleet.with("a", |h| {
             h.passwords.insert("svc_backup".into(), "new-backup".into());
@@ -1112,6 +1234,7 @@ mod tests {
                 &app,
                 &Secret::new("new-app".into()),
                 &Secret::new("shared".into()),
+                LEASE,
             )
             .unwrap();
         store.record_phase(id, Phase::Applied, None).unwrap();

@@ -1,6 +1,10 @@
 //! The ledger vocabulary shared by the engine and the store: rotation phases, ids, and the
 //! [`Store`] trait the driver writes through. The trait is what lets every crash point of the
 //! driver be tested against an in-memory store.
+//!
+//! Two parts of the protocol live in the trait as well: the per-credential *lease* with its
+//! fencing token (invariant 5: one rotation in flight per credential, across processes), and
+//! the *lockout budget* bookkeeping (invariant 7: consecutive failed logins, parking).
 
 use std::fmt;
 use std::str::FromStr;
@@ -114,6 +118,35 @@ pub struct OpenRotation {
     pub restore_point: Secret,
 }
 
+/// A lease on one credential: at most one live holder at a time, across processes (and later
+/// machines). The token fences writes: a rotation row records the token it was staged (or
+/// adopted) with, and the store refuses writes to it once that token is no longer the
+/// credential's current, unexpired lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// Fencing token: strictly increasing per vault.
+    pub token: i64,
+}
+
+/// Why a lease was not granted: someone else holds it and it has not expired.
+#[derive(Clone, Debug)]
+pub struct LeaseHeld {
+    /// Who holds it, as that holder described itself (e.g. "rotor pid 1234 on host x, run 7").
+    pub holder: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl fmt::Display for LeaseHeld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "held by {} until {}",
+            self.holder,
+            self.expires_at.format("%Y-%m-%d %H:%M:%S UTC")
+        )
+    }
+}
+
 /// The store as the engine sees it. Every method is durable when it returns (the SQLite vault
 /// commits with synchronous=FULL), which is what makes "staged before pushed" true.
 /// Implementations are shared across host workers, hence `&self` and `Sync`.
@@ -126,16 +159,25 @@ pub trait Store: Send + Sync {
     /// fingerprint. Used to regenerate on collision and to warn on shared enrolled secrets.
     fn fingerprint_taken(&self, secret: &Secret) -> Result<bool, crate::store::StoreError>;
     /// Stores `new` as the credential's `pending` version and a ledger row in `Staged`, with the
-    /// encrypted restore point, in one transaction. Fails with `StoreError::RotationOpen` when
-    /// the credential already has an open rotation.
+    /// encrypted restore point and `lease`'s token, in one transaction. Fails with
+    /// `StoreError::RotationOpen` when the credential already has an open rotation, and with
+    /// `StoreError::LeaseLost` when `lease` is not the credential's current, unexpired lease.
     fn stage(
         &self,
         run: RunId,
         cred: &CredentialId,
         new: &Secret,
         restore_point: &Secret,
+        lease: Lease,
     ) -> Result<RotationId, crate::store::StoreError>;
     /// Records a phase change (and an optional note, never a secret) for an open rotation.
+    ///
+    /// Fencing (this and `commit`, `roll_back`, `mark_stuck`): the write happens only if the
+    /// rotation's token is the credential's current lease, that lease has not expired, and
+    /// it was granted to this store handle (these methods carry no lease, so the handle
+    /// remembers what `acquire_lease` gave it; a handle stands for one process). Otherwise
+    /// `StoreError::LeaseLost` and nothing changes. A write that happens renews the lease by
+    /// the ttl it was acquired with.
     fn record_phase(
         &self,
         id: RotationId,
@@ -154,4 +196,33 @@ pub trait Store: Send + Sync {
     fn open_rotations(&self) -> Result<Vec<OpenRotation>, crate::store::StoreError>;
     /// The credential's `current` secret, if the vault has one.
     fn current(&self, cred: &CredentialId) -> Result<Option<Secret>, crate::store::StoreError>;
+
+    /// Takes the credential's lease for `holder` (e.g. "rotor pid 1234 on host x, run 7") for
+    /// `ttl`, unless another holder has a lease that has not expired: then Ok(Err(LeaseHeld)).
+    /// A new token is issued every time (greater than any before).
+    fn acquire_lease(
+        &self,
+        cred: &CredentialId,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Result<Lease, LeaseHeld>, crate::store::StoreError>;
+    /// Gives the lease back (no-op if it is no longer ours: token mismatch).
+    fn release_lease(
+        &self,
+        cred: &CredentialId,
+        lease: Lease,
+    ) -> Result<(), crate::store::StoreError>;
+    /// Makes `lease` the fencing token of an existing open rotation (recovery taking over a
+    /// rotation whose process died).
+    fn adopt(&self, id: RotationId, lease: Lease) -> Result<(), crate::store::StoreError>;
+    /// Consecutive failed logins rotor made as this account (verification, probe, heartbeat):
+    /// `ok` resets it to 0, a failure adds 1. Returns the new count.
+    fn record_login(&self, cred: &CredentialId, ok: bool) -> Result<u32, crate::store::StoreError>;
+    /// Parks the credential: rotor makes no more logins or rotations for it until an operator
+    /// unparks it. Audited.
+    fn park(&self, cred: &CredentialId, reason: &str) -> Result<(), crate::store::StoreError>;
+    /// Clears parking and the failure count. Audited.
+    fn unpark(&self, cred: &CredentialId) -> Result<(), crate::store::StoreError>;
+    /// The parking reason, if parked.
+    fn parked(&self, cred: &CredentialId) -> Result<Option<String>, crate::store::StoreError>;
 }

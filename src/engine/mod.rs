@@ -6,5 +6,5 @@ pub mod driver;
 pub mod ledger;
 pub mod machine;
 
-pub use ledger::{OpenRotation, Phase, RotationId, RunId, Store};
+pub use ledger::{Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, Store};
 pub use machine::{Command, Event, Fault, FaultKind, Outcome, Rotation};

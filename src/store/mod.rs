@@ -6,6 +6,11 @@
 //! changes state has committed durably when it returns; no error, log line or `Debug` output
 //! of this module carries a secret or key material.
 //!
+//! Leases (invariant 5) are rows in the same file, taken and checked under `BEGIN IMMEDIATE`,
+//! so they hold across processes on one machine; every write to a rotation is fenced by the
+//! token it was staged or adopted with. The lockout-budget counters and parking (invariant 7)
+//! are columns of the credential.
+//!
 //! Files: [`vault`] (the `Vault` type, the `Store` impl and the CLI's queries), [`schema`]
 //! (tables and migrations), [`crypto`] (sealing, key wrapping, fingerprints: the only caller of
 //! `Secret::expose` here), [`keys`] (master key sources), [`audit`] (the hash-chained log).
@@ -76,6 +81,14 @@ pub enum StoreError {
         "credential {0} is stuck (rotation {1} kept both its pending and current secrets): an operator must settle it before it can be rotated again"
     )]
     Stuck(String, i64),
+    #[error(
+        "credential {cred}: this rotor process no longer holds its lease ({why}), so it wrote nothing; another rotor process may have taken the credential over. Run `rotor status` to see who holds it, and `rotor recover` to settle a rotation left open"
+    )]
+    LeaseLost { cred: String, why: String },
+    #[error(
+        "credential {cred} is parked ({reason}): rotor makes no logins or rotations for it until an operator has checked the account and unparks it"
+    )]
+    Parked { cred: String, reason: String },
     #[error("credential {0} is not in the vault: enroll it with `rotor enroll {0}`")]
     UnknownCredential(String),
     #[error("rotation {0} is not in the vault")]

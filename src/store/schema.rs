@@ -91,6 +91,39 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     "#,
+    // 2: leases with fencing tokens (invariant 5) and the lockout budget (invariant 7).
+    r#"
+    -- One row per credential whose lease was taken and not given back. A row whose
+    -- expires_at has passed is free for anyone. Released leases are deleted.
+    CREATE TABLE leases (
+        credential_id INTEGER PRIMARY KEY REFERENCES credentials(id),
+        token         INTEGER NOT NULL UNIQUE,
+        holder        TEXT NOT NULL,
+        -- The holding process, so a lease whose process died on this machine can be taken
+        -- over at once instead of after its ttl.
+        owner_host    TEXT NOT NULL DEFAULT '',
+        owner_pid     INTEGER NOT NULL DEFAULT 0,
+        ttl_ms        INTEGER NOT NULL CHECK (ttl_ms >= 0),
+        acquired_at   TEXT NOT NULL,
+        expires_at    TEXT NOT NULL
+    );
+    -- The last fencing token issued. A counter (not MAX(leases.token)) because released
+    -- leases are deleted and a token must never be issued twice.
+    CREATE TABLE lease_counter (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        last_token INTEGER NOT NULL
+    );
+    INSERT INTO lease_counter (id, last_token) VALUES (1, 0);
+
+    -- The token a rotation was staged or adopted with. NULL for rotations staged before
+    -- version 2: no write is accepted for them until recovery adopts them.
+    ALTER TABLE rotations ADD COLUMN lease_token INTEGER;
+
+    -- Lockout budget: consecutive failed logins as the account, and parking.
+    ALTER TABLE credentials ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE credentials ADD COLUMN parked_reason TEXT;
+    ALTER TABLE credentials ADD COLUMN parked_at TEXT;
+    "#,
 ];
 
 /// The schema version this build writes and understands.
@@ -140,8 +173,14 @@ pub fn version(conn: &Connection) -> Result<Option<i64>, StoreError> {
 }
 
 /// Applies every migration newer than the recorded version, each in its own immediate
-/// transaction together with the version bump.
+/// transaction together with the version bump (re-checked under the write lock, so two
+/// processes opening an old vault at once migrate it once).
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Applies the migrations up to version `target` (tests build old vaults with it).
+pub(crate) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> {
     let found = version(conn)?.unwrap_or(0);
     if found > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
@@ -149,9 +188,19 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             known: SCHEMA_VERSION,
         });
     }
-    for (idx, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    for (idx, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target as usize)
+        .skip(found as usize)
+    {
         let to = idx as i64 + 1;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another rotor process opening the same old vault may have applied this migration
+        // between our first look and our write lock.
+        if version(&tx)?.unwrap_or(0) >= to {
+            continue;
+        }
         tx.execute_batch(sql)?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)

@@ -1,6 +1,8 @@
 //! Vault tests against real SQLite files in temporary directories. Each test builds a fresh
 //! vault with [`fixture`]; raw SQL through [`raw`] plays the attacker or the crash.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -10,13 +12,15 @@ use tempfile::TempDir;
 use super::vault::test_support;
 use super::*;
 use crate::credential::CredentialId;
-use crate::engine::{Phase, RotationId, RunId, Store};
+use crate::engine::{Lease, Phase, RotationId, RunId, Store};
 use crate::secret::Secret;
 
 struct Fixture {
     _tmp: TempDir,
     dir: PathBuf,
     vault: Vault,
+    /// The lease `stage` took for each credential (one per credential, kept for the test).
+    leases: RefCell<HashMap<String, Lease>>,
 }
 
 impl Fixture {
@@ -25,10 +29,41 @@ impl Fixture {
     }
 
     fn reopen(self) -> Fixture {
-        let Fixture { _tmp, dir, vault } = self;
+        let Fixture {
+            _tmp,
+            dir,
+            vault,
+            leases,
+        } = self;
         drop(vault);
         let vault = Vault::open(&dir, KeySource::default_file(&dir)).unwrap();
-        Fixture { _tmp, dir, vault }
+        Fixture {
+            _tmp,
+            dir,
+            vault,
+            leases,
+        }
+    }
+
+    /// `Store::stage` with the credential's lease, taken on first use.
+    fn stage(
+        &self,
+        run: RunId,
+        c: &CredentialId,
+        new: &Secret,
+        restore_point: &Secret,
+    ) -> Result<RotationId, StoreError> {
+        let lease = *self
+            .leases
+            .borrow_mut()
+            .entry(c.to_string())
+            .or_insert_with(|| {
+                self.vault
+                    .acquire_lease(c, "test", TTL)
+                    .unwrap()
+                    .expect("no one else holds leases in this test")
+            });
+        self.vault.stage(run, c, new, restore_point, lease)
     }
 
     fn run(&self) -> RunId {
@@ -44,8 +79,12 @@ fn fixture() -> Fixture {
         _tmp: tmp,
         dir,
         vault,
+        leases: RefCell::default(),
     }
 }
+
+/// The lease ttl of the tests.
+const TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn cred(s: &str) -> CredentialId {
     CredentialId::parse(s).unwrap()
@@ -231,11 +270,9 @@ fn swapped_ciphertexts_fail_integrity_not_garbage() {
 fn swapped_restore_points_fail_integrity() {
     let f = fixture();
     let run = f.run();
-    f.vault
-        .stage(run, &cred("h1/a"), &secret("new-a"), &secret("$6$old-a"))
+    f.stage(run, &cred("h1/a"), &secret("new-a"), &secret("$6$old-a"))
         .unwrap();
-    f.vault
-        .stage(run, &cred("h1/b"), &secret("new-b"), &secret("$6$old-b"))
+    f.stage(run, &cred("h1/b"), &secret("new-b"), &secret("$6$old-b"))
         .unwrap();
     raw(&f.dir)
         .execute_batch(
@@ -266,9 +303,7 @@ fn check(steps: &[Step], expect_states: &[&str], expect_current: &str, expect_ph
     let mut rotation = None;
     for step in steps {
         match *step {
-            Step::Stage(s) => {
-                rotation = Some(f.vault.stage(run, &c, &secret(s), &secret("rp")).unwrap())
-            }
+            Step::Stage(s) => rotation = Some(f.stage(run, &c, &secret(s), &secret("rp")).unwrap()),
             Step::Record(p) => f
                 .vault
                 .record_phase(rotation.unwrap(), p, Some("note"))
@@ -364,10 +399,7 @@ fn transitions_refuse_closed_rotations_and_final_phases() {
     let f = fixture();
     let c = cred("h1/svc");
     let run = f.run();
-    let id = f
-        .vault
-        .stage(run, &c, &secret("v1"), &secret("rp"))
-        .unwrap();
+    let id = f.stage(run, &c, &secret("v1"), &secret("rp")).unwrap();
     let err = f
         .vault
         .record_phase(id, Phase::Committed, None)
@@ -386,7 +418,6 @@ fn transitions_refuse_closed_rotations_and_final_phases() {
     let err = f.vault.commit(RotationId(999)).unwrap_err();
     assert!(matches!(err, StoreError::UnknownRotation(999)), "{err}");
     let err = f
-        .vault
         .stage(RunId(999), &c, &secret("v2"), &secret("rp"))
         .unwrap_err();
     assert!(matches!(err, StoreError::UnknownRun(999)), "{err}");
@@ -397,14 +428,8 @@ fn one_open_rotation_per_credential() {
     let f = fixture();
     let c = cred("h1/svc");
     let run = f.run();
-    let id = f
-        .vault
-        .stage(run, &c, &secret("v1"), &secret("rp"))
-        .unwrap();
-    let err = f
-        .vault
-        .stage(run, &c, &secret("v2"), &secret("rp"))
-        .unwrap_err();
+    let id = f.stage(run, &c, &secret("v1"), &secret("rp")).unwrap();
+    let err = f.stage(run, &c, &secret("v2"), &secret("rp")).unwrap_err();
     assert!(
         matches!(&err, StoreError::RotationOpen(name, open) if name == "h1/svc" && *open == id.0),
         "{err}"
@@ -412,16 +437,12 @@ fn one_open_rotation_per_credential() {
     let err = f.vault.enroll(&c, &secret("v9")).unwrap_err();
     assert!(matches!(err, StoreError::RotationOpen(..)), "{err}");
     // Another credential is unaffected.
-    f.vault
-        .stage(run, &cred("h2/svc"), &secret("v3"), &secret("rp"))
+    f.stage(run, &cred("h2/svc"), &secret("v3"), &secret("rp"))
         .unwrap();
 
     // A stuck rotation keeps its pending secret, so the credential cannot be staged again.
     f.vault.mark_stuck(id, "operator needed").unwrap();
-    let err = f
-        .vault
-        .stage(run, &c, &secret("v4"), &secret("rp"))
-        .unwrap_err();
+    let err = f.stage(run, &c, &secret("v4"), &secret("rp")).unwrap_err();
     assert!(matches!(err, StoreError::Stuck(..)), "{err}");
 }
 
@@ -431,16 +452,13 @@ fn open_rotations_survive_a_crash() {
     let run = f.run();
     f.vault.enroll(&cred("h1/a"), &secret("a0")).unwrap();
     let a = f
-        .vault
         .stage(run, &cred("h1/a"), &secret("a1"), &secret("$6$hash-a"))
         .unwrap();
     let b = f
-        .vault
         .stage(run, &cred("h1/b"), &secret("b1"), &secret("$6$hash-b"))
         .unwrap();
     f.vault.record_phase(b, Phase::Applied, None).unwrap();
     let done = f
-        .vault
         .stage(run, &cred("h1/c"), &secret("c1"), &secret("rp"))
         .unwrap();
     f.vault.commit(done).unwrap();
@@ -504,7 +522,6 @@ fn fingerprints_detect_reuse_and_sharing() {
     // Retired versions still count as taken, so an old secret is never reused.
     let run = f.run();
     let id = f
-        .vault
         .stage(run, &cred("h9/x"), &secret("rolled"), &secret("rp"))
         .unwrap();
     f.vault.roll_back(id, "failed").unwrap();
@@ -596,7 +613,6 @@ fn database_files_never_contain_a_plaintext_secret() {
         .unwrap();
     let run = f.run();
     let id = f
-        .vault
         .stage(
             run,
             &cred("h1/a"),
@@ -683,7 +699,6 @@ fn end_run_and_status_report() {
     let run = f.run();
     f.vault.enroll(&cred("b/x"), &secret("bx")).unwrap();
     let id = f
-        .vault
         .stage(run, &cred("a/x"), &secret("ax"), &secret("rp"))
         .unwrap();
     f.vault
@@ -709,4 +724,484 @@ fn end_run_and_status_report() {
     assert_eq!(last.phase, Phase::RolledBack);
     assert_eq!(last.note.as_deref(), Some("verify failed: auth rejected"));
     assert!(status[1].current_since.is_some() && status[1].last_rotation.is_none());
+}
+
+/// A clock shared by the vault handles of a test, moved forward by hand.
+#[derive(Clone)]
+struct TestClock(std::sync::Arc<std::sync::Mutex<chrono::DateTime<chrono::Utc>>>);
+
+impl TestClock {
+    fn new() -> TestClock {
+        let start = chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        TestClock(std::sync::Arc::new(std::sync::Mutex::new(start)))
+    }
+
+    fn advance(&self, secs: i64) {
+        *self.0.lock().unwrap() += chrono::TimeDelta::seconds(secs);
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.0.lock().unwrap()
+    }
+
+    fn install(&self, vault: &mut Vault) {
+        let clock = self.clone();
+        vault.set_clock_for_tests(move || clock.now());
+    }
+}
+
+/// Two `Vault` handles on one file, as two rotor processes have, on one test clock:
+/// `a` is the fixture's vault (holder "a"), `b` a second connection (holder "b").
+struct Pair {
+    f: Fixture,
+    b: Vault,
+    clock: TestClock,
+}
+
+impl Pair {
+    fn a(&self) -> &Vault {
+        &self.f.vault
+    }
+
+    fn acquire(&self, who: &str, c: &str) -> Result<Lease, crate::engine::LeaseHeld> {
+        let vault = if who == "a" { self.a() } else { &self.b };
+        vault.acquire_lease(&cred(c), who, TTL).unwrap()
+    }
+
+    /// The audit entries with this action, as (cred, detail).
+    fn audit(&self, action: &str) -> Vec<(Option<String>, String)> {
+        raw(&self.f.dir)
+            .prepare("SELECT cred, detail FROM audit WHERE action = ?1 ORDER BY seq")
+            .unwrap()
+            .query_map([action], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// Everything a rotation write could change, to show that a refused write changed nothing.
+    fn snapshot(&self) -> String {
+        let conn = raw(&self.f.dir);
+        let mut out = String::new();
+        for sql in [
+            "SELECT id || ' ' || state || ' ' || state_changed_at FROM versions ORDER BY id",
+            "SELECT id || ' ' || phase || ' ' || COALESCE(note, '-') || ' ' || updated_at || ' '
+                    || COALESCE(lease_token, '-') FROM rotations ORDER BY id",
+            "SELECT credential_id || ' ' || token || ' ' || holder || ' ' || expires_at
+             FROM leases ORDER BY credential_id",
+            "SELECT CAST(COUNT(*) AS TEXT) FROM audit",
+        ] {
+            let rows: Vec<String> = conn
+                .prepare(sql)
+                .unwrap()
+                .query_map([], |row| row.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            out.push_str(&rows.join("\n"));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn pair() -> Pair {
+    let mut f = fixture();
+    let clock = TestClock::new();
+    clock.install(&mut f.vault);
+    let mut b = Vault::open(&f.dir, f.key()).unwrap().with_actor("b");
+    clock.install(&mut b);
+    Pair { f, b, clock }
+}
+
+fn assert_lease_lost(result: Result<(), StoreError>, c: &str, why: &str) {
+    let err = result.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::LeaseLost { cred, .. } if cred == c),
+        "{err}"
+    );
+    let msg = err.to_string();
+    for part in [why, "rotor status", "rotor recover"] {
+        assert!(msg.contains(part), "`{part}` missing from: {msg}");
+    }
+}
+
+/// One step of a lease scenario on credential `h1/svc`, and what it must give.
+#[derive(Clone, Copy, Debug)]
+enum LeaseStep {
+    /// `who` asks for the lease: granted, or held by someone until `t0 + secs`.
+    Acquire(&'static str, Expect),
+    /// `who` gives back the lease it got at its `n`-th grant (0-based, counting all grants).
+    Release(&'static str, usize),
+    Advance(i64),
+    /// `rotor status` shows this holder (None: free or expired).
+    Holder(Option<&'static str>),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    Granted,
+    HeldBy(&'static str, i64),
+}
+
+fn check_leases(steps: &[LeaseStep], n_takeovers: usize) {
+    let p = pair();
+    let t0 = p.clock.now();
+    let mut grants: Vec<Lease> = Vec::new();
+    for (idx, step) in steps.iter().enumerate() {
+        match *step {
+            LeaseStep::Acquire(who, expect) => match (p.acquire(who, "h1/svc"), expect) {
+                (Ok(lease), Expect::Granted) => {
+                    if let Some(last) = grants.last() {
+                        assert!(lease.token > last.token, "step {idx}: tokens must increase");
+                    }
+                    grants.push(lease);
+                }
+                (Err(held), Expect::HeldBy(holder, secs)) => {
+                    assert_eq!(held.holder, holder, "step {idx}");
+                    assert_eq!(
+                        held.expires_at,
+                        t0 + chrono::TimeDelta::seconds(secs),
+                        "step {idx}"
+                    );
+                }
+                (got, _) => panic!("step {idx} {step:?}: got {got:?}"),
+            },
+            LeaseStep::Release(who, n) => {
+                let vault = if who == "a" { p.a() } else { &p.b };
+                vault.release_lease(&cred("h1/svc"), grants[n]).unwrap();
+            }
+            LeaseStep::Advance(secs) => p.clock.advance(secs),
+            LeaseStep::Holder(expect) => {
+                let status = p.b.status().unwrap();
+                assert_eq!(status[0].lease_holder.as_deref(), expect, "step {idx}");
+            }
+        }
+    }
+    assert_eq!(p.audit("lease_takeover").len(), n_takeovers, "{steps:?}");
+}
+
+#[test]
+fn leases_across_two_processes() {
+    use Expect::*;
+    use LeaseStep::*;
+    // The second process cannot take a held lease, and can once it expires (TTL is 60 s);
+    // taking over someone else's expired lease is audited.
+    check_leases(
+        &[
+            Acquire("a", Granted),
+            Holder(Some("a")),
+            Acquire("b", HeldBy("a", 60)),
+            Advance(59),
+            Acquire("b", HeldBy("a", 60)),
+            Advance(1),
+            Holder(None),
+            Acquire("b", Granted),
+            Holder(Some("b")),
+            Acquire("a", HeldBy("b", 120)),
+        ],
+        1,
+    );
+    // The same holder may take its lease again (a new token); release frees it at once.
+    check_leases(
+        &[
+            Acquire("a", Granted),
+            Acquire("a", Granted),
+            Release("a", 1),
+            Holder(None),
+            Acquire("b", Granted),
+        ],
+        0,
+    );
+    // Giving back a lease that is no longer yours (stale token) changes nothing.
+    check_leases(
+        &[
+            Acquire("a", Granted),
+            Advance(60),
+            Acquire("b", Granted),
+            Release("a", 0),
+            Holder(Some("b")),
+            Acquire("a", HeldBy("b", 120)),
+            Release("b", 1),
+            Acquire("a", Granted),
+        ],
+        1,
+    );
+    // A holder's own expired lease, taken again by it, is not a takeover.
+    check_leases(
+        &[Acquire("a", Granted), Advance(600), Acquire("a", Granted)],
+        0,
+    );
+}
+
+#[test]
+fn a_stale_holder_cannot_write_after_a_takeover() {
+    let p = pair();
+    let c = cred("h1/svc");
+    p.a().enroll(&c, &secret("v0")).unwrap();
+    let run = p.a().begin_run("test", "all").unwrap();
+    let lease_a = p.acquire("a", "h1/svc").unwrap();
+    let id = p
+        .a()
+        .stage(run, &c, &secret("v1"), &secret("rp"), lease_a)
+        .unwrap();
+    p.a().record_phase(id, Phase::Applied, None).unwrap();
+
+    // Process a stalls past its lease; process b takes the credential over.
+    p.clock.advance(61);
+    let lease_b = p.acquire("b", "h1/svc").unwrap();
+    assert!(lease_b.token > lease_a.token);
+    let before = p.snapshot();
+    let superseded = format!("superseded by token {}, taken by b", lease_b.token);
+    for result in [
+        p.a().record_phase(id, Phase::Verified, None),
+        p.a().commit(id),
+        p.a().roll_back(id, "late"),
+        p.a().mark_stuck(id, "late"),
+    ] {
+        assert_lease_lost(result, "h1/svc", &superseded);
+    }
+    assert_lease_lost(
+        p.a()
+            .stage(run, &cred("h1/svc"), &secret("v2"), &secret("rp"), lease_a)
+            .map(|_| ()),
+        "h1/svc",
+        &superseded,
+    );
+    assert_eq!(p.snapshot(), before, "a refused write changed something");
+
+    // b's lease alone does not let it write the rotation: it must adopt it first.
+    assert_lease_lost(p.b.commit(id), "h1/svc", "adopt it first");
+    let err = p.b.adopt(id, lease_a).unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost { .. }), "{err}");
+    p.b.adopt(id, lease_b).unwrap();
+    assert_eq!(p.audit("adopt").len(), 1);
+    assert!(p.audit("adopt")[0].1.contains(&lease_b.token.to_string()));
+    // Now the rotation row carries b's token; a, still holding its old one, is refused all
+    // the same (the store knows which token each process was given).
+    let before = p.snapshot();
+    for result in [
+        p.a().record_phase(id, Phase::RollingBack, None),
+        p.a().commit(id),
+        p.a().roll_back(id, "late"),
+        p.a().mark_stuck(id, "late"),
+    ] {
+        assert_lease_lost(result, "h1/svc", &superseded);
+    }
+    // The stale process giving its lease back does not free b's.
+    p.a().release_lease(&c, lease_a).unwrap();
+    assert_eq!(p.snapshot(), before, "a refused write changed something");
+    assert_eq!(p.b.status().unwrap()[0].lease_holder.as_deref(), Some("b"));
+
+    p.b.record_phase(id, Phase::Verified, None).unwrap();
+    p.b.commit(id).unwrap();
+    assert_eq!(p.b.current(&c).unwrap().unwrap().expose(), "v1");
+    // The stale process still cannot touch it (and learns why, not just "not open").
+    assert_lease_lost(p.a().commit(id), "h1/svc", "holds no lease");
+    // Adopting a finished rotation is refused.
+    let err = p.b.adopt(id, lease_b).unwrap_err();
+    assert!(matches!(err, StoreError::NotOpen { .. }), "{err}");
+}
+
+#[test]
+fn writes_need_an_unexpired_lease_and_renew_it() {
+    let p = pair();
+    let c = cred("h1/svc");
+    let run = p.a().begin_run("test", "all").unwrap();
+    let lease = p.acquire("a", "h1/svc").unwrap();
+    let id = p
+        .a()
+        .stage(run, &c, &secret("v1"), &secret("rp"), lease)
+        .unwrap();
+    // Each write renews the lease to now + ttl, so a busy holder keeps it indefinitely.
+    for _ in 0..3 {
+        p.clock.advance(50);
+        p.a().record_phase(id, Phase::Applied, None).unwrap();
+        assert_eq!(p.b.status().unwrap()[0].lease_holder.as_deref(), Some("a"));
+        let held = p.acquire("b", "h1/svc").unwrap_err();
+        assert_eq!(
+            held.expires_at,
+            p.clock.now() + chrono::TimeDelta::seconds(60)
+        );
+    }
+    // An expired lease fences writes even when no one has taken it over.
+    p.clock.advance(60);
+    assert_lease_lost(
+        p.a().record_phase(id, Phase::Verified, None),
+        "h1/svc",
+        "expired at",
+    );
+    // A released lease too.
+    let again = p.acquire("a", "h1/svc").unwrap();
+    p.a().adopt(id, again).unwrap();
+    p.a().release_lease(&c, again).unwrap();
+    assert_lease_lost(p.a().commit(id), "h1/svc", "gave it back");
+}
+
+#[test]
+fn rotations_from_before_leases_must_be_adopted() {
+    let f = fixture();
+    let c = cred("h1/svc");
+    let run = f.run();
+    let id = f.stage(run, &c, &secret("v1"), &secret("rp")).unwrap();
+    // What a schema-1 rotation looks like after the migration.
+    raw(&f.dir)
+        .execute("UPDATE rotations SET lease_token = NULL", [])
+        .unwrap();
+    assert_lease_lost(
+        f.vault.record_phase(id, Phase::Applied, None),
+        "h1/svc",
+        "staged by an older rotor",
+    );
+    // Recovery in the same process: the fixture's holder takes a fresh token.
+    let lease = f.vault.acquire_lease(&c, "test", TTL).unwrap().unwrap();
+    f.vault.adopt(id, lease).unwrap();
+    f.vault.commit(id).unwrap();
+    assert_eq!(current(&f, "h1/svc").as_deref(), Some("v1"));
+}
+
+#[test]
+fn a_schema_1_vault_migrates_on_open_and_keeps_its_data() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("data");
+    let old = test_support::init_at_schema(&dir, KeySource::default_file(&dir), 1).unwrap();
+    old.enroll(&cred("h1/svc"), &secret("v0-before-migration"))
+        .unwrap();
+    let run = old.begin_run("before", "all").unwrap();
+    drop(old);
+    let column_names = |table: &str| -> Vec<String> {
+        raw(&dir)
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert!(!column_names("rotations").contains(&"lease_token".to_owned()));
+
+    let vault = Vault::open(&dir, KeySource::default_file(&dir)).unwrap();
+    let version: String = raw(&dir)
+        .query_row(
+            "SELECT CAST(value AS TEXT) FROM meta WHERE key = 'schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, "2");
+    assert!(column_names("rotations").contains(&"lease_token".to_owned()));
+    let c = cred("h1/svc");
+    assert_eq!(
+        vault.current(&c).unwrap().unwrap().expose(),
+        "v0-before-migration"
+    );
+    // init, enroll: the chain made before the migration still verifies.
+    assert_eq!(vault.audit_verify().unwrap(), 2);
+    let status = vault.status().unwrap();
+    assert_eq!(
+        (status[0].parked.clone(), status[0].lease_holder.clone()),
+        (None, None)
+    );
+    assert_eq!(vault.parked(&c).unwrap(), None);
+    // The new machinery works on the migrated vault, in the run made before.
+    let lease = vault.acquire_lease(&c, "a", TTL).unwrap().unwrap();
+    let id = vault
+        .stage(run, &c, &secret("v1"), &secret("rp"), lease)
+        .unwrap();
+    vault.commit(id).unwrap();
+    assert_eq!(vault.current(&c).unwrap().unwrap().expose(), "v1");
+    drop(vault);
+    // Opening again finds nothing to migrate.
+    let vault = Vault::open(&dir, KeySource::default_file(&dir)).unwrap();
+    assert_eq!(vault.audit_verify().unwrap(), 4);
+}
+
+#[test]
+fn lockout_budget_counts_parks_and_unparks() {
+    let f = fixture();
+    let c = cred("h1/svc");
+    // Consecutive failures count up; a success resets.
+    for (ok, expect) in [
+        (false, 1),
+        (false, 2),
+        (true, 0),
+        (false, 1),
+        (false, 2),
+        (false, 3),
+    ] {
+        assert_eq!(f.vault.record_login(&c, ok).unwrap(), expect, "ok={ok}");
+    }
+    assert_eq!(f.vault.parked(&c).unwrap(), None);
+    f.vault.park(&c, "3 failed logins as the account").unwrap();
+    assert_eq!(
+        f.vault.parked(&c).unwrap().as_deref(),
+        Some("3 failed logins as the account")
+    );
+    let status = f.vault.status().unwrap();
+    assert_eq!(
+        status[0].parked.as_deref(),
+        Some("3 failed logins as the account")
+    );
+    // A parked credential is not rotated.
+    let err = f
+        .stage(f.run(), &c, &secret("v1"), &secret("rp"))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Parked { .. }), "{err}");
+    assert!(err.to_string().contains("3 failed logins"), "{err}");
+
+    f.vault.unpark(&c).unwrap();
+    assert_eq!(f.vault.parked(&c).unwrap(), None);
+    assert_eq!(f.vault.status().unwrap()[0].parked, None);
+    // Unparking cleared the count as well.
+    assert_eq!(f.vault.record_login(&c, false).unwrap(), 1);
+    f.stage(f.run(), &c, &secret("v1"), &secret("rp")).unwrap();
+
+    let err = f.vault.unpark(&cred("h1/typo")).unwrap_err();
+    assert!(matches!(err, StoreError::UnknownCredential(_)), "{err}");
+    assert_eq!(f.vault.parked(&cred("h1/never")).unwrap(), None);
+
+    // Park and unpark are audited; logins are not.
+    let conn = raw(&f.dir);
+    let actions: Vec<(String, String)> = conn
+        .prepare("SELECT action, detail FROM audit WHERE action IN ('park', 'unpark') ORDER BY seq")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert!(
+        actions[0].1.contains("3 failed logins") && actions[0].1.contains("\"failed_logins\":3")
+    );
+    assert!(actions[1].1.contains("was_parked"));
+    // init, park, unpark, stage (the refused stage wrote nothing).
+    assert_eq!(f.vault.audit_verify().unwrap(), 4);
+}
+
+/// A lease whose holding process on this machine is gone (SIGKILL) is taken over at once,
+/// without waiting for its ttl, and the takeover is audited as such.
+#[test]
+fn a_lease_of_a_dead_process_is_taken_over_at_once() {
+    let f = fixture();
+    let c = cred("h1/svc_app");
+    assert!(f.vault.acquire_lease(&c, "dead rotor", TTL).unwrap().is_ok());
+    // Pretend the holder was another process that has exited: a pid that cannot exist.
+    raw(&f.dir)
+        .execute("UPDATE leases SET owner_pid = 2147483646", [])
+        .unwrap();
+    let other = Vault::open(&f.dir, KeySource::default_file(&f.dir)).unwrap();
+    assert!(other.acquire_lease(&c, "live rotor", TTL).unwrap().is_ok());
+    // A live holder (this process) is respected.
+    let third = Vault::open(&f.dir, KeySource::default_file(&f.dir)).unwrap();
+    assert!(third.acquire_lease(&c, "third rotor", TTL).unwrap().is_err());
+    let audit: Vec<String> = raw(&f.dir)
+        .prepare("SELECT detail FROM audit WHERE action = 'lease_takeover'")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(audit.iter().any(|d| d.contains("\"previous_holder_gone\":true")), "{audit:?}");
 }

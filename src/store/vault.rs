@@ -1,18 +1,27 @@
 //! `Vault`: the SQLite vault behind one mutex-guarded connection. It implements the engine's
-//! [`Store`] trait (staging, phases, commit, roll-back, recovery listing) and the queries the
-//! CLI needs (`enroll`, `show`, `status`, `rotations_of_run`, the audit log).
+//! [`Store`] trait (staging, phases, commit, roll-back, recovery listing, leases, the lockout
+//! budget) and the queries the CLI needs (`enroll`, `show`, `status`, `rotations_of_run`, the
+//! audit log).
+//!
+//! Leases: a credential's lease is one row (holder, token, ttl, expiry), taken in a
+//! `BEGIN IMMEDIATE` transaction, so two processes on the same file cannot both get it. Every
+//! write to a rotation first checks, in its own transaction, that the rotation's token is still
+//! the credential's current unexpired lease (and renews it); a process that stalled past its
+//! lease therefore cannot overwrite the work of the one that took over. All times come from
+//! the vault's clock (`Utc::now`, replaceable in tests).
 //!
 //! It never writes a plaintext secret to the database (every secret goes through
 //! [`super::crypto`] first), never logs or returns a secret except through [`Secret`], and
 //! every state change runs in one `BEGIN IMMEDIATE` transaction that has committed
 //! (synchronous=FULL) when the method returns.
 
+use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
@@ -22,7 +31,7 @@ use super::crypto::{self, KeyBytes};
 use super::keys::KeySource;
 use super::{StoreError, audit, schema};
 use crate::credential::CredentialId;
-use crate::engine::{OpenRotation, Phase, RotationId, RunId, Store};
+use crate::engine::{Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, Store};
 use crate::secret::Secret;
 
 /// The database file inside the data directory.
@@ -42,6 +51,12 @@ pub struct Vault {
     data_key: KeyBytes,
     hmac_key: KeyBytes,
     actor: String,
+    clock: Clock,
+    /// The lease tokens this handle was granted and has not given back, by credential. The
+    /// rotation writes (`record_phase`, `commit`, ...) carry no lease, so this is how the
+    /// fence knows the caller's token: without it, a stalled process could write a rotation
+    /// that another process has adopted (its row then carries the new holder's token).
+    held: Mutex<HashMap<String, i64>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -74,6 +89,10 @@ pub struct CredentialStatus {
     pub last_rotation: Option<LastRotation>,
     /// A rotation is in an open phase (recovery must settle it).
     pub open_rotation: bool,
+    /// Why the credential is parked (lockout budget spent), if it is.
+    pub parked: Option<String>,
+    /// Who holds the credential's lease, if someone does and it has not expired.
+    pub lease_holder: Option<String>,
 }
 
 /// The latest rotation of a credential.
@@ -104,10 +123,57 @@ struct RotationRow {
     cred: String,
     version_id: i64,
     phase: Phase,
+    /// The fencing token the rotation was staged or adopted with (`None`: staged before
+    /// schema version 2, never adopted).
+    lease_token: Option<i64>,
 }
 
-fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+/// A credential's lease row.
+struct LeaseRow {
+    token: i64,
+    holder: String,
+    owner_host: String,
+    owner_pid: u32,
+    ttl_ms: i64,
+    expires_at: DateTime<Utc>,
+}
+
+impl LeaseRow {
+    /// The lease is held by a process on this machine that no longer exists (killed, crashed):
+    /// nobody can renew it, so waiting for its ttl would only delay recovery.
+    fn holder_is_gone(&self) -> bool {
+        self.owner_pid != 0
+            && self.owner_pid != std::process::id()
+            && self.owner_host == this_host()
+            && !Path::new(&format!("/proc/{}", self.owner_pid)).exists()
+    }
+}
+
+/// This machine's name, as leases record it.
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// How times are written: RFC 3339 in UTC with microseconds.
+fn time_text(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Where the vault reads the time. `Utc::now` outside tests; tests move it forward to expire
+/// leases (see `Vault::set_clock_for_tests`).
+type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The longest lease the vault grants; a longer ttl is cut to this. A lease exists to be
+/// renewed by a live process, and a week-long lease left by a dead one would block recovery
+/// for that long.
+const MAX_LEASE_TTL: TimeDelta = TimeDelta::days(1);
+
+fn lease_ttl(ttl: std::time::Duration) -> TimeDelta {
+    TimeDelta::from_std(ttl)
+        .unwrap_or(MAX_LEASE_TTL)
+        .min(MAX_LEASE_TTL)
 }
 
 fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
@@ -150,6 +216,16 @@ impl Vault {
     /// key at `source`, and `rotor.db` with fresh data and HMAC keys wrapped by the master key.
     /// Refuses, touching nothing, if the directory already holds a vault.
     pub fn init(data_dir: &Path, source: KeySource) -> Result<Vault, StoreError> {
+        Vault::init_at_schema(data_dir, source, schema::SCHEMA_VERSION)
+    }
+
+    /// `init` with the schema brought only to `schema_version` (tests build old vaults to
+    /// check the migrations).
+    fn init_at_schema(
+        data_dir: &Path,
+        source: KeySource,
+        schema_version: i64,
+    ) -> Result<Vault, StoreError> {
         let db = Vault::db_path(data_dir);
         if db.exists() {
             return Err(StoreError::AlreadyInitialized(data_dir.to_owned()));
@@ -171,7 +247,7 @@ impl Vault {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        schema::migrate(&mut conn)?;
+        schema::migrate_to(&mut conn, schema_version)?;
         let (data_key, hmac_key) = (KeyBytes::random(), KeyBytes::random());
         let vault = Vault {
             conn: Mutex::new(conn),
@@ -179,6 +255,8 @@ impl Vault {
             data_key,
             hmac_key,
             actor: default_actor(),
+            clock: Arc::new(Utc::now),
+            held: Mutex::default(),
         };
         vault.write(|tx| {
             for (name, aad, key) in [
@@ -235,6 +313,8 @@ impl Vault {
             data_key,
             hmac_key,
             actor: default_actor(),
+            clock: Arc::new(Utc::now),
+            held: Mutex::default(),
         })
     }
 
@@ -246,6 +326,32 @@ impl Vault {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Replaces the clock (tests move time forward to expire leases).
+    #[cfg(test)]
+    pub(crate) fn set_clock_for_tests(
+        &mut self,
+        clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static,
+    ) {
+        self.clock = Arc::new(clock);
+    }
+
+    /// The token this handle holds for the credential, if any.
+    fn held_token(&self, cred: &str) -> Option<i64> {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(cred)
+            .copied()
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    fn now_text(&self) -> String {
+        time_text(self.now())
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -277,7 +383,7 @@ impl Vault {
             conn,
             &self.hmac_key,
             &audit::Entry {
-                at: &now(),
+                at: &self.now_text(),
                 actor: &self.actor,
                 action,
                 cred,
@@ -322,6 +428,15 @@ impl Vault {
             params![cred, at],
         )?;
         Ok(conn.last_insert_rowid())
+    }
+
+    /// The credential's parking reason, if it is parked.
+    fn parked_in(conn: &Connection, credential_row: i64) -> Result<Option<String>, StoreError> {
+        Ok(conn.query_row(
+            "SELECT parked_reason FROM credentials WHERE id = ?1",
+            [credential_row],
+            |row| row.get(0),
+        )?)
     }
 
     /// The open rotation of a credential, if any.
@@ -401,7 +516,7 @@ impl Vault {
         let cred_text = cred.to_string();
         let fingerprint = crypto::fingerprint(&self.hmac_key, secret);
         self.write(|tx| {
-            let at = now();
+            let at = self.now_text();
             let credential_row = Vault::ensure_credential(tx, &cred_text, &at)?;
             if let Some(open) = Vault::open_rotation_of(tx, credential_row)? {
                 return Err(StoreError::RotationOpen(cred_text.clone(), open));
@@ -465,12 +580,15 @@ impl Vault {
                       WHERE v.credential_id = c.id AND v.state = 'current'),
                     EXISTS (SELECT 1 FROM versions v
                              WHERE v.credential_id = c.id AND v.state = 'pending'),
-                    r.id, r.phase, r.updated_at, r.note
+                    r.id, r.phase, r.updated_at, r.note,
+                    c.parked_reason, l.holder, l.expires_at
              FROM credentials c
              LEFT JOIN rotations r
                ON r.id = (SELECT MAX(id) FROM rotations WHERE credential_id = c.id)
+             LEFT JOIN leases l ON l.credential_id = c.id
              ORDER BY c.cred",
         )?;
+        let now = self.now();
         let mut rows = stmt.query([])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
@@ -487,7 +605,16 @@ impl Vault {
                     note: row.get(6)?,
                 }),
             };
+            let lease_holder = match (
+                row.get::<_, Option<String>>(8)?,
+                row.get::<_, Option<String>>(9)?,
+            ) {
+                (Some(holder), Some(expires_at)) if parse_time(&expires_at)? > now => Some(holder),
+                _ => None,
+            };
             out.push(CredentialStatus {
+                parked: row.get(7)?,
+                lease_holder,
                 cred: parse_cred(&cred)?,
                 has_current: current_since.is_some(),
                 current_since: current_since.as_deref().map(parse_time).transpose()?,
@@ -526,32 +653,82 @@ impl Vault {
     }
 
     fn rotation_row(conn: &Connection, id: RotationId) -> Result<RotationRow, StoreError> {
-        let row: Option<(i64, String, i64, String)> = conn
+        let row: Option<(i64, String, i64, String, Option<i64>)> = conn
             .query_row(
-                "SELECT r.credential_id, c.cred, r.version_id, r.phase
+                "SELECT r.credential_id, c.cred, r.version_id, r.phase, r.lease_token
                  FROM rotations r JOIN credentials c ON c.id = r.credential_id
                  WHERE r.id = ?1",
                 [id.0],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                },
             )
             .optional()?;
-        let (credential_row, cred, version_id, phase) =
+        let (credential_row, cred, version_id, phase, lease_token) =
             row.ok_or(StoreError::UnknownRotation(id.0))?;
         Ok(RotationRow {
             credential_row,
             cred,
             version_id,
             phase: parse_phase(&phase)?,
+            lease_token,
         })
     }
 
-    /// The rotation, which must be open to be `wanted` (a verb for the error message).
-    fn open_rotation_row(
+    /// The rotation, for a write by the process holding its lease. Fenced first (so a stale
+    /// process learns that it lost the lease rather than some consequence of the new
+    /// holder's work): the rotation must carry a token, this handle must hold that token,
+    /// and it must be the credential's current unexpired lease ([`Vault::fence`], which also
+    /// renews it). Then the rotation must be open to be `wanted` (a verb for the message).
+    fn fenced_rotation_row(
+        &self,
         conn: &Connection,
         id: RotationId,
         wanted: &'static str,
     ) -> Result<RotationRow, StoreError> {
         let row = Vault::rotation_row(conn, id)?;
+        let lost = |why: String| StoreError::LeaseLost {
+            cred: row.cred.clone(),
+            why,
+        };
+        let Some(token) = row.lease_token else {
+            return Err(lost(format!(
+                "rotation {id} carries no lease token: it was staged by an older rotor, and recovery must adopt it first"
+            )));
+        };
+        let Some(mine) = self.held_token(&row.cred) else {
+            return Err(lost(
+                "this process holds no lease on it, or gave it back".into(),
+            ));
+        };
+        self.fence(conn, row.credential_row, &row.cred, mine)?;
+        if token != mine {
+            return Err(lost(format!(
+                "rotation {id} is fenced by lease token {token}, not by this process's token {mine}; {}",
+                if token > mine {
+                    "another process adopted it"
+                } else {
+                    "adopt it first"
+                }
+            )));
+        }
+        Vault::check_open(conn, id, &row, wanted)?;
+        Ok(row)
+    }
+
+    /// Fails unless the rotation is open, with its pending version in place.
+    fn check_open(
+        conn: &Connection,
+        id: RotationId,
+        row: &RotationRow,
+        wanted: &'static str,
+    ) -> Result<(), StoreError> {
         if !row.phase.is_open() {
             return Err(StoreError::NotOpen {
                 id: id.0,
@@ -572,7 +749,78 @@ impl Vault {
                 id.0, row.version_id
             )));
         }
-        Ok(row)
+        Ok(())
+    }
+
+    fn lease_row(conn: &Connection, credential_row: i64) -> Result<Option<LeaseRow>, StoreError> {
+        let row: Option<(i64, String, String, u32, i64, String)> = conn
+            .query_row(
+                "SELECT token, holder, owner_host, owner_pid, ttl_ms, expires_at
+                 FROM leases WHERE credential_id = ?1",
+                [credential_row],
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(token, holder, owner_host, owner_pid, ttl_ms, expires_at)| {
+            Ok(LeaseRow {
+                token,
+                holder,
+                owner_host,
+                owner_pid,
+                ttl_ms,
+                expires_at: parse_time(&expires_at)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The fencing check, inside the caller's write transaction: `token` must be the
+    /// credential's current lease and that lease must not have expired. On success the lease
+    /// is renewed by its ttl (the write proves its holder is alive); on failure the caller's
+    /// transaction is rolled back by the error, so a stale process changes nothing.
+    fn fence(
+        &self,
+        conn: &Connection,
+        credential_row: i64,
+        cred: &str,
+        token: i64,
+    ) -> Result<(), StoreError> {
+        let lost = |why: String| StoreError::LeaseLost {
+            cred: cred.to_owned(),
+            why,
+        };
+        let now = self.now();
+        let lease = Vault::lease_row(conn, credential_row)?
+            .ok_or_else(|| lost(format!("lease token {token} was given back")))?;
+        if lease.token != token {
+            return Err(lost(format!(
+                "lease token {token} was superseded by token {}, taken by {}",
+                lease.token, lease.holder
+            )));
+        }
+        if lease.expires_at <= now {
+            return Err(lost(format!(
+                "lease token {token} expired at {}",
+                time_text(lease.expires_at)
+            )));
+        }
+        conn.execute(
+            "UPDATE leases SET expires_at = ?2 WHERE credential_id = ?1",
+            params![
+                credential_row,
+                time_text(now + TimeDelta::milliseconds(lease.ttl_ms))
+            ],
+        )?;
+        Ok(())
     }
 
     fn set_phase(
@@ -603,7 +851,7 @@ impl Store for Vault {
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO runs (started_at, reason, scope) VALUES (?1, ?2, ?3)",
-                params![now(), reason, scope],
+                params![self.now_text(), reason, scope],
             )?;
             Ok(RunId(tx.last_insert_rowid()))
         })
@@ -613,7 +861,7 @@ impl Store for Vault {
         self.write(|tx| {
             let n = tx.execute(
                 "UPDATE runs SET ended_at = ?2, summary = ?3 WHERE id = ?1",
-                params![run.0, now(), summary],
+                params![run.0, self.now_text(), summary],
             )?;
             if n == 0 {
                 return Err(StoreError::UnknownRun(run.0));
@@ -637,10 +885,11 @@ impl Store for Vault {
         cred: &CredentialId,
         new: &Secret,
         restore_point: &Secret,
+        lease: Lease,
     ) -> Result<RotationId, StoreError> {
         let cred_text = cred.to_string();
         self.write(|tx| {
-            let at = now();
+            let at = self.now_text();
             let run_exists: bool = tx.query_row(
                 "SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
                 [run.0],
@@ -650,6 +899,13 @@ impl Store for Vault {
                 return Err(StoreError::UnknownRun(run.0));
             }
             let credential_row = Vault::ensure_credential(tx, &cred_text, &at)?;
+            self.fence(tx, credential_row, &cred_text, lease.token)?;
+            if let Some(reason) = Vault::parked_in(tx, credential_row)? {
+                return Err(StoreError::Parked {
+                    cred: cred_text.clone(),
+                    reason,
+                });
+            }
             if let Some(open) = Vault::open_rotation_of(tx, credential_row)? {
                 return Err(StoreError::RotationOpen(cred_text.clone(), open));
             }
@@ -670,9 +926,9 @@ impl Store for Vault {
                 self.insert_version(tx, credential_row, &cred_text, "pending", new, &at)?;
             tx.execute(
                 "INSERT INTO rotations (run_id, credential_id, version_id, phase, restore_point,
-                                        started_at, updated_at)
-                 VALUES (?1, ?2, ?3, 'staged', x'', ?4, ?4)",
-                params![run.0, credential_row, version, at],
+                                        started_at, updated_at, lease_token)
+                 VALUES (?1, ?2, ?3, 'staged', x'', ?4, ?4, ?5)",
+                params![run.0, credential_row, version, at, lease.token],
             )?;
             let id = tx.last_insert_rowid();
             let sealed = crypto::seal_secret(&self.data_key, &restore_aad(id), restore_point);
@@ -684,7 +940,10 @@ impl Store for Vault {
                 tx,
                 "stage",
                 Some(&cred_text),
-                &format!("rotation {id}; run {run}; pending version {version}"),
+                &format!(
+                    "rotation {id}; run {run}; pending version {version}; lease token {}",
+                    lease.token
+                ),
             )?;
             Ok(RotationId(id))
         })
@@ -700,8 +959,8 @@ impl Store for Vault {
             return Err(StoreError::PhaseNotRecordable(id.0));
         }
         self.write(|tx| {
-            let row = Vault::open_rotation_row(tx, id, "moved to another phase")?;
-            Vault::set_phase(tx, id, phase, note, &now())?;
+            let row = self.fenced_rotation_row(tx, id, "moved to another phase")?;
+            Vault::set_phase(tx, id, phase, note, &self.now_text())?;
             self.audit_in(
                 tx,
                 "phase",
@@ -714,8 +973,8 @@ impl Store for Vault {
 
     fn commit(&self, id: RotationId) -> Result<(), StoreError> {
         self.write(|tx| {
-            let at = now();
-            let row = Vault::open_rotation_row(tx, id, "committed")?;
+            let at = self.now_text();
+            let row = self.fenced_rotation_row(tx, id, "committed")?;
             // Order matters for the one-live-state index: free `previous`, then `current`.
             tx.execute(
                 "UPDATE versions SET state = 'retired', state_changed_at = ?2
@@ -744,8 +1003,8 @@ impl Store for Vault {
 
     fn roll_back(&self, id: RotationId, reason: &str) -> Result<(), StoreError> {
         self.write(|tx| {
-            let at = now();
-            let row = Vault::open_rotation_row(tx, id, "rolled back")?;
+            let at = self.now_text();
+            let row = self.fenced_rotation_row(tx, id, "rolled back")?;
             tx.execute(
                 "UPDATE versions SET state = 'retired', never_current = 1, state_changed_at = ?2
                  WHERE id = ?1",
@@ -760,8 +1019,8 @@ impl Store for Vault {
 
     fn mark_stuck(&self, id: RotationId, reason: &str) -> Result<(), StoreError> {
         self.write(|tx| {
-            let row = Vault::open_rotation_row(tx, id, "marked stuck")?;
-            Vault::set_phase(tx, id, Phase::Stuck, Some(reason), &now())?;
+            let row = self.fenced_rotation_row(tx, id, "marked stuck")?;
+            Vault::set_phase(tx, id, Phase::Stuck, Some(reason), &self.now_text())?;
             let detail = serde_json::json!({ "rotation": id.0, "reason": reason }).to_string();
             self.audit_in(tx, "mark_stuck", Some(&row.cred), &detail)?;
             tracing::error!(cred = %row.cred, rotation = id.0, "rotation is stuck, operator needed");
@@ -801,9 +1060,199 @@ impl Store for Vault {
     fn current(&self, cred: &CredentialId) -> Result<Option<Secret>, StoreError> {
         self.current_in(&self.lock(), &cred.to_string())
     }
+
+    /// Leases are not audited (every rotation takes and gives back one), except when one
+    /// holder takes over another's expired lease: that is where a process stalled or died,
+    /// which is worth finding afterwards. `ttl` is capped at one day.
+    fn acquire_lease(
+        &self,
+        cred: &CredentialId,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Result<Lease, LeaseHeld>, StoreError> {
+        let cred_text = cred.to_string();
+        let ttl = lease_ttl(ttl);
+        let granted = self.write(|tx| {
+            let now = self.now();
+            let credential_row = Vault::ensure_credential(tx, &cred_text, &time_text(now))?;
+            let previous = Vault::lease_row(tx, credential_row)?;
+            if let Some(held) = &previous
+                && held.holder != holder
+                && held.expires_at > now
+                && !held.holder_is_gone()
+            {
+                return Ok(Err(LeaseHeld {
+                    holder: held.holder.clone(),
+                    expires_at: held.expires_at,
+                }));
+            }
+            let token: i64 = tx.query_row(
+                "UPDATE lease_counter SET last_token = last_token + 1 WHERE id = 1
+                 RETURNING last_token",
+                [],
+                |row| row.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO leases (credential_id, token, holder, owner_host, owner_pid, ttl_ms,
+                                     acquired_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (credential_id) DO UPDATE SET
+                   token = excluded.token, holder = excluded.holder,
+                   owner_host = excluded.owner_host, owner_pid = excluded.owner_pid,
+                   ttl_ms = excluded.ttl_ms, acquired_at = excluded.acquired_at,
+                   expires_at = excluded.expires_at",
+                params![
+                    credential_row,
+                    token,
+                    holder,
+                    this_host(),
+                    std::process::id(),
+                    ttl.num_milliseconds(),
+                    time_text(now),
+                    time_text(now + ttl)
+                ],
+            )?;
+            if let Some(expired) = previous.filter(|p| p.holder != holder) {
+                let detail = serde_json::json!({
+                    "previous_holder": expired.holder,
+                    "previous_holder_gone": expired.holder_is_gone(),
+                    "previous_token": expired.token,
+                    "expired_at": time_text(expired.expires_at),
+                    "holder": holder,
+                    "token": token,
+                })
+                .to_string();
+                self.audit_in(tx, "lease_takeover", Some(&cred_text), &detail)?;
+                tracing::warn!(
+                    cred = %cred_text, previous_holder = %expired.holder, token,
+                    "took over an expired lease"
+                );
+            }
+            Ok(Ok(Lease { token }))
+        })?;
+        if let Ok(lease) = granted {
+            self.held
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(cred_text, lease.token);
+        }
+        Ok(granted)
+    }
+
+    fn release_lease(&self, cred: &CredentialId, lease: Lease) -> Result<(), StoreError> {
+        let cred_text = cred.to_string();
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM leases
+                 WHERE credential_id = (SELECT id FROM credentials WHERE cred = ?1)
+                   AND token = ?2",
+                params![cred_text, lease.token],
+            )?;
+            Ok(())
+        })?;
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.get(&cred_text) == Some(&lease.token) {
+            held.remove(&cred_text);
+        }
+        Ok(())
+    }
+
+    /// Audited: adopting is recovery taking a rotation over from another process.
+    fn adopt(&self, id: RotationId, lease: Lease) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let row = Vault::rotation_row(tx, id)?;
+            Vault::check_open(tx, id, &row, "adopted")?;
+            self.fence(tx, row.credential_row, &row.cred, lease.token)?;
+            tx.execute(
+                "UPDATE rotations SET lease_token = ?2 WHERE id = ?1",
+                params![id.0, lease.token],
+            )?;
+            let detail = serde_json::json!({
+                "rotation": id.0,
+                "previous_token": row.lease_token,
+                "token": lease.token,
+            })
+            .to_string();
+            self.audit_in(tx, "adopt", Some(&row.cred), &detail)?;
+            Ok(())
+        })
+    }
+
+    /// Not audited (heartbeats would flood the log); parking is.
+    fn record_login(&self, cred: &CredentialId, ok: bool) -> Result<u32, StoreError> {
+        let cred_text = cred.to_string();
+        self.write(|tx| {
+            let credential_row = Vault::ensure_credential(tx, &cred_text, &self.now_text())?;
+            let n_failed: i64 = tx.query_row(
+                "UPDATE credentials
+                 SET failed_logins = CASE WHEN ?2 THEN 0 ELSE failed_logins + 1 END
+                 WHERE id = ?1 RETURNING failed_logins",
+                params![credential_row, ok],
+                |row| row.get(0),
+            )?;
+            u32::try_from(n_failed)
+                .map_err(|_| StoreError::Corrupt(format!("failed login count {n_failed}")))
+        })
+    }
+
+    fn park(&self, cred: &CredentialId, reason: &str) -> Result<(), StoreError> {
+        let cred_text = cred.to_string();
+        self.write(|tx| {
+            let at = self.now_text();
+            let credential_row = Vault::ensure_credential(tx, &cred_text, &at)?;
+            let n_failed: i64 = tx.query_row(
+                "UPDATE credentials SET parked_reason = ?2, parked_at = ?3 WHERE id = ?1
+                 RETURNING failed_logins",
+                params![credential_row, reason, at],
+                |row| row.get(0),
+            )?;
+            let detail =
+                serde_json::json!({ "reason": reason, "failed_logins": n_failed }).to_string();
+            self.audit_in(tx, "park", Some(&cred_text), &detail)?;
+            tracing::error!(cred = %cred_text, reason, "credential parked, operator needed");
+            Ok(())
+        })
+    }
+
+    /// Fails with `UnknownCredential` for a credential the vault does not know (a typo).
+    fn unpark(&self, cred: &CredentialId) -> Result<(), StoreError> {
+        let cred_text = cred.to_string();
+        self.write(|tx| {
+            let credential_row = Vault::credential_row(tx, &cred_text)?
+                .ok_or_else(|| StoreError::UnknownCredential(cred_text.clone()))?;
+            let was_parked = Vault::parked_in(tx, credential_row)?;
+            tx.execute(
+                "UPDATE credentials SET parked_reason = NULL, parked_at = NULL, failed_logins = 0
+                 WHERE id = ?1",
+                [credential_row],
+            )?;
+            let detail = serde_json::json!({ "was_parked": was_parked }).to_string();
+            self.audit_in(tx, "unpark", Some(&cred_text), &detail)?;
+            Ok(())
+        })
+    }
+
+    fn parked(&self, cred: &CredentialId) -> Result<Option<String>, StoreError> {
+        let conn = self.lock();
+        match Vault::credential_row(&conn, &cred.to_string())? {
+            Some(credential_row) => Vault::parked_in(&conn, credential_row),
+            None => Ok(None),
+        }
+    }
 }
 
 #[cfg(test)]
 pub(super) mod test_support {
+    use super::*;
+
     pub const OPEN_PHASES_SQL: &str = super::OPEN_PHASES_SQL;
+
+    /// A new vault whose schema stops at `schema_version`, as an older rotor made it.
+    pub fn init_at_schema(
+        data_dir: &Path,
+        source: KeySource,
+        schema_version: i64,
+    ) -> Result<Vault, StoreError> {
+        Vault::init_at_schema(data_dir, source, schema_version)
+    }
 }
