@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::lab::Lab;
-use crate::rotate::Rotor;
+use crate::support::Rotor;
 
 /// Runs rotor, expects failure, returns "exit N" and stderr with temp paths and lab addresses
 /// replaced by stable names.

@@ -29,6 +29,9 @@ const SHARED_PASSWORD: &str = "Shared-Passw0rd!";
 pub enum Fault {
     /// `/usr/sbin/chpasswd` on that host prints an error and exits 1.
     ChpasswdFails,
+    /// `/usr/sbin/chpasswd` on that host reads its input and exits 0 without changing
+    /// anything: the host claims success, the new password does not work.
+    ChpasswdLies,
     /// SIGSTOP its sshd: TCP connects, no banner ever comes.
     Stop,
     /// SIGCONT after `Stop`.
@@ -45,6 +48,7 @@ impl Fault {
     fn as_arg(self) -> &'static str {
         match self {
             Fault::ChpasswdFails => "chpasswd-fails",
+            Fault::ChpasswdLies => "chpasswd-lies",
             Fault::Stop => "stop",
             Fault::Cont => "cont",
             Fault::Kill => "kill",
@@ -190,6 +194,39 @@ impl Lab {
             output.status,
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+
+    /// After `Fault::Rekey`: trust `host`'s new key in `known_hosts`, so that `login_works`
+    /// can reach it again. The inventory keeps the old key.
+    pub fn trust_new_host_key(&self, host: &str) {
+        let pubkey = std::fs::read_to_string(
+            self.dir()
+                .join("hosts")
+                .join(host)
+                .join("etc/ssh/ssh_host_ed25519_key.pub"),
+        )
+        .expect("read the host's new public key");
+        let pubkey: Vec<&str> = pubkey.split_whitespace().take(2).collect();
+        let tsv = std::fs::read_to_string(self.dir().join("hosts.tsv")).expect("read hosts.tsv");
+        let addr = tsv
+            .lines()
+            .map(|l| l.split('\t').collect::<Vec<_>>())
+            .find(|f| f[0] == host)
+            .map(|f| f[1].to_owned())
+            .unwrap_or_else(|| panic!("{host} not in hosts.tsv"));
+        let path = self.dir().join("known_hosts");
+        let known = std::fs::read_to_string(&path).expect("read known_hosts");
+        let updated: String = known
+            .lines()
+            .map(|l| {
+                if l.split(' ').next() == Some(addr.as_str()) {
+                    format!("{addr} {}\n", pubkey.join(" "))
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(&path, updated).expect("write known_hosts");
     }
 
     fn script(&self) -> Command {

@@ -2,6 +2,9 @@
 //! real sshd hosts that the lab fixture starts and stops.
 
 mod bad_input;
+mod faults;
 mod lab;
 mod rotate;
 mod smoke;
+mod stress;
+mod support;

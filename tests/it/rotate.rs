@@ -3,115 +3,16 @@
 //! with the system `ssh` client (through `scripts/lab login`), not rotor's own code.
 
 use std::collections::HashSet;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::lab::{Fault, Lab};
-
-/// A vault in its own temp dir and a way to run the real `rotor` binary against it.
-pub struct Rotor {
-    pub data: tempfile::TempDir,
-}
-
-impl Rotor {
-    pub fn init() -> Rotor {
-        let r = Rotor {
-            data: tempfile::tempdir().unwrap(),
-        };
-        let out = r.run(&["init"]);
-        assert!(
-            out.status.success(),
-            "rotor init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        r
-    }
-
-    pub fn vault_dir(&self) -> std::path::PathBuf {
-        self.data.path().join("vault")
-    }
-
-    pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_rotor"));
-        c.args(args)
-            .env("ROTOR_DATA_DIR", self.vault_dir())
-            .env("ROTOR_LOG", "debug")
-            .env_remove("ROTOR_LAB_PAUSE_AT");
-        c
-    }
-
-    pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    pub fn run_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    pub fn show(&self, cred: &str) -> Option<String> {
-        let out = self.run(&["show", cred, "--reason", "test check"]);
-        out.status.success().then(|| {
-            String::from_utf8(out.stdout)
-                .unwrap()
-                .trim_end_matches('\n')
-                .to_owned()
-        })
-    }
-
-    /// Every byte of the vault's files, for leak checks.
-    pub fn vault_bytes(&self) -> Vec<u8> {
-        let mut all = Vec::new();
-        for e in std::fs::read_dir(self.vault_dir()).unwrap() {
-            all.extend(std::fs::read(e.unwrap().path()).unwrap());
-        }
-        all
-    }
-}
-
-pub fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): stdout {} stderr {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn creds(lab: &Lab) -> Vec<(String, String)> {
-    lab.host_names()
-        .iter()
-        .flat_map(|h| ["svc_app", "svc_backup"].map(|a| (h.clone(), a.to_owned())))
-        .collect()
-}
+use crate::support::{Rotor, creds, json, result_of};
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
-}
-
-fn result_of<'a>(report: &'a serde_json::Value, cred: &str) -> &'a serde_json::Value {
-    report["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["cred"] == cred)
-        .unwrap_or_else(|| panic!("{cred} not in report"))
 }
 
 #[test]

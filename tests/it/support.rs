@@ -1,0 +1,157 @@
+//! Shared helpers of the integration tests: a vault of its own and the real `rotor` binary to
+//! run against it, and readers for the JSON report.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::lab::Lab;
+
+/// A vault in its own temp dir and a way to run the real `rotor` binary against it.
+pub struct Rotor {
+    pub data: tempfile::TempDir,
+}
+
+#[allow(dead_code)] // Each test module uses the parts it needs.
+impl Rotor {
+    /// A fresh vault (`rotor init`).
+    pub fn init() -> Rotor {
+        let r = Rotor::without_vault();
+        r.init_vault();
+        r
+    }
+
+    /// The temp dir only, for tests that must prepare it (e.g. mount a filesystem on it)
+    /// before `init_vault`.
+    pub fn without_vault() -> Rotor {
+        Rotor {
+            data: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn init_vault(&self) {
+        let out = self.run(&["init"]);
+        assert!(
+            out.status.success(),
+            "rotor init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn vault_dir(&self) -> std::path::PathBuf {
+        self.data.path().join("vault")
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rotor"));
+        c.args(args)
+            .env("ROTOR_DATA_DIR", self.vault_dir())
+            .env("ROTOR_LOG", "debug")
+            .env_remove("ROTOR_LAB_PAUSE_AT");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    pub fn run_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn show(&self, cred: &str) -> Option<String> {
+        let out = self.run(&["show", cred, "--reason", "test check"]);
+        out.status.success().then(|| {
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .trim_end_matches('\n')
+                .to_owned()
+        })
+    }
+
+    /// Every byte of the vault's files, for leak checks.
+    pub fn vault_bytes(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        for e in std::fs::read_dir(self.vault_dir()).unwrap() {
+            all.extend(std::fs::read(e.unwrap().path()).unwrap());
+        }
+        all
+    }
+
+    /// `rotor rotate -i LAB_INVENTORY --all --output json EXTRA...`, timed.
+    pub fn rotate_all_json(&self, lab: &Lab, extra: &[&str]) -> Run {
+        let inv = lab.inventory_path();
+        let mut args = vec!["rotate", "-i", inv.to_str().unwrap(), "--all"];
+        args.extend(["--output", "json"]);
+        args.extend(extra);
+        let started = Instant::now();
+        let output = self.run(&args);
+        Run {
+            elapsed: started.elapsed(),
+            output,
+        }
+    }
+}
+
+/// One finished `rotor` run.
+pub struct Run {
+    pub elapsed: Duration,
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+
+    /// The JSON report on stdout; panics with stdout and stderr if there is none.
+    pub fn report(&self) -> serde_json::Value {
+        json(&self.output)
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+}
+
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): exit {:?}, stdout {} stderr {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Every `(host, account)` of a lab.
+pub fn creds(lab: &Lab) -> Vec<(String, String)> {
+    lab.host_names()
+        .iter()
+        .flat_map(|h| ["svc_app", "svc_backup"].map(|a| (h.clone(), a.to_owned())))
+        .collect()
+}
+
+/// The report's entry for `cred` (`HOST/ACCOUNT`); panics if it has none.
+pub fn result_of<'a>(report: &'a serde_json::Value, cred: &str) -> &'a serde_json::Value {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["cred"] == cred)
+        .unwrap_or_else(|| panic!("{cred} not in report:\n{report:#}"))
+}
