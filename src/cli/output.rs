@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 
 use super::{Failure, Global, KeySourceArg, OutputFormat};
-use crate::store::{KeySource, Vault};
+use crate::store::{KeySource, StoreError, Vault};
 
 /// Logs go to stderr. `ROTOR_LOG` (a tracing filter) wins; else warnings, or more with -v.
 pub fn init_logging(verbose: u8) {
@@ -60,7 +60,14 @@ pub fn key_source(g: &Global, data_dir: &std::path::Path) -> KeySource {
 pub fn open_vault(g: &Global) -> Result<Arc<Vault>, Failure> {
     let dir = data_dir(g)?;
     let source = key_source(g, &dir);
-    Ok(Arc::new(Vault::open(&dir, source)?))
+    match Vault::open(&dir, source) {
+        Ok(v) => Ok(Arc::new(v)),
+        // Database-level failures do not know the path; name it for the operator.
+        Err(e @ (StoreError::Unwritable(_) | StoreError::Db(_))) => Err(anyhow::Error::new(e)
+            .context(format!("cannot open the vault in {}", dir.display()))
+            .into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Where results go: text or JSON on stdout.

@@ -122,6 +122,24 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .build()?)
 }
 
+/// Test hook (only with the `lab` feature): with `ROTOR_LAB_HOLD_AFTER_BEGIN=FILE`, the run
+/// writes `FILE.waiting` once it has begun and waits until `FILE` exists, so a test can break
+/// something (e.g. fill the vault's disk) at that exact moment. Release builds lack it.
+#[cfg(feature = "lab")]
+fn hold_after_begin() {
+    let Ok(go) = std::env::var("ROTOR_LAB_HOLD_AFTER_BEGIN") else {
+        return;
+    };
+    let _ = std::fs::write(format!("{go}.waiting"), b"");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::path::Path::new(&go).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(not(feature = "lab"))]
+fn hold_after_begin() {}
+
 /// First SIGINT/SIGTERM: start nothing new, let in-flight rotations finish or roll back, then
 /// print the report. A second one exits at once; `rotor recover` settles what it left open.
 async fn stop_on_signal(stop: Arc<AtomicBool>) {
@@ -208,6 +226,7 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
         ..options
     };
     let run = store.begin_run(&a.reason, &label)?;
+    hold_after_begin();
     let started = Instant::now();
     let results = rt.block_on(driver::rotate(work, run, store.clone(), fleet, options));
     bar.finish_and_clear();
@@ -218,8 +237,12 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
         started.elapsed().as_millis() as u64,
         results,
     );
-    store.end_run(run, &serde_json::to_string(&report.counts)?)?;
+    // The report first: it is what the operator needs, even if the vault cannot record the
+    // end of the run (a full disk, say).
     emit(out, &report);
+    if let Err(e) = store.end_run(run, &serde_json::to_string(&report.counts)?) {
+        tracing::error!("could not record the end of run {run}: {e}");
+    }
     Ok(report.exit_code())
 }
 

