@@ -10,10 +10,12 @@ use clap::Args;
 
 use super::output::{Output, open_vault};
 use super::{CliResult, Failure, Global, OutputFormat, usage};
+use crate::credential::CredentialId;
 use crate::engine::blast::FailureLimit;
+use crate::engine::driver::lease_ttl;
 use crate::engine::driver::{self, CredentialResult, Fleet, HostWork, Progress, RunOptions};
 use crate::engine::{Outcome, Store};
-use crate::inventory::{Inventory, Scope};
+use crate::inventory::{Host, Inventory, Scope};
 use crate::playbook::SshFleet;
 use crate::report::RunReport;
 
@@ -47,6 +49,10 @@ pub struct RotateArgs {
     /// Rotate this many hosts first; if any of them fails, start no other host.
     #[arg(long, default_value_t = 0, value_name = "K")]
     pub canary: usize,
+    /// Unpark credentials parked after repeated failed logins and try them again (after you
+    /// fixed why their logins failed).
+    #[arg(long)]
+    pub retry_parked: bool,
     /// Stop starting new hosts once more than this many hosts failed: a count (5) or a
     /// percentage of the run's hosts (10%). Unreachable hosts count as failed.
     #[arg(long, value_name = "N|P%", value_parser = parse_failure_limit)]
@@ -66,6 +72,9 @@ pub struct RecoverArgs {
     pub inventory: PathBuf,
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub step_timeout: u64,
+    /// Unpark this credential (HOST/ACCOUNT) first: an operator fixed why its logins failed.
+    #[arg(long, value_name = "HOST/ACCOUNT")]
+    pub cred: Option<String>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
@@ -92,8 +101,13 @@ pub fn resolve(sel: &Selection) -> Result<(Inventory, Vec<HostWork>, String), Fa
     .join(" ");
     let inv = crate::inventory::load(&sel.inventory)?;
     let selected = inv.select(&scopes).map_err(usage)?;
-    let work = selected
-        .hosts
+    let work = host_work(&inv, selected.hosts);
+    Ok((inv, work, label))
+}
+
+/// Pairs each selected account with its policy.
+pub fn host_work(inv: &Inventory, hosts: Vec<Host>) -> Vec<HostWork> {
+    hosts
         .into_iter()
         .map(|host| {
             let accounts = host
@@ -111,8 +125,7 @@ pub fn resolve(sel: &Selection) -> Result<(Inventory, Vec<HostWork>, String), Fa
                 .collect();
             HostWork { host, accounts }
         })
-        .collect();
-    Ok((inv, work, label))
+        .collect()
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -197,14 +210,17 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
     let options = RunOptions {
         canary: a.canary,
         max_failures: a.max_failures.unwrap_or(FailureLimit::Unlimited),
+        lease_ttl: lease_ttl(Duration::from_secs(a.step_timeout)),
+        retry_parked: a.retry_parked,
         ..RunOptions::new(a.concurrency as usize)
     };
     let rt = runtime()?;
     rt.spawn(stop_on_signal(options.stop.clone()));
 
     // Settle what an earlier run left open before starting new work on the same credentials.
+    let everything = host_work(&inv, inv.hosts.clone());
     let recovered = rt.block_on(driver::recover(
-        &inv.hosts,
+        &everything,
         store.clone(),
         fleet.clone(),
         options.clone(),
@@ -250,17 +266,26 @@ pub fn recover(g: &Global, a: RecoverArgs) -> CliResult {
     let inv = crate::inventory::load(&a.inventory)?;
     let out = Output::new(a.output);
     let vault = open_vault(g)?;
+    if let Some(cred) = &a.cred {
+        let cred = CredentialId::parse(cred).map_err(usage)?;
+        vault.unpark(&cred)?;
+        eprintln!("Unparked {cred}: rotor will log in as it again.");
+    }
     let store: Arc<dyn Store> = vault;
     let fleet: Arc<dyn Fleet> = Arc::new(SshFleet {
         store: store.clone(),
         step_timeout: Duration::from_secs(a.step_timeout),
     });
     let started = Instant::now();
+    let everything = host_work(&inv, inv.hosts.clone());
     let results = runtime()?.block_on(driver::recover(
-        &inv.hosts,
+        &everything,
         store,
         fleet,
-        RunOptions::new(32),
+        RunOptions {
+            lease_ttl: lease_ttl(Duration::from_secs(a.step_timeout)),
+            ..RunOptions::new(32)
+        },
     ))?;
     if results.is_empty() && out.format == OutputFormat::Text {
         println!("Nothing to recover: no rotation is open.");

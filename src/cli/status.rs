@@ -46,14 +46,21 @@ pub fn run(g: &Global, a: StatusArgs) -> CliResult {
                 Some(r) => format!("{} {}", r.phase, r.at.format("%Y-%m-%d %H:%M")),
                 None => "never".to_owned(),
             };
-            let state = if s.open_rotation {
-                "OPEN: run `rotor recover`"
+            let state = if let Some(why) = &s.parked {
+                format!(
+                    "PARKED ({why}): fix, then `rotor recover --cred {}`",
+                    s.cred
+                )
+            } else if let Some(holder) = &s.lease_holder {
+                format!("in use by {holder}")
+            } else if s.open_rotation {
+                "OPEN: run `rotor recover`".to_owned()
             } else if s.has_current {
-                "ok"
+                "ok".to_owned()
             } else {
-                "no current secret"
+                "no current secret".to_owned()
             };
-            [s.cred.to_string(), age, last, state.to_owned()]
+            [s.cred.to_string(), age, last, state]
         })
         .collect();
     println!("{} credentials in the vault.\n", rows.len());

@@ -13,6 +13,7 @@ use super::{CliResult, Global, OutputFormat};
 use crate::connector::ssh::check_password_login;
 use crate::credential::CredentialId;
 use crate::engine::Store;
+use crate::engine::driver::count_login;
 use crate::playbook::SshFleet;
 use crate::report::{SCHEMA_VERSION, table};
 
@@ -34,6 +35,17 @@ struct Check {
     /// works, rejected, no_secret, or the fault class that stopped the check.
     result: String,
     detail: String,
+}
+
+/// A heartbeat login counts against the lockout budget like any other.
+fn counted(
+    store: &dyn Store,
+    cred: &CredentialId,
+    policy: &crate::inventory::Policy,
+    result: Result<(), crate::connector::ConnectorError>,
+) -> Result<(), crate::connector::ConnectorError> {
+    count_login(store, cred, policy.max_failed_logins, &result);
+    result
 }
 
 pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
@@ -65,9 +77,18 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
                     let target = fleet.target(&w.host);
                     w.accounts
                         .iter()
-                        .map(|(account, _)| {
+                                                .map(|(account, policy)| {
                             let cred = CredentialId::new(w.host.name.clone(), account.clone());
+                            let parked = store.parked(&cred).ok().flatten();
                             let check = match store.current(&cred) {
+                                _ if parked.is_some() => Check {
+                                    cred,
+                                    result: "parked".into(),
+                                    detail: format!(
+                                        "{}; no login tried (`rotor recover --cred HOST/ACCOUNT` unparks it)",
+                                        parked.unwrap_or_default()
+                                    ),
+                                },
                                 Err(e) => Check {
                                     cred,
                                     result: "error".into(),
@@ -81,7 +102,7 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
                                             .into(),
                                 },
                                 Ok(Some(secret)) => {
-                                    match check_password_login(&target, account, &secret) {
+                                    match counted(&*store, &cred, policy, check_password_login(&target, account, &secret)) {
                                         Ok(()) => Check {
                                             cred,
                                             result: "works".into(),

@@ -51,7 +51,14 @@ pub struct CredentialResult {
 /// How long a credential's lease lasts without a store write. Every write renews it, so it
 /// must outlast the longest step between two writes (one push or one verification, each
 /// bounded by the step timeout). A process that dies leaves the lease held this long.
-const LEASE_TTL: Duration = Duration::from_secs(300);
+const MIN_LEASE_TTL: Duration = Duration::from_secs(300);
+
+/// A lease must outlive the longest gap between two writes of a rotation (a push, or a verify,
+/// each bounded by the step timeout, plus the connect steps), with a wide margin: a lease
+/// that expires under a live process would let another one take over its rotation.
+pub fn lease_ttl(step_timeout: Duration) -> Duration {
+    (step_timeout * 12).max(MIN_LEASE_TTL)
+}
 
 /// Names this process in a lease, so `rotor status` and the audit log say who held it.
 fn lease_holder(what: &str) -> String {
@@ -61,20 +68,32 @@ fn lease_holder(what: &str) -> String {
     format!("rotor pid {} on host {host}, {what}", std::process::id())
 }
 
-/// Takes the credential's lease, or says why it could not (as a fault for the report).
-fn take_lease(store: &dyn Store, cred: &CredentialId, what: &str) -> Result<Lease, Fault> {
-    match store.acquire_lease(cred, &lease_holder(what), LEASE_TTL) {
+/// Why a lease could not be taken.
+enum NoLease {
+    /// Another live rotor holds it: leave the credential alone.
+    Busy(String),
+    Store(Fault),
+}
+
+/// Takes the credential's lease.
+fn take_lease(
+    store: &dyn Store,
+    cred: &CredentialId,
+    what: &str,
+    ttl: Duration,
+) -> Result<Lease, NoLease> {
+    match store.acquire_lease(cred, &lease_holder(what), ttl) {
         Ok(Ok(lease)) => Ok(lease),
-        Ok(Err(held)) => Err(Fault::store(format!(
+        Ok(Err(held)) => Err(NoLease::Busy(format!(
             "another rotor process is working on this credential ({held}); it was left alone"
         ))),
-        Err(e) => Err(Fault::store(e.to_string())),
+        Err(e) => Err(NoLease::Store(Fault::store(e.to_string()))),
     }
 }
 
 fn give_back(store: &dyn Store, cred: &CredentialId, lease: Lease) {
     if let Err(e) = store.release_lease(cred, lease) {
-        // Not fatal: the lease expires by itself after LEASE_TTL.
+        // Not fatal: the lease expires by itself after its ttl.
         warn!(cred = %cred, "could not give the lease back: {e}");
     }
 }
@@ -93,6 +112,10 @@ pub struct RunOptions {
     pub max_failures: FailureLimit,
     /// Set by the signal handler: start no new host or account; finish what is in flight.
     pub stop: Arc<AtomicBool>,
+    /// How long a credential's lease lasts without a write (see [`lease_ttl`]).
+    pub lease_ttl: Duration,
+    /// Unpark parked credentials and try them again (the operator fixed the cause).
+    pub retry_parked: bool,
 }
 
 impl RunOptions {
@@ -103,6 +126,8 @@ impl RunOptions {
             canary: 0,
             max_failures: FailureLimit::Unlimited,
             stop: Arc::new(AtomicBool::new(false)),
+            lease_ttl: MIN_LEASE_TTL,
+            retry_parked: false,
         }
     }
 }
@@ -256,7 +281,7 @@ fn report_progress(progress: Option<&Progress>, r: &CredentialResult) {
 
 /// Settles every open rotation found in the store, grouped by host.
 pub async fn recover(
-    hosts: &[Host],
+    hosts: &[HostWork],
     store: Arc<dyn Store>,
     fleet: Arc<dyn Fleet>,
     options: RunOptions,
@@ -273,7 +298,7 @@ pub async fn recover(
     let mut tasks = Vec::new();
     let mut results = Vec::new();
     for (host_name, rotations) in by_host {
-        let Some(host) = hosts.iter().find(|h| h.name == host_name).cloned() else {
+        let Some(host) = hosts.iter().find(|h| h.host.name == host_name).cloned() else {
             for r in rotations {
                 results.push(CredentialResult {
                     cred: r.cred,
@@ -291,14 +316,17 @@ pub async fn recover(
             continue;
         };
         let (store, fleet, semaphore) = (store.clone(), fleet.clone(), semaphore.clone());
+        let lease_ttl = options.lease_ttl;
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore
                 .acquire_owned()
                 .await
                 .expect("semaphore is never closed");
-            tokio::task::spawn_blocking(move || recover_host(&host, rotations, &*store, &*fleet))
-                .await
-                .unwrap_or_default()
+            tokio::task::spawn_blocking(move || {
+                recover_host(&host, rotations, &*store, &*fleet, lease_ttl)
+            })
+            .await
+            .unwrap_or_default()
         }));
     }
     for task in tasks {
@@ -352,7 +380,7 @@ fn rotate_host(
                     "the run was interrupted before this account started",
                 )
             } else {
-                rotate_one(cred, policy, run, store, &mut *target)
+                rotate_one(cred, policy, run, store, &mut *target, options)
             };
             report_progress(progress, &r);
             r
@@ -384,29 +412,54 @@ fn rotate_one(
     run: RunId,
     store: &dyn Store,
     target: &mut dyn PasswordTarget,
+    options: &RunOptions,
 ) -> CredentialResult {
     let started = Instant::now();
-    let lease = match take_lease(store, &cred, &format!("run {run}")) {
-        Ok(lease) => lease,
-        Err(cause) => {
-            return CredentialResult {
-                cred,
-                outcome: Outcome::NotChanged { cause },
-                rotation: None,
-                elapsed_ms: 0,
-            };
-        }
+    let early = |cred: CredentialId, outcome: Outcome| CredentialResult {
+        cred,
+        outcome,
+        rotation: None,
+        elapsed_ms: 0,
     };
+    let lease = match take_lease(store, &cred, &format!("run {run}"), options.lease_ttl) {
+        Ok(lease) => lease,
+        Err(NoLease::Busy(detail)) => {
+            let reason = SkipReason::Busy;
+            return early(cred, Outcome::Skipped { reason, detail });
+        }
+        Err(NoLease::Store(cause)) => return early(cred, Outcome::NotChanged { cause }),
+    };
+    // Invariant 7: a parked credential gets no more logins until an operator acts.
+    let store_fault = |e: crate::store::StoreError| Outcome::NotChanged {
+        cause: Fault::store(e.to_string()),
+    };
+    match store.parked(&cred) {
+        Ok(Some(why)) if !options.retry_parked => {
+            give_back(store, &cred, lease);
+            let detail = format!(
+                "parked: {why}; fix the cause, then `rotor recover --cred {cred}` or rotate with --retry-parked"
+            );
+            let reason = SkipReason::Parked;
+            return early(cred, Outcome::Skipped { reason, detail });
+        }
+        Ok(Some(_)) => {
+            if let Err(e) = store.unpark(&cred) {
+                give_back(store, &cred, lease);
+                return early(cred, store_fault(e));
+            }
+            info!(cred = %cred, "unparked for --retry-parked");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            give_back(store, &cred, lease);
+            return early(cred, store_fault(e));
+        }
+    }
     let new = match generate_unique(policy, store) {
         Ok(s) => s,
         Err(cause) => {
             give_back(store, &cred, lease);
-            return CredentialResult {
-                cred,
-                outcome: Outcome::NotChanged { cause },
-                rotation: None,
-                elapsed_ms: 0,
-            };
+            return early(cred, Outcome::NotChanged { cause });
         }
     };
     let mut job = Job {
@@ -416,6 +469,7 @@ fn rotate_one(
         restore_point: None,
         rotation: None,
         lease: Some(lease),
+        max_failed_logins: policy.max_failed_logins,
     };
     let outcome = job.drive(Rotation::start(), store, target);
     give_back(store, &job.cred, lease);
@@ -429,11 +483,13 @@ fn rotate_one(
 }
 
 fn recover_host(
-    host: &Host,
+    work: &HostWork,
     rotations: Vec<OpenRotation>,
     store: &dyn Store,
     fleet: &dyn Fleet,
+    lease_ttl: Duration,
 ) -> Vec<CredentialResult> {
+    let host = &work.host;
     let mut target = match fleet.open(host) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -467,14 +523,32 @@ fn recover_host(
                 rotation: Some(r.id),
                 elapsed_ms: 0,
             };
-            let lease = match take_lease(store, &r.cred, "recovery") {
+            let lease = match take_lease(store, &r.cred, "recovery", lease_ttl) {
                 Ok(lease) => lease,
-                Err(cause) => return unsettled(cause),
+                Err(NoLease::Busy(detail)) => {
+                    return unsettled(Fault::store(detail));
+                }
+                Err(NoLease::Store(cause)) => return unsettled(cause),
             };
+            // A parked credential gets no probe login: it stays open for the operator.
+            if let Ok(Some(why)) = store.parked(&r.cred) {
+                give_back(store, &r.cred, lease);
+                return unsettled(Fault::store(format!(
+                    "parked ({why}): no login is tried until `rotor recover --cred {}`",
+                    r.cred
+                )));
+            }
             if let Err(e) = store.adopt(r.id, lease) {
                 give_back(store, &r.cred, lease);
                 return unsettled(Fault::store(e.to_string()));
             }
+                        let max_failed_logins = work
+                .accounts
+                .iter()
+                .find(|(a, _)| *a == r.cred.account)
+                .map_or(crate::inventory::DEFAULT_MAX_FAILED_LOGINS, |(_, p)| {
+                    p.max_failed_logins
+                });
             let mut job = Job {
                 cred: r.cred,
                 run: RunId(0),
@@ -482,6 +556,7 @@ fn recover_host(
                 restore_point: Some(r.restore_point),
                 rotation: Some(r.id),
                 lease: Some(lease),
+                                max_failed_logins,
             };
             let outcome = job.drive(Rotation::recover(r.phase), store, target);
             give_back(store, &job.cred, lease);
@@ -522,6 +597,37 @@ fn log_outcome(cred: &CredentialId, outcome: &Outcome) {
     }
 }
 
+/// Lockout budget bookkeeping (invariant 7), for every login rotor makes as an account
+/// (verification, recovery probe, heartbeat): a rejected login counts, an accepted one resets
+/// the count; at the policy's limit the credential is parked, so no later run keeps trying
+/// until the account locks.
+pub fn count_login(
+    store: &dyn Store,
+    cred: &CredentialId,
+    max_failed_logins: u32,
+    result: &Result<(), ConnectorError>,
+) {
+    let rejected = match result {
+        Ok(()) => false,
+        Err(e) if e.class == FaultClass::VerifyFailed => true,
+        // Not an answer about the secret (host down, timeout): nothing to count.
+        Err(_) => return,
+    };
+    match store.record_login(cred, !rejected) {
+        Ok(n) if rejected && n >= max_failed_logins => {
+            let why = format!(
+                "{n} consecutive failed logins as the account (limit {max_failed_logins}); rotor stopped trying so as not to lock it"
+            );
+            warn!(cred = %cred, failed_logins = n, "parking the credential");
+            if let Err(e) = store.park(cred, &why) {
+                warn!(cred = %cred, "could not park the credential: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => warn!(cred = %cred, "could not record the login attempt: {e}"),
+    }
+}
+
 /// The data one rotation carries while the machine runs.
 struct Job {
     cred: CredentialId,
@@ -531,6 +637,8 @@ struct Job {
     rotation: Option<RotationId>,
     /// The credential's lease; its token fences the rotation's store writes.
     lease: Option<Lease>,
+    /// Lockout budget of the account's policy.
+    max_failed_logins: u32,
 }
 
 impl Job {
@@ -606,7 +714,9 @@ impl Job {
             }
             Command::Record(phase) => from_store(store.record_phase(self.id(), *phase, last_cause)),
             Command::Verify | Command::ProbePending => {
-                from_target(target.verify_login(account, self.new.as_ref().expect("staged")))
+                let result = target.verify_login(account, self.new.as_ref().expect("staged"));
+                count_login(store, &self.cred, self.max_failed_logins, &result);
+                from_target(result)
             }
             Command::Commit => from_store(store.commit(self.id())),
             Command::Restore => {
@@ -1068,6 +1178,49 @@ mod tests {
         );
     }
 
+    /// Lockout budget: each run's failed verification counts; at the policy's limit (2) the
+    /// credential is parked and later runs skip it without a login, until --retry-parked.
+    #[test]
+    fn repeated_failed_logins_park_the_credential() {
+        let (fleet, store, work) = setup(&["a"]);
+        fleet.with("a", |h| h.break_login = true);
+        let n_verifies = || {
+            fleet
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.ends_with("verify"))
+                .count()
+        };
+        let first = run_rotate(fleet, &store, work.clone());
+        assert_eq!(skips(&first), ["a rolled back"]);
+        let second = run_rotate(fleet, &store, work.clone());
+        assert_eq!(skips(&second), ["a rolled back"]);
+        assert_eq!(n_verifies(), 4);
+        let app = CredentialId::parse("a/svc_app").unwrap();
+        assert!(
+            store
+                .parked(&app)
+                .unwrap()
+                .unwrap()
+                .contains("2 consecutive failed logins")
+        );
+
+        let third = run_rotate(fleet, &store, work.clone());
+        assert_eq!(skips(&third), ["a skipped: parked"]);
+        assert_eq!(n_verifies(), 4, "no login while parked");
+
+        fleet.with("a", |h| h.break_login = false);
+        let options = RunOptions {
+            retry_parked: true,
+            ..RunOptions::new(1)
+        };
+        let fourth = run_with(fleet, &store, work, options);
+        assert_eq!(skips(&fourth), ["a committed"]);
+        assert!(store.parked(&app).unwrap().is_none());
+    }
+
     #[test]
     fn an_interrupt_starts_nothing_new() {
         let (fleet, store, work) = setup(&["a", "b"]);
@@ -1176,7 +1329,7 @@ mod tests {
     /// recovery drops the first and commits the second.
     #[test]
     fn recovery_settles_staged_and_applied() {
-        let (fleet, store, _) = setup(&["a"]);
+        let (fleet, store, work) = setup(&["a"]);
         let app = CredentialId::parse("a/svc_app").unwrap();
         let backup = CredentialId::parse("a/svc_backup").unwrap();
         let rp = Secret::new("shared".into());
@@ -1203,7 +1356,7 @@ mod tests {
             .unwrap();
         let mut results = rt
             .block_on(recover(
-                &[host("a")],
+                &work,
                 store.clone(),
                 Arc::new(FleetRef(fleet)),
                 RunOptions::new(2),
@@ -1226,7 +1379,7 @@ mod tests {
     /// the saved hash.
     #[test]
     fn recovery_restores_when_pending_does_not_work() {
-        let (fleet, store, _) = setup(&["a"]);
+        let (fleet, store, work) = setup(&["a"]);
         let app = CredentialId::parse("a/svc_app").unwrap();
         let id = store
             .stage(
@@ -1247,7 +1400,7 @@ mod tests {
             .unwrap();
         let results = rt
             .block_on(recover(
-                &[host("a")],
+                &work,
                 store.clone(),
                 Arc::new(FleetRef(fleet)),
                 RunOptions::new(2),

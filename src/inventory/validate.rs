@@ -32,7 +32,7 @@ const MAX_LENGTH: u64 = 128;
 const DEFAULT_LENGTH: usize = 24;
 const DEFAULT_PORT: u16 = 22;
 /// Below pam_faillock's default `deny = 3`, so rotor's own failed logins never lock an account.
-pub(crate) const DEFAULT_MAX_FAILED_LOGINS: u32 = 2;
+pub const DEFAULT_MAX_FAILED_LOGINS: u32 = 2;
 
 /// The policy every account gets unless it names another; the inventory may redefine it.
 pub(super) fn default_policy() -> Policy {

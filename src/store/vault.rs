@@ -581,7 +581,7 @@ impl Vault {
                     EXISTS (SELECT 1 FROM versions v
                              WHERE v.credential_id = c.id AND v.state = 'pending'),
                     r.id, r.phase, r.updated_at, r.note,
-                    c.parked_reason, l.holder, l.expires_at
+                    c.parked_reason, l.holder, l.expires_at, l.owner_host, l.owner_pid
              FROM credentials c
              LEFT JOIN rotations r
                ON r.id = (SELECT MAX(id) FROM rotations WHERE credential_id = c.id)
@@ -605,11 +605,22 @@ impl Vault {
                     note: row.get(6)?,
                 }),
             };
-            let lease_holder = match (
+                        let lease_holder = match (
                 row.get::<_, Option<String>>(8)?,
                 row.get::<_, Option<String>>(9)?,
             ) {
-                (Some(holder), Some(expires_at)) if parse_time(&expires_at)? > now => Some(holder),
+                (Some(holder), Some(expires_at)) => {
+                    let lease = LeaseRow {
+                        token: 0,
+                        expires_at: parse_time(&expires_at)?,
+                        owner_host: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
+                        owner_pid: row.get::<_, Option<u32>>(11)?.unwrap_or_default(),
+                        ttl_ms: 0,
+                        holder,
+                    };
+                    // A lease of a dead process holds nothing: recovery takes it at once.
+                    (lease.expires_at > now && !lease.holder_is_gone()).then_some(lease.holder)
+                }
                 _ => None,
             };
             out.push(CredentialStatus {
