@@ -605,7 +605,7 @@ impl Vault {
                     note: row.get(6)?,
                 }),
             };
-                        let lease_holder = match (
+            let lease_holder = match (
                 row.get::<_, Option<String>>(8)?,
                 row.get::<_, Option<String>>(9)?,
             ) {
