@@ -4,6 +4,7 @@
 mod bad_input;
 mod concurrent;
 mod faults;
+mod interrupt;
 mod lab;
 mod rotate;
 mod smoke;
