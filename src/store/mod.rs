@@ -59,11 +59,13 @@ pub enum StoreError {
     KeyMalformed(String),
     #[error("{0}")]
     Keyring(String),
-    #[error("cannot {action} {path}: {source}")]
+    // `cause` rather than `source`: the message already shows it, and a `#[source]` would
+    // make the CLI print it twice.
+    #[error("cannot {action} {path}: {cause}")]
     Io {
         path: PathBuf,
         action: &'static str,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "the vault's {0} failed its integrity check: the row was altered or copied from another row. The vault file is corrupted or was tampered with; restore it from a backup or an escrow export"
@@ -128,7 +130,7 @@ impl StoreError {
         StoreError::Io {
             path: path.to_owned(),
             action,
-            source,
+            cause: source,
         }
     }
 }

@@ -1220,3 +1220,14 @@ fn a_lease_of_a_dead_process_is_taken_over_at_once() {
         "{audit:?}"
     );
 }
+
+#[test]
+fn the_database_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture();
+    let mode = std::fs::metadata(Vault::db_path(&f.dir))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -247,6 +247,10 @@ impl Vault {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
+        // Only the owner may read the database (its WAL and shm files inherit the mode), even
+        // in a data directory someone created with looser permissions.
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600))
+            .map_err(|err| StoreError::io(&db, "set the mode of", err))?;
         schema::migrate_to(&mut conn, schema_version)?;
         let (data_key, hmac_key) = (KeyBytes::random(), KeyBytes::random());
         let vault = Vault {

@@ -5,6 +5,7 @@ mod bad_input;
 mod concurrent;
 mod faults;
 mod interrupt;
+mod keyring;
 mod lab;
 mod rotate;
 mod smoke;
