@@ -64,13 +64,16 @@ pub enum FaultKind {
     Target(FaultClass),
     /// The vault could not be written.
     Store,
+    /// The rotor process was interrupted (killed) before the rotation finished.
+    Interrupted,
 }
 
 impl Serialize for FaultKind {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             FaultKind::Target(c) => c.serialize(s),
-            FaultKind::Store => s.serialize_str("store"),
+                        FaultKind::Store => s.serialize_str("store"),
+            FaultKind::Interrupted => s.serialize_str("interrupted"),
         }
     }
 }
@@ -161,10 +164,10 @@ pub enum Rotation {
         cause: Fault,
         restore_error: Fault,
     },
-    /// Recovery of an interrupted rotation found in the ledger: does the pending secret work?
-    ProbingPending {
-        phase: Phase,
-    },
+        /// Recovery of an interrupted rotation found in the ledger: does the pending secret work?
+    ProbingPending { phase: Phase },
+    /// Recovery of a rotation left staged or rolling back: did the target change at all?
+    CheckingBeforeProbe { phase: Phase },
     Done(Outcome),
 }
 
@@ -174,9 +177,17 @@ impl Rotation {
         (Rotation::ReadingRestorePoint, Command::ReadRestorePoint)
     }
 
-    /// Recovery of a rotation left open in `phase`, and its first command.
+        /// Recovery of a rotation left open in `phase`, and its first command. Left before the
+    /// push was known to land (`staged`) or while rolling back, the target is asked first
+    /// (no login): a login with a pending secret that was never set would only spend the
+    /// account's lockout budget. Left after the push (`applied`), the pending secret is probed.
     pub fn recover(phase: Phase) -> (Rotation, Command) {
-        (Rotation::ProbingPending { phase }, Command::ProbePending)
+        match phase {
+            Phase::Staged | Phase::RollingBack => {
+                (Rotation::CheckingBeforeProbe { phase }, Command::CheckUnchanged)
+            }
+            _ => (Rotation::ProbingPending { phase }, Command::ProbePending),
+        }
     }
 
     /// The phase the ledger holds while the machine is in this state (for reports of
@@ -192,7 +203,7 @@ impl Rotation {
             | Rotation::Restoring { .. }
             | Rotation::RecordingRolledBack { .. }
             | Rotation::RecordingStuck { .. } => Phase::RollingBack,
-            Rotation::ProbingPending { phase } => *phase,
+                        Rotation::ProbingPending { phase } | Rotation::CheckingBeforeProbe { phase } => *phase,
             Rotation::Done(_) => Phase::Planned,
         }
     }
@@ -291,6 +302,26 @@ impl Rotation {
             (R::ProbingPending { .. }, Event::Ok) => (R::Committing, Command::Commit),
             (s @ R::ProbingPending { .. }, Event::Failed(probe)) if probe.is_unreachable() => {
                 unsettled(&s, probe)
+            }
+                        // Target unchanged: the push never landed (or the rollback already finished).
+            (R::CheckingBeforeProbe { .. }, Event::Unchanged(true)) => (
+                R::RecordingRolledBack {
+                    cause: Fault {
+                        class: FaultKind::Interrupted,
+                        message: "rotor stopped before the new secret reached the target".into(),
+                    },
+                },
+                Command::RecordRolledBack,
+            ),
+            // Changed: the new secret may be what it holds now; prove it before anything else.
+            (R::CheckingBeforeProbe { phase }, Event::Unchanged(false)) => {
+                (R::ProbingPending { phase }, Command::ProbePending)
+            }
+            (s @ R::CheckingBeforeProbe { .. }, Event::Failed(f)) if f.is_unreachable() => {
+                unsettled(&s, f)
+            }
+            (R::CheckingBeforeProbe { phase }, Event::Failed(_)) => {
+                (R::ProbingPending { phase }, Command::ProbePending)
             }
             // It does not: the ordinary rollback (drop pending if the target never changed,
             // else restore the saved state and check it).
@@ -475,6 +506,28 @@ mod tests {
             &[fail(FaultClass::Unreachable)],
             "ProbePending > Finish(unsettled)",
         );
+    }
+
+    /// Left staged (or rolling back), recovery asks the target before any login.
+    #[test]
+    fn recovery_from_staged_asks_the_target_first() {
+        for phase in [Phase::Staged, Phase::RollingBack] {
+            check(
+                Rotation::recover(phase),
+                &[Event::Unchanged(true), Event::Ok],
+                "CheckUnchanged > RecordRolledBack > Finish(rolled back)",
+            );
+            check(
+                Rotation::recover(phase),
+                &[Event::Unchanged(false), Event::Ok, Event::Ok],
+                "CheckUnchanged > ProbePending > Commit > Finish(committed)",
+            );
+            check(
+                Rotation::recover(phase),
+                &[fail(FaultClass::Unreachable)],
+                "CheckUnchanged > Finish(unsettled)",
+            );
+        }
     }
 
     fn any_event() -> impl Strategy<Value = Event> {
