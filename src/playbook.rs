@@ -10,7 +10,7 @@
 
 use serde::Deserialize;
 
-use crate::connector::ssh::{SshAuth, SshSession, SshTarget, check_password_login};
+use crate::connector::ssh::{ExecOutput, SshAuth, SshSession, SshTarget, check_password_login};
 use crate::connector::{ConnectorError, FaultClass, PasswordTarget};
 use crate::credential::AccountName;
 use crate::engine::driver::Fleet;
@@ -133,6 +133,23 @@ pub struct LinuxHost {
     session: SshSession,
     playbook: Playbook,
     sudo: bool,
+    user: AccountName,
+    auth: ConnectWith,
+}
+
+/// The connect identity, kept to log in again when a session breaks.
+enum ConnectWith {
+    KeyFile(std::path::PathBuf),
+    Password(Secret),
+}
+
+impl ConnectWith {
+    fn as_auth(&self) -> SshAuth<'_> {
+        match self {
+            ConnectWith::KeyFile(p) => SshAuth::KeyFile(p),
+            ConnectWith::Password(s) => SshAuth::Password(s),
+        }
+    }
 }
 
 impl LinuxHost {
@@ -144,12 +161,29 @@ impl LinuxHost {
         playbook: Playbook,
     ) -> Result<LinuxHost, ConnectorError> {
         let session = SshSession::connect(&target, user, auth)?;
+        let auth = match auth {
+            SshAuth::KeyFile(p) => ConnectWith::KeyFile(p.to_owned()),
+            SshAuth::Password(s) => ConnectWith::Password(s.clone()),
+        };
         Ok(LinuxHost {
             sudo: user.as_str() != "root",
             target,
             session,
             playbook,
+            user: user.clone(),
+            auth,
         })
+    }
+
+    /// Runs a command on the admin session. A session broken by an earlier failure (a
+    /// timeout mid-command, say) is replaced by a fresh login first: a failed push must not
+    /// make the rollback that follows impossible.
+    fn exec(&mut self, command: &str, stdin: &[u8]) -> Result<ExecOutput, ConnectorError> {
+        if self.session.is_broken() {
+            tracing::info!(host = %self.target.host, "admin session broke; logging in again");
+            self.session = SshSession::connect(&self.target, &self.user, self.auth.as_auth())?;
+        }
+        self.session.exec(command, stdin)
     }
 
     fn where_(&self, account: &AccountName) -> String {
@@ -166,9 +200,7 @@ impl LinuxHost {
         failure: &str,
     ) -> Result<(), ConnectorError> {
         let input = stdin(&step.stdin, account, placeholder, secret);
-        let out = self
-            .session
-            .exec(&command(&step.run, account, self.sudo), input.as_bytes())?;
+        let out = self.exec(&command(&step.run, account, self.sudo), input.as_bytes())?;
         if out.status == 0 {
             return Ok(());
         }
@@ -187,10 +219,8 @@ impl LinuxHost {
 
 impl PasswordTarget for LinuxHost {
     fn restore_point(&mut self, account: &AccountName) -> Result<Secret, ConnectorError> {
-        let step = &self.playbook.restore_point;
-        let out = self
-            .session
-            .exec(&command(&step.run, account, self.sudo), b"")?;
+        let step = self.playbook.restore_point.clone();
+        let out = self.exec(&command(&step.run, account, self.sudo), b"")?;
         if Some(out.status) == step.missing_exit {
             return Err(ConnectorError::new(
                 FaultClass::AccountMissing,

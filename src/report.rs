@@ -177,7 +177,7 @@ impl RunReport {
 fn cause_label(f: &Fault) -> String {
     match f.class {
         FaultKind::Target(c) => c.to_string(),
-                FaultKind::Store => "vault write failed".to_owned(),
+        FaultKind::Store => "vault write failed".to_owned(),
         FaultKind::Interrupted => "rotor was interrupted".to_owned(),
     }
 }

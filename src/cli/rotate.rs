@@ -72,7 +72,8 @@ pub struct RecoverArgs {
     pub inventory: PathBuf,
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub step_timeout: u64,
-    /// Unpark this credential (HOST/ACCOUNT) first: an operator fixed why its logins failed.
+    /// An operator fixed what went wrong with this credential (HOST/ACCOUNT): unpark it if it
+    /// was parked after failed logins, and settle its rotation if it was stuck.
     #[arg(long, value_name = "HOST/ACCOUNT")]
     pub cred: Option<String>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
@@ -268,8 +269,13 @@ pub fn recover(g: &Global, a: RecoverArgs) -> CliResult {
     let vault = open_vault(g)?;
     if let Some(cred) = &a.cred {
         let cred = CredentialId::parse(cred).map_err(usage)?;
-        vault.unpark(&cred)?;
-        eprintln!("Unparked {cred}: rotor will log in as it again.");
+        if vault.parked(&cred)?.is_some() {
+            vault.unpark(&cred)?;
+            eprintln!("Unparked {cred}: rotor will log in as it again.");
+        }
+        if vault.reopen_stuck(&cred)? {
+            eprintln!("Reopened the stuck rotation of {cred}: recovery settles it now.");
+        }
     }
     let store: Arc<dyn Store> = vault;
     let fleet: Arc<dyn Fleet> = Arc::new(SshFleet {

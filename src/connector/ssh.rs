@@ -173,6 +173,11 @@ impl SshSession {
         result
     }
 
+    /// True once a command failed mid-way: the session must be replaced by a new one.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
     fn exec_until(
         &mut self,
         command: &str,

@@ -72,7 +72,7 @@ impl Serialize for FaultKind {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             FaultKind::Target(c) => c.serialize(s),
-                        FaultKind::Store => s.serialize_str("store"),
+            FaultKind::Store => s.serialize_str("store"),
             FaultKind::Interrupted => s.serialize_str("interrupted"),
         }
     }
@@ -164,10 +164,14 @@ pub enum Rotation {
         cause: Fault,
         restore_error: Fault,
     },
-        /// Recovery of an interrupted rotation found in the ledger: does the pending secret work?
-    ProbingPending { phase: Phase },
+    /// Recovery of an interrupted rotation found in the ledger: does the pending secret work?
+    ProbingPending {
+        phase: Phase,
+    },
     /// Recovery of a rotation left staged or rolling back: did the target change at all?
-    CheckingBeforeProbe { phase: Phase },
+    CheckingBeforeProbe {
+        phase: Phase,
+    },
     Done(Outcome),
 }
 
@@ -177,15 +181,16 @@ impl Rotation {
         (Rotation::ReadingRestorePoint, Command::ReadRestorePoint)
     }
 
-        /// Recovery of a rotation left open in `phase`, and its first command. Left before the
+    /// Recovery of a rotation left open in `phase`, and its first command. Left before the
     /// push was known to land (`staged`) or while rolling back, the target is asked first
     /// (no login): a login with a pending secret that was never set would only spend the
     /// account's lockout budget. Left after the push (`applied`), the pending secret is probed.
     pub fn recover(phase: Phase) -> (Rotation, Command) {
         match phase {
-            Phase::Staged | Phase::RollingBack => {
-                (Rotation::CheckingBeforeProbe { phase }, Command::CheckUnchanged)
-            }
+            Phase::Staged | Phase::RollingBack => (
+                Rotation::CheckingBeforeProbe { phase },
+                Command::CheckUnchanged,
+            ),
             _ => (Rotation::ProbingPending { phase }, Command::ProbePending),
         }
     }
@@ -203,7 +208,7 @@ impl Rotation {
             | Rotation::Restoring { .. }
             | Rotation::RecordingRolledBack { .. }
             | Rotation::RecordingStuck { .. } => Phase::RollingBack,
-                        Rotation::ProbingPending { phase } | Rotation::CheckingBeforeProbe { phase } => *phase,
+            Rotation::ProbingPending { phase } | Rotation::CheckingBeforeProbe { phase } => *phase,
             Rotation::Done(_) => Phase::Planned,
         }
     }
@@ -303,7 +308,7 @@ impl Rotation {
             (s @ R::ProbingPending { .. }, Event::Failed(probe)) if probe.is_unreachable() => {
                 unsettled(&s, probe)
             }
-                        // Target unchanged: the push never landed (or the rollback already finished).
+            // Target unchanged: the push never landed (or the rollback already finished).
             (R::CheckingBeforeProbe { .. }, Event::Unchanged(true)) => (
                 R::RecordingRolledBack {
                     cause: Fault {

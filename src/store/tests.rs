@@ -444,6 +444,19 @@ fn one_open_rotation_per_credential() {
     f.vault.mark_stuck(id, "operator needed").unwrap();
     let err = f.stage(run, &c, &secret("v4"), &secret("rp")).unwrap_err();
     assert!(matches!(err, StoreError::Stuck(..)), "{err}");
+
+    // An operator reopens it (`rotor recover --cred`): recovery sees it again, rolling back.
+    assert!(f.vault.reopen_stuck(&c).unwrap());
+    let open: Vec<_> = f
+        .vault
+        .open_rotations()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.cred == c)
+        .collect();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].phase, Phase::RollingBack);
+    assert!(!f.vault.reopen_stuck(&c).unwrap(), "nothing stuck any more");
 }
 
 #[test]

@@ -575,6 +575,40 @@ impl Vault {
         })
     }
 
+    /// An operator asks rotor to try a stuck rotation again (`rotor recover --cred`): its
+    /// phase goes back to `rolling_back`, so recovery settles it like any interrupted one
+    /// (check the target, probe the pending secret, restore the saved state). Both secrets
+    /// were kept while it was stuck. Returns whether there was a stuck rotation. Audited.
+    pub fn reopen_stuck(&self, cred: &CredentialId) -> Result<bool, StoreError> {
+        let cred_text = cred.to_string();
+        self.write(|tx| {
+            let Some(credential_row) = Vault::credential_row(tx, &cred_text)? else {
+                return Ok(false);
+            };
+            let stuck: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM rotations WHERE credential_id = ?1 AND phase = 'stuck'
+                     ORDER BY id DESC LIMIT 1",
+                    [credential_row],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let Some(id) = stuck else {
+                return Ok(false);
+            };
+            Vault::set_phase(
+                tx,
+                RotationId(id),
+                Phase::RollingBack,
+                Some("reopened by an operator"),
+                &self.now_text(),
+            )?;
+            let detail = serde_json::json!({ "rotation": id }).to_string();
+            self.audit_in(tx, "reopen_stuck", Some(&cred_text), &detail)?;
+            Ok(true)
+        })
+    }
+
     /// One line per credential, sorted by name.
     pub fn status(&self) -> Result<Vec<CredentialStatus>, StoreError> {
         let conn = self.lock();
