@@ -32,6 +32,8 @@ pub enum Fault {
     /// `/usr/sbin/chpasswd` on that host reads its input and exits 0 without changing
     /// anything: the host claims success, the new password does not work.
     ChpasswdLies,
+    /// `/usr/sbin/chpasswd` on that host reads its input and never answers.
+    ChpasswdHangs,
     /// SIGSTOP its sshd: TCP connects, no banner ever comes.
     Stop,
     /// SIGCONT after `Stop`.
@@ -49,6 +51,7 @@ impl Fault {
         match self {
             Fault::ChpasswdFails => "chpasswd-fails",
             Fault::ChpasswdLies => "chpasswd-lies",
+            Fault::ChpasswdHangs => "chpasswd-hangs",
             Fault::Stop => "stop",
             Fault::Cont => "cont",
             Fault::Kill => "kill",

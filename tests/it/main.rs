@@ -11,3 +11,4 @@ mod rotate;
 mod smoke;
 mod stress;
 mod support;
+mod timeouts;
