@@ -218,6 +218,17 @@ impl LinuxHost {
 }
 
 impl PasswordTarget for LinuxHost {
+    /// A shadow hash starting with `!` or `*` means the account is locked or has no password
+    /// login; `chpasswd` would unlock it.
+    fn refuses_rotation(&self, account: &AccountName, restore_point: &Secret) -> Option<String> {
+        restore_point.expose().starts_with(['!', '*']).then(|| {
+            format!(
+                "{}: the account is locked (its password field starts with '!' or '*'); rotor will not give it a working password. Unlock it first (`passwd -u`) or remove it from the inventory",
+                self.where_(account)
+            )
+        })
+    }
+
     fn restore_point(&mut self, account: &AccountName) -> Result<Secret, ConnectorError> {
         let step = self.playbook.restore_point.clone();
         let out = self.exec(&command(&step.run, account, self.sudo), b"")?;

@@ -36,6 +36,9 @@ pub struct RunReport {
     pub elapsed_ms: u64,
     pub counts: Counts,
     pub results: Vec<CredentialResult>,
+    /// Interrupted rotations of earlier runs that `rotate` settled before starting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<Box<RunReport>>,
 }
 
 impl RunReport {
@@ -75,20 +78,37 @@ impl RunReport {
             elapsed_ms,
             counts,
             results,
+            recovered: None,
         }
+    }
+
+    /// Attaches the recovery that ran before this run (if it settled anything); the exit code
+    /// then covers both.
+    pub fn with_recovered(mut self, recovered: RunReport) -> RunReport {
+        if !recovered.results.is_empty() {
+            self.recovered = Some(Box::new(recovered));
+        }
+        self
     }
 
     /// DESIGN.md exit codes: 0 all done, 3 partial (some not rotated or rolled back), 4 an
     /// operator is needed (stuck, or left open).
     pub fn exit_code(&self) -> i32 {
         let c = &self.counts;
-        if c.stuck > 0 || c.unsettled > 0 {
+        let own = if c.stuck > 0 || c.unsettled > 0 {
             4
         } else if c.not_changed > 0 || c.rolled_back > 0 || c.skipped > 0 {
             3
         } else {
             0
-        }
+        };
+        // A recovery that rolled back is a success (the old secret is proven); only what it
+        // left open or stuck makes the whole command need an operator.
+        let recovery = match &self.recovered {
+            Some(r) if r.counts.stuck > 0 || r.counts.unsettled > 0 => 4,
+            _ => 0,
+        };
+        own.max(recovery)
     }
 
     pub fn to_json(&self) -> String {
@@ -101,6 +121,11 @@ impl RunReport {
     pub fn to_text(&self) -> String {
         let c = &self.counts;
         let mut out = String::new();
+        if let Some(r) = &self.recovered {
+            out.push_str("Settled first: rotations that an earlier run left open\n");
+            out.push_str(&r.to_text());
+            out.push('\n');
+        }
         let secs = self.elapsed_ms as f64 / 1000.0;
         let rate = if secs > 0.0 {
             c.committed as f64 / secs

@@ -73,7 +73,8 @@ pub enum Command {
     Enroll(enroll::EnrollArgs),
     /// Show what would rotate and why; changes nothing and connects nowhere.
     Plan(plan::PlanArgs),
-    /// Rotate credentials now: new secret, push, verify, commit (or roll back).
+    /// Rotate credentials now: new secret, push, verify, commit (or roll back). First settles
+    /// rotations that an earlier run left open anywhere in the inventory.
     Rotate(rotate::RotateArgs),
     /// Check that the stored credentials work (a login per credential).
     Verify(verify::VerifyArgs),

@@ -226,14 +226,11 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
         fleet.clone(),
         options.clone(),
     ))?;
-    if !recovered.is_empty() {
-        let report = RunReport::new("recover", None, None, 0, recovered);
-        eprint!("{}", report.to_text());
-        if report.exit_code() == 4 {
-            eprintln!(
-                "warning: some interrupted rotations are still open; their credentials are skipped in this run"
-            );
-        }
+    let recovered = RunReport::new("recover", None, None, 0, recovered);
+    if recovered.exit_code() == 4 {
+        tracing::warn!(
+            "some interrupted rotations are still open; their credentials are skipped in this run"
+        );
     }
 
     let n_creds: usize = work.iter().map(|w| w.accounts.len()).sum();
@@ -253,7 +250,8 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
         Some(a.reason.clone()),
         started.elapsed().as_millis() as u64,
         results,
-    );
+    )
+    .with_recovered(recovered);
     // The report first: it is what the operator needs, even if the vault cannot record the
     // end of the run (a full disk, say).
     emit(out, &report);

@@ -1,6 +1,7 @@
 //! `rotor verify`: heartbeat. For each selected credential, a fresh login with the vault's
 //! current secret. Changes nothing.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,6 +53,25 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
     let (_inv, work, _label) = resolve(&a.selection)?;
     let out = Output::new(a.output);
     let vault = open_vault(g)?;
+    // Credentials in the middle of a rotation (open, or leased by a live rotor) get no login:
+    // the target may hold the pending secret, and a rejected login would count against the
+    // account's lockout budget for nothing.
+    let busy: Arc<HashMap<CredentialId, String>> = Arc::new(
+        vault
+            .status()?
+            .into_iter()
+            .filter_map(|s| {
+                let why = match (&s.lease_holder, s.open_rotation) {
+                    (Some(holder), _) => format!("being rotated by {holder}; no login tried"),
+                    (None, true) => {
+                        "a rotation is open: run `rotor recover`; no login tried".to_owned()
+                    }
+                    (None, false) => return None,
+                };
+                Some((s.cred, why))
+            })
+            .collect(),
+    );
     let store: Arc<dyn Store> = vault;
     let fleet = Arc::new(SshFleet {
         store: store.clone(),
@@ -66,6 +86,7 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
     let checks: Vec<Check> = rt.block_on(async {
         let mut tasks = Vec::new();
         for w in work {
+                        let busy = busy.clone();
             let (store, fleet, sem, bar) =
                 (store.clone(), fleet.clone(), semaphore.clone(), bar.clone());
             tasks.push(tokio::spawn(async move {
@@ -79,8 +100,13 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
                         .iter()
                                                 .map(|(account, policy)| {
                             let cred = CredentialId::new(w.host.name.clone(), account.clone());
-                            let parked = store.parked(&cred).ok().flatten();
+                                                        let parked = store.parked(&cred).ok().flatten();
                             let check = match store.current(&cred) {
+                                _ if busy.contains_key(&cred) => Check {
+                                    detail: busy[&cred].clone(),
+                                    cred,
+                                    result: "busy".into(),
+                                },
                                 _ if parked.is_some() => Check {
                                     cred,
                                     result: "parked".into(),
@@ -135,6 +161,13 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
         all
     });
     bar.finish_and_clear();
+    if checks.len() < n {
+        // A worker panicked: say so rather than report fewer credentials as if all were seen.
+        tracing::error!(
+            "internal error: {} of {n} credentials were not checked",
+            n - checks.len()
+        );
+    }
     let n_ok = checks.iter().filter(|c| c.result == "works").count();
     match out.format {
         OutputFormat::Json => println!(
@@ -142,16 +175,13 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
             serde_json::to_string_pretty(&serde_json::json!({
                 "schema_version": SCHEMA_VERSION,
                 "command": "verify",
-                "total": checks.len(),
+                "total": n,
                 "works": n_ok,
                 "results": checks,
             }))?
         ),
         OutputFormat::Text => {
-            println!(
-                "{n_ok} of {} credentials work with the vault's current secret.",
-                checks.len()
-            );
+            println!("{n_ok} of {n} credentials work with the vault's current secret.");
             let bad: Vec<[String; 3]> = checks
                 .iter()
                 .filter(|c| c.result != "works")
@@ -163,5 +193,5 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
             }
         }
     }
-    Ok(if n_ok == checks.len() { 0 } else { 3 })
+    Ok(if n_ok == n { 0 } else { 3 })
 }

@@ -27,6 +27,9 @@ pub enum FaultClass {
     ConnectAuthRejected,
     /// The account does not exist on the target.
     AccountMissing,
+    /// The account is locked or disabled on the target; rotor does not give it a working
+    /// password.
+    AccountLocked,
     /// The target refused to set the new secret (e.g. `chpasswd` failed).
     Refused,
     /// Login with the secret under test failed.
@@ -43,6 +46,7 @@ impl fmt::Display for FaultClass {
             FaultClass::HostKeyMismatch => "host key mismatch",
             FaultClass::ConnectAuthRejected => "connect identity rejected",
             FaultClass::AccountMissing => "account missing",
+            FaultClass::AccountLocked => "account locked",
             FaultClass::Refused => "target refused the change",
             FaultClass::VerifyFailed => "verification failed",
             FaultClass::Protocol => "protocol error",
@@ -73,6 +77,11 @@ pub trait PasswordTarget {
     /// Reads what is needed to undo a change (for Linux: the account's shadow hash).
     /// `AccountMissing` when the account does not exist.
     fn restore_point(&mut self, account: &AccountName) -> Result<Secret, ConnectorError>;
+    /// Whether the account must not be rotated, judging by its restore point (e.g. a locked
+    /// Linux account: giving it a working password would unlock it). `Some(why)` refuses.
+    fn refuses_rotation(&self, _account: &AccountName, _restore_point: &Secret) -> Option<String> {
+        None
+    }
     /// Sets the new password (secret on stdin, never on a command line).
     fn set_password(&mut self, account: &AccountName, new: &Secret) -> Result<(), ConnectorError>;
     /// Puts the saved restore point back and checks it is back.

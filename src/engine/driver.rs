@@ -322,11 +322,29 @@ pub async fn recover(
                 .acquire_owned()
                 .await
                 .expect("semaphore is never closed");
+            let ids: Vec<(CredentialId, Phase, RotationId)> = rotations
+                .iter()
+                .map(|r| (r.cred.clone(), r.phase, r.id))
+                .collect();
             tokio::task::spawn_blocking(move || {
                 recover_host(&host, rotations, &*store, &*fleet, lease_ttl)
             })
             .await
-            .unwrap_or_default()
+            .unwrap_or_else(|panic| {
+                // Never let a panic make rotations vanish from the report.
+                let cause = Fault::target(FaultClass::Protocol, format!("internal error: {panic}"));
+                ids.into_iter()
+                    .map(|(cred, phase, id)| CredentialResult {
+                        cred,
+                        outcome: Outcome::Unsettled {
+                            phase,
+                            cause: cause.clone(),
+                        },
+                        rotation: Some(id),
+                        elapsed_ms: 0,
+                    })
+                    .collect()
+            })
         }));
     }
     for task in tasks {
@@ -470,8 +488,13 @@ fn rotate_one(
         rotation: None,
         lease: Some(lease),
         max_failed_logins: policy.max_failed_logins,
+        refused: None,
     };
-    let outcome = job.drive(Rotation::start(), store, target);
+    let mut outcome = job.drive(Rotation::start(), store, target);
+    if let Some((reason, detail)) = job.refused.take() {
+        // Nothing was sent (the refusal came at Stage): report why, not as a failure.
+        outcome = Outcome::Skipped { reason, detail };
+    }
     give_back(store, &job.cred, lease);
     log_outcome(&job.cred, &outcome);
     CredentialResult {
@@ -556,7 +579,8 @@ fn recover_host(
                 restore_point: Some(r.restore_point),
                 rotation: Some(r.id),
                 lease: Some(lease),
-                                max_failed_logins,
+                max_failed_logins,
+                refused: None,
             };
             let outcome = job.drive(Rotation::recover(r.phase), store, target);
             give_back(store, &job.cred, lease);
@@ -639,6 +663,9 @@ struct Job {
     lease: Option<Lease>,
     /// Lockout budget of the account's policy.
     max_failed_logins: u32,
+    /// The store refused to stage for a reason that is not a failure of this run (another
+    /// rotation is open, the credential is parked, another process took it over).
+    refused: Option<(SkipReason, String)>,
 }
 
 impl Job {
@@ -686,10 +713,13 @@ impl Job {
         // machine invariants, checked by the machine's tests.
         match command {
             Command::ReadRestorePoint => match target.restore_point(account) {
-                Ok(rp) => {
-                    self.restore_point = Some(rp);
-                    Event::Ok
-                }
+                Ok(rp) => match target.refuses_rotation(account, &rp) {
+                    Some(why) => Event::Failed(Fault::target(FaultClass::AccountLocked, why)),
+                    None => {
+                        self.restore_point = Some(rp);
+                        Event::Ok
+                    }
+                },
                 Err(e) => Event::Failed(Fault::target(e.class, e.message)),
             },
             Command::Stage => {
@@ -706,7 +736,17 @@ impl Job {
                         self.rotation = Some(id);
                         Event::Ok
                     }
-                    Err(e) => Event::Failed(Fault::store(e.to_string())),
+                    Err(e) => {
+                        use crate::store::StoreError as E;
+                        self.refused = match &e {
+                            E::RotationOpen(..) | E::Stuck(..) => Some(SkipReason::OpenRotation),
+                            E::Parked { .. } => Some(SkipReason::Parked),
+                            E::LeaseLost { .. } => Some(SkipReason::Busy),
+                            _ => None,
+                        }
+                        .map(|reason| (reason, e.to_string()));
+                        Event::Failed(Fault::store(e.to_string()))
+                    }
                 }
             }
             Command::Push => {
@@ -850,6 +890,12 @@ mod tests {
                 .get(a.as_str())
                 .map(|p| Secret::new(p.clone()))
                 .ok_or(err(FaultClass::AccountMissing))
+        }
+        fn refuses_rotation(&self, _: &AccountName, restore_point: &Secret) -> Option<String> {
+            restore_point
+                .expose()
+                .starts_with('!')
+                .then(|| "locked".to_owned())
         }
         fn set_password(&mut self, a: &AccountName, new: &Secret) -> Result<(), ConnectorError> {
             self.fleet.note(&self.host, "set");
@@ -1219,6 +1265,30 @@ mod tests {
         let fourth = run_with(fleet, &store, work, options);
         assert_eq!(skips(&fourth), ["a committed"]);
         assert!(store.parked(&app).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_locked_account_is_not_given_a_password() {
+        let (fleet, store, work) = setup(&["a"]);
+        fleet.with("a", |h| {
+            h.passwords.insert("svc_app".into(), "!locked".into());
+        });
+        let results = run_rotate(fleet, &store, work);
+        assert_eq!(
+            labels(&results),
+            ["a/svc_app not changed", "a/svc_backup committed"]
+        );
+        assert_eq!(fleet.password("a", "svc_app").unwrap(), "!locked");
+        assert_eq!(
+            fleet
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.ends_with(" set"))
+                .count(),
+            1
+        );
     }
 
     #[test]
