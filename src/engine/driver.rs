@@ -750,6 +750,11 @@ impl Job {
                 }
             }
             Command::Push => {
+                // Fence the push itself: prove (and renew) the lease right before sending, so a
+                // process that stalled past its lease never pushes over one that took over.
+                if let Err(e) = store.record_phase(self.id(), Phase::Staged, Some("pushing")) {
+                    return Event::Failed(Fault::store(e.to_string()));
+                }
                 from_target(target.set_password(account, self.new.as_ref().expect("staged")))
             }
             Command::Record(phase) => from_store(store.record_phase(self.id(), *phase, last_cause)),

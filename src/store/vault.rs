@@ -141,19 +141,48 @@ struct LeaseRow {
 impl LeaseRow {
     /// The lease is held by a process on this machine that no longer exists (killed, crashed):
     /// nobody can renew it, so waiting for its ttl would only delay recovery.
+    ///
+    /// Judged only where the pid means the same process: the same machine name *and* the same
+    /// PID namespace (two containers sharing a hostname do not share pids); and a pid that now
+    /// belongs to a process started at another time is a reused pid, so the holder is gone.
     fn holder_is_gone(&self) -> bool {
+        let Some((machine, started)) = self.owner_host.rsplit_once('#') else {
+            return false;
+        };
         self.owner_pid != 0
             && self.owner_pid != std::process::id()
-            && self.owner_host == this_host()
-            && !Path::new(&format!("/proc/{}", self.owner_pid)).exists()
+            && machine == this_machine()
+            && process_start(self.owner_pid).is_none_or(|now| now != started)
     }
 }
 
-/// This machine's name, as leases record it.
-fn this_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// Where pids mean the same processes: the machine's name and this PID namespace.
+fn this_machine() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let pid_ns = std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    format!("{host} {pid_ns}")
+}
+
+/// A process's start time (clock ticks since boot, field 22 of /proc/PID/stat), which with the
+/// pid identifies the process; `None` if there is no such process.
+fn process_start(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces: count after it.
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    after_comm.split_whitespace().nth(19).map(str::to_owned)
+}
+
+/// How a lease names its holding process, for `holder_is_gone`.
+fn this_process_owner() -> String {
+    format!(
+        "{}#{}",
+        this_machine(),
+        process_start(std::process::id()).unwrap_or_default()
+    )
 }
 
 /// How times are written: RFC 3339 in UTC with microseconds.
@@ -1156,7 +1185,7 @@ impl Store for Vault {
                     credential_row,
                     token,
                     holder,
-                    this_host(),
+                    this_process_owner(),
                     std::process::id(),
                     ttl.num_milliseconds(),
                     time_text(now),
