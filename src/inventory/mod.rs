@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use self::error::{InventoryError, MAX_PROBLEMS, Problem, ProblemKind};
-pub use self::scope::{Scope, ScopeError, Selection};
+pub use self::scope::{DirectorySelection, Scope, ScopeError, Selection};
 pub use self::summary::{HostRow, Summary};
 pub use self::validate::DEFAULT_MAX_FAILED_LOGINS;
 use crate::credential::{AccountName, CredentialId, HostName};
@@ -98,6 +98,65 @@ pub struct Inventory {
     pub path: PathBuf,
     pub policies: BTreeMap<String, Policy>,
     pub hosts: Vec<Host>,
+    pub directories: Vec<Directory>,
+}
+
+/// An LDAP directory whose accounts rotor manages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Directory {
+    /// Unique among hosts and directories; the `DIRECTORY` of `DIRECTORY/UID`.
+    pub name: HostName,
+    /// `ldap://` (StartTLS, always) or `ldaps://`.
+    pub url: String,
+    /// CA certificates to trust besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Certificate verification off. Only for labs; rotor warns on every connection.
+    pub danger_accept_invalid_certs: bool,
+    /// The DN rotor binds as.
+    pub bind_dn: String,
+    /// Where rotor's bind secret is kept in the vault.
+    pub bind_credential: CredentialId,
+    pub groups: Vec<String>,
+    pub policy: String,
+    pub accounts: Vec<DirectoryAccounts>,
+}
+
+/// How a directory's accounts are listed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DirectoryAccounts {
+    /// One entry by DN.
+    Dn(String),
+    /// Every entry a search finds (resolved when a run is planned).
+    Search {
+        base: String,
+        filter: String,
+        scope: LdapScope,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LdapScope {
+    /// The base's children.
+    One,
+    /// The whole subtree.
+    Sub,
+}
+
+/// The account name of an entry: the value of its first RDN (`uid=svc-app,ou=...` gives
+/// `svc-app`), which must be a valid account name so that `DIRECTORY/UID` addresses it.
+pub fn uid_of(dn: &str) -> Result<AccountName, String> {
+    let first = dn.split(',').next().unwrap_or("").trim();
+    let Some((attr, value)) = first.split_once('=') else {
+        return Err(format!(
+            "`{dn}` is not a DN: write e.g. \"uid=svc-app,ou=service,dc=example,dc=org\""
+        ));
+    };
+    if !matches!(attr.trim().to_ascii_lowercase().as_str(), "uid" | "cn") {
+        return Err(format!(
+            "`{dn}`: the first part must be uid=NAME or cn=NAME, which names the credential DIRECTORY/NAME"
+        ));
+    }
+    AccountName::parse(value.trim()).map_err(|why| format!("`{dn}`: {why}"))
 }
 
 /// A password policy. `default` always exists (built in unless the inventory defines it).

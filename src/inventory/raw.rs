@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use serde_saphyr::Spanned;
 
 #[derive(Debug, Deserialize)]
@@ -17,9 +16,45 @@ pub(super) struct RawInventory {
     pub policies: BTreeMap<String, Spanned<RawPolicy>>,
     #[serde(default)]
     pub hosts: Vec<Spanned<RawHost>>,
-    /// Accepted by the parser only to say, with a line number, that LDAP is not supported yet.
     #[serde(default)]
-    pub directories: Option<Spanned<IgnoredAny>>,
+    pub directories: Vec<Spanned<RawDirectory>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDirectory {
+    pub name: Spanned<String>,
+    pub url: Spanned<String>,
+    pub ca_file: Option<Spanned<String>>,
+    pub danger_accept_invalid_certs: Option<Spanned<bool>>,
+    pub bind: Spanned<RawBind>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    pub policy: Option<Spanned<String>>,
+    #[serde(default)]
+    pub accounts: Vec<Spanned<RawDirectoryAccount>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBind {
+    pub dn: Spanned<String>,
+    pub credential: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDirectoryAccount {
+    pub dn: Option<Spanned<String>>,
+    pub search: Option<Spanned<RawSearch>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSearch {
+    pub base: Spanned<String>,
+    pub filter: Spanned<String>,
+    pub scope: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

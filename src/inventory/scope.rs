@@ -7,10 +7,11 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::validate::{check_group_name, close_matches};
-use super::{Host, Inventory};
+use super::{Directory, Host, Inventory};
 use crate::credential::{AccountName, CredentialId, HostName};
+use std::collections::BTreeSet;
 
-const FORMS: &str = "all, host:NAME, group:NAME, account:NAME or cred:HOST/ACCOUNT";
+const FORMS: &str = "all, host:NAME, group:NAME, account:NAME, directory:NAME or cred:HOST/ACCOUNT";
 
 /// One `--scope` argument.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -23,8 +24,10 @@ pub enum Scope {
     Group(String),
     /// This account name on every host that has it.
     Account(AccountName),
-    /// One credential.
+    /// One credential (`HOST/ACCOUNT` or `DIRECTORY/UID`).
     Cred(CredentialId),
+    /// Every account of one LDAP directory.
+    Directory(HostName),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,11 +36,7 @@ pub enum ScopeError {
     UnknownKind { input: String },
     #[error("scope `{input}`: {reason}")]
     InvalidName { input: String, reason: String },
-    #[error(
-        "scope `{input}`: LDAP directories are not supported yet; \
-         select hosts with host:, group:, account: or cred:"
-    )]
-    Unsupported { input: String },
+
     /// The scope is well formed but names nothing in the inventory.
     #[error("no {what} in {}; {hint}", file.display())]
     NotFound {
@@ -81,7 +80,7 @@ impl Scope {
             input: input.to_owned(),
             reason,
         };
-        if name.is_empty() && matches!(kind, "host" | "group" | "account" | "cred") {
+        if name.is_empty() && matches!(kind, "host" | "group" | "account" | "cred" | "directory") {
             let what = if kind == "cred" {
                 "HOST/ACCOUNT"
             } else {
@@ -100,9 +99,7 @@ impl Scope {
                 .map(Scope::Account)
                 .map_err(invalid),
             "cred" => CredentialId::parse(name).map(Scope::Cred).map_err(invalid),
-            "directory" => Err(ScopeError::Unsupported {
-                input: input.to_owned(),
-            }),
+            "directory" => HostName::parse(name).map(Scope::Directory).map_err(invalid),
             _ => Err(ScopeError::UnknownKind {
                 input: input.to_owned(),
             }),
@@ -126,6 +123,7 @@ impl fmt::Display for Scope {
             Scope::Group(name) => write!(f, "group:{name}"),
             Scope::Account(name) => write!(f, "account:{name}"),
             Scope::Cred(id) => write!(f, "cred:{id}"),
+            Scope::Directory(name) => write!(f, "directory:{name}"),
         }
     }
 }
@@ -135,6 +133,15 @@ impl fmt::Display for Scope {
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
     pub hosts: Vec<Host>,
+    pub directories: Vec<DirectorySelection>,
+}
+
+/// A selected directory: all its accounts, or only some UIDs (from `cred:` scopes; which
+/// entries exist is known only once its searches run).
+#[derive(Debug, Clone)]
+pub struct DirectorySelection {
+    pub directory: Directory,
+    pub only: Option<BTreeSet<AccountName>>,
 }
 
 impl Selection {
@@ -157,6 +164,12 @@ impl Inventory {
     /// default to everything pass `[Scope::All]`. The first scope that names something
     /// absent from the inventory is an error.
     pub fn select(&self, scopes: &[Scope]) -> Result<Selection, ScopeError> {
+        // Per directory: None when not selected, Some(None) for all its accounts, else UIDs.
+        let mut dirs: Vec<Option<Option<BTreeSet<AccountName>>>> =
+            vec![None; self.directories.len()];
+        let all_of = |idx: usize, dirs: &mut Vec<Option<Option<BTreeSet<AccountName>>>>| {
+            dirs[idx] = Some(None);
+        };
         // Per host: None when not selected, else which of its accounts are.
         let mut chosen: Vec<Option<Vec<bool>>> = vec![None; self.hosts.len()];
         let mut mark = |host_idx: usize, account_idx: Option<usize>| {
@@ -169,10 +182,32 @@ impl Inventory {
         };
         for scope in scopes {
             match scope {
-                Scope::All => (0..self.hosts.len()).for_each(|host_idx| mark(host_idx, None)),
+                Scope::All => {
+                    (0..self.hosts.len()).for_each(|host_idx| mark(host_idx, None));
+                    (0..self.directories.len()).for_each(|idx| all_of(idx, &mut dirs));
+                }
+                Scope::Directory(name) => {
+                    match self.directories.iter().position(|d| &d.name == name) {
+                        Some(idx) => all_of(idx, &mut dirs),
+                        None => {
+                            return Err(self.not_found(
+                                format!("directory `{name}`"),
+                                name.as_str(),
+                                self.directories.iter().map(|d| d.name.as_str()),
+                                "directories",
+                            ));
+                        }
+                    }
+                }
                 Scope::Host(name) => mark(self.host_idx(name)?, None),
                 Scope::Group(group) => {
                     let mut found = false;
+                    for (idx, d) in self.directories.iter().enumerate() {
+                        if d.groups.contains(group) {
+                            all_of(idx, &mut dirs);
+                            found = true;
+                        }
+                    }
                     for (host_idx, host) in self.hosts.iter().enumerate() {
                         if host.groups.contains(group) {
                             mark(host_idx, None);
@@ -215,6 +250,17 @@ impl Inventory {
                         ));
                     }
                 }
+                Scope::Cred(id)
+                    if let Some(idx) = self.directories.iter().position(|d| d.name == id.host) =>
+                {
+                    match &mut dirs[idx] {
+                        Some(None) => {}
+                        Some(Some(uids)) => {
+                            uids.insert(id.account.clone());
+                        }
+                        slot @ None => *slot = Some(Some(BTreeSet::from([id.account.clone()]))),
+                    }
+                }
                 Scope::Cred(id) => {
                     let host_idx = self.host_idx(&id.host)?;
                     let accounts = &self.hosts[host_idx].accounts;
@@ -244,7 +290,18 @@ impl Inventory {
                 Some(host)
             })
             .collect();
-        Ok(Selection { hosts })
+        let directories = self
+            .directories
+            .iter()
+            .zip(dirs)
+            .filter_map(|(d, only)| {
+                Some(DirectorySelection {
+                    directory: d.clone(),
+                    only: only?,
+                })
+            })
+            .collect();
+        Ok(Selection { hosts, directories })
     }
 
     fn host_idx(&self, name: &HostName) -> Result<usize, ScopeError> {

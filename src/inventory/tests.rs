@@ -284,8 +284,18 @@ fn policies() {
 }
 
 #[test]
-fn directories_are_not_supported_yet() {
-    assert_snapshot!(check("version: 1\nhosts: []\ndirectories:\n  - name: hospital-ldap\n"), @"lab/inventory.yaml:4:3: directories: LDAP directories are not supported yet: remove the `directories:` section (rotor manages Linux accounts over SSH for now)");
+fn directories() {
+    let good = "version: 1\nhosts: []\ndirectories:\n  - name: hospital-ldap\n    url: ldap://127.0.0.1:3890\n    ca_file: ca.pem\n    bind: { dn: \"cn=rotor,ou=system,dc=h,dc=example\", credential: hospital-ldap/rotor }\n    groups: [ldap]\n    accounts:\n      - { dn: \"uid=emr-app,ou=service,dc=h,dc=example\" }\n      - { search: { base: \"ou=service,dc=h,dc=example\", filter: \"(objectClass=account)\", scope: sub } }\n";
+    let inv = crate::inventory::parse(good, Path::new("lab/inventory.yaml")).unwrap();
+    assert_eq!(inv.directories.len(), 1);
+    assert_eq!(
+        inv.directories[0].ca_file.as_deref(),
+        Some(Path::new("lab/ca.pem"))
+    );
+    assert_eq!(inv.directories[0].accounts.len(), 2);
+    assert_snapshot!(check(
+        "version: 1\nhosts: []\ndirectories:\n  - name: hospital-ldap\n    url: http://x\n    bind: { dn: \"nodn\", credential: hospital-ldap/rotor }\n    accounts:\n      - { dn: \"o=x\" }\n      - { search: { base: b, filter: \"objectClass=x\" } }\n"
+    ));
 }
 
 #[test]
@@ -367,14 +377,14 @@ fn scopes_parse() {
     "group:emr" -> ok group:emr
     "account:svc_app" -> ok account:svc_app
     "cred:emr-db-01/svc_app" -> ok cred:emr-db-01/svc_app
-    "directory:hospital-ldap" -> scope `directory:hospital-ldap`: LDAP directories are not supported yet; select hosts with host:, group:, account: or cred:
-    "emr-db-01" -> unknown scope `emr-db-01`: use all, host:NAME, group:NAME, account:NAME or cred:HOST/ACCOUNT (to select a host, write host:emr-db-01)
-    "hosts:emr-db-01" -> unknown scope `hosts:emr-db-01`: use all, host:NAME, group:NAME, account:NAME or cred:HOST/ACCOUNT
+    "directory:hospital-ldap" -> ok directory:hospital-ldap
+    "emr-db-01" -> unknown scope `emr-db-01`: use all, host:NAME, group:NAME, account:NAME, directory:NAME or cred:HOST/ACCOUNT (to select a host, write host:emr-db-01)
+    "hosts:emr-db-01" -> unknown scope `hosts:emr-db-01`: use all, host:NAME, group:NAME, account:NAME, directory:NAME or cred:HOST/ACCOUNT
     "host:" -> scope `host:`: nothing after `host:`; write host:NAME
     "host:bad name" -> scope `host:bad name`: `bad name` is not a valid host name: use 1 to 253 letters, digits, '.', '-' or '_'
     "account:Root" -> scope `account:Root`: `Root` is not a valid Linux user name: start with a lowercase letter or '_', then use lowercase letters, digits, '_' or '-', at most 32 characters
     "cred:emr-db-01" -> scope `cred:emr-db-01`: `emr-db-01` is not a credential address: write it as HOST/ACCOUNT, e.g. emr-db-01/svc_app
-    "" -> empty scope: use all, host:NAME, group:NAME, account:NAME or cred:HOST/ACCOUNT
+    "" -> empty scope: use all, host:NAME, group:NAME, account:NAME, directory:NAME or cred:HOST/ACCOUNT
     "#);
 }
 

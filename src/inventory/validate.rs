@@ -12,9 +12,10 @@ use serde_saphyr::{Location, Spanned};
 
 use super::InventoryError;
 use super::error::{Problem, ProblemKind, Problems};
-use super::raw::{RawAccount, RawConnect, RawHost, RawInventory, RawPolicy};
+use super::raw::{RawAccount, RawConnect, RawDirectory, RawHost, RawInventory, RawPolicy};
 use super::{
-    Account, CharClass, ConnectAuth, ConnectIdentity, Host, HostKeyPin, Inventory, Policy,
+    Account, CharClass, ConnectAuth, ConnectIdentity, Directory, DirectoryAccounts, Host,
+    HostKeyPin, Inventory, LdapScope, Policy, uid_of,
 };
 use crate::credential::{AccountName, CredentialId, HostName};
 
@@ -96,15 +97,6 @@ impl Checker<'_> {
                 ),
             );
         }
-        if let Some(directories) = &raw.directories {
-            self.report(
-                directories.referenced,
-                "directories",
-                ProblemKind::Unsupported,
-                "LDAP directories are not supported yet: remove the `directories:` section \
-                 (rotor manages Linux accounts over SSH for now)",
-            );
-        }
 
         let mut policies = BTreeMap::new();
         policies.insert("default".to_owned(), default_policy());
@@ -124,10 +116,19 @@ impl Checker<'_> {
             }
         }
 
+        let mut directories = Vec::with_capacity(raw.directories.len());
+        for (dir_idx, raw_dir) in raw.directories.into_iter().enumerate() {
+            let field = format!("directories[{dir_idx}]");
+            if let Some(d) = self.directory(&field, raw_dir, &policies, &mut seen_hosts) {
+                directories.push(d);
+            }
+        }
+
         Inventory {
             path: self.file.to_owned(),
             policies,
             hosts,
+            directories,
         }
     }
 
@@ -636,6 +637,213 @@ impl Checker<'_> {
             name: name?,
             playbook: playbook?,
             policy: policy?,
+        })
+    }
+
+    /// One `directories:` entry.
+    pub(super) fn directory(
+        &mut self,
+        field: &str,
+        raw: Spanned<RawDirectory>,
+        policies: &BTreeMap<String, Policy>,
+        seen_names: &mut HashMap<String, u64>,
+    ) -> Option<Directory> {
+        let location = raw.referenced;
+        let raw = raw.value;
+        let mut ok = true;
+        let name = match HostName::parse(&raw.name.value) {
+            Ok(name) => Some(name),
+            Err(why) => {
+                self.report(
+                    raw.name.referenced,
+                    format!("{field}.name"),
+                    ProblemKind::InvalidValue,
+                    why,
+                );
+                None
+            }
+        };
+        if let Some(first_line) = seen_names.get(&raw.name.value) {
+            self.report(
+                raw.name.referenced,
+                format!("{field}.name"),
+                ProblemKind::Duplicate,
+                format!(
+                    "duplicate name \"{}\" (first defined at line {first_line}): host and directory names must be unique",
+                    raw.name.value
+                ),
+            );
+            ok = false;
+        } else {
+            seen_names.insert(raw.name.value.clone(), raw.name.referenced.line());
+        }
+        let url = raw.url.value.trim().to_owned();
+        let url_ok = ["ldap://", "ldaps://"].iter().any(|scheme| {
+            url.strip_prefix(scheme)
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
+        });
+        if !url_ok {
+            self.report(
+                raw.url.referenced,
+                format!("{field}.url"),
+                ProblemKind::InvalidValue,
+                format!(
+                    "`{url}` is not an LDAP URL: write ldap://HOST[:PORT] (StartTLS is always used) or ldaps://HOST[:PORT]"
+                ),
+            );
+            ok = false;
+        }
+        let ca_file = match &raw.ca_file {
+            Some(p) => {
+                let path = self.path(p, &format!("{field}.ca_file"));
+                ok &= path.is_some();
+                path
+            }
+            None => None,
+        };
+        let bind_dn = raw.bind.value.dn.value.trim().to_owned();
+        if !bind_dn.contains('=') {
+            self.report(
+                raw.bind.value.dn.referenced,
+                format!("{field}.bind.dn"),
+                ProblemKind::InvalidValue,
+                format!(
+                    "`{bind_dn}` is not a DN: write e.g. \"cn=rotor,ou=system,dc=example,dc=org\""
+                ),
+            );
+            ok = false;
+        }
+        let bind_credential = match CredentialId::parse(&raw.bind.value.credential.value) {
+            Ok(c) => Some(c),
+            Err(why) => {
+                self.report(
+                    raw.bind.value.credential.referenced,
+                    format!("{field}.bind.credential"),
+                    ProblemKind::InvalidValue,
+                    why,
+                );
+                None
+            }
+        };
+        let policy = match &raw.policy {
+            None => "default".to_owned(),
+            Some(p) if policies.contains_key(&p.value) => p.value.clone(),
+            Some(p) => {
+                let known: Vec<&str> = policies.keys().map(String::as_str).collect();
+                self.report(
+                    p.referenced,
+                    format!("{field}.policy"),
+                    ProblemKind::UnknownReference,
+                    format!(
+                        "unknown policy `{}`: known policies are {}",
+                        p.value,
+                        known.join(", ")
+                    ),
+                );
+                ok = false;
+                String::new()
+            }
+        };
+        let mut groups = Vec::new();
+        for (group_idx, group) in raw.groups.into_iter().enumerate() {
+            if let Err(why) = check_group_name(&group.value) {
+                self.report(
+                    group.referenced,
+                    format!("{field}.groups[{group_idx}]"),
+                    ProblemKind::InvalidValue,
+                    why,
+                );
+                ok = false;
+            } else if !groups.contains(&group.value) {
+                groups.push(group.value);
+            }
+        }
+        if raw.accounts.is_empty() {
+            self.report(
+                location,
+                format!("{field}.accounts"),
+                ProblemKind::MissingField,
+                "a directory needs accounts: list them by `dn:` or find them with `search: { base, filter }`",
+            );
+            ok = false;
+        }
+        let mut accounts = Vec::new();
+        for (idx, acc) in raw.accounts.into_iter().enumerate() {
+            let afield = format!("{field}.accounts[{idx}]");
+            let at = acc.referenced;
+            match (acc.value.dn, acc.value.search) {
+                (Some(dn), None) => match uid_of(&dn.value) {
+                    Ok(_) => accounts.push(DirectoryAccounts::Dn(dn.value.trim().to_owned())),
+                    Err(why) => {
+                        self.report(
+                            dn.referenced,
+                            format!("{afield}.dn"),
+                            ProblemKind::InvalidValue,
+                            why,
+                        );
+                        ok = false;
+                    }
+                },
+                (None, Some(search)) => {
+                    let s = search.value;
+                    let scope = match s.scope.as_ref().map(|v| v.value.as_str()) {
+                        None | Some("one") => LdapScope::One,
+                        Some("sub") => LdapScope::Sub,
+                        Some(other) => {
+                            self.report(
+                                search.referenced,
+                                format!("{afield}.search.scope"),
+                                ProblemKind::InvalidValue,
+                                format!("unknown search scope `{other}`: use one (children of base) or sub (the whole subtree)"),
+                            );
+                            ok = false;
+                            LdapScope::One
+                        }
+                    };
+                    let filter = s.filter.value.trim().to_owned();
+                    if !(filter.starts_with('(') && filter.ends_with(')')) {
+                        self.report(
+                            s.filter.referenced,
+                            format!("{afield}.search.filter"),
+                            ProblemKind::InvalidValue,
+                            format!("`{filter}` is not an LDAP filter: write it in parentheses, e.g. \"(objectClass=account)\""),
+                        );
+                        ok = false;
+                    }
+                    accounts.push(DirectoryAccounts::Search {
+                        base: s.base.value.trim().to_owned(),
+                        filter,
+                        scope,
+                    });
+                }
+                _ => {
+                    self.report(
+                        at,
+                        afield,
+                        ProblemKind::InvalidValue,
+                        "write exactly one of `dn: \"uid=...,ou=...\"` or `search: { base: ..., filter: ... }`",
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let danger_accept_invalid_certs = raw
+            .danger_accept_invalid_certs
+            .map(|v| v.value)
+            .unwrap_or(false);
+        if !(ok && name.is_some() && bind_credential.is_some()) {
+            return None;
+        }
+        Some(Directory {
+            name: name?,
+            url,
+            ca_file,
+            danger_accept_invalid_certs,
+            bind_dn,
+            bind_credential: bind_credential?,
+            groups,
+            policy,
+            accounts,
         })
     }
 
