@@ -323,7 +323,7 @@ enum Step {
 impl Step {
     fn describe(self) -> &'static str {
         match self {
-            Step::StartTls => "starting TLS",
+            Step::StartTls => "connecting (TCP, then StartTLS or LDAPS)",
             Step::AdminBind => "binding as rotor",
             Step::VerifyBind => "binding as the account",
             Step::Search => "searching",
