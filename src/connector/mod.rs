@@ -1,9 +1,11 @@
-//! Connectors: the edges that talk to targets. The engine never sees `ssh2` types; it sees the
-//! [`PasswordTarget`] trait and [`ConnectorError`]s that carry a [`FaultClass`] it can branch on.
+//! Connectors: the edges that talk to targets. The engine never sees `ssh2` or `ldap3` types; it
+//! sees the [`PasswordTarget`] trait, the [`ldap`] module's own types and [`ConnectorError`]s
+//! that carry a [`FaultClass`] it can branch on.
 //!
 //! Invariant: no error message built here contains a secret (the new password, a saved shadow
 //! hash, a key passphrase). Messages name the host, the account and the step.
 
+pub mod ldap;
 pub mod ssh;
 
 use std::fmt;
@@ -34,6 +36,13 @@ pub enum FaultClass {
     Refused,
     /// Login with the secret under test failed.
     VerifyFailed,
+    /// The server's TLS certificate could not be verified (unknown issuer, wrong name, expired),
+    /// or the server would not start TLS. Like `HostKeyMismatch`: nothing was sent.
+    TlsInvalid,
+    /// Putting the old credential back was refused by the target's password policy (OpenLDAP
+    /// ppolicy `pwdInHistory`, a minimum age, a quality check). The new credential stays in
+    /// place; the engine verifies it and reports why rollback was not possible.
+    RollbackRefusedByPolicy,
     /// Anything else: protocol errors, unexpected output.
     Protocol,
 }
@@ -49,6 +58,8 @@ impl fmt::Display for FaultClass {
             FaultClass::AccountLocked => "account locked",
             FaultClass::Refused => "target refused the change",
             FaultClass::VerifyFailed => "verification failed",
+            FaultClass::TlsInvalid => "TLS certificate not trusted",
+            FaultClass::RollbackRefusedByPolicy => "password policy refused the rollback",
             FaultClass::Protocol => "protocol error",
         })
     }

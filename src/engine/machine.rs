@@ -96,7 +96,10 @@ impl Fault {
         matches!(
             self.class,
             FaultKind::Target(
-                FaultClass::Unreachable | FaultClass::TimedOut | FaultClass::HostKeyMismatch
+                FaultClass::Unreachable
+                    | FaultClass::TimedOut
+                    | FaultClass::HostKeyMismatch
+                    | FaultClass::TlsInvalid
             )
         )
     }
