@@ -13,12 +13,19 @@ use serde::Deserialize;
 use crate::connector::ssh::{ExecOutput, SshAuth, SshSession, SshTarget, check_password_login};
 use crate::connector::{ConnectorError, FaultClass, PasswordTarget};
 use crate::credential::AccountName;
+use std::sync::Arc;
+
+use crate::connector::ldap::{DirectorySpec, DirectoryTarget, LdapAdmin, SearchScope, check_bind};
+use crate::engine::directory::{Directories, OpenDirectory};
 use crate::engine::driver::Fleet;
-use crate::inventory::{ConnectAuth, Host};
+use crate::inventory::{ConnectAuth, Directory, DirectoryAccounts, Host, LdapScope};
 use crate::secret::Secret;
 
 /// Names of the playbooks compiled into rotor.
 pub const BUILT_IN: &[&str] = &["linux-password"];
+
+/// The playbook of directory accounts (implemented by [`LdapDirectories`]).
+pub const LDAP_PASSWORD: &str = "ldap-password";
 
 const LINUX_PASSWORD: &str = include_str!("../playbooks/linux-password.yaml");
 
@@ -365,6 +372,149 @@ impl Fleet for SshFleet {
             }
         };
         Ok(Box::new(linux))
+    }
+}
+
+/// Opens LDAP directories with rotor's bind account (its secret from the vault): the
+/// [`Directories`] the CLI uses for the `ldap-password` playbook.
+pub struct LdapDirectories {
+    pub store: std::sync::Arc<dyn crate::engine::Store>,
+    /// Deadline of each LDAP step (connect with TLS, bind, one operation).
+    pub step_timeout: std::time::Duration,
+    /// The runtime the async LDAP client runs on; the engine's workers are blocking threads.
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Directories for LdapDirectories {
+    fn open(&self, directory: &Directory) -> Result<Arc<dyn OpenDirectory>, ConnectorError> {
+        let name = &directory.name;
+        let bind_cred = &directory.bind_credential;
+        let secret = self
+            .store
+            .current(bind_cred)
+            .map_err(|e| {
+                ConnectorError::new(
+                    FaultClass::ConnectAuthRejected,
+                    format!("{name}: cannot read rotor's bind secret {bind_cred} from the vault: {e}"),
+                )
+            })?
+            .ok_or_else(|| {
+                ConnectorError::new(
+                    FaultClass::ConnectAuthRejected,
+                    format!(
+                        "{name}: rotor's bind secret {bind_cred} is not in the vault; store it with `rotor enroll {bind_cred}`"
+                    ),
+                )
+            })?;
+        let target = DirectoryTarget::prepare(&DirectorySpec {
+            name: name.clone(),
+            url: directory.url.clone(),
+            ca_file: directory.ca_file.clone(),
+            danger_accept_invalid_certs: directory.danger_accept_invalid_certs,
+            bind_dn: directory.bind_dn.clone(),
+            timeout: self.step_timeout,
+        })?;
+        let admin = self
+            .runtime
+            .block_on(LdapAdmin::connect(&target, &secret))?;
+        let mut accounts: Vec<(AccountName, String)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for spec in &directory.accounts {
+            let found: Vec<(AccountName, String)> = match spec {
+                DirectoryAccounts::Dn(dn) => {
+                    // The inventory validated the DN's first RDN as an account name.
+                    let uid = crate::inventory::uid_of(dn).map_err(|why| {
+                        ConnectorError::new(FaultClass::Protocol, format!("{name}: {why}"))
+                    })?;
+                    vec![(uid, dn.clone())]
+                }
+                DirectoryAccounts::Search {
+                    base,
+                    filter,
+                    scope,
+                } => {
+                    let scope = match scope {
+                        LdapScope::One => SearchScope::OneLevel,
+                        LdapScope::Sub => SearchScope::Subtree,
+                    };
+                    let entries = self.runtime.block_on(admin.search(base, filter, scope))?;
+                    let mut out = Vec::with_capacity(entries.len());
+                    for e in entries {
+                        match AccountName::parse(&e.uid) {
+                            Ok(uid) => out.push((uid, e.dn)),
+                            Err(why) => tracing::warn!(
+                                directory = %name, dn = %e.dn,
+                                "skipping an entry whose uid cannot name a credential: {why}"
+                            ),
+                        }
+                    }
+                    out
+                }
+            };
+            for (uid, dn) in found {
+                if seen.insert(uid.clone()) {
+                    accounts.push((uid, dn));
+                }
+            }
+        }
+        Ok(Arc::new(LdapOpen {
+            admin,
+            target,
+            accounts,
+            runtime: self.runtime.clone(),
+        }))
+    }
+}
+
+/// An open directory: one admin connection shared by every account's target.
+struct LdapOpen {
+    admin: LdapAdmin,
+    target: DirectoryTarget,
+    accounts: Vec<(AccountName, String)>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl OpenDirectory for LdapOpen {
+    fn accounts(&self) -> &[(AccountName, String)] {
+        &self.accounts
+    }
+
+    fn target(&self, dn: &str) -> Box<dyn PasswordTarget + Send> {
+        Box::new(LdapAccount {
+            admin: self.admin.clone(),
+            target: self.target.clone(),
+            dn: dn.to_owned(),
+            runtime: self.runtime.clone(),
+        })
+    }
+}
+
+/// One directory account, for the engine: the `ldap-password` playbook. Set with the
+/// password-modify operation (or a hashed `userPassword` replace), verified by a fresh bind,
+/// rolled back by writing the saved hash back.
+struct LdapAccount {
+    admin: LdapAdmin,
+    target: DirectoryTarget,
+    dn: String,
+    runtime: tokio::runtime::Handle,
+}
+
+impl PasswordTarget for LdapAccount {
+    fn restore_point(&mut self, _: &AccountName) -> Result<Secret, ConnectorError> {
+        self.runtime
+            .block_on(self.admin.read_password_hash(&self.dn))
+    }
+    fn set_password(&mut self, _: &AccountName, new: &Secret) -> Result<(), ConnectorError> {
+        self.runtime
+            .block_on(self.admin.set_password(&self.dn, new))
+    }
+    fn restore(&mut self, _: &AccountName, saved: &Secret) -> Result<(), ConnectorError> {
+        self.runtime
+            .block_on(self.admin.restore_password_hash(&self.dn, saved))
+    }
+    fn verify_login(&mut self, _: &AccountName, secret: &Secret) -> Result<(), ConnectorError> {
+        self.runtime
+            .block_on(check_bind(&self.target, &self.dn, secret))
     }
 }
 

@@ -39,6 +39,18 @@ pub struct RunReport {
     /// Interrupted rotations of earlier runs that `rotate` settled before starting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovered: Option<Box<RunReport>>,
+    /// Directories that could not be opened (bind refused, unreachable, TLS): their accounts
+    /// are not in `results`, because their searches could not run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed_directories: Vec<FailedDirectory>,
+}
+
+/// A directory a run could not open.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedDirectory {
+    pub directory: String,
+    pub class: crate::connector::FaultClass,
+    pub message: String,
 }
 
 impl RunReport {
@@ -79,7 +91,13 @@ impl RunReport {
             counts,
             results,
             recovered: None,
+            failed_directories: Vec::new(),
         }
+    }
+
+    pub fn with_failed_directories(mut self, failed: Vec<FailedDirectory>) -> RunReport {
+        self.failed_directories = failed;
+        self
     }
 
     /// Attaches the recovery that ran before this run (if it settled anything); the exit code
@@ -108,7 +126,12 @@ impl RunReport {
             Some(r) if r.counts.stuck > 0 || r.counts.unsettled > 0 => 4,
             _ => 0,
         };
-        own.max(recovery)
+        let directories = if self.failed_directories.is_empty() {
+            0
+        } else {
+            3
+        };
+        own.max(recovery).max(directories)
     }
 
     pub fn to_json(&self) -> String {
@@ -155,6 +178,13 @@ impl RunReport {
             if n > 0 || label.starts_with("committed") {
                 let _ = writeln!(out, "  {n:>6}  {label}");
             }
+        }
+        for f in &self.failed_directories {
+            let _ = writeln!(
+                out,
+                "\nDirectory {} was not rotated ({}): {}",
+                f.directory, f.class, f.message
+            );
         }
         let failed: Vec<&CredentialResult> = self
             .results

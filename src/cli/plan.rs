@@ -1,12 +1,14 @@
-//! `rotor plan`: what would rotate and why. Reads the inventory and the vault; changes nothing
-//! and connects nowhere.
+//! `rotor plan`: what would rotate and why. Reads the inventory and the vault and changes
+//! nothing. It connects to no host; it binds to selected LDAP directories (read only) to
+//! resolve their account searches and show how many accounts each matched.
 
 use clap::Args;
 
 use super::output::open_vault;
-use super::rotate::{Selection, resolve};
+use super::rotate::{Resolved, Selection, open_directories, resolve};
 use super::{CliResult, Global};
 use crate::credential::CredentialId;
+use crate::playbook::LdapDirectories;
 use crate::policy::entropy_bits;
 use crate::report::table;
 
@@ -17,9 +19,54 @@ pub struct PlanArgs {
 }
 
 pub fn run(g: &Global, a: PlanArgs) -> CliResult {
-    let (_inv, work, label) = resolve(&a.selection)?;
+    let Resolved {
+        inv,
+        hosts: work,
+        directories,
+        label,
+    } = resolve(&a.selection)?;
     let vault = open_vault(g)?;
     let status = vault.status()?;
+    // Directory accounts: resolved now, counted, listed in summary (they can be thousands).
+    let mut dir_lines = Vec::new();
+    let mut n_dir_accounts = 0;
+    if !directories.is_empty() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let dirs = LdapDirectories {
+            store: vault.clone(),
+            step_timeout: std::time::Duration::from_secs(20),
+            runtime: rt.handle().clone(),
+        };
+        let (works, failed, missing) = open_directories(&inv, &directories, &dirs);
+        for w in &works {
+            n_dir_accounts += w.accounts.len();
+            let d = inv
+                .directories
+                .iter()
+                .find(|d| d.name == w.name)
+                .expect("selected from it");
+            dir_lines.push(format!(
+                "  {}: {} accounts ({} by DN or search), policy {} ({} chars, ~{:.0} bits), playbook ldap-password",
+                w.name,
+                w.accounts.len(),
+                d.accounts.len(),
+                w.policy.name,
+                w.policy.length,
+                entropy_bits(&w.policy)
+            ));
+        }
+        for f in failed {
+            dir_lines.push(format!(
+                "  {}: cannot be planned ({}): {}",
+                f.directory, f.class, f.message
+            ));
+        }
+        for m in missing {
+            dir_lines.push(format!("  {}: not found in the directory", m.cred));
+        }
+    }
     let mut rows = Vec::new();
     for w in &work {
         for (account, policy) in &w.accounts {
@@ -49,10 +96,16 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
         }
     }
     println!(
-        "Plan for scope `{label}`: {} credentials on {} hosts would rotate (requested now).\n",
+        "Plan for scope `{label}`: {} credentials on {} hosts and {n_dir_accounts} directory accounts would rotate (requested now).\n",
         rows.len(),
         work.len()
     );
+    if !dir_lines.is_empty() {
+        println!(
+            "Directories (searches resolved now):\n{}\n",
+            dir_lines.join("\n")
+        );
+    }
     print!(
         "{}",
         table(&["CREDENTIAL", "PLAYBOOK", "POLICY", "WHY"], &rows)

@@ -10,14 +10,18 @@ use clap::Args;
 
 use super::output::{Output, open_vault};
 use super::{CliResult, Failure, Global, OutputFormat, usage};
+use crate::connector::FaultClass;
+use crate::credential::AccountName;
 use crate::credential::CredentialId;
 use crate::engine::blast::FailureLimit;
+use crate::engine::directory::{Directories, DirectoryWork, rotate_directory};
 use crate::engine::driver::lease_ttl;
 use crate::engine::driver::{self, CredentialResult, Fleet, HostWork, Progress, RunOptions};
+use crate::engine::machine::Fault;
 use crate::engine::{Outcome, Store};
-use crate::inventory::{Host, Inventory, Scope};
-use crate::playbook::SshFleet;
-use crate::report::RunReport;
+use crate::inventory::{DirectorySelection, Host, Inventory, Scope};
+use crate::playbook::{LdapDirectories, SshFleet};
+use crate::report::{FailedDirectory, RunReport};
 
 /// Which credentials: `--scope` (repeatable) or `--all`.
 #[derive(Debug, Args, Clone)]
@@ -80,8 +84,17 @@ pub struct RecoverArgs {
     pub output: OutputFormat,
 }
 
+/// What a selection resolved to.
+pub struct Resolved {
+    pub inv: Inventory,
+    pub hosts: Vec<HostWork>,
+    pub directories: Vec<DirectorySelection>,
+    /// The scopes as written, for the run record.
+    pub label: String,
+}
+
 /// Loads the inventory and resolves the selection into per-host work, or a usage error.
-pub fn resolve(sel: &Selection) -> Result<(Inventory, Vec<HostWork>, String), Failure> {
+pub fn resolve(sel: &Selection) -> Result<Resolved, Failure> {
     if !sel.all && sel.scopes.is_empty() {
         return Err(usage(
             "say what to act on: --all, or one or more --scope (all, host:NAME, group:NAME, account:NAME, cred:HOST/ACCOUNT)",
@@ -102,8 +115,98 @@ pub fn resolve(sel: &Selection) -> Result<(Inventory, Vec<HostWork>, String), Fa
     .join(" ");
     let inv = crate::inventory::load(&sel.inventory)?;
     let selected = inv.select(&scopes).map_err(usage)?;
-    let work = host_work(&inv, selected.hosts);
-    Ok((inv, work, label))
+    let hosts = host_work(&inv, selected.hosts);
+    Ok(Resolved {
+        inv,
+        hosts,
+        directories: selected.directories,
+        label,
+    })
+}
+
+/// Opens the selected directories (rotor's bind, searches run) and keeps the selected
+/// accounts. A directory that cannot be opened is reported, not fatal: the rest runs.
+/// A `cred:` scope naming an account the directory does not have is reported as missing.
+pub fn open_directories(
+    inv: &Inventory,
+    selected: &[DirectorySelection],
+    dirs: &dyn Directories,
+) -> (
+    Vec<DirectoryWork>,
+    Vec<FailedDirectory>,
+    Vec<CredentialResult>,
+) {
+    let (mut works, mut failed, mut missing) = (Vec::new(), Vec::new(), Vec::new());
+    for sel in selected {
+        let d = &sel.directory;
+        let open = match dirs.open(d) {
+            Ok(open) => open,
+            Err(e) => {
+                failed.push(FailedDirectory {
+                    directory: d.name.to_string(),
+                    class: e.class,
+                    message: e.message,
+                });
+                continue;
+            }
+        };
+        let mut accounts: Vec<(AccountName, String)> = open.accounts().to_vec();
+        if let Some(only) = &sel.only {
+            accounts.retain(|(uid, _)| only.contains(uid));
+            for uid in only
+                .iter()
+                .filter(|u| !accounts.iter().any(|(a, _)| a == *u))
+            {
+                missing.push(CredentialResult {
+                    cred: CredentialId::new(d.name.clone(), uid.clone()),
+                    outcome: Outcome::NotChanged {
+                        cause: Fault::target(
+                            FaultClass::AccountMissing,
+                            format!(
+                                "{}: no such account among the directory's DNs and search results",
+                                d.name
+                            ),
+                        ),
+                    },
+                    rotation: None,
+                    elapsed_ms: 0,
+                });
+            }
+        }
+        // The inventory validates that the directory's policy exists.
+        let policy = inv
+            .policies
+            .get(&d.policy)
+            .expect("validated policy")
+            .clone();
+        works.push(DirectoryWork {
+            name: d.name.clone(),
+            open,
+            accounts,
+            policy,
+        });
+    }
+    (works, failed, missing)
+}
+
+/// The directories that hold open rotations, opened for recovery.
+fn directories_to_recover(
+    inv: &Inventory,
+    store: &dyn Store,
+    dirs: &dyn Directories,
+) -> Result<(Vec<DirectoryWork>, Vec<FailedDirectory>), Failure> {
+    let open = store.open_rotations()?;
+    let wanted: Vec<DirectorySelection> = inv
+        .directories
+        .iter()
+        .filter(|d| open.iter().any(|r| r.cred.host == d.name))
+        .map(|d| DirectorySelection {
+            directory: d.clone(),
+            only: None,
+        })
+        .collect();
+    let (works, failed, _) = open_directories(inv, &wanted, dirs);
+    Ok((works, failed))
 }
 
 /// Pairs each selected account with its policy.
@@ -200,7 +303,12 @@ fn emit(out: Output, report: &RunReport) {
 }
 
 pub fn run(g: &Global, a: RotateArgs) -> CliResult {
-    let (inv, work, label) = resolve(&a.selection)?;
+    let Resolved {
+        inv,
+        hosts: work,
+        directories: selected_dirs,
+        label,
+    } = resolve(&a.selection)?;
     let out = Output::new(a.output);
     let vault = open_vault(g)?;
     let store: Arc<dyn Store> = vault;
@@ -217,15 +325,24 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
     };
     let rt = runtime()?;
     rt.spawn(stop_on_signal(options.stop.clone()));
+    let dirs = LdapDirectories {
+        store: store.clone(),
+        step_timeout: Duration::from_secs(a.step_timeout),
+        runtime: rt.handle().clone(),
+    };
 
     // Settle what an earlier run left open before starting new work on the same credentials.
     let everything = host_work(&inv, inv.hosts.clone());
+    let (recover_dirs, mut failed_dirs) = directories_to_recover(&inv, &*store, &dirs)?;
     let recovered = rt.block_on(driver::recover(
         &everything,
+        &recover_dirs,
         store.clone(),
         fleet.clone(),
         options.clone(),
     ))?;
+    let (dir_work, failed, missing) = open_directories(&inv, &selected_dirs, &dirs);
+    failed_dirs.extend(failed);
     let recovered = RunReport::new("recover", None, None, 0, recovered);
     if recovered.exit_code() == 4 {
         tracing::warn!(
@@ -233,7 +350,8 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
         );
     }
 
-    let n_creds: usize = work.iter().map(|w| w.accounts.len()).sum();
+    let n_creds: usize = work.iter().map(|w| w.accounts.len()).sum::<usize>()
+        + dir_work.iter().map(|d| d.accounts.len()).sum::<usize>();
     let bar = out.progress(n_creds, "rotating");
     let options = RunOptions {
         progress: Some(progress_callback(&bar)),
@@ -242,7 +360,20 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
     let run = store.begin_run(&a.reason, &label)?;
     hold_after_begin();
     let started = Instant::now();
-    let results = rt.block_on(driver::rotate(work, run, store.clone(), fleet, options));
+    let mut results = rt.block_on(async {
+        let hosts = driver::rotate(work, run, store.clone(), fleet, options.clone());
+        let directories = async {
+            let mut all = Vec::new();
+            for d in dir_work {
+                all.extend(rotate_directory(d, run, store.clone(), options.clone()).await);
+            }
+            all
+        };
+        let (mut h, d) = tokio::join!(hosts, directories);
+        h.extend(d);
+        h
+    });
+    results.extend(missing);
     bar.finish_and_clear();
     let report = RunReport::new(
         "rotate",
@@ -251,7 +382,8 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
         started.elapsed().as_millis() as u64,
         results,
     )
-    .with_recovered(recovered);
+    .with_recovered(recovered)
+    .with_failed_directories(failed_dirs);
     // The report first: it is what the operator needs, even if the vault cannot record the
     // end of the run (a full disk, say).
     emit(out, &report);
@@ -282,8 +414,19 @@ pub fn recover(g: &Global, a: RecoverArgs) -> CliResult {
     });
     let started = Instant::now();
     let everything = host_work(&inv, inv.hosts.clone());
-    let results = runtime()?.block_on(driver::recover(
+    let rt = runtime()?;
+    let dirs = LdapDirectories {
+        store: store.clone(),
+        step_timeout: Duration::from_secs(a.step_timeout),
+        runtime: rt.handle().clone(),
+    };
+    let (recover_dirs, failed_dirs) = directories_to_recover(&inv, &*store, &dirs)?;
+    for f in &failed_dirs {
+        tracing::error!(directory = %f.directory, "cannot open the directory to recover its rotations: {}", f.message);
+    }
+    let results = rt.block_on(driver::recover(
         &everything,
+        &recover_dirs,
         store,
         fleet,
         RunOptions {

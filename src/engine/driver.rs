@@ -261,7 +261,7 @@ impl Batch {
     }
 }
 
-fn skipped(cred: CredentialId, reason: SkipReason, detail: &str) -> CredentialResult {
+pub(super) fn skipped(cred: CredentialId, reason: SkipReason, detail: &str) -> CredentialResult {
     CredentialResult {
         cred,
         outcome: Outcome::Skipped {
@@ -273,7 +273,7 @@ fn skipped(cred: CredentialId, reason: SkipReason, detail: &str) -> CredentialRe
     }
 }
 
-fn report_progress(progress: Option<&Progress>, r: &CredentialResult) {
+pub(super) fn report_progress(progress: Option<&Progress>, r: &CredentialResult) {
     if let Some(p) = progress {
         p(r);
     }
@@ -282,11 +282,21 @@ fn report_progress(progress: Option<&Progress>, r: &CredentialResult) {
 /// Settles every open rotation found in the store, grouped by host.
 pub async fn recover(
     hosts: &[HostWork],
+    directories: &[super::directory::DirectoryWork],
     store: Arc<dyn Store>,
     fleet: Arc<dyn Fleet>,
     options: RunOptions,
 ) -> Result<Vec<CredentialResult>, crate::store::StoreError> {
-    let open = store.open_rotations()?;
+    let mut open = store.open_rotations()?;
+    let mut results = Vec::new();
+    for work in directories {
+        let (mine, rest): (Vec<_>, Vec<_>) =
+            open.into_iter().partition(|r| r.cred.host == work.name);
+        open = rest;
+        results.extend(
+            super::directory::recover_directory(work, mine, store.clone(), options.lease_ttl).await,
+        );
+    }
     let mut by_host: BTreeMap<HostName, Vec<OpenRotation>> = BTreeMap::new();
     for rotation in open {
         by_host
@@ -296,7 +306,6 @@ pub async fn recover(
     }
     let semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut tasks = Vec::new();
-    let mut results = Vec::new();
     for (host_name, rotations) in by_host {
         let Some(host) = hosts.iter().find(|h| h.host.name == host_name).cloned() else {
             for r in rotations {
@@ -424,7 +433,7 @@ fn generate_unique(policy: &Policy, store: &dyn Store) -> Result<Secret, Fault> 
     )))
 }
 
-fn rotate_one(
+pub(super) fn rotate_one(
     cred: CredentialId,
     policy: &Policy,
     run: RunId,
@@ -535,64 +544,74 @@ fn recover_host(
     rotations
         .into_iter()
         .map(|r| {
-            let started = Instant::now();
-            info!(cred = %r.cred, rotation = %r.id, phase = %r.phase, "recovering interrupted rotation");
-            let unsettled = |cause: Fault| CredentialResult {
-                cred: r.cred.clone(),
-                outcome: Outcome::Unsettled {
-                    phase: r.phase,
-                    cause,
-                },
-                rotation: Some(r.id),
-                elapsed_ms: 0,
-            };
-            let lease = match take_lease(store, &r.cred, "recovery", lease_ttl) {
-                Ok(lease) => lease,
-                Err(NoLease::Busy(detail)) => {
-                    return unsettled(Fault::store(detail));
-                }
-                Err(NoLease::Store(cause)) => return unsettled(cause),
-            };
-            // A parked credential gets no probe login: it stays open for the operator.
-            if let Ok(Some(why)) = store.parked(&r.cred) {
-                give_back(store, &r.cred, lease);
-                return unsettled(Fault::store(format!(
-                    "parked ({why}): no login is tried until `rotor recover --cred {}`",
-                    r.cred
-                )));
-            }
-            if let Err(e) = store.adopt(r.id, lease) {
-                give_back(store, &r.cred, lease);
-                return unsettled(Fault::store(e.to_string()));
-            }
-                        let max_failed_logins = work
+            let max_failed_logins = work
                 .accounts
                 .iter()
                 .find(|(a, _)| *a == r.cred.account)
                 .map_or(crate::inventory::DEFAULT_MAX_FAILED_LOGINS, |(_, p)| {
                     p.max_failed_logins
                 });
-            let mut job = Job {
-                cred: r.cred,
-                run: RunId(0),
-                new: Some(r.pending),
-                restore_point: Some(r.restore_point),
-                rotation: Some(r.id),
-                lease: Some(lease),
-                max_failed_logins,
-                refused: None,
-            };
-            let outcome = job.drive(Rotation::recover(r.phase), store, target);
-            give_back(store, &job.cred, lease);
-            log_outcome(&job.cred, &outcome);
-            CredentialResult {
-                cred: job.cred,
-                outcome,
-                rotation: job.rotation,
-                elapsed_ms: started.elapsed().as_millis() as u64,
-            }
+            recover_one(r, max_failed_logins, store, target, lease_ttl)
         })
         .collect()
+}
+
+/// Settles one open rotation on a target: take the lease, adopt the rotation, run the
+/// machine from the ledger's phase, give the lease back.
+pub(super) fn recover_one(
+    r: OpenRotation,
+    max_failed_logins: u32,
+    store: &dyn Store,
+    target: &mut dyn PasswordTarget,
+    lease_ttl: Duration,
+) -> CredentialResult {
+    let started = Instant::now();
+    info!(cred = %r.cred, rotation = %r.id, phase = %r.phase, "recovering interrupted rotation");
+    let unsettled = |cause: Fault| CredentialResult {
+        cred: r.cred.clone(),
+        outcome: Outcome::Unsettled {
+            phase: r.phase,
+            cause,
+        },
+        rotation: Some(r.id),
+        elapsed_ms: 0,
+    };
+    let lease = match take_lease(store, &r.cred, "recovery", lease_ttl) {
+        Ok(lease) => lease,
+        Err(NoLease::Busy(detail)) => return unsettled(Fault::store(detail)),
+        Err(NoLease::Store(cause)) => return unsettled(cause),
+    };
+    // A parked credential gets no probe login: it stays open for the operator.
+    if let Ok(Some(why)) = store.parked(&r.cred) {
+        give_back(store, &r.cred, lease);
+        return unsettled(Fault::store(format!(
+            "parked ({why}): no login is tried until `rotor recover --cred {}`",
+            r.cred
+        )));
+    }
+    if let Err(e) = store.adopt(r.id, lease) {
+        give_back(store, &r.cred, lease);
+        return unsettled(Fault::store(e.to_string()));
+    }
+    let mut job = Job {
+        cred: r.cred,
+        run: RunId(0),
+        new: Some(r.pending),
+        restore_point: Some(r.restore_point),
+        rotation: Some(r.id),
+        lease: Some(lease),
+        max_failed_logins,
+        refused: None,
+    };
+    let outcome = job.drive(Rotation::recover(r.phase), store, target);
+    give_back(store, &job.cred, lease);
+    log_outcome(&job.cred, &outcome);
+    CredentialResult {
+        cred: job.cred,
+        outcome,
+        rotation: job.rotation,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    }
 }
 
 fn log_outcome(cred: &CredentialId, outcome: &Outcome) {
@@ -1432,6 +1451,7 @@ mod tests {
         let mut results = rt
             .block_on(recover(
                 &work,
+                &[],
                 store.clone(),
                 Arc::new(FleetRef(fleet)),
                 RunOptions::new(2),
@@ -1476,6 +1496,7 @@ mod tests {
         let results = rt
             .block_on(recover(
                 &work,
+                &[],
                 store.clone(),
                 Arc::new(FleetRef(fleet)),
                 RunOptions::new(2),

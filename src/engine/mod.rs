@@ -2,6 +2,7 @@
 //! ([`machine`]) and the driver that runs it against connectors and the store ([`driver`]).
 
 pub mod blast;
+pub mod directory;
 pub mod driver;
 pub mod ledger;
 pub mod machine;
