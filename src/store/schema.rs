@@ -124,6 +124,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE credentials ADD COLUMN parked_reason TEXT;
     ALTER TABLE credentials ADD COLUMN parked_at TEXT;
     "#,
+    // 3: per-credential lookups of rotations and versions stay O(log n) as history grows
+    // (without them every stage scanned all past rotations: a 2,000-account directory slowed
+    // down with each run).
+    r#"
+    CREATE INDEX rotations_credential ON rotations(credential_id, id);
+    CREATE INDEX versions_credential ON versions(credential_id, state);
+    CREATE INDEX rotations_version ON rotations(version_id);
+    "#,
 ];
 
 /// The schema version this build writes and understands.

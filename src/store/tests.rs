@@ -1103,7 +1103,7 @@ fn a_schema_1_vault_migrates_on_open_and_keeps_its_data() {
             |row| row.get(0),
         )
         .unwrap();
-    assert_eq!(version, "2");
+    assert_eq!(version, crate::store::schema::SCHEMA_VERSION.to_string());
     assert!(column_names("rotations").contains(&"lease_token".to_owned()));
     let c = cred("h1/svc");
     assert_eq!(
