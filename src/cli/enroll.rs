@@ -1,8 +1,11 @@
-//! `rotor enroll CRED`: store a credential's existing secret, read from stdin.
+//! `rotor enroll CRED`: store a credential's existing secret, read from stdin: typed without
+//! echo when stdin is a terminal, read whole when it is a pipe or a file.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 
+use anyhow::Context;
 use clap::Args;
+use zeroize::Zeroizing;
 
 use super::output::open_vault;
 use super::{CliResult, Global, usage};
@@ -17,13 +20,13 @@ pub struct EnrollArgs {
 
 pub fn run(g: &Global, a: EnrollArgs) -> CliResult {
     let cred = CredentialId::parse(&a.cred).map_err(usage)?;
-    if std::io::stdin().is_terminal() {
-        eprintln!(
-            "Type the current secret of {cred}, then Enter and Ctrl-D (input is echoed; prefer a pipe):"
-        );
-    }
-    let mut raw = zeroize::Zeroizing::new(String::new());
-    std::io::stdin().read_to_string(&mut raw)?;
+    let raw = if std::io::stdin().is_terminal() {
+        read_typed(&cred)?
+    } else {
+        let mut raw = Zeroizing::new(String::new());
+        std::io::stdin().read_to_string(&mut raw)?;
+        raw
+    };
     // One line: drop the line ending a pipe or a terminal adds, nothing else.
     let line = raw.strip_suffix('\n').unwrap_or(&raw);
     let line = line.strip_suffix('\r').unwrap_or(line);
@@ -43,4 +46,25 @@ pub fn run(g: &Global, a: EnrollArgs) -> CliResult {
         );
     }
     Ok(0)
+}
+
+/// Reads one line typed at the terminal on stdin with echo off, after a prompt on stderr.
+///
+/// rpassword's `prompt_password` / `read_password` use `/dev/tty` for both the prompt and the
+/// input; rotor keeps its prompts on stderr (stdout is data) and reads the terminal that is
+/// actually stdin, so both are named here. rpassword restores the terminal's echo when done,
+/// except on Ctrl-C: it raises SIGINT itself before restoring it, so rotor dies with echo off
+/// (`stty echo` brings it back where the shell does not).
+fn read_typed(cred: &CredentialId) -> anyhow::Result<Zeroizing<String>> {
+    let mut stderr = std::io::stderr();
+    write!(stderr, "Current secret of {cred} (not echoed): ")?;
+    stderr.flush()?;
+    let config = rpassword::ConfigBuilder::new()
+        .input_file_path("/dev/stdin")
+        .output_writer(std::io::stderr())
+        .build();
+    let typed = rpassword::read_password_with_config(config).context(
+        "could not read the secret from the terminal; or pipe it: `rotor enroll HOST/ACCOUNT < file`",
+    )?;
+    Ok(Zeroizing::new(typed))
 }

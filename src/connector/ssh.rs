@@ -310,7 +310,9 @@ impl Drop for SshSession {
 /// attempt, which counts against the account's lockout budget).
 ///
 /// `Ok` when accepted; `VerifyFailed` when the server rejected it (also what a missing account
-/// looks like over SSH); other classes when the login could not be tried.
+/// looks like over SSH); `Refused` when the server does not offer password login to `user` at
+/// all (the password is then not sent, so no attempt is spent); other classes when the login
+/// could not be tried.
 pub fn check_password_login(
     target: &SshTarget,
     user: &AccountName,
@@ -319,7 +321,11 @@ pub fn check_password_login(
     let span = tracing::debug_span!("ssh_check_password", host = %target.host, user = %user);
     let _enter = span.enter();
     let session = open_verified(target)?;
-    let result = authenticate(&session, target, user, SshAuth::Password(password));
+    // A server with `PasswordAuthentication no` rejects every password, the right one too;
+    // that must not read as "this password is wrong" (which rolls back the rotation and spends
+    // the account's lockout budget), so ask first which methods it offers.
+    let result = password_offered(&session, target, user)
+        .and_then(|()| authenticate(&session, target, user, SshAuth::Password(password)));
     arm(
         &session,
         Instant::now() + DISCONNECT_BOUND.min(target.timeout),
@@ -336,6 +342,65 @@ pub fn check_password_login(
         ),
         AuthFailure::Other(err) => err,
     })
+}
+
+/// `Ok` when the server offers the `password` method to `user`; otherwise a `Refused` error
+/// that says how to enable it. Sends only a `none` authentication request (RFC 4252 5.2), which
+/// OpenSSH does not count as a failed attempt and which never reaches PAM.
+fn password_offered(
+    session: &Session,
+    target: &SshTarget,
+    user: &AccountName,
+) -> Result<(), AuthFailure> {
+    let at = format!("{} ({}:{})", target.host, target.address, target.port);
+    arm(session, Instant::now() + target.timeout).ok();
+    let methods = match session.auth_methods(user.as_str()) {
+        Ok(methods) => methods,
+        Err(err) if is_timeout(&err) => {
+            return Err(AuthFailure::Other(ConnectorError::new(
+                FaultClass::TimedOut,
+                format!(
+                    "{at}: asking for the authentication methods did not finish within {}",
+                    human(target.timeout)
+                ),
+            )));
+        }
+        Err(err) => {
+            return Err(AuthFailure::Other(ConnectorError::new(
+                classify(&err),
+                format!(
+                    "{at}: asking for the authentication methods failed: {}",
+                    err.message()
+                ),
+            )));
+        }
+    };
+    if session.authenticated() {
+        // The `none` method itself was accepted: the account logs in with no password, so no
+        // password can be proven here.
+        return Err(AuthFailure::Other(ConnectorError::new(
+            FaultClass::Protocol,
+            format!(
+                "{at}: {user} logged in without any password (`none` authentication was \
+                 accepted), so a password cannot be verified; set a password for {user} and \
+                 turn off PermitEmptyPasswords in the host's sshd_config"
+            ),
+        )));
+    }
+    if methods.split(',').any(|m| m.trim() == "password") {
+        return Ok(());
+    }
+    let offered = if methods.is_empty() { "none" } else { methods };
+    Err(AuthFailure::Other(ConnectorError::new(
+        FaultClass::Refused,
+        format!(
+            "{at}: password login is disabled for {user} on {} (the server offers only: \
+             {offered}), so rotor cannot prove the password; the password was not tried. Set \
+             `PasswordAuthentication yes` in the host's sshd_config, or allow it for this \
+             account only with a `Match User {user}` block that sets it, then reload sshd",
+            target.host
+        ),
+    )))
 }
 
 /// OpenSSH's fingerprint of a public key blob: `SHA256:` and unpadded base64 of its SHA-256.
@@ -854,9 +919,56 @@ mod lab {
         dir: tempfile::TempDir,
         port: u16,
         pid: u32,
+        /// A second sshd on the same host key and accounts, with `PasswordAuthentication no`.
+        no_password: Sshd,
         user: AccountName,
         host_key_line: String,
         client_key: PathBuf,
+    }
+
+    /// One running sshd of the lab.
+    struct Sshd {
+        port: u16,
+        pid: u32,
+        log: PathBuf,
+    }
+
+    /// Writes an sshd_config (the shared settings plus `extra`) named `name` in `d` and starts
+    /// sshd with it on a free port.
+    fn start_sshd(d: &Path, name: &str, extra: &str) -> Sshd {
+        let port = free_port();
+        let config = d.join(format!("{name}_config"));
+        let log = d.join(format!("{name}.log"));
+        let pid_file = d.join(format!("{name}.pid"));
+        fs::write(
+            &config,
+            format!(
+                "ListenAddress 127.0.0.1:{port}\nHostKey {d}/host_ed25519\nPidFile {pid}\n\
+                 AuthorizedKeysFile {d}/ak/%u\nUsePAM no\n\
+                 KbdInteractiveAuthentication no\nStrictModes no\nPermitRootLogin no\n\
+                 MaxStartups 100\nLogLevel VERBOSE\n{extra}",
+                d = d.display(),
+                pid = pid_file.display(),
+            ),
+        )
+        .unwrap();
+        run(Command::new(SSHD)
+            .arg("-f")
+            .arg(&config)
+            .arg("-E")
+            .arg(&log));
+        assert!(
+            poll(Duration::from_secs(5), || pid_file.exists()
+                && TcpStream::connect(("127.0.0.1", port)).is_ok()),
+            "sshd did not start: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        let pid = fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        Sshd { port, pid, log }
     }
 
     fn run(cmd: &mut Command) -> String {
@@ -918,19 +1030,6 @@ mod lab {
                 AccountName::parse(&format!("rotorlab{}", std::process::id() % 100_000)).unwrap();
             fs::create_dir(d.join("ak")).unwrap();
             fs::write(d.join("ak").join(user.as_str()), format!("{client_pub}\n")).unwrap();
-            let port = free_port();
-            let config = d.join("sshd_config");
-            fs::write(
-                &config,
-                format!(
-                    "ListenAddress 127.0.0.1:{port}\nHostKey {d}/host_ed25519\nPidFile {d}/sshd.pid\n\
-                     AuthorizedKeysFile {d}/ak/%u\nPasswordAuthentication yes\nUsePAM no\n\
-                     KbdInteractiveAuthentication no\nStrictModes no\nPermitRootLogin no\n\
-                     MaxStartups 100\nLogLevel VERBOSE\n",
-                    d = d.display()
-                ),
-            )
-            .unwrap();
             // A throwaway account; removed in Drop.
             // The account's home lives in the tempdir, which must be reachable by it.
             fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
@@ -952,27 +1051,13 @@ mod lab {
                 .write_all(format!("{user}:{PASSWORD}\n").as_bytes())
                 .unwrap();
             assert!(chpasswd.wait().unwrap().success());
-            run(Command::new(SSHD)
-                .arg("-f")
-                .arg(&config)
-                .arg("-E")
-                .arg(d.join("sshd.log")));
-            let pid_file = d.join("sshd.pid");
-            assert!(
-                poll(Duration::from_secs(5), || pid_file.exists()
-                    && TcpStream::connect(("127.0.0.1", port)).is_ok()),
-                "sshd did not start: {}",
-                fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
-            );
-            let pid = fs::read_to_string(&pid_file)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
+            let sshd = start_sshd(d, "sshd", "PasswordAuthentication yes\n");
+            let no_password = start_sshd(d, "sshd_no_password", "PasswordAuthentication no\n");
             Lab {
                 dir,
-                port,
-                pid,
+                port: sshd.port,
+                pid: sshd.pid,
+                no_password,
                 user,
                 host_key_line,
                 client_key,
@@ -1003,6 +1088,7 @@ mod lab {
         fn drop(&mut self) {
             signal(self.pid, "-CONT");
             signal(self.pid, "-KILL");
+            signal(self.no_password.pid, "-KILL");
             Command::new("userdel")
                 .args(["-f", self.user.as_str()])
                 .status()
@@ -1086,6 +1172,40 @@ mod lab {
             msg.contains(&format!("{}@lab-1", lab.user)) && !msg.contains(wrong),
             "{msg}"
         );
+    }
+
+    fn password_login_disabled(lab: &Lab) {
+        let mut target = lab.target(Duration::from_secs(5));
+        target.port = lab.no_password.port;
+        let (class, msg) = class_of(check_password_login(
+            &target,
+            &lab.user,
+            &Secret::new(PASSWORD.into()),
+        ));
+        // Not VerifyFailed: the password may be right, the host just does not take passwords.
+        assert_eq!(class, FaultClass::Refused, "{msg}");
+        for needle in [
+            "lab-1",
+            "password login is disabled",
+            lab.user.as_str(),
+            "PasswordAuthentication yes",
+            "Match",
+        ] {
+            assert!(msg.contains(needle), "{needle} missing in: {msg}");
+        }
+        assert!(!msg.contains(PASSWORD), "{msg}");
+        eprintln!("password login disabled: {msg}");
+        // The password was never sent: this sshd logged no password attempt, while the other
+        // one logged the wrong password of `password_login` (which runs before this case).
+        let failed = format!("Failed password for {}", lab.user);
+        let main_log = lab.dir.path().join("sshd.log");
+        assert!(fs::read_to_string(main_log).unwrap().contains(&failed));
+        let log = fs::read_to_string(&lab.no_password.log).unwrap();
+        assert!(!log.contains("Failed password"), "{log}");
+        // Key login to the same server still works: only the password method is off.
+        let mut s = SshSession::connect(&target, &lab.user, SshAuth::KeyFile(&lab.client_key))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.exec("true", b"").unwrap().status, 0);
     }
 
     fn wrong_pin(lab: &Lab) {
@@ -1265,9 +1385,10 @@ mod lab {
     #[test]
     fn against_a_real_sshd() {
         let lab = Lab::start();
-        let cases: [Case; 8] = [
+        let cases: [Case; 9] = [
             ("key_auth_exec_round_trip", key_auth_exec_round_trip),
             ("password_login", password_login),
+            ("password_login_disabled", password_login_disabled),
             ("wrong_pin", wrong_pin),
             ("known_hosts_pin", known_hosts_pin),
             ("refused_port", refused_port),

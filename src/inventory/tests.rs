@@ -82,7 +82,7 @@ hosts:
     port: 2222
     known_hosts: keys/known_hosts
     groups: [emr]
-    connect: { user: rotor, credential: emr-app-01/rotor }
+    connect: { user: rotor, key: keys/rotor_ed25519 }
     accounts:
       - { name: svc_app, playbook: linux-password, policy: short-lived }
       - { name: rotor, playbook: linux-password }
@@ -250,6 +250,40 @@ fn connect() {
     assert_snapshot!(check(&host(&format!("host_key: \"{KEY}\"\nconnect: {{ user: Admin, credential: h1 }}"))), @"
     lab/inventory.yaml:6:22: hosts[0].connect.user: `Admin` is not a valid Linux user name: start with a lowercase letter or '_', then use lowercase letters, digits, '_' or '-', at most 32 characters
     lab/inventory.yaml:6:41: hosts[0].connect.credential: `h1` is not a credential address: write it as HOST/ACCOUNT, e.g. emr-db-01/svc_app
+    ");
+}
+
+#[test]
+fn connect_account_is_not_also_rotated() {
+    let with = |connect: &str| {
+        check(&host(&format!(
+            "host_key: \"{KEY}\"\nconnect: {connect}\naccounts:\n  - {{ name: svc_app, playbook: linux-password }}\n  - {{ name: rotor, playbook: linux-password }}"
+        )))
+    };
+    // A password login as a managed account of the same host: the account's line is named.
+    assert_snapshot!(with("{ user: rotor, credential: h1/rotor }"), @"lab/inventory.yaml:9:17: hosts[0].accounts[1].name: rotor cannot yet rotate the account it connects with on the same host: `connect` (line 6) logs in as rotor with the password of h1/rotor, and rotating rotor here would change that password under rotor's own session: connect with an admin key (`connect: { user: root, key: /path/to/private_key }`), or remove rotor from accounts");
+    // The same when the password is held under another credential: rotating h1/rotor still
+    // changes the password rotor logs in with.
+    assert_snapshot!(with("{ user: rotor, credential: h2/rotor }"), @"lab/inventory.yaml:9:17: hosts[0].accounts[1].name: rotor cannot yet rotate the account it connects with on the same host: `connect` (line 6) logs in as rotor with the password of h2/rotor, and rotating rotor here would change that password under rotor's own session: connect with an admin key (`connect: { user: root, key: /path/to/private_key }`), or remove rotor from accounts");
+    // Fine: a key login survives a password rotation, and a vault password of an account that
+    // is not rotated here stays valid.
+    assert_snapshot!(with("{ user: rotor, key: /k }"), @"
+    lab/inventory.yaml: 1 host, 2 accounts, 0 groups, 1 policy, 1 playbook used
+      groups:    (none)
+      policies:  default
+      playbooks: linux-password
+
+    HOST  ADDRESS      GROUPS  ACCOUNTS
+    h1    10.0.0.1:22  -       2
+    ");
+    assert_snapshot!(with("{ user: admin, credential: h1/admin }"), @"
+    lab/inventory.yaml: 1 host, 2 accounts, 0 groups, 1 policy, 1 playbook used
+      groups:    (none)
+      policies:  default
+      playbooks: linux-password
+
+    HOST  ADDRESS      GROUPS  ACCOUNTS
+    h1    10.0.0.1:22  -       2
     ");
 }
 

@@ -480,7 +480,18 @@ impl Checker<'_> {
             }
         }
 
+        let connect_line = raw.connect.referenced.line();
         let connect = self.connect(&format!("{field}.connect"), raw.connect);
+        // The user rotor logs in as with a vault password, if any: rotating that account's
+        // password on this host would change the password of rotor's own session mid-run, and
+        // the second proven login path that makes that safe is not built yet.
+        let password_connect_user = match &connect {
+            Some(ConnectIdentity {
+                user,
+                auth: ConnectAuth::Vault(credential),
+            }) => Some((user.as_str().to_owned(), credential.to_string())),
+            _ => None,
+        };
 
         let mut accounts: Vec<Account> = Vec::with_capacity(raw.accounts.len());
         // Account name -> line of its first definition on this host.
@@ -502,6 +513,23 @@ impl Checker<'_> {
                 );
                 ok = false;
                 continue;
+            }
+            if let Some((user, credential)) = &password_connect_user
+                && *user == name
+            {
+                self.report(
+                    raw_account.value.name.referenced,
+                    format!("{account_field}.name"),
+                    ProblemKind::Unsupported,
+                    format!(
+                        "rotor cannot yet rotate the account it connects with on the same host: \
+                         `connect` (line {connect_line}) logs in as {user} with the password of \
+                         {credential}, and rotating {user} here would change that password under \
+                         rotor's own session: connect with an admin key (`connect: {{ user: \
+                         root, key: /path/to/private_key }}`), or remove {user} from accounts"
+                    ),
+                );
+                ok = false;
             }
             seen_accounts.insert(name, line);
             match self.account(&account_field, raw_account, policies) {

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::lab::{Fault, Lab};
-use crate::support::{Rotor, Run, creds, result_of};
+use crate::support::{LeakCheck, Rotor, Run, creds, result_of};
 
 /// Exit code of a run where some credentials were not rotated or were rolled back.
 const PARTIAL: i32 = 3;
@@ -209,8 +209,9 @@ fn host_that_claims_success_but_changes_nothing_fails_verification_and_rolls_bac
     let lab = Lab::start(3);
     let rotor = Rotor::init();
     lab.fault(FAULTY, Fault::ChpasswdLies);
+    let leaks = LeakCheck::before(&lab, &[FAULTY]);
 
-    let (_, report) = rotate_partial(&lab, &rotor, &[]);
+    let (run, report) = rotate_partial(&lab, &rotor, &[]);
     for account in ACCOUNTS {
         let cred = format!("{FAULTY}/{account}");
         assert_result(&report, &cred, "rolled_back", "verify_failed");
@@ -225,6 +226,7 @@ fn host_that_claims_success_but_changes_nothing_fails_verification_and_rolls_bac
     let status = rotor.run(&["status"]);
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(!status.contains("OPEN"), "no rotation left open: {status}");
+    leaks.assert_clean(&lab, &rotor, &[&run.output]);
 }
 
 /// A tmpfs mounted for one test; unmounted when dropped (also while the test panics).

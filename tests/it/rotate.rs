@@ -7,13 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::lab::{Fault, Lab};
-use crate::support::{Rotor, creds, json, result_of};
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
-}
+use crate::support::{LeakCheck, Rotor, contains, creds, json, result_of};
 
 #[test]
 fn rotate_all_gives_every_account_its_own_working_password() {
@@ -124,6 +118,7 @@ fn a_host_that_refuses_the_change_is_rolled_back_and_reported() {
     let lab = Lab::start(3);
     let rotor = Rotor::init();
     lab.fault("host-002", Fault::ChpasswdFails);
+    let leaks = LeakCheck::before(&lab, &["host-002"]);
     let inv = lab.inventory_path();
     let out = rotor.run(&[
         "rotate",
@@ -147,18 +142,19 @@ fn a_host_that_refuses_the_change_is_rolled_back_and_reported() {
         assert_eq!(ok["result"], "committed");
     }
     // The text report names the host and says what happened.
-    let out = rotor.run(&[
+    let text_run = rotor.run(&[
         "rotate",
         "-i",
         inv.to_str().unwrap(),
         "--scope",
         "host:host-002",
     ]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&text_run.stdout);
     assert!(
         text.contains("host-002/svc_app") && text.contains("rolled back"),
         "{text}"
     );
+    leaks.assert_clean(&lab, &rotor, &[&out, &text_run]);
 }
 
 /// SIGKILL at a named phase (the lab-only pause hook holds the process there), then recover:

@@ -155,3 +155,79 @@ pub fn result_of<'a>(report: &'a serde_json::Value, cred: &str) -> &'a serde_jso
         .find(|r| r["cred"] == cred)
         .unwrap_or_else(|| panic!("{cred} not in report:\n{report:#}"))
 }
+
+/// Leak check for runs that touched or were refused by a host: every secret the run could have
+/// seen must stay out of its stdout and stderr (`ROTOR_LOG=debug`, set by [`Rotor::cmd`]) and
+/// out of the vault's files in clear. Record it with [`LeakCheck::before`] before the run, then
+/// call [`LeakCheck::assert_clean`] once with the run's outputs.
+pub struct LeakCheck {
+    /// `(what, secret)`: the faulty hosts' shadow hashes as they were before the run (what
+    /// rotor saves as the restore point and may write back with `chpasswd -e`).
+    hashes: Vec<(String, String)>,
+}
+
+#[allow(dead_code)] // Not every test module uses it.
+impl LeakCheck {
+    /// Reads the shadow hash of every lab account on each of `hosts` (`getent shadow`, 2nd
+    /// field), inside the host's own namespace.
+    pub fn before(lab: &Lab, hosts: &[&str]) -> LeakCheck {
+        let mut hashes = Vec::new();
+        for (host, account) in creds(lab)
+            .into_iter()
+            .filter(|(h, _)| hosts.contains(&h.as_str()))
+        {
+            let out = lab.exec(&host, &format!("getent shadow {account}"));
+            assert!(out.status.success(), "getent shadow {account} on {host}");
+            let line = String::from_utf8(out.stdout).unwrap();
+            let hash = line.split(':').nth(1).unwrap_or_default().to_owned();
+            // A real crypt(3) hash, so the check below cannot pass vacuously.
+            assert!(
+                hash.starts_with('$') && hash.len() > 20,
+                "{host}/{account}: no shadow hash to check for"
+            );
+            hashes.push((format!("the shadow hash of {host}/{account}"), hash));
+        }
+        LeakCheck { hashes }
+    }
+
+    /// Asserts that none of the recorded hashes, no current secret in the vault (`rotor show`
+    /// of every lab credential, taken now) and not the lab's shared password occurs in any of
+    /// `outputs` or in the vault's files.
+    pub fn assert_clean(&self, lab: &Lab, rotor: &Rotor, outputs: &[&Output]) {
+        let mut secrets = self.hashes.clone();
+        for (host, account) in creds(lab) {
+            if let Some(secret) = rotor.show(&format!("{host}/{account}")) {
+                secrets.push((format!("the current password of {host}/{account}"), secret));
+            }
+        }
+        secrets.push((
+            "the lab's shared password".to_owned(),
+            lab.shared_password().to_owned(),
+        ));
+        let vault = rotor.vault_bytes();
+        for (what, secret) in &secrets {
+            assert!(!secret.is_empty(), "{what} is empty");
+            assert!(
+                !contains(&vault, secret),
+                "{what} is in the vault's files in clear"
+            );
+            for (run_idx, out) in outputs.iter().enumerate() {
+                assert!(
+                    !contains(&out.stdout, secret),
+                    "{what} is in the stdout of run {run_idx}"
+                );
+                assert!(
+                    !contains(&out.stderr, secret),
+                    "{what} is in the stderr (logs) of run {run_idx}"
+                );
+            }
+        }
+    }
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
