@@ -24,6 +24,7 @@ pub struct Counts {
     pub unsettled: usize,
     pub stuck: usize,
     pub skipped: usize,
+    pub kept_new: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +75,7 @@ impl RunReport {
                 Outcome::Unsettled { .. } => counts.unsettled += 1,
                 Outcome::Stuck { .. } => counts.stuck += 1,
                 Outcome::Skipped { .. } => counts.skipped += 1,
+                Outcome::KeptNew { .. } => counts.kept_new += 1,
             }
         }
         let n_hosts = results
@@ -115,7 +117,7 @@ impl RunReport {
         let c = &self.counts;
         let own = if c.stuck > 0 || c.unsettled > 0 {
             4
-        } else if c.not_changed > 0 || c.rolled_back > 0 || c.skipped > 0 {
+        } else if c.not_changed > 0 || c.rolled_back > 0 || c.skipped > 0 || c.kept_new > 0 {
             3
         } else {
             0
@@ -174,6 +176,10 @@ impl RunReport {
             ("unsettled (run `rotor recover`)", c.unsettled),
             ("stuck (operator needed)", c.stuck),
             ("skipped (not attempted)", c.skipped),
+            (
+                "kept new (rollback refused by policy; new secret proven)",
+                c.kept_new,
+            ),
         ] {
             if n > 0 || label.starts_with("committed") {
                 let _ = writeln!(out, "  {n:>6}  {label}");
@@ -203,6 +209,9 @@ impl RunReport {
                     Outcome::NotChanged { cause } | Outcome::RolledBack { cause } => (cause, None),
                     Outcome::Unsettled { cause, phase } => (cause, Some(*phase)),
                     Outcome::Stuck { restore_error, .. } => (restore_error, None),
+                    Outcome::KeptNew {
+                        rollback_refused, ..
+                    } => (rollback_refused, None),
                     Outcome::Skipped { reason, detail } => {
                         return [
                             r.cred.to_string(),

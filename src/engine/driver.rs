@@ -637,6 +637,13 @@ fn log_outcome(cred: &CredentialId, outcome: &Outcome) {
         Outcome::Skipped { reason, detail } => {
             info!(cred = %cred, reason = %reason, "skipped: {detail}")
         }
+        Outcome::KeptNew {
+            cause,
+            rollback_refused,
+        } => warn!(
+            cred = %cred,
+            "kept the new secret: {}; rollback refused: {}", cause.message, rollback_refused.message
+        ),
     }
 }
 

@@ -120,6 +120,12 @@ pub enum Outcome {
     Unsettled { phase: Phase, cause: Fault },
     /// The old credential could not be restored: an operator must look. Both secrets kept.
     Stuck { cause: Fault, restore_error: Fault },
+    /// Verification failed, but the target's password policy refused the old secret back
+    /// (e.g. LDAP ppolicy): the new secret was proven again and kept, as `current`.
+    KeptNew {
+        cause: Fault,
+        rollback_refused: Fault,
+    },
     /// Not attempted (canary failed, failure limit, interrupt, parked, busy).
     Skipped {
         reason: super::blast::SkipReason,
@@ -136,6 +142,7 @@ impl Outcome {
             Outcome::Unsettled { .. } => "unsettled",
             Outcome::Stuck { .. } => "stuck",
             Outcome::Skipped { .. } => "skipped",
+            Outcome::KeptNew { .. } => "kept new",
         }
     }
 }
@@ -166,6 +173,15 @@ pub enum Rotation {
     RecordingStuck {
         cause: Fault,
         restore_error: Fault,
+    },
+    /// The old secret cannot go back (policy): prove the new one once more, then keep it.
+    ReverifyingKept {
+        cause: Fault,
+        refusal: Fault,
+    },
+    CommittingKept {
+        cause: Fault,
+        refusal: Fault,
     },
     /// Recovery of an interrupted rotation found in the ledger: does the pending secret work?
     ProbingPending {
@@ -207,6 +223,9 @@ impl Rotation {
             Rotation::Verifying => Phase::Applied,
             Rotation::Committing => Phase::Applied,
             Rotation::RecordingRollingBack { .. } => Phase::Applied,
+            Rotation::ReverifyingKept { .. } | Rotation::CommittingKept { .. } => {
+                Phase::RollingBack
+            }
             Rotation::CheckingChanged { .. }
             | Rotation::Restoring { .. }
             | Rotation::RecordingRolledBack { .. }
@@ -285,6 +304,28 @@ impl Rotation {
             {
                 unsettled(&s, restore_error)
             }
+            // The target's password policy will not take the old secret back: the new one is
+            // all there is, so prove it again and keep it rather than leave the account stuck.
+            (R::Restoring { cause }, Event::Failed(refusal))
+                if refusal.class == FaultKind::Target(FaultClass::RollbackRefusedByPolicy) =>
+            {
+                (R::ReverifyingKept { cause, refusal }, Command::Verify)
+            }
+            (R::ReverifyingKept { cause, refusal }, Event::Ok) => {
+                (R::CommittingKept { cause, refusal }, Command::Commit)
+            }
+            (R::ReverifyingKept { cause, refusal }, Event::Failed(_)) => (
+                R::RecordingStuck {
+                    cause,
+                    restore_error: refusal,
+                },
+                Command::RecordStuck,
+            ),
+            (R::CommittingKept { cause, refusal }, Event::Ok) => done(Outcome::KeptNew {
+                cause,
+                rollback_refused: refusal,
+            }),
+            (s @ R::CommittingKept { .. }, Event::Failed(f)) => unsettled(&s, f),
             (R::Restoring { cause }, Event::Failed(restore_error)) => (
                 R::RecordingStuck {
                     cause,
@@ -516,6 +557,35 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_rollback_refused_by_policy_keeps_the_proven_new_secret() {
+        let refused = || fail(FaultClass::RollbackRefusedByPolicy);
+        let verify_failed = || fail(FaultClass::VerifyFailed);
+        let up_to_restore = [
+            Event::Ok,
+            Event::Ok,
+            Event::Ok,
+            Event::Ok,
+            verify_failed(),
+            Event::Ok,
+            Event::Unchanged(false),
+        ];
+        let mut events = up_to_restore.to_vec();
+        events.extend([refused(), Event::Ok, Event::Ok]);
+        check(
+            Rotation::start(),
+            &events,
+            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > CheckUnchanged > Restore > Verify > Commit > Finish(kept new)",
+        );
+        let mut events = up_to_restore.to_vec();
+        events.extend([refused(), verify_failed(), Event::Ok]);
+        check(
+            Rotation::start(),
+            &events,
+            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > CheckUnchanged > Restore > Verify > RecordStuck > Finish(stuck)",
+        );
+    }
+
     /// Left staged (or rolling back), recovery asks the target before any login.
     #[test]
     fn recovery_from_staged_asks_the_target_first() {
@@ -686,7 +756,7 @@ mod tests {
             match outcome {
                 // Crashed before staging anything: nothing to settle.
                 None => prop_assert!(!w.open() && !w.target_has_new),
-                Some(Outcome::Committed) => prop_assert!(w.committed && w.target_has_new),
+                                Some(Outcome::Committed | Outcome::KeptNew { .. }) => prop_assert!(w.committed && w.target_has_new),
                 Some(Outcome::RolledBack { .. } | Outcome::NotChanged { .. }) => {
                     prop_assert!(!w.open() && !w.target_has_new)
                 }

@@ -7,6 +7,7 @@ mod faults;
 mod interrupt;
 mod keyring;
 mod lab;
+mod ldap;
 mod ldap_lab;
 mod rotate;
 mod smoke;

@@ -1,0 +1,247 @@
+//! Issue 4 against a real slapd: 2,000 directory accounts that share one password each get
+//! their own, proven with `ldapwhoami` (the lab's `bind`, not rotor's code); and the faults:
+//! wrong bind secret, a certificate that does not match, an account deleted after the plan,
+//! slapd stopped during the run.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::ldap_lab::{LdapLab, ServerCert};
+use crate::support::{Rotor, find_any, json, result_of};
+
+/// An inventory with the lab's directory only.
+fn inventory(lab: &LdapLab) -> PathBuf {
+    let path = lab.dir().join("inventory.yaml");
+    std::fs::write(
+        &path,
+        format!("version: 1\nhosts: []\n{}", lab.inventory_fragment()),
+    )
+    .unwrap();
+    path
+}
+
+fn uid(idx: usize) -> String {
+    format!("svc-{idx:04}")
+}
+
+/// A vault that knows rotor's bind secret.
+fn rotor_for(lab: &LdapLab, bind_secret: &str) -> Rotor {
+    let rotor = Rotor::init();
+    let out = rotor.run_stdin(&["enroll", "hospital-ldap/rotor"], bind_secret);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = lab;
+    rotor
+}
+
+/// Runs `f(idx)` for 1..=n on a few threads (each call spawns client processes).
+fn each_account<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let n_threads = 8;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n_threads)
+            .map(|t| {
+                let f = &f;
+                s.spawn(move || {
+                    (1..=n)
+                        .filter(|i| i % n_threads == t)
+                        .map(|i| (i, f(i)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<(usize, T)> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        all.sort_by_key(|(i, _)| *i);
+        all.into_iter().map(|(_, v)| v).collect()
+    })
+}
+
+#[test]
+fn two_thousand_directory_accounts_each_get_their_own_proven_password() {
+    let n = 2000;
+    let lab = LdapLab::start(n, false);
+    let inv = inventory(&lab);
+    let rotor = rotor_for(&lab, &lab.bind_password());
+    let shared = lab.shared_password();
+
+    let plan = rotor.run(&["plan", "-i", inv.to_str().unwrap(), "--all"]);
+    let plan_text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan_text.contains("hospital-ldap: 2000 accounts"),
+        "{plan_text}"
+    );
+
+    let started = Instant::now();
+    let out = rotor.run(&[
+        "rotate",
+        "-i",
+        inv.to_str().unwrap(),
+        "--all",
+        "--output",
+        "json",
+    ]);
+    eprintln!("rotate: {:?}", started.elapsed());
+    let report = json(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["counts"]["committed"], n);
+
+    // Every account binds with exactly what `rotor show` prints; the shared password fails.
+    let secrets = each_account(n, |i| {
+        let secret = rotor
+            .show(&format!("hospital-ldap/{}", uid(i)))
+            .expect("in the vault");
+        assert!(
+            lab.bind_works(&uid(i), &secret),
+            "{}: new password must bind",
+            uid(i)
+        );
+        assert!(
+            !lab.bind_works(&uid(i), &shared),
+            "{}: shared password must fail",
+            uid(i)
+        );
+        secret
+    });
+    eprintln!("checks: {:?}", started.elapsed());
+    let distinct: HashSet<&String> = secrets.iter().collect();
+    assert_eq!(distinct.len(), n, "all secrets differ");
+
+    let bind = lab.bind_password();
+    let all: Vec<&str> = secrets
+        .iter()
+        .map(String::as_str)
+        .chain([shared.as_str(), bind.as_str()])
+        .collect();
+    for (what, bytes) in [
+        ("the vault file", rotor.vault_bytes()),
+        ("the logs", out.stderr.clone()),
+        ("the report", out.stdout.clone()),
+    ] {
+        assert_eq!(
+            find_any(&bytes, all.iter().copied()),
+            None,
+            "a secret is in {what} in clear"
+        );
+    }
+}
+
+#[test]
+fn a_wrong_bind_secret_or_an_untrusted_certificate_changes_nothing() {
+    let lab = LdapLab::start(20, false);
+    let inv = inventory(&lab);
+    let inv = inv.to_str().unwrap();
+    let rotor = rotor_for(&lab, "not-the-bind-password");
+    let out = rotor.run(&["rotate", "-i", inv, "--all", "--output", "json"]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(3), "{report:#}");
+    assert_eq!(
+        report["failed_directories"][0]["class"], "connect_auth_rejected",
+        "{report:#}"
+    );
+    assert_eq!(report["counts"]["total"], 0);
+
+    let rotor = rotor_for(&lab, &lab.bind_password());
+    lab.use_cert(ServerCert::OtherName);
+    let out = rotor.run(&["rotate", "-i", inv, "--all", "--output", "json"]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(3), "{report:#}");
+    assert_eq!(
+        report["failed_directories"][0]["class"], "tls_invalid",
+        "{report:#}"
+    );
+    lab.use_cert(ServerCert::Good);
+    for i in 1..=20 {
+        assert!(
+            lab.bind_works(&uid(i), &lab.shared_password()),
+            "{} untouched",
+            uid(i)
+        );
+    }
+}
+
+/// Starts `rotor rotate` held right after the run began (searches already resolved), lets the
+/// test break something, then releases it and returns its output.
+fn rotate_held(rotor: &Rotor, inv: &str, break_it: impl FnOnce()) -> std::process::Output {
+    let gate = tempfile::tempdir().unwrap();
+    let go = gate.path().join("go");
+    let child = rotor
+        .cmd(&[
+            "rotate",
+            "-i",
+            inv,
+            "--all",
+            "--output",
+            "json",
+            "--step-timeout",
+            "3",
+        ])
+        .env("ROTOR_LAB_HOLD_AFTER_BEGIN", &go)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !gate.path().join("go.waiting").exists() {
+        assert!(Instant::now() < deadline, "the run never began");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    break_it();
+    std::fs::write(&go, b"").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn an_account_deleted_between_plan_and_push_is_reported_and_the_rest_rotate() {
+    let lab = LdapLab::start(10, false);
+    let inv = inventory(&lab);
+    let rotor = rotor_for(&lab, &lab.bind_password());
+    let out = rotate_held(&rotor, inv.to_str().unwrap(), || lab.delete("svc-0003"));
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(3), "{report:#}");
+    let gone = result_of(&report, "hospital-ldap/svc-0003");
+    assert_eq!(gone["result"], "not_changed", "{gone:#}");
+    assert_eq!(gone["cause"]["class"], "account_missing", "{gone:#}");
+    assert_eq!(report["counts"]["committed"], 9);
+}
+
+#[test]
+fn slapd_stopped_during_a_run_loses_no_credential() {
+    let lab = LdapLab::start(30, false);
+    let inv = inventory(&lab);
+    let inv = inv.to_str().unwrap();
+    let rotor = rotor_for(&lab, &lab.bind_password());
+    let out = rotate_held(&rotor, inv, || lab.stop());
+    let report = json(&out);
+    assert_ne!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["counts"]["committed"], 0, "{report:#}");
+    lab.start_again();
+    let out = rotor.run(&["recover", "-i", inv]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every account works with the vault's current secret, or (never rotated) the shared one.
+    for i in 1..=30 {
+        let works = match rotor.show(&format!("hospital-ldap/{}", uid(i))) {
+            Some(secret) => lab.bind_works(&uid(i), &secret),
+            None => lab.bind_works(&uid(i), &lab.shared_password()),
+        };
+        assert!(works, "{} lost its credential", uid(i));
+    }
+    // And a new run rotates them all.
+    let out = rotor.run(&["rotate", "-i", inv, "--all", "--output", "json"]);
+    assert_eq!(json(&out)["counts"]["committed"], 30);
+}
