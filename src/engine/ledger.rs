@@ -147,8 +147,10 @@ impl fmt::Display for LeaseHeld {
     }
 }
 
-/// The store as the engine sees it. Every method is durable when it returns (the SQLite vault
-/// commits with synchronous=FULL), which is what makes "staged before pushed" true.
+/// The store as the engine sees it. Every method has committed when it returns (a crash of
+/// rotor loses nothing); `stage` is also on disk against power loss (synchronous=FULL), which
+/// is what makes "staged before pushed" true. The later writes of a rotation may be lost to
+/// power loss only as a suffix, and recovery repairs that by probing.
 /// Implementations are shared across host workers, hence `&self` and `Sync`.
 pub trait Store: Send + Sync {
     /// Opens a run (a set of rotations started together) with its reason.

@@ -3,7 +3,9 @@
 //!
 //! Invariants: no plaintext secret is ever written to disk (every secret column is
 //! XChaCha20-Poly1305 ciphertext with the row identity as associated data); every method that
-//! changes state has committed durably when it returns; no error, log line or `Debug` output
+//! changes state has committed when it returns, and those whose loss recovery could not
+//! repair (stage, enroll, audited reads, operator decisions) have also been fsynced
+//! (synchronous=FULL; the others use NORMAL: see `Vault::write_lazy`); no error, log line or `Debug` output
 //! of this module carries a secret or key material.
 //!
 //! Leases (invariant 5) are rows in the same file, taken and checked under `BEGIN IMMEDIATE`,

@@ -12,8 +12,9 @@
 //!
 //! It never writes a plaintext secret to the database (every secret goes through
 //! [`super::crypto`] first), never logs or returns a secret except through [`Secret`], and
-//! every state change runs in one `BEGIN IMMEDIATE` transaction that has committed
-//! (synchronous=FULL) when the method returns.
+//! every state change runs in one `BEGIN IMMEDIATE` transaction that has committed when
+//! the method returns: fsynced (synchronous=FULL) for `write`, and for `write_lazy` only on
+//! the next durable write or checkpoint (writes that recovery repairs if power loss drops them).
 
 use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
