@@ -184,7 +184,7 @@ fn duplicates() {
         "{}  - name: h1\n    address: 10.0.0.2\n    host_key: \"{KEY}\"\n    connect: {{ user: root, key: /k }}\n",
         full_host("")
     );
-    assert_snapshot!(check(&yaml), @r#"lab/inventory.yaml:7:11: hosts[1].name: duplicate host "h1" (first defined at line 3): host names must be unique"#);
+    assert_snapshot!(check(&yaml), @r#"lab/inventory.yaml:7:11: hosts[1].name: duplicate host "h1" (first defined at line 3): host and directory names must be unique"#);
     assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: linux-password }\n  - { name: a, playbook: linux-password }")), @r#"lab/inventory.yaml:9:17: hosts[0].accounts[1].name: duplicate account "a" on host "h1" (first listed at line 8): list each account once per host"#);
     assert_snapshot!(check(&full_host("groups: [emr, emr]")), @"lab/inventory.yaml:7:19: hosts[0].groups[1]: group `emr` is listed twice: list it once");
 }

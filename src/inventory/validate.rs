@@ -354,32 +354,7 @@ impl Checker<'_> {
         let raw = raw.value;
         let mut ok = true;
 
-        let name = match HostName::parse(&raw.name.value) {
-            Ok(name) => Some(name),
-            Err(why) => {
-                self.report(
-                    raw.name.referenced,
-                    format!("{field}.name"),
-                    ProblemKind::InvalidValue,
-                    why,
-                );
-                None
-            }
-        };
-        if let Some(first_line) = seen_hosts.get(&raw.name.value) {
-            self.report(
-                raw.name.referenced,
-                format!("{field}.name"),
-                ProblemKind::Duplicate,
-                format!(
-                    "duplicate host \"{}\" (first defined at line {first_line}): host names must be unique",
-                    raw.name.value
-                ),
-            );
-            ok = false;
-        } else {
-            seen_hosts.insert(raw.name.value.clone(), raw.name.referenced.line());
-        }
+        let name = self.unique_name(field, &raw.name, seen_hosts, "host", &mut ok);
 
         if let Err(why) = check_address(&raw.address.value) {
             self.report(
@@ -668,6 +643,45 @@ impl Checker<'_> {
         })
     }
 
+    /// A host's or directory's name: valid, and unique among hosts and directories (both are
+    /// the first half of a credential address).
+    fn unique_name(
+        &mut self,
+        field: &str,
+        raw: &Spanned<String>,
+        seen: &mut HashMap<String, u64>,
+        kind: &str,
+        ok: &mut bool,
+    ) -> Option<HostName> {
+        let name = match HostName::parse(&raw.value) {
+            Ok(name) => Some(name),
+            Err(why) => {
+                self.report(
+                    raw.referenced,
+                    format!("{field}.name"),
+                    ProblemKind::InvalidValue,
+                    why,
+                );
+                None
+            }
+        };
+        if let Some(first_line) = seen.get(&raw.value) {
+            self.report(
+                raw.referenced,
+                format!("{field}.name"),
+                ProblemKind::Duplicate,
+                format!(
+                    "duplicate {kind} \"{}\" (first defined at line {first_line}): host and directory names must be unique",
+                    raw.value
+                ),
+            );
+            *ok = false;
+        } else {
+            seen.insert(raw.value.clone(), raw.referenced.line());
+        }
+        name
+    }
+
     /// One `directories:` entry.
     pub(super) fn directory(
         &mut self,
@@ -679,32 +693,7 @@ impl Checker<'_> {
         let location = raw.referenced;
         let raw = raw.value;
         let mut ok = true;
-        let name = match HostName::parse(&raw.name.value) {
-            Ok(name) => Some(name),
-            Err(why) => {
-                self.report(
-                    raw.name.referenced,
-                    format!("{field}.name"),
-                    ProblemKind::InvalidValue,
-                    why,
-                );
-                None
-            }
-        };
-        if let Some(first_line) = seen_names.get(&raw.name.value) {
-            self.report(
-                raw.name.referenced,
-                format!("{field}.name"),
-                ProblemKind::Duplicate,
-                format!(
-                    "duplicate name \"{}\" (first defined at line {first_line}): host and directory names must be unique",
-                    raw.name.value
-                ),
-            );
-            ok = false;
-        } else {
-            seen_names.insert(raw.name.value.clone(), raw.name.referenced.line());
-        }
+        let name = self.unique_name(field, &raw.name, seen_names, "directory", &mut ok);
         let url = raw.url.value.trim().to_owned();
         let url_ok = ["ldap://", "ldaps://"].iter().any(|scheme| {
             url.strip_prefix(scheme)
