@@ -233,29 +233,12 @@ impl Lab {
     }
 
     fn script(&self) -> Command {
-        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab"))
+        crate::support::lab_script("lab")
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // Runs during unwinding too; must not panic (a panic while panicking aborts and
-        // would hide the test's own failure), so problems are only reported.
-        match self
-            .script()
-            .args(["down", "--dir"])
-            .arg(self.dir())
-            .stdin(Stdio::null())
-            .output()
-        {
-            Ok(output) if output.status.success() => {}
-            Ok(output) => eprintln!(
-                "scripts/lab down --dir {} failed ({}); sshds may be left running:\n{}",
-                self.dir().display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ),
-            Err(err) => eprintln!("could not run scripts/lab down: {err}"),
-        }
+        crate::support::tear_down("lab", self.dir(), "sshds");
     }
 }

@@ -256,29 +256,12 @@ impl LdapLab {
     }
 
     fn script(&self) -> Command {
-        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ldap-lab"))
+        crate::support::lab_script("ldap-lab")
     }
 }
 
 impl Drop for LdapLab {
     fn drop(&mut self) {
-        // Runs during unwinding too; must not panic (a panic while panicking aborts and
-        // would hide the test's own failure), so problems are only reported.
-        match self
-            .script()
-            .args(["down", "--dir"])
-            .arg(self.dir())
-            .stdin(Stdio::null())
-            .output()
-        {
-            Ok(output) if output.status.success() => {}
-            Ok(output) => eprintln!(
-                "scripts/ldap-lab down --dir {} failed ({}); slapd may be left running:\n{}",
-                self.dir().display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ),
-            Err(err) => eprintln!("could not run scripts/ldap-lab down: {err}"),
-        }
+        crate::support::tear_down("ldap-lab", self.dir(), "slapd");
     }
 }

@@ -254,3 +254,33 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
 }
+
+/// One of the lab scripts (`lab`, `ldap-lab`) of this repository.
+pub fn lab_script(name: &str) -> Command {
+    Command::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scripts")
+            .join(name),
+    )
+}
+
+/// `scripts/NAME down --dir DIR` for a fixture's `Drop`. Runs during unwinding too, so it must
+/// not panic (a panic while panicking aborts and hides the test's own failure): problems are
+/// only reported.
+pub fn tear_down(script: &str, dir: &std::path::Path, what: &str) {
+    match lab_script(script)
+        .args(["down", "--dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => eprintln!(
+            "scripts/{script} down --dir {} failed ({}); {what} may be left running:\n{}",
+            dir.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(err) => eprintln!("could not run scripts/{script} down: {err}"),
+    }
+}
