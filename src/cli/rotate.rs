@@ -29,7 +29,8 @@ pub struct Selection {
     /// The inventory file (YAML).
     #[arg(short, long, value_name = "FILE")]
     pub inventory: PathBuf,
-    /// What to act on: all, host:NAME, group:NAME, account:NAME, cred:HOST/ACCOUNT. Repeatable.
+    /// What to act on: all, host:NAME, group:NAME, account:NAME, directory:NAME,
+    /// cred:HOST/ACCOUNT (or DIRECTORY/UID). Repeatable.
     #[arg(long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
     /// Everything in the inventory (same as --scope all).
@@ -97,7 +98,7 @@ pub struct Resolved {
 pub fn resolve(sel: &Selection) -> Result<Resolved, Failure> {
     if !sel.all && sel.scopes.is_empty() {
         return Err(usage(
-            "say what to act on: --all, or one or more --scope (all, host:NAME, group:NAME, account:NAME, cred:HOST/ACCOUNT)",
+            "say what to act on: --all, or one or more --scope (all, host:NAME, group:NAME, account:NAME, directory:NAME, cred:HOST/ACCOUNT)",
         ));
     }
     let mut scopes = Vec::new();

@@ -63,11 +63,13 @@ pub async fn rotate_directory(
         let cred = CredentialId::new(work.name.clone(), uid);
         let (semaphore, breaker, store) = (semaphore.clone(), breaker.clone(), store.clone());
         let (open, options, policy) = (work.open.clone(), options.clone(), policy.clone());
+        // Taken before the task exists, so accounts start in directory order.
+        let permit = semaphore
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed");
         tasks.push(tokio::spawn(async move {
-            let _permit = semaphore
-                .acquire_owned()
-                .await
-                .expect("semaphore is never closed");
+            let _permit = permit;
             let launch = {
                 let mut b = breaker.lock().unwrap_or_else(|p| p.into_inner());
                 if options.stop.load(Ordering::SeqCst) {

@@ -175,13 +175,18 @@ impl Batch {
         let semaphore = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let mut tasks = Vec::with_capacity(hosts.len());
         for host_work in hosts {
-            let (batch, semaphore) = (self.clone(), semaphore.clone());
+            // The permit is taken here, in inventory order, before the task exists: hosts
+            // start in the order the inventory lists them (whatever order the runtime polls
+            // tasks in), and the breaker and stop flag are asked at that moment. The
+            // semaphore is never closed, so acquire cannot fail.
+            let permit = semaphore
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            let batch = self.clone();
             tasks.push(tokio::spawn(async move {
-                // The semaphore is never closed, so acquire cannot fail.
-                let _permit = semaphore
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore is never closed");
+                let _permit = permit;
                 batch.host(host_work).await
             }));
         }
