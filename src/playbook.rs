@@ -414,9 +414,29 @@ impl Directories for LdapDirectories {
             bind_dn: directory.bind_dn.clone(),
             timeout: self.step_timeout,
         })?;
-        let admin = self
-            .runtime
-            .block_on(LdapAdmin::connect(&target, &secret))?;
+        let admin = match self.runtime.block_on(LdapAdmin::connect(&target, &secret)) {
+            Ok(admin) => admin,
+            // A run that rotated rotor's own bind account may have died after the directory
+            // took the new secret and before the vault committed it: that secret is the
+            // pending one of its open rotation. One bind with it; recovery then commits it.
+            Err(e) if e.class == FaultClass::ConnectAuthRejected => {
+                let pending = self
+                    .store
+                    .open_rotations()
+                    .ok()
+                    .and_then(|open| open.into_iter().find(|r| &r.cred == bind_cred))
+                    .map(|r| r.pending);
+                match pending {
+                    Some(pending) => {
+                        tracing::warn!(directory = %name, "bind with the current secret refused; trying the pending one of an interrupted rotation");
+                        self.runtime
+                            .block_on(LdapAdmin::connect(&target, &pending))?
+                    }
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         let mut accounts: Vec<(AccountName, String)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for spec in &directory.accounts {

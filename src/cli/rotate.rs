@@ -152,11 +152,17 @@ pub fn open_directories(
             }
         };
         let mut accounts: Vec<(AccountName, String)> = open.accounts().to_vec();
+        // rotor's own bind account is rotated only when named (`cred:DIR/UID`), and last.
+        let bind_uid = &d.bind_credential.account;
+        let bind_account = sel
+            .named
+            .contains(bind_uid)
+            .then(|| (bind_uid.clone(), d.bind_dn.clone()));
         if let Some(only) = &sel.only {
-            accounts.retain(|(uid, _)| only.contains(uid));
+            accounts.retain(|(uid, _)| only.contains(uid) && uid != bind_uid);
             for uid in only
                 .iter()
-                .filter(|u| !accounts.iter().any(|(a, _)| a == *u))
+                .filter(|u| *u != bind_uid && !accounts.iter().any(|(a, _)| a == *u))
             {
                 missing.push(CredentialResult {
                     cred: CredentialId::new(d.name.clone(), uid.clone()),
@@ -185,6 +191,7 @@ pub fn open_directories(
             open,
             accounts,
             policy,
+            bind_account,
         });
     }
     (works, failed, missing)
@@ -204,9 +211,16 @@ fn directories_to_recover(
         .map(|d| DirectorySelection {
             directory: d.clone(),
             only: None,
+            named: Default::default(),
         })
         .collect();
-    let (works, failed, _) = open_directories(inv, &wanted, dirs);
+    let (mut works, failed, _) = open_directories(inv, &wanted, dirs);
+    // Recovery may need to settle a rotation of rotor's own bind account too.
+    for w in &mut works {
+        if let Some(d) = inv.directories.iter().find(|d| d.name == w.name) {
+            w.bind_account = Some((d.bind_credential.account.clone(), d.bind_dn.clone()));
+        }
+    }
     Ok((works, failed))
 }
 

@@ -41,6 +41,11 @@ pub struct DirectoryWork {
     pub open: Arc<dyn OpenDirectory>,
     pub accounts: Vec<(AccountName, String)>,
     pub policy: Policy,
+    /// rotor's own bind account `(uid, dn)`, when it is to be rotated (or recovered): always
+    /// last, after every other account, since the run's admin connection was bound with its
+    /// old secret; the vault switches to the new one only once a bind with it succeeded
+    /// (the machine commits only after verification).
+    pub bind_account: Option<(AccountName, String)>,
 }
 
 /// Rotates every account of `work`, up to `options.concurrency` at once. Never fails as a
@@ -107,10 +112,39 @@ pub async fn rotate_directory(
             r
         }));
     }
-    let mut results = Vec::with_capacity(tasks.len());
+    let mut results = Vec::with_capacity(tasks.len() + 1);
     for task in tasks {
         // Task bodies catch their own panics; a JoinError means the runtime is going away.
         results.push(task.await.expect("account task joins"));
+    }
+    if let Some((uid, dn)) = work.bind_account.clone() {
+        let cred = CredentialId::new(work.name.clone(), uid);
+        let r = if options.stop.load(Ordering::SeqCst) {
+            skipped(
+                cred,
+                super::blast::SkipReason::Interrupted,
+                "the run was interrupted",
+            )
+        } else {
+            let (open, store, opts) = (work.open.clone(), store.clone(), options.clone());
+            let cred_for_panic = cred.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut target = open.target(&dn);
+                rotate_one(cred, &policy, run, &*store, &mut *target, &opts)
+            })
+            .await
+            .unwrap_or_else(|panic| CredentialResult {
+                cred: cred_for_panic,
+                outcome: Outcome::Unsettled {
+                    phase: super::Phase::Staged,
+                    cause: Fault::target(FaultClass::Protocol, format!("internal error: {panic}")),
+                },
+                rotation: None,
+                elapsed_ms: 0,
+            })
+        };
+        report_progress(options.progress.as_ref(), &r);
+        results.push(r);
     }
     results
 }
@@ -127,6 +161,7 @@ pub async fn recover_directory(
         let dn = work
             .accounts
             .iter()
+            .chain(work.bind_account.iter())
             .find(|(uid, _)| *uid == r.cred.account)
             .map(|(_, dn)| dn.clone());
         let Some(dn) = dn else {

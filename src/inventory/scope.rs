@@ -142,6 +142,9 @@ pub struct Selection {
 pub struct DirectorySelection {
     pub directory: Directory,
     pub only: Option<BTreeSet<AccountName>>,
+    /// UIDs named one by one (`cred:DIR/UID`), also when the whole directory is selected:
+    /// rotor's own bind account is rotated only when named.
+    pub named: BTreeSet<AccountName>,
 }
 
 impl Selection {
@@ -167,6 +170,7 @@ impl Inventory {
         // Per directory: None when not selected, Some(None) for all its accounts, else UIDs.
         let mut dirs: Vec<Option<Option<BTreeSet<AccountName>>>> =
             vec![None; self.directories.len()];
+        let mut named: Vec<BTreeSet<AccountName>> = vec![BTreeSet::new(); self.directories.len()];
         let all_of = |idx: usize, dirs: &mut Vec<Option<Option<BTreeSet<AccountName>>>>| {
             dirs[idx] = Some(None);
         };
@@ -253,6 +257,7 @@ impl Inventory {
                 Scope::Cred(id)
                     if let Some(idx) = self.directories.iter().position(|d| d.name == id.host) =>
                 {
+                    named[idx].insert(id.account.clone());
                     match &mut dirs[idx] {
                         Some(None) => {}
                         Some(Some(uids)) => {
@@ -294,10 +299,12 @@ impl Inventory {
             .directories
             .iter()
             .zip(dirs)
-            .filter_map(|(d, only)| {
+            .zip(named)
+            .filter_map(|((d, only), named)| {
                 Some(DirectorySelection {
                     directory: d.clone(),
                     only: only?,
+                    named,
                 })
             })
             .collect();

@@ -245,3 +245,68 @@ fn slapd_stopped_during_a_run_loses_no_credential() {
     let out = rotor.run(&["rotate", "-i", inv, "--all", "--output", "json"]);
     assert_eq!(json(&out)["counts"]["committed"], 30);
 }
+
+/// rotor's own bind account, when named, is rotated after every other account; the vault
+/// holds the new bind secret only once a bind with it worked, and the next run binds with it.
+#[test]
+fn rotors_own_bind_account_is_rotated_last_and_used_from_then_on() {
+    let lab = LdapLab::start(5, false);
+    let inv = inventory(&lab);
+    let inv = inv.to_str().unwrap();
+    let old = lab.bind_password();
+    let rotor = rotor_for(&lab, &old);
+    let out = rotor.run(&[
+        "rotate",
+        "-i",
+        inv,
+        "--scope",
+        "directory:hospital-ldap",
+        "--scope",
+        "cred:hospital-ldap/rotor",
+        "--output",
+        "json",
+    ]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["counts"]["committed"], 6, "{report:#}");
+    // Last: its rotation is the newest in the ledger.
+    let db = rusqlite::Connection::open(rotor.vault_dir().join("rotor.db")).unwrap();
+    let last: String = db
+        .query_row(
+            "SELECT c.cred FROM rotations r JOIN credentials c ON c.id = r.credential_id
+             ORDER BY r.id DESC LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(last, "hospital-ldap/rotor");
+    let new = rotor.show("hospital-ldap/rotor").unwrap();
+    assert_ne!(new, old);
+    assert!(lab.bind_works("rotor", &new));
+    assert!(!lab.bind_works("rotor", &old));
+    // Without naming it, a whole-directory run leaves it alone, and binds with the new secret.
+    let out = rotor.run(&["rotate", "-i", inv, "--all", "--output", "json"]);
+    let report = json(&out);
+    assert_eq!(report["counts"]["committed"], 5, "{report:#}");
+    assert_eq!(rotor.show("hospital-ldap/rotor").unwrap(), new);
+}
+
+/// Under an OpenLDAP password policy (ppolicy overlay, `pwdInHistory: 5`), every account still
+/// rotates (each new password is fresh), twice in a row, and binds with what the vault holds.
+#[test]
+fn accounts_under_a_password_history_policy_rotate() {
+    let lab = LdapLab::start(20, true);
+    let inv = inventory(&lab);
+    let inv = inv.to_str().unwrap();
+    let rotor = rotor_for(&lab, &lab.bind_password());
+    for _ in 0..2 {
+        let out = rotor.run(&["rotate", "-i", inv, "--all", "--output", "json"]);
+        let report = json(&out);
+        assert_eq!(out.status.code(), Some(0), "{report:#}");
+        assert_eq!(report["counts"]["committed"], 20, "{report:#}");
+    }
+    for i in 1..=20 {
+        let secret = rotor.show(&format!("hospital-ldap/{}", uid(i))).unwrap();
+        assert!(lab.bind_works(&uid(i), &secret), "{}", uid(i));
+    }
+}
