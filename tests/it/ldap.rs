@@ -289,6 +289,11 @@ fn rotors_own_bind_account_is_rotated_last_and_used_from_then_on() {
     let report = json(&out);
     assert_eq!(report["counts"]["committed"], 5, "{report:#}");
     assert_eq!(rotor.show("hospital-ldap/rotor").unwrap(), new);
+    // The heartbeat binds as every account with the vault's current secret.
+    let out = rotor.run(&["verify", "-i", inv, "--all"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("5 of 5 credentials work"), "{text}");
 }
 
 /// Under an OpenLDAP password policy (ppolicy overlay, `pwdInHistory: 5`), every account still
