@@ -10,16 +10,17 @@ use clap::Args;
 
 use super::output::{Output, open_vault};
 use super::{CliResult, Failure, Global, OutputFormat, usage};
+use crate::connector::ConnectorError;
 use crate::connector::FaultClass;
-use crate::credential::AccountName;
 use crate::credential::CredentialId;
+use crate::credential::{AccountName, HostName};
 use crate::engine::blast::FailureLimit;
-use crate::engine::directory::{Directories, DirectoryWork, rotate_directory};
+use crate::engine::directory::{Directories, DirectoryWork, OpenDirectory, rotate_directory};
 use crate::engine::driver::lease_ttl;
 use crate::engine::driver::{self, CredentialResult, Fleet, HostWork, Progress, RunOptions};
 use crate::engine::machine::Fault;
 use crate::engine::{Outcome, Store};
-use crate::inventory::{DirectorySelection, Host, Inventory, Scope};
+use crate::inventory::{Directory, DirectorySelection, Host, Inventory, Scope};
 use crate::playbook::{LdapDirectories, SshFleet};
 use crate::report::{FailedDirectory, RunReport};
 
@@ -197,6 +198,43 @@ pub fn open_directories(
     (works, failed, missing)
 }
 
+/// Opens each directory at most once per command (one bind, one set of searches), whoever
+/// asks: the recovery pass and the run that follows it.
+struct OpenOnce<D> {
+    inner: D,
+    opened: std::sync::Mutex<std::collections::HashMap<HostName, Arc<dyn OpenDirectory>>>,
+}
+
+impl<D: Directories> OpenOnce<D> {
+    fn new(inner: D) -> OpenOnce<D> {
+        OpenOnce {
+            inner,
+            opened: Default::default(),
+        }
+    }
+}
+
+impl<D: Directories> Directories for OpenOnce<D> {
+    fn open(&self, directory: &Directory) -> Result<Arc<dyn OpenDirectory>, ConnectorError> {
+        // The lock is not held during `inner.open` (network I/O). Callers open directories
+        // one after another, so no directory is opened twice at once.
+        if let Some(open) = self
+            .opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&directory.name)
+        {
+            return Ok(open.clone());
+        }
+        let open = self.inner.open(directory)?;
+        self.opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(directory.name.clone(), open.clone());
+        Ok(open)
+    }
+}
+
 /// The directories that hold open rotations, opened for recovery.
 fn directories_to_recover(
     inv: &Inventory,
@@ -340,11 +378,12 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
     };
     let rt = runtime()?;
     rt.spawn(stop_on_signal(options.stop.clone()));
-    let dirs = LdapDirectories {
+    // Recovery and the run share each directory's admin connection and resolved searches.
+    let dirs = OpenOnce::new(LdapDirectories {
         store: store.clone(),
         step_timeout: Duration::from_secs(a.step_timeout),
         runtime: rt.handle().clone(),
-    };
+    });
 
     // Settle what an earlier run left open before starting new work on the same credentials.
     let everything = host_work(&inv, inv.hosts.clone());

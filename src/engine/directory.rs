@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use super::blast::{Breaker, Launch};
 use super::driver::{
-    CredentialResult, RunOptions, recover_one, report_progress, rotate_one, skipped,
+    CredentialResult, RunOptions, panicked, recover_one, report_progress, rotate_one, skipped,
 };
 use super::ledger::{OpenRotation, RunId, Store};
 use super::machine::{Fault, Outcome};
@@ -87,22 +87,7 @@ pub async fn rotate_directory(
                 report_progress(options.progress.as_ref(), &r);
                 return r;
             }
-            let cred_for_panic = cred.clone();
-            let opts = options.clone();
-            let r = tokio::task::spawn_blocking(move || {
-                let mut target = open.target(&dn);
-                rotate_one(cred, &policy, run, &*store, &mut *target, &opts)
-            })
-            .await
-            .unwrap_or_else(|panic| CredentialResult {
-                cred: cred_for_panic,
-                outcome: Outcome::Unsettled {
-                    phase: super::Phase::Staged,
-                    cause: Fault::target(FaultClass::Protocol, format!("internal error: {panic}")),
-                },
-                rotation: None,
-                elapsed_ms: 0,
-            });
+            let r = rotate_account(open, dn, cred, policy, run, store, options.clone()).await;
             let failed = !matches!(r.outcome, Outcome::Committed | Outcome::Skipped { .. });
             breaker
                 .lock()
@@ -126,27 +111,32 @@ pub async fn rotate_directory(
                 "the run was interrupted",
             )
         } else {
-            let (open, store, opts) = (work.open.clone(), store.clone(), options.clone());
-            let cred_for_panic = cred.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut target = open.target(&dn);
-                rotate_one(cred, &policy, run, &*store, &mut *target, &opts)
-            })
-            .await
-            .unwrap_or_else(|panic| CredentialResult {
-                cred: cred_for_panic,
-                outcome: Outcome::Unsettled {
-                    phase: super::Phase::Staged,
-                    cause: Fault::target(FaultClass::Protocol, format!("internal error: {panic}")),
-                },
-                rotation: None,
-                elapsed_ms: 0,
-            })
+            let (open, store) = (work.open.clone(), store.clone());
+            rotate_account(open, dn, cred, policy, run, store, options.clone()).await
         };
         report_progress(options.progress.as_ref(), &r);
         results.push(r);
     }
     results
+}
+
+/// One account's rotation on the blocking pool (its LDAP calls block on the runtime).
+async fn rotate_account(
+    open: Arc<dyn OpenDirectory>,
+    dn: String,
+    cred: CredentialId,
+    policy: Arc<Policy>,
+    run: RunId,
+    store: Arc<dyn Store>,
+    options: RunOptions,
+) -> CredentialResult {
+    let cred_for_panic = cred.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut target = open.target(&dn);
+        rotate_one(cred, &policy, run, &*store, &mut *target, &options)
+    })
+    .await
+    .unwrap_or_else(|panic| panicked(cred_for_panic, super::Phase::Staged, None, &panic))
 }
 
 /// Settles a directory's open rotations (each on its own thread, like a run).
@@ -196,15 +186,7 @@ pub async fn recover_directory(
                 recover_one(r, budget, &*store, &mut *target, lease_ttl)
             })
             .await
-            .unwrap_or_else(|panic| CredentialResult {
-                cred,
-                outcome: Outcome::Unsettled {
-                    phase,
-                    cause: Fault::target(FaultClass::Protocol, format!("internal error: {panic}")),
-                },
-                rotation: Some(id),
-                elapsed_ms: 0,
-            })
+            .unwrap_or_else(|panic| panicked(cred, phase, Some(id), &panic))
         }));
     }
     let mut results = Vec::new();

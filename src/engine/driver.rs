@@ -239,20 +239,9 @@ impl Batch {
         })
         .await;
         let results = joined.unwrap_or_else(|panic| {
-            // A panic in one host's worker must not take the run down; report it as
-            // unsettled so recovery looks at whatever it left.
-            let cause = Fault::target(FaultClass::Protocol, format!("internal error: {panic}"));
             creds
                 .into_iter()
-                .map(|cred| CredentialResult {
-                    cred,
-                    outcome: Outcome::Unsettled {
-                        phase: Phase::Staged,
-                        cause: cause.clone(),
-                    },
-                    rotation: None,
-                    elapsed_ms: 0,
-                })
+                .map(|cred| panicked(cred, Phase::Staged, None, &panic))
                 .collect()
         });
         let failed = results
@@ -263,6 +252,26 @@ impl Batch {
             .unwrap_or_else(|p| p.into_inner())
             .host_finished(name.as_str(), failed, self.canary);
         results
+    }
+}
+
+/// The result of a credential whose worker panicked. A panic must neither take the run down
+/// nor make the credential vanish from the report: it is unsettled, so recovery looks at
+/// whatever the worker left.
+pub(super) fn panicked(
+    cred: CredentialId,
+    phase: Phase,
+    rotation: Option<RotationId>,
+    panic: &tokio::task::JoinError,
+) -> CredentialResult {
+    CredentialResult {
+        cred,
+        outcome: Outcome::Unsettled {
+            phase,
+            cause: Fault::target(FaultClass::Protocol, format!("internal error: {panic}")),
+        },
+        rotation,
+        elapsed_ms: 0,
     }
 }
 
@@ -345,18 +354,8 @@ pub async fn recover(
             })
             .await
             .unwrap_or_else(|panic| {
-                // Never let a panic make rotations vanish from the report.
-                let cause = Fault::target(FaultClass::Protocol, format!("internal error: {panic}"));
                 ids.into_iter()
-                    .map(|(cred, phase, id)| CredentialResult {
-                        cred,
-                        outcome: Outcome::Unsettled {
-                            phase,
-                            cause: cause.clone(),
-                        },
-                        rotation: Some(id),
-                        elapsed_ms: 0,
-                    })
+                    .map(|(cred, phase, id)| panicked(cred, phase, Some(id), &panic))
                     .collect()
             })
         }));
