@@ -187,7 +187,8 @@ pub trait Store: Send + Sync {
         note: Option<&str>,
     ) -> Result<(), crate::store::StoreError>;
     /// `pending` -> `current`, old `current` -> `previous`, old `previous` -> retired; ledger
-    /// row -> `Committed`. One transaction.
+    /// row -> `Committed`. One transaction, which also gives back the rotation's lease (as
+    /// `roll_back` and `mark_stuck` do: a closed rotation needs none).
     fn commit(&self, id: RotationId) -> Result<(), crate::store::StoreError>;
     /// Drops `pending` (kept as retired history, marked never used) and ends the ledger row in
     /// `RolledBack` with the reason.
@@ -208,7 +209,8 @@ pub trait Store: Send + Sync {
         holder: &str,
         ttl: std::time::Duration,
     ) -> Result<Result<Lease, LeaseHeld>, crate::store::StoreError>;
-    /// Gives the lease back (no-op if it is no longer ours: token mismatch).
+    /// Gives the lease back (no-op if it is no longer ours: token mismatch, or closing its
+    /// rotation gave it back already).
     fn release_lease(
         &self,
         cred: &CredentialId,

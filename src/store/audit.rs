@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
 use super::crypto::{KeyBytes, hex, hmac_tag, sha256_hex};
+use super::schema::CachedSql;
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -55,7 +56,7 @@ pub fn append(
     entry: &Entry<'_>,
 ) -> Result<i64, StoreError> {
     let (last_seq, prev_hash): (i64, String) = conn
-        .query_row(
+        .row(
             "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),
@@ -64,7 +65,7 @@ pub fn append(
         .unwrap_or((0, GENESIS.to_owned()));
     let seq = last_seq + 1;
     let hash = row_hash(&prev_hash, seq, entry);
-    conn.execute(
+    conn.exec(
         "INSERT INTO audit (seq, at, actor, action, cred, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
@@ -79,7 +80,7 @@ pub fn append(
         ],
     )?;
     let head = format!("{seq}:{hash}:{}", head_mac(hmac_key, seq, &hash));
-    conn.execute(
+    conn.exec(
         "INSERT INTO meta (key, value) VALUES ('audit_head', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [head],
@@ -134,7 +135,7 @@ pub fn verify(conn: &Connection, hmac_key: &KeyBytes) -> Result<usize, StoreErro
     }
     let last_seq = expected_seq - 1;
     let head: Option<String> = conn
-        .query_row(
+        .row(
             "SELECT CAST(value AS TEXT) FROM meta WHERE key = 'audit_head'",
             [],
             |row| row.get(0),

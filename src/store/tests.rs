@@ -45,7 +45,8 @@ impl Fixture {
         }
     }
 
-    /// `Store::stage` with the credential's lease, taken on first use.
+    /// `Store::stage` with the credential's lease, taken on first use and again once closing
+    /// a rotation gave it back.
     fn stage(
         &self,
         run: RunId,
@@ -53,16 +54,20 @@ impl Fixture {
         new: &Secret,
         restore_point: &Secret,
     ) -> Result<RotationId, StoreError> {
-        let lease = *self
-            .leases
-            .borrow_mut()
-            .entry(c.to_string())
-            .or_insert_with(|| {
-                self.vault
+        let mut leases = self.leases.borrow_mut();
+        let held = self.vault.held_token(&c.to_string());
+        let lease = match leases.get(&c.to_string()) {
+            Some(lease) if held == Some(lease.token) => *lease,
+            _ => {
+                let lease = self
+                    .vault
                     .acquire_lease(c, "test", TTL)
                     .unwrap()
-                    .expect("no one else holds leases in this test")
-            });
+                    .expect("no one else holds leases in this test");
+                leases.insert(c.to_string(), lease);
+                lease
+            }
+        };
         self.vault.stage(run, c, new, restore_point, lease)
     }
 
@@ -1016,6 +1021,44 @@ fn a_stale_holder_cannot_write_after_a_takeover() {
     // Adopting a finished rotation is refused.
     let err = p.b.adopt(id, lease_b).unwrap_err();
     assert!(matches!(err, StoreError::NotOpen { .. }), "{err}");
+}
+
+#[test]
+fn closing_a_rotation_gives_its_lease_back() {
+    let p = pair();
+    let c = cred("h1/svc");
+    let run = p.a().begin_run("test", "all").unwrap();
+    for close in ["commit", "roll_back", "mark_stuck"] {
+        let lease_a = p.acquire("a", "h1/svc").unwrap();
+        let id = p
+            .a()
+            .stage(run, &c, &secret(close), &secret("rp"), lease_a)
+            .unwrap();
+        match close {
+            "commit" => p.a().commit(id).unwrap(),
+            "roll_back" => p.a().roll_back(id, "verify failed").unwrap(),
+            _ => {
+                p.a().mark_stuck(id, "both failed").unwrap();
+                assert!(p.a().reopen_stuck(&c).unwrap());
+            }
+        }
+        // Writing the closed rotation again, a is told that it is closed.
+        if close != "mark_stuck" {
+            let err = p.a().commit(id).unwrap_err();
+            assert!(matches!(err, StoreError::NotOpen { .. }), "{close}: {err}");
+        }
+        // Another process gets the credential at once, without waiting for a's ttl...
+        let lease_b = p.acquire("b", "h1/svc").unwrap();
+        // ...and a giving back the lease its closing already ended frees nothing of b's.
+        p.a().release_lease(&c, lease_a).unwrap();
+        assert_eq!(p.b.status().unwrap()[0].lease_holder.as_deref(), Some("b"));
+        if close == "mark_stuck" {
+            // Reopened, it is b's to settle (a holds no lease on it any more).
+            p.b.adopt(id, lease_b).unwrap();
+            p.b.roll_back(id, "settled").unwrap();
+        }
+        p.b.release_lease(&c, lease_b).unwrap();
+    }
 }
 
 #[test]

@@ -30,6 +30,7 @@ use serde::Serialize;
 
 use super::crypto::{self, KeyBytes};
 use super::keys::KeySource;
+use super::schema::CachedSql;
 use super::{StoreError, audit, schema};
 use crate::credential::CredentialId;
 use crate::engine::{Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, Store};
@@ -45,6 +46,15 @@ const HMAC_KEY_AAD: &[u8] = b"rotor/v1/meta/hmac_key";
 /// checks it).
 const OPEN_PHASES_SQL: &str = "('staged', 'applied', 'verified', 'rolling_back')";
 
+/// A lease token this handle was granted. `closed_rotation`: closing that rotation ended the
+/// lease (its row is gone); the entry stays until the holder's `release_lease`, so that the
+/// holder is told "not open" rather than "lost the lease" for a rotation it closed itself.
+#[derive(Clone, Copy, PartialEq)]
+struct HeldLease {
+    token: i64,
+    closed_rotation: Option<i64>,
+}
+
 /// The encrypted vault. Shared by reference across host workers (`Sync`).
 pub struct Vault {
     conn: Mutex<Connection>,
@@ -57,7 +67,7 @@ pub struct Vault {
     /// rotation writes (`record_phase`, `commit`, ...) carry no lease, so this is how the
     /// fence knows the caller's token: without it, a stalled process could write a rotation
     /// that another process has adopted (its row then carries the new holder's token).
-    held: Mutex<HashMap<String, i64>>,
+    held: Mutex<HashMap<String, HeldLease>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -297,7 +307,7 @@ impl Vault {
                 ("data_key", DATA_KEY_AAD, &vault.data_key),
                 ("hmac_key", HMAC_KEY_AAD, &vault.hmac_key),
             ] {
-                tx.execute(
+                tx.exec(
                     "INSERT INTO meta (key, value) VALUES (?1, ?2)",
                     params![name, crypto::wrap_key(&master, aad, key)],
                 )?;
@@ -331,7 +341,7 @@ impl Vault {
         schema::migrate(&mut conn)?;
         let unwrap = |name: &str, aad: &[u8]| -> Result<KeyBytes, StoreError> {
             let blob: Vec<u8> = conn
-                .query_row("SELECT value FROM meta WHERE key = ?1", [name], |row| {
+                .row("SELECT value FROM meta WHERE key = ?1", [name], |row| {
                     row.get(0)
                 })
                 .optional()?
@@ -371,8 +381,14 @@ impl Vault {
         self.clock = Arc::new(clock);
     }
 
-    /// The token this handle holds for the credential, if any.
-    fn held_token(&self, cred: &str) -> Option<i64> {
+    /// The token this handle holds for the credential, if any (and it is still live).
+    pub(super) fn held_token(&self, cred: &str) -> Option<i64> {
+        self.held_lease(cred)
+            .filter(|h| h.closed_rotation.is_none())
+            .map(|h| h.token)
+    }
+
+    fn held_lease(&self, cred: &str) -> Option<HeldLease> {
         self.held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -419,7 +435,7 @@ impl Vault {
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.lock();
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.exec("PRAGMA synchronous = NORMAL", [])?;
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let value = f(&tx)?;
@@ -427,7 +443,7 @@ impl Vault {
             Ok(value)
         })();
         // Every other write is durable: put FULL back whatever happened.
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.exec("PRAGMA synchronous = FULL", [])?;
         result
     }
 
@@ -470,7 +486,7 @@ impl Vault {
 
     fn credential_row(conn: &Connection, cred: &str) -> Result<Option<i64>, StoreError> {
         Ok(conn
-            .query_row(
+            .row(
                 "SELECT id FROM credentials WHERE cred = ?1",
                 [cred],
                 |row| row.get(0),
@@ -482,7 +498,7 @@ impl Vault {
         if let Some(id) = Vault::credential_row(conn, cred)? {
             return Ok(id);
         }
-        conn.execute(
+        conn.exec(
             "INSERT INTO credentials (cred, created_at) VALUES (?1, ?2)",
             params![cred, at],
         )?;
@@ -491,7 +507,7 @@ impl Vault {
 
     /// The credential's parking reason, if it is parked.
     fn parked_in(conn: &Connection, credential_row: i64) -> Result<Option<String>, StoreError> {
-        Ok(conn.query_row(
+        Ok(conn.row(
             "SELECT parked_reason FROM credentials WHERE id = ?1",
             [credential_row],
             |row| row.get(0),
@@ -501,7 +517,7 @@ impl Vault {
     /// The open rotation of a credential, if any.
     fn open_rotation_of(conn: &Connection, credential_row: i64) -> Result<Option<i64>, StoreError> {
         Ok(conn
-            .query_row(
+            .row(
                 &format!(
                     "SELECT id FROM rotations WHERE credential_id = ?1 AND phase IN {OPEN_PHASES_SQL}"
                 ),
@@ -522,7 +538,7 @@ impl Vault {
         secret: &Secret,
         at: &str,
     ) -> Result<i64, StoreError> {
-        conn.execute(
+        conn.exec(
             "INSERT INTO versions (credential_id, state, secret, fingerprint, created_at,
                                    state_changed_at)
              VALUES (?1, ?2, x'', ?3, ?4, ?4)",
@@ -535,7 +551,7 @@ impl Vault {
         )?;
         let id = conn.last_insert_rowid();
         let sealed = crypto::seal_secret(&self.data_key, &version_aad(cred, id), secret);
-        conn.execute(
+        conn.exec(
             "UPDATE versions SET secret = ?1 WHERE id = ?2",
             params![sealed, id],
         )?;
@@ -554,7 +570,7 @@ impl Vault {
 
     fn current_in(&self, conn: &Connection, cred: &str) -> Result<Option<Secret>, StoreError> {
         let row: Option<(i64, Vec<u8>)> = conn
-            .query_row(
+            .row(
                 "SELECT v.id, v.secret FROM versions v JOIN credentials c ON c.id = v.credential_id
                  WHERE c.cred = ?1 AND v.state = 'current'",
                 [cred],
@@ -580,19 +596,19 @@ impl Vault {
             if let Some(open) = Vault::open_rotation_of(tx, credential_row)? {
                 return Err(StoreError::RotationOpen(cred_text.clone(), open));
             }
-            let shared_with: i64 = tx.query_row(
+            let shared_with: i64 = tx.row(
                 "SELECT COUNT(DISTINCT credential_id) FROM versions
                  WHERE fingerprint = ?1 AND credential_id != ?2
                    AND state IN ('current', 'pending')",
                 params![fingerprint, credential_row],
                 |row| row.get(0),
             )?;
-            tx.execute(
+            tx.exec(
                 "UPDATE versions SET state = 'retired', state_changed_at = ?2
                  WHERE credential_id = ?1 AND state = 'previous'",
                 params![credential_row, at],
             )?;
-            let replaced_current = tx.execute(
+            let replaced_current = tx.exec(
                 "UPDATE versions SET state = 'previous', state_changed_at = ?2
                  WHERE credential_id = ?1 AND state = 'current'",
                 params![credential_row, at],
@@ -641,7 +657,7 @@ impl Vault {
                 return Ok(false);
             };
             let stuck: Option<i64> = tx
-                .query_row(
+                .row(
                     "SELECT id FROM rotations WHERE credential_id = ?1 AND phase = 'stuck'
                      ORDER BY id DESC LIMIT 1",
                     [credential_row],
@@ -758,7 +774,7 @@ impl Vault {
 
     fn rotation_row(conn: &Connection, id: RotationId) -> Result<RotationRow, StoreError> {
         let row: Option<(i64, String, i64, String, Option<i64>)> = conn
-            .query_row(
+            .row(
                 "SELECT r.credential_id, c.cred, r.version_id, r.phase, r.lease_token
                  FROM rotations r JOIN credentials c ON c.id = r.credential_id
                  WHERE r.id = ?1",
@@ -785,9 +801,10 @@ impl Vault {
         })
     }
 
-    /// The rotation, for a write by the process holding its lease. Fenced first (so a stale
-    /// process learns that it lost the lease rather than some consequence of the new
-    /// holder's work): the rotation must carry a token, this handle must hold that token,
+    /// The rotation, for a write by the process holding its lease. A closed rotation is
+    /// refused as such; an open one is fenced first (so a stale process learns that it lost
+    /// the lease rather than some consequence of the new holder's work): the rotation must
+    /// carry a token, this handle must hold that token,
     /// and it must be the credential's current unexpired lease ([`Vault::fence`], which also
     /// renews it). Then the rotation must be open to be `wanted` (a verb for the message).
     fn fenced_rotation_row(
@@ -797,6 +814,14 @@ impl Vault {
         wanted: &'static str,
     ) -> Result<RotationRow, StoreError> {
         let row = Vault::rotation_row(conn, id)?;
+        // Closing a rotation gave its lease back: its holder, writing it again, is told that
+        // it is closed, not that the lease is gone.
+        let closed_by_me = self
+            .held_lease(&row.cred)
+            .is_some_and(|h| h.closed_rotation == Some(id.0));
+        if closed_by_me {
+            Vault::check_open(conn, id, &row, wanted)?;
+        }
         let lost = |why: String| StoreError::LeaseLost {
             cred: row.cred.clone(),
             why,
@@ -841,7 +866,7 @@ impl Vault {
             });
         }
         let pending: Option<String> = conn
-            .query_row(
+            .row(
                 "SELECT state FROM versions WHERE id = ?1",
                 [row.version_id],
                 |r| r.get(0),
@@ -858,7 +883,7 @@ impl Vault {
 
     fn lease_row(conn: &Connection, credential_row: i64) -> Result<Option<LeaseRow>, StoreError> {
         let row: Option<(i64, String, String, u32, i64, String)> = conn
-            .query_row(
+            .row(
                 "SELECT token, holder, owner_host, owner_pid, ttl_ms, expires_at
                  FROM leases WHERE credential_id = ?1",
                 [credential_row],
@@ -919,7 +944,7 @@ impl Vault {
                 time_text(lease.expires_at)
             )));
         }
-        conn.execute(
+        conn.exec(
             "UPDATE leases SET expires_at = ?2 WHERE credential_id = ?1",
             params![
                 credential_row,
@@ -929,6 +954,30 @@ impl Vault {
         Ok(())
     }
 
+    /// Closing a rotation ends its lease in the same transaction (the caller's
+    /// `release_lease` afterwards then has nothing to write): one write fewer per rotation
+    /// on the lock every worker of a bulk run shares.
+    fn end_lease_in(&self, conn: &Connection, row: &RotationRow) -> Result<(), StoreError> {
+        if let Some(token) = row.lease_token {
+            conn.exec(
+                "DELETE FROM leases WHERE credential_id = ?1 AND token = ?2",
+                params![row.credential_row, token],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Notes, once the transaction that closed rotation `row` (and deleted its lease row) has
+    /// committed, that this handle's lease ended with it.
+    fn lease_ended_by(&self, id: RotationId, row: &RotationRow) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(h) = held.get_mut(&row.cred)
+            && Some(h.token) == row.lease_token
+        {
+            h.closed_rotation = Some(id.0);
+        }
+    }
+
     fn set_phase(
         conn: &Connection,
         id: RotationId,
@@ -936,7 +985,7 @@ impl Vault {
         note: Option<&str>,
         at: &str,
     ) -> Result<(), StoreError> {
-        conn.execute(
+        conn.exec(
             "UPDATE rotations SET phase = ?2, note = COALESCE(?3, note), updated_at = ?4
              WHERE id = ?1",
             params![id.0, phase.as_str(), note, at],
@@ -955,7 +1004,7 @@ fn default_actor() -> String {
 impl Store for Vault {
     fn begin_run(&self, reason: &str, scope: &str) -> Result<RunId, StoreError> {
         self.write_lazy(|tx| {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO runs (started_at, reason, scope) VALUES (?1, ?2, ?3)",
                 params![self.now_text(), reason, scope],
             )?;
@@ -965,7 +1014,7 @@ impl Store for Vault {
 
     fn end_run(&self, run: RunId, summary: &str) -> Result<(), StoreError> {
         self.write_lazy(|tx| {
-            let n = tx.execute(
+            let n = tx.exec(
                 "UPDATE runs SET ended_at = ?2, summary = ?3 WHERE id = ?1",
                 params![run.0, self.now_text(), summary],
             )?;
@@ -978,7 +1027,7 @@ impl Store for Vault {
 
     fn fingerprint_taken(&self, secret: &Secret) -> Result<bool, StoreError> {
         let fingerprint = crypto::fingerprint(&self.hmac_key, secret);
-        Ok(self.lock().query_row(
+        Ok(self.lock().row(
             "SELECT EXISTS (SELECT 1 FROM versions WHERE fingerprint = ?1)",
             [fingerprint],
             |row| row.get(0),
@@ -996,7 +1045,7 @@ impl Store for Vault {
         let cred_text = cred.to_string();
         self.write(|tx| {
             let at = self.now_text();
-            let run_exists: bool = tx.query_row(
+            let run_exists: bool = tx.row(
                 "SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
                 [run.0],
                 |row| row.get(0),
@@ -1018,7 +1067,7 @@ impl Store for Vault {
             // A pending version without an open rotation is a stuck rotation's: both secrets
             // are kept for an operator, and a new rotation must not replace either.
             let stuck: Option<i64> = tx
-                .query_row(
+                .row(
                     "SELECT r.id FROM versions v JOIN rotations r ON r.version_id = v.id
                      WHERE v.credential_id = ?1 AND v.state = 'pending'",
                     [credential_row],
@@ -1030,7 +1079,7 @@ impl Store for Vault {
             }
             let version =
                 self.insert_version(tx, credential_row, &cred_text, "pending", new, &at)?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO rotations (run_id, credential_id, version_id, phase, restore_point,
                                         started_at, updated_at, lease_token)
                  VALUES (?1, ?2, ?3, 'staged', x'', ?4, ?4, ?5)",
@@ -1038,7 +1087,7 @@ impl Store for Vault {
             )?;
             let id = tx.last_insert_rowid();
             let sealed = crypto::seal_secret(&self.data_key, &restore_aad(id), restore_point);
-            tx.execute(
+            tx.exec(
                 "UPDATE rotations SET restore_point = ?1 WHERE id = ?2",
                 params![sealed, id],
             )?;
@@ -1082,17 +1131,17 @@ impl Store for Vault {
             let at = self.now_text();
             let row = self.fenced_rotation_row(tx, id, "committed")?;
             // Order matters for the one-live-state index: free `previous`, then `current`.
-            tx.execute(
+            tx.exec(
                 "UPDATE versions SET state = 'retired', state_changed_at = ?2
                  WHERE credential_id = ?1 AND state = 'previous'",
                 params![row.credential_row, at],
             )?;
-            tx.execute(
+            tx.exec(
                 "UPDATE versions SET state = 'previous', state_changed_at = ?2
                  WHERE credential_id = ?1 AND state = 'current'",
                 params![row.credential_row, at],
             )?;
-            tx.execute(
+            tx.exec(
                 "UPDATE versions SET state = 'current', state_changed_at = ?2 WHERE id = ?1",
                 params![row.version_id, at],
             )?;
@@ -1103,15 +1152,17 @@ impl Store for Vault {
                 Some(&row.cred),
                 &format!("rotation {id}; version {} is current", row.version_id),
             )?;
-            Ok(())
+            self.end_lease_in(tx, &row)?;
+            Ok(row)
         })
+        .map(|row| self.lease_ended_by(id, &row))
     }
 
     fn roll_back(&self, id: RotationId, reason: &str) -> Result<(), StoreError> {
         self.write_lazy(|tx| {
             let at = self.now_text();
             let row = self.fenced_rotation_row(tx, id, "rolled back")?;
-            tx.execute(
+            tx.exec(
                 "UPDATE versions SET state = 'retired', never_current = 1, state_changed_at = ?2
                  WHERE id = ?1",
                 params![row.version_id, at],
@@ -1119,8 +1170,10 @@ impl Store for Vault {
             Vault::set_phase(tx, id, Phase::RolledBack, Some(reason), &at)?;
             let detail = serde_json::json!({ "rotation": id.0, "reason": reason }).to_string();
             self.audit_in(tx, "roll_back", Some(&row.cred), &detail)?;
-            Ok(())
+            self.end_lease_in(tx, &row)?;
+            Ok(row)
         })
+        .map(|row| self.lease_ended_by(id, &row))
     }
 
     fn mark_stuck(&self, id: RotationId, reason: &str) -> Result<(), StoreError> {
@@ -1130,8 +1183,10 @@ impl Store for Vault {
             let detail = serde_json::json!({ "rotation": id.0, "reason": reason }).to_string();
             self.audit_in(tx, "mark_stuck", Some(&row.cred), &detail)?;
             tracing::error!(cred = %row.cred, rotation = id.0, "rotation is stuck, operator needed");
-            Ok(())
+            self.end_lease_in(tx, &row)?;
+            Ok(row)
         })
+        .map(|row| self.lease_ended_by(id, &row))
     }
 
     fn open_rotations(&self) -> Result<Vec<OpenRotation>, StoreError> {
@@ -1192,13 +1247,13 @@ impl Store for Vault {
                     expires_at: held.expires_at,
                 }));
             }
-            let token: i64 = tx.query_row(
+            let token: i64 = tx.row(
                 "UPDATE lease_counter SET last_token = last_token + 1 WHERE id = 1
                  RETURNING last_token",
                 [],
                 |row| row.get(0),
             )?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO leases (credential_id, token, holder, owner_host, owner_pid, ttl_ms,
                                      acquired_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -1240,15 +1295,35 @@ impl Store for Vault {
             self.held
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(cred_text, lease.token);
+                .insert(
+                    cred_text,
+                    HeldLease {
+                        token: lease.token,
+                        closed_rotation: None,
+                    },
+                );
         }
         Ok(granted)
     }
 
     fn release_lease(&self, cred: &CredentialId, lease: Lease) -> Result<(), StoreError> {
         let cred_text = cred.to_string();
+        let forget = || {
+            let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+            if held.get(&cred_text).is_some_and(|h| h.token == lease.token) {
+                held.remove(&cred_text);
+            }
+        };
+        if self
+            .held_lease(&cred_text)
+            .is_some_and(|h| h.token == lease.token && h.closed_rotation.is_some())
+        {
+            // Closing its rotation gave it back already: nothing to write.
+            forget();
+            return Ok(());
+        }
         self.write_lazy(|tx| {
-            tx.execute(
+            tx.exec(
                 "DELETE FROM leases
                  WHERE credential_id = (SELECT id FROM credentials WHERE cred = ?1)
                    AND token = ?2",
@@ -1256,10 +1331,7 @@ impl Store for Vault {
             )?;
             Ok(())
         })?;
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if held.get(&cred_text) == Some(&lease.token) {
-            held.remove(&cred_text);
-        }
+        forget();
         Ok(())
     }
 
@@ -1269,7 +1341,7 @@ impl Store for Vault {
             let row = Vault::rotation_row(tx, id)?;
             Vault::check_open(tx, id, &row, "adopted")?;
             self.fence(tx, row.credential_row, &row.cred, lease.token)?;
-            tx.execute(
+            tx.exec(
                 "UPDATE rotations SET lease_token = ?2 WHERE id = ?1",
                 params![id.0, lease.token],
             )?;
@@ -1291,7 +1363,7 @@ impl Store for Vault {
             // The common case, a success with no failures counted: nothing to write.
             let conn = self.lock();
             let n: Option<i64> = conn
-                .query_row(
+                .row(
                     "SELECT failed_logins FROM credentials WHERE cred = ?1",
                     [&cred_text],
                     |row| row.get(0),
@@ -1303,7 +1375,7 @@ impl Store for Vault {
         }
         self.write_lazy(|tx| {
             let credential_row = Vault::ensure_credential(tx, &cred_text, &self.now_text())?;
-            let n_failed: i64 = tx.query_row(
+            let n_failed: i64 = tx.row(
                 "UPDATE credentials
                  SET failed_logins = CASE WHEN ?2 THEN 0 ELSE failed_logins + 1 END
                  WHERE id = ?1 RETURNING failed_logins",
@@ -1320,7 +1392,7 @@ impl Store for Vault {
         self.write(|tx| {
             let at = self.now_text();
             let credential_row = Vault::ensure_credential(tx, &cred_text, &at)?;
-            let n_failed: i64 = tx.query_row(
+            let n_failed: i64 = tx.row(
                 "UPDATE credentials SET parked_reason = ?2, parked_at = ?3 WHERE id = ?1
                  RETURNING failed_logins",
                 params![credential_row, reason, at],
@@ -1341,7 +1413,7 @@ impl Store for Vault {
             let credential_row = Vault::credential_row(tx, &cred_text)?
                 .ok_or_else(|| StoreError::UnknownCredential(cred_text.clone()))?;
             let was_parked = Vault::parked_in(tx, credential_row)?;
-            tx.execute(
+            tx.exec(
                 "UPDATE credentials SET parked_reason = NULL, parked_at = NULL, failed_logins = 0
                  WHERE id = ?1",
                 [credential_row],
