@@ -301,10 +301,7 @@ fn hold_after_begin() {
         return;
     };
     let _ = std::fs::write(format!("{go}.waiting"), b"");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !std::path::Path::new(&go).exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    crate::engine::driver::lab_hold(std::path::Path::new(&go));
 }
 
 #[cfg(not(feature = "lab"))]

@@ -840,16 +840,41 @@ impl Job {
     }
 }
 
-/// Test hook (only with the `lab` feature): `ROTOR_LAB_PAUSE_AT=staged|applied` makes the
-/// process write `$ROTOR_LAB_PAUSE_FILE` and hang right after the first rotation reaches that
-/// phase, so a test can SIGKILL it there. Release builds do not contain this code.
+/// Test hooks (only with the `lab` feature; release builds do not contain this code):
+/// - `ROTOR_LAB_PAUSE_AT=staged|applied` makes the process write `$ROTOR_LAB_PAUSE_FILE` and
+///   hang right after the first rotation reaches that phase, so a test can SIGKILL it there.
+/// - `ROTOR_LAB_HOLD_AT=POINT[,POINT...]` with `ROTOR_LAB_HOLD_DIR=D` holds the first rotation
+///   that reaches each point (`applied`, or `restore_refused`: the target's policy refused the
+///   rollback) until the test creates `D/POINT`, so the test can change the target there.
 #[cfg(feature = "lab")]
 fn crash_point(command: &Command, event: &Event) {
     let reached = match (command, event) {
         (Command::Stage, Event::Ok) => "staged",
         (Command::Record(Phase::Applied), Event::Ok) => "applied",
+        (Command::Restore, Event::Failed(f))
+            if f.class
+                == super::machine::FaultKind::Target(FaultClass::RollbackRefusedByPolicy) =>
+        {
+            "restore_refused"
+        }
         _ => return,
     };
+    if let (Ok(points), Ok(dir)) = (
+        std::env::var("ROTOR_LAB_HOLD_AT"),
+        std::env::var("ROTOR_LAB_HOLD_DIR"),
+    ) && points.split(',').any(|p| p == reached)
+    {
+        let go = std::path::Path::new(&dir).join(reached);
+        // create_new: only the first worker to get here is held.
+        if std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(go.with_extension("waiting"))
+            .is_ok()
+        {
+            lab_hold(&go);
+        }
+    }
     if std::env::var("ROTOR_LAB_PAUSE_AT").as_deref() != Ok(reached) {
         return;
     }
@@ -866,6 +891,16 @@ fn crash_point(command: &Command, event: &Event) {
         loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         }
+    }
+}
+
+/// Lab hook: waits until the test creates `go` (at most two minutes, so a broken test cannot
+/// hang a run forever).
+#[cfg(feature = "lab")]
+pub fn lab_hold(go: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !go.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

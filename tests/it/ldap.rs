@@ -192,14 +192,19 @@ fn rotate_held(rotor: &Rotor, inv: &str, break_it: impl FnOnce()) -> std::proces
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !gate.path().join("go.waiting").exists() {
-        assert!(Instant::now() < deadline, "the run never began");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for(&gate.path().join("go.waiting"), "the run never began");
     break_it();
     std::fs::write(&go, b"").unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// Polls (for at most a minute) until `path` exists.
+fn wait_for(path: &std::path::Path, or_else: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{or_else}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
@@ -313,5 +318,78 @@ fn accounts_under_a_password_history_policy_rotate() {
     for i in 1..=20 {
         let secret = rotor.show(&format!("hospital-ldap/{}", uid(i))).unwrap();
         assert!(lab.bind_works(&uid(i), &secret), "{}", uid(i));
+    }
+}
+
+/// The policy case: verification fails after the push (an administrator locks the
+/// account at that moment, so every bind as it fails), and the directory's password policy
+/// (`pwdInHistory: 5`, `pwdCheckQuality: 2`: a value whose quality it cannot check, such as
+/// the hash rotor saved, is refused) will not take the old password back. rotor keeps the new
+/// password, proves it again (the lock is lifted by then), commits it and says why it did not
+/// roll back. Nothing is lost: the account binds with what `rotor show` prints.
+#[test]
+fn a_rollback_refused_by_the_password_policy_keeps_the_proven_new_password() {
+    let lab = LdapLab::start_with(3, Some(2));
+    let inv = inventory(&lab);
+    let inv = inv.to_str().unwrap();
+    let rotor = rotor_for(&lab, &lab.bind_password());
+    let shared = lab.shared_password();
+    let gate = tempfile::tempdir().unwrap();
+    let child = rotor
+        .cmd(&[
+            "rotate",
+            "-i",
+            inv,
+            "--scope",
+            "cred:hospital-ldap/svc-0002",
+            "--output",
+            "json",
+        ])
+        .env("ROTOR_LAB_HOLD_AT", "applied,restore_refused")
+        .env("ROTOR_LAB_HOLD_DIR", gate.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(
+        &gate.path().join("applied.waiting"),
+        "the push never happened",
+    );
+    lab.lock("svc-0002");
+    std::fs::write(gate.path().join("applied"), b"").unwrap();
+    wait_for(
+        &gate.path().join("restore_refused.waiting"),
+        "the directory did not refuse the rollback",
+    );
+    // The password is the new one: neither the lock nor the refused restore changed that.
+    assert!(!gate.path().join("restore_refused").exists());
+    lab.unlock("svc-0002");
+    std::fs::write(gate.path().join("restore_refused"), b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = json(&out);
+    // Partial (3): the run did not go as planned, although nothing is left to settle.
+    assert_eq!(out.status.code(), Some(3), "{report:#}");
+    let r = result_of(&report, "hospital-ldap/svc-0002");
+    assert_eq!(r["result"], "kept_new", "{r:#}");
+    assert_eq!(r["cause"]["class"], "verify_failed", "{r:#}");
+    assert_eq!(
+        r["rollback_refused"]["class"], "rollback_refused_by_policy",
+        "{r:#}"
+    );
+    let why = r["rollback_refused"]["message"].as_str().unwrap();
+    assert!(why.contains("quality"), "{why}");
+    // The vault's current secret is the one the directory holds; the shared one is gone.
+    let new = rotor.show("hospital-ldap/svc-0002").unwrap();
+    assert!(lab.bind_works("svc-0002", &new));
+    assert!(!lab.bind_works("svc-0002", &shared));
+    // Nothing is left open, and the others were not touched.
+    let status = rotor.run(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        !text.contains("staged") && !text.contains("rolling"),
+        "{text}"
+    );
+    for other in ["svc-0001", "svc-0003"] {
+        assert!(lab.bind_works(other, &shared), "{other}");
     }
 }

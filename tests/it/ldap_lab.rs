@@ -79,6 +79,13 @@ impl LdapLab {
     /// overlay (`pwdInHistory: 5` as the default policy) when `ppolicy` is set. Panics with
     /// the script's message if slapd does not come up.
     pub fn start(n_accounts: usize, ppolicy: bool) -> LdapLab {
+        LdapLab::start_with(n_accounts, ppolicy.then_some(0))
+    }
+
+    /// Starts slapd like [`LdapLab::start`]; with `Some(q)`, the ppolicy overlay's default
+    /// policy has `pwdInHistory: 5` and `pwdCheckQuality: q` (2: a value whose quality the
+    /// server cannot check, such as a hash, is refused).
+    pub fn start_with(n_accounts: usize, check_quality: Option<u8>) -> LdapLab {
         assert!(
             (1..=99_999).contains(&n_accounts),
             "an LDAP lab has 1..=99999 accounts, not {n_accounts}"
@@ -97,8 +104,8 @@ impl LdapLab {
                 .arg(lab.dir())
                 .args(["--accounts", &n_accounts.to_string()])
                 .args(["--port", &port.to_string()]);
-            if ppolicy {
-                up.arg("--ppolicy");
+            if let Some(q) = check_quality {
+                up.args(["--ppolicy", "--check-quality", &q.to_string()]);
             }
             let output = up
                 .stdin(Stdio::null())
@@ -226,6 +233,16 @@ impl LdapLab {
     /// Fault: delete an account (as the lab's rootdn), e.g. between plan and push.
     pub fn delete(&self, uid: &str) {
         self.run(&["delete", uid]);
+    }
+
+    /// Fault: an administrator's ppolicy lock on the account: every bind as it fails, whatever
+    /// the password (needs a ppolicy lab).
+    pub fn lock(&self, uid: &str) {
+        self.run(&["lock", uid]);
+    }
+
+    pub fn unlock(&self, uid: &str) {
+        self.run(&["unlock", uid]);
     }
 
     fn run(&self, args: &[&str]) -> Output {
