@@ -301,6 +301,56 @@ fn rotors_own_bind_account_is_rotated_last_and_used_from_then_on() {
     assert!(text.contains("5 of 5 credentials work"), "{text}");
 }
 
+/// rotor killed after the directory took its own bind account's new secret and before the
+/// vault committed it: the vault's current bind secret no longer works. `rotor recover` binds
+/// with the pending one of the open rotation, proves it, commits it, and every later run binds
+/// with it.
+#[test]
+fn a_run_killed_while_rotating_rotors_own_bind_account_is_recovered() {
+    let lab = LdapLab::start(3, false);
+    let inv = inventory(&lab);
+    let inv = inv.to_str().unwrap();
+    let old = lab.bind_password();
+    let rotor = rotor_for(&lab, &old);
+    let pause_file = rotor.data.path().join("paused");
+    let mut child = rotor
+        .cmd(&["rotate", "-i", inv, "--scope", "cred:hospital-ldap/rotor"])
+        .env("ROTOR_LAB_PAUSE_AT", "applied")
+        .env("ROTOR_LAB_PAUSE_FILE", &pause_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pause_file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the bind account's push never happened"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "rotor exited early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The directory holds a secret the vault has only as pending.
+    assert!(!lab.bind_works("rotor", &old));
+    assert_eq!(rotor.show("hospital-ldap/rotor").unwrap(), old);
+
+    let out = rotor.run(&["recover", "-i", inv, "--output", "json"]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    let r = result_of(&report, "hospital-ldap/rotor");
+    assert_eq!(r["result"], "committed", "{r:#}");
+    let new = rotor.show("hospital-ldap/rotor").unwrap();
+    assert_ne!(new, old);
+    assert!(lab.bind_works("rotor", &new));
+    // The next run binds with it and rotates the accounts.
+    let out = rotor.run(&["rotate", "-i", inv, "--all", "--output", "json"]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["counts"]["committed"], 3, "{report:#}");
+}
+
 /// Under an OpenLDAP password policy (ppolicy overlay, `pwdInHistory: 5`), every account still
 /// rotates (each new password is fresh), twice in a row, and binds with what the vault holds.
 #[test]

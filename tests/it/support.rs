@@ -46,7 +46,8 @@ impl Rotor {
         c.args(args)
             .env("ROTOR_DATA_DIR", self.vault_dir())
             .env("ROTOR_LOG", "debug")
-            .env_remove("ROTOR_LAB_PAUSE_AT");
+            .env_remove("ROTOR_LAB_PAUSE_AT")
+            .env_remove("ROTOR_LAB_HOLD_AT");
         c
     }
 
