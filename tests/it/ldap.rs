@@ -301,6 +301,53 @@ fn rotors_own_bind_account_is_rotated_last_and_used_from_then_on() {
     assert!(text.contains("5 of 5 credentials work"), "{text}");
 }
 
+/// slapd restarts in the middle of a run (while one account waits between its push and its
+/// verification): the run's admin connection is re-established and every account still gets
+/// its own proven password.
+#[test]
+fn a_run_reconnects_when_slapd_restarts_under_it() {
+    let lab = LdapLab::start(10, false);
+    let inv = inventory(&lab);
+    let inv = inv.to_str().unwrap();
+    let rotor = rotor_for(&lab, &lab.bind_password());
+    let gate = tempfile::tempdir().unwrap();
+    // One account at a time, so that no other account is in flight while slapd is down.
+    let child = rotor
+        .cmd(&[
+            "rotate",
+            "-i",
+            inv,
+            "--all",
+            "--concurrency",
+            "1",
+            "--output",
+            "json",
+        ])
+        .env("ROTOR_LAB_HOLD_AT", "applied")
+        .env("ROTOR_LAB_HOLD_DIR", gate.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(
+        &gate.path().join("applied.waiting"),
+        "the push never happened",
+    );
+    lab.stop();
+    lab.start_again();
+    std::fs::write(gate.path().join("applied"), b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["counts"]["committed"], 10, "{report:#}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("reconnecting"), "{log}");
+    for i in 1..=10 {
+        let secret = rotor.show(&format!("hospital-ldap/{}", uid(i))).unwrap();
+        assert!(lab.bind_works(&uid(i), &secret), "{}", uid(i));
+    }
+}
+
 /// rotor killed after the directory took its own bind account's new secret and before the
 /// vault committed it: the vault's current bind secret no longer works. `rotor recover` binds
 /// with the pending one of the open rotation, proves it, commits it, and every later run binds
