@@ -2,13 +2,16 @@
 //! echo when stdin is a terminal, read whole when it is a pipe or a file.
 
 use std::io::{IsTerminal, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::Args;
+use signal_hook::consts::SIGINT;
 use zeroize::Zeroizing;
 
 use super::output::open_vault;
-use super::{CliResult, Global, usage};
+use super::{CliResult, Failure, Global, usage};
 use crate::credential::CredentialId;
 use crate::secret::Secret;
 
@@ -52,10 +55,10 @@ pub fn run(g: &Global, a: EnrollArgs) -> CliResult {
 ///
 /// rpassword's `prompt_password` / `read_password` use `/dev/tty` for both the prompt and the
 /// input; rotor keeps its prompts on stderr (stdout is data) and reads the terminal that is
-/// actually stdin, so both are named here. rpassword restores the terminal's echo when done,
-/// except on Ctrl-C: it raises SIGINT itself before restoring it, so rotor dies with echo off
-/// (`stty echo` brings it back where the shell does not).
-fn read_typed(cred: &CredentialId) -> anyhow::Result<Zeroizing<String>> {
+/// actually stdin, so both are named here. On Ctrl-C rpassword raises SIGINT itself, before it
+/// puts the terminal's echo back: while it reads, SIGINT only sets a flag, so rpassword returns
+/// `Interrupted` and restores the terminal, and rotor exits 130 having enrolled nothing.
+fn read_typed(cred: &CredentialId) -> Result<Zeroizing<String>, Failure> {
     let mut stderr = std::io::stderr();
     write!(stderr, "Current secret of {cred} (not echoed): ")?;
     stderr.flush()?;
@@ -63,8 +66,23 @@ fn read_typed(cred: &CredentialId) -> anyhow::Result<Zeroizing<String>> {
         .input_file_path("/dev/stdin")
         .output_writer(std::io::stderr())
         .build();
-    let typed = rpassword::read_password_with_config(config).context(
-        "could not read the secret from the terminal; or pipe it: `rotor enroll HOST/ACCOUNT < file`",
-    )?;
-    Ok(Zeroizing::new(typed))
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let handler = signal_hook::flag::register(SIGINT, interrupted.clone())
+        .context("could not take over Ctrl-C while reading the secret")?;
+    let typed = rpassword::read_password_with_config(config);
+    signal_hook::low_level::unregister(handler);
+    match typed {
+        Ok(typed) => Ok(Zeroizing::new(typed)),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted || interrupted.load(Ordering::SeqCst) => {
+            Err(Failure {
+                code: 130,
+                error: anyhow::anyhow!("interrupted: nothing was enrolled"),
+            })
+        }
+        Err(e) => Err(anyhow::Error::new(e)
+            .context(
+                "could not read the secret from the terminal; or pipe it: `rotor enroll HOST/ACCOUNT < file`",
+            )
+            .into()),
+    }
 }

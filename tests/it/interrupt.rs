@@ -1,6 +1,6 @@
 //! SIGTERM during a run: no new host or account starts, the host in flight finishes (here: it
 //! hangs and its step deadline fires), the report is still printed, and the exit code says
-//! the run was partial.
+//! the run was partial. And Ctrl-C at `rotor enroll`'s no-echo prompt.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -89,4 +89,47 @@ fn sigterm_starts_nothing_new_finishes_what_is_in_flight_and_still_reports() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("stopping: no new host or account starts")
     );
+}
+
+/// Ctrl-C at `rotor enroll`'s prompt on a real terminal (a pty, driven by a small Python
+/// program that waits for the prompt before typing): rotor exits 130 having enrolled
+/// nothing, and the terminal echoes again (rpassword turned echo off to read the secret).
+#[test]
+fn ctrl_c_at_the_enroll_prompt_enrolls_nothing_and_gives_the_terminal_back() {
+    const DRIVER: &str = r#"
+import os, pty, select, subprocess, sys, termios, time
+rotor, cred = sys.argv[1], sys.argv[2]
+master, slave = pty.openpty()
+child = subprocess.Popen([rotor, "enroll", cred], stdin=slave, stdout=slave, stderr=slave)
+seen, deadline = b"", time.monotonic() + 30
+while b"not echoed" not in seen:
+    if time.monotonic() > deadline:
+        sys.exit(f"no prompt; the terminal showed {seen!r}")
+    ready, _, _ = select.select([master], [], [], 1)
+    if ready:
+        seen += os.read(master, 4096)
+os.write(master, b"typed-but-abandoned\x03")
+rc = child.wait(timeout=30)
+while select.select([master], [], [], 0.2)[0]:
+    seen += os.read(master, 4096)
+echo = bool(termios.tcgetattr(slave)[3] & termios.ECHO)
+print(f"rc={rc} echo={echo}")
+print(seen.decode(errors="replace"))
+"#;
+    let rotor = Rotor::init();
+    let out = Command::new("python3")
+        .args(["-c", DRIVER, env!("CARGO_BIN_EXE_rotor"), "h1/svc_app"])
+        .env("ROTOR_DATA_DIR", rotor.vault_dir())
+        .output()
+        .expect("run python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("rc=130 echo=True"), "{text}");
+    assert!(text.contains("nothing was enrolled"), "{text}");
+    assert!(!text.contains("typed-but-abandoned"), "{text}");
+    assert_eq!(rotor.show("h1/svc_app"), None);
 }
