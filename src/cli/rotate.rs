@@ -46,10 +46,11 @@ pub struct RotateArgs {
     /// Why (recorded with the run), e.g. a ticket or incident number.
     #[arg(long, default_value = "manual rotation")]
     pub reason: String,
-    /// Hosts worked on at once.
+    /// Hosts worked on at once, and accounts of one directory rotated at once.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
-    /// Deadline of each SSH step, in seconds.
+    /// Deadline of each SSH or LDAP step (connect, handshake, one command or operation), in
+    /// seconds.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub step_timeout: u64,
     /// Rotate this many hosts first; if any of them fails, start no other host.
@@ -63,6 +64,7 @@ pub struct RotateArgs {
     /// percentage of the run's hosts (10%). Unreachable hosts count as failed.
     #[arg(long, value_name = "N|P%", value_parser = parse_failure_limit)]
     pub max_failures: Option<FailureLimit>,
+    /// `text` for people, `json` for programs.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
@@ -82,6 +84,7 @@ pub struct RecoverArgs {
     /// was parked after failed logins, and settle its rotation if it was stuck.
     #[arg(long, value_name = "HOST/ACCOUNT")]
     pub cred: Option<String>,
+    /// `text` for people, `json` for programs.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }

@@ -8,6 +8,7 @@ use crate::report::table;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// `text` for people, `json` for programs.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }

@@ -25,10 +25,13 @@ use crate::secret::Secret;
 pub struct VerifyArgs {
     #[command(flatten)]
     pub selection: Selection,
+    /// Logins (SSH sessions, LDAP binds) tried at once.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
+    /// Deadline of each SSH or LDAP step (connect, handshake, login), in seconds.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub step_timeout: u64,
+    /// `text` for people, `json` for programs.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
