@@ -801,12 +801,12 @@ impl Vault {
         })
     }
 
-    /// The rotation, for a write by the process holding its lease. A closed rotation is
-    /// refused as such; an open one is fenced first (so a stale process learns that it lost
-    /// the lease rather than some consequence of the new holder's work): the rotation must
-    /// carry a token, this handle must hold that token,
-    /// and it must be the credential's current unexpired lease ([`Vault::fence`], which also
-    /// renews it). Then the rotation must be open to be `wanted` (a verb for the message).
+    /// The rotation, for a write by the process holding its lease. A rotation this handle
+    /// closed itself is refused as closed. Any other is fenced first (so a stale process
+    /// learns that it lost the lease rather than some consequence of the new holder's work):
+    /// the rotation must carry a token, this handle must hold that token, and it must be the
+    /// credential's current unexpired lease ([`Vault::fence`], which also renews it). Then the
+    /// rotation must be open to be `wanted` (a verb for the message).
     fn fenced_rotation_row(
         &self,
         conn: &Connection,
@@ -957,7 +957,7 @@ impl Vault {
     /// Closing a rotation ends its lease in the same transaction (the caller's
     /// `release_lease` afterwards then has nothing to write): one write fewer per rotation
     /// on the lock every worker of a bulk run shares.
-    fn end_lease_in(&self, conn: &Connection, row: &RotationRow) -> Result<(), StoreError> {
+    fn end_lease_in(conn: &Connection, row: &RotationRow) -> Result<(), StoreError> {
         if let Some(token) = row.lease_token {
             conn.exec(
                 "DELETE FROM leases WHERE credential_id = ?1 AND token = ?2",
@@ -1152,7 +1152,7 @@ impl Store for Vault {
                 Some(&row.cred),
                 &format!("rotation {id}; version {} is current", row.version_id),
             )?;
-            self.end_lease_in(tx, &row)?;
+            Vault::end_lease_in(tx, &row)?;
             Ok(row)
         })
         .map(|row| self.lease_ended_by(id, &row))
@@ -1170,7 +1170,7 @@ impl Store for Vault {
             Vault::set_phase(tx, id, Phase::RolledBack, Some(reason), &at)?;
             let detail = serde_json::json!({ "rotation": id.0, "reason": reason }).to_string();
             self.audit_in(tx, "roll_back", Some(&row.cred), &detail)?;
-            self.end_lease_in(tx, &row)?;
+            Vault::end_lease_in(tx, &row)?;
             Ok(row)
         })
         .map(|row| self.lease_ended_by(id, &row))
@@ -1183,7 +1183,7 @@ impl Store for Vault {
             let detail = serde_json::json!({ "rotation": id.0, "reason": reason }).to_string();
             self.audit_in(tx, "mark_stuck", Some(&row.cred), &detail)?;
             tracing::error!(cred = %row.cred, rotation = id.0, "rotation is stuck, operator needed");
-            self.end_lease_in(tx, &row)?;
+            Vault::end_lease_in(tx, &row)?;
             Ok(row)
         })
         .map(|row| self.lease_ended_by(id, &row))
