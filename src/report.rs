@@ -33,7 +33,11 @@ pub struct RunReport {
     pub command: String,
     pub run: Option<RunId>,
     pub reason: Option<String>,
+    /// Hosts with a credential in `results`.
     pub n_hosts: usize,
+    /// Directories with a credential in `results` (counted once the caller names the
+    /// inventory's directories, [`RunReport::with_directories`]).
+    pub n_directories: usize,
     pub elapsed_ms: u64,
     pub counts: Counts,
     pub results: Vec<CredentialResult>,
@@ -89,12 +93,29 @@ impl RunReport {
             run,
             reason,
             n_hosts,
+            n_directories: 0,
             elapsed_ms,
             counts,
             results,
             recovered: None,
             failed_directories: Vec::new(),
         }
+    }
+
+    /// Tells hosts and directories apart in the counts: `directories` are the inventory's
+    /// directory names (credentials of a directory are `DIRECTORY/UID`).
+    pub fn with_directories<'a>(
+        mut self,
+        directories: impl IntoIterator<Item = &'a str>,
+    ) -> RunReport {
+        let directories: BTreeSet<&str> = directories.into_iter().collect();
+        let targets: BTreeSet<&str> = self.results.iter().map(|r| r.cred.host.as_str()).collect();
+        self.n_directories = targets.intersection(&directories).count();
+        self.n_hosts = targets.len() - self.n_directories;
+        if let Some(recovered) = self.recovered.take() {
+            self.recovered = Some(Box::new(recovered.with_directories(directories)));
+        }
+        self
     }
 
     pub fn with_failed_directories(mut self, failed: Vec<FailedDirectory>) -> RunReport {
@@ -164,10 +185,15 @@ impl RunReport {
         if let Some(reason) = &self.reason {
             let _ = write!(out, ", reason: {reason}");
         }
+        let mut on = vec![plural(self.n_hosts, "host", "hosts")];
+        if self.n_directories > 0 {
+            on.push(plural(self.n_directories, "directory", "directories"));
+        }
         let _ = writeln!(
             out,
-            "\n{} credentials on {} hosts in {secs:.1} s ({rate:.1} committed per second)\n",
-            c.total, self.n_hosts
+            "\n{} credentials on {} in {secs:.1} s ({rate:.1} committed per second)\n",
+            c.total,
+            on.join(" and ")
         );
         for (label, n) in [
             ("committed (new secret verified and stored)", c.committed),
@@ -275,6 +301,11 @@ pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String
     out
 }
 
+/// "1 host", "20 hosts".
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +374,28 @@ mod tests {
           host-004/svc_app  rolled back          target refused the change  chpasswd exit 1
           host-005/svc_app  unsettled (applied)  host unreachable           connection refused
         ");
+    }
+
+    #[test]
+    fn hosts_and_directories_are_counted_apart() {
+        let report = RunReport::new(
+            "rotate",
+            None,
+            None,
+            1000,
+            vec![
+                result("host-001/svc_app", Outcome::Committed),
+                result("hospital-ldap/svc-0001", Outcome::Committed),
+                result("hospital-ldap/svc-0002", Outcome::Committed),
+            ],
+        )
+        .with_directories(["hospital-ldap", "unused-ldap"]);
+        assert_eq!((report.n_hosts, report.n_directories), (1, 1));
+        let text = report.to_text();
+        assert!(
+            text.contains("3 credentials on 1 host and 1 directory in 1.0 s"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub fn run(g: &Global, a: EnrollArgs) -> CliResult {
     let secret = Secret::new(line.to_owned());
     let vault = open_vault(g)?;
     let outcome = vault.enroll(&cred, &secret)?;
-    println!("Enrolled the current secret of {cred}.");
+    outln!("Enrolled the current secret of {cred}.");
     if outcome.shared_with > 0 {
         eprintln!(
             "warning: this secret is the same as that of {} other credential(s) in the vault; rotate them with `rotor rotate --scope ...` so each gets its own",

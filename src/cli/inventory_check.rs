@@ -15,6 +15,6 @@ pub struct CheckArgs {
 
 pub fn run(a: CheckArgs) -> CliResult {
     let inv = crate::inventory::load(&a.inventory)?;
-    print!("{}", inv.summary());
+    out!("{}", inv.summary());
     Ok(0)
 }

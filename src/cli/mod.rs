@@ -3,7 +3,25 @@
 //! result to an exit code (DESIGN.md: 0 done, 1 error, 2 usage, 3 partial, 4 stuck).
 //!
 //! Invariant: data goes to stdout, logs and progress to stderr; nothing here prints a secret
-//! except `show`, on purpose, audited.
+//! except `show`, on purpose, audited. Data goes through `out!`/`outln!`, never `print!`,
+//! which panics when the reader has gone (`rotor status | head`).
+
+/// `print!` to stdout through [`output::write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `println!` to stdout through [`output::write_stdout`].
+macro_rules! outln {
+    () => {
+        $crate::cli::output::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
 
 mod enroll;
 mod init;
@@ -129,12 +147,16 @@ pub fn main() -> i32 {
         }
     };
     output::init_logging(cli.global.verbose);
-    match run(cli) {
+    let code = match run(cli) {
         Ok(code) => code,
         Err(f) => {
             eprintln!("error: {:#}", f.error);
             f.code
         }
+    };
+    match output::stdout_exit_code() {
+        Some(stdout_code) if code == 0 => stdout_code,
+        _ => code,
     }
 }
 

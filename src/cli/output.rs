@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing_subscriber::EnvFilter;
@@ -67,6 +68,43 @@ pub fn open_vault(g: &Global) -> Result<Arc<Vault>, Failure> {
             .context(format!("cannot open the vault in {}", dir.display()))
             .into()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// What became of stdout: 0 open, [`BROKEN_PIPE`] its reader has gone, [`WRITE_FAILED`]
+/// another error. Once not open, later output is dropped.
+static STDOUT_STATE: AtomicU8 = AtomicU8::new(0);
+const BROKEN_PIPE: u8 = 1;
+const WRITE_FAILED: u8 = 2;
+
+/// Writes data to stdout (the `out!` and `outln!` macros). When the reader has gone
+/// (`rotor status | head`), the rest of the output is dropped and the command finishes its
+/// work (a run still records its end); any other write failure (a full disk behind `>`) is
+/// reported once on stderr. [`stdout_exit_code`] then tells `main` how to exit.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if STDOUT_STATE.load(Ordering::Relaxed) != 0 {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            STDOUT_STATE.store(BROKEN_PIPE, Ordering::Relaxed);
+        } else {
+            STDOUT_STATE.store(WRITE_FAILED, Ordering::Relaxed);
+            eprintln!("error: cannot write to standard output: {e}");
+        }
+    }
+}
+
+/// The exit code for a command that otherwise succeeded but whose output did not all arrive:
+/// 141 (what a process killed by SIGPIPE reports) when the reader went away, 1 when writing
+/// failed; `None` when stdout took everything.
+pub fn stdout_exit_code() -> Option<i32> {
+    match STDOUT_STATE.load(Ordering::Relaxed) {
+        BROKEN_PIPE => Some(141),
+        WRITE_FAILED => Some(1),
+        _ => None,
     }
 }
 

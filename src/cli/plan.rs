@@ -95,21 +95,21 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
             ]);
         }
     }
-    println!(
+    outln!(
         "Plan for scope `{label}`: {} credentials on {} hosts and {n_dir_accounts} directory accounts would rotate (requested now).\n",
         rows.len(),
         work.len()
     );
     if !dir_lines.is_empty() {
-        println!(
+        outln!(
             "Directories (searches resolved now):\n{}\n",
             dir_lines.join("\n")
         );
     }
-    print!(
+    out!(
         "{}",
         table(&["CREDENTIAL", "PLAYBOOK", "POLICY", "WHY"], &rows)
     );
-    println!("\nNothing was changed. Run the same selection with `rotor rotate` to apply.");
+    outln!("\nNothing was changed. Run the same selection with `rotor rotate` to apply.");
     Ok(0)
 }

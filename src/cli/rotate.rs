@@ -350,8 +350,8 @@ fn progress_callback(bar: &indicatif::ProgressBar) -> Progress {
 
 fn emit(out: Output, report: &RunReport) {
     match out.format {
-        OutputFormat::Json => println!("{}", report.to_json()),
-        OutputFormat::Text => print!("{}", report.to_text()),
+        OutputFormat::Json => outln!("{}", report.to_json()),
+        OutputFormat::Text => out!("{}", report.to_text()),
     }
 }
 
@@ -437,7 +437,8 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
         results,
     )
     .with_recovered(recovered)
-    .with_failed_directories(failed_dirs);
+    .with_failed_directories(failed_dirs)
+    .with_directories(inv.directories.iter().map(|d| d.name.as_str()));
     // The report first: it is what the operator needs, even if the vault cannot record the
     // end of the run (a full disk, say).
     emit(out, &report);
@@ -489,7 +490,7 @@ pub fn recover(g: &Global, a: RecoverArgs) -> CliResult {
         },
     ))?;
     if results.is_empty() && out.format == OutputFormat::Text {
-        println!("Nothing to recover: no rotation is open.");
+        outln!("Nothing to recover: no rotation is open.");
         return Ok(0);
     }
     let report = RunReport::new(
@@ -498,7 +499,8 @@ pub fn recover(g: &Global, a: RecoverArgs) -> CliResult {
         None,
         started.elapsed().as_millis() as u64,
         results,
-    );
+    )
+    .with_directories(inv.directories.iter().map(|d| d.name.as_str()));
     emit(out, &report);
     // Recovery that ends every rotation (committed or rolled back) has done its job.
     let c = report.counts;

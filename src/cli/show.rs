@@ -26,7 +26,7 @@ pub fn run(g: &Global, a: ShowArgs) -> CliResult {
     match vault.show(&cred, &a.reason)? {
         Some(secret) => {
             // The one place rotor prints a secret, on purpose, to stdout only.
-            println!("{}", secret.expose());
+            outln!("{}", secret.expose());
             Ok(0)
         }
         None => Err(anyhow::anyhow!(

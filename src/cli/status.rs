@@ -17,7 +17,7 @@ pub fn run(g: &Global, a: StatusArgs) -> CliResult {
     let vault = open_vault(g)?;
     let status = vault.status()?;
     if a.output == OutputFormat::Json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "schema_version": crate::report::SCHEMA_VERSION,
@@ -64,8 +64,8 @@ pub fn run(g: &Global, a: StatusArgs) -> CliResult {
             [s.cred.to_string(), age, last, state]
         })
         .collect();
-    println!("{} credentials in the vault.\n", rows.len());
-    print!(
+    outln!("{} credentials in the vault.\n", rows.len());
+    out!(
         "{}",
         table(
             &["CREDENTIAL", "AGE", "LAST ROTATION (UTC)", "STATE"],

@@ -216,7 +216,7 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
     checks.sort_by(|a, b| a.cred.cmp(&b.cred));
     let n_ok = checks.iter().filter(|c| c.result == "works").count();
     match out.format {
-        OutputFormat::Json => println!(
+        OutputFormat::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "schema_version": SCHEMA_VERSION,
@@ -228,15 +228,15 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
             }))?
         ),
         OutputFormat::Text => {
-            println!("{n_ok} of {n} credentials work with the vault's current secret.");
+            outln!("{n_ok} of {n} credentials work with the vault's current secret.");
             let bad: Vec<[String; 3]> = checks
                 .iter()
                 .filter(|c| c.result != "works")
                 .map(|c| [c.cred.to_string(), c.result.clone(), c.detail.clone()])
                 .collect();
             if !bad.is_empty() {
-                println!();
-                print!("{}", table(&["CREDENTIAL", "RESULT", "DETAIL"], &bad));
+                outln!();
+                out!("{}", table(&["CREDENTIAL", "RESULT", "DETAIL"], &bad));
             }
         }
     }

@@ -325,12 +325,17 @@ impl Inventory {
             })
     }
 
-    /// Every group named by some host, sorted.
+    /// Every group named by some host or directory, sorted.
     pub(super) fn groups(&self) -> Vec<String> {
         let mut groups: Vec<String> = self
             .hosts
             .iter()
             .flat_map(|h| h.groups.iter().cloned())
+            .chain(
+                self.directories
+                    .iter()
+                    .flat_map(|d| d.groups.iter().cloned()),
+            )
             .collect();
         groups.sort_unstable();
         groups.dedup();

@@ -1,10 +1,11 @@
-//! What `rotor inventory check` prints: counts, then one line per host.
+//! What `rotor inventory check` prints: counts, then one line per host and per directory.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use super::Inventory;
+use super::{DirectoryAccounts, Inventory};
+use crate::report::table;
 
 /// An overview of an inventory, for people. Counts are plain fields so a JSON output can
 /// reuse them.
@@ -20,6 +21,19 @@ pub struct Summary {
     /// Playbooks used by at least one account, sorted.
     pub playbooks: Vec<String>,
     pub hosts: Vec<HostRow>,
+    pub directories: Vec<DirectoryRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryRow {
+    pub name: String,
+    pub url: String,
+    /// Certificate verification is off (`danger_accept_invalid_certs`).
+    pub tls_unverified: bool,
+    pub groups: Vec<String>,
+    /// Accounts listed by DN, and searches (resolved only when a run is planned).
+    pub n_dns: usize,
+    pub n_searches: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +52,9 @@ impl Inventory {
             .iter()
             .flat_map(|h| h.accounts.iter().map(|a| a.playbook.clone()))
             .collect();
+        if !self.directories.is_empty() {
+            playbooks.push(crate::playbook::LDAP_PASSWORD.to_owned());
+        }
         playbooks.sort_unstable();
         playbooks.dedup();
         Summary {
@@ -60,6 +77,22 @@ impl Inventory {
                     n_accounts: host.accounts.len(),
                 })
                 .collect(),
+            directories: self
+                .directories
+                .iter()
+                .map(|d| {
+                    let is_dn = |a: &&DirectoryAccounts| matches!(a, DirectoryAccounts::Dn(_));
+                    let n_dns = d.accounts.iter().filter(is_dn).count();
+                    DirectoryRow {
+                        name: d.name.to_string(),
+                        url: d.url.clone(),
+                        tls_unverified: d.danger_accept_invalid_certs,
+                        groups: d.groups.clone(),
+                        n_dns,
+                        n_searches: d.accounts.len() - n_dns,
+                    }
+                })
+                .collect(),
         }
     }
 }
@@ -76,61 +109,88 @@ fn list_or_none(items: &[String]) -> String {
     }
 }
 
+fn groups_cell(groups: &[String]) -> String {
+    if groups.is_empty() {
+        "-".to_owned()
+    } else {
+        groups.join(",")
+    }
+}
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{}: {}, {}, {}, {}, {} used",
-            self.file.display(),
+        let mut counts = vec![
             count(self.n_hosts, "host", "hosts"),
             count(self.n_accounts, "account", "accounts"),
+        ];
+        if !self.directories.is_empty() {
+            counts.push(count(self.directories.len(), "directory", "directories"));
+        }
+        counts.extend([
             count(self.groups.len(), "group", "groups"),
             count(self.policies.len(), "policy", "policies"),
-            count(self.playbooks.len(), "playbook", "playbooks"),
-        )?;
+            format!(
+                "{} used",
+                count(self.playbooks.len(), "playbook", "playbooks")
+            ),
+        ]);
+        writeln!(f, "{}: {}", self.file.display(), counts.join(", "))?;
         writeln!(f, "  groups:    {}", list_or_none(&self.groups))?;
         writeln!(f, "  policies:  {}", list_or_none(&self.policies))?;
         writeln!(f, "  playbooks: {}", list_or_none(&self.playbooks))?;
-        if self.hosts.is_empty() {
-            return Ok(());
+        if !self.hosts.is_empty() {
+            let rows: Vec<[String; 4]> = self
+                .hosts
+                .iter()
+                .map(|row| {
+                    [
+                        row.name.clone(),
+                        row.endpoint.clone(),
+                        groups_cell(&row.groups),
+                        row.n_accounts.to_string(),
+                    ]
+                })
+                .collect();
+            write!(
+                f,
+                "\n{}",
+                table(&["HOST", "ADDRESS", "GROUPS", "ACCOUNTS"], &rows)
+            )?;
         }
-        let header = ["HOST", "ADDRESS", "GROUPS", "ACCOUNTS"];
-        let rows: Vec<[String; 4]> = self
-            .hosts
-            .iter()
-            .map(|row| {
-                [
-                    row.name.clone(),
-                    row.endpoint.clone(),
-                    if row.groups.is_empty() {
-                        "-".to_owned()
+        if !self.directories.is_empty() {
+            let rows: Vec<[String; 4]> = self
+                .directories
+                .iter()
+                .map(|row| {
+                    let mut accounts = Vec::new();
+                    if row.n_dns > 0 {
+                        accounts.push(count(row.n_dns, "DN", "DNs"));
+                    }
+                    if row.n_searches > 0 {
+                        accounts.push(count(row.n_searches, "search", "searches"));
+                    }
+                    let url = if row.tls_unverified {
+                        format!("{} (TLS NOT VERIFIED)", row.url)
                     } else {
-                        row.groups.join(",")
-                    },
-                    row.n_accounts.to_string(),
-                ]
-            })
-            .collect();
-        let mut widths = header.map(str::len);
-        for row in &rows {
-            for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
-            }
-        }
-        writeln!(f)?;
-        let header = header.map(str::to_owned);
-        for row in std::iter::once(&header).chain(&rows) {
-            let line = format!(
-                "{:<w0$}  {:<w1$}  {:<w2$}  {}",
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                w0 = widths[0],
-                w1 = widths[1],
-                w2 = widths[2],
-            );
-            writeln!(f, "{}", line.trim_end())?;
+                        row.url.clone()
+                    };
+                    [
+                        row.name.clone(),
+                        url,
+                        groups_cell(&row.groups),
+                        accounts.join(", "),
+                    ]
+                })
+                .collect();
+            write!(
+                f,
+                "\n{}",
+                table(&["DIRECTORY", "URL", "GROUPS", "ACCOUNTS"], &rows)
+            )?;
+            writeln!(
+                f,
+                "\nSearches are run when a run is planned: `rotor plan` shows how many accounts each finds."
+            )?;
         }
         Ok(())
     }

@@ -100,10 +100,10 @@ fn valid_inventory() {
       policies:  default, short-lived
       playbooks: linux-password
 
-    HOST        ADDRESS                      GROUPS  ACCOUNTS
-    emr-db-01   10.0.0.5:22                  emr,db  2
-    emr-app-01  app01.hospital.example:2222  emr     2
-    host-001    [fd00::7]:22                 -       0
+      HOST        ADDRESS                      GROUPS  ACCOUNTS
+      emr-db-01   10.0.0.5:22                  emr,db  2
+      emr-app-01  app01.hospital.example:2222  emr     2
+      host-001    [fd00::7]:22                 -       0
     ");
     let inventory = parse(LAB, Path::new(FILE)).unwrap();
     let default = &inventory.policies["default"];
@@ -273,8 +273,8 @@ fn connect_account_is_not_also_rotated() {
       policies:  default
       playbooks: linux-password
 
-    HOST  ADDRESS      GROUPS  ACCOUNTS
-    h1    10.0.0.1:22  -       2
+      HOST  ADDRESS      GROUPS  ACCOUNTS
+      h1    10.0.0.1:22  -       2
     ");
     assert_snapshot!(with("{ user: admin, credential: h1/admin }"), @"
     lab/inventory.yaml: 1 host, 2 accounts, 0 groups, 1 policy, 1 playbook used
@@ -282,8 +282,8 @@ fn connect_account_is_not_also_rotated() {
       policies:  default
       playbooks: linux-password
 
-    HOST  ADDRESS      GROUPS  ACCOUNTS
-    h1    10.0.0.1:22  -       2
+      HOST  ADDRESS      GROUPS  ACCOUNTS
+      h1    10.0.0.1:22  -       2
     ");
 }
 
@@ -330,6 +330,23 @@ fn directories() {
     assert_snapshot!(check(
         "version: 1\nhosts: []\ndirectories:\n  - name: hospital-ldap\n    url: http://x\n    bind: { dn: \"nodn\", credential: hospital-ldap/rotor }\n    accounts:\n      - { dn: \"o=x\" }\n      - { search: { base: b, filter: \"objectClass=x\" } }\n"
     ));
+    // The summary shows the directory, and that its searches are not run yet.
+    let unverified = good.replace(
+        "    groups: [ldap]\n",
+        "    groups: [ldap]\n    danger_accept_invalid_certs: true\n",
+    );
+    let inv = crate::inventory::parse(&unverified, Path::new("lab/inventory.yaml")).unwrap();
+    assert_snapshot!(inv.summary().to_string(), @"
+    lab/inventory.yaml: 0 hosts, 0 accounts, 1 directory, 1 group, 1 policy, 1 playbook used
+      groups:    ldap
+      policies:  default
+      playbooks: ldap-password
+
+      DIRECTORY      URL                                       GROUPS  ACCOUNTS
+      hospital-ldap  ldap://127.0.0.1:3890 (TLS NOT VERIFIED)  ldap    1 DN, 1 search
+
+    Searches are run when a run is planned: `rotor plan` shows how many accounts each finds.
+    ");
 }
 
 #[test]

@@ -133,3 +133,40 @@ print(seen.decode(errors="replace"))
     assert!(!text.contains("typed-but-abandoned"), "{text}");
     assert_eq!(rotor.show("h1/svc_app"), None);
 }
+
+/// The reader of rotor's output goes away early (`rotor inventory check -i big.yaml | head`):
+/// rotor stops writing without a panic and exits 141, as a process killed by SIGPIPE would.
+/// The output (3,000 host lines) is larger than a pipe holds, so rotor is still writing when
+/// the pipe closes.
+#[test]
+fn a_reader_that_goes_away_early_ends_the_output_without_a_panic() {
+    use std::io::{BufRead, BufReader};
+    let work = tempfile::tempdir().unwrap();
+    let inv = work.path().join("big.yaml");
+    let mut yaml = String::from("version: 1\nhosts:\n");
+    for i in 1..=3000 {
+        yaml.push_str(&format!(
+            "  - name: host-{i:04}\n    address: 10.0.{}.{}\n    host_key: \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f\"\n    connect: {{ user: root, key: /etc/rotor/admin_ed25519 }}\n    accounts: [{{ name: svc_app, playbook: linux-password }}]\n",
+            i / 250,
+            i % 250 + 1
+        ));
+    }
+    std::fs::write(&inv, yaml).unwrap();
+    let rotor = Rotor::without_vault();
+    let mut child = rotor
+        .cmd(&["inventory", "check", "-i", inv.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is dropped here: the pipe closes with most of the output unread.
+    assert!(first.contains("3000 hosts"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
