@@ -185,7 +185,10 @@ impl RunReport {
         if let Some(reason) = &self.reason {
             let _ = write!(out, ", reason: {reason}");
         }
-        let mut on = vec![plural(self.n_hosts, "host", "hosts")];
+        let mut on = Vec::new();
+        if self.n_hosts > 0 || self.n_directories == 0 {
+            on.push(plural(self.n_hosts, "host", "hosts"));
+        }
         if self.n_directories > 0 {
             on.push(plural(self.n_directories, "directory", "directories"));
         }
@@ -302,7 +305,7 @@ pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String
 }
 
 /// "1 host", "20 hosts".
-fn plural(n: usize, one: &str, many: &str) -> String {
+pub fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 

@@ -8,9 +8,10 @@ use super::output::open_vault;
 use super::rotate::{Resolved, Selection, open_directories, resolve};
 use super::{CliResult, Global};
 use crate::credential::CredentialId;
+use crate::inventory::DirectoryAccounts;
 use crate::playbook::LdapDirectories;
 use crate::policy::entropy_bits;
-use crate::report::table;
+use crate::report::{plural, table};
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -47,11 +48,50 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
                 .iter()
                 .find(|d| d.name == w.name)
                 .expect("selected from it");
+            let n_dns = d
+                .accounts
+                .iter()
+                .filter(|a| matches!(a, DirectoryAccounts::Dn(_)))
+                .count();
+            let mut from = Vec::new();
+            if n_dns > 0 {
+                from.push(plural(n_dns, "listed DN", "listed DNs"));
+            }
+            if d.accounts.len() > n_dns {
+                from.push(plural(d.accounts.len() - n_dns, "search", "searches"));
+            }
+            // Thousands of accounts: one line on how old their secrets are, not a row each.
+            let (mut n_new, mut oldest) = (0, None);
+            for (uid, _) in &w.accounts {
+                let cred = CredentialId::new(w.name.clone(), uid.clone());
+                match status
+                    .iter()
+                    .find(|s| s.cred == cred)
+                    .and_then(|s| s.current_since)
+                {
+                    Some(t) => {
+                        oldest = Some(oldest.map_or(t, |o: chrono::DateTime<chrono::Utc>| o.min(t)))
+                    }
+                    None => n_new += 1,
+                }
+            }
+            let mut why = Vec::new();
+            if n_new > 0 {
+                why.push(format!("{n_new} never rotated by rotor"));
+            }
+            if let Some(t) = oldest {
+                why.push(format!(
+                    "{} in the vault, the oldest set {}",
+                    w.accounts.len() - n_new,
+                    t.format("%Y-%m-%d %H:%M UTC")
+                ));
+            }
             dir_lines.push(format!(
-                "  {}: {} accounts ({} by DN or search), policy {} ({} chars, ~{:.0} bits), playbook ldap-password",
+                "  {}: {} from {} ({}), policy {} ({} chars, ~{:.0} bits), playbook ldap-password",
                 w.name,
-                w.accounts.len(),
-                d.accounts.len(),
+                plural(w.accounts.len(), "account", "accounts"),
+                from.join(" and "),
+                why.join("; "),
                 w.policy.name,
                 w.policy.length,
                 entropy_bits(&w.policy)
@@ -95,10 +135,24 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
             ]);
         }
     }
+    let mut parts = Vec::new();
+    if !work.is_empty() || directories.is_empty() {
+        parts.push(format!(
+            "{} on {}",
+            rows.len(),
+            plural(work.len(), "host", "hosts")
+        ));
+    }
+    if !directories.is_empty() {
+        parts.push(format!(
+            "{n_dir_accounts} in {}",
+            plural(directories.len(), "directory", "directories")
+        ));
+    }
     outln!(
-        "Plan for scope `{label}`: {} credentials on {} hosts and {n_dir_accounts} directory accounts would rotate (requested now).\n",
-        rows.len(),
-        work.len()
+        "Plan for scope `{label}`: {} would rotate (requested now): {}.\n",
+        plural(rows.len() + n_dir_accounts, "credential", "credentials"),
+        parts.join(", ")
     );
     if !dir_lines.is_empty() {
         outln!(
@@ -106,10 +160,12 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
             dir_lines.join("\n")
         );
     }
-    out!(
-        "{}",
-        table(&["CREDENTIAL", "PLAYBOOK", "POLICY", "WHY"], &rows)
-    );
-    outln!("\nNothing was changed. Run the same selection with `rotor rotate` to apply.");
+    if !rows.is_empty() {
+        outln!(
+            "{}",
+            table(&["CREDENTIAL", "PLAYBOOK", "POLICY", "WHY"], &rows)
+        );
+    }
+    outln!("Nothing was changed. Run the same selection with `rotor rotate` to apply.");
     Ok(0)
 }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::{DirectoryAccounts, Inventory};
-use crate::report::table;
+use crate::report::{plural, table};
 
 /// An overview of an inventory, for people. Counts are plain fields so a JSON output can
 /// reuse them.
@@ -97,10 +97,6 @@ impl Inventory {
     }
 }
 
-fn count(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
 fn list_or_none(items: &[String]) -> String {
     if items.is_empty() {
         "(none)".to_owned()
@@ -120,18 +116,18 @@ fn groups_cell(groups: &[String]) -> String {
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut counts = vec![
-            count(self.n_hosts, "host", "hosts"),
-            count(self.n_accounts, "account", "accounts"),
+            plural(self.n_hosts, "host", "hosts"),
+            plural(self.n_accounts, "account", "accounts"),
         ];
         if !self.directories.is_empty() {
-            counts.push(count(self.directories.len(), "directory", "directories"));
+            counts.push(plural(self.directories.len(), "directory", "directories"));
         }
         counts.extend([
-            count(self.groups.len(), "group", "groups"),
-            count(self.policies.len(), "policy", "policies"),
+            plural(self.groups.len(), "group", "groups"),
+            plural(self.policies.len(), "policy", "policies"),
             format!(
                 "{} used",
-                count(self.playbooks.len(), "playbook", "playbooks")
+                plural(self.playbooks.len(), "playbook", "playbooks")
             ),
         ]);
         writeln!(f, "{}: {}", self.file.display(), counts.join(", "))?;
@@ -164,10 +160,10 @@ impl fmt::Display for Summary {
                 .map(|row| {
                     let mut accounts = Vec::new();
                     if row.n_dns > 0 {
-                        accounts.push(count(row.n_dns, "DN", "DNs"));
+                        accounts.push(plural(row.n_dns, "DN", "DNs"));
                     }
                     if row.n_searches > 0 {
-                        accounts.push(count(row.n_searches, "search", "searches"));
+                        accounts.push(plural(row.n_searches, "search", "searches"));
                     }
                     let url = if row.tls_unverified {
                         format!("{} (TLS NOT VERIFIED)", row.url)
