@@ -20,7 +20,7 @@ use crate::engine::driver::lease_ttl;
 use crate::engine::driver::{self, CredentialResult, Fleet, HostWork, Progress, RunOptions};
 use crate::engine::machine::Fault;
 use crate::engine::{Outcome, Store};
-use crate::inventory::{Directory, DirectorySelection, Host, Inventory, Scope};
+use crate::inventory::{Directory, DirectorySelection, Host, Inventory, Scope, same_dn};
 use crate::playbook::{LdapDirectories, SshFleet};
 use crate::report::{FailedDirectory, RunReport};
 
@@ -156,28 +156,53 @@ pub fn open_directories(
             }
         };
         let mut accounts: Vec<(AccountName, String)> = open.accounts().to_vec();
-        // rotor's own bind account is rotated only when named (`cred:DIR/UID`), and last.
+        // rotor's own bind account is rotated only when named (`cred:DIR/UID`), and last: never
+        // among the others, even where a listed DN or a search matches its entry (under its
+        // credential's name or another uid), since the run's admin connection binds as it.
         let bind_uid = &d.bind_credential.account;
         let bind_account = sel
             .named
             .contains(bind_uid)
             .then(|| (bind_uid.clone(), d.bind_dn.clone()));
+        let (bind_entry, others): (Vec<_>, Vec<_>) = accounts
+            .into_iter()
+            .partition(|(uid, dn)| uid == bind_uid || same_dn(dn, &d.bind_dn));
+        accounts = others;
+        if !bind_entry.is_empty() && bind_account.is_none() {
+            tracing::info!(
+                directory = %d.name,
+                "rotor's own bind account ({}) is among the directory's accounts; it is rotated only when named: --scope cred:{}",
+                d.bind_dn,
+                d.bind_credential
+            );
+        }
         if let Some(only) = &sel.only {
-            accounts.retain(|(uid, _)| only.contains(uid) && uid != bind_uid);
+            accounts.retain(|(uid, _)| only.contains(uid));
             for uid in only
                 .iter()
                 .filter(|u| *u != bind_uid && !accounts.iter().any(|(a, _)| a == *u))
             {
+                let (class, why) = if bind_entry.iter().any(|(a, _)| a == uid) {
+                    (
+                        FaultClass::Refused,
+                        format!(
+                            "{}: this is rotor's own bind account ({}); to rotate it, name it as --scope cred:{}",
+                            d.name, d.bind_dn, d.bind_credential
+                        ),
+                    )
+                } else {
+                    (
+                        FaultClass::AccountMissing,
+                        format!(
+                            "{}: no such account among the directory's DNs and search results",
+                            d.name
+                        ),
+                    )
+                };
                 missing.push(CredentialResult {
                     cred: CredentialId::new(d.name.clone(), uid.clone()),
                     outcome: Outcome::NotChanged {
-                        cause: Fault::target(
-                            FaultClass::AccountMissing,
-                            format!(
-                                "{}: no such account among the directory's DNs and search results",
-                                d.name
-                            ),
-                        ),
+                        cause: Fault::target(class, why),
                     },
                     rotation: None,
                     elapsed_ms: 0,

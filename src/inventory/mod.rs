@@ -159,6 +159,24 @@ pub fn uid_of(dn: &str) -> Result<AccountName, String> {
     AccountName::parse(value.trim()).map_err(|why| format!("`{dn}`: {why}"))
 }
 
+/// Whether two DNs name the same entry, as far as rotor can tell without the server's schema:
+/// RDNs compared with attribute names and values trimmed and case-folded
+/// (`uid=Svc, OU=service` is `uid=svc,ou=service`).
+pub fn same_dn(a: &str, b: &str) -> bool {
+    let canonical = |dn: &str| -> Vec<(String, String)> {
+        dn.split(',')
+            .map(|rdn| match rdn.split_once('=') {
+                Some((attr, value)) => (
+                    attr.trim().to_ascii_lowercase(),
+                    value.trim().to_lowercase(),
+                ),
+                None => (rdn.trim().to_lowercase(), String::new()),
+            })
+            .collect()
+    };
+    canonical(a) == canonical(b)
+}
+
 /// A password policy. `default` always exists (built in unless the inventory defines it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {

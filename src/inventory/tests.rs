@@ -350,6 +350,24 @@ fn directories() {
 }
 
 #[test]
+fn dns_compare_without_case_or_spaces() {
+    use crate::inventory::same_dn;
+    assert!(same_dn(
+        "cn=rotor,ou=system,dc=h,dc=example",
+        "CN=Rotor, ou=System , DC=h,dc=EXAMPLE"
+    ));
+    assert!(!same_dn(
+        "cn=rotor,ou=system,dc=h",
+        "cn=rotor,ou=service,dc=h"
+    ));
+    assert!(!same_dn("cn=rotor,ou=system,dc=h", "cn=rotor,ou=system"));
+    assert!(!same_dn(
+        "uid=rotor,ou=system,dc=h",
+        "cn=rotor,ou=system,dc=h"
+    ));
+}
+
+#[test]
 fn many_problems_are_collected_and_capped() {
     let mut yaml = String::from("version: 1\nhosts:\n");
     for idx in 0..12 {

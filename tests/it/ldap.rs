@@ -303,6 +303,31 @@ fn rotors_own_bind_account_is_rotated_last_and_used_from_then_on() {
     assert!(text.contains("5 of 5 credentials work"), "{text}");
 }
 
+/// rotor's own bind account among the listed accounts (its DN written another way) is left
+/// alone by a run that does not name it: the run binds as it throughout.
+#[test]
+fn rotors_own_bind_account_among_the_accounts_is_rotated_only_when_named() {
+    let lab = LdapLab::start(3, false);
+    let inv = lab.dir().join("inventory.yaml");
+    let fragment = lab.inventory_fragment().replace(
+        "    accounts:\n",
+        "    accounts:\n      - { dn: \"CN=rotor, ou=system,dc=hospital,dc=example\" }\n",
+    );
+    assert!(fragment.contains("CN=rotor"), "{fragment}");
+    std::fs::write(&inv, format!("version: 1\nhosts: []\n{fragment}")).unwrap();
+    let inv = inv.to_str().unwrap();
+    let old = lab.bind_password();
+    let rotor = rotor_for(&lab, &old);
+    let out = rotor.run(&["rotate", "-i", inv, "--all", "--output", "json"]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["counts"]["committed"], 3, "{report:#}");
+    assert!(lab.bind_works("rotor", &old));
+    assert_eq!(rotor.show("hospital-ldap/rotor").unwrap(), old);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("rotated only when named"), "{log}");
+}
+
 /// slapd restarts in the middle of a run (while one account waits between its push and its
 /// verification): the run's admin connection is re-established and every account still gets
 /// its own proven password.
