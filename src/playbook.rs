@@ -438,7 +438,11 @@ impl Directories for LdapDirectories {
             Err(e) => return Err(e),
         };
         let mut accounts: Vec<(AccountName, String)> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        // One credential per entry: an entry found twice (by two searches, or listed and
+        // found, perhaps under another uid) is rotated once. Two entries under one uid would
+        // be one credential `DIRECTORY/UID`: only the first is rotated, and rotor says so.
+        let mut seen: std::collections::HashMap<AccountName, String> = Default::default();
+        let mut seen_dns = std::collections::HashSet::new();
         for spec in &directory.accounts {
             let found: Vec<(AccountName, String)> = match spec {
                 DirectoryAccounts::Dn(dn) => {
@@ -472,9 +476,18 @@ impl Directories for LdapDirectories {
                 }
             };
             for (uid, dn) in found {
-                if seen.insert(uid.clone()) {
-                    accounts.push((uid, dn));
+                if !seen_dns.insert(crate::inventory::canonical_dn(&dn)) {
+                    continue;
                 }
+                if let Some(first) = seen.get(&uid) {
+                    tracing::warn!(
+                        directory = %name, uid = %uid, first = %first, skipped = %dn,
+                        "two entries share this uid, which names one credential; only the first is rotated: narrow the searches or list the accounts by DN"
+                    );
+                    continue;
+                }
+                seen.insert(uid.clone(), dn.clone());
+                accounts.push((uid, dn));
             }
         }
         Ok(Arc::new(LdapOpen {

@@ -163,18 +163,22 @@ pub fn uid_of(dn: &str) -> Result<AccountName, String> {
 /// RDNs compared with attribute names and values trimmed and case-folded
 /// (`uid=Svc, OU=service` is `uid=svc,ou=service`).
 pub fn same_dn(a: &str, b: &str) -> bool {
-    let canonical = |dn: &str| -> Vec<(String, String)> {
-        dn.split(',')
-            .map(|rdn| match rdn.split_once('=') {
-                Some((attr, value)) => (
-                    attr.trim().to_ascii_lowercase(),
-                    value.trim().to_lowercase(),
-                ),
-                None => (rdn.trim().to_lowercase(), String::new()),
-            })
-            .collect()
-    };
-    canonical(a) == canonical(b)
+    canonical_dn(a) == canonical_dn(b)
+}
+
+/// The form of a DN that [`same_dn`] compares.
+pub fn canonical_dn(dn: &str) -> String {
+    dn.split(',')
+        .map(|rdn| match rdn.split_once('=') {
+            Some((attr, value)) => format!(
+                "{}={}",
+                attr.trim().to_ascii_lowercase(),
+                value.trim().to_lowercase()
+            ),
+            None => rdn.trim().to_lowercase(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A password policy. `default` always exists (built in unless the inventory defines it).

@@ -304,14 +304,15 @@ fn rotors_own_bind_account_is_rotated_last_and_used_from_then_on() {
 }
 
 /// rotor's own bind account among the listed accounts (its DN written another way) is left
-/// alone by a run that does not name it: the run binds as it throughout.
+/// alone by a run that does not name it: the run binds as it throughout. And an account both
+/// listed and found by the search is one credential, rotated once.
 #[test]
 fn rotors_own_bind_account_among_the_accounts_is_rotated_only_when_named() {
     let lab = LdapLab::start(3, false);
     let inv = lab.dir().join("inventory.yaml");
     let fragment = lab.inventory_fragment().replace(
         "    accounts:\n",
-        "    accounts:\n      - { dn: \"CN=rotor, ou=system,dc=hospital,dc=example\" }\n",
+        "    accounts:\n      - { dn: \"CN=rotor, ou=system,dc=hospital,dc=example\" }\n      - { dn: \"UID=svc-0002, ou=service,dc=hospital,dc=example\" }\n",
     );
     assert!(fragment.contains("CN=rotor"), "{fragment}");
     std::fs::write(&inv, format!("version: 1\nhosts: []\n{fragment}")).unwrap();
