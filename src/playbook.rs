@@ -518,6 +518,7 @@ impl OpenDirectory for LdapOpen {
             target: self.target.clone(),
             dn: dn.to_owned(),
             runtime: self.runtime.clone(),
+            locked_since: None,
         })
     }
 }
@@ -530,12 +531,32 @@ struct LdapAccount {
     target: DirectoryTarget,
     dn: String,
     runtime: tokio::runtime::Handle,
+    /// The account's ppolicy lock, as read with its restore point.
+    locked_since: Option<String>,
 }
 
 impl PasswordTarget for LdapAccount {
     fn restore_point(&mut self, _: &AccountName) -> Result<Secret, ConnectorError> {
-        self.runtime
-            .block_on(self.admin.read_password_hash(&self.dn))
+        let read = self
+            .runtime
+            .block_on(self.admin.read_restore_point(&self.dn))?;
+        self.locked_since = read.locked_since;
+        Ok(read.hash)
+    }
+    fn refuses_rotation(&self, _: &AccountName, _: &Secret) -> Option<String> {
+        self.locked_since.as_ref().map(|since| {
+            let how = if since.starts_with("00000101") {
+                "by an administrator".to_owned()
+            } else {
+                format!("since {since}")
+            };
+            format!(
+                "{} ({}): {} is locked {how} (pwdAccountLockedTime); a new password would unlock it, so rotor leaves it alone. Unlock it first (delete pwdAccountLockedTime) or take it out of the inventory's accounts",
+                self.target.name(),
+                self.target.url(),
+                self.dn
+            )
+        })
     }
     fn set_password(&mut self, _: &AccountName, new: &Secret) -> Result<(), ConnectorError> {
         self.runtime

@@ -419,11 +419,22 @@ impl LdapAdmin {
     /// Reads `userPassword` as stored (a hash such as `{SSHA}...`, the restore point).
     /// `AccountMissing` when the entry is gone; `Protocol` when it holds no value or several.
     pub async fn read_password_hash(&self, dn: &str) -> Result<Secret, ConnectorError> {
+        Ok(self.read_restore_point(dn).await?.hash)
+    }
+
+    /// What rotor reads before it changes an account's password: the stored `userPassword`
+    /// (as [`LdapAdmin::read_password_hash`]) and the account's ppolicy lock, if any.
+    pub async fn read_restore_point(&self, dn: &str) -> Result<RestorePoint, ConnectorError> {
         let entries: Vec<SearchEntry> = self
             .read_with_retry(Step::ReadHash, dn, |mut ldap, timeout| async move {
                 let (found, res) = ldap
                     .with_timeout(timeout)
-                    .search(dn, Scope::Base, "(objectClass=*)", vec!["userPassword"])
+                    .search(
+                        dn,
+                        Scope::Base,
+                        "(objectClass=*)",
+                        vec!["userPassword", LOCKED_TIME],
+                    )
                     .await?
                     .success()?;
                 debug!(rc = res.rc, "read userPassword");
@@ -436,10 +447,18 @@ impl LdapAdmin {
                 format!("{dn} was not returned by a base search; check that it still exists"),
             ));
         };
+        let locked_since = entry
+            .attrs
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(LOCKED_TIME))
+            .and_then(|(_, values)| values.first().cloned());
         let values = entry.attrs.remove("userPassword").unwrap_or_default();
         let n_binary = entry.bin_attrs.get("userPassword").map_or(0, Vec::len);
         match (values.len(), n_binary) {
-            (1, 0) => Ok(Secret::new(values.into_iter().next().unwrap_or_default())),
+            (1, 0) => Ok(RestorePoint {
+                hash: Secret::new(values.into_iter().next().unwrap_or_default()),
+                locked_since,
+            }),
             (0, 0) => Err(self.error(
                 FaultClass::Protocol,
                 format!(
@@ -718,6 +737,20 @@ async fn replace_password(
         .await?
         .success()
         .map(|_| ())
+}
+
+/// The ppolicy attribute that marks an account locked (`000001010000Z`: by an administrator,
+/// until one unlocks it; else the time a lockout began).
+const LOCKED_TIME: &str = "pwdAccountLockedTime";
+
+/// An account's state before rotor changes its password.
+pub struct RestorePoint {
+    /// `userPassword` as stored: what a rollback writes back.
+    pub hash: Secret,
+    /// `pwdAccountLockedTime`, when the account is locked. A password change by an
+    /// administrator clears the lock (OpenLDAP ppolicy, observed on slapd 2.5.13), so
+    /// rotating a locked account would unlock it.
+    pub locked_since: Option<String>,
 }
 
 fn ppolicy_request() -> ldap3::controls::RawControl {

@@ -329,6 +329,34 @@ fn rotors_own_bind_account_among_the_accounts_is_rotated_only_when_named() {
     assert!(log.contains("rotated only when named"), "{log}");
 }
 
+/// An account an administrator locked (ppolicy `pwdAccountLockedTime`) is left alone: a new
+/// password would unlock it (OpenLDAP clears the lock on an administrator's password change).
+/// It stays locked with its old password; the others rotate.
+#[test]
+fn a_locked_directory_account_is_not_unlocked_by_a_rotation() {
+    let lab = LdapLab::start(3, true);
+    let inv = inventory(&lab);
+    let inv = inv.to_str().unwrap();
+    let rotor = rotor_for(&lab, &lab.bind_password());
+    let shared = lab.shared_password();
+    lab.lock("svc-0002");
+    let out = rotor.run(&["rotate", "-i", inv, "--all", "--output", "json"]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(3), "{report:#}");
+    let r = result_of(&report, "hospital-ldap/svc-0002");
+    assert_eq!(r["result"], "not_changed", "{r:#}");
+    assert_eq!(r["cause"]["class"], "account_locked", "{r:#}");
+    let why = r["cause"]["message"].as_str().unwrap();
+    assert!(why.contains("pwdAccountLockedTime"), "{why}");
+    assert_eq!(report["counts"]["committed"], 2, "{report:#}");
+    // Still locked (not even the old password binds), and the old password is back in use
+    // once an administrator unlocks it.
+    assert!(!lab.bind_works("svc-0002", &shared));
+    lab.unlock("svc-0002");
+    assert!(lab.bind_works("svc-0002", &shared));
+    assert_eq!(rotor.show("hospital-ldap/svc-0002"), None);
+}
+
 /// slapd restarts in the middle of a run (while one account waits between its push and its
 /// verification): the run's admin connection is re-established and every account still gets
 /// its own proven password.
