@@ -59,30 +59,37 @@ pub fn run(g: &Global, a: EnrollArgs) -> CliResult {
 /// puts the terminal's echo back: while it reads, SIGINT only sets a flag, so rpassword returns
 /// `Interrupted` and restores the terminal, and rotor exits 130 having enrolled nothing.
 fn read_typed(cred: &CredentialId) -> Result<Zeroizing<String>, Failure> {
-    let mut stderr = std::io::stderr();
-    write!(stderr, "Current secret of {cred} (not echoed): ")?;
-    stderr.flush()?;
-    let config = rpassword::ConfigBuilder::new()
-        .input_file_path("/dev/stdin")
-        .output_writer(std::io::stderr())
-        .build();
+    // Taken over before the prompt appears, so that a Ctrl-C at any moment of the prompt is
+    // seen here, whether rpassword has switched the terminal yet or not.
     let interrupted = Arc::new(AtomicBool::new(false));
     let handler = signal_hook::flag::register(SIGINT, interrupted.clone())
         .context("could not take over Ctrl-C while reading the secret")?;
-    let typed = rpassword::read_password_with_config(config);
+    let typed = (|| {
+        let mut stderr = std::io::stderr();
+        write!(stderr, "Current secret of {cred} (not echoed): ")?;
+        stderr.flush()?;
+        let config = rpassword::ConfigBuilder::new()
+            .input_file_path("/dev/stdin")
+            .output_writer(std::io::stderr())
+            .build();
+        rpassword::read_password_with_config(config)
+    })();
     signal_hook::low_level::unregister(handler);
     match typed {
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(interrupted_failure()),
+        _ if interrupted.load(Ordering::SeqCst) => Err(interrupted_failure()),
         Ok(typed) => Ok(Zeroizing::new(typed)),
-        Err(e) if e.kind() == std::io::ErrorKind::Interrupted || interrupted.load(Ordering::SeqCst) => {
-            Err(Failure {
-                code: 130,
-                error: anyhow::anyhow!("interrupted: nothing was enrolled"),
-            })
-        }
         Err(e) => Err(anyhow::Error::new(e)
             .context(
                 "could not read the secret from the terminal; or pipe it: `rotor enroll HOST/ACCOUNT < file`",
             )
             .into()),
+    }
+}
+
+fn interrupted_failure() -> Failure {
+    Failure {
+        code: 130,
+        error: anyhow::anyhow!("interrupted: nothing was enrolled"),
     }
 }

@@ -102,10 +102,15 @@ rotor, cred = sys.argv[1], sys.argv[2]
 master, slave = pty.openpty()
 child = subprocess.Popen([rotor, "enroll", cred], stdin=slave, stdout=slave, stderr=slave)
 seen, deadline = b"", time.monotonic() + 30
-while b"not echoed" not in seen:
+# Type only once the prompt is shown and the terminal no longer echoes (rpassword reads),
+# as a person would; before that, the terminal would still treat Ctrl-C itself.
+def reading():
+    lflag = termios.tcgetattr(slave)[3]
+    return b"not echoed" in seen and not lflag & termios.ECHO
+while not reading():
     if time.monotonic() > deadline:
-        sys.exit(f"no prompt; the terminal showed {seen!r}")
-    ready, _, _ = select.select([master], [], [], 1)
+        sys.exit(f"no prompt with echo off; the terminal showed {seen!r}")
+    ready, _, _ = select.select([master], [], [], 0.05)
     if ready:
         seen += os.read(master, 4096)
 os.write(master, b"typed-but-abandoned\x03")
