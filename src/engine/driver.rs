@@ -917,7 +917,7 @@ mod tests {
     use super::*;
     use crate::credential::HostName;
     use crate::engine::LeaseHeld;
-    use crate::inventory::{CharClass, ConnectAuth, ConnectIdentity, HostKeyPin};
+    use crate::inventory::{ConnectAuth, ConnectIdentity, HostKeyPin};
     use crate::store::StoreError;
 
     /// What the fake target holds per account: the "shadow hash" is the password itself here.
@@ -1200,16 +1200,7 @@ mod tests {
     }
 
     fn policy() -> Policy {
-        Policy {
-            name: "default".into(),
-            length: 16,
-            classes: vec![CharClass::Lower, CharClass::Digit],
-            exclude: String::new(),
-            schedule: None,
-            max_age: None,
-            timezone: None,
-            max_failed_logins: 2,
-        }
+        crate::inventory::default_policy()
     }
 
     fn setup(hosts: &[&str]) -> (&'static FakeFleet, Arc<MemStore>, Vec<HostWork>) {

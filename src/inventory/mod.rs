@@ -31,7 +31,7 @@ use serde::Deserialize;
 pub use self::error::{InventoryError, MAX_PROBLEMS, Problem, ProblemKind};
 pub use self::scope::{DirectorySelection, Scope, ScopeError, Selection};
 pub use self::summary::{HostRow, Summary};
-pub use self::validate::DEFAULT_MAX_FAILED_LOGINS;
+pub use self::validate::{DEFAULT_MAX_FAILED_LOGINS, default_policy};
 use crate::credential::{AccountName, CredentialId, HostName};
 
 /// The playbooks rotor knows today; an account naming another is an error. The list grows

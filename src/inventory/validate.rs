@@ -36,7 +36,7 @@ const DEFAULT_PORT: u16 = 22;
 pub const DEFAULT_MAX_FAILED_LOGINS: u32 = 2;
 
 /// The policy every account gets unless it names another; the inventory may redefine it.
-pub(super) fn default_policy() -> Policy {
+pub fn default_policy() -> Policy {
     Policy {
         name: "default".to_owned(),
         length: DEFAULT_LENGTH,
