@@ -209,6 +209,41 @@ fn wait_for(path: &std::path::Path, or_else: &str) {
     }
 }
 
+/// A `rotor` run held by the lab hook `ROTOR_LAB_HOLD_AT` at the given points, so that the
+/// test can change the directory there.
+struct Held {
+    child: std::process::Child,
+    gate: tempfile::TempDir,
+}
+
+impl Held {
+    fn start(rotor: &Rotor, args: &[&str], points: &str) -> Held {
+        let gate = tempfile::tempdir().unwrap();
+        let child = rotor
+            .cmd(args)
+            .env("ROTOR_LAB_HOLD_AT", points)
+            .env("ROTOR_LAB_HOLD_DIR", gate.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Held { child, gate }
+    }
+
+    /// Waits until the run is held at `point`.
+    fn reached(&self, point: &str, or_else: &str) {
+        wait_for(&self.gate.path().join(format!("{point}.waiting")), or_else);
+    }
+
+    fn release(&self, point: &str) {
+        std::fs::write(self.gate.path().join(point), b"").unwrap();
+    }
+
+    fn finish(self) -> std::process::Output {
+        self.child.wait_with_output().unwrap()
+    }
+}
+
 #[test]
 fn an_account_deleted_between_plan_and_push_is_reported_and_the_rest_rotate() {
     let lab = LdapLab::start(10, false);
@@ -366,10 +401,10 @@ fn a_run_reconnects_when_slapd_restarts_under_it() {
     let inv = inventory(&lab);
     let inv = inv.to_str().unwrap();
     let rotor = rotor_for(&lab, &lab.bind_password());
-    let gate = tempfile::tempdir().unwrap();
     // One account at a time, so that no other account is in flight while slapd is down.
-    let child = rotor
-        .cmd(&[
+    let held = Held::start(
+        &rotor,
+        &[
             "rotate",
             "-i",
             inv,
@@ -378,21 +413,14 @@ fn a_run_reconnects_when_slapd_restarts_under_it() {
             "1",
             "--output",
             "json",
-        ])
-        .env("ROTOR_LAB_HOLD_AT", "applied")
-        .env("ROTOR_LAB_HOLD_DIR", gate.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(
-        &gate.path().join("applied.waiting"),
-        "the push never happened",
+        ],
+        "applied",
     );
+    held.reached("applied", "the push never happened");
     lab.stop();
     lab.start_again();
-    std::fs::write(gate.path().join("applied"), b"").unwrap();
-    let out = child.wait_with_output().unwrap();
+    held.release("applied");
+    let out = held.finish();
     let report = json(&out);
     assert_eq!(out.status.code(), Some(0), "{report:#}");
     assert_eq!(report["counts"]["committed"], 10, "{report:#}");
@@ -415,26 +443,10 @@ fn a_run_killed_while_rotating_rotors_own_bind_account_is_recovered() {
     let inv = inv.to_str().unwrap();
     let old = lab.bind_password();
     let rotor = rotor_for(&lab, &old);
-    let pause_file = rotor.data.path().join("paused");
-    let mut child = rotor
-        .cmd(&["rotate", "-i", inv, "--scope", "cred:hospital-ldap/rotor"])
-        .env("ROTOR_LAB_PAUSE_AT", "applied")
-        .env("ROTOR_LAB_PAUSE_FILE", &pause_file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !pause_file.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the bind account's push never happened"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "rotor exited early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    rotor.kill_at(
+        &["rotate", "-i", inv, "--scope", "cred:hospital-ldap/rotor"],
+        "applied",
+    );
     // The directory holds a secret the vault has only as pending.
     assert!(!lab.bind_works("rotor", &old));
     assert_eq!(rotor.show("hospital-ldap/rotor").unwrap(), old);
@@ -487,9 +499,9 @@ fn a_rollback_refused_by_the_password_policy_keeps_the_proven_new_password() {
     let inv = inv.to_str().unwrap();
     let rotor = rotor_for(&lab, &lab.bind_password());
     let shared = lab.shared_password();
-    let gate = tempfile::tempdir().unwrap();
-    let child = rotor
-        .cmd(&[
+    let held = Held::start(
+        &rotor,
+        &[
             "rotate",
             "-i",
             inv,
@@ -497,28 +509,19 @@ fn a_rollback_refused_by_the_password_policy_keeps_the_proven_new_password() {
             "cred:hospital-ldap/svc-0002",
             "--output",
             "json",
-        ])
-        .env("ROTOR_LAB_HOLD_AT", "applied,restore_refused")
-        .env("ROTOR_LAB_HOLD_DIR", gate.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(
-        &gate.path().join("applied.waiting"),
-        "the push never happened",
+        ],
+        "applied,restore_refused",
     );
+    held.reached("applied", "the push never happened");
     lab.lock("svc-0002");
-    std::fs::write(gate.path().join("applied"), b"").unwrap();
-    wait_for(
-        &gate.path().join("restore_refused.waiting"),
+    held.release("applied");
+    held.reached(
+        "restore_refused",
         "the directory did not refuse the rollback",
     );
-    // The password is the new one: neither the lock nor the refused restore changed that.
-    assert!(!gate.path().join("restore_refused").exists());
     lab.unlock("svc-0002");
-    std::fs::write(gate.path().join("restore_refused"), b"").unwrap();
-    let out = child.wait_with_output().unwrap();
+    held.release("restore_refused");
+    let out = held.finish();
     let report = json(&out);
     // Partial (3): the run did not go as planned, although nothing is left to settle.
     assert_eq!(out.status.code(), Some(3), "{report:#}");

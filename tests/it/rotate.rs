@@ -3,8 +3,6 @@
 //! with the system `ssh` client (through `scripts/lab login`), not rotor's own code.
 
 use std::collections::HashSet;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use crate::lab::{Fault, Lab};
 use crate::support::{LeakCheck, Rotor, contains, creds, json, result_of};
@@ -176,33 +174,17 @@ fn crash_at(phase: &str) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let pause_file = rotor.data.path().join("paused");
-    let mut child = rotor
-        .cmd(&[
+    rotor.kill_at(
+        &[
             "rotate",
             "-i",
             inv.to_str().unwrap(),
             "--all",
             "--concurrency",
             "1",
-        ])
-        .env("ROTOR_LAB_PAUSE_AT", phase)
-        .env("ROTOR_LAB_PAUSE_FILE", &pause_file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !pause_file.exists() {
-        assert!(Instant::now() < deadline, "rotor never reached {phase}");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "rotor exited before reaching {phase}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+        ],
+        phase,
+    );
 
     let status = rotor.run(&["status"]);
     let status = String::from_utf8_lossy(&status.stdout);

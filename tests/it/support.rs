@@ -51,6 +51,32 @@ impl Rotor {
         c
     }
 
+    /// Runs `rotor ARGS` with the lab hook that hangs it right after the first rotation
+    /// reaches `phase` (`staged` or `applied`), and SIGKILLs it there: a crash at that point.
+    pub fn kill_at(&self, args: &[&str], phase: &str) {
+        let pause_file = self.data.path().join("paused");
+        let _ = std::fs::remove_file(&pause_file);
+        let mut child = self
+            .cmd(args)
+            .env("ROTOR_LAB_PAUSE_AT", phase)
+            .env("ROTOR_LAB_PAUSE_FILE", &pause_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pause_file.exists() {
+            assert!(Instant::now() < deadline, "rotor never reached {phase}");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "rotor exited before reaching {phase}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }
