@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::connector::ssh::{ExecOutput, SshAuth, SshSession, SshTarget, check_password_login};
 use crate::connector::{ConnectorError, FaultClass, PasswordTarget};
-use crate::credential::AccountName;
+use crate::credential::{AccountName, HostName};
 use std::sync::Arc;
 
 use crate::connector::ldap::{DirectorySpec, DirectoryTarget, LdapAdmin, SearchScope, check_bind};
@@ -439,9 +439,7 @@ impl Directories for LdapDirectories {
         };
         let mut accounts: Vec<(AccountName, String)> = Vec::new();
         // One credential per entry: an entry found twice (by two searches, or listed and
-        // found, perhaps under another uid) is rotated once. Two entries under one uid would
-        // be one credential `DIRECTORY/UID`: only the first is rotated, and rotor says so.
-        let mut seen: std::collections::HashMap<AccountName, String> = Default::default();
+        // found, perhaps under another uid) is rotated once.
         let mut seen_dns = std::collections::HashSet::new();
         for spec in &directory.accounts {
             let found: Vec<(AccountName, String)> = match spec {
@@ -476,20 +474,12 @@ impl Directories for LdapDirectories {
                 }
             };
             for (uid, dn) in found {
-                if !seen_dns.insert(crate::inventory::canonical_dn(&dn)) {
-                    continue;
+                if seen_dns.insert(crate::inventory::canonical_dn(&dn)) {
+                    accounts.push((uid, dn));
                 }
-                if let Some(first) = seen.get(&uid) {
-                    tracing::warn!(
-                        directory = %name, uid = %uid, first = %first, skipped = %dn,
-                        "two entries share this uid, which names one credential; only the first is rotated: narrow the searches or list the accounts by DN"
-                    );
-                    continue;
-                }
-                seen.insert(uid.clone(), dn.clone());
-                accounts.push((uid, dn));
             }
         }
+        let accounts = without_shared_uids(name, accounts);
         Ok(Arc::new(LdapOpen {
             admin,
             target,
@@ -497,6 +487,39 @@ impl Directories for LdapDirectories {
             runtime: self.runtime.clone(),
         }))
     }
+}
+
+/// Two entries under one uid would be one credential `DIRECTORY/UID` (one vault secret for
+/// two accounts, and recovery could not tell which entry an open rotation changed): neither
+/// is rotated, and rotor says so.
+fn without_shared_uids(
+    directory: &HostName,
+    accounts: Vec<(AccountName, String)>,
+) -> Vec<(AccountName, String)> {
+    let mut n_entries: std::collections::HashMap<&AccountName, usize> = Default::default();
+    for (uid, _) in &accounts {
+        *n_entries.entry(uid).or_default() += 1;
+    }
+    let shared: std::collections::HashSet<AccountName> = n_entries
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(uid, _)| uid.clone())
+        .collect();
+    for uid in &shared {
+        let dns: Vec<&str> = accounts
+            .iter()
+            .filter(|(u, _)| u == uid)
+            .map(|(_, dn)| dn.as_str())
+            .collect();
+        tracing::warn!(
+            directory = %directory, uid = %uid, dns = ?dns,
+            "several entries share this uid, which names one credential; none of them is rotated: narrow the searches or list the accounts by DN"
+        );
+    }
+    accounts
+        .into_iter()
+        .filter(|(uid, _)| !shared.contains(uid))
+        .collect()
 }
 
 /// An open directory: one admin connection shared by every account's target.
@@ -590,6 +613,18 @@ thread_local! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_sharing_a_uid_are_left_out() {
+        let uid = |u: &str| AccountName::parse(u).unwrap();
+        let accounts = vec![
+            (uid("app"), "uid=app,ou=service,dc=h".to_owned()),
+            (uid("db"), "uid=db,ou=service,dc=h".to_owned()),
+            (uid("app"), "uid=app,ou=people,dc=h".to_owned()),
+        ];
+        let kept = without_shared_uids(&HostName::parse("ldap").unwrap(), accounts);
+        assert_eq!(kept, vec![(uid("db"), "uid=db,ou=service,dc=h".to_owned())]);
+    }
 
     #[test]
     fn built_in_playbooks_parse() {

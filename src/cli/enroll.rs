@@ -23,8 +23,11 @@ pub struct EnrollArgs {
 
 pub fn run(g: &Global, a: EnrollArgs) -> CliResult {
     let cred = CredentialId::parse(&a.cred).map_err(usage)?;
+    // At a terminal, Ctrl-C only sets this flag from the prompt on (see `read_typed`); it is
+    // checked again right before the secret is stored.
+    let interrupted = Arc::new(AtomicBool::new(false));
     let raw = if std::io::stdin().is_terminal() {
-        read_typed(&cred)?
+        read_typed(&cred, &interrupted)?
     } else {
         let mut raw = Zeroizing::new(String::new());
         std::io::stdin().read_to_string(&mut raw)?;
@@ -40,6 +43,9 @@ pub fn run(g: &Global, a: EnrollArgs) -> CliResult {
     }
     let secret = Secret::new(line.to_owned());
     let vault = open_vault(g)?;
+    if interrupted.load(Ordering::SeqCst) {
+        return Err(interrupted_failure());
+    }
     let outcome = vault.enroll(&cred, &secret)?;
     outln!("Enrolled the current secret of {cred}.");
     if outcome.shared_with > 0 {
@@ -56,13 +62,17 @@ pub fn run(g: &Global, a: EnrollArgs) -> CliResult {
 /// rpassword's `prompt_password` / `read_password` use `/dev/tty` for both the prompt and the
 /// input; rotor keeps its prompts on stderr (stdout is data) and reads the terminal that is
 /// actually stdin, so both are named here. On Ctrl-C rpassword raises SIGINT itself, before it
-/// puts the terminal's echo back: while it reads, SIGINT only sets a flag, so rpassword returns
-/// `Interrupted` and restores the terminal, and rotor exits 130 having enrolled nothing.
-fn read_typed(cred: &CredentialId) -> Result<Zeroizing<String>, Failure> {
+/// puts the terminal's echo back: from the prompt on, SIGINT only sets `interrupted`, so
+/// rpassword returns `Interrupted` and restores the terminal, and rotor exits 130 having
+/// enrolled nothing. The handler stays for the rest of the command (signal-hook cannot put
+/// the default back), and `run` checks the flag before it stores anything.
+fn read_typed(
+    cred: &CredentialId,
+    interrupted: &Arc<AtomicBool>,
+) -> Result<Zeroizing<String>, Failure> {
     // Taken over before the prompt appears, so that a Ctrl-C at any moment of the prompt is
     // seen here, whether rpassword has switched the terminal yet or not.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let handler = signal_hook::flag::register(SIGINT, interrupted.clone())
+    signal_hook::flag::register(SIGINT, interrupted.clone())
         .context("could not take over Ctrl-C while reading the secret")?;
     let typed = (|| {
         let mut stderr = std::io::stderr();
@@ -74,7 +84,6 @@ fn read_typed(cred: &CredentialId) -> Result<Zeroizing<String>, Failure> {
             .build();
         rpassword::read_password_with_config(config)
     })();
-    signal_hook::low_level::unregister(handler);
     match typed {
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(interrupted_failure()),
         _ if interrupted.load(Ordering::SeqCst) => Err(interrupted_failure()),

@@ -700,9 +700,10 @@ struct Job {
     /// The store refused to stage for a reason that is not a failure of this run (another
     /// rotation is open, the credential is parked, another process took it over).
     refused: Option<(SkipReason, String)>,
-    /// When the stage call began, and the lease's ttl: staging fenced and renewed the lease,
-    /// so it holds until at least then + ttl.
-    staged_at: Option<Instant>,
+    /// When the stage call began (wall clock, the clock leases expire by: a suspended
+    /// machine or a paused VM counts as time passed), and the lease's ttl: staging fenced and
+    /// renewed the lease, so it holds until at least then + ttl.
+    staged_at: Option<std::time::SystemTime>,
     lease_ttl: Duration,
 }
 
@@ -769,7 +770,7 @@ impl Job {
                 let Some(lease) = self.lease else {
                     return Event::Failed(Fault::store("no lease on the credential: not staged"));
                 };
-                self.staged_at = Some(Instant::now());
+                self.staged_at = Some(std::time::SystemTime::now());
                 match store.stage(self.run, &self.cred, new, rp, lease) {
                     Ok(id) => {
                         self.rotation = Some(id);
@@ -795,9 +796,11 @@ impl Job {
                 // the push goes ahead. Otherwise prove (and renew) it again first. Skipping that
                 // write in the common case is one transaction fewer per credential on the
                 // store's shared lock.
+                // A clock stepped back (elapsed() fails) also moved every lease's expiry away
+                // for the processes that share this clock: the lease still holds.
                 let fresh = self
                     .staged_at
-                    .is_some_and(|at| at.elapsed() < self.lease_ttl / 2);
+                    .is_some_and(|at| at.elapsed().map_or(true, |d| d < self.lease_ttl / 2));
                 if !fresh
                     && let Err(e) = store.record_phase(self.id(), Phase::Staged, Some("pushing"))
                 {

@@ -419,6 +419,9 @@ impl Vault {
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.lock();
+        // Set here, not only restored by `write_lazy`: should that restore ever have failed,
+        // this write is still durable.
+        conn.exec("PRAGMA synchronous = FULL", [])?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
