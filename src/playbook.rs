@@ -535,6 +535,25 @@ impl OpenDirectory for LdapOpen {
         &self.accounts
     }
 
+    fn may_rotate(&self) -> Result<(), ConnectorError> {
+        // A locked account must be seen as locked (its rotation would unlock it): where
+        // rotor cannot read the lock, it rotates nothing in this directory.
+        let Some((_, dn)) = self.accounts.first() else {
+            return Ok(());
+        };
+        if self.runtime.block_on(self.admin.may_read_lock(dn))? {
+            return Ok(());
+        }
+        Err(ConnectorError::new(
+            FaultClass::Refused,
+            format!(
+                "{} ({}): rotor's bind account may not read pwdAccountLockedTime (checked on {dn}), so it cannot tell a locked account, which a new password would unlock; grant it read access to that attribute on the accounts, then run again",
+                self.target.name(),
+                self.target.url()
+            ),
+        ))
+    }
+
     fn target(&self, dn: &str) -> Box<dyn PasswordTarget + Send> {
         Box::new(LdapAccount {
             admin: self.admin.clone(),

@@ -5,7 +5,7 @@
 use clap::Args;
 
 use super::output::open_vault;
-use super::rotate::{Resolved, Selection, open_directories, resolve};
+use super::rotate::{Purpose, Resolved, Selection, open_directories, resolve};
 use super::{CliResult, Global};
 use crate::credential::CredentialId;
 use crate::inventory::DirectoryAccounts;
@@ -40,7 +40,7 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
             step_timeout: std::time::Duration::from_secs(20),
             runtime: rt.handle().clone(),
         };
-        let (works, failed, missing) = open_directories(&inv, &directories, &dirs);
+        let (works, failed, missing) = open_directories(&inv, &directories, &dirs, Purpose::Rotate);
         for w in &works {
             n_dir_accounts += w.accounts.len();
             let d = inv

@@ -136,6 +136,7 @@ pub fn open_directories(
     inv: &Inventory,
     selected: &[DirectorySelection],
     dirs: &dyn Directories,
+    purpose: Purpose,
 ) -> (
     Vec<DirectoryWork>,
     Vec<FailedDirectory>,
@@ -144,7 +145,13 @@ pub fn open_directories(
     let (mut works, mut failed, mut missing) = (Vec::new(), Vec::new(), Vec::new());
     for sel in selected {
         let d = &sel.directory;
-        let open = match dirs.open(d) {
+        let opened = dirs.open(d).and_then(|open| {
+            if purpose == Purpose::Rotate {
+                open.may_rotate()?;
+            }
+            Ok(open)
+        });
+        let open = match opened {
             Ok(open) => open,
             Err(e) => {
                 failed.push(FailedDirectory {
@@ -226,6 +233,14 @@ pub fn open_directories(
     (works, failed, missing)
 }
 
+/// What a command opens directories for: new rotations need more of a directory (rotor must
+/// be able to tell a locked account) than settling old ones or checking logins does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Rotate,
+    RecoverOrVerify,
+}
+
 /// Opens each directory at most once per command (one bind, one set of searches), whoever
 /// asks: the recovery pass and the run that follows it.
 struct OpenOnce<D> {
@@ -280,7 +295,7 @@ fn directories_to_recover(
             named: Default::default(),
         })
         .collect();
-    let (mut works, failed, _) = open_directories(inv, &wanted, dirs);
+    let (mut works, failed, _) = open_directories(inv, &wanted, dirs, Purpose::RecoverOrVerify);
     // Recovery may need to settle a rotation of rotor's own bind account too.
     for w in &mut works {
         if let Some(d) = inv.directories.iter().find(|d| d.name == w.name) {
@@ -420,7 +435,8 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
         fleet.clone(),
         options.clone(),
     ))?;
-    let (dir_work, failed, missing) = open_directories(&inv, &selected_dirs, &dirs);
+    let (dir_work, failed, missing) =
+        open_directories(&inv, &selected_dirs, &dirs, Purpose::Rotate);
     failed_dirs.extend(failed);
     let recovered = RunReport::new("recover", None, None, 0, recovered);
     if recovered.exit_code() == 4 {

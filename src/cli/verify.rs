@@ -10,7 +10,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::output::{Output, open_vault};
-use super::rotate::{Resolved, Selection, open_directories, resolve};
+use super::rotate::{Purpose, Resolved, Selection, open_directories, resolve};
 use super::{CliResult, Global, OutputFormat};
 use crate::connector::ConnectorError;
 use crate::connector::ssh::check_password_login;
@@ -141,7 +141,8 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
         step_timeout,
         runtime: rt.handle().clone(),
     };
-    let (dir_work, failed_dirs, _) = open_directories(&inv, &directories, &dirs);
+    let (dir_work, failed_dirs, _) =
+        open_directories(&inv, &directories, &dirs, Purpose::RecoverOrVerify);
     let n = hosts.iter().map(|w| w.accounts.len()).sum::<usize>()
         + dir_work.iter().map(|d| d.accounts.len()).sum::<usize>();
     let bar = out.progress(n, "verifying");

@@ -422,6 +422,28 @@ impl LdapAdmin {
         Ok(self.read_restore_point(dn).await?.hash)
     }
 
+    /// Whether rotor's bind account may read `pwdAccountLockedTime` on `dn`, which the lock
+    /// check of [`LdapAdmin::read_restore_point`] relies on (an attribute the ACLs hide
+    /// simply looks absent). An LDAP compare tells: compareTrue/False or noSuchAttribute
+    /// (readable), undefinedAttributeType (no password policy schema, so no locks),
+    /// insufficientAccess (hidden).
+    pub async fn may_read_lock(&self, dn: &str) -> Result<bool, ConnectorError> {
+        let result = self
+            .read_with_retry(Step::ReadHash, dn, |mut ldap, timeout| async move {
+                Ok(ldap
+                    .with_timeout(timeout)
+                    .compare(dn, LOCKED_TIME, "000001010000Z")
+                    .await?
+                    .0)
+            })
+            .await?;
+        match result.rc {
+            5 | 6 | 16 | 17 => Ok(true),
+            50 => Ok(false),
+            _ => Err(self.classify(LdapError::LdapResult { result }, Step::ReadHash, dn, &[])),
+        }
+    }
+
     /// What rotor reads before it changes an account's password: the stored `userPassword`
     /// (as [`LdapAdmin::read_password_hash`]) and the account's ppolicy lock, if any.
     pub async fn read_restore_point(&self, dn: &str) -> Result<RestorePoint, ConnectorError> {

@@ -30,6 +30,11 @@ pub trait Directories: Send + Sync {
 pub trait OpenDirectory: Send + Sync {
     /// Its accounts as `(uid, dn)`, in directory order, without duplicates.
     fn accounts(&self) -> &[(AccountName, String)];
+    /// Whether new rotations may start here (recovery and verification need no such check):
+    /// an error says why not, e.g. rotor could not tell a locked account.
+    fn may_rotate(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
     /// A target for one account, sharing the admin connection.
     fn target(&self, dn: &str) -> Box<dyn PasswordTarget + Send>;
 }

@@ -81,14 +81,7 @@ fn two_thousand_directory_accounts_each_get_their_own_proven_password() {
     }
 
     let started = Instant::now();
-    let out = rotor.run(&[
-        "rotate",
-        "-i",
-        inv.to_str().unwrap(),
-        "--all",
-        "--output",
-        "json",
-    ]);
+    let out = rotor.rotate_all(inv.to_str().unwrap());
     eprintln!("rotate: {:?}", started.elapsed());
     let report = json(&out);
     assert_eq!(
@@ -145,7 +138,7 @@ fn a_wrong_bind_secret_or_an_untrusted_certificate_changes_nothing() {
     let inv = inventory(&lab);
     let inv = inv.to_str().unwrap();
     let rotor = rotor_for(&lab, "not-the-bind-password");
-    let out = rotor.run(&["rotate", "-i", inv, "--all", "--output", "json"]);
+    let out = rotor.rotate_all(inv);
     let report = json(&out);
     assert_eq!(out.status.code(), Some(3), "{report:#}");
     assert_eq!(
@@ -156,7 +149,7 @@ fn a_wrong_bind_secret_or_an_untrusted_certificate_changes_nothing() {
 
     let rotor = rotor_for(&lab, &lab.bind_password());
     lab.use_cert(ServerCert::OtherName);
-    let out = rotor.run(&["rotate", "-i", inv, "--all", "--output", "json"]);
+    let out = rotor.rotate_all(inv);
     let report = json(&out);
     assert_eq!(out.status.code(), Some(3), "{report:#}");
     assert_eq!(
@@ -284,7 +277,7 @@ fn slapd_stopped_during_a_run_loses_no_credential() {
         assert!(works, "{} lost its credential", uid(i));
     }
     // And a new run rotates them all.
-    let out = rotor.run(&["rotate", "-i", inv, "--all", "--output", "json"]);
+    let out = rotor.rotate_all(inv);
     assert_eq!(json(&out)["counts"]["committed"], 30);
 }
 
@@ -327,7 +320,7 @@ fn rotors_own_bind_account_is_rotated_last_and_used_from_then_on() {
     assert!(lab.bind_works("rotor", &new));
     assert!(!lab.bind_works("rotor", &old));
     // Without naming it, a whole-directory run leaves it alone, and binds with the new secret.
-    let out = rotor.run(&["rotate", "-i", inv, "--all", "--output", "json"]);
+    let out = rotor.rotate_all(inv);
     let report = json(&out);
     assert_eq!(report["counts"]["committed"], 5, "{report:#}");
     assert_eq!(rotor.show("hospital-ldap/rotor").unwrap(), new);
@@ -354,7 +347,7 @@ fn rotors_own_bind_account_among_the_accounts_is_rotated_only_when_named() {
     let inv = inv.to_str().unwrap();
     let old = lab.bind_password();
     let rotor = rotor_for(&lab, &old);
-    let out = rotor.run(&["rotate", "-i", inv, "--all", "--output", "json"]);
+    let out = rotor.rotate_all(inv);
     let report = json(&out);
     assert_eq!(out.status.code(), Some(0), "{report:#}");
     assert_eq!(report["counts"]["committed"], 3, "{report:#}");
@@ -364,18 +357,23 @@ fn rotors_own_bind_account_among_the_accounts_is_rotated_only_when_named() {
     assert!(log.contains("rotated only when named"), "{log}");
 }
 
+/// An administrator locks svc-0002, then `rotor rotate --all` runs (JSON report).
+fn rotate_with_svc_0002_locked(lab: &LdapLab) -> (Rotor, std::process::Output) {
+    let inv = inventory(lab);
+    let rotor = rotor_for(lab, &lab.bind_password());
+    lab.lock("svc-0002");
+    let out = rotor.rotate_all(inv.to_str().unwrap());
+    (rotor, out)
+}
+
 /// An account an administrator locked (ppolicy `pwdAccountLockedTime`) is left alone: a new
 /// password would unlock it (OpenLDAP clears the lock on an administrator's password change).
 /// It stays locked with its old password; the others rotate.
 #[test]
 fn a_locked_directory_account_is_not_unlocked_by_a_rotation() {
     let lab = LdapLab::start(3, true);
-    let inv = inventory(&lab);
-    let inv = inv.to_str().unwrap();
-    let rotor = rotor_for(&lab, &lab.bind_password());
     let shared = lab.shared_password();
-    lab.lock("svc-0002");
-    let out = rotor.run(&["rotate", "-i", inv, "--all", "--output", "json"]);
+    let (rotor, out) = rotate_with_svc_0002_locked(&lab);
     let report = json(&out);
     assert_eq!(out.status.code(), Some(3), "{report:#}");
     let r = result_of(&report, "hospital-ldap/svc-0002");
@@ -390,6 +388,30 @@ fn a_locked_directory_account_is_not_unlocked_by_a_rotation() {
     lab.unlock("svc-0002");
     assert!(lab.bind_works("svc-0002", &shared));
     assert_eq!(rotor.show("hospital-ldap/svc-0002"), None);
+}
+
+/// Where the directory's ACLs hide `pwdAccountLockedTime` from rotor, it cannot tell a locked
+/// account (which a new password would unlock): it rotates nothing there, says what to grant,
+/// and changes nothing; `plan` says so too.
+#[test]
+fn a_directory_that_hides_account_locks_from_rotor_is_not_rotated() {
+    let lab = LdapLab::start_hiding_locks(3);
+    let shared = lab.shared_password();
+    let (rotor, out) = rotate_with_svc_0002_locked(&lab);
+    let report = json(&out);
+    assert_ne!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["counts"]["total"], 0, "{report:#}");
+    let failed = &report["failed_directories"][0];
+    assert_eq!(failed["directory"], "hospital-ldap", "{report:#}");
+    let why = failed["message"].as_str().unwrap();
+    assert!(why.contains("may not read pwdAccountLockedTime"), "{why}");
+    // Nothing was changed: the locked account is still locked, the others keep the old one.
+    assert!(!lab.bind_works("svc-0002", &shared));
+    assert!(lab.bind_works("svc-0001", &shared));
+    let inv = lab.dir().join("inventory.yaml");
+    let plan = rotor.run(&["plan", "-i", inv.to_str().unwrap(), "--all"]);
+    let plan_text = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan_text.contains("cannot be planned"), "{plan_text}");
 }
 
 /// slapd restarts in the middle of a run (while one account waits between its push and its
@@ -460,7 +482,7 @@ fn a_run_killed_while_rotating_rotors_own_bind_account_is_recovered() {
     assert_ne!(new, old);
     assert!(lab.bind_works("rotor", &new));
     // The next run binds with it and rotates the accounts.
-    let out = rotor.run(&["rotate", "-i", inv, "--all", "--output", "json"]);
+    let out = rotor.rotate_all(inv);
     let report = json(&out);
     assert_eq!(out.status.code(), Some(0), "{report:#}");
     assert_eq!(report["counts"]["committed"], 3, "{report:#}");
@@ -475,7 +497,7 @@ fn accounts_under_a_password_history_policy_rotate() {
     let inv = inv.to_str().unwrap();
     let rotor = rotor_for(&lab, &lab.bind_password());
     for _ in 0..2 {
-        let out = rotor.run(&["rotate", "-i", inv, "--all", "--output", "json"]);
+        let out = rotor.rotate_all(inv);
         let report = json(&out);
         assert_eq!(out.status.code(), Some(0), "{report:#}");
         assert_eq!(report["counts"]["committed"], 20, "{report:#}");

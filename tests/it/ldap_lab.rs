@@ -86,6 +86,22 @@ impl LdapLab {
     /// policy has `pwdInHistory: 5` and `pwdCheckQuality: q` (2: a value whose quality the
     /// server cannot check, such as a hash, is refused).
     pub fn start_with(n_accounts: usize, check_quality: Option<u8>) -> LdapLab {
+        let quality = check_quality.map(|q| q.to_string());
+        let mut extra = Vec::new();
+        if let Some(q) = &quality {
+            extra.extend(["--ppolicy", "--check-quality", q.as_str()]);
+        }
+        LdapLab::start_args(n_accounts, &extra)
+    }
+
+    /// Starts slapd with the ppolicy overlay and ACLs that hide `pwdAccountLockedTime` from
+    /// rotor's bind account.
+    pub fn start_hiding_locks(n_accounts: usize) -> LdapLab {
+        LdapLab::start_args(n_accounts, &["--ppolicy", "--hide-lock"])
+    }
+
+    /// `scripts/ldap-lab up` with `extra` arguments.
+    fn start_args(n_accounts: usize, extra: &[&str]) -> LdapLab {
         assert!(
             (1..=99_999).contains(&n_accounts),
             "an LDAP lab has 1..=99999 accounts, not {n_accounts}"
@@ -104,9 +120,7 @@ impl LdapLab {
                 .arg(lab.dir())
                 .args(["--accounts", &n_accounts.to_string()])
                 .args(["--port", &port.to_string()]);
-            if let Some(q) = check_quality {
-                up.args(["--ppolicy", "--check-quality", &q.to_string()]);
-            }
+            up.args(extra);
             let output = up
                 .stdin(Stdio::null())
                 .output()

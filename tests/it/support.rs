@@ -77,6 +77,11 @@ impl Rotor {
         child.wait().unwrap();
     }
 
+    /// `rotor rotate -i INV --all --output json`.
+    pub fn rotate_all(&self, inv: &str) -> Output {
+        self.run(&["rotate", "-i", inv, "--all", "--output", "json"])
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }
