@@ -28,6 +28,9 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
     } = resolve(&a.selection)?;
     let vault = open_vault(g)?;
     let status = vault.status()?;
+    // By credential: a directory of thousands is looked up once per account.
+    let status: std::collections::HashMap<&CredentialId, &crate::store::CredentialStatus> =
+        status.iter().map(|s| (&s.cred, s)).collect();
     // Directory accounts: resolved now, counted, listed in summary (they can be thousands).
     let mut dir_lines = Vec::new();
     let mut n_dir_accounts = 0;
@@ -64,11 +67,7 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
             let (mut n_new, mut oldest) = (0, None);
             for (uid, _) in &w.accounts {
                 let cred = CredentialId::new(w.name.clone(), uid.clone());
-                match status
-                    .iter()
-                    .find(|s| s.cred == cred)
-                    .and_then(|s| s.current_since)
-                {
+                match status.get(&cred).and_then(|s| s.current_since) {
                     Some(t) => {
                         oldest = Some(oldest.map_or(t, |o: chrono::DateTime<chrono::Utc>| o.min(t)))
                     }
@@ -111,7 +110,7 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
     for w in &work {
         for (account, policy) in &w.accounts {
             let cred = CredentialId::new(w.host.name.clone(), account.clone());
-            let st = status.iter().find(|s| s.cred == cred);
+            let st = status.get(&cred);
             let why = match st {
                 None => "never rotated by rotor".to_owned(),
                 Some(s) if s.open_rotation => {

@@ -152,11 +152,7 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
         // Hosts: one blocking task per host, its accounts in sequence.
         for w in hosts {
             let (ctx, fleet, bar) = (ctx.clone(), fleet.clone(), bar.clone());
-            let permit = semaphore
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore is never closed");
+            let permit = slot(&semaphore).await;
             tasks.push(tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let target = fleet.target(&w.host);
@@ -178,11 +174,7 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
             for (uid, dn) in d.accounts.clone() {
                 let (ctx, bar, open) = (ctx.clone(), bar.clone(), d.open.clone());
                 let (name, budget) = (d.name.clone(), d.policy.max_failed_logins);
-                let permit = semaphore
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore is never closed");
+                let permit = slot(&semaphore).await;
                 tasks.push(tokio::task::spawn_blocking(move || {
                     let _permit = permit;
                     let cred = CredentialId::new(name, uid.clone());
@@ -246,4 +238,13 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
     } else {
         3
     })
+}
+
+/// A place among the `--concurrency` logins at once.
+async fn slot(semaphore: &Arc<tokio::sync::Semaphore>) -> tokio::sync::OwnedSemaphorePermit {
+    semaphore
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("semaphore is never closed")
 }

@@ -217,14 +217,8 @@ pub(super) fn from_serde(
             unexpected,
             expected,
             ..
-        } => (
-            ProblemKind::WrongType,
-            format!(
-                "expected {}, found {unexpected}",
-                humanize_expected(expected)
-            ),
-        ),
-        E::SerdeInvalidValue {
+        }
+        | E::SerdeInvalidValue {
             unexpected,
             expected,
             ..
