@@ -119,19 +119,36 @@ fn stdin(
     )
 }
 
-/// The first line of a command's stderr, for an error message, unless it mentions the secret.
-fn stderr_line(stderr: &str, secret: &Secret) -> String {
-    if !secret.expose().is_empty() && stderr.contains(secret.expose()) {
-        return "(output withheld: it contained the secret)".to_owned();
+/// How a step ended, for an error message: its exit status or the signal that killed it.
+/// Never the step's output: a step that is fed a secret (`set`, `restore`) or that reads one
+/// (`restore_point` prints the shadow hash) may echo it in any form (shell-quoted, cut short,
+/// on stderr), so no test of the text for the secret can be trusted to catch it.
+fn ended(out: &ExecOutput) -> String {
+    match &out.signal {
+        // The signal name comes from the host: keep it to what a signal name can be.
+        Some(sig) => format!(
+            "killed by SIG{}",
+            sig.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(16)
+                .collect::<String>()
+        ),
+        None => format!("exit status {}", out.status),
     }
-    stderr
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .chars()
-        .take(200)
-        .collect()
+}
+
+/// What the error says instead of the output of a step that handled a secret.
+const OUTPUT_WITHHELD: &str = "its output is not shown because the step handles a secret; run the step by hand on the host to see it";
+
+/// The restore point in a step's output: field `capture_field` (1-based, `:`-separated) of the
+/// line whose first field is the account. Not simply the first line: a shell startup file on
+/// the host may print before the command does, and that text must not become the "hash" that
+/// a rollback writes back and then compares against.
+fn restore_point_field(text: &str, account: &AccountName, capture_field: usize) -> Option<String> {
+    text.lines()
+        .find(|line| line.split(':').next() == Some(account.as_str()))
+        .and_then(|line| line.split(':').nth(capture_field.saturating_sub(1)))
+        .map(str::to_owned)
 }
 
 /// One host, one admin session, a password playbook.
@@ -214,11 +231,10 @@ impl LinuxHost {
         Err(ConnectorError::new(
             FaultClass::Refused,
             format!(
-                "{}: {failure} (`{}` exit {}): {}",
+                "{}: {failure} (`{}`: {}); {OUTPUT_WITHHELD}",
                 self.where_(account),
                 step.run,
-                out.status,
-                stderr_line(&out.stderr, secret)
+                ended(&out),
             ),
         ))
     }
@@ -252,19 +268,15 @@ impl PasswordTarget for LinuxHost {
             return Err(ConnectorError::new(
                 FaultClass::Protocol,
                 format!(
-                    "{}: reading the restore point failed (exit {}): {}; does the connect user have root or sudo rights?",
+                    "{}: reading the restore point failed (`{}`: {}); does the connect user have root or sudo rights? ({OUTPUT_WITHHELD})",
                     self.where_(account),
-                    out.status,
-                    out.stderr.lines().next().unwrap_or("").trim()
+                    step.run,
+                    ended(&out),
                 ),
             ));
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let field = text
-            .lines()
-            .next()
-            .and_then(|l| l.split(':').nth(step.capture_field.saturating_sub(1)))
-            .map(str::to_owned);
+        let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&out.stdout).into_owned());
+        let field = restore_point_field(&text, account, step.capture_field);
         match field {
             Some(f) if !f.is_empty() => Ok(Secret::new(f)),
             _ => Err(ConnectorError::new(
@@ -672,10 +684,11 @@ mod tests {
             stdin("{account}:{secret}\n", &acct, "{secret}", &s).as_str(),
             "svc_app:pa:ss\n"
         );
+        let shadow = "motd: welcome\nsvc_app:$y$j9T$salt$hash:19000:0:99999:7:::\n";
         assert_eq!(
-            stderr_line("bad pa:ss here\nmore", &s),
-            "(output withheld: it contained the secret)"
+            restore_point_field(shadow, &acct, 2).as_deref(),
+            Some("$y$j9T$salt$hash")
         );
-        assert_eq!(stderr_line("chpasswd: oops\nmore", &s), "chpasswd: oops");
+        assert_eq!(restore_point_field("motd: hello\n", &acct, 2), None);
     }
 }

@@ -272,6 +272,8 @@ fn cause_label(f: &Fault) -> String {
         FaultKind::Target(c) => c.to_string(),
         FaultKind::Store => "vault write failed".to_owned(),
         FaultKind::Interrupted => "rotor was interrupted".to_owned(),
+        FaultKind::SecretCollision => "secret already in use".to_owned(),
+        FaultKind::Parked => "parked".to_owned(),
     }
 }
 

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::blast::{Breaker, FailureLimit, Launch, SkipReason};
 use super::ledger::{Lease, OpenRotation, Phase, RotationId, RunId, Store};
-use super::machine::{Command, Event, Fault, Outcome, Rotation};
+use super::machine::{Command, Event, Fault, FaultKind, Outcome, Rotation};
 use crate::connector::{ConnectorError, FaultClass, PasswordTarget};
 use crate::credential::{AccountName, CredentialId, HostName};
 use crate::inventory::{Host, Policy};
@@ -420,21 +420,28 @@ fn rotate_host(
 }
 
 /// Draws a secret that no other credential in the vault has (invariant 6). A collision of
-/// 24-character random passwords does not happen in practice; the check exists for policies
-/// a user made too small, and to prove the property rather than assume it.
+/// random passwords from a validated policy (64 bits or more) does not happen in practice;
+/// this read only saves a staging attempt where it does. The check that counts is made again
+/// inside the staging transaction ([`Store::stage`]), where no concurrent staging can race it.
 fn generate_unique(policy: &Policy, store: &dyn Store) -> Result<Secret, Fault> {
     for _ in 0..8 {
-        let secret = generate(policy, &mut OsRng).map_err(|e| Fault::store(e.to_string()))?;
+        let secret = generate(policy, &mut OsRng).map_err(|e| Fault {
+            class: FaultKind::SecretCollision,
+            message: e.to_string(),
+        })?;
         match store.fingerprint_taken(&secret) {
             Ok(false) => return Ok(secret),
             Ok(true) => continue,
             Err(e) => return Err(Fault::store(e.to_string())),
         }
     }
-    Err(Fault::store(format!(
-        "policy `{}` keeps producing passwords already in use: make it longer",
-        policy.name
-    )))
+    Err(Fault {
+        class: FaultKind::SecretCollision,
+        message: format!(
+            "policy `{}` keeps producing passwords already in use: make it longer",
+            policy.name
+        ),
+    })
 }
 
 pub(super) fn rotate_one(
@@ -502,8 +509,6 @@ pub(super) fn rotate_one(
         lease: Some(lease),
         max_failed_logins: policy.max_failed_logins,
         refused: None,
-        staged_at: None,
-        lease_ttl: options.lease_ttl,
     };
     let mut outcome = job.drive(Rotation::start(), store, target);
     if let Some((reason, detail)) = job.refused.take() {
@@ -608,8 +613,6 @@ pub(super) fn recover_one(
         lease: Some(lease),
         max_failed_logins,
         refused: None,
-        staged_at: None,
-        lease_ttl,
     };
     let outcome = job.drive(Rotation::recover(r.phase), store, target);
     give_back(store, &job.cred, lease);
@@ -700,11 +703,6 @@ struct Job {
     /// The store refused to stage for a reason that is not a failure of this run (another
     /// rotation is open, the credential is parked, another process took it over).
     refused: Option<(SkipReason, String)>,
-    /// When the stage call began (wall clock, the clock leases expire by: a suspended
-    /// machine or a paused VM counts as time passed), and the lease's ttl: staging fenced and
-    /// renewed the lease, so it holds until at least then + ttl.
-    staged_at: Option<std::time::SystemTime>,
-    lease_ttl: Duration,
 }
 
 impl Job {
@@ -770,7 +768,6 @@ impl Job {
                 let Some(lease) = self.lease else {
                     return Event::Failed(Fault::store("no lease on the credential: not staged"));
                 };
-                self.staged_at = Some(std::time::SystemTime::now());
                 match store.stage(self.run, &self.cred, new, rp, lease) {
                     Ok(id) => {
                         self.rotation = Some(id);
@@ -785,25 +782,21 @@ impl Job {
                             _ => None,
                         }
                         .map(|reason| (reason, e.to_string()));
-                        Event::Failed(Fault::store(e.to_string()))
+                        let class = match e {
+                            E::SecretCollision(_) => FaultKind::SecretCollision,
+                            _ => FaultKind::Store,
+                        };
+                        Event::Failed(Fault {
+                            class,
+                            message: e.to_string(),
+                        })
                     }
                 }
             }
             Command::Push => {
                 // A process that stalled past its lease must never push over one that took
-                // over. Staging proved and renewed the lease; unless that was long ago (a
-                // stalled disk, a stopped process), the lease still holds for half its ttl and
-                // the push goes ahead. Otherwise prove (and renew) it again first. Skipping that
-                // write in the common case is one transaction fewer per credential on the
-                // store's shared lock.
-                // A clock stepped back (elapsed() fails) also moved every lease's expiry away
-                // for the processes that share this clock: the lease still holds.
-                let fresh = self
-                    .staged_at
-                    .is_some_and(|at| at.elapsed().map_or(true, |d| d < self.lease_ttl / 2));
-                if !fresh
-                    && let Err(e) = store.record_phase(self.id(), Phase::Staged, Some("pushing"))
-                {
+                // over: the lease is proved (and renewed) immediately before the write.
+                if let Err(e) = store.renew_lease(self.id()) {
                     return Event::Failed(Fault::store(e.to_string()));
                 }
                 from_target(target.set_password(account, self.new.as_ref().expect("staged")))
@@ -816,6 +809,10 @@ impl Job {
             }
             Command::Commit => from_store(store.commit(self.id())),
             Command::Restore => {
+                // The same fence as the push: a restore is a write to the target too.
+                if let Err(e) = store.renew_lease(self.id()) {
+                    return Event::Failed(Fault::store(e.to_string()));
+                }
                 from_target(target.restore(account, self.restore_point.as_ref().expect("staged")))
             }
             Command::RecordRolledBack => {
@@ -1051,8 +1048,10 @@ mod tests {
         last_token: i64,
         failed_logins: HashMap<CredentialId, u32>,
         parked: HashMap<CredentialId, String>,
-        /// Phase records that only fenced the lease (the rotation stayed `Staged`).
-        n_push_fences: usize,
+        /// Lease proofs made right before a write to a target (`renew_lease`).
+        n_fences: usize,
+        /// `renew_lease` fails: another process took the credential over.
+        lose_lease_before_write: bool,
     }
 
     impl Store for MemStore {
@@ -1098,10 +1097,18 @@ mod tests {
             _: Option<&str>,
         ) -> Result<(), StoreError> {
             let mut m = self.inner.lock().unwrap();
-            if p == Phase::Staged {
-                m.n_push_fences += 1;
-            }
             m.rotations[id.0 as usize].1 = p;
+            Ok(())
+        }
+        fn renew_lease(&self, id: RotationId) -> Result<(), StoreError> {
+            let mut m = self.inner.lock().unwrap();
+            m.n_fences += 1;
+            if m.lose_lease_before_write {
+                return Err(StoreError::LeaseLost {
+                    cred: m.rotations[id.0 as usize].0.to_string(),
+                    why: "taken over".into(),
+                });
+            }
             Ok(())
         }
         fn commit(&self, id: RotationId) -> Result<(), StoreError> {
@@ -1403,19 +1410,41 @@ mod tests {
     }
 
     #[test]
-    fn the_push_is_fenced_again_only_when_staging_was_long_ago() {
-        // Staging renewed the lease moments ago: the push needs no second fence.
+    fn every_write_to_a_target_is_fenced_right_before_it() {
+        // One proof before each push; a failed verification adds one before the restore.
         let (fleet, store, work) = setup(&["a"]);
         let results = run_rotate(fleet, &store, work);
         assert!(results.iter().all(|r| r.outcome == Outcome::Committed));
-        assert_eq!(store.inner.lock().unwrap().n_push_fences, 0);
-        // With a lease that lapses at once, every push proves the lease again first.
+        assert_eq!(store.inner.lock().unwrap().n_fences, 2);
         let (fleet, store, work) = setup(&["a"]);
-        let mut options = RunOptions::new(4);
-        options.lease_ttl = Duration::ZERO;
-        let results = run_with(fleet, &store, work, options);
-        assert!(results.iter().all(|r| r.outcome == Outcome::Committed));
-        assert_eq!(store.inner.lock().unwrap().n_push_fences, 2);
+        fleet.with("a", |h| h.break_login = true);
+        let results = run_rotate(fleet, &store, work);
+        assert!(results.iter().all(|r| r.outcome.label() == "rolled back"));
+        assert_eq!(store.inner.lock().unwrap().n_fences, 4);
+    }
+
+    #[test]
+    fn a_process_that_lost_its_lease_writes_nothing_to_the_target() {
+        let (fleet, store, work) = setup(&["a"]);
+        store.inner.lock().unwrap().lose_lease_before_write = true;
+        let before = fleet.password("a", "svc_app");
+        let results = run_rotate(fleet, &store, work);
+        assert_eq!(fleet.password("a", "svc_app"), before);
+        assert!(
+            !fleet
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.ends_with(" set")),
+            "{:?}",
+            fleet.log.lock().unwrap()
+        );
+        assert!(
+            results.iter().all(|r| r.outcome != Outcome::Committed),
+            "{:?}",
+            labels(&results)
+        );
     }
 
     #[test]

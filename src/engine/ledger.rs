@@ -186,6 +186,11 @@ pub trait Store: Send + Sync {
         phase: Phase,
         note: Option<&str>,
     ) -> Result<(), crate::store::StoreError>;
+    /// Proves that this handle still holds the rotation's lease and renews it, changing
+    /// nothing else: the fence the driver runs immediately before every write to a target
+    /// (push, restore), so a process paused past its lease never changes a target after
+    /// another process took the credential over. `StoreError::LeaseLost` otherwise.
+    fn renew_lease(&self, id: RotationId) -> Result<(), crate::store::StoreError>;
     /// `pending` -> `current`, old `current` -> `previous`, old `previous` -> retired; ledger
     /// row -> `Committed`. One transaction, which also gives back the rotation's lease (as
     /// `roll_back` and `mark_stuck` do: a closed rotation needs none).

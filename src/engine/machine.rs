@@ -66,6 +66,11 @@ pub enum FaultKind {
     Store,
     /// The rotor process was interrupted (killed) before the rotation finished.
     Interrupted,
+    /// The new secret is already another credential's (invariant 6): nothing was stored or
+    /// sent. Not a store failure: the vault worked and said no.
+    SecretCollision,
+    /// The credential is parked (lockout budget spent): rotor made no login for it.
+    Parked,
 }
 
 impl Serialize for FaultKind {
@@ -74,6 +79,8 @@ impl Serialize for FaultKind {
             FaultKind::Target(c) => c.serialize(s),
             FaultKind::Store => s.serialize_str("store"),
             FaultKind::Interrupted => s.serialize_str("interrupted"),
+            FaultKind::SecretCollision => s.serialize_str("secret_collision"),
+            FaultKind::Parked => s.serialize_str("parked"),
         }
     }
 }

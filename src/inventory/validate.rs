@@ -30,6 +30,8 @@ const HOST_KEY_TYPES: &[&str] = &[
 
 const MIN_LENGTH: u64 = 12;
 const MAX_LENGTH: u64 = 128;
+/// The weakest policy rotor accepts, in bits of entropy per password (DESIGN.md invariant 6).
+const MIN_POLICY_BITS: f64 = 64.0;
 const DEFAULT_LENGTH: usize = 24;
 const DEFAULT_PORT: u16 = 22;
 /// Below pam_faillock's default `deny = 3`, so rotor's own failed logins never lock an account.
@@ -148,6 +150,7 @@ impl Checker<'_> {
         }
         let raw = raw.value;
 
+        let length_at = raw.length.as_ref().map(|length| length.referenced);
         let length = match raw.length {
             None => DEFAULT_LENGTH,
             Some(length) if (MIN_LENGTH..=MAX_LENGTH).contains(&length.value) => {
@@ -229,6 +232,41 @@ impl Checker<'_> {
                          exclude fewer characters or drop `{}` from `classes`",
                         class.name(),
                         class.name()
+                    ),
+                );
+                ok = false;
+            }
+        }
+
+        // Invariant 6: secrets are unique by construction only if collisions are negligible.
+        let n_chars = classes
+            .iter()
+            .flat_map(|c| c.chars())
+            .filter(|c| !exclude.contains(*c))
+            .count();
+        if ok && n_chars > 0 {
+            let bits_per_char = (n_chars as f64).log2();
+            let bits = length as f64 * bits_per_char;
+            if bits < MIN_POLICY_BITS {
+                let at = length_at.unwrap_or(exclude_at);
+                let fix = if n_chars > 1 {
+                    format!(
+                        "use a length of at least {} with these classes, or allow more \
+                         characters (more classes, fewer exclusions)",
+                        (MIN_POLICY_BITS / bits_per_char).ceil()
+                    )
+                } else {
+                    "allow more characters (more classes, fewer exclusions)".to_owned()
+                };
+                self.report(
+                    at,
+                    &field,
+                    ProblemKind::InvalidValue,
+                    format!(
+                        "policy `{name}` is too weak: {length} characters from {n_chars} allowed \
+                         give about {bits:.0} bits, and rotor refuses policies below \
+                         {MIN_POLICY_BITS:.0} bits (two accounts could get the same password); \
+                         {fix}"
                     ),
                 );
                 ok = false;

@@ -93,6 +93,10 @@ pub enum StoreError {
         "credential {cred} is parked ({reason}): rotor makes no logins or rotations for it until an operator has checked the account and unparks it"
     )]
     Parked { cred: String, reason: String },
+    #[error(
+        "credential {0}: the new secret is already the secret of another credential in the vault (checked by keyed fingerprint when it was staged), so it was not stored or sent. With a policy of 64 bits or more this does not happen by chance: check that the policy has not been weakened and that no two rotor instances share a random source"
+    )]
+    SecretCollision(String),
     #[error("credential {0} is not in the vault: enroll it with `rotor enroll {0}`")]
     UnknownCredential(String),
     #[error("rotation {0} is not in the vault")]

@@ -1287,3 +1287,39 @@ fn the_database_is_readable_by_its_owner_only() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// Invariant 6 under concurrency: two processes (two handles on one file) that drew the same
+/// secret for two credentials both pass the read-only `fingerprint_taken` before either has
+/// staged; staging itself is where the check counts, so only the first stores it.
+#[test]
+fn two_stagings_of_one_secret_cannot_both_succeed() {
+    let p = pair();
+    let same = secret("drawn-twice");
+    assert!(!p.a().fingerprint_taken(&same).unwrap());
+    assert!(!p.b.fingerprint_taken(&same).unwrap());
+    let run_a = p.a().begin_run("a", "all").unwrap();
+    let run_b = p.b.begin_run("b", "all").unwrap();
+    let lease_a = p.acquire("a", "h1/svc").unwrap();
+    let lease_b = p.acquire("b", "h2/svc").unwrap();
+    let id = p
+        .a()
+        .stage(run_a, &cred("h1/svc"), &same, &secret("rp1"), lease_a)
+        .unwrap();
+    let before = p.snapshot();
+    let err =
+        p.b.stage(run_b, &cred("h2/svc"), &same, &secret("rp2"), lease_b)
+            .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::SecretCollision(c) if c == "h2/svc"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("drawn-twice"), "{err}");
+    assert_eq!(p.snapshot(), before, "the refused staging changed nothing");
+    // Also against a secret that is only history: a rolled-back pending is never reused.
+    p.a().roll_back(id, "test").unwrap();
+    let lease_b = p.acquire("b", "h2/svc").unwrap();
+    let err =
+        p.b.stage(run_b, &cred("h2/svc"), &same, &secret("rp2"), lease_b)
+            .unwrap_err();
+    assert!(matches!(err, StoreError::SecretCollision(_)), "{err}");
+}

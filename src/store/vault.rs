@@ -150,20 +150,77 @@ struct LeaseRow {
 }
 
 impl LeaseRow {
-    /// The lease is held by a process on this machine that no longer exists (killed, crashed):
-    /// nobody can renew it, so waiting for its ttl would only delay recovery.
+    /// The lease is held by a process on this machine that no longer exists (killed, crashed,
+    /// or the machine rebooted since): nobody can renew it, so waiting for its ttl would only
+    /// delay recovery.
     ///
     /// Judged only where the pid means the same process: the same machine name *and* the same
-    /// PID namespace (two containers sharing a hostname do not share pids); and a pid that now
-    /// belongs to a process started at another time is a reused pid, so the holder is gone.
+    /// PID namespace (two containers sharing a hostname do not share pids). The holder is gone
+    /// when the machine booted again since the lease was taken (another boot id), when no
+    /// process has that pid, or when the pid now belongs to a process started at another time
+    /// (a reused pid). A `/proc/PID` that exists but cannot be read (`hidepid`, a security
+    /// module) says nothing: that holder is taken to be alive.
     fn holder_is_gone(&self) -> bool {
-        let Some((machine, started)) = self.owner_host.rsplit_once('#') else {
+        self.holder_is_gone_on(&Machine::this())
+    }
+
+    fn holder_is_gone_on(&self, here: &Machine) -> bool {
+        let owner = Owner::parse(&self.owner_host);
+        let Some(owner) = owner else {
             return false;
         };
-        self.owner_pid != 0
-            && self.owner_pid != std::process::id()
-            && machine == this_machine()
-            && process_start(self.owner_pid).is_none_or(|now| now != started)
+        if self.owner_pid == 0 || self.owner_pid == here.pid || owner.machine != here.name {
+            return false;
+        }
+        if let (Some(then), Some(now)) = (owner.boot_id, here.boot_id.as_deref())
+            && then != now
+        {
+            return true;
+        }
+        match (here.process_start)(self.owner_pid) {
+            ProcessStart::Gone => true,
+            ProcessStart::Unknown => false,
+            ProcessStart::At(now) => now != owner.started,
+        }
+    }
+}
+
+/// How a lease names the process that holds it: `MACHINE#START[#BOOT_ID]` (leases written
+/// before the boot id was recorded have none).
+struct Owner<'a> {
+    machine: &'a str,
+    started: &'a str,
+    boot_id: Option<&'a str>,
+}
+
+impl<'a> Owner<'a> {
+    fn parse(text: &'a str) -> Option<Owner<'a>> {
+        let mut parts = text.splitn(3, '#');
+        Some(Owner {
+            machine: parts.next()?,
+            started: parts.next()?,
+            boot_id: parts.next(),
+        })
+    }
+}
+
+/// What [`LeaseRow::holder_is_gone_on`] knows of the machine it runs on (a value, so tests
+/// can describe another boot or an unreadable `/proc`).
+struct Machine {
+    name: String,
+    boot_id: Option<String>,
+    pid: u32,
+    process_start: fn(u32) -> ProcessStart,
+}
+
+impl Machine {
+    fn this() -> Machine {
+        Machine {
+            name: this_machine(),
+            boot_id: boot_id(),
+            pid: std::process::id(),
+            process_start,
+        }
     }
 }
 
@@ -178,10 +235,34 @@ fn this_machine() -> String {
     format!("{host} {pid_ns}")
 }
 
-/// A process's start time (clock ticks since boot, field 22 of /proc/PID/stat), which with the
-/// pid identifies the process; `None` if there is no such process.
-fn process_start(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// The kernel's id of this boot: a pid recorded under another boot id names no live process.
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty() && !id.contains('#'))
+}
+
+/// What `/proc/PID/stat` says of a process's start.
+#[derive(Debug, PartialEq, Eq)]
+enum ProcessStart {
+    /// Clock ticks since boot (field 22), which with the pid identifies the process.
+    At(String),
+    /// No such process.
+    Gone,
+    /// The file exists but could not be read or understood: nothing is known.
+    Unknown,
+}
+
+fn process_start(pid: u32) -> ProcessStart {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => parse_process_start(&stat).map_or(ProcessStart::Unknown, ProcessStart::At),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ProcessStart::Gone,
+        Err(_) => ProcessStart::Unknown,
+    }
+}
+
+fn parse_process_start(stat: &str) -> Option<String> {
     // The command name (field 2) is in parentheses and may contain spaces: count after it.
     let after_comm = &stat[stat.rfind(')')? + 1..];
     after_comm.split_whitespace().nth(19).map(str::to_owned)
@@ -189,11 +270,16 @@ fn process_start(pid: u32) -> Option<String> {
 
 /// How a lease names its holding process, for `holder_is_gone`.
 fn this_process_owner() -> String {
-    format!(
-        "{}#{}",
-        this_machine(),
-        process_start(std::process::id()).unwrap_or_default()
-    )
+    let started = match process_start(std::process::id()) {
+        ProcessStart::At(at) => at,
+        _ => String::new(),
+    };
+    let mut owner = format!("{}#{started}", this_machine());
+    if let Some(boot) = boot_id() {
+        owner.push('#');
+        owner.push_str(&boot);
+    }
+    owner
 }
 
 /// How times are written: RFC 3339 in UTC with microseconds.
@@ -1080,6 +1166,17 @@ impl Store for Vault {
             if let Some(stuck) = stuck {
                 return Err(StoreError::Stuck(cred_text.clone(), stuck));
             }
+            // Invariant 6, checked where it cannot race: this transaction holds the write
+            // lock (BEGIN IMMEDIATE), so no other staging, in this process or another, can
+            // store the same secret between this check and the insert below.
+            let taken: bool = tx.row(
+                "SELECT EXISTS (SELECT 1 FROM versions WHERE fingerprint = ?1)",
+                [crypto::fingerprint(&self.hmac_key, new)],
+                |row| row.get(0),
+            )?;
+            if taken {
+                return Err(StoreError::SecretCollision(cred_text.clone()));
+            }
             let version =
                 self.insert_version(tx, credential_row, &cred_text, "pending", new, &at)?;
             tx.exec(
@@ -1125,6 +1222,15 @@ impl Store for Vault {
                 Some(&row.cred),
                 &format!("rotation {id}: {} -> {phase}", row.phase),
             )?;
+            Ok(())
+        })
+    }
+
+    /// Not audited: every push and restore renews once, and the phase records around them
+    /// are audited already.
+    fn renew_lease(&self, id: RotationId) -> Result<(), StoreError> {
+        self.write_lazy(|tx| {
+            self.fenced_rotation_row(tx, id, "written to the target")?;
             Ok(())
         })
     }
@@ -1449,5 +1555,139 @@ pub(super) mod test_support {
         schema_version: i64,
     ) -> Result<Vault, StoreError> {
         Vault::init_at_schema(data_dir, source, schema_version)
+    }
+}
+
+#[cfg(test)]
+mod lease_holder_tests {
+    use super::*;
+
+    fn lease(owner_host: &str, owner_pid: u32) -> LeaseRow {
+        LeaseRow {
+            token: 1,
+            holder: "rotor pid 4242".into(),
+            owner_host: owner_host.into(),
+            owner_pid,
+            ttl_ms: 1000,
+            expires_at: Utc::now(),
+        }
+    }
+
+    fn here(boot_id: Option<&str>, process_start: fn(u32) -> ProcessStart) -> Machine {
+        Machine {
+            name: "box pid:[1]".into(),
+            boot_id: boot_id.map(str::to_owned),
+            pid: 1,
+            process_start,
+        }
+    }
+
+    /// `(lease owner, pid, machine it is judged on, gone?)`.
+    fn check(cases: &[(&str, u32, Machine, bool)]) {
+        for (owner, pid, machine, gone) in cases {
+            assert_eq!(
+                lease(owner, *pid).holder_is_gone_on(machine),
+                *gone,
+                "{owner} pid {pid}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_holder_is_gone_only_when_the_machine_says_so() {
+        let started_77 = |_| ProcessStart::At("77".into());
+        let unreadable = |_| ProcessStart::Unknown;
+        let no_process = |_| ProcessStart::Gone;
+        check(&[
+            // The same process (pid and start time) in the same boot: alive.
+            (
+                "box pid:[1]#77#boot-a",
+                4242,
+                here(Some("boot-a"), started_77),
+                false,
+            ),
+            // The pid was reused by a process started later.
+            (
+                "box pid:[1]#76#boot-a",
+                4242,
+                here(Some("boot-a"), started_77),
+                true,
+            ),
+            // No such process.
+            (
+                "box pid:[1]#77#boot-a",
+                4242,
+                here(Some("boot-a"), no_process),
+                true,
+            ),
+            // /proc/PID exists but cannot be read (hidepid): nothing is known, so alive.
+            (
+                "box pid:[1]#77#boot-a",
+                4242,
+                here(Some("boot-a"), unreadable),
+                false,
+            ),
+            // The machine rebooted since: whatever now runs under that pid, the holder is gone,
+            // even with an unreadable /proc or a start time that happens to match.
+            (
+                "box pid:[1]#77#boot-a",
+                4242,
+                here(Some("boot-b"), unreadable),
+                true,
+            ),
+            (
+                "box pid:[1]#77#boot-a",
+                4242,
+                here(Some("boot-b"), started_77),
+                true,
+            ),
+            // A lease written before boot ids were recorded is judged by the start time.
+            (
+                "box pid:[1]#77",
+                4242,
+                here(Some("boot-b"), started_77),
+                false,
+            ),
+            (
+                "box pid:[1]#76",
+                4242,
+                here(Some("boot-b"), started_77),
+                true,
+            ),
+            // Another machine or PID namespace: its pids say nothing here.
+            (
+                "other pid:[1]#77#boot-a",
+                4242,
+                here(Some("boot-b"), no_process),
+                false,
+            ),
+            // This process itself, or no pid recorded.
+            (
+                "box pid:[1]#77#boot-a",
+                1,
+                here(Some("boot-b"), no_process),
+                false,
+            ),
+            (
+                "box pid:[1]#77#boot-a",
+                0,
+                here(Some("boot-b"), no_process),
+                false,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn this_process_is_named_with_its_boot() {
+        let owner = this_process_owner();
+        let parsed = Owner::parse(&owner).unwrap();
+        assert_eq!(parsed.machine, this_machine());
+        assert_eq!(parsed.boot_id, boot_id().as_deref());
+        assert!(parsed.boot_id.is_some(), "{owner}");
+        assert_eq!(
+            process_start(std::process::id()),
+            ProcessStart::At(parsed.started.to_owned())
+        );
+        assert_eq!(process_start(u32::MAX), ProcessStart::Gone);
     }
 }
