@@ -5,6 +5,7 @@
 //! - [`credential`]: `HostName`, `AccountName`, `CredentialId` newtypes.
 //! - [`inventory`]: YAML inventory parsing and validation, scopes.
 //! - [`policy`]: password generation from a policy (pure; RNG injected).
+//! - [`password_hash`]: local checks of a password against a target's stored hash (bounded cost).
 //! - [`playbook`]: built-in playbooks (`linux-password`) run over an SSH session.
 //! - [`engine`]: the rotation state machine (pure), recovery decisions, and the driver.
 //! - [`connector`]: edges to targets (`ssh`), typed faults.
@@ -17,6 +18,7 @@ pub mod connector;
 pub mod credential;
 pub mod engine;
 pub mod inventory;
+pub mod password_hash;
 pub mod playbook;
 pub mod policy;
 pub mod report;

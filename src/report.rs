@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::engine::driver::CredentialResult;
-use crate::engine::machine::{Fault, FaultKind};
+use crate::engine::machine::Fault;
 use crate::engine::{Outcome, RunId};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -268,13 +268,7 @@ impl RunReport {
 }
 
 fn cause_label(f: &Fault) -> String {
-    match f.class {
-        FaultKind::Target(c) => c.to_string(),
-        FaultKind::Store => "vault write failed".to_owned(),
-        FaultKind::Interrupted => "rotor was interrupted".to_owned(),
-        FaultKind::SecretCollision => "secret already in use".to_owned(),
-        FaultKind::Parked => "parked".to_owned(),
-    }
+    f.class_text()
 }
 
 /// A plain left-aligned table; the last column is not padded.

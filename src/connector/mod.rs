@@ -93,6 +93,12 @@ pub trait PasswordTarget {
     fn refuses_rotation(&self, _account: &AccountName, _restore_point: &Secret) -> Option<String> {
         None
     }
+    /// Whether `restore_point` (read from the target now) was made from `secret`, checked
+    /// locally without a login: `None` when the target's hash scheme cannot be checked.
+    /// Recovery uses it to undo only what rotor changed.
+    fn holds_secret(&self, restore_point: &Secret, secret: &Secret) -> Option<bool> {
+        crate::password_hash::matches(restore_point, secret)
+    }
     /// Sets the new password (secret on stdin, never on a command line).
     fn set_password(&mut self, account: &AccountName, new: &Secret) -> Result<(), ConnectorError>;
     /// Puts the saved restore point back and checks it is back.

@@ -64,6 +64,8 @@ pub enum SkipReason {
     Busy,
     /// An earlier rotation of it is still open and could not be settled now.
     OpenRotation,
+    /// Its host stopped answering during an earlier account of the same run.
+    HostLost,
 }
 
 impl fmt::Display for SkipReason {
@@ -75,6 +77,7 @@ impl fmt::Display for SkipReason {
             SkipReason::Parked => "parked",
             SkipReason::Busy => "in use by another rotor",
             SkipReason::OpenRotation => "earlier rotation open",
+            SkipReason::HostLost => "host stopped answering",
         })
     }
 }

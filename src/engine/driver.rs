@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::blast::{Breaker, FailureLimit, Launch, SkipReason};
 use super::ledger::{Lease, OpenRotation, Phase, RotationId, RunId, Store};
-use super::machine::{Command, Event, Fault, FaultKind, Outcome, Rotation};
+use super::machine::{Command, Event, Fault, FaultKind, Holds, Outcome, Rotation};
 use crate::connector::{ConnectorError, FaultClass, PasswordTarget};
 use crate::credential::{AccountName, CredentialId, HostName};
 use crate::inventory::{Host, Policy};
@@ -399,6 +399,10 @@ fn rotate_host(
                 .collect();
         }
     };
+    // Set once an account's host stopped answering (timed out, went away): the host's other
+    // accounts are not started, so a hung host is not pushed to again and again, each push
+    // waiting out the step timeout and leaving another rotation for recovery.
+    let mut lost: Option<String> = None;
     work.accounts
         .iter()
         .map(|(account, policy)| {
@@ -410,13 +414,34 @@ fn rotate_host(
                     SkipReason::Interrupted,
                     "the run was interrupted before this account started",
                 )
+            } else if let Some(why) = &lost {
+                skipped(cred, SkipReason::HostLost, why)
             } else {
-                rotate_one(cred, policy, run, store, &mut *target, options)
+                let r = rotate_one(cred, policy, run, store, &mut *target, options);
+                if let Some(cause) = host_lost(&r.outcome) {
+                    lost = Some(format!(
+                        "not started: {host} stopped answering while rotor worked on {} ({}); run again once the host is back",
+                        r.cred, cause.class_text()
+                    ));
+                }
+                r
             };
             report_progress(progress, &r);
             r
         })
         .collect()
+}
+
+/// The fault that shows the host itself stopped answering during this outcome, if it did.
+fn host_lost(outcome: &Outcome) -> Option<&Fault> {
+    match outcome {
+        Outcome::NotChanged { cause } | Outcome::Unsettled { cause, .. }
+            if cause.is_unreachable() =>
+        {
+            Some(cause)
+        }
+        _ => None,
+    }
 }
 
 /// Draws a secret that no other credential in the vault has (invariant 6). A collision of
@@ -589,16 +614,24 @@ pub(super) fn recover_one(
     };
     let lease = match take_lease(store, &r.cred, "recovery", lease_ttl) {
         Ok(lease) => lease,
-        Err(NoLease::Busy(detail)) => return unsettled(Fault::store(detail)),
+        Err(NoLease::Busy(detail)) => {
+            return unsettled(Fault {
+                class: FaultKind::Busy,
+                message: detail,
+            });
+        }
         Err(NoLease::Store(cause)) => return unsettled(cause),
     };
     // A parked credential gets no probe login: it stays open for the operator.
     if let Ok(Some(why)) = store.parked(&r.cred) {
         give_back(store, &r.cred, lease);
-        return unsettled(Fault::store(format!(
-            "parked ({why}): no login is tried until `rotor recover --cred {}`",
-            r.cred
-        )));
+        return unsettled(Fault {
+            class: FaultKind::Parked,
+            message: format!(
+                "parked ({why}): no login is tried until an operator has checked the account and run `rotor recover --cred {}`",
+                r.cred
+            ),
+        });
     }
     if let Err(e) = store.adopt(r.id, lease) {
         give_back(store, &r.cred, lease);
@@ -818,17 +851,24 @@ impl Job {
             Command::RecordRolledBack => {
                 from_store(store.roll_back(self.id(), last_cause.unwrap_or("rolled back")))
             }
-            Command::RecordStuck => {
-                from_store(store.mark_stuck(self.id(), last_cause.unwrap_or("restore failed")))
-            }
-            Command::CheckUnchanged => match target.restore_point(account) {
-                Ok(now) => Event::Unchanged(
-                    now.ct_eq(
-                        self.restore_point
-                            .as_ref()
-                            .expect("open rotations carry one"),
-                    ),
-                ),
+            Command::RecordStuck(reason) => from_store(store.mark_stuck(self.id(), reason)),
+            Command::CheckTarget => match target.restore_point(account) {
+                Ok(now) => {
+                    let saved = self
+                        .restore_point
+                        .as_ref()
+                        .expect("open rotations carry one");
+                    let pending = self.new.as_ref().expect("open rotations carry one");
+                    Event::Holds(if now.ct_eq(saved) {
+                        Holds::Saved
+                    } else {
+                        match target.holds_secret(&now, pending) {
+                            Some(true) => Holds::Pending,
+                            Some(false) => Holds::Other,
+                            None => Holds::Changed,
+                        }
+                    })
+                }
                 Err(e) => Event::Failed(Fault::target(e.class, e.message)),
             },
             Command::Finish(_) => unreachable!("drive() returns before executing Finish"),
@@ -928,6 +968,8 @@ mod tests {
         /// The password is set but logins with it fail.
         break_login: bool,
         down: bool,
+        /// The host hangs during the next push: it times out, and the host answers no more.
+        hang_on_set: bool,
     }
 
     #[derive(Default)]
@@ -992,6 +1034,10 @@ mod tests {
             if h.refuse_set {
                 return Err(err(FaultClass::Refused));
             }
+            if h.hang_on_set {
+                h.down = true;
+                return Err(err(FaultClass::TimedOut));
+            }
             h.passwords.insert(a.to_string(), new.expose().to_owned());
             Ok(())
         }
@@ -1004,6 +1050,9 @@ mod tests {
             }
             h.passwords.insert(a.to_string(), saved.expose().to_owned());
             Ok(())
+        }
+        fn holds_secret(&self, restore_point: &Secret, secret: &Secret) -> Option<bool> {
+            Some(restore_point.ct_eq(secret))
         }
         fn verify_login(&mut self, a: &AccountName, s: &Secret) -> Result<(), ConnectorError> {
             self.fleet.note(&self.host, "verify");
@@ -1448,6 +1497,42 @@ mod tests {
     }
 
     #[test]
+    fn a_host_that_stops_answering_gets_no_more_pushes() {
+        let (fleet, store, work) = setup(&["a", "b"]);
+        fleet.with("a", |h| h.hang_on_set = true);
+        let results = run_rotate(fleet, &store, work);
+        assert_eq!(
+            labels(&results),
+            [
+                "a/svc_app unsettled",
+                "a/svc_backup skipped",
+                "b/svc_app committed",
+                "b/svc_backup committed"
+            ]
+        );
+        let a_steps: Vec<String> = fleet
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("a "))
+            .cloned()
+            .collect();
+        // svc_app: read, push (hangs), check (no answer); svc_backup: nothing at all.
+        assert_eq!(a_steps, ["a read", "a set", "a read"]);
+        match &results[1].outcome {
+            Outcome::Skipped { reason, detail } => {
+                assert_eq!(*reason, SkipReason::HostLost);
+                assert!(
+                    detail.contains("a stopped answering while rotor worked on a/svc_app"),
+                    "{detail}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn every_account_gets_its_own_verified_secret() {
         let (fleet, store, work) = setup(&["a", "b", "c"]);
         let results = run_rotate(fleet, &store, work);
@@ -1579,10 +1664,9 @@ mod tests {
         assert!(store.open_rotations().unwrap().is_empty());
     }
 
-    /// Pushed, then the new password was lost on the host (neither works): recovery restores
-    /// the saved hash.
-    #[test]
-    fn recovery_restores_when_pending_does_not_work() {
+    /// An interrupted rotation whose pending secret no longer logs in, recovered against a
+    /// host that holds `on_host` for svc_app (the fake's "hash" is the password itself).
+    fn recover_applied_with(on_host: &str, break_login: bool) -> (Vec<String>, String) {
         let (fleet, store, work) = setup(&["a"]);
         let app = CredentialId::parse("a/svc_app").unwrap();
         let id = store
@@ -1596,7 +1680,8 @@ mod tests {
             .unwrap();
         store.record_phase(id, Phase::Applied, None).unwrap();
         fleet.with("a", |h| {
-            h.passwords.insert("svc_app".into(), "garbled".into());
+            h.passwords.insert("svc_app".into(), on_host.into());
+            h.break_login = break_login;
         });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -1611,7 +1696,24 @@ mod tests {
                 RunOptions::new(2),
             ))
             .unwrap();
-        assert_eq!(labels(&results), ["a/svc_app rolled back"]);
-        assert_eq!(fleet.password("a", "svc_app").unwrap(), "shared");
+        assert!(store.open_rotations().unwrap().is_empty());
+        (labels(&results), fleet.password("a", "svc_app").unwrap())
+    }
+
+    /// The host holds rotor's new password but logins with it fail: rotor's change, undone.
+    #[test]
+    fn recovery_restores_its_own_change_when_pending_does_not_log_in() {
+        let (results, on_host) = recover_applied_with("new-app", true);
+        assert_eq!(results, ["a/svc_app rolled back"]);
+        assert_eq!(on_host, "shared");
+    }
+
+    /// The host holds neither the saved hash nor rotor's new password: an operator reset it
+    /// by hand. Recovery must not put the old, perhaps compromised, password back.
+    #[test]
+    fn recovery_leaves_a_change_made_outside_rotor_alone() {
+        let (results, on_host) = recover_applied_with("reset-by-hand", false);
+        assert_eq!(results, ["a/svc_app stuck"]);
+        assert_eq!(on_host, "reset-by-hand");
     }
 }

@@ -32,12 +32,13 @@ pub enum Command {
     Restore,
     /// Drop `pending`, end the ledger row in `RolledBack`.
     RecordRolledBack,
-    /// End the ledger row in `Stuck`, keeping both secrets.
-    RecordStuck,
+    /// End the ledger row in `Stuck` with this reason (never a secret), keeping both secrets.
+    RecordStuck(String),
     /// Recovery: prove the pending secret (fresh login).
     ProbePending,
-    /// Recovery: is the target's restore point still the saved one?
-    CheckUnchanged,
+    /// What does the target hold now: the saved restore point, the pending secret (checked
+    /// locally against the target's hash where its scheme allows), or something else?
+    CheckTarget,
     /// Nothing more to do.
     Finish(Outcome),
 }
@@ -46,9 +47,23 @@ pub enum Command {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     Ok,
-    /// `CheckUnchanged` answers with whether the target still holds the saved restore point.
-    Unchanged(bool),
+    /// `CheckTarget` answers with what the target holds.
+    Holds(Holds),
     Failed(Fault),
+}
+
+/// What a target's restore point (Linux: the shadow hash) shows it holds, compared with the
+/// rotation's saved restore point and its pending secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holds {
+    /// Exactly the saved restore point: the target is as it was before the rotation.
+    Saved,
+    /// Not the saved one, and the pending secret matches it (checked locally, no login).
+    Pending,
+    /// Not the saved one, and the pending secret does not match it: someone else set it.
+    Other,
+    /// Not the saved one, and rotor cannot check it locally (an unknown hash scheme).
+    Changed,
 }
 
 /// A failure with its class and a message for people (never a secret).
@@ -66,11 +81,16 @@ pub enum FaultKind {
     Store,
     /// The rotor process was interrupted (killed) before the rotation finished.
     Interrupted,
+    /// Recovery found the target changed by someone else (neither the saved restore point
+    /// nor the pending secret): rotor left it alone.
+    ChangedOutsideRotor,
     /// The new secret is already another credential's (invariant 6): nothing was stored or
     /// sent. Not a store failure: the vault worked and said no.
     SecretCollision,
     /// The credential is parked (lockout budget spent): rotor made no login for it.
     Parked,
+    /// Another live rotor process holds the credential's lease.
+    Busy,
 }
 
 impl Serialize for FaultKind {
@@ -79,8 +99,10 @@ impl Serialize for FaultKind {
             FaultKind::Target(c) => c.serialize(s),
             FaultKind::Store => s.serialize_str("store"),
             FaultKind::Interrupted => s.serialize_str("interrupted"),
+            FaultKind::ChangedOutsideRotor => s.serialize_str("changed_outside_rotor"),
             FaultKind::SecretCollision => s.serialize_str("secret_collision"),
             FaultKind::Parked => s.serialize_str("parked"),
+            FaultKind::Busy => s.serialize_str("busy"),
         }
     }
 }
@@ -96,6 +118,18 @@ impl Fault {
         Fault {
             class: FaultKind::Store,
             message: message.into(),
+        }
+    }
+    /// The class in words, as reports show it.
+    pub fn class_text(&self) -> String {
+        match self.class {
+            FaultKind::Target(c) => c.to_string(),
+            FaultKind::Store => "vault write failed".to_owned(),
+            FaultKind::Interrupted => "rotor was interrupted".to_owned(),
+            FaultKind::ChangedOutsideRotor => "changed outside rotor".to_owned(),
+            FaultKind::SecretCollision => "secret already in use".to_owned(),
+            FaultKind::Parked => "parked".to_owned(),
+            FaultKind::Busy => "in use by another rotor".to_owned(),
         }
     }
     /// The target could not be reached at all (so nothing on it can be settled now).
@@ -154,6 +188,24 @@ impl Outcome {
     }
 }
 
+/// Why recovery leaves a target alone that it finds changed by someone else.
+fn changed_outside_rotor(held: Holds) -> Fault {
+    let why = match held {
+        Holds::Other => {
+            "its password hash is neither the one saved before the rotation nor one that the pending secret matches"
+        }
+        _ => {
+            "its password hash is not the one saved before the rotation, and its scheme cannot be checked locally against the pending secret"
+        }
+    };
+    Fault {
+        class: FaultKind::ChangedOutsideRotor,
+        message: format!(
+            "the target was changed outside rotor ({why}), perhaps by an operator's emergency reset; rotor left it as it is so as not to undo that. Find out who changed it and what the account's password is now, then `rotor recover --cred` it"
+        ),
+    }
+}
+
 /// The state of one rotation. Each variant is where the machine waits for the event of the
 /// command it last emitted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,12 +216,16 @@ pub enum Rotation {
     RecordingApplied,
     Verifying,
     Committing,
+    /// `recovering`: the rollback belongs to recovery, which undoes only what rotor changed
+    /// (DESIGN.md invariant 4); a run undoes its own push, which it made moments ago.
     RecordingRollingBack {
         cause: Fault,
+        recovering: bool,
     },
     /// Rolling back: first find out whether the target changed at all.
     CheckingChanged {
         cause: Fault,
+        recovering: bool,
     },
     Restoring {
         cause: Fault,
@@ -215,7 +271,7 @@ impl Rotation {
         match phase {
             Phase::Staged | Phase::RollingBack => (
                 Rotation::CheckingBeforeProbe { phase },
-                Command::CheckUnchanged,
+                Command::CheckTarget,
             ),
             _ => (Rotation::ProbingPending { phase }, Command::ProbePending),
         }
@@ -255,7 +311,10 @@ impl Rotation {
         let done = |outcome: Outcome| (R::Done(outcome.clone()), Command::Finish(outcome));
         let roll_back = |cause: Fault| {
             (
-                R::RecordingRollingBack { cause },
+                R::RecordingRollingBack {
+                    cause,
+                    recovering: false,
+                },
                 Command::Record(Phase::RollingBack),
             )
         };
@@ -280,22 +339,49 @@ impl Rotation {
             // will commit it.
             (s @ R::Committing, Event::Failed(cause)) => unsettled(&s, cause),
 
-            (R::RecordingRollingBack { cause }, Event::Ok) => {
-                (R::CheckingChanged { cause }, Command::CheckUnchanged)
-            }
+            (R::RecordingRollingBack { cause, recovering }, Event::Ok) => (
+                R::CheckingChanged { cause, recovering },
+                Command::CheckTarget,
+            ),
             // The target still holds the saved state (the push never landed, e.g. `chpasswd`
             // refused it): nothing to undo, and no change is made that could itself fail.
-            (R::CheckingChanged { cause }, Event::Unchanged(true)) => {
+            (R::CheckingChanged { cause, .. }, Event::Holds(Holds::Saved)) => {
                 (R::RecordingRolledBack { cause }, Command::RecordRolledBack)
             }
-            (R::CheckingChanged { cause }, Event::Unchanged(false)) => {
+            // Recovery finds a change that is not rotor's (an operator's emergency reset):
+            // putting the saved hash back would undo someone else's fix. Leave it, and say so.
+            (
+                R::CheckingChanged {
+                    cause,
+                    recovering: true,
+                },
+                Event::Holds(held @ (Holds::Other | Holds::Changed)),
+            ) => {
+                let restore_error = changed_outside_rotor(held);
+                let reason = restore_error.message.clone();
+                (
+                    R::RecordingStuck {
+                        cause,
+                        restore_error,
+                    },
+                    Command::RecordStuck(reason),
+                )
+            }
+            (R::CheckingChanged { cause, .. }, Event::Holds(_)) => {
                 (R::Restoring { cause }, Command::Restore)
             }
             (s @ R::CheckingChanged { .. }, Event::Failed(f)) if f.is_unreachable() => {
                 unsettled(&s, f)
             }
-            // Could not tell: restore anyway; it is idempotent and checks its own result.
-            (R::CheckingChanged { cause }, Event::Failed(_)) => {
+            // Could not tell: a run restores anyway (it is idempotent and checks its own
+            // result); recovery, which did not make the change, touches nothing it cannot see.
+            (
+                s @ R::CheckingChanged {
+                    recovering: true, ..
+                },
+                Event::Failed(f),
+            ) => unsettled(&s, f),
+            (R::CheckingChanged { cause, .. }, Event::Failed(_)) => {
                 (R::Restoring { cause }, Command::Restore)
             }
             (s @ R::RecordingRollingBack { .. }, Event::Failed(store_fault)) => {
@@ -321,25 +407,28 @@ impl Rotation {
             (R::ReverifyingKept { cause, refusal }, Event::Ok) => {
                 (R::CommittingKept { cause, refusal }, Command::Commit)
             }
-            (R::ReverifyingKept { cause, refusal }, Event::Failed(_)) => (
+            (R::ReverifyingKept { cause, refusal }, Event::Failed(reverify)) => (
                 R::RecordingStuck {
                     cause,
                     restore_error: refusal,
                 },
-                Command::RecordStuck,
+                Command::RecordStuck(reverify.message),
             ),
             (R::CommittingKept { cause, refusal }, Event::Ok) => done(Outcome::KeptNew {
                 cause,
                 rollback_refused: refusal,
             }),
             (s @ R::CommittingKept { .. }, Event::Failed(f)) => unsettled(&s, f),
-            (R::Restoring { cause }, Event::Failed(restore_error)) => (
-                R::RecordingStuck {
-                    cause,
-                    restore_error,
-                },
-                Command::RecordStuck,
-            ),
+            (R::Restoring { cause }, Event::Failed(restore_error)) => {
+                let reason = restore_error.message.clone();
+                (
+                    R::RecordingStuck {
+                        cause,
+                        restore_error,
+                    },
+                    Command::RecordStuck(reason),
+                )
+            }
             (R::RecordingRolledBack { cause }, Event::Ok) => done(Outcome::RolledBack { cause }),
             (s @ R::RecordingRolledBack { .. }, Event::Failed(f)) => unsettled(&s, f),
             (
@@ -359,18 +448,23 @@ impl Rotation {
             (s @ R::ProbingPending { .. }, Event::Failed(probe)) if probe.is_unreachable() => {
                 unsettled(&s, probe)
             }
-            // Target unchanged: the push never landed (or the rollback already finished).
-            (R::CheckingBeforeProbe { .. }, Event::Unchanged(true)) => (
+            // Target unchanged: the push never landed, or the rollback had finished.
+            (R::CheckingBeforeProbe { phase }, Event::Holds(Holds::Saved)) => (
                 R::RecordingRolledBack {
                     cause: Fault {
                         class: FaultKind::Interrupted,
-                        message: "rotor stopped before the new secret reached the target".into(),
+                        message: if phase == Phase::RollingBack {
+                            "rotor stopped while rolling back, after the old secret was back on the target; the rollback is now recorded"
+                        } else {
+                            "rotor stopped before the new secret reached the target; nothing was changed there"
+                        }
+                        .into(),
                     },
                 },
                 Command::RecordRolledBack,
             ),
             // Changed: the new secret may be what it holds now; prove it before anything else.
-            (R::CheckingBeforeProbe { phase }, Event::Unchanged(false)) => {
+            (R::CheckingBeforeProbe { phase }, Event::Holds(_)) => {
                 (R::ProbingPending { phase }, Command::ProbePending)
             }
             (s @ R::CheckingBeforeProbe { .. }, Event::Failed(f)) if f.is_unreachable() => {
@@ -379,9 +473,16 @@ impl Rotation {
             (R::CheckingBeforeProbe { phase }, Event::Failed(_)) => {
                 (R::ProbingPending { phase }, Command::ProbePending)
             }
-            // It does not: the ordinary rollback (drop pending if the target never changed,
-            // else restore the saved state and check it).
-            (R::ProbingPending { .. }, Event::Failed(probe)) => roll_back(probe),
+            // It does not: roll back what rotor changed (drop pending if the target never
+            // changed, restore the saved state if it holds rotor's new secret), and nothing
+            // that someone else changed.
+            (R::ProbingPending { .. }, Event::Failed(probe)) => (
+                R::RecordingRollingBack {
+                    cause: probe,
+                    recovering: true,
+                },
+                Command::Record(Phase::RollingBack),
+            ),
 
             (R::Done(outcome), _) => done(outcome),
             // An event that does not belong to the state is a driver bug; treat it as a
@@ -425,6 +526,7 @@ mod tests {
             .map(|c| match c {
                 Command::Finish(o) => format!("Finish({})", o.label()),
                 Command::Record(p) => format!("Record({p})"),
+                Command::RecordStuck(_) => "RecordStuck".to_owned(),
                 other => format!("{other:?}"),
             })
             .collect::<Vec<_>>()
@@ -471,10 +573,10 @@ mod tests {
                 Event::Ok,
                 fail(FaultClass::Refused),
                 Event::Ok,
-                Event::Unchanged(true),
+                Event::Holds(Holds::Saved),
                 Event::Ok,
             ],
-            "ReadRestorePoint > Stage > Push > Record(rolling_back) > CheckUnchanged > RecordRolledBack > Finish(rolled back)",
+            "ReadRestorePoint > Stage > Push > Record(rolling_back) > CheckTarget > RecordRolledBack > Finish(rolled back)",
         );
         // A push that failed after it landed (e.g. timed out) is undone.
         check(
@@ -484,11 +586,11 @@ mod tests {
                 Event::Ok,
                 fail(FaultClass::TimedOut),
                 Event::Ok,
-                Event::Unchanged(false),
+                Event::Holds(Holds::Pending),
                 Event::Ok,
                 Event::Ok,
             ],
-            "ReadRestorePoint > Stage > Push > Record(rolling_back) > CheckUnchanged > Restore > RecordRolledBack > Finish(rolled back)",
+            "ReadRestorePoint > Stage > Push > Record(rolling_back) > CheckTarget > Restore > RecordRolledBack > Finish(rolled back)",
         );
     }
 
@@ -503,11 +605,11 @@ mod tests {
                 Event::Ok,
                 fail(FaultClass::VerifyFailed),
                 Event::Ok,
-                Event::Unchanged(false),
+                Event::Holds(Holds::Pending),
                 fail(FaultClass::Refused),
                 Event::Ok,
             ],
-            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > CheckUnchanged > Restore > RecordStuck > Finish(stuck)",
+            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > CheckTarget > Restore > RecordStuck > Finish(stuck)",
         );
     }
 
@@ -524,7 +626,7 @@ mod tests {
                 Event::Ok,
                 fail(FaultClass::Unreachable),
             ],
-            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > CheckUnchanged > Finish(unsettled)",
+            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > CheckTarget > Finish(unsettled)",
         );
     }
 
@@ -541,27 +643,81 @@ mod tests {
             &[
                 fail(FaultClass::VerifyFailed),
                 Event::Ok,
-                Event::Unchanged(true),
+                Event::Holds(Holds::Saved),
                 Event::Ok,
             ],
-            "ProbePending > Record(rolling_back) > CheckUnchanged > RecordRolledBack > Finish(rolled back)",
+            "ProbePending > Record(rolling_back) > CheckTarget > RecordRolledBack > Finish(rolled back)",
         );
         check(
             rec(),
             &[
                 fail(FaultClass::VerifyFailed),
                 Event::Ok,
-                Event::Unchanged(false),
+                Event::Holds(Holds::Pending),
                 Event::Ok,
                 Event::Ok,
             ],
-            "ProbePending > Record(rolling_back) > CheckUnchanged > Restore > RecordRolledBack > Finish(rolled back)",
+            "ProbePending > Record(rolling_back) > CheckTarget > Restore > RecordRolledBack > Finish(rolled back)",
         );
         check(
             rec(),
             &[fail(FaultClass::Unreachable)],
             "ProbePending > Finish(unsettled)",
         );
+        // Someone else changed the target (an emergency reset by hand): recovery restores
+        // nothing over it, whether the new hash is checked as another password or cannot be
+        // checked at all, nor when it cannot read the target.
+        for held in [Holds::Other, Holds::Changed] {
+            check(
+                rec(),
+                &[
+                    fail(FaultClass::VerifyFailed),
+                    Event::Ok,
+                    Event::Holds(held),
+                    Event::Ok,
+                ],
+                "ProbePending > Record(rolling_back) > CheckTarget > RecordStuck > Finish(stuck)",
+            );
+        }
+        check(
+            rec(),
+            &[
+                fail(FaultClass::VerifyFailed),
+                Event::Ok,
+                fail(FaultClass::Protocol),
+            ],
+            "ProbePending > Record(rolling_back) > CheckTarget > Finish(unsettled)",
+        );
+        // A run, by contrast, undoes its own push whatever the hash now looks like.
+        check(
+            Rotation::start(),
+            &[
+                Event::Ok,
+                Event::Ok,
+                Event::Ok,
+                Event::Ok,
+                fail(FaultClass::VerifyFailed),
+                Event::Ok,
+                Event::Holds(Holds::Other),
+                Event::Ok,
+                Event::Ok,
+            ],
+            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > CheckTarget > Restore > RecordRolledBack > Finish(rolled back)",
+        );
+    }
+
+    #[test]
+    fn recovery_says_what_it_found() {
+        let message = |phase| {
+            let (state, _) = Rotation::recover(phase);
+            let (state, _) = state.on(Event::Holds(Holds::Saved));
+            match state.on(Event::Ok).1 {
+                Command::Finish(Outcome::RolledBack { cause }) => cause.message,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(message(Phase::Staged).contains("before the new secret reached the target"));
+        assert!(message(Phase::RollingBack).contains("after the old secret was back"));
     }
 
     #[test]
@@ -575,21 +731,21 @@ mod tests {
             Event::Ok,
             verify_failed(),
             Event::Ok,
-            Event::Unchanged(false),
+            Event::Holds(Holds::Pending),
         ];
         let mut events = up_to_restore.to_vec();
         events.extend([refused(), Event::Ok, Event::Ok]);
         check(
             Rotation::start(),
             &events,
-            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > CheckUnchanged > Restore > Verify > Commit > Finish(kept new)",
+            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > CheckTarget > Restore > Verify > Commit > Finish(kept new)",
         );
         let mut events = up_to_restore.to_vec();
         events.extend([refused(), verify_failed(), Event::Ok]);
         check(
             Rotation::start(),
             &events,
-            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > CheckUnchanged > Restore > Verify > RecordStuck > Finish(stuck)",
+            "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > CheckTarget > Restore > Verify > RecordStuck > Finish(stuck)",
         );
     }
 
@@ -599,18 +755,18 @@ mod tests {
         for phase in [Phase::Staged, Phase::RollingBack] {
             check(
                 Rotation::recover(phase),
-                &[Event::Unchanged(true), Event::Ok],
-                "CheckUnchanged > RecordRolledBack > Finish(rolled back)",
+                &[Event::Holds(Holds::Saved), Event::Ok],
+                "CheckTarget > RecordRolledBack > Finish(rolled back)",
             );
             check(
                 Rotation::recover(phase),
-                &[Event::Unchanged(false), Event::Ok, Event::Ok],
-                "CheckUnchanged > ProbePending > Commit > Finish(committed)",
+                &[Event::Holds(Holds::Pending), Event::Ok, Event::Ok],
+                "CheckTarget > ProbePending > Commit > Finish(committed)",
             );
             check(
                 Rotation::recover(phase),
                 &[fail(FaultClass::Unreachable)],
-                "CheckUnchanged > Finish(unsettled)",
+                "CheckTarget > Finish(unsettled)",
             );
         }
     }
@@ -618,7 +774,7 @@ mod tests {
     fn any_event() -> impl Strategy<Value = Event> {
         prop_oneof![
             4 => Just(Event::Ok),
-            1 => any::<bool>().prop_map(Event::Unchanged),
+            1 => prop::sample::select(vec![Holds::Saved, Holds::Pending, Holds::Other, Holds::Changed]).prop_map(Event::Holds),
             1 => Just(Event::Failed(Fault::store("s"))),
             1 => prop::sample::select(vec![
                 FaultClass::Unreachable, FaultClass::TimedOut, FaultClass::Refused,
@@ -681,7 +837,13 @@ mod tests {
                 Command::Verify | Command::ProbePending if ok && !w.target_has_new => {
                     e = Event::Failed(Fault::target(FaultClass::VerifyFailed, "v"));
                 }
-                Command::CheckUnchanged if ok => e = Event::Unchanged(!w.target_has_new),
+                Command::CheckTarget if ok => {
+                    e = Event::Holds(if w.target_has_new {
+                        Holds::Pending
+                    } else {
+                        Holds::Saved
+                    })
+                }
                 Command::Record(p) if ok => w.ledger = Some(*p),
                 Command::Commit => {
                     prop_assert!(
@@ -701,10 +863,10 @@ mod tests {
                     );
                     w.ledger = Some(Phase::RolledBack);
                 }
-                Command::RecordStuck if ok => w.ledger = Some(Phase::Stuck),
+                Command::RecordStuck(_) if ok => w.ledger = Some(Phase::Stuck),
                 _ => {}
             }
-            if !matches!(e, Event::Failed(_)) && !matches!(cmd, Command::CheckUnchanged) {
+            if !matches!(e, Event::Failed(_)) && !matches!(cmd, Command::CheckTarget) {
                 e = Event::Ok;
             }
             if w.target_has_new {

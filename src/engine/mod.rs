@@ -8,4 +8,4 @@ pub mod ledger;
 pub mod machine;
 
 pub use ledger::{Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, Store};
-pub use machine::{Command, Event, Fault, FaultKind, Outcome, Rotation};
+pub use machine::{Command, Event, Fault, FaultKind, Holds, Outcome, Rotation};

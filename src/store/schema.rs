@@ -132,6 +132,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX versions_credential ON versions(credential_id, state);
     CREATE INDEX rotations_version ON rotations(version_id);
     "#,
+    // 4: the restore point's associated data names the credential, the rotation and the
+    // pending version (2); rows sealed before name only the rotation (1). A row moved to
+    // another credential or version then fails to decrypt instead of restoring one
+    // account's old hash onto another.
+    r#"
+    ALTER TABLE rotations ADD COLUMN restore_aad INTEGER NOT NULL DEFAULT 1;
+    "#,
 ];
 
 /// The schema version this build writes and understands.

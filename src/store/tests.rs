@@ -1323,3 +1323,30 @@ fn two_stagings_of_one_secret_cannot_both_succeed() {
             .unwrap_err();
     assert!(matches!(err, StoreError::SecretCollision(_)), "{err}");
 }
+
+/// A rotation row pointed at another credential's pending version (a hand-edited or
+/// tampered database) must not decrypt: recovery would otherwise write one account's saved
+/// hash onto another account.
+#[test]
+fn a_restore_point_moved_to_another_credential_fails_integrity() {
+    let f = fixture();
+    let run = f.run();
+    f.vault.enroll(&cred("h1/b"), &secret("current-b")).unwrap();
+    f.stage(run, &cred("h1/a"), &secret("new-a"), &secret("$6$old-a"))
+        .unwrap();
+    // Point h1/a's rotation at h1/b and its current version: both still decrypt as what they
+    // were sealed as, but the restore point was sealed for h1/a's rotation.
+    raw(&f.dir)
+        .execute_batch(
+            "UPDATE rotations SET
+               credential_id = (SELECT id FROM credentials WHERE cred = 'h1/b'),
+               version_id = (SELECT v.id FROM versions v JOIN credentials c ON c.id = v.credential_id
+                             WHERE c.cred = 'h1/b' AND v.state = 'current')",
+        )
+        .unwrap();
+    let err = f.vault.open_rotations().unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Integrity(what) if what.contains("restore point")),
+        "{err}"
+    );
+}

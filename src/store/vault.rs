@@ -321,10 +321,18 @@ fn version_aad(cred: &str, version_id: i64) -> Vec<u8> {
     format!("rotor/v1/version/{cred}/{version_id}").into_bytes()
 }
 
-/// Associated data of a rotation's restore point.
-fn restore_aad(rotation_id: i64) -> Vec<u8> {
-    format!("rotor/v1/restore/{rotation_id}").into_bytes()
+/// Associated data of a rotation's restore point: the credential, the rotation and its
+/// pending version (`rotations.restore_aad` = 2). Rows sealed by rotor before schema 4 name
+/// only the rotation (1).
+fn restore_aad(scheme: i64, cred: &str, rotation_id: i64, version_id: i64) -> Vec<u8> {
+    match scheme {
+        1 => format!("rotor/v1/restore/{rotation_id}").into_bytes(),
+        _ => format!("rotor/v2/restore/{cred}/{rotation_id}/{version_id}").into_bytes(),
+    }
 }
+
+/// The scheme new restore points are sealed with (see [`restore_aad`]).
+const RESTORE_AAD_SCHEME: i64 = 2;
 
 fn open_connection(db: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(db, flags)?;
@@ -652,9 +660,24 @@ impl Vault {
             .map_err(|_| StoreError::Integrity(format!("secret version {id} of {cred}")))
     }
 
-    fn decrypt_restore_point(&self, id: i64, blob: &[u8]) -> Result<Secret, StoreError> {
-        crypto::open_secret(&self.data_key, &restore_aad(id), blob)
-            .map_err(|_| StoreError::Integrity(format!("restore point of rotation {id}")))
+    fn decrypt_restore_point(
+        &self,
+        scheme: i64,
+        cred: &str,
+        id: i64,
+        version_id: i64,
+        blob: &[u8],
+    ) -> Result<Secret, StoreError> {
+        crypto::open_secret(
+            &self.data_key,
+            &restore_aad(scheme, cred, id, version_id),
+            blob,
+        )
+        .map_err(|_| {
+            StoreError::Integrity(format!(
+                "restore point of rotation {id} (credential {cred}, version {version_id})"
+            ))
+        })
     }
 
     fn current_in(&self, conn: &Connection, cred: &str) -> Result<Option<Secret>, StoreError> {
@@ -1186,10 +1209,11 @@ impl Store for Vault {
                 params![run.0, credential_row, version, at, lease.token],
             )?;
             let id = tx.last_insert_rowid();
-            let sealed = crypto::seal_secret(&self.data_key, &restore_aad(id), restore_point);
+            let aad = restore_aad(RESTORE_AAD_SCHEME, &cred_text, id, version);
+            let sealed = crypto::seal_secret(&self.data_key, &aad, restore_point);
             tx.exec(
-                "UPDATE rotations SET restore_point = ?1 WHERE id = ?2",
-                params![sealed, id],
+                "UPDATE rotations SET restore_point = ?1, restore_aad = ?3 WHERE id = ?2",
+                params![sealed, id, RESTORE_AAD_SCHEME],
             )?;
             self.audit_in(
                 tx,
@@ -1301,7 +1325,7 @@ impl Store for Vault {
     fn open_rotations(&self) -> Result<Vec<OpenRotation>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare(&format!(
-            "SELECT r.id, c.cred, r.phase, v.id, v.secret, r.restore_point
+            "SELECT r.id, c.cred, r.phase, v.id, v.secret, r.restore_point, r.restore_aad
              FROM rotations r
              JOIN credentials c ON c.id = r.credential_id
              JOIN versions v ON v.id = r.version_id
@@ -1321,7 +1345,13 @@ impl Store for Vault {
                 cred: parse_cred(&cred)?,
                 phase: parse_phase(&row.get::<_, String>(2)?)?,
                 pending: self.decrypt_version(&cred, version_id, &pending_blob)?,
-                restore_point: self.decrypt_restore_point(id, &restore_blob)?,
+                restore_point: self.decrypt_restore_point(
+                    row.get(6)?,
+                    &cred,
+                    id,
+                    version_id,
+                    &restore_blob,
+                )?,
             });
         }
         Ok(out)
