@@ -199,6 +199,49 @@ impl Lab {
         );
     }
 
+    /// Replaces `command` (an absolute path) on `host` only by a shell script with `body`, in
+    /// which `$REAL` is the real command and `$SEEN` a file in the lab dir where the script may
+    /// record what it was fed (the test reads it back with [`Lab::seen`]).
+    pub fn replace_command(&self, host: &str, command: &str, body: &str) {
+        let name = Path::new(command).file_name().unwrap().to_str().unwrap();
+        let real = self.dir().join("faults/real").join(name);
+        let source = self.dir().join(format!("replace-{host}-{name}.sh"));
+        std::fs::write(
+            &source,
+            format!(
+                "#!/bin/bash\n# rotor lab fault: {command} replaced on {host}\nREAL='{}'\nSEEN='{}'\n{body}\n",
+                real.display(),
+                self.seen_path(host, name).display()
+            ),
+        )
+        .expect("write the replacement script");
+        let output = self
+            .script()
+            .args(["fault", "--dir"])
+            .arg(self.dir())
+            .args([host, "replace", command])
+            .arg(&source)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/lab fault replace");
+        assert!(
+            output.status.success(),
+            "scripts/lab fault {host} replace {command} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn seen_path(&self, host: &str, name: &str) -> PathBuf {
+        self.dir().join(format!("seen-{host}-{name}"))
+    }
+
+    /// What a script of [`Lab::replace_command`] appended to `$SEEN` (empty if nothing).
+    pub fn seen(&self, host: &str, command: &str) -> String {
+        let name = Path::new(command).file_name().unwrap().to_str().unwrap();
+        std::fs::read_to_string(self.seen_path(host, name)).unwrap_or_default()
+    }
+
     /// After `Fault::Rekey`: trust `host`'s new key in `known_hosts`, so that `login_works`
     /// can reach it again. The inventory keeps the old key.
     pub fn trust_new_host_key(&self, host: &str) {

@@ -236,25 +236,51 @@ impl LeakCheck {
             "the lab's shared password".to_owned(),
             lab.shared_password().to_owned(),
         ));
-        let vault = rotor.vault_bytes();
-        for (what, secret) in &secrets {
-            assert!(!secret.is_empty(), "{what} is empty");
-            assert!(
-                !contains(&vault, secret),
-                "{what} is in the vault's files in clear"
-            );
-            for (run_idx, out) in outputs.iter().enumerate() {
-                assert!(
-                    !contains(&out.stdout, secret),
-                    "{what} is in the stdout of run {run_idx}"
-                );
-                assert!(
-                    !contains(&out.stderr, secret),
-                    "{what} is in the stderr (logs) of run {run_idx}"
-                );
+        assert_no_leak(&secrets, rotor, outputs);
+    }
+}
+
+/// Asserts that no part of any of `secrets` (`(what, secret)`) that could give it away is in
+/// the vault's files or in any of `outputs`: not the whole secret, not any 8 characters of
+/// it in a row, not its shell-quoted form (`printf %q`, which escapes symbols and so hides
+/// the whole secret from a plain search).
+pub fn assert_no_leak(secrets: &[(String, String)], rotor: &Rotor, outputs: &[&Output]) {
+    let vault = rotor.vault_bytes();
+    for (what, secret) in secrets {
+        assert!(!secret.is_empty(), "{what} is empty");
+        let forms = leak_forms(secret);
+        let found = |haystack: &[u8]| find_any(haystack, forms.iter().map(String::as_str));
+        if let Some(part) = found(&vault) {
+            panic!("{what} is in the vault's files in clear (as `{part}`)");
+        }
+        for (run_idx, out) in outputs.iter().enumerate() {
+            if let Some(part) = found(&out.stdout) {
+                panic!("{what} is in the stdout of run {run_idx} (as `{part}`)");
+            }
+            if let Some(part) = found(&out.stderr) {
+                panic!("{what} is in the stderr (logs) of run {run_idx} (as `{part}`)");
             }
         }
     }
+}
+
+/// The forms of a secret a leak check searches for: itself, every run of 8 characters of
+/// it, and bash's `printf %q` of it.
+pub fn leak_forms(secret: &str) -> Vec<String> {
+    let chars: Vec<char> = secret.chars().collect();
+    let mut forms = vec![secret.to_owned()];
+    forms.extend(chars.windows(8).map(|w| w.iter().collect::<String>()));
+    let quoted: String = chars
+        .iter()
+        .flat_map(|&c| {
+            let plain = c.is_ascii_alphanumeric() || "-_./,:=@%+".contains(c);
+            (!plain).then_some('\\').into_iter().chain([c])
+        })
+        .collect();
+    forms.push(quoted);
+    forms.sort();
+    forms.dedup();
+    forms
 }
 
 /// Whether `needle` occurs in `haystack`.
