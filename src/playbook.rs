@@ -425,6 +425,7 @@ impl Directories for LdapDirectories {
             danger_accept_invalid_certs: directory.danger_accept_invalid_certs,
             bind_dn: directory.bind_dn.clone(),
             timeout: self.step_timeout,
+            limits: crate::connector::ldap::SearchLimits::DEFAULT,
         })?;
         let admin = match self.runtime.block_on(LdapAdmin::connect(&target, &secret)) {
             Ok(admin) => admin,

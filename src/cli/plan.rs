@@ -1,6 +1,7 @@
 //! `rotor plan`: what would rotate and why. Reads the inventory and the vault and changes
 //! nothing. It connects to no host; it binds to selected LDAP directories (read only) to
-//! resolve their account searches and show how many accounts each matched.
+//! resolve their account searches and show how many accounts each matched. A directory that
+//! cannot be planned is named with its reason, and the command exits 3 (partial).
 
 use clap::Args;
 
@@ -34,6 +35,7 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
     // Directory accounts: resolved now, counted, listed in summary (they can be thousands).
     let mut dir_lines = Vec::new();
     let mut n_dir_accounts = 0;
+    let mut n_unplanned = 0;
     if !directories.is_empty() {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -96,6 +98,7 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
                 entropy_bits(&w.policy)
             ));
         }
+        n_unplanned = failed.len();
         for f in failed {
             dir_lines.push(format!(
                 "  {}: cannot be planned ({}): {}",
@@ -166,5 +169,14 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
         );
     }
     outln!("Nothing was changed. Run the same selection with `rotor rotate` to apply.");
+    if n_unplanned > 0 {
+        // Partial, as `rotate` reports a directory it could not open: the plan above is
+        // missing that directory's accounts, which a script must not take for "nothing to do".
+        eprintln!(
+            "rotor: {} could not be planned (see the Directories section above); fix it and plan again",
+            plural(n_unplanned, "directory", "directories")
+        );
+        return Ok(3);
+    }
     Ok(0)
 }

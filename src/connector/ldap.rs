@@ -20,6 +20,11 @@
 //!   request, the password-modify request or the modify request. Server diagnostics are quoted
 //!   in messages after scrubbing any secret of the call out of them (slapd never echoes one, but
 //!   a proxy or another server might).
+//! - **A misbehaving server fails its own directory, nothing more.** Entries are read by
+//!   rotor (`entry_of`), not by `ldap3`'s `SearchEntry::construct`, which panics on a DN that
+//!   is not UTF-8; any other panic inside `ldap3` is caught at each public call (`contained`)
+//!   and becomes a `Protocol` error naming the directory. Every search is capped
+//!   ([`SearchLimits`]: entries and bytes), with the cap and the fix in the message.
 //! - **Never a cleartext `userPassword` written by rotor.** The RFC 3062 password-modify
 //!   operation lets the server hash; where the server lacks it, rotor hashes (`{CRYPT}` SHA-512)
 //!   before the modify.
@@ -31,7 +36,7 @@
 //! retry a write after the connection was lost (the write may have happened), or block
 //! without a deadline.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -42,7 +47,8 @@ use std::time::Duration;
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::exop::PasswordModify;
 use ldap3::{
-    Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Mod, Scope, SearchEntry,
+    Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Mod, ResultEntry, Scope,
+    SearchEntry,
 };
 use rand::{CryptoRng, Rng, RngCore};
 use rustls::pki_types::pem::PemObject;
@@ -83,6 +89,25 @@ pub struct DirectorySpec {
     pub bind_dn: String,
     /// Deadline of each step: connect (TCP, StartTLS, TLS handshake), bind, one operation.
     pub timeout: Duration,
+    /// Caps on what one search may return.
+    pub limits: SearchLimits,
+}
+
+/// Caps on one search's answer, so that a hostile or broken directory cannot make rotor hold
+/// unbounded memory: entries, and bytes of DNs, attribute names and values together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchLimits {
+    pub max_entries: usize,
+    pub max_bytes: usize,
+}
+
+impl SearchLimits {
+    /// Far above any directory rotor serves (thousands of service accounts, a few hundred
+    /// bytes each), far below what would hurt the machine.
+    pub const DEFAULT: SearchLimits = SearchLimits {
+        max_entries: 100_000,
+        max_bytes: 64 * 1024 * 1024,
+    };
 }
 
 /// A directory ready to be connected to: URL checked, TLS trust loaded. Cheap to clone.
@@ -98,6 +123,7 @@ struct TargetInner {
     danger_accept_invalid_certs: bool,
     bind_dn: String,
     timeout: Duration,
+    limits: SearchLimits,
 }
 
 impl fmt::Debug for DirectoryTarget {
@@ -149,6 +175,7 @@ impl DirectoryTarget {
                 danger_accept_invalid_certs: spec.danger_accept_invalid_certs,
                 bind_dn: spec.bind_dn.clone(),
                 timeout: spec.timeout,
+                limits: spec.limits,
             }),
         })
     }
@@ -369,7 +396,13 @@ impl LdapAdmin {
         target: &DirectoryTarget,
         bind_secret: &Secret,
     ) -> Result<LdapAdmin, ConnectorError> {
-        let ldap = open_and_bind(target, target.bind_dn(), bind_secret, Step::AdminBind).await?;
+        let ldap = contained(
+            target,
+            Step::AdminBind,
+            target.bind_dn(),
+            open_and_bind(target, target.bind_dn(), bind_secret, Step::AdminBind),
+        )
+        .await?;
         debug!(directory = %target.name(), "admin connection bound");
         Ok(LdapAdmin {
             shared: Arc::new(AdminShared {
@@ -383,18 +416,47 @@ impl LdapAdmin {
 
     /// Finds accounts: entries under `base` matching `filter`, with their `uid`. Uses paged
     /// results, so a search larger than the server's per-request size limit still returns every
-    /// entry. An entry without `uid` is an error naming it (narrow the filter, e.g. `(uid=*)`).
+    /// entry, up to the target's [`SearchLimits`]. An entry without `uid` is an error naming it
+    /// (narrow the filter, e.g. `(uid=*)`).
     pub async fn search(
         &self,
         base: &str,
         filter: &str,
         scope: SearchScope,
     ) -> Result<Vec<DirectoryAccount>, ConnectorError> {
+        self.contained(
+            Step::Search,
+            base,
+            self.search_unguarded(base, filter, scope),
+        )
+        .await
+    }
+
+    async fn search_unguarded(
+        &self,
+        base: &str,
+        filter: &str,
+        scope: SearchScope,
+    ) -> Result<Vec<DirectoryAccount>, ConnectorError> {
+        let limits = self.shared.target.inner.limits;
         let entries = self
             .read_with_retry(Step::Search, base, |mut ldap, timeout| async move {
-                paged_search(&mut ldap, timeout, base, scope, filter, vec!["uid"]).await
+                let search = Search {
+                    base,
+                    scope: scope.to_ldap3(),
+                    filter,
+                    attrs: vec!["uid"],
+                    paged: true,
+                };
+                capped_search(&mut ldap, timeout, search, limits).await
             })
-            .await?;
+            .await?
+            .map_err(|why| {
+                self.error(
+                    FaultClass::Protocol,
+                    format!("search {filter} under {base} {why}"),
+                )
+            })?;
         let mut accounts = Vec::with_capacity(entries.len());
         for entry in entries {
             let Some(uid) = entry.attrs.get("uid").and_then(|v| v.first()) else {
@@ -428,6 +490,11 @@ impl LdapAdmin {
     /// (readable), undefinedAttributeType (no password policy schema, so no locks),
     /// insufficientAccess (hidden).
     pub async fn may_read_lock(&self, dn: &str) -> Result<bool, ConnectorError> {
+        self.contained(Step::ReadHash, dn, self.may_read_lock_unguarded(dn))
+            .await
+    }
+
+    async fn may_read_lock_unguarded(&self, dn: &str) -> Result<bool, ConnectorError> {
         let result = self
             .read_with_retry(Step::ReadHash, dn, |mut ldap, timeout| async move {
                 Ok(ldap
@@ -447,22 +514,25 @@ impl LdapAdmin {
     /// What rotor reads before it changes an account's password: the stored `userPassword`
     /// (as [`LdapAdmin::read_password_hash`]) and the account's ppolicy lock, if any.
     pub async fn read_restore_point(&self, dn: &str) -> Result<RestorePoint, ConnectorError> {
+        self.contained(Step::ReadHash, dn, self.read_restore_point_unguarded(dn))
+            .await
+    }
+
+    async fn read_restore_point_unguarded(&self, dn: &str) -> Result<RestorePoint, ConnectorError> {
+        let limits = self.shared.target.inner.limits;
         let entries: Vec<SearchEntry> = self
             .read_with_retry(Step::ReadHash, dn, |mut ldap, timeout| async move {
-                let (found, res) = ldap
-                    .with_timeout(timeout)
-                    .search(
-                        dn,
-                        Scope::Base,
-                        "(objectClass=*)",
-                        vec!["userPassword", LOCKED_TIME],
-                    )
-                    .await?
-                    .success()?;
-                debug!(rc = res.rc, "read userPassword");
-                Ok(found.into_iter().map(SearchEntry::construct).collect())
+                let search = Search {
+                    base: dn,
+                    scope: Scope::Base,
+                    filter: "(objectClass=*)",
+                    attrs: vec!["userPassword", LOCKED_TIME],
+                    paged: false,
+                };
+                capped_search(&mut ldap, timeout, search, limits).await
             })
-            .await?;
+            .await?
+            .map_err(|why| self.error(FaultClass::Protocol, format!("reading {dn} {why}")))?;
         let Some(mut entry) = entries.into_iter().next() else {
             return Err(self.error(
                 FaultClass::AccountMissing,
@@ -505,6 +575,11 @@ impl LdapAdmin {
     /// rotor makes. `Refused` with the server's diagnostic when the server says no;
     /// `AccountMissing` when the entry is gone.
     pub async fn set_password(&self, dn: &str, new: &Secret) -> Result<(), ConnectorError> {
+        self.contained(Step::SetPassword, dn, self.set_password_unguarded(dn, new))
+            .await
+    }
+
+    async fn set_password_unguarded(&self, dn: &str, new: &Secret) -> Result<(), ConnectorError> {
         let method = self.password_method().await?;
         let mut ldap = self.handle().await?;
         let timeout = self.shared.target.timeout();
@@ -541,12 +616,17 @@ impl LdapAdmin {
         dn: &str,
         saved: &Secret,
     ) -> Result<(), ConnectorError> {
+        self.contained(Step::Restore, dn, self.restore_unguarded(dn, saved))
+            .await
+    }
+
+    async fn restore_unguarded(&self, dn: &str, saved: &Secret) -> Result<(), ConnectorError> {
         let mut ldap = self.handle().await?;
         let timeout = self.shared.target.timeout();
         bounded(timeout, replace_password(&mut ldap, timeout, dn, saved))
             .await
             .map_err(|e| self.classify(e, Step::Restore, dn, &[saved]))?;
-        let now = self.read_password_hash(dn).await?;
+        let now = self.read_restore_point_unguarded(dn).await?.hash;
         if now.ct_eq(saved) {
             Ok(())
         } else {
@@ -575,25 +655,26 @@ impl LdapAdmin {
         if let Some(method) = self.shared.method.get() {
             return Ok(*method);
         }
+        let limits = self.shared.target.inner.limits;
         let entries: Vec<SearchEntry> = self
             .read_with_retry(
                 Step::Search,
                 "the root DSE",
                 |mut ldap, timeout| async move {
-                    let (found, _) = ldap
-                        .with_timeout(timeout)
-                        .search(
-                            "",
-                            Scope::Base,
-                            "(objectClass=*)",
-                            vec!["supportedExtension"],
-                        )
-                        .await?
-                        .success()?;
-                    Ok(found.into_iter().map(SearchEntry::construct).collect())
+                    let search = Search {
+                        base: "",
+                        scope: Scope::Base,
+                        filter: "(objectClass=*)",
+                        attrs: vec!["supportedExtension"],
+                        paged: false,
+                    };
+                    capped_search(&mut ldap, timeout, search, limits).await
                 },
             )
-            .await?;
+            .await?
+            .map_err(|why| {
+                self.error(FaultClass::Protocol, format!("reading the root DSE {why}"))
+            })?;
         let supported = entries.iter().any(|e| {
             e.attrs
                 .get("supportedExtension")
@@ -665,6 +746,15 @@ impl LdapAdmin {
         classify_error(&self.shared.target, e, step, what, secrets)
     }
 
+    async fn contained<T>(
+        &self,
+        step: Step,
+        what: &str,
+        op: impl Future<Output = Result<T, ConnectorError>>,
+    ) -> Result<T, ConnectorError> {
+        contained(&self.shared.target, step, what, op).await
+    }
+
     fn error(&self, class: FaultClass, detail: String) -> ConnectorError {
         let target = &self.shared.target;
         ConnectorError::new(
@@ -682,7 +772,13 @@ pub async fn check_bind(
     dn: &str,
     secret: &Secret,
 ) -> Result<(), ConnectorError> {
-    let mut ldap = open_and_bind(target, dn, secret, Step::VerifyBind).await?;
+    let mut ldap = contained(
+        target,
+        Step::VerifyBind,
+        dn,
+        open_and_bind(target, dn, secret, Step::VerifyBind),
+    )
+    .await?;
     // Best effort: unbind only tells the server to drop the connection; dropping the handle
     // closes it as well.
     let _ = tokio::time::timeout(target.timeout(), ldap.unbind()).await;
@@ -783,30 +879,238 @@ fn ppolicy_request() -> ldap3::controls::RawControl {
     }
 }
 
-async fn paged_search(
+/// One search as rotor asks it.
+struct Search<'a> {
+    base: &'a str,
+    scope: Scope,
+    filter: &'a str,
+    attrs: Vec<&'a str>,
+    /// With the paged-results control (RFC 2696), for searches that may pass the server's
+    /// size limit.
+    paged: bool,
+}
+
+/// Runs a search and collects its entries within `limits`. The outer error is the server's
+/// or the connection's; the inner one says, for people, why rotor refused the answer
+/// (over a cap, or a malformed entry), after a verb phrase the caller starts
+/// ("search F under B ...").
+async fn capped_search(
     ldap: &mut Ldap,
     timeout: Duration,
-    base: &str,
-    scope: SearchScope,
-    filter: &str,
-    attrs: Vec<&str>,
-) -> Result<Vec<SearchEntry>, LdapError> {
-    let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
-        Box::new(EntriesOnly::new()),
-        Box::new(PagedResults::new(PAGE_SIZE)),
-    ];
+    search: Search<'_>,
+    limits: SearchLimits,
+) -> Result<Result<Vec<SearchEntry>, String>, LdapError> {
+    let mut adapters: Vec<Box<dyn Adapter<_, _>>> = vec![Box::new(EntriesOnly::new())];
+    if search.paged {
+        adapters.push(Box::new(PagedResults::new(PAGE_SIZE)));
+    }
     // ldap3 applies this timeout to each message of the search (every entry and every page),
     // and the caller bounds the whole search by the same deadline.
     let mut stream = ldap
         .with_timeout(timeout)
-        .streaming_search_with(adapters, base, scope.to_ldap3(), filter, attrs)
+        .streaming_search_with(
+            adapters,
+            search.base,
+            search.scope,
+            search.filter,
+            search.attrs,
+        )
         .await?;
     let mut entries = Vec::new();
-    while let Some(entry) = stream.next().await? {
-        entries.push(SearchEntry::construct(entry));
+    let mut n_bytes = 0usize;
+    // On a refusal the stream is dropped unfinished: ldap3 discards the rest of the answer.
+    while let Some(raw) = stream.next().await? {
+        if entries.len() >= limits.max_entries {
+            return Ok(Err(format!(
+                "returned more than {} entries, rotor's cap for one search; narrow the \
+                 search's base or filter, or split it into several searches",
+                limits.max_entries
+            )));
+        }
+        let (entry, size) = match entry_of(raw) {
+            Ok(read) => read,
+            Err(why) => {
+                return Ok(Err(format!(
+                    "returned an entry that {why}; the directory is broken or not the server \
+                     it should be: check it (and anything between rotor and it) before running \
+                     rotor against it again"
+                )));
+            }
+        };
+        n_bytes = n_bytes.saturating_add(size);
+        if n_bytes > limits.max_bytes {
+            return Ok(Err(format!(
+                "returned more than {} bytes of entries (DNs, attribute names and values), \
+                 rotor's cap for one search; narrow the search's base or filter, or split it \
+                 into several searches",
+                limits.max_bytes
+            )));
+        }
+        entries.push(entry);
     }
     stream.finish().await.success()?;
-    Ok(entries)
+    Ok(Ok(entries))
+}
+
+/// An entry of a search answer and its size in bytes. `ldap3`'s `SearchEntry::construct`
+/// panics on a malformed entry (a DN that is not UTF-8, say), which any server can send; this
+/// reads the same structure (RFC 4511 4.5.2) and says what is wrong instead, after "an entry
+/// that".
+fn entry_of(raw: ResultEntry) -> Result<(SearchEntry, usize), String> {
+    use ldap3::asn1::{PL, StructureTag, TagClass};
+    let malformed = || "is not a well-formed SearchResultEntry (RFC 4511 4.5.2)".to_owned();
+    let StructureTag {
+        class: TagClass::Application,
+        id: 4,
+        payload: PL::C(parts),
+    } = raw.0
+    else {
+        return Err(malformed());
+    };
+    let mut parts = parts.into_iter();
+    let (
+        Some(StructureTag {
+            payload: PL::P(dn), ..
+        }),
+        Some(StructureTag {
+            payload: PL::C(attrs),
+            ..
+        }),
+        None,
+    ) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed());
+    };
+    let mut size = dn.len();
+    let dn = String::from_utf8(dn).map_err(|e| {
+        format!(
+            "has a DN that is not UTF-8 (`{}`), which LDAP does not allow (RFC 4511 4.1.3)",
+            shown(&String::from_utf8_lossy(e.as_bytes()))
+        )
+    })?;
+    let mut entry = SearchEntry {
+        dn,
+        attrs: HashMap::new(),
+        bin_attrs: HashMap::new(),
+    };
+    for attr in attrs {
+        let StructureTag {
+            payload: PL::C(pair),
+            ..
+        } = attr
+        else {
+            return Err(malformed());
+        };
+        let mut pair = pair.into_iter();
+        let (
+            Some(StructureTag {
+                payload: PL::P(name),
+                ..
+            }),
+            Some(StructureTag {
+                payload: PL::C(values),
+                ..
+            }),
+            None,
+        ) = (pair.next(), pair.next(), pair.next())
+        else {
+            return Err(malformed());
+        };
+        size = size.saturating_add(name.len());
+        let Ok(name) = String::from_utf8(name) else {
+            return Err(format!(
+                "({}) has an attribute name that is not UTF-8",
+                shown(&entry.dn)
+            ));
+        };
+        let mut raw_values = Vec::with_capacity(values.len());
+        for value in values {
+            let StructureTag {
+                payload: PL::P(value),
+                ..
+            } = value
+            else {
+                return Err(malformed());
+            };
+            size = size.saturating_add(value.len());
+            raw_values.push(value);
+        }
+        // As ldap3 does: an attribute with any value that is not UTF-8 is binary as a whole.
+        if raw_values.iter().all(|v| std::str::from_utf8(v).is_ok()) {
+            let texts = raw_values
+                .into_iter()
+                .map(|v| String::from_utf8_lossy(&v).into_owned());
+            entry.attrs.entry(name).or_default().extend(texts);
+        } else {
+            entry.bin_attrs.entry(name).or_default().extend(raw_values);
+        }
+    }
+    Ok((entry, size))
+}
+
+/// Text a server sent, fit for a message: control characters escaped, at most 200 chars.
+fn shown(text: &str) -> String {
+    let cut: String = text.chars().take(200).collect();
+    let more = if cut.len() < text.len() { "..." } else { "" };
+    format!("{}{more}", cut.escape_debug())
+}
+
+/// Runs one connector call so that a panic inside `ldap3` (it panics on some malformed
+/// answers, e.g. a paged-results control that does not decode) fails this directory's call
+/// with a message, instead of unwinding through the engine and ending the whole run.
+async fn contained<T>(
+    target: &DirectoryTarget,
+    step: Step,
+    what: &str,
+    op: impl Future<Output = Result<T, ConnectorError>>,
+) -> Result<T, ConnectorError> {
+    match CatchUnwind(Box::pin(op)).await {
+        Ok(result) => result,
+        Err(payload) => {
+            // Only the label ldap3 panicked with (`expect("dn")` panics with "dn: <error>"):
+            // the rest may quote the server's bytes.
+            let said = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let label = shown(said.split(':').next().unwrap_or_default().trim());
+            warn!(directory = %target.name(), step = step.describe(), "ldap3 panicked on the directory's answer");
+            Err(ConnectorError::new(
+                FaultClass::Protocol,
+                format!(
+                    "{} ({}): {} for {what}: the directory sent an answer the LDAP client cannot \
+                     decode (ldap3 gave up at `{label}`); the directory is broken or not the \
+                     server it should be: check it (and anything between rotor and it) before \
+                     running rotor against it again",
+                    target.name(),
+                    target.url(),
+                    step.describe()
+                ),
+            ))
+        }
+    }
+}
+
+/// A future that turns a panic while it is polled into an `Err` with the panic's payload.
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn std::any::Any + Send>>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.get_mut().0.as_mut();
+        // Unwind safety: after a panic the inner future is never polled again, and what it
+        // shared (the admin connection) is at worst closed, which the next call notices.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Ready(value)) => std::task::Poll::Ready(Ok(value)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(payload) => std::task::Poll::Ready(Err(payload)),
+        }
+    }
 }
 
 /// A `{CRYPT}` SHA-512 (`$6$`) hash of `password` with a random 16-character salt, the form
@@ -1077,6 +1381,7 @@ mod tests {
             danger_accept_invalid_certs: false,
             bind_dn: "cn=rotor,dc=example".into(),
             timeout: Duration::from_secs(3),
+            limits: SearchLimits::DEFAULT,
         })
         .unwrap()
     }
@@ -1249,6 +1554,7 @@ mod tests {
             danger_accept_invalid_certs: false,
             bind_dn: "cn=rotor".into(),
             timeout: Duration::from_secs(1),
+            limits: SearchLimits::DEFAULT,
         };
         let err = DirectoryTarget::prepare(&spec).unwrap_err();
         assert_eq!(err.class, FaultClass::Protocol);
@@ -1261,6 +1567,81 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    /// A SearchResultEntry tag: `dn` and `(name, values)` pairs as raw bytes.
+    fn raw_entry(dn: &[u8], attrs: &[(&[u8], &[&[u8]])]) -> ResultEntry {
+        use ldap3::asn1::{PL, StructureTag, TagClass};
+        let octets = |b: &[u8]| StructureTag {
+            class: TagClass::Universal,
+            id: 4,
+            payload: PL::P(b.to_vec()),
+        };
+        let constructed = |id, parts| StructureTag {
+            class: TagClass::Universal,
+            id,
+            payload: PL::C(parts),
+        };
+        let attrs = attrs
+            .iter()
+            .map(|(name, values)| {
+                let values = values.iter().map(|v| octets(v)).collect();
+                constructed(16, vec![octets(name), constructed(17, values)])
+            })
+            .collect();
+        ResultEntry::new(StructureTag {
+            class: TagClass::Application,
+            id: 4,
+            payload: PL::C(vec![octets(dn), constructed(16, attrs)]),
+        })
+    }
+
+    #[test]
+    fn malformed_entries_are_errors_not_panics() {
+        let (entry, size) = entry_of(raw_entry(
+            b"uid=a,dc=x",
+            &[(b"uid", &[b"a"]), (b"photo", &[b"\xff"])],
+        ))
+        .unwrap();
+        assert_eq!(entry.dn, "uid=a,dc=x");
+        assert_eq!(entry.attrs["uid"], vec!["a".to_owned()]);
+        assert_eq!(entry.bin_attrs["photo"], vec![vec![0xff]]);
+        assert_eq!(size, 10 + 3 + 1 + 5 + 1);
+        let why = entry_of(raw_entry(b"uid=\xff\x01,dc=x", &[])).unwrap_err();
+        assert!(
+            why.contains("DN that is not UTF-8 (`uid=\u{fffd}\\u{1},dc=x`)"),
+            "{why}"
+        );
+        let why = entry_of(raw_entry(b"uid=a", &[(b"\xfe", &[])])).unwrap_err();
+        assert!(why.contains("attribute name that is not UTF-8"), "{why}");
+        let mut not_an_entry = raw_entry(b"uid=a", &[]);
+        not_an_entry.0.id = 5;
+        let why = entry_of(not_an_entry).unwrap_err();
+        assert!(why.contains("not a well-formed SearchResultEntry"), "{why}");
+    }
+
+    #[test]
+    fn a_panic_in_ldap3_is_a_protocol_error_of_the_directory() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(contained(&target(), Step::Search, "ou=x", async {
+                if true {
+                    panic!("paged results components: raw server bytes");
+                }
+                Ok(())
+            }))
+            .unwrap_err();
+        assert_eq!(err.class, FaultClass::Protocol);
+        for needle in [
+            "corp-ldap",
+            "searching for ou=x",
+            "`paged results components`",
+        ] {
+            assert!(err.message.contains(needle), "{needle} missing in: {err}");
+        }
+        assert!(!err.message.contains("raw server bytes"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //! - **Host key checked before authentication.** The host-key algorithm preference is
 //!   restricted to the pinned key's type, the presented key is compared with the pin, and only
 //!   then is a credential sent. An unknown or changed key fails the host (`HostKeyMismatch`).
+//!   In a pinned known_hosts file, a key marked `@revoked` anywhere is never accepted (for any
+//!   host), and `@cert-authority` lines are refused with a message: rotor splits the markers
+//!   off itself, since libssh2 reads them as host names.
 //! - **No secret in a message, a log field or a command line.** Passwords go only into the
 //!   `userauth_password` call; commands passed to [`SshSession::exec`] never hold a secret
 //!   (the caller guarantees it), secrets travel on stdin.
@@ -484,6 +487,9 @@ const KEY_TYPE_ORDER: [&str; 5] = [
 /// The keys a host may present, from its pin, plus where they came from (for messages).
 struct ExpectedKeys {
     keys: Vec<PublicHostKey>,
+    /// Key blobs the pin marks `@revoked`, each with where (file and line): refused even
+    /// where `keys` holds them too.
+    revoked: Vec<(Vec<u8>, String)>,
     source: String,
 }
 
@@ -508,6 +514,74 @@ pub fn known_hosts_name(address: &str, port: u16) -> String {
     }
 }
 
+/// A pinned known_hosts file as rotor reads it: libssh2 matches host names (plain and hashed
+/// `|1|` ones) but knows no markers, and reads `@revoked NAME KEY` as a plain entry for a host
+/// called `@revoked`, so a revoked key pinned on another line was trusted. rotor therefore
+/// splits the markers off itself.
+#[derive(Debug, Default, PartialEq)]
+struct KnownHostsFile {
+    /// Lines without a marker, with their 1-based numbers, for libssh2 to match names on.
+    plain: Vec<(usize, String)>,
+    /// Key blobs marked `@revoked`, with their line numbers. Never accepted, for any host,
+    /// whatever names the line gives: a revoked key is compromised, wherever it turns up.
+    revoked: Vec<(usize, Vec<u8>)>,
+}
+
+/// Splits a known_hosts file into plain lines and revoked keys (sshd(8), "SSH_KNOWN_HOSTS FILE
+/// FORMAT"). `@cert-authority` lines and unknown markers are refused rather than skipped: the
+/// operator meant them to decide trust, and rotor cannot honour them. A message for people on
+/// failure.
+fn parse_known_hosts(text: &str) -> Result<KnownHostsFile, String> {
+    let mut file = KnownHostsFile::default();
+    for (idx, raw) in text.lines().enumerate() {
+        let line_no = idx + 1;
+        let line = raw.trim_start_matches([' ', '\t']);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if !line.starts_with('@') {
+            file.plain.push((line_no, line.to_owned()));
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let marker = fields.next().unwrap_or_default();
+        match marker {
+            "@revoked" => {
+                let (Some(_names), Some(_key_type), Some(b64)) =
+                    (fields.next(), fields.next(), fields.next())
+                else {
+                    return Err(format!(
+                        "line {line_no} is a @revoked line without `NAMES TYPE BASE64`; fix or \
+                         remove it (rotor will not guess which key it revokes)"
+                    ));
+                };
+                let blob = STANDARD.decode(b64).map_err(|e| {
+                    format!(
+                        "line {line_no} is a @revoked line whose key does not decode ({e}); fix \
+                         or remove it (rotor will not guess which key it revokes)"
+                    )
+                })?;
+                file.revoked.push((line_no, blob));
+            }
+            "@cert-authority" => {
+                return Err(format!(
+                    "line {line_no} is a @cert-authority line: SSH host certificates are not \
+                     supported by rotor yet; pin the host's own key instead (a plain `NAME KEY` \
+                     line in a known_hosts file without @cert-authority lines, or host_key in \
+                     the inventory)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "line {line_no} has the marker `{other}`, which OpenSSH does not know \
+                     (only @revoked and @cert-authority exist); fix or remove it"
+                ));
+            }
+        }
+    }
+    Ok(file)
+}
+
 fn expected_keys(target: &SshTarget, session: &Session) -> Result<ExpectedKeys, ConnectorError> {
     let fail = |what: String| {
         ConnectorError::new(
@@ -524,51 +598,80 @@ fn expected_keys(target: &SshTarget, session: &Session) -> Result<ExpectedKeys, 
                 .map_err(|e| fail(format!("the pinned host_key is not usable: {e}")))?;
             Ok(ExpectedKeys {
                 keys: vec![key],
+                revoked: Vec::new(),
                 source: "host_key in the inventory".into(),
             })
         }
         HostKeyPin::KnownHosts(path) => {
+            let shown = path.display();
             let name = known_hosts_name(&target.address, target.port);
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| fail(format!("cannot read known_hosts file {shown}: {e}")))?;
+            let file = parse_known_hosts(&text)
+                .map_err(|e| fail(format!("known_hosts file {shown}: {e}")))?;
             let mut known = session
                 .known_hosts()
                 .map_err(|e| fail(format!("cannot use known_hosts: {}", e.message())))?;
-            known
-                .read_file(path, KnownHostFileKind::OpenSSH)
-                .map_err(|e| {
-                    fail(format!(
-                        "cannot read known_hosts file {}: {}",
-                        path.display(),
-                        e.message()
-                    ))
-                })?;
+            for (line_no, line) in &file.plain {
+                known
+                    .read_str(line, KnownHostFileKind::OpenSSH)
+                    .map_err(|e| {
+                        fail(format!(
+                            "cannot read line {line_no} of known_hosts file {shown}: {}",
+                            e.message()
+                        ))
+                    })?;
+            }
             let entries = known
                 .iter()
-                .map_err(|e| fail(format!("cannot list {}: {}", path.display(), e.message())))?;
+                .map_err(|e| fail(format!("cannot list {shown}: {}", e.message())))?;
+            let revoked: Vec<(Vec<u8>, String)> = file
+                .revoked
+                .into_iter()
+                .map(|(line_no, blob)| (blob, format!("{shown} line {line_no}")))
+                .collect();
             // libssh2 matches names (hashed ones too); asking it whether each key in the file
             // is recorded for `name` yields exactly the keys pinned for this endpoint.
             let mut keys: Vec<PublicHostKey> = Vec::new();
+            let mut n_revoked = 0;
             for entry in entries {
                 let Ok(blob) = STANDARD.decode(entry.key()) else {
                     continue;
                 };
-                if matches!(known.check(&name, &blob), CheckResult::Match)
-                    && !keys.iter().any(|k| k.blob == blob)
-                    && let Some(key) = PublicHostKey::from_blob(blob)
+                if !matches!(known.check(&name, &blob), CheckResult::Match)
+                    || keys.iter().any(|k| k.blob == blob)
+                {
+                    continue;
+                }
+                if revoked.iter().any(|(r, _)| *r == blob) {
+                    n_revoked += 1;
+                    continue;
+                }
+                if let Some(key) = PublicHostKey::from_blob(blob)
                     && host_key_methods(&key.key_type).is_some()
                 {
                     keys.push(key);
                 }
             }
+            if keys.is_empty() && n_revoked > 0 {
+                let lines: Vec<&str> = revoked.iter().map(|(_, at)| at.as_str()).collect();
+                return Err(fail(format!(
+                    "every key {shown} pins for `{name}` is marked @revoked ({}); the host's \
+                     key must be treated as compromised: verify the host out of band, give it \
+                     a new host key and pin that one",
+                    lines.join(", ")
+                )));
+            }
             if keys.is_empty() {
                 return Err(fail(format!(
-                    "{} has no usable key for `{name}`; add the host's key, verified out of \
-                     band, to that file (or pin host_key in the inventory)",
-                    path.display()
+                    "{shown} has no usable key for `{name}`; add the host's key, verified out of \
+                     band, to that file (or pin host_key in the inventory)"
                 )));
             }
             Ok(ExpectedKeys {
                 keys,
-                source: format!("{} entry `{name}`", path.display()),
+                revoked,
+                source: format!("{shown} entry `{name}`"),
             })
         }
     }
@@ -639,6 +742,18 @@ fn open_verified(target: &SshTarget) -> Result<Session, ConnectorError> {
             "the server presented no host key".into(),
         ));
     };
+    if let Some((_, at)) = expected.revoked.iter().find(|(blob, _)| *blob == presented) {
+        return Err(fail(
+            FaultClass::HostKeyMismatch,
+            format!(
+                "the host presented {} {}, which {at} marks @revoked. Refusing to \
+                 authenticate: treat the host's key as compromised, verify the host out of band, \
+                 give it a new host key and pin that one",
+                blob_key_type(presented).unwrap_or("unknown type"),
+                fingerprint_sha256(presented),
+            ),
+        ));
+    }
     if !expected.keys.iter().any(|k| k.blob == presented) {
         let expected_fps = expected
             .keys
@@ -866,6 +981,7 @@ mod tests {
         };
         let keys = |keys| ExpectedKeys {
             keys,
+            revoked: Vec::new(),
             source: String::new(),
         };
         assert_eq!(keys(vec![ed.clone()]).method_pref(), "ssh-ed25519");
@@ -883,6 +999,51 @@ mod tests {
     fn known_hosts_names() {
         assert_eq!(known_hosts_name("10.0.0.5", 22), "10.0.0.5");
         assert_eq!(known_hosts_name("10.0.0.5", 2222), "[10.0.0.5]:2222");
+    }
+
+    /// One row: a known_hosts file => its plain line numbers and revoked line numbers, or a
+    /// message that holds `needle`.
+    fn check_known_hosts(text: &str, expect: Result<(&[usize], &[usize]), &str>) {
+        match (parse_known_hosts(text), expect) {
+            (Ok(file), Ok((plain, revoked))) => {
+                let got_plain: Vec<usize> = file.plain.iter().map(|(n, _)| *n).collect();
+                let got_revoked: Vec<usize> = file.revoked.iter().map(|(n, _)| *n).collect();
+                assert_eq!(
+                    (&got_plain[..], &got_revoked[..]),
+                    (plain, revoked),
+                    "{text}"
+                );
+            }
+            (Err(msg), Err(needle)) => assert!(msg.contains(needle), "{text}: {msg}"),
+            (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn known_hosts_markers_are_split_off() {
+        let key = ED25519_LINE;
+        check_known_hosts(&format!("h1 {key}\n"), Ok((&[1], &[])));
+        check_known_hosts(
+            &format!("# comment\n\n  h1 {key}\n@revoked h1 {key}\n\t@revoked * {key}\n"),
+            Ok((&[3], &[4, 5])),
+        );
+        check_known_hosts(
+            &format!("h1 {key}\n@cert-authority *.example {key}\n"),
+            Err("line 2 is a @cert-authority line: SSH host certificates are not supported"),
+        );
+        check_known_hosts(
+            &format!("@trusted h1 {key}\n"),
+            Err("line 1 has the marker `@trusted`"),
+        );
+        check_known_hosts("@revoked h1\n", Err("line 1 is a @revoked line without"));
+        check_known_hosts(
+            "@revoked h1 ssh-ed25519 !!!\n",
+            Err("line 1 is a @revoked line whose key does not decode"),
+        );
+        // The revoked blob is the key's wire form, what the server presents.
+        let file = parse_known_hosts(&format!("@revoked h1 {key}\n")).unwrap();
+        let pinned = PublicHostKey::parse_openssh(key).unwrap();
+        assert_eq!(file.revoked, vec![(1, pinned.blob)]);
     }
 
     #[test]
@@ -1280,6 +1441,55 @@ mod lab {
         let mut s = SshSession::connect(&target, &lab.user, SshAuth::KeyFile(&lab.client_key))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.exec("true", b"").unwrap().status, 0);
+        drop(s);
+        known_hosts_markers(lab, &target, &path);
+    }
+
+    /// `@revoked` and `@cert-authority` lines, as OpenSSH reads them (sshd(8) "SSH_KNOWN_HOSTS
+    /// FILE FORMAT"): a revoked key is refused even where a plain line pins it, for any host.
+    fn known_hosts_markers(lab: &Lab, target: &SshTarget, path: &Path) {
+        let name = format!("[127.0.0.1]:{}", lab.port);
+        let key = &lab.host_key_line;
+        let connect = || SshSession::connect(target, &lab.user, SshAuth::KeyFile(&lab.client_key));
+        let refused = |text: String, needles: &[&str]| {
+            fs::write(path, &text).unwrap();
+            let (class, msg) = class_of(connect());
+            assert_eq!(class, FaultClass::HostKeyMismatch, "{text}: {msg}");
+            for needle in needles {
+                assert!(msg.contains(needle), "{needle} missing in: {msg}");
+            }
+            assert!(msg.contains(&path.display().to_string()), "{msg}");
+        };
+        // The same key pinned and revoked for this endpoint, in either order.
+        refused(
+            format!("{name} {key}\n@revoked {name} {key}\n"),
+            &["@revoked", "line 2", "lab-1"],
+        );
+        refused(
+            format!("@revoked {name} {key}\n{name} {key}\n"),
+            &["@revoked", "line 1"],
+        );
+        // Revoked under another host's name (and the pin hashed): still never accepted.
+        fs::write(path, format!("{name} {key}\n")).unwrap();
+        run(Command::new("ssh-keygen").arg("-H").arg("-f").arg(path));
+        let hashed = fs::read_to_string(path).unwrap();
+        refused(
+            format!("{hashed}@revoked otherhost,10.9.9.9 {key}\n"),
+            &["@revoked", "line 2"],
+        );
+        // Another key revoked: the pinned one still works.
+        let other = keygen(&lab.dir.path().join("kh_revoked"), "ed25519");
+        fs::write(path, format!("@revoked * {other}\n{hashed}")).unwrap();
+        let mut s = connect().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.exec("true", b"").unwrap().status, 0);
+        drop(s);
+        // Host certificates are not supported: said, not silently ignored.
+        refused(
+            format!("@cert-authority *.example.org {other}\n{name} {key}\n"),
+            &["@cert-authority", "line 1", "not supported"],
+        );
+        // A marker OpenSSH does not know either.
+        refused(format!("@trusted {name} {key}\n"), &["@trusted", "line 1"]);
     }
 
     fn refused_port(lab: &Lab) {

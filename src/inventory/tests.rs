@@ -334,6 +334,47 @@ fn directories() {
     assert_snapshot!(check(
         "version: 1\nhosts: []\ndirectories:\n  - name: hospital-ldap\n    url: http://x\n    bind: { dn: \"nodn\", credential: hospital-ldap/rotor }\n    accounts:\n      - { dn: \"o=x\" }\n      - { search: { base: b, filter: \"objectClass=x\" } }\n"
     ));
+    // Filters are parsed as ldap3 will send them, DNs as RFC 4514 DNs (issue 8).
+    for (from, to, problem) in [
+        (
+            "(objectClass=account)",
+            "(&(objectClass=account)(uid=a)",
+            "accounts[1].search.filter: `(&(objectClass=account)(uid=a)` is not a valid LDAP filter",
+        ),
+        (
+            "base: \"ou=service,dc=h,dc=example\"",
+            "base: \"ou=service,dc=h\\\\00,dc=example\"",
+            "accounts[1].search.base: `ou=service,dc=h\\\\00,dc=example` is not a DN: it holds an escaped control character",
+        ),
+        (
+            "uid=emr-app,ou=service,dc=h,dc=example",
+            "uid=emr-app,ou=service\\u0000,dc=h,dc=example",
+            "accounts[0].dn: `uid=emr-app,ou=service\\0,dc=h,dc=example` is not a DN: it holds a control character",
+        ),
+        (
+            "cn=rotor,ou=system,dc=h,dc=example",
+            "cn=rotor,,dc=h,dc=example",
+            "bind.dn: `cn=rotor,,dc=h,dc=example` is not a DN: each part must be attribute=value",
+        ),
+        (
+            "cn=rotor,ou=system,dc=h,dc=example",
+            "cn=rotor,o u=system,dc=h",
+            "bind.dn: `cn=rotor,o u=system,dc=h` is not a DN: `o u` is not an attribute name",
+        ),
+    ] {
+        let text = check(&good.replacen(from, to, 1));
+        assert!(
+            text.starts_with("lab/inventory.yaml:") && text.contains(problem),
+            "{to}: {text}"
+        );
+    }
+    for dn in [
+        "uid=a\\,b+cn=c,dc=x",
+        "uid=a\\2Cb,1.2.3=x,dc=x",
+        "cn=#04024869,dc=x",
+    ] {
+        assert_eq!(super::validate::check_dn(dn), Ok(()), "{dn}");
+    }
     // The summary shows the directory, and that its searches are not run yet.
     let unverified = good.replace(
         "    groups: [ldap]\n",

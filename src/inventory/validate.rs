@@ -757,14 +757,12 @@ impl Checker<'_> {
             None => None,
         };
         let bind_dn = raw.bind.value.dn.value.trim().to_owned();
-        if !bind_dn.contains('=') {
+        if let Err(why) = check_dn(&bind_dn) {
             self.report(
                 raw.bind.value.dn.referenced,
                 format!("{field}.bind.dn"),
                 ProblemKind::InvalidValue,
-                format!(
-                    "`{bind_dn}` is not a DN: write e.g. \"cn=rotor,ou=system,dc=example,dc=org\""
-                ),
+                format!("{why}: write e.g. \"cn=rotor,ou=system,dc=example,dc=org\""),
             );
             ok = false;
         }
@@ -827,18 +825,20 @@ impl Checker<'_> {
             let afield = format!("{field}.accounts[{idx}]");
             let at = acc.referenced;
             match (acc.value.dn, acc.value.search) {
-                (Some(dn), None) => match uid_of(&dn.value) {
-                    Ok(_) => accounts.push(DirectoryAccounts::Dn(dn.value.trim().to_owned())),
-                    Err(why) => {
-                        self.report(
-                            dn.referenced,
-                            format!("{afield}.dn"),
-                            ProblemKind::InvalidValue,
-                            why,
-                        );
-                        ok = false;
+                (Some(dn), None) => {
+                    match check_dn(dn.value.trim()).and_then(|()| uid_of(&dn.value)) {
+                        Ok(_) => accounts.push(DirectoryAccounts::Dn(dn.value.trim().to_owned())),
+                        Err(why) => {
+                            self.report(
+                                dn.referenced,
+                                format!("{afield}.dn"),
+                                ProblemKind::InvalidValue,
+                                why,
+                            );
+                            ok = false;
+                        }
                     }
-                },
+                }
                 (None, Some(search)) => {
                     let s = search.value;
                     let scope = match s.scope.as_ref().map(|v| v.value.as_str()) {
@@ -862,6 +862,25 @@ impl Checker<'_> {
                             format!("{afield}.search.filter"),
                             ProblemKind::InvalidValue,
                             format!("`{filter}` is not an LDAP filter: write it in parentheses, e.g. \"(objectClass=account)\""),
+                        );
+                        ok = false;
+                    } else if ldap3::parse_filter(&filter).is_err() {
+                        // ldap3's own parser: what passes here is what rotor will send.
+                        self.report(
+                            s.filter.referenced,
+                            format!("{afield}.search.filter"),
+                            ProblemKind::InvalidValue,
+                            format!("`{filter}` is not a valid LDAP filter (RFC 4515): check that the parentheses balance, that each item is (attr=value), (&...), (|...) or (!...), and that special characters in values are escaped as \\28 ( \\29 ) \\2a * \\5c \\"),
+                        );
+                        ok = false;
+                    }
+                    let base = s.base.value.trim();
+                    if let Err(why) = check_dn(base) {
+                        self.report(
+                            s.base.referenced,
+                            format!("{afield}.search.base"),
+                            ProblemKind::InvalidValue,
+                            format!("{why}: write the search base as a DN, e.g. \"ou=service,dc=example,dc=org\""),
                         );
                         ok = false;
                     }
@@ -923,6 +942,65 @@ impl Checker<'_> {
 }
 
 /// Policy names: what can be written after `policy:` without quoting.
+/// Checks a DN's syntax (RFC 4514) well enough that what rotor sends is a DN: no NUL or other
+/// control character (raw or escaped as `\00`..`\1F`), every RDN `attr=value` (several joined
+/// by `+`), attribute names as keystrings or OIDs, and escapes complete. Says what is wrong.
+pub(super) fn check_dn(dn: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("`{}` is not a DN: {why}", dn.escape_debug()));
+    if dn.is_empty() {
+        return bad("it is empty");
+    }
+    if dn.chars().any(char::is_control) {
+        return bad("it holds a control character (NUL, newline, ...)");
+    }
+    // Split into attribute-value assertions on unescaped `,` and `+`, checking escapes.
+    let mut avas: Vec<String> = vec![String::new()];
+    let mut chars = dn.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let Some(next) = chars.next() else {
+                    return bad("it ends in a lone backslash");
+                };
+                if next.is_ascii_hexdigit() {
+                    let Some(low) = chars.next().filter(char::is_ascii_hexdigit) else {
+                        return bad("a `\\` escape needs two hex digits or one special character");
+                    };
+                    let byte = u8::from_str_radix(&format!("{next}{low}"), 16).unwrap_or(0);
+                    if byte < 0x20 || byte == 0x7f {
+                        return bad("it holds an escaped control character (NUL, newline, ...)");
+                    }
+                } else if !" \"#+,;<=>\\".contains(next) {
+                    return bad("a `\\` escape needs two hex digits or one special character");
+                }
+                // Escaped: part of the value, never a separator.
+                avas.last_mut().unwrap_or(&mut String::new()).push('x');
+            }
+            ',' | '+' => avas.push(String::new()),
+            c => avas.last_mut().unwrap_or(&mut String::new()).push(c),
+        }
+    }
+    for ava in &avas {
+        let Some((attr, _value)) = ava.split_once('=') else {
+            return bad("each part must be attribute=value (an unescaped `,` or `+` splits parts)");
+        };
+        let attr = attr.trim();
+        let keystring = attr.starts_with(|c: char| c.is_ascii_alphabetic())
+            && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        let oid = !attr.is_empty()
+            && attr
+                .split('.')
+                .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        if !(keystring || oid) {
+            return bad(&format!(
+                "`{}` is not an attribute name (letters, digits and `-`, or an OID)",
+                attr.escape_debug()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn is_simple_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64

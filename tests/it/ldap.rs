@@ -138,6 +138,14 @@ fn a_wrong_bind_secret_or_an_untrusted_certificate_changes_nothing() {
     let inv = inventory(&lab);
     let inv = inv.to_str().unwrap();
     let rotor = rotor_for(&lab, "not-the-bind-password");
+    // `plan` says which directory could not be planned and why, and does not exit 0 (issue 8).
+    let plan = rotor.run(&["plan", "-i", inv, "--all"]);
+    let plan_text = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(3), "{plan_text}");
+    assert!(
+        plan_text.contains("hospital-ldap: cannot be planned (connect identity rejected)"),
+        "{plan_text}"
+    );
     let out = rotor.rotate_all(inv);
     let report = json(&out);
     assert_eq!(out.status.code(), Some(3), "{report:#}");

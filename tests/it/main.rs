@@ -5,6 +5,7 @@ mod bad_input;
 mod concurrent;
 mod faults;
 mod hostile;
+mod hostile_ldap;
 mod interrupt;
 mod keyring;
 mod lab;

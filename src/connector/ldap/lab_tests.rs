@@ -286,6 +286,7 @@ access to dn.subtree="{SUFFIX}"
             danger_accept_invalid_certs: false,
             bind_dn: ROTOR_DN.into(),
             timeout: Duration::from_secs(2),
+            limits: SearchLimits::DEFAULT,
         }
     }
 
@@ -373,6 +374,66 @@ async fn search_pages_past_the_size_limit() {
         .unwrap_err();
     assert_eq!(err.class, FaultClass::Protocol);
     assert!(err.message.contains(SERVICE_OU), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn searches_stop_at_the_entry_and_byte_caps() {
+    let n = SIZE_LIMIT + 20;
+    let lab = Lab::start(n, None);
+    let found = lab
+        .admin()
+        .await
+        .search(SERVICE_OU, "(objectClass=account)", SearchScope::OneLevel)
+        .await
+        .unwrap();
+    // What the byte cap counts: DN, attribute name and value of each entry.
+    let n_bytes: usize = found
+        .iter()
+        .map(|a| a.dn.len() + "uid".len() + a.uid.len())
+        .sum();
+    async fn search(
+        lab: &Lab,
+        limits: SearchLimits,
+    ) -> Result<Vec<DirectoryAccount>, ConnectorError> {
+        let spec = DirectorySpec {
+            limits,
+            ..lab.spec(lab.starttls_url())
+        };
+        let target = DirectoryTarget::prepare(&spec).unwrap();
+        let admin = LdapAdmin::connect(&target, &lab.rotor_secret)
+            .await
+            .unwrap();
+        admin
+            .search(SERVICE_OU, "(objectClass=account)", SearchScope::OneLevel)
+            .await
+    }
+    let exact = SearchLimits {
+        max_entries: n,
+        max_bytes: n_bytes,
+    };
+    assert_eq!(search(&lab, exact).await.unwrap().len(), n);
+    for (limits, needle) in [
+        (
+            SearchLimits {
+                max_entries: n - 1,
+                ..exact
+            },
+            format!("returned more than {} entries", n - 1),
+        ),
+        (
+            SearchLimits {
+                max_bytes: n_bytes - 1,
+                ..exact
+            },
+            format!("returned more than {} bytes", n_bytes - 1),
+        ),
+    ] {
+        let err = search(&lab, limits).await.unwrap_err();
+        assert_eq!(err.class, FaultClass::Protocol, "{err}");
+        for needle in [&needle, "lab-ldap", SERVICE_OU, "narrow the search"] {
+            assert!(err.message.contains(needle), "{needle} missing in: {err}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
