@@ -348,6 +348,16 @@ enum Step {
 }
 
 impl Step {
+    /// Steps that send a secret (a bind, a new password, a saved hash) or read one (the
+    /// stored hash): what the server says in them is never shown, since it may echo the
+    /// secret in any form; rotor says what failed in its own words instead.
+    fn handles_secret(self) -> bool {
+        matches!(
+            self,
+            Step::AdminBind | Step::VerifyBind | Step::ReadHash | Step::SetPassword | Step::Restore
+        )
+    }
+
     fn describe(self) -> &'static str {
         match self {
             Step::StartTls => "connecting (TCP, then StartTLS or LDAPS)",
@@ -1224,11 +1234,21 @@ fn classify_error(
         LdapError::LdapResult { result } => {
             let policy = is_policy_refusal(result);
             let class = classify_code(result.rc, step, policy);
-            let said = scrub(&result.text, secrets);
-            let said = if said.is_empty() {
-                String::new()
+            let said = if step.handles_secret() {
+                match policy_reason(&result.text) {
+                    Some(reason) => format!(" ({reason})"),
+                    None if result.text.is_empty() => String::new(),
+                    None => {
+                        " (its message is not shown because this step handles a secret)".to_owned()
+                    }
+                }
             } else {
-                format!(": \"{said}\"")
+                let said = shown(&scrub(&result.text, secrets));
+                if said.is_empty() {
+                    String::new()
+                } else {
+                    format!(": \"{said}\"")
+                }
             };
             (
                 class,
@@ -1286,9 +1306,19 @@ fn classify_error(
                 "{doing} for {what}: the search filter does not parse; fix it in the inventory"
             ),
         ),
+        other if step.handles_secret() => (
+            FaultClass::Protocol,
+            format!(
+                "{doing} for {what}: the LDAP exchange failed ({}); the details are not shown because this step handles a secret",
+                error_kind(other)
+            ),
+        ),
         other => (
             FaultClass::Protocol,
-            format!("{doing} for {what}: {}", scrub(&other.to_string(), secrets)),
+            format!(
+                "{doing} for {what}: {}",
+                shown(&scrub(&other.to_string(), secrets))
+            ),
         ),
     };
     ConnectorError::new(class, format!("{at}: {detail}"))
@@ -1324,6 +1354,49 @@ fn describe_tls(e: &rustls::Error) -> String {
             format!("the server's certificate has expired ({e}); renew it on the server")
         }
         other => format!("{other}; check the server's certificate and ca_file"),
+    }
+}
+
+/// rotor's own words for a password-policy refusal it recognises in a server's diagnostic
+/// (OpenLDAP ppolicy's messages), so that a refusal in a step that handles a secret can be
+/// explained without showing the server's text.
+fn policy_reason(text: &str) -> Option<&'static str> {
+    let text = text.to_ascii_lowercase();
+    [
+        (
+            "password is in history",
+            "the password policy keeps old passwords out: it is in the password history (pwdInHistory)",
+        ),
+        (
+            "password fails quality",
+            "the password policy's quality check refused it (pwdCheckQuality)",
+        ),
+        (
+            "password is too young",
+            "the password policy's minimum age has not passed (pwdMinAge)",
+        ),
+        (
+            "password is too short",
+            "the password policy's minimum length refused it (pwdMinLength)",
+        ),
+        (
+            "must supply old password",
+            "the password policy wants the old password (pwdSafeModify)",
+        ),
+    ]
+    .into_iter()
+    .find(|(needle, _)| text.contains(needle))
+    .map(|(_, reason)| reason)
+}
+
+/// The name of an `ldap3` error's kind, without any text from the server.
+fn error_kind(e: &LdapError) -> &'static str {
+    match e {
+        LdapError::EndOfStream => "the server closed the connection",
+        LdapError::Timeout { .. } => "timed out",
+        LdapError::Io { .. } => "an I/O error",
+        LdapError::LdapResult { .. } => "an LDAP error result",
+        _ => "a protocol error",
     }
 }
 
@@ -1468,17 +1541,48 @@ mod tests {
     }
 
     #[test]
-    fn a_secret_echoed_by_the_server_is_scrubbed() {
+    fn what_the_server_says_in_a_step_with_a_secret_is_never_shown() {
         let secret = Secret::new("Tr0ub4dor&3-new".into());
+        // Echoed whole, cut short, or quoted: none of it may show.
+        for text in [
+            "value Tr0ub4dor&3-new rejected",
+            "value Tr0ub4dor rejected",
+            "value 'Tr0ub4dor\\&3-new' rejected",
+        ] {
+            for step in [
+                Step::SetPassword,
+                Step::Restore,
+                Step::VerifyBind,
+                Step::ReadHash,
+            ] {
+                let err = classify_error(&target(), result(19, text), step, "uid=a", &[&secret]);
+                assert!(!err.message.contains("Tr0ub4dor"), "{}", err.message);
+                assert!(err.message.contains("not shown"), "{}", err.message);
+                assert!(err.message.contains("result 19"), "{}", err.message);
+            }
+        }
+        // A ppolicy refusal is still explained, in rotor's words.
         let err = classify_error(
             &target(),
-            result(19, "value Tr0ub4dor&3-new rejected"),
-            Step::SetPassword,
+            result(19, "Password fails quality checking policy"),
+            Step::Restore,
             "uid=a",
             &[&secret],
         );
-        assert!(!err.message.contains("Tr0ub4dor"), "{}", err.message);
-        assert!(err.message.contains("<redacted>"), "{}", err.message);
+        assert!(
+            err.message.contains("quality check refused it"),
+            "{}",
+            err.message
+        );
+        // Other steps show the server's words, escaped and cut short.
+        let hostile = format!("no such base\x1b[2J{}", "x".repeat(10_000));
+        let err = classify_error(&target(), result(32, &hostile), Step::Search, "ou=a", &[]);
+        assert!(
+            err.message.contains("no such base\\u{1b}[2J"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.len() < 1000, "{}", err.message.len());
     }
 
     #[test]
