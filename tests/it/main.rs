@@ -4,6 +4,7 @@
 mod bad_input;
 mod concurrent;
 mod faults;
+mod hardening;
 mod interrupt;
 mod keyring;
 mod lab;
