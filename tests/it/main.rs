@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod concurrent;
+mod data_dir;
 mod faults;
 mod hardening;
 mod interrupt;
