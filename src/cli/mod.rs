@@ -155,7 +155,9 @@ pub fn main() -> i32 {
     let code = match run(cli) {
         Ok(code) => code,
         Err(f) => {
-            eprintln!("error: {:#}", f.error);
+            // Errors quote inventory values, targets' answers and file names: escaped.
+            let message = format!("{:#}", f.error);
+            eprintln!("error: {}", crate::text::escape_lines(&message));
             f.code
         }
     };
