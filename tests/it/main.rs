@@ -16,3 +16,4 @@ mod smoke;
 mod stress;
 mod support;
 mod timeouts;
+mod unpark;
