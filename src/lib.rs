@@ -11,6 +11,7 @@
 //! - [`connector`]: edges to targets (`ssh`), typed faults.
 //! - [`store`]: the vault (SQLite, encrypted rows), ledger and audit log.
 //! - [`report`]: run summaries as tables and JSON.
+//! - [`text`]: outside text made safe to print (control characters escaped).
 //! - [`cli`]: command-line parsing and one module per subcommand.
 
 pub mod cli;
@@ -24,3 +25,4 @@ pub mod policy;
 pub mod report;
 pub mod secret;
 pub mod store;
+pub mod text;

@@ -2,7 +2,9 @@
 //! (`schema_version` 1) for machines. The one place that turns results into output, so the
 //! text and JSON forms never drift apart.
 //!
-//! Invariant: reports are built from `CredentialResult`s, which carry no secrets.
+//! Invariant: reports are built from `CredentialResult`s, which carry no secrets. Text from
+//! outside (targets' messages, reasons, directory names) is escaped in the text form
+//! ([`crate::text`]); JSON escapes it itself.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -12,6 +14,7 @@ use serde::Serialize;
 use crate::engine::driver::CredentialResult;
 use crate::engine::machine::Fault;
 use crate::engine::{Outcome, RunId};
+use crate::text::escape;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -183,7 +186,7 @@ impl RunReport {
             let _ = write!(out, " (run {run})");
         }
         if let Some(reason) = &self.reason {
-            let _ = write!(out, ", reason: {reason}");
+            let _ = write!(out, ", reason: {}", escape(reason));
         }
         let mut on = Vec::new();
         if self.n_hosts > 0 || self.n_directories == 0 {
@@ -218,7 +221,9 @@ impl RunReport {
             let _ = writeln!(
                 out,
                 "\nDirectory {} was not rotated ({}): {}",
-                f.directory, f.class, f.message
+                escape(&f.directory),
+                f.class,
+                escape(&f.message)
             );
         }
         let failed: Vec<&CredentialResult> = self
@@ -271,8 +276,17 @@ fn cause_label(f: &Fault) -> String {
     f.class_text()
 }
 
-/// A plain left-aligned table; the last column is not padded.
+/// A plain left-aligned table; the last column is not padded. Every cell is escaped
+/// ([`crate::text::escape`]): cells hold targets' messages and names from outside.
 pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let rows: Vec<[String; N]> = rows
+        .iter()
+        .map(|row| {
+            row.clone()
+                .map(|cell| crate::text::escape(&cell).into_owned())
+        })
+        .collect();
+    let rows = &rows[..];
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -395,6 +409,40 @@ mod tests {
             text.contains("3 credentials on 1 host and 1 directory in 1.0 s"),
             "{text}"
         );
+    }
+
+    /// A target that answers with terminal escapes (clear the screen, set the title) reaches
+    /// the report escaped.
+    #[test]
+    fn control_characters_from_targets_are_escaped() {
+        let report = RunReport::new(
+            "rotate",
+            None,
+            Some("INC\x1b[2J".into()),
+            1,
+            vec![result(
+                "host-001/svc_app",
+                Outcome::NotChanged {
+                    cause: Fault::target(
+                        FaultClass::Refused,
+                        "chpasswd: \x1b]0;owned\x07\x1b[2Jbad\nline",
+                    ),
+                },
+            )],
+        )
+        .with_failed_directories(vec![FailedDirectory {
+            directory: "ldap".into(),
+            class: FaultClass::Unreachable,
+            message: "down\x1b[31m".into(),
+        }]);
+        let text = report.to_text();
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text}");
+        assert!(
+            text.contains("chpasswd: \\u{1b}]0;owned\\u{7}\\u{1b}[2Jbad\\u{a}line"),
+            "{text}"
+        );
+        assert!(text.contains("reason: INC\\u{1b}[2J"), "{text}");
+        assert!(text.contains("down\\u{1b}[31m"), "{text}");
     }
 
     #[test]

@@ -138,6 +138,11 @@ pub type CliResult = Result<i32, Failure>;
 
 /// Entry point: parse, run, map to an exit code.
 pub fn main() -> i32 {
+    // Before anything is read or decrypted: no core file may hold a secret or the data key.
+    if let Err(e) = output::harden_process() {
+        eprintln!("error: {e}");
+        return 1;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -150,7 +155,9 @@ pub fn main() -> i32 {
     let code = match run(cli) {
         Ok(code) => code,
         Err(f) => {
-            eprintln!("error: {:#}", f.error);
+            // Errors quote inventory values, targets' answers and file names: escaped.
+            let message = format!("{:#}", f.error);
+            eprintln!("error: {}", crate::text::escape_lines(&message));
             f.code
         }
     };

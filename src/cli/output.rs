@@ -12,6 +12,24 @@ use tracing_subscriber::EnvFilter;
 use super::{Failure, Global, KeySourceArg, OutputFormat};
 use crate::store::{KeySource, StoreError, Vault};
 
+/// Turns off core dumps (`RLIMIT_CORE` 0, soft and hard, so no child can raise it again)
+/// and makes the process undumpable (`PR_SET_DUMPABLE` 0): the kernel then writes no core
+/// even for a core pattern that pipes to a program, and other processes of the same user
+/// can neither ptrace rotor nor read its `/proc/PID/mem`. rotor holds decrypted secrets and
+/// the vault's data key in memory (DESIGN.md invariant 8). Fails rather than runs without.
+pub fn harden_process() -> Result<(), String> {
+    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
+    let zero = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    setrlimit(Resource::Core, zero)
+        .map_err(|e| format!("cannot turn off core dumps (setrlimit RLIMIT_CORE: {e}); rotor does not run where a crash could write its memory to disk"))?;
+    set_dumpable_behavior(DumpableBehavior::NotDumpable).map_err(|e| {
+        format!("cannot make rotor undumpable (prctl PR_SET_DUMPABLE: {e}); rotor does not run where its memory could be dumped or traced")
+    })
+}
+
 /// Logs go to stderr. `ROTOR_LOG` (a tracing filter) wins; else warnings, or more with -v.
 pub fn init_logging(verbose: u8) {
     let default = match verbose {

@@ -102,7 +102,9 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
         for f in failed {
             dir_lines.push(format!(
                 "  {}: cannot be planned ({}): {}",
-                f.directory, f.class, f.message
+                f.directory,
+                f.class,
+                crate::text::escape(&f.message)
             ));
         }
         for m in missing {

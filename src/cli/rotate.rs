@@ -81,9 +81,13 @@ pub struct RecoverArgs {
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub step_timeout: u64,
     /// An operator fixed what went wrong with this credential (HOST/ACCOUNT): unpark it if it
-    /// was parked after failed logins, and settle its rotation if it was stuck.
-    #[arg(long, value_name = "HOST/ACCOUNT")]
-    pub cred: Option<String>,
+    /// was parked after failed logins, and settle its rotation if it was stuck. Repeatable.
+    #[arg(long = "cred", value_name = "HOST/ACCOUNT")]
+    pub creds: Vec<String>,
+    /// Like --cred, for every credential in a scope (all, host:NAME, group:NAME,
+    /// account:NAME, directory:NAME, cred:HOST/ACCOUNT). Repeatable.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
     /// `text` for people, `json` for programs.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -489,12 +493,49 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
     Ok(report.exit_code())
 }
 
+/// The credentials the operator vouches for (`--cred`, `--scope`), without duplicates. A
+/// scope goes through the inventory's selection, so a typo is an error, not "nothing";
+/// a directory's accounts are whatever of it the vault holds (its searches are not run).
+fn vouched_for(
+    inv: &Inventory,
+    vault: &crate::store::Vault,
+    a: &RecoverArgs,
+) -> Result<Vec<CredentialId>, Failure> {
+    let mut creds = std::collections::BTreeSet::new();
+    for c in &a.creds {
+        creds.insert(CredentialId::parse(c).map_err(usage)?);
+    }
+    if !a.scopes.is_empty() {
+        let scopes = a
+            .scopes
+            .iter()
+            .map(|s| Scope::parse(s).map_err(usage))
+            .collect::<Result<Vec<_>, _>>()?;
+        let selected = inv.select(&scopes).map_err(usage)?;
+        creds.extend(selected.credentials());
+        let in_vault = vault.status()?;
+        for d in &selected.directories {
+            creds.extend(
+                in_vault
+                    .iter()
+                    .filter(|s| s.cred.host == d.directory.name)
+                    .filter(|s| {
+                        d.only
+                            .as_ref()
+                            .is_none_or(|only| only.contains(&s.cred.account))
+                    })
+                    .map(|s| s.cred.clone()),
+            );
+        }
+    }
+    Ok(creds.into_iter().collect())
+}
+
 pub fn recover(g: &Global, a: RecoverArgs) -> CliResult {
     let inv = crate::inventory::load(&a.inventory)?;
     let out = Output::new(a.output);
     let vault = open_vault(g)?;
-    if let Some(cred) = &a.cred {
-        let cred = CredentialId::parse(cred).map_err(usage)?;
+    for cred in vouched_for(&inv, &vault, &a)? {
         if vault.parked(&cred)?.is_some() {
             vault.unpark(&cred)?;
             eprintln!("Unparked {cred}: rotor will log in as it again.");

@@ -203,7 +203,9 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
     for f in &failed_dirs {
         eprintln!(
             "directory {} could not be checked ({}): {}",
-            f.directory, f.class, f.message
+            f.directory,
+            f.class,
+            crate::text::escape(&f.message)
         );
     }
     checks.sort_by(|a, b| a.cred.cmp(&b.cred));

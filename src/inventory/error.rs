@@ -14,6 +14,12 @@ pub enum InventoryError {
     /// The file could not be read at all.
     #[error("{}: cannot read the inventory: {cause}; {}", path.display(), read_hint(cause))]
     Unreadable { path: PathBuf, cause: io::Error },
+    /// The path names something other than a regular file (a FIFO, a device, a directory).
+    #[error("{}: cannot read the inventory: it is {found}, not a regular file. -i takes the inventory's YAML file: write it to a file and pass that file's path", path.display())]
+    NotAFile { path: PathBuf, found: &'static str },
+    /// Larger than [`super::MAX_INVENTORY_BYTES`].
+    #[error("{}: the inventory is {size} bytes, more than the 16 MiB rotor reads: check that -i names the inventory file (ten thousand hosts take about 3 MiB), or split the inventory", path.display())]
+    TooLarge { path: PathBuf, size: u64 },
     /// The file was read but is not a valid inventory. A YAML syntax or shape error is
     /// reported alone; validation problems are collected, up to [`MAX_PROBLEMS`].
     #[error("{}", ProblemList { problems, n_more: *n_more })]
@@ -28,9 +34,28 @@ impl InventoryError {
     /// The problems found, empty when the file could not be read.
     pub fn problems(&self) -> &[Problem] {
         match self {
-            InventoryError::Unreadable { .. } => &[],
+            InventoryError::Unreadable { .. }
+            | InventoryError::NotAFile { .. }
+            | InventoryError::TooLarge { .. } => &[],
             InventoryError::Invalid { problems, .. } => problems,
         }
+    }
+}
+
+/// What a non-regular file is, in words.
+pub(super) fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
     }
 }
 
@@ -98,14 +123,81 @@ impl Problem {
             column,
             field: field.into(),
             kind,
-            message: message.into(),
+            message: tame(&message.into()),
         }
     }
 }
 
+/// The longest piece of the inventory an error echoes; longer ones are cut, with their length.
+const MAX_ECHO_CHARS: usize = 100;
+
+/// The longest message a problem carries, whatever it quotes.
+const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// Makes a message safe and short to print, whatever the inventory held: every quoted value
+/// (between backticks or double quotes) and every unbroken run of text longer than
+/// [`MAX_ECHO_CHARS`] is cut to its start, an ellipsis and its length; control characters are
+/// escaped (`\u{1b}`); and the whole is at most [`MAX_MESSAGE_CHARS`]. Messages quote the
+/// values they echo, so this one place covers every message, including the ones from
+/// `credential` and serde.
+pub(crate) fn tame(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE_CHARS + 64));
+    let mut rest = message;
+    while !rest.is_empty() {
+        // The next quoted value, or the next word outside quotes.
+        let quote = rest.find(['`', '"']);
+        match quote {
+            Some(0) => {
+                let q = &rest[..1];
+                let body_and_more = &rest[1..];
+                let end = body_and_more.find(q).unwrap_or(body_and_more.len());
+                out.push_str(q);
+                out.push_str(&cut(&body_and_more[..end]));
+                if end < body_and_more.len() {
+                    out.push_str(q);
+                    rest = &body_and_more[end + 1..];
+                } else {
+                    rest = "";
+                }
+            }
+            _ => {
+                let until = quote.unwrap_or(rest.len());
+                let plain = &rest[..until];
+                for (idx, word) in plain.split(' ').enumerate() {
+                    if idx > 0 {
+                        out.push(' ');
+                    }
+                    out.push_str(&cut(word));
+                }
+                rest = &rest[until..];
+            }
+        }
+    }
+    if out.chars().count() > MAX_MESSAGE_CHARS {
+        let n = out.chars().count();
+        out = out.chars().take(MAX_MESSAGE_CHARS).collect();
+        out.push_str(&format!("… (message cut: {n} characters)"));
+    }
+    out
+}
+
+/// One echoed value: escaped, and cut to [`MAX_ECHO_CHARS`] with its length.
+fn cut(value: &str) -> String {
+    let n = value.chars().count();
+    if n <= MAX_ECHO_CHARS {
+        return crate::text::escape(value).into_owned();
+    }
+    let head: String = value.chars().take(MAX_ECHO_CHARS - 20).collect();
+    format!("{}… ({n} characters)", crate::text::escape(&head))
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        write!(
+            f,
+            "{}",
+            crate::text::escape(&self.file.display().to_string())
+        )?;
         if self.line > 0 {
             write!(f, ":{}", self.line)?;
             if self.column > 0 {
@@ -225,25 +317,49 @@ pub(super) fn from_serde(
         } => (
             ProblemKind::WrongType,
             format!(
-                "expected {}, found {unexpected}",
-                humanize_expected(expected)
+                "expected {}, found {unexpected}{}",
+                expected_here(&field, expected),
+                field_fix(&field)
             ),
         ),
         E::InvalidScalar { ty, .. } => (
             ProblemKind::WrongType,
-            format!("expected {}", humanize_expected(ty)),
+            format!(
+                "expected {}{}",
+                expected_here(&field, ty),
+                field_fix(&field)
+            ),
         ),
         E::Unexpected { expected, .. } => {
-            let hint = if *expected == "string scalar" {
-                " (quote it if it contains `[`, `{`, `:` or `#`)"
+            // Quoting helps text, never a number.
+            let fix = field_fix(&field);
+            let hint = if !fix.is_empty() {
+                fix
+            } else if *expected == "string scalar" {
+                " (quote it if it contains `[`, `{`, `:` or `#`)".to_owned()
             } else {
-                ""
+                String::new()
             };
             (
                 ProblemKind::WrongType,
-                format!("expected {} here{hint}", humanize_expected(expected)),
+                format!("expected {} here{hint}", expected_here(&field, expected)),
             )
         }
+        // serde-saphyr words these in Rust ("use Option<String>"); say what the field wants.
+        E::NullIntoString { .. }
+        | E::InvalidCharNull { .. }
+        | E::TaggedScalarCannotDeserializeIntoString { .. }
+        | E::BinaryNotUtf8 { .. }
+        | E::BytesNotSupportedMissingBinaryTag { .. }
+        | E::UnexpectedValueForUnit { .. } => (
+            ProblemKind::WrongType,
+            format!(
+                "expected {}, found no value (null) or a tagged one: write the value itself{}",
+                expected_here(&field, "string"),
+                field_fix(&field)
+            ),
+        ),
+        E::Budget { breach, .. } => (ProblemKind::Unsupported, budget_message(breach)),
         E::DuplicateMappingKey { key, .. } => {
             let key = key.as_deref().unwrap_or("a key");
             if !field.ends_with(key) {
@@ -305,6 +421,85 @@ fn missing_hint(key: &str) -> &'static str {
     }
 }
 
+/// What a field takes, in the inventory's words, by its name (the last part of its path).
+fn field_words(field: &str) -> Option<&'static str> {
+    let last = field.rsplit('.').next().unwrap_or("");
+    let last = last.split('[').next().unwrap_or(last);
+    let parent = field.rsplit('.').nth(1).unwrap_or("");
+    Some(match last {
+        "name" if parent.starts_with("hosts") => "a host name (text)",
+        "name" if parent.starts_with("directories") => "a directory name (text)",
+        "name" => "an account name (text)",
+        "address" => "an address (text: an IP address or a DNS name)",
+        "user" => "an account name (text)",
+        "key" | "known_hosts" | "ca_file" | "playbooks_dir" => "a file path (text)",
+        "credential" => "a credential address HOST/ACCOUNT (text)",
+        "host_key" => "a host key line (text, as printed by ssh-keyscan)",
+        "playbook" => "a playbook name (text)",
+        "policy" => "a policy name (text)",
+        "url" => "an LDAP URL (text)",
+        "dn" | "base" => "an LDAP DN (text)",
+        "filter" => "an LDAP filter (text)",
+        "port" => "a port number from 1 to 65535",
+        "version" => "the inventory version, 1",
+        "length" => "a whole number of characters from 12 to 128",
+        "max_failed_logins" => "a whole number from 1 to 10",
+        "schedule" => "a crontab schedule (text)",
+        "max_age" => "an age (text such as 30d, 12h or 90m)",
+        "timezone" => "a time zone name (text)",
+        _ => return None,
+    })
+}
+
+/// `expected` from serde, or better the field's own words.
+fn expected_here(field: &str, expected: &str) -> String {
+    field_words(field)
+        .map(str::to_owned)
+        .unwrap_or_else(|| humanize_expected(expected))
+}
+
+/// What to write instead, for fields where the words alone do not say it.
+fn field_fix(field: &str) -> String {
+    match field.rsplit('.').next().unwrap_or("") {
+        "max_failed_logins" => ": the failed logins rotor may make as an account before it stops \
+             and parks the credential; keep it below the targets' lockout threshold \
+             (pam_faillock locks after 3), e.g. `max_failed_logins: 2`"
+            .to_owned(),
+        "length" => ": e.g. `length: 24`".to_owned(),
+        "port" => ": e.g. `port: 22`".to_owned(),
+        "version" => ": write `version: 1`".to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// The YAML reader's resource limits (against documents that expand without end through
+/// aliases, or nest without end), said without the reader's internal names.
+fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let what = match breach {
+        B::Depth { depth } => format!(
+            "the YAML nests {depth} levels deep, more than rotor reads (an inventory needs about 6)"
+        ),
+        B::Aliases { .. }
+        | B::AliasAnchorRatio { .. }
+        | B::RecordedAnchorEvents { .. }
+        | B::RecordedAnchorBytes { .. } => "the YAML repeats its anchors through aliases (`*name`) more than rotor reads: a document that multiplies itself this way is refused".to_owned(),
+        B::Anchors { anchors } => format!("the YAML defines {anchors} anchors (`&name`), more than rotor reads"),
+        B::Events { .. } | B::Nodes { .. } => "the YAML has more values than rotor reads".to_owned(),
+        B::ScalarBytes { .. } | B::InputBytes { .. } | B::CommentBytes { .. } => {
+            "the YAML holds more text than rotor reads".to_owned()
+        }
+        B::Documents { documents } => format!(
+            "the file holds {documents} YAML documents: an inventory is one document (no `---` between parts)"
+        ),
+        B::MergeKeys { .. } => "the YAML uses more merge keys (`<<`) than rotor reads".to_owned(),
+        _ => "the YAML exceeds a limit of rotor's YAML reader".to_owned(),
+    };
+    format!(
+        "{what}. Check that this is the inventory file; write values out instead of through aliases, and split a very large inventory"
+    )
+}
+
 /// Serde names Rust types ("u64", "struct RawHost"); say it in YAML words instead.
 fn humanize_expected(expected: &str) -> String {
     match expected {
@@ -314,6 +509,10 @@ fn humanize_expected(expected: &str) -> String {
         "mapping start" => "a mapping (`key: value` lines)".to_owned(),
         "string scalar" => "a single value".to_owned(),
         e if e.starts_with("struct ") || e.starts_with("a map") => "a mapping".to_owned(),
+        // Never a Rust type name (`Option<String>`, `enum Foo`, `rotor::x::Y`).
+        e if e.contains(['<', ':']) || e.starts_with("enum ") || e.starts_with("option") => {
+            "a value of another kind".to_owned()
+        }
         e => e.to_owned(),
     }
 }
@@ -323,5 +522,41 @@ fn strip_location(message: &str) -> &str {
     match message.rfind(" at line ") {
         Some(idx) => &message[..idx],
         None => message,
+    }
+}
+
+#[cfg(test)]
+mod tame_tests {
+    use super::tame;
+
+    #[test]
+    fn long_values_are_cut_and_controls_escaped() {
+        let long = "x".repeat(5000);
+        let spaced = "word ".repeat(1000);
+        for (message, expect) in [
+            ("`short` is fine".to_owned(), "`short` is fine".to_owned()),
+            (
+                format!("`{long}` is not valid"),
+                format!("`{}… (5000 characters)` is not valid", "x".repeat(80)),
+            ),
+            (
+                format!("found string {long}"),
+                format!("found string {}… (5000 characters)", "x".repeat(80)),
+            ),
+            (
+                format!("\"{}\" is not valid", spaced.trim_end()),
+                format!("\"{}… (4999 characters)\" is not valid", &spaced[..80]),
+            ),
+            (
+                "`a\u{1b}[31mb` bad".to_owned(),
+                "`a\\u{1b}[31mb` bad".to_owned(),
+            ),
+            ("unclosed `quote".to_owned(), "unclosed `quote".to_owned()),
+        ] {
+            assert_eq!(tame(&message), expect);
+        }
+        // Values that are neither quoted nor words still leave the message bounded.
+        let mixed = format!("`{}`{}` end", "a b".repeat(500), "c d".repeat(500));
+        assert!(tame(&mixed).chars().count() < 1100, "{}", tame(&mixed));
     }
 }

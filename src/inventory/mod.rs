@@ -10,7 +10,8 @@
 //! Architecture invariants:
 //! - An inventory holds **no secrets**: only names, addresses, public host keys, paths to
 //!   key files and `HOST/ACCOUNT` references to the vault. Nothing here reads a key file.
-//! - This module does no I/O beyond reading the one inventory file in [`load`]; [`parse`]
+//! - This module does no I/O beyond reading the one inventory file in [`load`] (a regular
+//!   file, at most [`MAX_INVENTORY_BYTES`]); [`parse`]
 //!   is pure and never panics, whatever the input (a property test checks it).
 //! - It never connects to a host: a pinned host key is checked for form, not for truth.
 
@@ -38,11 +39,51 @@ use crate::credential::{AccountName, CredentialId, HostName};
 /// as playbooks are added (see [`parse_with_playbooks`]).
 pub const KNOWN_PLAYBOOKS: &[&str] = &["linux-password"];
 
-/// Reads and validates the inventory file at `path`.
+/// The largest inventory file rotor reads. Ten thousand hosts take about 3 MiB; the cap is
+/// there so that `-i /dev/zero` or a wrong path cannot fill memory.
+pub const MAX_INVENTORY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads and validates the inventory file at `path`: a regular file (a FIFO would block and
+/// a device never end) of at most [`MAX_INVENTORY_BYTES`].
 pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-    let text = std::fs::read_to_string(path).map_err(|cause| InventoryError::Unreadable {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let unreadable = |cause| InventoryError::Unreadable {
         path: path.to_owned(),
         cause,
+    };
+    // Non-blocking, so that opening a FIFO returns at once (and the check below refuses it).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(InventoryError::NotAFile {
+            path: path.to_owned(),
+            found: error::kind_of(&meta),
+        });
+    }
+    let too_large = |size| InventoryError::TooLarge {
+        path: path.to_owned(),
+        size,
+    };
+    if meta.len() > MAX_INVENTORY_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_INVENTORY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_INVENTORY_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        unreadable(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ))
     })?;
     parse(&text, path)
 }

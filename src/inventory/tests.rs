@@ -146,7 +146,7 @@ fn minimal_and_empty() {
 
 #[test]
 fn yaml_errors() {
-    assert_snapshot!(check("version: 1\nhosts:\n  - name: [unclosed\n"), @"lab/inventory.yaml:3:11: hosts[0].name: expected a single value here (quote it if it contains `[`, `{`, `:` or `#`)");
+    assert_snapshot!(check("version: 1\nhosts:\n  - name: [unclosed\n"), @"lab/inventory.yaml:3:11: hosts[0].name: expected a host name (text) here (quote it if it contains `[`, `{`, `:` or `#`)");
     assert_snapshot!(check("version: 1\nhosts: \"a\n"), @"lab/inventory.yaml:2:8: unclosed quote: this is not valid YAML here; check indentation and quoting");
     assert_snapshot!(check("- just\n- a list\n"), @"lab/inventory.yaml:1:1: expected a mapping (`key: value` lines) here");
     assert_snapshot!(check("version: 1\nversion: 1\n"), @"lab/inventory.yaml:2:1: version: `version` appears twice in the same mapping: keep one");
@@ -171,9 +171,9 @@ fn missing_fields() {
 
 #[test]
 fn wrong_types() {
-    assert_snapshot!(check(&full_host("port: ssh")), @"lab/inventory.yaml:7:11: hosts[0].port: expected a whole number");
+    assert_snapshot!(check(&full_host("port: ssh")), @"lab/inventory.yaml:7:11: hosts[0].port: expected a port number from 1 to 65535: e.g. `port: 22`");
     assert_snapshot!(check(&full_host("groups: emr")), @"lab/inventory.yaml:7:13: hosts[0].groups: expected a list here");
-    assert_snapshot!(check("version: one\n"), @"lab/inventory.yaml:1:10: version: expected a whole number");
+    assert_snapshot!(check("version: one\n"), @"lab/inventory.yaml:1:10: version: expected the inventory version, 1: write `version: 1`");
     assert_snapshot!(check("version: 1\nhosts: {}\n"), @"lab/inventory.yaml:2:8: hosts: expected a list here");
     assert_snapshot!(check(&full_host("accounts: [svc_app]")), @"lab/inventory.yaml:7:16: hosts[0].accounts[0]: expected a mapping (`key: value` lines) here");
 }

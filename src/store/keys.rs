@@ -2,10 +2,11 @@
 //!
 //! The master key only wraps the vault's data and HMAC keys; it never encrypts a secret
 //! itself. This file never overwrites an existing key (file or keyring entry), never reads a
-//! key file that group or others can read, and never prints key material.
+//! key file that group or others can read or write, that another user owns or that is a link
+//! (see [`super::files`]), and never prints key material.
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,9 @@ use zeroize::Zeroizing;
 
 use super::StoreError;
 use super::crypto::KeyBytes;
+
+/// More than any key file `rotor init` writes (base64 of 32 bytes and a newline).
+const MAX_KEY_FILE_BYTES: u64 = 4096;
 
 /// Where the master key comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,8 +90,9 @@ impl KeySource {
     pub(crate) fn load(&self) -> Result<KeyBytes, StoreError> {
         let encoded = match self {
             KeySource::File(path) => {
-                let meta = std::fs::metadata(path)
-                    .map_err(|err| StoreError::io(path, "read the master key file", err))?;
+                // A link, another user's file or one others may write is refused before a
+                // byte is read (`files::open_key_file`); so is one others may read.
+                let (file, meta) = super::files::open_key_file(path)?;
                 let mode = meta.permissions().mode() & 0o777;
                 if mode & 0o077 != 0 {
                     return Err(StoreError::KeyFilePermissions {
@@ -95,10 +100,13 @@ impl KeySource {
                         mode,
                     });
                 }
-                Zeroizing::new(
-                    std::fs::read_to_string(path)
-                        .map_err(|err| StoreError::io(path, "read the master key file", err))?,
-                )
+                // A key file is 45 bytes; read a little more than that at most, so a wrong
+                // path cannot make rotor read without end.
+                let mut text = Zeroizing::new(String::new());
+                file.take(MAX_KEY_FILE_BYTES)
+                    .read_to_string(&mut text)
+                    .map_err(|err| StoreError::io(path, "read the master key file", err))?;
+                text
             }
             KeySource::Keyring { service, user } => Zeroizing::new(
                 keyring_entry(service, user)?

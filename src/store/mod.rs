@@ -15,10 +15,12 @@
 //!
 //! Files: [`vault`] (the `Vault` type, the `Store` impl and the CLI's queries), [`schema`]
 //! (tables and migrations), [`crypto`] (sealing, key wrapping, fingerprints: the only caller of
-//! `Secret::expose` here), [`keys`] (master key sources), [`audit`] (the hash-chained log).
+//! `Secret::expose` here), [`keys`] (master key sources), [`audit`] (the hash-chained log),
+//! [`files`] (who may change the data directory, the database and the key file).
 
 pub mod audit;
 pub mod crypto;
+pub mod files;
 pub mod keys;
 pub mod schema;
 pub mod vault;
@@ -129,6 +131,42 @@ pub enum StoreError {
         "the vault cannot be written ({0}): the disk holding the data directory is full or failing; free space or fix the disk, then run again. Nothing is sent to a target before it is stored, so nothing was changed for credentials reported as not changed"
     )]
     Unwritable(String),
+    // Issue 8 (data directory, key and database files; their state on disk). Kept together.
+    #[error("refusing the {what} {}: {problem}; {}", path.display(), problem.fix(what, path))]
+    UnsafePath {
+        /// "data directory", "database", "master key file", ...
+        what: &'static str,
+        path: PathBuf,
+        problem: files::PathProblem,
+    },
+    #[error(
+        "found {} in the data directory before `rotor init`: rotor did not create it, and whoever could write the directory may have placed it. Check it, remove it (`rm {}`), and run `rotor init` again", .0.display(), .0.display()
+    )]
+    StrayFile(PathBuf),
+    #[error("cannot write {}: {}", path.display(), not_writable_hint(path, cause))]
+    NotWritable {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+}
+
+/// Why a vault file or directory cannot be written, and what to do, for
+/// [`StoreError::NotWritable`]. rotor writes on every command (the audit log, leases, and
+/// SQLite's shared-memory file even for reads).
+fn not_writable_hint(path: &Path, cause: &std::io::Error) -> String {
+    let p = path.display();
+    match cause.kind() {
+        std::io::ErrorKind::ReadOnlyFilesystem => format!(
+            "it is on a read-only filesystem. rotor writes the vault on every command (audit log, leases): remount it read-write (`mount -o remount,rw $(findmnt -no TARGET -T {p})`), or copy the data directory to a writable place and point --data-dir at the copy"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "permission denied for uid {} that rotor runs as ({cause}). Run rotor as the vault's owner, or give it back: `chown {} {p} && chmod u+w {p}`",
+            files::euid(),
+            files::euid()
+        ),
+        std::io::ErrorKind::NotFound => "it does not exist. Run `rotor init` to create a vault, or point --data-dir at the existing one".to_owned(),
+        _ => format!("{cause}; check the disk and the mount that holds {p}"),
+    }
 }
 
 impl StoreError {

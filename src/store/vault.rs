@@ -31,7 +31,7 @@ use serde::Serialize;
 use super::crypto::{self, KeyBytes};
 use super::keys::KeySource;
 use super::schema::CachedSql;
-use super::{StoreError, audit, schema};
+use super::{StoreError, audit, files, schema};
 use crate::credential::CredentialId;
 use crate::engine::{Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, Store};
 use crate::secret::Secret;
@@ -335,7 +335,19 @@ fn restore_aad(scheme: i64, cred: &str, rotation_id: i64, version_id: i64) -> Ve
 const RESTORE_AAD_SCHEME: i64 = 2;
 
 fn open_connection(db: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(db, flags)?;
+    // SQLite's "unable to open database file" names no file: name it. (The usual causes, a
+    // read-only filesystem or a denied permission, are caught before with their fix.)
+    let cannot_open = |err: rusqlite::Error| match &err {
+        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::CannotOpen => {
+            StoreError::io(
+                db,
+                "open the vault database",
+                std::io::Error::other(err.to_string()),
+            )
+        }
+        _ => StoreError::from(err),
+    };
+    let conn = Connection::open_with_flags(db, flags).map_err(cannot_open)?;
     schema::configure(&conn)?;
     Ok(conn)
 }
@@ -361,7 +373,8 @@ impl Vault {
         schema_version: i64,
     ) -> Result<Vault, StoreError> {
         let db = Vault::db_path(data_dir);
-        if db.exists() {
+        // `symlink_metadata`: a dangling link named rotor.db is "something there" too.
+        if std::fs::symlink_metadata(&db).is_ok() {
             return Err(StoreError::AlreadyInitialized(data_dir.to_owned()));
         }
         if !data_dir.exists() {
@@ -374,6 +387,20 @@ impl Vault {
             std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(|err| StoreError::io(data_dir, "set the mode of", err))?;
         }
+        // A directory that already existed must be ours; if others could write it, it is
+        // closed now, before anything is put in it. Then nothing may be waiting there for
+        // SQLite to pick up (a planted WAL file, or a link in its place).
+        files::tighten_data_dir(data_dir)?;
+        for suffix in files::DB_SIDE_SUFFIXES {
+            let side = files::side_file(&db, suffix);
+            if std::fs::symlink_metadata(&side).is_ok() {
+                return Err(StoreError::StrayFile(side));
+            }
+        }
+        if let KeySource::File(key) = &source {
+            files::check_containing_dirs(key)?;
+        }
+        files::check_writable(data_dir)?;
         let master = source.create()?;
         let mut conn = open_connection(
             &db,
@@ -421,10 +448,19 @@ impl Vault {
     /// Opens an existing vault with its master key.
     pub fn open(data_dir: &Path, source: KeySource) -> Result<Vault, StoreError> {
         let db = Vault::db_path(data_dir);
-        if !db.is_file() {
+        if !data_dir.exists() {
             return Err(StoreError::Missing(data_dir.to_owned()));
         }
+        // The directory first: once only we can write it, its files cannot be swapped
+        // between these checks and SQLite's open (see `files`).
+        files::check_data_dir(data_dir)?;
+        if files::check_file("database", &db)?.is_none() {
+            return Err(StoreError::Missing(data_dir.to_owned()));
+        }
+        files::check_db_files(&db)?;
         let master = source.load()?;
+        files::check_writable(data_dir)?;
+        files::check_writable(&db)?;
         let mut conn = open_connection(
             &db,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,

@@ -147,3 +147,127 @@ fn bad_input_is_a_clear_error_and_changes_nothing() {
         }
     }
 }
+
+/// `rotor inventory check -i PATH` under a 1 GiB address-space limit and a 20 s deadline
+/// (an inventory that is not a file must neither exhaust memory nor hang): "exit N" and
+/// stderr, the work dir shown as [WORK].
+fn check_error(path: &Path, work: &Path) -> String {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut child = Command::new("prlimit")
+        .args(["--as=1073741824", "--"])
+        .arg(env!("CARGO_BIN_EXE_rotor"))
+        .args(["inventory", "check", "-i"])
+        .arg(path)
+        .env("ROTOR_LOG", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read stderr as it comes: a long error must not fill the pipe and stall rotor.
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut text).unwrap();
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("rotor inventory check -i {} hung", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut out = child.wait_with_output().unwrap();
+    out.stderr = reader.join().unwrap();
+    shown(&out, &[(work, "[WORK]")])
+}
+
+/// Inventories that are not files, too big, or hostile in their values (issue 8, item 9):
+/// each a short error that names the file and the fix, echoes no value whole and no control
+/// character raw, and speaks the inventory's words, not Rust's.
+#[test]
+fn hostile_inventories_get_short_plain_errors() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let file = |name: &str, text: &str| {
+        let p = w.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let host = |fields: &str| {
+        format!(
+            "version: 1\nhosts:\n  - name: h1\n    address: 10.0.0.1\n    host_key: \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"\n    connect: {{ user: root, key: /k }}\n{fields}"
+        )
+    };
+
+    insta::assert_snapshot!("dev_zero", check_error(Path::new("/dev/zero"), w));
+    let fifo = w.join("fifo.yaml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    insta::assert_snapshot!("fifo", check_error(&fifo, w));
+    let big = w.join("big.yaml");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(17 * 1024 * 1024)
+        .unwrap();
+    insta::assert_snapshot!("too_large", check_error(&big, w));
+
+    // A 1 MB address, and a host name with a terminal escape in it.
+    let long = file(
+        "long.yaml",
+        &host("").replace("10.0.0.1", &"a".repeat(1 << 20)),
+    );
+    insta::assert_snapshot!("long_value", check_error(&long, w));
+    let escape = file(
+        "escape.yaml",
+        &host("").replace("name: h1", "name: \"h1\\e[2J\\e]0;owned\\a\""),
+    );
+    insta::assert_snapshot!("control_chars", check_error(&escape, w));
+
+    // No Rust type names.
+    let null_name = file("null.yaml", &host("").replace("name: h1", "name: null"));
+    insta::assert_snapshot!("null_name", check_error(&null_name, w));
+
+    // The lockout budget, written wrong in every way.
+    let mut budget = String::new();
+    for value in [
+        "0",
+        "11",
+        "-1",
+        "three",
+        "2.5",
+        "99999999999999999999999",
+        "[3]",
+    ] {
+        let p = file(
+            "budget.yaml",
+            &format!(
+                "version: 1\npolicies:\n  strict:\n    max_failed_logins: {value}\n{}",
+                host("").trim_start_matches("version: 1\n")
+            ),
+        );
+        budget.push_str(&format!(
+            "max_failed_logins: {value}\n{}\n",
+            check_error(&p, w)
+        ));
+    }
+    insta::assert_snapshot!("budget", budget);
+
+    // The YAML reader's own budget: anchors repeated through 50,001 aliases (its limit is
+    // 50,000). Said in words, with no reader internals (it printed `Aliases { aliases: .. }`).
+    let mut laughs = String::from("version: 1\npolicies:\n  p0: &a0 { length: 24 }\n");
+    for idx in 1..=50_001 {
+        laughs.push_str(&format!("  p{idx}: *a0\n"));
+    }
+    let p = file("laughs.yaml", &laughs);
+    insta::assert_snapshot!("yaml_budget", check_error(&p, w));
+}

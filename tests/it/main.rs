@@ -3,7 +3,9 @@
 
 mod bad_input;
 mod concurrent;
+mod data_dir;
 mod faults;
+mod hardening;
 mod hostile;
 mod hostile_ldap;
 mod interrupt;
@@ -17,3 +19,4 @@ mod stress;
 mod support;
 mod timeouts;
 mod uniqueness;
+mod unpark;

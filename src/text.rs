@@ -1,0 +1,59 @@
+//! Text from outside rotor (targets' messages, inventory values, directory entries, file
+//! names) made safe to print on a terminal: control characters, which could move the cursor,
+//! rewrite the screen or set the window title, are shown escaped (`\u{1b}`), as are the
+//! Unicode bidirectional overrides that make text read differently from what it is.
+//!
+//! Every text output path uses it: the run report, the status and plan tables, inventory
+//! errors and the error line `main` prints. JSON output needs none (serde escapes).
+
+use std::borrow::Cow;
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every control character (newlines and tabs too) escaped: for one value, a
+/// table cell, a line.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    escape_except(text, None)
+}
+
+/// `text` with control characters escaped except newlines: for messages of several lines.
+pub fn escape_lines(text: &str) -> Cow<'_, str> {
+    escape_except(text, Some('\n'))
+}
+
+fn escape_except(text: &str, keep: Option<char>) -> Cow<'_, str> {
+    if !text.chars().any(|c| needs_escape(c) && Some(c) != keep) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if needs_escape(c) && Some(c) != keep {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes() {
+        for (input, expect) in [
+            ("plain text", "plain text"),
+            ("\x1b[2J\x1b]0;owned\x07", "\\u{1b}[2J\\u{1b}]0;owned\\u{7}"),
+            ("a\nb\tc\r", "a\\u{a}b\\u{9}c\\u{d}"),
+            ("\u{9b}31m", "\\u{9b}31m"),
+            ("abc\u{202e}fed", "abc\\u{202e}fed"),
+            ("日本語", "日本語"),
+        ] {
+            assert_eq!(escape(input), expect, "{input:?}");
+        }
+        assert_eq!(escape_lines("one\ntwo\x1b"), "one\ntwo\\u{1b}");
+    }
+}
