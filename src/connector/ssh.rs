@@ -393,7 +393,12 @@ fn password_offered(
     if methods.split(',').any(|m| m.trim() == "password") {
         return Ok(());
     }
-    let offered = if methods.is_empty() { "none" } else { methods };
+    // The list is the server's text: escaped and cut short, as any target's words are.
+    let offered = if methods.is_empty() {
+        "none".to_owned()
+    } else {
+        crate::text::escape(&methods.chars().take(200).collect::<String>()).into_owned()
+    };
     Err(AuthFailure::Other(ConnectorError::new(
         FaultClass::Refused,
         format!(

@@ -463,6 +463,23 @@ impl Rotation {
                 },
                 Command::RecordRolledBack,
             ),
+            // Changed, and checked not to be the pending secret: someone else changed it. No
+            // login is tried with a secret the target is known not to hold (it would only
+            // spend the account's lockout budget), and nothing is restored over that change.
+            (R::CheckingBeforeProbe { .. }, Event::Holds(Holds::Other)) => {
+                let restore_error = changed_outside_rotor(Holds::Other);
+                let reason = restore_error.message.clone();
+                (
+                    R::RecordingStuck {
+                        cause: Fault {
+                            class: FaultKind::Interrupted,
+                            message: "rotor stopped during the rotation".into(),
+                        },
+                        restore_error,
+                    },
+                    Command::RecordStuck(reason),
+                )
+            }
             // Changed: the new secret may be what it holds now; prove it before anything else.
             (R::CheckingBeforeProbe { phase }, Event::Holds(_)) => {
                 (R::ProbingPending { phase }, Command::ProbePending)
@@ -767,6 +784,12 @@ mod tests {
                 Rotation::recover(phase),
                 &[fail(FaultClass::Unreachable)],
                 "CheckTarget > Finish(unsettled)",
+            );
+            // Someone else's password is there: no probe login, nothing restored.
+            check(
+                Rotation::recover(phase),
+                &[Event::Holds(Holds::Other), Event::Ok],
+                "CheckTarget > RecordStuck > Finish(stuck)",
             );
         }
     }
