@@ -5,6 +5,8 @@
 //!
 //! Every text output path uses it: the run report, the status and plan tables, inventory
 //! errors and the error line `main` prints. JSON output needs none (serde escapes).
+//! [`file_kind`] names what a path is, for messages about a file that is not what was
+//! expected.
 
 use std::borrow::Cow;
 
@@ -36,6 +38,25 @@ fn escape_except(text: &str, keep: Option<char>) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// What a file is, in words, for messages about a path that is not what was expected.
+pub fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        "a symbolic link"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "a regular file"
+    }
 }
 
 #[cfg(test)]

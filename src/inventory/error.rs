@@ -42,22 +42,6 @@ impl InventoryError {
     }
 }
 
-/// What a non-regular file is, in words.
-pub(super) fn kind_of(meta: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let ft = meta.file_type();
-    if ft.is_dir() {
-        "a directory"
-    } else if ft.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if ft.is_char_device() || ft.is_block_device() {
-        "a device"
-    } else if ft.is_socket() {
-        "a socket"
-    } else {
-        "a special file"
-    }
-}
 
 fn read_hint(cause: &io::Error) -> &'static str {
     match cause.kind() {

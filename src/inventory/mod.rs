@@ -62,7 +62,7 @@ pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
     if !meta.is_file() {
         return Err(InventoryError::NotAFile {
             path: path.to_owned(),
-            found: error::kind_of(&meta),
+            found: crate::text::file_kind(&meta),
         });
     }
     let too_large = |size| InventoryError::TooLarge {

@@ -41,23 +41,6 @@ pub(super) fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
-fn kind_of(meta: &Metadata) -> &'static str {
-    let ft = meta.file_type();
-    use std::os::unix::fs::FileTypeExt;
-    if ft.is_symlink() {
-        "a symbolic link"
-    } else if ft.is_dir() {
-        "a directory"
-    } else if ft.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if ft.is_char_device() || ft.is_block_device() {
-        "a device"
-    } else if ft.is_socket() {
-        "a socket"
-    } else {
-        "a regular file"
-    }
-}
 
 fn unsafe_path(what: &'static str, path: &Path, problem: PathProblem) -> StoreError {
     StoreError::UnsafePath {
@@ -135,7 +118,7 @@ pub(super) fn check_data_dir(dir: &Path) -> Result<(), StoreError> {
             "data directory",
             dir,
             PathProblem::WrongType {
-                found: kind_of(&meta),
+                found: crate::text::file_kind(&meta),
             },
         ));
     }
@@ -155,7 +138,7 @@ pub(super) fn tighten_data_dir(dir: &Path) -> Result<bool, StoreError> {
             "data directory",
             dir,
             PathProblem::WrongType {
-                found: kind_of(&meta),
+                found: crate::text::file_kind(&meta),
             },
         ));
     }
@@ -205,7 +188,7 @@ fn check_file_meta(what: &'static str, path: &Path, meta: &Metadata) -> Result<(
             what,
             path,
             PathProblem::WrongType {
-                found: kind_of(meta),
+                found: crate::text::file_kind(meta),
             },
         ));
     }
