@@ -42,7 +42,6 @@ impl InventoryError {
     }
 }
 
-
 fn read_hint(cause: &io::Error) -> &'static str {
     match cause.kind() {
         io::ErrorKind::NotFound => {

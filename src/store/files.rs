@@ -41,7 +41,6 @@ pub(super) fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
-
 fn unsafe_path(what: &'static str, path: &Path, problem: PathProblem) -> StoreError {
     StoreError::UnsafePath {
         what,

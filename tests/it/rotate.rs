@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use crate::lab::{Fault, Lab};
-use crate::support::{LeakCheck, Rotor, contains, creds, json, result_of};
+use crate::support::{LeakCheck, Leaks, Rotor, creds, json, result_of};
 
 #[test]
 fn rotate_all_gives_every_account_its_own_working_password() {
@@ -47,29 +47,25 @@ fn rotate_all_gives_every_account_its_own_working_password() {
     }
     assert_eq!(secrets.len(), 40);
 
-    // No secret in the vault file, the logs (debug level), or the report.
-    let vault = rotor.vault_bytes();
-    for s in &secrets {
-        assert!(
-            !contains(&vault, s),
-            "a secret is in the vault file in clear"
-        );
-        assert!(!contains(&out.stderr, s), "a secret is in the logs");
-        assert!(!contains(&out.stdout, s), "a secret is in the report");
-    }
-    assert!(!contains(&out.stderr, shared) && !contains(&vault, shared));
+    // No secret, nor 8 characters of one, nor its shell-quoted form, in the vault file, the
+    // logs (debug level), or the report.
+    let leaks = Leaks::new(
+        secrets
+            .iter()
+            .map(|s| ("a new password", s.as_str()))
+            .chain([("the shared password", shared)]),
+    );
+    leaks.assert_absent("the vault file", &rotor.vault_bytes());
+    leaks.assert_absent("the logs", &out.stderr);
+    leaks.assert_absent("the report", &out.stdout);
 
     // The heartbeat agrees: every stored secret works.
     let out = rotor.run(&["verify", "-i", inv.to_str().unwrap(), "--all"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("40 of 40 credentials work"), "{text}");
-    for s in &secrets {
-        assert!(
-            !contains(&out.stderr, s) && !contains(&out.stdout, s),
-            "a secret leaked from verify"
-        );
-    }
+    leaks.assert_absent("the logs of verify", &out.stderr);
+    leaks.assert_absent("the report of verify", &out.stdout);
 }
 
 #[test]

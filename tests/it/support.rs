@@ -241,49 +241,60 @@ impl LeakCheck {
 }
 
 /// Asserts that no part of any of `secrets` (`(what, secret)`) that could give it away is in
-/// the vault's files or in any of `outputs`: not the whole secret, not any 8 characters of
-/// it in a row, not its shell-quoted form (`printf %q`, which escapes symbols and so hides
-/// the whole secret from a plain search).
+/// the vault's files or in any of `outputs` (see [`Leaks`]).
 pub fn assert_no_leak(secrets: &[(String, String)], rotor: &Rotor, outputs: &[&Output]) {
-    let vault = rotor.vault_bytes();
-    for (what, secret) in secrets {
-        assert!(!secret.is_empty(), "{what} is empty");
-        let forms = leak_forms(secret);
-        let found = |haystack: &[u8]| find_any(haystack, forms.iter().map(String::as_str));
-        if let Some(part) = found(&vault) {
-            panic!("{what} is in the vault's files in clear (as `{part}`)");
+    let leaks = Leaks::new(secrets.iter().map(|(what, s)| (what.as_str(), s.as_str())));
+    leaks.assert_absent("the vault's files", &rotor.vault_bytes());
+    for (run_idx, out) in outputs.iter().enumerate() {
+        leaks.assert_absent(&format!("the stdout of run {run_idx}"), &out.stdout);
+        leaks.assert_absent(&format!("the stderr (logs) of run {run_idx}"), &out.stderr);
+    }
+}
+
+/// What a leak check searches for, for many secrets at once: each secret whole and every run
+/// of 8 of its characters, in the text as it is and in the text with backslashes removed, so
+/// that a shell-quoted (`printf %q`) copy, which escapes symbols, is found too.
+pub struct Leaks<'a> {
+    /// Needle -> what it gives away.
+    needles: Vec<(String, &'a str)>,
+}
+
+impl<'a> Leaks<'a> {
+    pub fn new(secrets: impl IntoIterator<Item = (&'a str, &'a str)>) -> Leaks<'a> {
+        let mut needles = Vec::new();
+        for (what, secret) in secrets {
+            assert!(!secret.is_empty(), "{what} is empty");
+            let chars: Vec<char> = secret.chars().collect();
+            needles.push((secret.to_owned(), what));
+            needles.extend(chars.windows(8).map(|w| (w.iter().collect(), what)));
         }
-        for (run_idx, out) in outputs.iter().enumerate() {
-            if let Some(part) = found(&out.stdout) {
-                panic!("{what} is in the stdout of run {run_idx} (as `{part}`)");
+        Leaks { needles }
+    }
+
+    /// The first needle found in `haystack` (or in it without backslashes), and what it is.
+    pub fn find(&self, haystack: &[u8]) -> Option<(&'a str, &str)> {
+        let unquoted: Vec<u8> = haystack.iter().copied().filter(|&b| b != b'\\').collect();
+        for text in [haystack, &unquoted[..]] {
+            if let Some(found) = find_any(text, self.needles.iter().map(|(n, _)| n.as_str())) {
+                let what = self
+                    .needles
+                    .iter()
+                    .find(|(n, _)| n == found)
+                    .map(|(_, w)| *w)
+                    .unwrap_or("?");
+                return Some((what, found));
             }
-            if let Some(part) = found(&out.stderr) {
-                panic!("{what} is in the stderr (logs) of run {run_idx} (as `{part}`)");
-            }
+        }
+        None
+    }
+
+    pub fn assert_absent(&self, place: &str, haystack: &[u8]) {
+        if let Some((what, part)) = self.find(haystack) {
+            panic!("{what} is in {place} (as `{part}`)");
         }
     }
 }
 
-/// The forms of a secret a leak check searches for: itself, every run of 8 characters of
-/// it, and bash's `printf %q` of it.
-pub fn leak_forms(secret: &str) -> Vec<String> {
-    let chars: Vec<char> = secret.chars().collect();
-    let mut forms = vec![secret.to_owned()];
-    forms.extend(chars.windows(8).map(|w| w.iter().collect::<String>()));
-    let quoted: String = chars
-        .iter()
-        .flat_map(|&c| {
-            let plain = c.is_ascii_alphanumeric() || "-_./,:=@%+".contains(c);
-            (!plain).then_some('\\').into_iter().chain([c])
-        })
-        .collect();
-    forms.push(quoted);
-    forms.sort();
-    forms.dedup();
-    forms
-}
-
-/// Whether `needle` occurs in `haystack`.
 /// The first of `needles` that occurs in `haystack`, found in one pass per distinct needle
 /// length (a hash lookup per position), so thousands of secrets can be checked against a
 /// vault file of megabytes quickly even in a debug build.
@@ -305,12 +316,6 @@ pub fn find_any<'a>(
         }
     }
     None
-}
-
-pub fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
 }
 
 /// One of the lab scripts (`lab`, `ldap-lab`) of this repository.
