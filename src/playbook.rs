@@ -13,10 +13,11 @@ use serde::Deserialize;
 use crate::connector::ssh::{ExecOutput, SshAuth, SshSession, SshTarget, check_password_login};
 use crate::connector::{ConnectorError, FaultClass, PasswordTarget};
 use crate::credential::{AccountName, HostName};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::connector::ldap::{DirectorySpec, DirectoryTarget, LdapAdmin, SearchScope, check_bind};
-use crate::engine::directory::{Directories, OpenDirectory};
+use crate::engine::directory::{Directories, OpenDirectory, Refusal};
 use crate::engine::driver::Fleet;
 use crate::inventory::{ConnectAuth, Directory, DirectoryAccounts, Host, LdapScope};
 use crate::secret::Secret;
@@ -451,17 +452,19 @@ impl Directories for LdapDirectories {
             Err(e) => return Err(e),
         };
         let mut accounts: Vec<(AccountName, String)> = Vec::new();
+        let mut sources: Vec<AccountSource> = Vec::with_capacity(directory.accounts.len());
         // One credential per entry: an entry found twice (by two searches, or listed and
-        // found, perhaps under another uid) is rotated once.
-        let mut seen_dns = std::collections::HashSet::new();
-        for spec in &directory.accounts {
-            let found: Vec<(AccountName, String)> = match spec {
+        // found, perhaps under another uid) is rotated once. Which sources found it (by
+        // index into `sources`) decides whether rotor can see its lock.
+        let mut found_by: HashMap<String, Vec<usize>> = HashMap::new();
+        for (source_idx, spec) in directory.accounts.iter().enumerate() {
+            let (found, kind): (Vec<(AccountName, String)>, SourceKind) = match spec {
                 DirectoryAccounts::Dn(dn) => {
                     // The inventory validated the DN's first RDN as an account name.
                     let uid = crate::inventory::uid_of(dn).map_err(|why| {
                         ConnectorError::new(FaultClass::Protocol, format!("{name}: {why}"))
                     })?;
-                    vec![(uid, dn.clone())]
+                    (vec![(uid, dn.clone())], SourceKind::Listed)
                 }
                 DirectoryAccounts::Search {
                     base,
@@ -483,12 +486,25 @@ impl Directories for LdapDirectories {
                             ),
                         }
                     }
-                    out
+                    (out, SourceKind::Search { base: base.clone() })
                 }
             };
+            // rotor's own entry is a poor stand-in: ACLs often let an entry read itself.
+            let probe = found
+                .iter()
+                .map(|(_, dn)| dn)
+                .find(|dn| !crate::inventory::same_dn(dn, &directory.bind_dn))
+                .cloned();
+            sources.push(AccountSource { kind, probe });
             for (uid, dn) in found {
-                if seen_dns.insert(crate::inventory::canonical_dn(&dn)) {
+                let by = found_by
+                    .entry(crate::inventory::canonical_dn(&dn))
+                    .or_default();
+                if by.is_empty() {
                     accounts.push((uid, dn));
+                }
+                if by.last() != Some(&source_idx) {
+                    by.push(source_idx);
                 }
             }
         }
@@ -496,7 +512,10 @@ impl Directories for LdapDirectories {
         Ok(Arc::new(LdapOpen {
             admin,
             target,
+            bind_dn: directory.bind_dn.clone(),
             accounts,
+            sources,
+            found_by,
             runtime: self.runtime.clone(),
         }))
     }
@@ -535,11 +554,42 @@ fn without_shared_uids(
         .collect()
 }
 
+/// One account source of a directory's inventory entry (a listed DN, or a search) as it was
+/// resolved when the directory was opened.
+struct AccountSource {
+    kind: SourceKind,
+    /// The entry that stands for the source in the lock probe (`LdapOpen::may_rotate`): the
+    /// first it found other than rotor's own bind entry; `None` when there is none.
+    probe: Option<String>,
+}
+
+enum SourceKind {
+    Listed,
+    Search { base: String },
+}
+
+impl AccountSource {
+    /// Where rotor cannot see locks, for messages: `under BASE (checked on DN)`.
+    fn where_hidden(&self) -> String {
+        let probe = self.probe.as_deref().unwrap_or_default();
+        match &self.kind {
+            SourceKind::Listed => format!("on {probe} (a listed DN)"),
+            SourceKind::Search { base } => format!("under {base} (checked on {probe})"),
+        }
+    }
+}
+
 /// An open directory: one admin connection shared by every account's target.
 struct LdapOpen {
     admin: LdapAdmin,
     target: DirectoryTarget,
+    bind_dn: String,
     accounts: Vec<(AccountName, String)>,
+    /// The inventory's account sources, in its order.
+    sources: Vec<AccountSource>,
+    /// Canonical DN of every entry found (also those left out as duplicates or shared uids)
+    /// -> the indices of the sources that found it.
+    found_by: HashMap<String, Vec<usize>>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -548,23 +598,72 @@ impl OpenDirectory for LdapOpen {
         &self.accounts
     }
 
-    fn may_rotate(&self) -> Result<(), ConnectorError> {
-        // A locked account must be seen as locked (its rotation would unlock it): where
-        // rotor cannot read the lock, it rotates nothing in this directory.
-        let Some((_, dn)) = self.accounts.first() else {
-            return Ok(());
-        };
-        if self.runtime.block_on(self.admin.may_read_lock(dn))? {
-            return Ok(());
+    fn may_rotate(&self) -> Result<Vec<Refusal>, ConnectorError> {
+        // A locked account must be seen as locked (its rotation would unlock it). ACLs differ
+        // between subtrees, so one entry of each account source is checked: an account found
+        // by a source whose locks rotor may not read is not rotated (found by two sources, it
+        // is rotated only if both are readable). Where no source is readable, the whole
+        // directory is refused, in one message.
+        let mut hidden: Vec<(usize, &AccountSource)> = Vec::new();
+        let mut n_probed = 0;
+        for (source_idx, source) in self.sources.iter().enumerate() {
+            let Some(dn) = &source.probe else {
+                continue;
+            };
+            n_probed += 1;
+            match self.runtime.block_on(self.admin.may_read_lock(dn)) {
+                Ok(true) => {}
+                Ok(false) => hidden.push((source_idx, source)),
+                // A listed entry deleted since the inventory was written: its own rotation
+                // reports it missing.
+                Err(e)
+                    if e.class == FaultClass::AccountMissing
+                        && matches!(source.kind, SourceKind::Listed) => {}
+                Err(e) => return Err(e),
+            }
         }
-        Err(ConnectorError::new(
-            FaultClass::Refused,
-            format!(
-                "{} ({}): rotor's bind account may not read pwdAccountLockedTime (checked on {dn}), so it cannot tell a locked account, which a new password would unlock; grant it read access to that attribute on the accounts, then run again",
-                self.target.name(),
-                self.target.url()
-            ),
-        ))
+        if hidden.is_empty() {
+            return Ok(Vec::new());
+        }
+        let directory = format!("{} ({})", self.target.name(), self.target.url());
+        let grant = format!(
+            "grant rotor's bind account ({}) read access to pwdAccountLockedTime on those entries, then run again",
+            self.bind_dn
+        );
+        if hidden.len() == n_probed {
+            let places: Vec<String> = hidden.iter().map(|(_, s)| s.where_hidden()).collect();
+            return Err(ConnectorError::new(
+                FaultClass::Refused,
+                format!(
+                    "{directory}: rotor's bind account may not read pwdAccountLockedTime {}, so it cannot tell a locked account, which a new password would unlock; {grant}",
+                    places.join(", nor ")
+                ),
+            ));
+        }
+        let refusals = hidden
+            .iter()
+            .map(|(source_idx, source)| {
+                let dns = self
+                    .accounts
+                    .iter()
+                    .filter(|(_, dn)| {
+                        self.found_by
+                            .get(&crate::inventory::canonical_dn(dn))
+                            .is_some_and(|by| by.contains(source_idx))
+                    })
+                    .map(|(_, dn)| dn.clone())
+                    .collect();
+                let cause = ConnectorError::new(
+                    FaultClass::Refused,
+                    format!(
+                        "{directory}: rotor's bind account may not read pwdAccountLockedTime {}, so it cannot tell a locked account there, which a new password would unlock; the accounts found there are not rotated (the directory's others are): {grant}",
+                        source.where_hidden()
+                    ),
+                );
+                Refusal { dns, cause }
+            })
+            .collect();
+        Ok(refusals)
     }
 
     fn target(&self, dn: &str) -> Box<dyn PasswordTarget + Send> {

@@ -1,14 +1,18 @@
 //! `rotor plan`: what would rotate and why. Reads the inventory and the vault and changes
 //! nothing. It connects to no host; it binds to selected LDAP directories (read only) to
 //! resolve their account searches and show how many accounts each matched. A directory that
-//! cannot be planned is named with its reason, and the command exits 3 (partial).
+//! cannot be planned is named with its reason, and so are accounts a rotation would leave
+//! alone (rotor cannot see their locks, say); either makes the command exit 3 (partial).
 
 use clap::Args;
 
 use super::output::open_vault;
 use super::rotate::{Purpose, Resolved, Selection, open_directories, resolve};
 use super::{CliResult, Global};
+use crate::connector::FaultClass;
 use crate::credential::CredentialId;
+use crate::engine::Outcome;
+use crate::engine::machine::FaultKind;
 use crate::inventory::DirectoryAccounts;
 use crate::playbook::LdapDirectories;
 use crate::policy::entropy_bits;
@@ -36,6 +40,7 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
     let mut dir_lines = Vec::new();
     let mut n_dir_accounts = 0;
     let mut n_unplanned = 0;
+    let mut n_refused = 0;
     if !directories.is_empty() {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -45,7 +50,8 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
             step_timeout: std::time::Duration::from_secs(20),
             runtime: rt.handle().clone(),
         };
-        let (works, failed, missing) = open_directories(&inv, &directories, &dirs, Purpose::Rotate);
+        let (works, failed, not_started) =
+            open_directories(&inv, &directories, &dirs, Purpose::Rotate);
         for w in &works {
             n_dir_accounts += w.accounts.len();
             let d = inv
@@ -107,8 +113,32 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
                 crate::text::escape(&f.message)
             ));
         }
-        for m in missing {
-            dir_lines.push(format!("  {}: not found in the directory", m.cred));
+        // Refused accounts are grouped by why: thousands under one search base share it.
+        let mut refused: Vec<(&str, Vec<&CredentialId>)> = Vec::new();
+        for r in &not_started {
+            let Outcome::NotChanged { cause } = &r.outcome else {
+                continue;
+            };
+            if cause.class == FaultKind::Target(FaultClass::AccountMissing) {
+                dir_lines.push(format!("  {}: not found in the directory", r.cred));
+                continue;
+            }
+            match refused.iter_mut().find(|(why, _)| *why == cause.message) {
+                Some((_, creds)) => creds.push(&r.cred),
+                None => refused.push((&cause.message, vec![&r.cred])),
+            }
+        }
+        for (why, creds) in refused {
+            n_refused += creds.len();
+            let more = match creds.len() {
+                1 => String::new(),
+                n => format!(" and {} more", n - 1),
+            };
+            dir_lines.push(format!(
+                "  {} will not be rotated ({}{more}): {why}",
+                plural(creds.len(), "account", "accounts"),
+                creds[0]
+            ));
         }
     }
     let mut rows = Vec::new();
@@ -177,6 +207,14 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
         eprintln!(
             "rotor: {} could not be planned (see the Directories section above); fix it and plan again",
             plural(n_unplanned, "directory", "directories")
+        );
+        return Ok(3);
+    }
+    if n_refused > 0 {
+        // Partial too: `rotate` will leave these accounts alone and exit 3.
+        eprintln!(
+            "rotor: {} will not be rotated (see the Directories section above); fix what it says and plan again",
+            plural(n_refused, "account", "accounts")
         );
         return Ok(3);
     }

@@ -135,7 +135,9 @@ pub fn resolve(sel: &Selection) -> Result<Resolved, Failure> {
 
 /// Opens the selected directories (rotor's bind, searches run) and keeps the selected
 /// accounts. A directory that cannot be opened is reported, not fatal: the rest runs.
-/// A `cred:` scope naming an account the directory does not have is reported as missing.
+/// Returned apart, as results that changed nothing: an account a `cred:` scope names that the
+/// directory does not have (missing), and for new rotations the accounts the directory says
+/// must be left alone (`OpenDirectory::may_rotate`: rotor cannot see their locks, say).
 pub fn open_directories(
     inv: &Inventory,
     selected: &[DirectorySelection],
@@ -146,17 +148,18 @@ pub fn open_directories(
     Vec<FailedDirectory>,
     Vec<CredentialResult>,
 ) {
-    let (mut works, mut failed, mut missing) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut works, mut failed, mut not_started) = (Vec::new(), Vec::new(), Vec::new());
     for sel in selected {
         let d = &sel.directory;
         let opened = dirs.open(d).and_then(|open| {
-            if purpose == Purpose::Rotate {
-                open.may_rotate()?;
-            }
-            Ok(open)
+            let refusals = match purpose {
+                Purpose::Rotate => open.may_rotate()?,
+                Purpose::RecoverOrVerify => Vec::new(),
+            };
+            Ok((open, refusals))
         });
-        let open = match opened {
-            Ok(open) => open,
+        let (open, refusals) = match opened {
+            Ok(opened) => opened,
             Err(e) => {
                 failed.push(FailedDirectory {
                     directory: d.name.to_string(),
@@ -210,7 +213,7 @@ pub fn open_directories(
                         ),
                     )
                 };
-                missing.push(CredentialResult {
+                not_started.push(CredentialResult {
                     cred: CredentialId::new(d.name.clone(), uid.clone()),
                     outcome: Outcome::NotChanged {
                         cause: Fault::target(class, why),
@@ -220,6 +223,28 @@ pub fn open_directories(
                 });
             }
         }
+        // By DN: a refused search base can hold thousands of the accounts.
+        let refused: std::collections::HashMap<&str, &ConnectorError> = refusals
+            .iter()
+            .flat_map(|r| r.dns.iter().map(move |dn| (dn.as_str(), &r.cause)))
+            .collect();
+        for r in &refusals {
+            tracing::warn!(directory = %d.name, n_accounts = r.dns.len(), "{}", r.cause.message);
+        }
+        accounts.retain(|(uid, dn)| {
+            let Some(cause) = refused.get(dn.as_str()) else {
+                return true;
+            };
+            not_started.push(CredentialResult {
+                cred: CredentialId::new(d.name.clone(), uid.clone()),
+                outcome: Outcome::NotChanged {
+                    cause: Fault::target(cause.class, cause.message.clone()),
+                },
+                rotation: None,
+                elapsed_ms: 0,
+            });
+            false
+        });
         // The inventory validates that the directory's policy exists.
         let policy = inv
             .policies
@@ -234,7 +259,7 @@ pub fn open_directories(
             bind_account,
         });
     }
-    (works, failed, missing)
+    (works, failed, not_started)
 }
 
 /// What a command opens directories for: new rotations need more of a directory (rotor must
@@ -439,7 +464,7 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
         fleet.clone(),
         options.clone(),
     ))?;
-    let (dir_work, failed, missing) =
+    let (dir_work, failed, not_started) =
         open_directories(&inv, &selected_dirs, &dirs, Purpose::Rotate);
     failed_dirs.extend(failed);
     let recovered = RunReport::new("recover", None, None, 0, recovered);
@@ -472,7 +497,7 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
         h.extend(d);
         h
     });
-    results.extend(missing);
+    results.extend(not_started);
     bar.finish_and_clear();
     let report = RunReport::new(
         "rotate",

@@ -31,12 +31,22 @@ pub trait OpenDirectory: Send + Sync {
     /// Its accounts as `(uid, dn)`, in directory order, without duplicates.
     fn accounts(&self) -> &[(AccountName, String)];
     /// Whether new rotations may start here (recovery and verification need no such check):
-    /// an error says why not, e.g. rotor could not tell a locked account.
-    fn may_rotate(&self) -> Result<(), ConnectorError> {
-        Ok(())
+    /// an error refuses the whole directory and says why (e.g. rotor cannot tell a locked
+    /// account anywhere in it); otherwise the accounts that must be left alone, each group
+    /// with why (e.g. those found under a search base where rotor cannot see locks).
+    fn may_rotate(&self) -> Result<Vec<Refusal>, ConnectorError> {
+        Ok(Vec::new())
     }
     /// A target for one account, sharing the admin connection.
     fn target(&self, dn: &str) -> Box<dyn PasswordTarget + Send>;
+}
+
+/// Accounts of an open directory that new rotations must leave alone, and why.
+#[derive(Debug)]
+pub struct Refusal {
+    /// Their DNs, as in [`OpenDirectory::accounts`].
+    pub dns: Vec<String>,
+    pub cause: ConnectorError,
 }
 
 /// The work for one directory: its accounts (already resolved) and their policy.

@@ -418,6 +418,73 @@ fn a_directory_that_hides_account_locks_from_rotor_is_not_rotated() {
     assert!(plan_text.contains("cannot be planned"), "{plan_text}");
 }
 
+/// Where the ACLs let rotor read `pwdAccountLockedTime` under one search base (ou=service)
+/// but not under another (ou=vendor, searched second), the accounts of the second base are
+/// not rotated (a new password would unlock a locked one, which rotor cannot see), with a
+/// message that names the base and what to grant; the first base's accounts rotate. The
+/// locked vendor account stays locked, the other keeps its password; `plan` says so too.
+#[test]
+fn accounts_under_a_search_base_that_hides_locks_are_not_rotated_the_others_are() {
+    let lab = LdapLab::start_hiding_vendor_locks(2, 2);
+    let shared = lab.shared_password();
+    let inv = inventory(&lab);
+    let inv = inv.to_str().unwrap();
+    let rotor = rotor_for(&lab, &lab.bind_password());
+    lab.lock("vnd-0001");
+    let out = rotor.rotate_all(inv);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(3), "{report:#}");
+    assert_eq!(report["counts"]["committed"], 2, "{report:#}");
+    // The directory as a whole was opened and rotated (absent: no directory failed).
+    assert!(report.get("failed_directories").is_none(), "{report:#}");
+    for uid in ["svc-0001", "svc-0002"] {
+        let secret = rotor
+            .show(&format!("hospital-ldap/{uid}"))
+            .expect("rotated");
+        assert!(lab.bind_works(uid, &secret), "{uid}");
+    }
+    for uid in ["vnd-0001", "vnd-0002"] {
+        let r = result_of(&report, &format!("hospital-ldap/{uid}"));
+        assert_eq!(r["result"], "not_changed", "{r:#}");
+        assert_eq!(r["cause"]["class"], "refused", "{r:#}");
+        let why = r["cause"]["message"].as_str().unwrap();
+        for expected in [
+            "may not read pwdAccountLockedTime",
+            "under ou=vendor,dc=hospital,dc=example",
+            "grant",
+        ] {
+            assert!(why.contains(expected), "{expected:?} not in {why}");
+        }
+        assert!(!why.contains("ou=service"), "{why}");
+        assert_eq!(rotor.show(&format!("hospital-ldap/{uid}")), None);
+    }
+    // Not unlocked by a new password: still locked (not even the old one binds), and the old
+    // one is back in use once an administrator unlocks it.
+    assert!(!lab.bind_works("vnd-0001", &shared));
+    assert!(lab.bind_works("vnd-0002", &shared));
+    lab.unlock("vnd-0001");
+    assert!(lab.bind_works("vnd-0001", &shared));
+    // The heartbeat still covers every account of the directory (it reads no lock): the
+    // vendor accounts are there, with no secret in the vault yet.
+    let out = rotor.run(&["verify", "-i", inv, "--all"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 of 4 credentials work"), "{text}");
+    assert!(text.contains("hospital-ldap/vnd-0002  no_secret"), "{text}");
+    let plan = rotor.run(&["plan", "-i", inv, "--all"]);
+    let plan_text = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(3), "{plan_text}");
+    for expected in [
+        "hospital-ldap: 2 accounts from 2 searches",
+        "2 accounts will not be rotated",
+        "under ou=vendor,dc=hospital,dc=example",
+    ] {
+        assert!(
+            plan_text.contains(expected),
+            "{expected:?} not in {plan_text}"
+        );
+    }
+}
+
 /// slapd restarts in the middle of a run (while one account waits between its push and its
 /// verification): the run's admin connection is re-established and every account still gets
 /// its own proven password.

@@ -100,6 +100,18 @@ impl LdapLab {
         LdapLab::start_args(n_accounts, &["--ppolicy", "--hide-lock"])
     }
 
+    /// Starts slapd with the ppolicy overlay, `n_accounts` service accounts under
+    /// `ou=service` whose locks rotor may read, and `n_vendor` accounts `uid=vnd-0001..` under
+    /// `ou=vendor` whose `pwdAccountLockedTime` it may not (it may set their passwords). The
+    /// inventory fragment searches `ou=service` first, then `ou=vendor`.
+    pub fn start_hiding_vendor_locks(n_accounts: usize, n_vendor: usize) -> LdapLab {
+        let n_vendor = n_vendor.to_string();
+        LdapLab::start_args(
+            n_accounts,
+            &["--ppolicy", "--vendor-hiding-locks", n_vendor.as_str()],
+        )
+    }
+
     /// `scripts/ldap-lab up` with `extra` arguments.
     fn start_args(n_accounts: usize, extra: &[&str]) -> LdapLab {
         assert!(
@@ -186,7 +198,7 @@ impl LdapLab {
             .to_owned()
     }
 
-    /// What `ldapwhoami` sees binding as `uid` (`svc-0001`, `rotor`, or a full DN) with
+    /// What `ldapwhoami` sees binding as `uid` (`svc-0001`, `vnd-0001`, `rotor`, or a full DN) with
     /// `password`, over StartTLS with the lab's CA.
     pub fn bind(&self, uid: &str, password: &str) -> Bind {
         let mut child = self
