@@ -22,9 +22,9 @@ use crate::secret::Secret;
 /// Most SHA-crypt rounds rotor computes (glibc's default is 5,000; distributions that raise
 /// it stay far below this).
 const MAX_SHA_CRYPT_ROUNDS: u64 = 1_000_000;
-/// Most memory a yescrypt check may take (`128 * r * N` bytes): Debian's default cost is
-/// 16 MiB.
-const MAX_YESCRYPT_BYTES: u64 = 256 * 1024 * 1024;
+/// Most memory a yescrypt check may take (`128 * r * N` bytes): Debian's default cost
+/// (`j9T`: N = 4096, r = 32) is 16 MiB, and recovery may check a few dozen hosts at once.
+const MAX_YESCRYPT_BYTES: u64 = 64 * 1024 * 1024;
 /// Longest hash rotor looks at; real ones are under 200 characters.
 const MAX_HASH_LEN: usize = 1024;
 
@@ -111,11 +111,18 @@ fn crypt_matches(hash: &str, password: &str) -> Option<bool> {
 
 fn yescrypt_matches(hash: &str, password: &str) -> Option<bool> {
     use yescrypt::PasswordVerifier;
-    let params: yescrypt::Params = hash.split('$').nth(2)?.parse().ok()?;
+    let field = hash.split('$').nth(2)?;
+    let params: yescrypt::Params = field.parse().ok()?;
+    // Only the plain form libxcrypt writes (`j9T`: default flags, N and r; p = 1, t = 0):
+    // the optional fields set a time cost `t` that multiplies the work without a bound the
+    // crate lets rotor read, so a hash that carries them is not computed.
+    let plain = yescrypt::Params::new(yescrypt::Mode::default(), params.n(), params.r(), 1).ok()?;
+    if plain.to_string() != field {
+        return None;
+    }
     let bytes = 128u64
         .checked_mul(u64::from(params.r()))?
-        .checked_mul(params.n())?
-        .checked_mul(u64::from(params.p()))?;
+        .checked_mul(params.n())?;
     if bytes > MAX_YESCRYPT_BYTES {
         return None;
     }
@@ -183,8 +190,10 @@ mod tests {
                 "Hello world!",
                 None,
             ),
+            // A real yescrypt hash of "x" whose optional fields set a time cost t = 200
+            // (libxcrypt made it): not computed, although its memory is small.
             (
-                "$y$jFT$UG7PNJ6lFV7QjNaGj2oJ8.$wDkMkSxJm0x0C0/sIdp3W.7Vwj9m5hKuNdz3tI1VeF8",
+                "$y$j75/mL$UG7PNJ6lFV7QjNaGj2oJ8.$ppXBZ2Bd4CDMGqI.WS59XNXhvQ8HvpDTjR9JckEGolB",
                 "x",
                 None,
             ),
@@ -197,6 +206,27 @@ mod tests {
         for (hash, password, expect) in cases {
             assert_eq!(check(hash, password), *expect, "{hash}");
         }
+    }
+
+    #[test]
+    fn yescrypt_memory_is_bounded() {
+        use yescrypt::PasswordHasher;
+        // Under and over the bound: N = 2^12 with r = 32 (16 MiB, Debian's default) is
+        // computed; N = 2^15 (128 MiB) is not.
+        let hash_with = |n: u64, r: u32| {
+            let params = yescrypt::Params::new(yescrypt::Mode::default(), n, r, 1).unwrap();
+            yescrypt::Yescrypt::from(params)
+                .hash_password_with_salt(b"secret", b"0123456789abcdef")
+                .unwrap()
+                .to_string()
+        };
+        let under = hash_with(1 << 12, 32);
+        assert_eq!(check(&under, "secret"), Some(true), "{under}");
+        let over = format!(
+            "$y${}$salt$hash",
+            yescrypt::Params::new(yescrypt::Mode::default(), 1 << 15, 32, 1).unwrap()
+        );
+        assert_eq!(check(&over, "secret"), None, "{over}");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!
 //! Invariant: a secret (new password or saved hash) is only ever substituted into a step's
 //! `stdin`, never into its `run` command line; [`Playbook::parse`] rejects a playbook that
-//! tries, and no error built here carries command output that contains the secret.
+//! tries. No error built here carries a step's output: every step of a password playbook is
+//! fed a secret or reads one, and its output may echo it in any form.
 
 use serde::Deserialize;
 
@@ -146,9 +147,17 @@ const OUTPUT_WITHHELD: &str = "its output is not shown because the step handles 
 /// the host may print before the command does, and that text must not become the "hash" that
 /// a rollback writes back and then compares against.
 fn restore_point_field(text: &str, account: &AccountName, capture_field: usize) -> Option<String> {
-    text.lines()
-        .find(|line| line.split(':').next() == Some(account.as_str()))
-        .and_then(|line| line.split(':').nth(capture_field.saturating_sub(1)))
+    let mut lines = text
+        .lines()
+        .filter(|line| line.split(':').next() == Some(account.as_str()));
+    // Exactly one such line: a banner that happens to start with the account's name makes
+    // the output ambiguous, and an ambiguous restore point is none.
+    let line = lines.next()?;
+    if lines.next().is_some() {
+        return None;
+    }
+    line.split(':')
+        .nth(capture_field.saturating_sub(1))
         .map(str::to_owned)
 }
 
@@ -790,5 +799,7 @@ mod tests {
             Some("$y$j9T$salt$hash")
         );
         assert_eq!(restore_point_field("motd: hello\n", &acct, 2), None);
+        let spoofed = format!("svc_app: welcome\n{shadow}");
+        assert_eq!(restore_point_field(&spoofed, &acct, 2), None);
     }
 }

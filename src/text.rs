@@ -11,7 +11,11 @@
 use std::borrow::Cow;
 
 fn needs_escape(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(
+            c,
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
+        )
 }
 
 /// `text` with every control character (newlines and tabs too) escaped: for one value, a
@@ -71,6 +75,7 @@ mod tests {
             ("a\nb\tc\r", "a\\u{a}b\\u{9}c\\u{d}"),
             ("\u{9b}31m", "\\u{9b}31m"),
             ("abc\u{202e}fed", "abc\\u{202e}fed"),
+            ("a\u{200f}b\u{61c}", "a\\u{200f}b\\u{61c}"),
             ("日本語", "日本語"),
         ] {
             assert_eq!(escape(input), expect, "{input:?}");

@@ -48,6 +48,11 @@ pub fn run(g: &Global, a: EnrollArgs) -> CliResult {
     }
     let outcome = vault.enroll(&cred, &secret)?;
     outln!("Enrolled the current secret of {cred}.");
+    if let Some(rotation) = outcome.settled_stuck {
+        outln!(
+            "This settles its stuck rotation {rotation}: its pending secret is retired, and {cred} can be rotated again."
+        );
+    }
     if outcome.shared_with > 0 {
         eprintln!(
             "warning: this secret is the same as that of {} other credential(s) in the vault; rotate them with `rotor rotate --scope ...` so each gets its own",

@@ -17,9 +17,10 @@
 //!   `tokio::time::timeout` around the whole call as a backstop). A stopped server gives
 //!   `TimedOut`, a dead one `Unreachable`; nothing waits forever.
 //! - **No secret in a message, a log field or a `Debug` output.** Secrets go only into the bind
-//!   request, the password-modify request or the modify request. Server diagnostics are quoted
-//!   in messages after scrubbing any secret of the call out of them (slapd never echoes one, but
-//!   a proxy or another server might).
+//!   request, the password-modify request or the modify request. What a server says in a step
+//!   that sends or reads a secret (binds, password changes, restores, hash reads) is never
+//!   shown: the message gives the step and the result code in rotor's words, and known
+//!   ppolicy refusals by name. Other steps' diagnostics are shown escaped and cut short.
 //! - **A misbehaving server fails its own directory, nothing more.** Entries are read by
 //!   rotor (`entry_of`), not by `ldap3`'s `SearchEntry::construct`, which panics on a DN that
 //!   is not UTF-8; any other panic inside `ldap3` is caught at each public call (`contained`)

@@ -52,7 +52,8 @@ pub const KEX_PREFERENCE: &str = "curve25519-sha256,curve25519-sha256@libssh.org
     diffie-hellman-group-exchange-sha256,diffie-hellman-group16-sha512,\
     diffie-hellman-group18-sha512,diffie-hellman-group14-sha256";
 
-/// How much of a command's stderr is kept for messages.
+/// How much of a command's stderr is kept (read to the end, so the channel drains; callers
+/// decide whether any of it may be shown: a step that handles a secret shows none).
 const STDERR_KEEP: usize = 4096;
 /// Upper bound on a command's stdout; the commands rotor runs print a few lines.
 const STDOUT_MAX: usize = 16 * 1024 * 1024;
@@ -101,8 +102,9 @@ pub struct ExecOutput {
     pub signal: Option<String>,
     /// Everything the command printed on stdout; zeroized on drop (it may hold a shadow hash).
     pub stdout: Zeroizing<Vec<u8>>,
-    /// The first few KB of stderr, lossily decoded, for messages.
-    pub stderr: String,
+    /// The first few KB of stderr, lossily decoded; zeroized on drop (a hostile command may
+    /// echo its stdin there). Never shown for a step that handles a secret.
+    pub stderr: Zeroizing<String>,
 }
 
 /// One authenticated SSH session. Not `Sync`; one thread drives it at a time.
@@ -228,13 +230,13 @@ impl SshSession {
             extend_zeroizing(&mut stdout, &chunk[..n]);
         }
 
-        let mut stderr = Vec::new();
+        let mut stderr = Zeroizing::new(Vec::new());
         let mut err_stream = channel.stderr();
-        let mut buf = [0u8; 4096];
+        let mut buf = Zeroizing::new([0u8; 4096]);
         loop {
             arm(&self.session, deadline).map_err(|_| self.timed_out(what))?;
             let n = err_stream
-                .read(&mut buf)
+                .read(&mut buf[..])
                 .map_err(|e| self.io_error(e, "reading the command's stderr"))?;
             if n == 0 {
                 break;
@@ -259,7 +261,7 @@ impl SshSession {
             status,
             signal,
             stdout,
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            stderr: Zeroizing::new(String::from_utf8_lossy(&stderr).into_owned()),
         })
     }
 
@@ -766,7 +768,10 @@ fn open_verified(target: &SshTarget) -> Result<Session, ConnectorError> {
             .map(|k| format!("{} {}", k.key_type, fingerprint_sha256(&k.blob)))
             .collect::<Vec<_>>()
             .join(", ");
-        let presented_type = blob_key_type(presented).unwrap_or("unknown type");
+        // The blob's type string is the server's: named only if it is a type rotor knows.
+        let presented_type = blob_key_type(presented)
+            .filter(|t| host_key_methods(t).is_some())
+            .unwrap_or("a key of an unknown type");
         return Err(fail(
             FaultClass::HostKeyMismatch,
             format!(

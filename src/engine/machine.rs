@@ -201,7 +201,7 @@ fn changed_outside_rotor(held: Holds) -> Fault {
     Fault {
         class: FaultKind::ChangedOutsideRotor,
         message: format!(
-            "the target was changed outside rotor ({why}), perhaps by an operator's emergency reset; rotor left it as it is so as not to undo that. Find out who changed it and what the account's password is now, then `rotor recover --cred` it"
+            "the target was changed outside rotor ({why}), perhaps by an operator's emergency reset; rotor left it as it is so as not to undo that. Find out who changed it and what the account's password is now, then store that password with `rotor enroll CREDENTIAL`, which settles this rotation"
         ),
     }
 }

@@ -941,7 +941,6 @@ impl Checker<'_> {
     }
 }
 
-/// Policy names: what can be written after `policy:` without quoting.
 /// Checks a DN's syntax (RFC 4514) well enough that what rotor sends is a DN: no NUL or other
 /// control character (raw or escaped as `\00`..`\1F`), every RDN `attr=value` (several joined
 /// by `+`), attribute names as keystrings or OIDs, and escapes complete. Says what is wrong.
@@ -1001,6 +1000,7 @@ pub(super) fn check_dn(dn: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Policy names: what can be written after `policy:` without quoting.
 fn is_simple_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64

@@ -260,6 +260,11 @@ impl PathProblem {
     pub fn fix(&self, what: &str, path: &Path) -> String {
         let p = path.display();
         match self {
+            // A parent directory is someone's home or a system directory: never advise
+            // taking it over.
+            PathProblem::Owner { .. } if what == "parent directory" => format!(
+                "its owner could rename the data directory and put another in its place. Use a data directory whose parents belong to you or to root (--data-dir, e.g. /var/lib/rotor when rotor runs as root), not one inside {p}"
+            ),
             PathProblem::Owner { euid, .. } => format!(
                 "that user could have replaced the vault or its master key. Check it, then run `chown {euid} {p}`, or use a data directory of your own (--data-dir)"
             ),

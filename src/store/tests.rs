@@ -145,7 +145,8 @@ fn init_creates_private_layout_and_round_trips() {
         outcome,
         EnrollOutcome {
             shared_with: 0,
-            replaced_current: false
+            replaced_current: false,
+            settled_stuck: None
         }
     );
     let f = f.reopen();
@@ -534,7 +535,8 @@ fn fingerprints_detect_reuse_and_sharing() {
         again,
         EnrollOutcome {
             shared_with: 2,
-            replaced_current: true
+            replaced_current: true,
+            settled_stuck: None
         }
     );
     // Retired versions still count as taken, so an old secret is never reused.
@@ -1349,4 +1351,27 @@ fn a_restore_point_moved_to_another_credential_fails_integrity() {
         matches!(&err, StoreError::Integrity(what) if what.contains("restore point")),
         "{err}"
     );
+}
+
+/// A stuck rotation (the target was changed outside rotor, say) is settled by the operator
+/// enrolling the account's password: the stuck pending secret is retired, and the credential
+/// can be rotated again.
+#[test]
+fn enrolling_settles_a_stuck_rotation() {
+    let f = fixture();
+    let c = cred("h1/svc");
+    f.vault.enroll(&c, &secret("v0")).unwrap();
+    let run = f.run();
+    let id = f.stage(run, &c, &secret("v1"), &secret("rp")).unwrap();
+    f.vault.mark_stuck(id, "changed outside rotor").unwrap();
+    let err = f.stage(run, &c, &secret("v2"), &secret("rp")).unwrap_err();
+    assert!(matches!(err, StoreError::Stuck(..)), "{err}");
+    let outcome = f.vault.enroll(&c, &secret("set-by-hand")).unwrap();
+    assert_eq!(outcome.settled_stuck, Some(id));
+    assert_eq!(current(&f, "h1/svc").as_deref(), Some("set-by-hand"));
+    assert!(f.vault.open_rotations().unwrap().is_empty());
+    let status = f.vault.status().unwrap();
+    let last = status[0].last_rotation.as_ref().unwrap();
+    assert_eq!((last.id, last.phase), (id, Phase::RolledBack));
+    f.stage(run, &c, &secret("v3"), &secret("rp")).unwrap();
 }

@@ -87,6 +87,9 @@ pub struct EnrollOutcome {
     pub shared_with: usize,
     /// True if the credential already had a current version (now `previous`).
     pub replaced_current: bool,
+    /// The stuck rotation this enrolment settled, if the credential had one: the operator
+    /// has told rotor the account's password, so the stuck pending secret is retired.
+    pub settled_stuck: Option<RotationId>,
 }
 
 /// One line of `rotor status`.
@@ -169,13 +172,17 @@ impl LeaseRow {
         let Some(owner) = owner else {
             return false;
         };
-        if self.owner_pid == 0 || self.owner_pid == here.pid || owner.machine != here.name {
+        if self.owner_pid == 0 || owner.machine != here.name {
             return false;
         }
+        // Another boot: whatever has that pid now, even this very process, is not the holder.
         if let (Some(then), Some(now)) = (owner.boot_id, here.boot_id.as_deref())
             && then != now
         {
             return true;
+        }
+        if self.owner_pid == here.pid {
+            return false;
         }
         match (here.process_start)(self.owner_pid) {
             ProcessStart::Gone => true,
@@ -254,10 +261,21 @@ enum ProcessStart {
     Unknown,
 }
 
+/// Whether a process exists is asked of the kernel (`kill(pid, 0)`: only "no such process"
+/// means gone), not read from `/proc`: with `hidepid`, `/proc/PID` of another user's process,
+/// or of a rotor that made itself non-dumpable, is simply absent.
 fn process_start(pid: u32) -> ProcessStart {
+    let Some(process) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return ProcessStart::Unknown;
+    };
+    if rustix::process::test_kill_process(process) == Err(rustix::io::Errno::SRCH) {
+        return ProcessStart::Gone;
+    }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => parse_process_start(&stat).map_or(ProcessStart::Unknown, ProcessStart::At),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ProcessStart::Gone,
         Err(_) => ProcessStart::Unknown,
     }
 }
@@ -744,6 +762,34 @@ impl Vault {
             if let Some(open) = Vault::open_rotation_of(tx, credential_row)? {
                 return Err(StoreError::RotationOpen(cred_text.clone(), open));
             }
+            // A stuck rotation keeps its pending secret for an operator; enrolling is the
+            // operator saying what the account's password is now, which settles it.
+            let stuck: Option<(i64, i64)> = tx
+                .row(
+                    "SELECT r.id, v.id FROM versions v JOIN rotations r ON r.version_id = v.id
+                     WHERE v.credential_id = ?1 AND v.state = 'pending'",
+                    [credential_row],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            if let Some((rotation, version)) = stuck {
+                tx.exec(
+                    "UPDATE versions SET state = 'retired', never_current = 1, state_changed_at = ?2
+                     WHERE id = ?1",
+                    params![version, at],
+                )?;
+                // Closed as rolled back: the new secret never took, and the account's
+                // password is now the one enrolled (`status` no longer calls it stuck).
+                Vault::set_phase(
+                    tx,
+                    RotationId(rotation),
+                    Phase::RolledBack,
+                    Some("settled by an operator: `rotor enroll` stored the account's password"),
+                    &at,
+                )?;
+                let detail = serde_json::json!({ "rotation": rotation }).to_string();
+                self.audit_in(tx, "settle_stuck", Some(&cred_text), &detail)?;
+            }
             let shared_with: i64 = tx.row(
                 "SELECT COUNT(DISTINCT credential_id) FROM versions
                  WHERE fingerprint = ?1 AND credential_id != ?2
@@ -773,6 +819,7 @@ impl Vault {
                 shared_with: usize::try_from(shared_with)
                     .map_err(|_| StoreError::Corrupt("negative count".into()))?,
                 replaced_current,
+                settled_stuck: stuck.map(|(rotation, _)| RotationId(rotation)),
             })
         })
     }
@@ -1727,12 +1774,19 @@ mod lease_holder_tests {
                 here(Some("boot-b"), no_process),
                 false,
             ),
-            // This process itself, or no pid recorded.
+            // This process itself in this boot, or no pid recorded.
             (
-                "box pid:[1]#77#boot-a",
+                "box pid:[1]#77#boot-b",
                 1,
                 here(Some("boot-b"), no_process),
                 false,
+            ),
+            // The same pid as this process, but taken in an earlier boot.
+            (
+                "box pid:[1]#77#boot-a",
+                1,
+                here(Some("boot-b"), started_77),
+                true,
             ),
             (
                 "box pid:[1]#77#boot-a",
@@ -1754,6 +1808,14 @@ mod lease_holder_tests {
             process_start(std::process::id()),
             ProcessStart::At(parsed.started.to_owned())
         );
-        assert_eq!(process_start(u32::MAX), ProcessStart::Gone);
+        // No process ever has pid_max as its pid.
+        let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(process_start(pid_max), ProcessStart::Gone);
+        // A process that exists: pid 1.
+        assert!(matches!(process_start(1), ProcessStart::At(_)));
     }
 }
