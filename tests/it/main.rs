@@ -13,6 +13,7 @@ mod keyring;
 mod lab;
 mod ldap;
 mod ldap_lab;
+mod recover_changed;
 mod rotate;
 mod smoke;
 mod stress;
