@@ -450,6 +450,8 @@ fn host_lost(outcome: &Outcome) -> Option<&Fault> {
 /// inside the staging transaction ([`Store::stage`]), where no concurrent staging can race it.
 fn generate_unique(policy: &Policy, store: &dyn Store) -> Result<Secret, Fault> {
     for _ in 0..8 {
+        // Validation refuses unsatisfiable policies, so this error means a policy that cannot
+        // make a password at all: no new secret, like a collision that will not go away.
         let secret = generate(policy, &mut OsRng).map_err(|e| Fault {
             class: FaultKind::SecretCollision,
             message: e.to_string(),
