@@ -302,7 +302,21 @@ pub async fn recover(
     options: RunOptions,
 ) -> Result<Vec<CredentialResult>, crate::store::StoreError> {
     let mut open = store.open_rotations()?;
-    let mut results = Vec::new();
+    // A row that fails its integrity check is refused alone (nothing is sent for it, and
+    // the file should be looked at); every other rotation is settled.
+    let mut results: Vec<CredentialResult> = store
+        .unreadable_rotations()?
+        .into_iter()
+        .map(|u| CredentialResult {
+            cred: u.cred,
+            outcome: Outcome::Unsettled {
+                phase: u.phase,
+                cause: Fault::store(u.error.to_string()),
+            },
+            rotation: Some(u.id),
+            elapsed_ms: 0,
+        })
+        .collect();
     for work in directories {
         let (mine, rest): (Vec<_>, Vec<_>) =
             open.into_iter().partition(|r| r.cred.host == work.name);
@@ -958,7 +972,7 @@ mod tests {
 
     use super::*;
     use crate::credential::HostName;
-    use crate::engine::LeaseHeld;
+    use crate::engine::{LeaseHeld, UnreadableRotation};
     use crate::inventory::{ConnectAuth, ConnectIdentity, HostKeyPin};
     use crate::store::StoreError;
 
@@ -1103,6 +1117,8 @@ mod tests {
         n_fences: usize,
         /// `renew_lease` fails: another process took the credential over.
         lose_lease_before_write: bool,
+        /// An open rotation of this credential fails its integrity check.
+        tampered: Option<CredentialId>,
     }
 
     impl Store for MemStore {
@@ -1190,6 +1206,18 @@ mod tests {
                     phase: r.1,
                     pending: Secret::new(r.2.clone()),
                     restore_point: Secret::new(r.3.clone()),
+                })
+                .collect())
+        }
+        fn unreadable_rotations(&self) -> Result<Vec<UnreadableRotation>, StoreError> {
+            let m = self.inner.lock().unwrap();
+            Ok(m.tampered
+                .iter()
+                .map(|cred| UnreadableRotation {
+                    id: RotationId(99),
+                    cred: cred.clone(),
+                    phase: Phase::Applied,
+                    error: StoreError::Integrity(format!("restore point of rotation 99 ({cred})")),
                 })
                 .collect())
         }
@@ -1700,6 +1728,50 @@ mod tests {
             .unwrap();
         assert!(store.open_rotations().unwrap().is_empty());
         (labels(&results), fleet.password("a", "svc_app").unwrap())
+    }
+
+    /// A tampered open rotation is refused alone; the healthy one beside it is settled.
+    #[test]
+    fn recovery_refuses_a_tampered_rotation_and_settles_the_others() {
+        let (fleet, store, work) = setup(&["a"]);
+        let app = CredentialId::parse("a/svc_app").unwrap();
+        let id = store
+            .stage(
+                RunId(1),
+                &app,
+                &Secret::new("new-app".into()),
+                &Secret::new("shared".into()),
+                LEASE,
+            )
+            .unwrap();
+        store.record_phase(id, Phase::Applied, None).unwrap();
+        fleet.with("a", |h| {
+            h.passwords.insert("svc_app".into(), "new-app".into());
+        });
+        store.inner.lock().unwrap().tampered = Some(CredentialId::parse("a/svc_backup").unwrap());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let results = rt
+            .block_on(recover(
+                &work,
+                &[],
+                store.clone(),
+                Arc::new(FleetRef(fleet)),
+                RunOptions::new(2),
+            ))
+            .unwrap();
+        let mut got = labels(&results);
+        got.sort();
+        assert_eq!(got, ["a/svc_app committed", "a/svc_backup unsettled"]);
+        let tampered = results
+            .iter()
+            .find(|r| r.cred.account.as_str() == "svc_backup");
+        assert!(
+            matches!(&tampered.unwrap().outcome, Outcome::Unsettled { cause, .. } if cause.message.contains("integrity")),
+            "{tampered:?}"
+        );
     }
 
     /// The host holds rotor's new password but logins with it fail: rotor's change, undone.

@@ -118,6 +118,15 @@ pub struct OpenRotation {
     pub restore_point: Secret,
 }
 
+/// An open rotation whose secrets fail their integrity check: recovery refuses it alone.
+#[derive(Debug)]
+pub struct UnreadableRotation {
+    pub id: RotationId,
+    pub cred: CredentialId,
+    pub phase: Phase,
+    pub error: crate::store::StoreError,
+}
+
 /// A lease on one credential: at most one live holder at a time, across processes (and later
 /// machines). The token fences writes: a rotation row records the token it was staged (or
 /// adopted) with, and the store refuses writes to it once that token is no longer the
@@ -201,7 +210,14 @@ pub trait Store: Send + Sync {
     /// Ends the ledger row in `Stuck` with the reason; keeps `pending` and `current`.
     fn mark_stuck(&self, id: RotationId, reason: &str) -> Result<(), crate::store::StoreError>;
     /// Every rotation in an open phase, with its decrypted pending secret and restore point.
+    /// A row that fails its integrity check (altered, or moved to another credential) is not
+    /// among them: see [`Store::unreadable_rotations`].
     fn open_rotations(&self) -> Result<Vec<OpenRotation>, crate::store::StoreError>;
+    /// The open rotations whose secrets fail their integrity check, with the error: recovery
+    /// refuses each of them (it would write who knows what to a target) and settles the rest.
+    fn unreadable_rotations(&self) -> Result<Vec<UnreadableRotation>, crate::store::StoreError> {
+        Ok(Vec::new())
+    }
     /// The credential's `current` secret, if the vault has one.
     fn current(&self, cred: &CredentialId) -> Result<Option<Secret>, crate::store::StoreError>;
 

@@ -7,5 +7,7 @@ pub mod driver;
 pub mod ledger;
 pub mod machine;
 
-pub use ledger::{Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, Store};
+pub use ledger::{
+    Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, Store, UnreadableRotation,
+};
 pub use machine::{Command, Event, Fault, FaultKind, Holds, Outcome, Rotation};

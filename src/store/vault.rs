@@ -33,7 +33,9 @@ use super::keys::KeySource;
 use super::schema::CachedSql;
 use super::{StoreError, audit, files, schema};
 use crate::credential::CredentialId;
-use crate::engine::{Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, Store};
+use crate::engine::{
+    Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, Store, UnreadableRotation,
+};
 use crate::secret::Secret;
 
 /// The database file inside the data directory.
@@ -1187,6 +1189,61 @@ impl Vault {
         )?;
         Ok(())
     }
+
+    /// The open rotations, readable ones apart from those whose secrets fail their integrity
+    /// check (each with its error).
+    fn scan_open_rotations(
+        &self,
+    ) -> Result<(Vec<OpenRotation>, Vec<UnreadableRotation>), StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT r.id, c.cred, r.phase, v.id, v.secret, r.restore_point, r.restore_aad
+             FROM rotations r
+             JOIN credentials c ON c.id = r.credential_id
+             JOIN versions v ON v.id = r.version_id
+             WHERE r.phase IN {OPEN_PHASES_SQL}
+             ORDER BY r.id"
+        ))?;
+        let mut rows = stmt.query([])?;
+        let (mut out, mut unreadable) = (Vec::new(), Vec::new());
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let cred: String = row.get(1)?;
+            let version_id: i64 = row.get(3)?;
+            let pending_blob: Vec<u8> = row.get(4)?;
+            let restore_blob: Vec<u8> = row.get(5)?;
+            let (cred_id, phase) = (parse_cred(&cred)?, parse_phase(&row.get::<_, String>(2)?)?);
+            let secrets = self
+                .decrypt_version(&cred, version_id, &pending_blob)
+                .and_then(|pending| {
+                    let restore_point = self.decrypt_restore_point(
+                        row.get(6)?,
+                        &cred,
+                        id,
+                        version_id,
+                        &restore_blob,
+                    )?;
+                    Ok((pending, restore_point))
+                });
+            match secrets {
+                Ok((pending, restore_point)) => out.push(OpenRotation {
+                    id: RotationId(id),
+                    cred: cred_id,
+                    phase,
+                    pending,
+                    restore_point,
+                }),
+                Err(error @ StoreError::Integrity(_)) => unreadable.push(UnreadableRotation {
+                    id: RotationId(id),
+                    cred: cred_id,
+                    phase,
+                    error,
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((out, unreadable))
+    }
 }
 
 fn default_actor() -> String {
@@ -1406,38 +1463,11 @@ impl Store for Vault {
     }
 
     fn open_rotations(&self) -> Result<Vec<OpenRotation>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT r.id, c.cred, r.phase, v.id, v.secret, r.restore_point, r.restore_aad
-             FROM rotations r
-             JOIN credentials c ON c.id = r.credential_id
-             JOIN versions v ON v.id = r.version_id
-             WHERE r.phase IN {OPEN_PHASES_SQL}
-             ORDER BY r.id"
-        ))?;
-        let mut rows = stmt.query([])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let id: i64 = row.get(0)?;
-            let cred: String = row.get(1)?;
-            let version_id: i64 = row.get(3)?;
-            let pending_blob: Vec<u8> = row.get(4)?;
-            let restore_blob: Vec<u8> = row.get(5)?;
-            out.push(OpenRotation {
-                id: RotationId(id),
-                cred: parse_cred(&cred)?,
-                phase: parse_phase(&row.get::<_, String>(2)?)?,
-                pending: self.decrypt_version(&cred, version_id, &pending_blob)?,
-                restore_point: self.decrypt_restore_point(
-                    row.get(6)?,
-                    &cred,
-                    id,
-                    version_id,
-                    &restore_blob,
-                )?,
-            });
-        }
-        Ok(out)
+        Ok(self.scan_open_rotations()?.0)
+    }
+
+    fn unreadable_rotations(&self) -> Result<Vec<UnreadableRotation>, StoreError> {
+        Ok(self.scan_open_rotations()?.1)
     }
 
     fn current(&self, cred: &CredentialId) -> Result<Option<Secret>, StoreError> {
