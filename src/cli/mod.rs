@@ -152,6 +152,23 @@ pub fn main() -> i32 {
         }
     };
     output::init_logging(cli.global.verbose);
+    // A panic's message may quote a target's bytes (ldap3 panics on some malformed answers,
+    // and the engine turns such a panic into a failed target): printed escaped and cut short,
+    // never raw to the terminal.
+    std::panic::set_hook(Box::new(|info| {
+        let said = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let said: String = said.chars().take(200).collect();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("rotor: internal error{at}: {}", crate::text::escape(&said));
+    }));
     let code = match run(cli) {
         Ok(code) => code,
         Err(f) => {
