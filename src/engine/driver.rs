@@ -3,8 +3,11 @@
 //!
 //! Hosts run concurrently (blocking SSH work on tokio's blocking pool, bounded by a
 //! semaphore); the accounts of one host run in sequence over that host's one admin session.
-//! The driver decides nothing itself: every step is the machine's `Command`, every result is
-//! fed back as an `Event`. It never logs a secret; it logs ids, phases and fault classes.
+//! Within a rotation the driver decides nothing: every step is the machine's `Command`, every
+//! result is fed back as an `Event`. Around rotations it does decide admission (the lease,
+//! parking, the breaker and stop flag, skipping a host that stopped answering); those rules
+//! are to move into the pure core. It never logs a secret; it logs ids, phases and fault
+//! classes.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
