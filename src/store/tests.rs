@@ -1397,3 +1397,24 @@ fn enrolling_settles_a_stuck_rotation() {
     assert_eq!((last.id, last.phase), (id, Phase::RolledBack));
     f.stage(run, &c, &secret("v3"), &secret("rp")).unwrap();
 }
+
+/// A rotation left open by a rotor from before schema 4 (its restore point sealed with the
+/// rotation id only) is still recovered after the upgrade.
+#[test]
+fn a_restore_point_sealed_before_schema_4_still_opens() {
+    let f = fixture();
+    let run = f.run();
+    let id = f
+        .stage(run, &cred("h1/a"), &secret("new-a"), &secret("$6$old-a"))
+        .unwrap();
+    test_support::seal_restore_point_as_before_schema_4(&f.vault, id, &secret("$6$old-a"));
+    let open = f.vault.open_rotations().unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].restore_point.expose(), "$6$old-a");
+    assert!(f.vault.unreadable_rotations().unwrap().is_empty());
+    // The scheme column is no way around the binding: read as scheme 2, the old blob fails.
+    raw(&f.dir)
+        .execute_batch("UPDATE rotations SET restore_aad = 2")
+        .unwrap();
+    assert_eq!(f.vault.unreadable_rotations().unwrap().len(), 1);
+}

@@ -1699,6 +1699,24 @@ pub(super) mod test_support {
     ) -> Result<Vault, StoreError> {
         Vault::init_at_schema(data_dir, source, schema_version)
     }
+
+    /// Seals rotation `id`'s restore point as rotor did before schema 4 (associated data: the
+    /// rotation id only), as a vault upgraded with that rotation open holds it.
+    pub fn seal_restore_point_as_before_schema_4(
+        vault: &Vault,
+        id: RotationId,
+        restore_point: &Secret,
+    ) {
+        let sealed =
+            crypto::seal_secret(&vault.data_key, &restore_aad(1, "", id.0, 0), restore_point);
+        vault
+            .lock()
+            .execute(
+                "UPDATE rotations SET restore_point = ?1, restore_aad = 1 WHERE id = ?2",
+                params![sealed, id.0],
+            )
+            .unwrap();
+    }
 }
 
 #[cfg(test)]
