@@ -1246,11 +1246,28 @@ impl Vault {
     }
 }
 
+/// Who acts, for the audit log: the OS user of the real uid (never `$USER`, which anyone can
+/// set), with the person sudo says started it, recorded as claimed (`SUDO_USER` is only an
+/// environment variable, set by sudo but settable by anyone).
 fn default_actor() -> String {
-    std::env::var("USER")
+    let uid = nix::unistd::getuid();
+    let name = nix::unistd::User::from_uid(uid)
         .ok()
-        .filter(|user| !user.is_empty())
-        .unwrap_or_else(|| "rotor".to_owned())
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |user| user.name);
+    actor_text(&name, std::env::var("SUDO_USER").ok().as_deref())
+}
+
+fn actor_text(real_user: &str, sudo_user: Option<&str>) -> String {
+    // Both are outside text: the audit log is read by people, so keep them printable.
+    let clean = |s: &str| -> String { s.chars().filter(|c| !c.is_control()).take(64).collect() };
+    match sudo_user.map(clean).filter(|s| !s.is_empty()) {
+        Some(claimed) => format!(
+            "{} (via sudo, SUDO_USER={claimed}, as claimed)",
+            clean(real_user)
+        ),
+        None => clean(real_user),
+    }
 }
 
 impl Store for Vault {
@@ -1843,6 +1860,23 @@ mod lease_holder_tests {
                 false,
             ),
         ]);
+    }
+
+    #[test]
+    fn the_actor_is_the_real_user_and_sudo_is_only_claimed() {
+        assert_eq!(actor_text("alice", None), "alice");
+        assert_eq!(actor_text("alice", Some("")), "alice");
+        assert_eq!(
+            actor_text("rotor", Some("bob")),
+            "rotor (via sudo, SUDO_USER=bob, as claimed)"
+        );
+        assert_eq!(
+            actor_text("rotor", Some("b\x1b[2Job")),
+            "rotor (via sudo, SUDO_USER=b[2Job, as claimed)"
+        );
+        // The tests run as root, whatever $USER says.
+        let actor = default_actor();
+        assert!(actor.starts_with("root"), "{actor}");
     }
 
     #[test]

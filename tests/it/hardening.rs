@@ -71,3 +71,48 @@ fn a_running_rotor_cannot_be_dumped_or_traced() {
         "rotor is still dumpable (its /proc files belong to uid {owner})"
     );
 }
+
+/// The audit log names the OS user of the real uid, never `$USER` (which anyone can set); a
+/// `SUDO_USER` is recorded beside it as claimed.
+#[test]
+fn the_audit_log_names_the_real_user_not_user() {
+    let rotor = crate::support::Rotor::init();
+    for (sudo_user, expect) in [
+        (None, "root"),
+        (Some("bob"), "root (via sudo, SUDO_USER=bob, as claimed)"),
+    ] {
+        let mut cmd = rotor.cmd(&["enroll", "h1/svc"]);
+        cmd.env("USER", "mallory").env_remove("SUDO_USER");
+        if let Some(s) = sudo_user {
+            cmd.env("SUDO_USER", s);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"an-enrolled-secret-1\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let db = rusqlite::Connection::open(rotor.vault_dir().join("rotor.db")).unwrap();
+        let actor: String = db
+            .query_row(
+                "SELECT actor FROM audit WHERE action = 'enroll' ORDER BY seq DESC LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(actor, expect);
+    }
+}
