@@ -111,19 +111,21 @@ fn crypt_matches(hash: &str, password: &str) -> Option<bool> {
 
 fn yescrypt_matches(hash: &str, password: &str) -> Option<bool> {
     use yescrypt::PasswordVerifier;
-    let field = hash.split('$').nth(2)?;
-    let params: yescrypt::Params = field.parse().ok()?;
+    let params: yescrypt::Params = hash.split('$').nth(2)?.parse().ok()?;
+    // The memory bound first: nothing below may see a huge N or r (the crate's own encoding
+    // of such parameters loops or panics).
+    let bytes = 128u64
+        .checked_mul(u64::from(params.r()))?
+        .checked_mul(params.n())?
+        .checked_mul(u64::from(params.p()))?;
+    if bytes > MAX_YESCRYPT_BYTES {
+        return None;
+    }
     // Only the plain form libxcrypt writes (`j9T`: default flags, N and r; p = 1, t = 0):
     // the optional fields set a time cost `t` that multiplies the work without a bound the
     // crate lets rotor read, so a hash that carries them is not computed.
     let plain = yescrypt::Params::new(yescrypt::Mode::default(), params.n(), params.r(), 1).ok()?;
-    if plain.to_string() != field {
-        return None;
-    }
-    let bytes = 128u64
-        .checked_mul(u64::from(params.r()))?
-        .checked_mul(params.n())?;
-    if bytes > MAX_YESCRYPT_BYTES {
+    if params != plain {
         return None;
     }
     match yescrypt::Yescrypt::default().verify_password(password.as_bytes(), hash) {
@@ -194,6 +196,17 @@ mod tests {
             // (libxcrypt made it): not computed, although its memory is small.
             (
                 "$y$j75/mL$UG7PNJ6lFV7QjNaGj2oJ8.$ppXBZ2Bd4CDMGqI.WS59XNXhvQ8HvpDTjR9JckEGolB",
+                "x",
+                None,
+            ),
+            // Parameters whose encoding the crate cannot even print (N = 2^63, a huge r).
+            (
+                "$y$jkCT$UG7PNJ6lFV7QjNaGj2oJ8.$epWAwIQHccGqUnoh1iJeBvsOmg0enJm.YrxmEtG5rQ4",
+                "x",
+                None,
+            ),
+            (
+                "$y$j9zzzzzz$UG7PNJ6lFV7QjNaGj2oJ8.$epWAwIQHccGqUnoh1iJeBvsOmg0enJm.YrxmEtG5rQ4",
                 "x",
                 None,
             ),
