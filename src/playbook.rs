@@ -17,7 +17,9 @@ use crate::credential::{AccountName, HostName};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::connector::ldap::{DirectorySpec, DirectoryTarget, LdapAdmin, SearchScope, check_bind};
+use crate::connector::ldap::{
+    DirectorySpec, DirectoryTarget, LdapAdmin, LockSeen, SearchScope, check_bind,
+};
 use crate::engine::directory::{Directories, OpenDirectory, Refusal};
 use crate::engine::driver::Fleet;
 use crate::inventory::{ConnectAuth, Directory, DirectoryAccounts, Host, LdapScope};
@@ -682,6 +684,7 @@ impl OpenDirectory for LdapOpen {
             dn: dn.to_owned(),
             runtime: self.runtime.clone(),
             locked_since: None,
+            lock_hidden: false,
         })
     }
 }
@@ -696,6 +699,8 @@ struct LdapAccount {
     runtime: tokio::runtime::Handle,
     /// The account's ppolicy lock, as read with its restore point.
     locked_since: Option<String>,
+    /// The ACLs hide the account's lock from rotor (checked on this very entry).
+    lock_hidden: bool,
 }
 
 impl PasswordTarget for LdapAccount {
@@ -704,12 +709,32 @@ impl PasswordTarget for LdapAccount {
             .runtime
             .block_on(self.admin.read_restore_point(&self.dn))?;
         self.locked_since = read.locked_since;
+        self.lock_hidden = false;
+        // No lock in the read: make sure it is not merely hidden from rotor on this entry
+        // (the per-source probe of `may_rotate` sees one entry of each search only).
+        if self.locked_since.is_none() {
+            match self.runtime.block_on(self.admin.compare_lock(&self.dn))? {
+                LockSeen::Absent => {}
+                LockSeen::Present => self.locked_since = Some(String::new()),
+                LockSeen::Hidden => self.lock_hidden = true,
+            }
+        }
         Ok(read.hash)
     }
     fn refuses_rotation(&self, _: &AccountName, _: &Secret) -> Option<String> {
+        if self.lock_hidden {
+            return Some(format!(
+                "{} ({}): rotor's bind account may not read pwdAccountLockedTime on {}, so it cannot tell whether the account is locked, which a new password would unlock; it is not rotated. Grant rotor's bind account read access to pwdAccountLockedTime on it, then run again",
+                self.target.name(),
+                self.target.url(),
+                self.dn
+            ));
+        }
         self.locked_since.as_ref().map(|since| {
             let how = if since.starts_with("00000101") {
                 "by an administrator".to_owned()
+            } else if since.is_empty() {
+                "(its lock time is hidden from rotor)".to_owned()
             } else {
                 format!("since {since}")
             };

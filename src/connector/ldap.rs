@@ -501,11 +501,19 @@ impl LdapAdmin {
     /// (readable), undefinedAttributeType (no password policy schema, so no locks),
     /// insufficientAccess (hidden).
     pub async fn may_read_lock(&self, dn: &str) -> Result<bool, ConnectorError> {
-        self.contained(Step::ReadHash, dn, self.may_read_lock_unguarded(dn))
+        Ok(self.compare_lock(dn).await? != LockSeen::Hidden)
+    }
+
+    /// What an LDAP compare of `pwdAccountLockedTime` on `dn` shows, for an entry whose read
+    /// showed no lock: the attribute is really absent, present (a lock that the ACLs let rotor
+    /// compare but not read), or hidden altogether. Per entry, because ACLs may differ
+    /// between the entries of one search.
+    pub async fn compare_lock(&self, dn: &str) -> Result<LockSeen, ConnectorError> {
+        self.contained(Step::ReadHash, dn, self.compare_lock_unguarded(dn))
             .await
     }
 
-    async fn may_read_lock_unguarded(&self, dn: &str) -> Result<bool, ConnectorError> {
+    async fn compare_lock_unguarded(&self, dn: &str) -> Result<LockSeen, ConnectorError> {
         let result = self
             .read_with_retry(Step::ReadHash, dn, |mut ldap, timeout| async move {
                 Ok(ldap
@@ -516,8 +524,11 @@ impl LdapAdmin {
             })
             .await?;
         match result.rc {
-            5 | 6 | 16 | 17 => Ok(true),
-            50 => Ok(false),
+            // compareFalse / compareTrue: the attribute is there.
+            5 | 6 => Ok(LockSeen::Present),
+            // noSuchAttribute; undefinedAttributeType (no ppolicy schema: no locks at all).
+            16 | 17 => Ok(LockSeen::Absent),
+            50 => Ok(LockSeen::Hidden),
             _ => Err(self.classify(LdapError::LdapResult { result }, Step::ReadHash, dn, &[])),
         }
     }
@@ -873,6 +884,14 @@ async fn replace_password(
 const LOCKED_TIME: &str = "pwdAccountLockedTime";
 
 /// An account's state before rotor changes its password.
+/// What a compare of `pwdAccountLockedTime` shows (see [`LdapAdmin::compare_lock`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockSeen {
+    Absent,
+    Present,
+    Hidden,
+}
+
 pub struct RestorePoint {
     /// `userPassword` as stored: what a rollback writes back.
     pub hash: Secret,

@@ -485,6 +485,43 @@ fn accounts_under_a_search_base_that_hides_locks_are_not_rotated_the_others_are(
     }
 }
 
+/// One subtree search over both OUs: its first entry (a service account) shows locks, the
+/// vendor accounts it also finds do not. The lock is checked on each entry, so the locked
+/// vendor account is not unlocked by a new password, nor is the other vendor account rotated.
+#[test]
+fn one_search_over_entries_with_different_acls_rotates_only_those_whose_lock_rotor_sees() {
+    let lab = LdapLab::start_hiding_vendor_locks(2, 2);
+    let shared = lab.shared_password();
+    let fragment = lab.inventory_fragment();
+    let head = &fragment[..fragment.find("    accounts:").expect("an accounts list")];
+    let path = lab.dir().join("inventory-subtree.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "version: 1\nhosts: []\n{head}    accounts:\n      - {{ search: {{ base: \"dc=hospital,dc=example\", filter: \"(|(uid=svc-*)(uid=vnd-*))\", scope: sub }} }}\n"
+        ),
+    )
+    .unwrap();
+    let inv = path.to_str().unwrap();
+    let rotor = rotor_for(&lab, &lab.bind_password());
+    lab.lock("vnd-0001");
+    let out = rotor.rotate_all(inv);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(3), "{report:#}");
+    assert_eq!(report["counts"]["committed"], 2, "{report:#}");
+    for uid in ["vnd-0001", "vnd-0002"] {
+        let r = result_of(&report, &format!("hospital-ldap/{uid}"));
+        assert_eq!(r["result"], "not_changed", "{r:#}");
+        let why = r["cause"]["message"].as_str().unwrap();
+        let expected = format!("may not read pwdAccountLockedTime on uid={uid},");
+        assert!(why.contains(&expected), "{why}");
+    }
+    assert!(!lab.bind_works("vnd-0001", &shared), "still locked");
+    lab.unlock("vnd-0001");
+    assert!(lab.bind_works("vnd-0001", &shared));
+    assert!(lab.bind_works("vnd-0002", &shared));
+}
+
 /// slapd restarts in the middle of a run (while one account waits between its push and its
 /// verification): the run's admin connection is re-established and every account still gets
 /// its own proven password.
