@@ -50,7 +50,7 @@ pub fn run(g: &Global, a: EnrollArgs) -> CliResult {
     outln!("Enrolled the current secret of {cred}.");
     if let Some(rotation) = outcome.settled_stuck {
         outln!(
-            "This settles its stuck rotation {rotation}: its pending secret is retired, and {cred} can be rotated again."
+            "This settles its stuck rotation {rotation}: its pending secret is retired (kept in the vault's history), and {cred} can be rotated again (if it is parked, `rotor recover --cred {cred}` unparks it)."
         );
     }
     if outcome.shared_with > 0 {

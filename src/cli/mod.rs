@@ -167,7 +167,13 @@ pub fn main() -> i32 {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!("rotor: internal error{at}: {}", crate::text::escape(&said));
+        // Never panic here (a closed stderr): a panic in the hook aborts the process.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "rotor: internal error{at}: {}",
+            crate::text::escape(&said)
+        );
     }));
     let code = match run(cli) {
         Ok(code) => code,

@@ -120,6 +120,8 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
                 continue;
             };
             if cause.class == FaultKind::Target(FaultClass::AccountMissing) {
+                // Partial, as `rotate` calls it: a named account it will not find.
+                n_refused += 1;
                 dir_lines.push(format!("  {}: not found in the directory", r.cred));
                 continue;
             }
@@ -135,9 +137,10 @@ pub fn run(g: &Global, a: PlanArgs) -> CliResult {
                 n => format!(" and {} more", n - 1),
             };
             dir_lines.push(format!(
-                "  {} will not be rotated ({}{more}): {why}",
+                "  {} will not be rotated ({}{more}): {}",
                 plural(creds.len(), "account", "accounts"),
-                creds[0]
+                creds[0],
+                crate::text::escape(why)
             ));
         }
     }

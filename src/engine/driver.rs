@@ -271,7 +271,14 @@ pub(super) fn panicked(
         cred,
         outcome: Outcome::Unsettled {
             phase,
-            cause: Fault::target(FaultClass::Protocol, format!("internal error: {panic}")),
+            // The panic's message may quote a target's bytes: cut short (escaped on output).
+            cause: Fault::target(
+                FaultClass::Protocol,
+                format!(
+                    "internal error: {}",
+                    panic.to_string().chars().take(300).collect::<String>()
+                ),
+            ),
         },
         rotation,
         elapsed_ms: 0,

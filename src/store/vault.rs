@@ -184,7 +184,11 @@ impl LeaseRow {
             return true;
         }
         if self.owner_pid == here.pid {
-            return false;
+            // This process, or an earlier one that had its pid: told apart by start time.
+            return match (here.process_start)(here.pid) {
+                ProcessStart::At(now) => now != owner.started,
+                _ => false,
+            };
         }
         match (here.process_start)(self.owner_pid) {
             ProcessStart::Gone => true,
@@ -769,7 +773,8 @@ impl Vault {
             let stuck: Option<(i64, i64)> = tx
                 .row(
                     "SELECT r.id, v.id FROM versions v JOIN rotations r ON r.version_id = v.id
-                     WHERE v.credential_id = ?1 AND v.state = 'pending'",
+                     WHERE v.credential_id = ?1 AND v.state = 'pending'
+                       AND r.credential_id = ?1 AND r.phase = 'stuck'",
                     [credential_row],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
@@ -1200,7 +1205,7 @@ impl Vault {
             "SELECT r.id, c.cred, r.phase, v.id, v.secret, r.restore_point, r.restore_aad
              FROM rotations r
              JOIN credentials c ON c.id = r.credential_id
-             JOIN versions v ON v.id = r.version_id
+             LEFT JOIN versions v ON v.id = r.version_id
              WHERE r.phase IN {OPEN_PHASES_SQL}
              ORDER BY r.id"
         ))?;
@@ -1209,8 +1214,21 @@ impl Vault {
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
             let cred: String = row.get(1)?;
-            let version_id: i64 = row.get(3)?;
-            let pending_blob: Vec<u8> = row.get(4)?;
+            // No such version: the row was altered; refused like one that fails to decrypt.
+            let (Some(version_id), Some(pending_blob)) = (
+                row.get::<_, Option<i64>>(3)?,
+                row.get::<_, Option<Vec<u8>>>(4)?,
+            ) else {
+                unreadable.push(UnreadableRotation {
+                    id: RotationId(id),
+                    cred: parse_cred(&cred)?,
+                    phase: parse_phase(&row.get::<_, String>(2)?)?,
+                    error: StoreError::Integrity(format!(
+                        "rotation {id} of {cred}: its pending version is missing"
+                    )),
+                });
+                continue;
+            };
             let restore_blob: Vec<u8> = row.get(5)?;
             let (cred_id, phase) = (parse_cred(&cred)?, parse_phase(&row.get::<_, String>(2)?)?);
             let secrets = self
@@ -1260,7 +1278,10 @@ fn default_actor() -> String {
 
 fn actor_text(real_user: &str, sudo_user: Option<&str>) -> String {
     // Both are outside text: the audit log is read by people, so keep them printable.
-    let clean = |s: &str| -> String { s.chars().filter(|c| !c.is_control()).take(64).collect() };
+    let clean = |s: &str| -> String {
+        let cut: String = s.chars().take(64).collect();
+        crate::text::escape(&cut).into_owned()
+    };
     match sudo_user.map(clean).filter(|s| !s.is_empty()) {
         Some(claimed) => format!(
             "{} (via sudo, SUDO_USER={claimed}, as claimed)",
@@ -1846,6 +1867,19 @@ mod lease_holder_tests {
                 here(Some("boot-b"), no_process),
                 false,
             ),
+            // This process's pid in this boot: this process (same start) or an earlier one.
+            (
+                "box pid:[1]#77#boot-b",
+                1,
+                here(Some("boot-b"), started_77),
+                false,
+            ),
+            (
+                "box pid:[1]#76#boot-b",
+                1,
+                here(Some("boot-b"), started_77),
+                true,
+            ),
             // The same pid as this process, but taken in an earlier boot.
             (
                 "box pid:[1]#77#boot-a",
@@ -1871,8 +1905,8 @@ mod lease_holder_tests {
             "rotor (via sudo, SUDO_USER=bob, as claimed)"
         );
         assert_eq!(
-            actor_text("rotor", Some("b\x1b[2Job")),
-            "rotor (via sudo, SUDO_USER=b[2Job, as claimed)"
+            actor_text("rotor", Some("b\x1b[2Job\u{202e}")),
+            "rotor (via sudo, SUDO_USER=b\\u{1b}[2Job\\u{202e}, as claimed)"
         );
         // The tests run as root, whatever $USER says.
         let actor = default_actor();
