@@ -640,11 +640,18 @@ pub(super) fn recover_one(
     };
     let lease = match take_lease(store, &r.cred, "recovery", lease_ttl) {
         Ok(lease) => lease,
+        // Another live rotor is working on it (a run in flight): nothing for recovery to
+        // settle, nor for an operator to do; that process finishes it.
         Err(NoLease::Busy(detail)) => {
-            return unsettled(Fault {
-                class: FaultKind::Busy,
-                message: detail,
-            });
+            return CredentialResult {
+                cred: r.cred.clone(),
+                outcome: Outcome::Skipped {
+                    reason: SkipReason::Busy,
+                    detail,
+                },
+                rotation: Some(r.id),
+                elapsed_ms: 0,
+            };
         }
         Err(NoLease::Store(cause)) => return unsettled(cause),
     };
@@ -1129,6 +1136,8 @@ mod tests {
         lose_lease_before_write: bool,
         /// An open rotation of this credential fails its integrity check.
         tampered: Option<CredentialId>,
+        /// Another live process holds this credential's lease.
+        held_elsewhere: Option<CredentialId>,
     }
 
     impl Store for MemStore {
@@ -1242,11 +1251,17 @@ mod tests {
         }
         fn acquire_lease(
             &self,
-            _: &CredentialId,
+            cred: &CredentialId,
             _: &str,
             _: Duration,
         ) -> Result<Result<Lease, LeaseHeld>, StoreError> {
             let mut m = self.inner.lock().unwrap();
+            if m.held_elsewhere.as_ref() == Some(cred) {
+                return Ok(Err(LeaseHeld {
+                    holder: "rotor pid 7 on host x, run 1".into(),
+                    expires_at: chrono::Utc::now(),
+                }));
+            }
             m.last_token += 1;
             Ok(Ok(Lease {
                 token: m.last_token,
@@ -1743,7 +1758,7 @@ mod tests {
     /// A tampered open rotation is refused alone; the healthy one beside it is settled.
     #[test]
     fn recovery_refuses_a_tampered_rotation_and_settles_the_others() {
-        let (fleet, store, work) = setup(&["a"]);
+        let (fleet, store, work) = setup(&["a", "b"]);
         let app = CredentialId::parse("a/svc_app").unwrap();
         let id = store
             .stage(
@@ -1758,7 +1773,21 @@ mod tests {
         fleet.with("a", |h| {
             h.passwords.insert("svc_app".into(), "new-app".into());
         });
-        store.inner.lock().unwrap().tampered = Some(CredentialId::parse("a/svc_backup").unwrap());
+        {
+            let mut m = store.inner.lock().unwrap();
+            m.tampered = Some(CredentialId::parse("a/svc_backup").unwrap());
+            m.held_elsewhere = Some(CredentialId::parse("b/svc_app").unwrap());
+        }
+        let b_app = CredentialId::parse("b/svc_app").unwrap();
+        store
+            .stage(
+                RunId(1),
+                &b_app,
+                &Secret::new("new-b".into()),
+                &Secret::new("shared".into()),
+                LEASE,
+            )
+            .unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -1774,7 +1803,15 @@ mod tests {
             .unwrap();
         let mut got = labels(&results);
         got.sort();
-        assert_eq!(got, ["a/svc_app committed", "a/svc_backup unsettled"]);
+        // b/svc_app's rotation belongs to a live run: skipped, not left for an operator.
+        assert_eq!(
+            got,
+            [
+                "a/svc_app committed",
+                "a/svc_backup unsettled",
+                "b/svc_app skipped"
+            ]
+        );
         let tampered = results
             .iter()
             .find(|r| r.cred.account.as_str() == "svc_backup");

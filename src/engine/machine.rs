@@ -89,8 +89,6 @@ pub enum FaultKind {
     SecretCollision,
     /// The credential is parked (lockout budget spent): rotor made no login for it.
     Parked,
-    /// Another live rotor process holds the credential's lease.
-    Busy,
 }
 
 impl Serialize for FaultKind {
@@ -102,7 +100,6 @@ impl Serialize for FaultKind {
             FaultKind::ChangedOutsideRotor => s.serialize_str("changed_outside_rotor"),
             FaultKind::SecretCollision => s.serialize_str("secret_collision"),
             FaultKind::Parked => s.serialize_str("parked"),
-            FaultKind::Busy => s.serialize_str("busy"),
         }
     }
 }
@@ -129,7 +126,6 @@ impl Fault {
             FaultKind::ChangedOutsideRotor => "changed outside rotor".to_owned(),
             FaultKind::SecretCollision => "secret already in use".to_owned(),
             FaultKind::Parked => "parked".to_owned(),
-            FaultKind::Busy => "in use by another rotor".to_owned(),
         }
     }
     /// The target could not be reached at all (so nothing on it can be settled now).
