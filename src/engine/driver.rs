@@ -1365,6 +1365,26 @@ mod tests {
         r
     }
 
+    /// `recover` over `work` on a runtime of its own, in result order.
+    fn run_recover(
+        fleet: &'static FakeFleet,
+        store: &Arc<MemStore>,
+        work: &[HostWork],
+    ) -> Vec<CredentialResult> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(recover(
+            work,
+            &[],
+            store.clone(),
+            Arc::new(FleetRef(fleet)),
+            RunOptions::new(2),
+        ))
+        .unwrap()
+    }
+
     fn skips(results: &[CredentialResult]) -> Vec<String> {
         results
             .iter()
@@ -1693,19 +1713,7 @@ mod tests {
             h.passwords.insert("svc_backup".into(), "new-backup".into());
         });
         store.record_phase(id2, Phase::Applied, None).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut results = rt
-            .block_on(recover(
-                &work,
-                &[],
-                store.clone(),
-                Arc::new(FleetRef(fleet)),
-                RunOptions::new(2),
-            ))
-            .unwrap();
+        let mut results = run_recover(fleet, &store, &work);
         results.sort_by(|a, b| a.cred.cmp(&b.cred));
         assert_eq!(
             labels(&results),
@@ -1738,19 +1746,7 @@ mod tests {
             h.passwords.insert("svc_app".into(), on_host.into());
             h.break_login = break_login;
         });
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let results = rt
-            .block_on(recover(
-                &work,
-                &[],
-                store.clone(),
-                Arc::new(FleetRef(fleet)),
-                RunOptions::new(2),
-            ))
-            .unwrap();
+        let results = run_recover(fleet, &store, &work);
         assert!(store.open_rotations().unwrap().is_empty());
         (labels(&results), fleet.password("a", "svc_app").unwrap())
     }
@@ -1788,19 +1784,7 @@ mod tests {
                 LEASE,
             )
             .unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let results = rt
-            .block_on(recover(
-                &work,
-                &[],
-                store.clone(),
-                Arc::new(FleetRef(fleet)),
-                RunOptions::new(2),
-            ))
-            .unwrap();
+        let results = run_recover(fleet, &store, &work);
         let mut got = labels(&results);
         got.sort();
         // b/svc_app's rotation belongs to a live run: skipped, not left for an operator.
