@@ -107,9 +107,8 @@ fn check_ancestors(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The data directory of an existing vault: a directory (a link to one is fine), the user's,
-/// writable by nobody else; and its ancestors (see [`check_ancestors`]).
-pub(super) fn check_data_dir(dir: &Path) -> Result<(), StoreError> {
+/// The data directory's metadata (through a link to it), refused unless it is a directory.
+fn data_dir_metadata(dir: &Path) -> Result<std::fs::Metadata, StoreError> {
     let meta = std::fs::metadata(dir)
         .map_err(|err| StoreError::io(dir, "check the owner and mode of", err))?;
     if !meta.is_dir() {
@@ -121,6 +120,13 @@ pub(super) fn check_data_dir(dir: &Path) -> Result<(), StoreError> {
             },
         ));
     }
+    Ok(meta)
+}
+
+/// The data directory of an existing vault: a directory (a link to one is fine), the user's,
+/// writable by nobody else; and its ancestors (see [`check_ancestors`]).
+pub(super) fn check_data_dir(dir: &Path) -> Result<(), StoreError> {
+    let meta = data_dir_metadata(dir)?;
     check_owner_and_mode("data directory", dir, &meta, false, false)?;
     check_ancestors(dir)
 }
@@ -130,17 +136,7 @@ pub(super) fn check_data_dir(dir: &Path) -> Result<(), StoreError> {
 /// have placed files there). Returns whether it was tightened.
 pub(super) fn tighten_data_dir(dir: &Path) -> Result<bool, StoreError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(dir)
-        .map_err(|err| StoreError::io(dir, "check the owner and mode of", err))?;
-    if !meta.is_dir() {
-        return Err(unsafe_path(
-            "data directory",
-            dir,
-            PathProblem::WrongType {
-                found: crate::text::file_kind(&meta),
-            },
-        ));
-    }
+    let meta = data_dir_metadata(dir)?;
     let euid = euid();
     if meta.uid() != euid {
         return Err(unsafe_path(

@@ -86,20 +86,7 @@ fn the_audit_log_names_the_real_user_not_user() {
         if let Some(s) = sudo_user {
             cmd.env("SUDO_USER", s);
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"an-enrolled-secret-1\n")
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = crate::support::run_with_stdin(cmd, "an-enrolled-secret-1\n");
         assert!(
             out.status.success(),
             "{}",
