@@ -1,6 +1,7 @@
 //! rotor: a credential rotation orchestrator.
 //!
 //! Module map (see ARCHITECTURE.md for the invariants each keeps):
+//! - [`clock`]: injected time (`Clock`) and randomness (`Entropy`); the only `now()` and `OsRng`.
 //! - [`secret`]: the `Secret` type; redacted, zeroized, exposed only to connectors and store.
 //! - [`credential`]: `HostName`, `AccountName`, `CredentialId` newtypes.
 //! - [`inventory`]: YAML inventory parsing and validation, scopes.
@@ -10,11 +11,13 @@
 //! - [`engine`]: the rotation state machine (pure), recovery decisions, and the driver.
 //! - [`connector`]: edges to targets (`ssh`), typed faults.
 //! - [`store`]: the vault (SQLite, encrypted rows), ledger and audit log.
+//! - [`target`]: targets by capability (`Target`: read restore point, apply, prove, undo, retire).
 //! - [`report`]: run summaries as tables and JSON.
 //! - [`text`]: outside text made safe to print (control characters escaped).
 //! - [`cli`]: command-line parsing and one module per subcommand.
 
 pub mod cli;
+pub mod clock;
 pub mod connector;
 pub mod credential;
 pub mod engine;
@@ -25,4 +28,5 @@ pub mod policy;
 pub mod report;
 pub mod secret;
 pub mod store;
+pub mod target;
 pub mod text;

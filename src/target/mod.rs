@@ -1,0 +1,81 @@
+//! Targets by capability: what the engine needs from wherever a credential lives, whatever its
+//! kind (password, SSH key pair) and platform (Linux over SSH, an LDAP directory, a recipe a
+//! user wrote). The engine sees only this trait; the adapters live beside it
+//! (`linux` over an SSH session running a playbook recipe, `directory` over LDAP).
+//!
+//! One value per host (or directory), holding one admin session reused for every credential
+//! on it; each call names the credential, so one host may hold credentials of several kinds.
+//!
+//! Invariant: no error built by a target contains a secret or a target's words from a step
+//! that handled one (see `connector`).
+
+use crate::connector::ConnectorError;
+use crate::credential::CredentialId;
+use crate::secret::Secret;
+
+/// What a credential is: the engine's generator and the vault's `show` need to know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialKind {
+    /// A password (or passphrase) the account logs in with.
+    Password,
+    /// An ed25519 key pair; the vault keeps the private key in OpenSSH format.
+    SshKey,
+}
+
+/// The capabilities one rotation uses, in protocol order (DESIGN.md, "The rotation protocol").
+pub trait Target {
+    /// Reads what is needed to undo a change (Linux password: the shadow hash; SSH key: the
+    /// keys rotor manages in `authorized_keys`). Opaque to the engine; sealed in the vault.
+    /// `AccountMissing` when the account does not exist.
+    fn read_restore_point(&mut self, cred: &CredentialId) -> Result<Secret, ConnectorError>;
+
+    /// Whether the credential must not be rotated, judging by its restore point (a locked
+    /// account: giving it a working password would unlock it). `Some(why)` refuses.
+    fn refuses_rotation(&self, _cred: &CredentialId, _restore_point: &Secret) -> Option<String> {
+        None
+    }
+
+    /// Whether `now` (a restore point read from the target just now) shows that the target
+    /// holds `secret`, checked without a login. `None` when it cannot be told. Recovery uses
+    /// it to undo only what rotor changed.
+    fn holds(&self, cred: &CredentialId, now: &Secret, secret: &Secret) -> Option<bool>;
+
+    /// Applies the new credential (a secret only on stdin or inside the protocol).
+    fn apply(
+        &mut self,
+        cred: &CredentialId,
+        new: &Secret,
+        saved: &Secret,
+    ) -> Result<(), ConnectorError>;
+
+    /// Proves a secret on a fresh connection as the account itself. `VerifyFailed` when the
+    /// target answered and rejected it; other classes when the proof could not be attempted.
+    fn prove(&mut self, cred: &CredentialId, secret: &Secret) -> Result<(), ConnectorError>;
+
+    /// Puts the saved restore point back (and takes `new` away where both could be present,
+    /// as with keys) and checks that it is back.
+    fn undo(
+        &mut self,
+        cred: &CredentialId,
+        saved: &Secret,
+        new: &Secret,
+    ) -> Result<(), ConnectorError>;
+
+    /// Whether this credential has work after commit (SSH keys: remove the old key). When it
+    /// does, the rotation passes through `retiring` and recovery finishes it.
+    fn retires(&self, _cred: &CredentialId) -> bool {
+        false
+    }
+
+    /// Removes the old credential once the new one is proven and current. Idempotent:
+    /// recovery repeats it after a crash.
+    fn retire(
+        &mut self,
+        _cred: &CredentialId,
+        _saved: &Secret,
+        _new: &Secret,
+    ) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
