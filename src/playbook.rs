@@ -365,7 +365,7 @@ impl SshFleet {
 }
 
 impl Fleet for SshFleet {
-    fn open(&self, host: &Host) -> Result<Box<dyn PasswordTarget + Send>, ConnectorError> {
+    fn open(&self, host: &Host) -> Result<Box<dyn crate::target::Target + Send>, ConnectorError> {
         let playbook = Playbook::built_in("linux-password").expect("built in");
         let user = &host.connect.user;
         let target = self.target(host);
@@ -677,7 +677,7 @@ impl OpenDirectory for LdapOpen {
         Ok(refusals)
     }
 
-    fn target(&self, dn: &str) -> Box<dyn PasswordTarget + Send> {
+    fn target(&self, dn: &str) -> Box<dyn crate::target::Target + Send> {
         Box::new(LdapAccount {
             admin: self.admin.clone(),
             target: self.target.clone(),

@@ -37,6 +37,15 @@ impl Secret {
     }
 }
 
+/// Equality in constant time (`ct_eq`), so that states and commands holding a secret can be
+/// compared in tests without a timing side channel anywhere else.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.ct_eq(other)
+    }
+}
+impl Eq for Secret {}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")

@@ -179,7 +179,8 @@ pub fn run(g: &Global, a: VerifyArgs) -> CliResult {
                     let _permit = permit;
                     let cred = CredentialId::new(name, uid.clone());
                     let mut target = open.target(&dn);
-                    let check = ctx.check(cred, budget, |secret| target.verify_login(&uid, secret));
+                    let id = cred.clone();
+                    let check = ctx.check(cred, budget, |secret| target.prove(&id, secret));
                     bar.inc(1);
                     vec![check]
                 }));

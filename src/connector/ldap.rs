@@ -388,6 +388,8 @@ struct AdminShared {
     /// are serialized and operations are not.
     conn: tokio::sync::Mutex<Ldap>,
     method: OnceLock<PasswordMethod>,
+    /// Salts of the `{CRYPT}` hashes rotor computes.
+    entropy: Arc<dyn crate::clock::Entropy>,
 }
 
 impl fmt::Debug for LdapAdmin {
@@ -407,6 +409,15 @@ impl LdapAdmin {
         target: &DirectoryTarget,
         bind_secret: &Secret,
     ) -> Result<LdapAdmin, ConnectorError> {
+        LdapAdmin::connect_with(target, bind_secret, Arc::new(crate::clock::OsEntropy)).await
+    }
+
+    /// [`LdapAdmin::connect`], drawing hash salts from `entropy`.
+    pub async fn connect_with(
+        target: &DirectoryTarget,
+        bind_secret: &Secret,
+        entropy: Arc<dyn crate::clock::Entropy>,
+    ) -> Result<LdapAdmin, ConnectorError> {
         let ldap = contained(
             target,
             Step::AdminBind,
@@ -421,6 +432,7 @@ impl LdapAdmin {
                 bind_secret: bind_secret.clone(),
                 conn: tokio::sync::Mutex::new(ldap),
                 method: OnceLock::new(),
+                entropy,
             }),
         })
     }
@@ -623,7 +635,7 @@ impl LdapAdmin {
                 .await
             }
             PasswordMethod::ReplaceHashed => {
-                let hashed = crypt_sha512(new, &mut rand::rngs::OsRng);
+                let hashed = crypt_sha512(new, &mut self.shared.entropy.rng());
                 bounded(timeout, replace_password(&mut ldap, timeout, dn, &hashed)).await
             }
         };

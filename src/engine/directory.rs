@@ -16,9 +16,10 @@ use super::driver::{
 };
 use super::ledger::{OpenRotation, RunId, Store};
 use super::machine::{Fault, Outcome};
-use crate::connector::{ConnectorError, FaultClass, PasswordTarget};
+use crate::connector::{ConnectorError, FaultClass};
 use crate::credential::{AccountName, CredentialId, HostName};
 use crate::inventory::{Directory, Policy};
+use crate::target::Target;
 
 /// Opens a directory: rotor's admin connection, and its accounts resolved (listed DNs, and
 /// every search run).
@@ -38,7 +39,7 @@ pub trait OpenDirectory: Send + Sync {
         Ok(Vec::new())
     }
     /// A target for one account, sharing the admin connection.
-    fn target(&self, dn: &str) -> Box<dyn PasswordTarget + Send>;
+    fn target(&self, dn: &str) -> Box<dyn Target + Send>;
 }
 
 /// Accounts of an open directory that new rotations must leave alone, and why.
@@ -240,7 +241,7 @@ mod tests {
         ConnectorError::new(FaultClass::Refused, "constraint violation")
     }
 
-    impl PasswordTarget for FakeAccount {
+    impl crate::connector::PasswordTarget for FakeAccount {
         fn restore_point(&mut self, _: &AccountName) -> Result<Secret, ConnectorError> {
             let passwords = self.directory.passwords.lock().unwrap();
             let current = passwords
@@ -277,7 +278,7 @@ mod tests {
         fn accounts(&self) -> &[(AccountName, String)] {
             &self.0.accounts
         }
-        fn target(&self, dn: &str) -> Box<dyn PasswordTarget + Send> {
+        fn target(&self, dn: &str) -> Box<dyn Target + Send> {
             Box::new(FakeAccount {
                 directory: self.0.clone(),
                 dn: dn.to_owned(),

@@ -14,24 +14,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rand::rngs::OsRng;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use super::blast::{Breaker, FailureLimit, Launch, SkipReason};
 use super::ledger::{Lease, OpenRotation, Phase, RotationId, RunId, Store};
-use super::machine::{Command, Event, Fault, FaultKind, Holds, Outcome, Rotation};
-use crate::connector::{ConnectorError, FaultClass, PasswordTarget};
+use super::machine::{Command, Event, Fault, FaultKind, Holds, Open, Outcome, Rotation};
+use crate::clock::{Entropy, OsEntropy};
+use crate::connector::{ConnectorError, FaultClass};
 use crate::credential::{AccountName, CredentialId, HostName};
 use crate::inventory::{Host, Policy};
 use crate::policy::generate;
 use crate::secret::Secret;
+use crate::target::Target;
 
 /// Opens a target (one admin session) for a host. The SSH implementation lives with the
 /// playbooks; tests use an in-memory fleet.
 pub trait Fleet: Send + Sync {
-    fn open(&self, host: &Host) -> Result<Box<dyn PasswordTarget + Send>, ConnectorError>;
+    fn open(&self, host: &Host) -> Result<Box<dyn Target + Send>, ConnectorError>;
 }
 
 /// The work for one host: its accounts (in order) with their policies.
@@ -119,6 +120,8 @@ pub struct RunOptions {
     pub lease_ttl: Duration,
     /// Unpark parked credentials and try them again (the operator fixed the cause).
     pub retry_parked: bool,
+    /// Where new secrets are drawn from.
+    pub entropy: Arc<dyn Entropy>,
 }
 
 impl RunOptions {
@@ -131,6 +134,7 @@ impl RunOptions {
             stop: Arc::new(AtomicBool::new(false)),
             lease_ttl: MIN_LEASE_TTL,
             retry_parked: false,
+            entropy: Arc::new(OsEntropy),
         }
     }
 }
@@ -472,11 +476,15 @@ fn host_lost(outcome: &Outcome) -> Option<&Fault> {
 /// random passwords from a validated policy (64 bits or more) does not happen in practice;
 /// this read only saves a staging attempt where it does. The check that counts is made again
 /// inside the staging transaction ([`Store::stage`]), where no concurrent staging can race it.
-fn generate_unique(policy: &Policy, store: &dyn Store) -> Result<Secret, Fault> {
+fn generate_unique(
+    policy: &Policy,
+    store: &dyn Store,
+    entropy: &dyn Entropy,
+) -> Result<Secret, Fault> {
     for _ in 0..8 {
         // Validation refuses unsatisfiable policies, so this error means a policy that cannot
         // make a password at all: no new secret, like a collision that will not go away.
-        let secret = generate(policy, &mut OsRng).map_err(|e| Fault {
+        let secret = generate(policy, &mut entropy.rng()).map_err(|e| Fault {
             class: FaultKind::SecretCollision,
             message: e.to_string(),
         })?;
@@ -500,7 +508,7 @@ pub(super) fn rotate_one(
     policy: &Policy,
     run: RunId,
     store: &dyn Store,
-    target: &mut dyn PasswordTarget,
+    target: &mut dyn Target,
     options: &RunOptions,
 ) -> CredentialResult {
     let started = Instant::now();
@@ -544,24 +552,24 @@ pub(super) fn rotate_one(
             return early(cred, store_fault(e));
         }
     }
-    let new = match generate_unique(policy, store) {
+    let new = match generate_unique(policy, store, &*options.entropy) {
         Ok(s) => s,
         Err(cause) => {
             give_back(store, &cred, lease);
             return early(cred, Outcome::NotChanged { cause });
         }
     };
+    let retires = target.retires(&cred);
     let mut job = Job {
         cred,
         run,
-        new: Some(new),
-        restore_point: None,
-        rotation: None,
-        lease: Some(lease),
+        new,
+        lease,
         max_failed_logins: policy.max_failed_logins,
+        rotation: None,
         refused: None,
     };
-    let mut outcome = job.drive(Rotation::start(), store, target);
+    let mut outcome = job.drive(Rotation::start(retires), store, target);
     if let Some((reason, detail)) = job.refused.take() {
         // Nothing was sent (the refusal came at Stage): report why, not as a failure.
         outcome = Outcome::Skipped { reason, detail };
@@ -624,7 +632,7 @@ pub(super) fn recover_one(
     r: OpenRotation,
     max_failed_logins: u32,
     store: &dyn Store,
-    target: &mut dyn PasswordTarget,
+    target: &mut dyn Target,
     lease_ttl: Duration,
 ) -> CredentialResult {
     let started = Instant::now();
@@ -670,17 +678,21 @@ pub(super) fn recover_one(
         give_back(store, &r.cred, lease);
         return unsettled(Fault::store(e.to_string()));
     }
+    let open = Open {
+        rotation: r.id,
+        restore_point: r.restore_point,
+        retires: target.retires(&r.cred),
+    };
     let mut job = Job {
         cred: r.cred,
         run: RunId(0),
-        new: Some(r.pending),
-        restore_point: Some(r.restore_point),
-        rotation: Some(r.id),
-        lease: Some(lease),
+        new: r.pending,
+        lease,
         max_failed_logins,
+        rotation: Some(r.id),
         refused: None,
     };
-    let outcome = job.drive(Rotation::recover(r.phase), store, target);
+    let outcome = job.drive(Rotation::recover(r.phase, open), store, target);
     give_back(store, &job.cred, lease);
     log_outcome(&job.cred, &outcome);
     CredentialResult {
@@ -755,17 +767,20 @@ pub fn count_login(
     }
 }
 
-/// The data one rotation carries while the machine runs.
+/// What the driver holds while the machine runs one rotation: the credential, the new (or,
+/// in recovery, pending) secret and the lease. Everything else the steps need (the rotation
+/// id, the restore point, the proof of verification) travels in the machine's states and
+/// commands.
 struct Job {
     cred: CredentialId,
     run: RunId,
-    new: Option<Secret>,
-    restore_point: Option<Secret>,
-    rotation: Option<RotationId>,
+    new: Secret,
     /// The credential's lease; its token fences the rotation's store writes.
-    lease: Option<Lease>,
+    lease: Lease,
     /// Lockout budget of the account's policy.
     max_failed_logins: u32,
+    /// For the report: the ledger row, once staged (or the open rotation recovered).
+    rotation: Option<RotationId>,
     /// The store refused to stage for a reason that is not a failure of this run (another
     /// rotation is open, the credential is parked, another process took it over).
     refused: Option<(SkipReason, String)>,
@@ -776,7 +791,7 @@ impl Job {
         &mut self,
         start: (Rotation, Command),
         store: &dyn Store,
-        target: &mut dyn PasswordTarget,
+        target: &mut dyn Target,
     ) -> Outcome {
         let _span = tracing::info_span!("rotation", cred = %self.cred).entered();
         let (mut state, mut command) = start;
@@ -785,7 +800,7 @@ impl Job {
             if let Command::Finish(outcome) = command {
                 return outcome;
             }
-            tracing::debug!(rotation = ?self.rotation, step = ?command, "step");
+            tracing::debug!(rotation = ?self.rotation, step = command.name(), "step");
             let event = self.execute(&command, store, target, last_cause.as_deref());
             if let Event::Failed(f) = &event {
                 last_cause = Some(f.message.clone());
@@ -799,10 +814,10 @@ impl Job {
         &mut self,
         command: &Command,
         store: &dyn Store,
-        target: &mut dyn PasswordTarget,
+        target: &mut dyn Target,
         last_cause: Option<&str>,
     ) -> Event {
-        let account = &self.cred.account;
+        let cred = &self.cred;
         let from_target = |r: Result<(), ConnectorError>| match r {
             Ok(()) => Event::Ok,
             Err(e) => Event::Failed(Fault::target(e.class, e.message)),
@@ -811,33 +826,27 @@ impl Job {
             Ok(()) => Event::Ok,
             Err(e) => Event::Failed(Fault::store(e.to_string())),
         };
-        // The machine only emits these commands after the data they need exists (restore
-        // point read before Stage, rotation id after Stage), so the `expect`s below state
-        // machine invariants, checked by the machine's tests.
+        // A process that stalled past its lease must never write to a target over one that
+        // took over: the lease is proved (and renewed) immediately before every such write.
+        let fenced = |rotation: RotationId, write: &mut dyn FnMut() -> Event| match store
+            .renew_lease(rotation)
+        {
+            Ok(()) => write(),
+            Err(e) => Event::Failed(Fault::store(e.to_string())),
+        };
         match command {
-            Command::ReadRestorePoint => match target.restore_point(account) {
-                Ok(rp) => match target.refuses_rotation(account, &rp) {
+            Command::ReadRestorePoint => match target.read_restore_point(cred) {
+                Ok(rp) => match target.refuses_rotation(cred, &rp) {
                     Some(why) => Event::Failed(Fault::target(FaultClass::AccountLocked, why)),
-                    None => {
-                        self.restore_point = Some(rp);
-                        Event::Ok
-                    }
+                    None => Event::Read(rp),
                 },
                 Err(e) => Event::Failed(Fault::target(e.class, e.message)),
             },
-            Command::Stage => {
-                let new = self.new.as_ref().expect("new secret exists before Stage");
-                let rp = self
-                    .restore_point
-                    .as_ref()
-                    .expect("restore point read before Stage");
-                let Some(lease) = self.lease else {
-                    return Event::Failed(Fault::store("no lease on the credential: not staged"));
-                };
-                match store.stage(self.run, &self.cred, new, rp, lease) {
+            Command::Stage { restore_point } => {
+                match store.stage(self.run, cred, &self.new, restore_point, self.lease) {
                     Ok(id) => {
                         self.rotation = Some(id);
-                        Event::Ok
+                        Event::Staged(id)
                     }
                     Err(e) => {
                         use crate::store::StoreError as E;
@@ -859,62 +868,61 @@ impl Job {
                     }
                 }
             }
-            Command::Push => {
-                // A process that stalled past its lease must never push over one that took
-                // over: the lease is proved (and renewed) immediately before the write.
-                if let Err(e) = store.renew_lease(self.id()) {
-                    return Event::Failed(Fault::store(e.to_string()));
-                }
-                from_target(target.set_password(account, self.new.as_ref().expect("staged")))
+            Command::Push {
+                rotation,
+                restore_point,
+            } => fenced(*rotation, &mut || {
+                from_target(target.apply(cred, &self.new, restore_point))
+            }),
+            Command::Record(rotation, phase) => {
+                from_store(store.record_phase(*rotation, *phase, last_cause))
             }
-            Command::Record(phase) => from_store(store.record_phase(self.id(), *phase, last_cause)),
             Command::Verify | Command::ProbePending => {
-                let result = target.verify_login(account, self.new.as_ref().expect("staged"));
-                count_login(store, &self.cred, self.max_failed_logins, &result);
+                let result = target.prove(cred, &self.new);
+                count_login(store, cred, self.max_failed_logins, &result);
                 from_target(result)
             }
-            Command::Commit => from_store(store.commit(self.id())),
-            Command::Restore => {
-                // The same fence as the push: a restore is a write to the target too.
-                if let Err(e) = store.renew_lease(self.id()) {
-                    return Event::Failed(Fault::store(e.to_string()));
-                }
-                from_target(target.restore(account, self.restore_point.as_ref().expect("staged")))
+            Command::Commit(verified) => {
+                from_store(store.commit(verified.rotation(), verified.then_retire()))
             }
-            Command::RecordRolledBack => {
-                from_store(store.roll_back(self.id(), last_cause.unwrap_or("rolled back")))
+            Command::Retire {
+                rotation,
+                restore_point,
+            } => fenced(*rotation, &mut || {
+                from_target(target.retire(cred, restore_point, &self.new))
+            }),
+            Command::RecordRetired(rotation) => from_store(store.record_retired(*rotation)),
+            Command::Restore {
+                rotation,
+                restore_point,
+            } => fenced(*rotation, &mut || {
+                from_target(target.undo(cred, restore_point, &self.new))
+            }),
+            Command::RecordRolledBack(rotation) => {
+                from_store(store.roll_back(*rotation, last_cause.unwrap_or("rolled back")))
             }
-            Command::RecordStuck(reason) => from_store(store.mark_stuck(self.id(), reason)),
-            Command::CheckTarget => match target.restore_point(account) {
-                Ok(now) => {
-                    let saved = self
-                        .restore_point
-                        .as_ref()
-                        .expect("open rotations carry one");
-                    let pending = self.new.as_ref().expect("open rotations carry one");
-                    Event::Holds(if now.ct_eq(saved) {
-                        Holds::Saved
-                    } else {
-                        match target.holds_secret(&now, pending) {
-                            Some(true) => Holds::Pending,
-                            Some(false) => Holds::Other,
-                            None => Holds::Changed,
-                        }
-                    })
-                }
+            Command::RecordStuck(rotation, reason) => {
+                from_store(store.mark_stuck(*rotation, reason))
+            }
+            Command::CheckTarget { restore_point } => match target.read_restore_point(cred) {
+                Ok(now) => Event::Holds(if now.ct_eq(restore_point) {
+                    Holds::Saved
+                } else {
+                    match target.holds(cred, &now, &self.new) {
+                        Some(true) => Holds::Pending,
+                        Some(false) => Holds::Other,
+                        None => Holds::Changed,
+                    }
+                }),
                 Err(e) => Event::Failed(Fault::target(e.class, e.message)),
             },
             Command::Finish(_) => unreachable!("drive() returns before executing Finish"),
         }
     }
-
-    fn id(&self) -> RotationId {
-        self.rotation.expect("rotation id exists once staged")
-    }
 }
 
 /// Test hooks (only with the `lab` feature; release builds do not contain this code):
-/// - `ROTOR_LAB_PAUSE_AT=staged|applied` makes the process write `$ROTOR_LAB_PAUSE_FILE` and
+/// - `ROTOR_LAB_PAUSE_AT=staged|applied|retiring` makes the process write `$ROTOR_LAB_PAUSE_FILE` and
 ///   hang right after the first rotation reaches that phase, so a test can SIGKILL it there.
 /// - `ROTOR_LAB_HOLD_AT=POINT[,POINT...]` with `ROTOR_LAB_HOLD_DIR=D` holds the first rotation
 ///   that reaches each point (`applied`, or `restore_refused`: the target's policy refused the
@@ -922,9 +930,10 @@ impl Job {
 #[cfg(feature = "lab")]
 fn crash_point(command: &Command, event: &Event) {
     let reached = match (command, event) {
-        (Command::Stage, Event::Ok) => "staged",
-        (Command::Record(Phase::Applied), Event::Ok) => "applied",
-        (Command::Restore, Event::Failed(f))
+        (Command::Stage { .. }, Event::Staged(_)) => "staged",
+        (Command::Record(_, Phase::Applied), Event::Ok) => "applied",
+        (Command::Commit(verified), Event::Ok) if verified.then_retire() => "retiring",
+        (Command::Restore { .. }, Event::Failed(f))
             if f.class
                 == super::machine::FaultKind::Target(FaultClass::RollbackRefusedByPolicy) =>
         {
@@ -1041,7 +1050,7 @@ mod tests {
         ConnectorError::new(class, format!("{class}"))
     }
 
-    impl PasswordTarget for FakeTarget<'_> {
+    impl crate::connector::PasswordTarget for FakeTarget<'_> {
         fn restore_point(&mut self, a: &AccountName) -> Result<Secret, ConnectorError> {
             self.fleet.note(&self.host, "read");
             let hosts = self.fleet.hosts.lock().unwrap();
@@ -1106,7 +1115,7 @@ mod tests {
     /// `Fleet::open` needs 'static boxes, so tests share the fleet through a leaked reference.
     struct FleetRef(&'static FakeFleet);
     impl Fleet for FleetRef {
-        fn open(&self, host: &Host) -> Result<Box<dyn PasswordTarget + Send>, ConnectorError> {
+        fn open(&self, host: &Host) -> Result<Box<dyn Target + Send>, ConnectorError> {
             if self.0.hosts.lock().unwrap()[host.name.as_str()].down {
                 return Err(err(FaultClass::Unreachable));
             }
@@ -1197,11 +1206,19 @@ mod tests {
             }
             Ok(())
         }
-        fn commit(&self, id: RotationId) -> Result<(), StoreError> {
+        fn commit(&self, id: RotationId, then_retire: bool) -> Result<(), StoreError> {
             let mut m = self.inner.lock().unwrap();
             let (cred, _, pending, _) = m.rotations[id.0 as usize].clone();
             m.current.insert(cred, pending);
-            m.rotations[id.0 as usize].1 = Phase::Committed;
+            m.rotations[id.0 as usize].1 = if then_retire {
+                Phase::Retiring
+            } else {
+                Phase::Committed
+            };
+            Ok(())
+        }
+        fn record_retired(&self, id: RotationId) -> Result<(), StoreError> {
+            self.inner.lock().unwrap().rotations[id.0 as usize].1 = Phase::Retired;
             Ok(())
         }
         fn roll_back(&self, id: RotationId, _: &str) -> Result<(), StoreError> {

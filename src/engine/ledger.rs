@@ -27,6 +27,11 @@ pub enum Phase {
     Verified,
     /// `pending` became `current`. Final.
     Committed,
+    /// `pending` became `current`; the old credential is being removed from the target (SSH
+    /// keys). Open: recovery finishes it.
+    Retiring,
+    /// The old credential was removed after commit. Final.
+    Retired,
     RollingBack,
     /// The old credential is back and proven; `pending` dropped. Final.
     RolledBack,
@@ -35,12 +40,14 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 10] = [
         Phase::Planned,
         Phase::Staged,
         Phase::Applied,
         Phase::Verified,
         Phase::Committed,
+        Phase::Retiring,
+        Phase::Retired,
         Phase::RollingBack,
         Phase::RolledBack,
         Phase::Stuck,
@@ -53,6 +60,8 @@ impl Phase {
             Phase::Applied => "applied",
             Phase::Verified => "verified",
             Phase::Committed => "committed",
+            Phase::Retiring => "retiring",
+            Phase::Retired => "retired",
             Phase::RollingBack => "rolling_back",
             Phase::RolledBack => "rolled_back",
             Phase::Stuck => "stuck",
@@ -64,7 +73,7 @@ impl Phase {
     pub fn is_open(self) -> bool {
         matches!(
             self,
-            Phase::Staged | Phase::Applied | Phase::Verified | Phase::RollingBack
+            Phase::Staged | Phase::Applied | Phase::Verified | Phase::RollingBack | Phase::Retiring
         )
     }
 }
@@ -202,8 +211,13 @@ pub trait Store: Send + Sync {
     fn renew_lease(&self, id: RotationId) -> Result<(), crate::store::StoreError>;
     /// `pending` -> `current`, old `current` -> `previous`, old `previous` -> retired; ledger
     /// row -> `Committed`. One transaction, which also gives back the rotation's lease (as
-    /// `roll_back` and `mark_stuck` do: a closed rotation needs none).
-    fn commit(&self, id: RotationId) -> Result<(), crate::store::StoreError>;
+    /// `roll_back` and `mark_stuck` do: a closed rotation needs none). With `then_retire`
+    /// the row goes to `Retiring` instead and keeps its lease: the old credential is still
+    /// to be removed from the target ([`Store::record_retired`] closes it).
+    fn commit(&self, id: RotationId, then_retire: bool) -> Result<(), crate::store::StoreError>;
+    /// Ends a `Retiring` row in `Retired` (the old credential is gone from the target) and
+    /// gives back its lease.
+    fn record_retired(&self, id: RotationId) -> Result<(), crate::store::StoreError>;
     /// Drops `pending` (kept as retired history, marked never used) and ends the ledger row in
     /// `RolledBack` with the reason.
     fn roll_back(&self, id: RotationId, reason: &str) -> Result<(), crate::store::StoreError>;

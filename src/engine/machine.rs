@@ -2,56 +2,132 @@
 //! to do next ([`Command`]), does it against the target and the store, and feeds back what
 //! happened ([`Event`]). Each transition consumes the old state.
 //!
+//! States carry their data: a state after staging holds the rotation's [`Open`] record (its
+//! ledger id and the restore point read before anything changed), so the driver keeps no
+//! `Option`s to unwrap; the commands hand it exactly what each step needs. A [`Verified`]
+//! token exists only after a successful proof, and [`Command::Commit`] needs one: "verified
+//! before committed" is a type.
+//!
 //! Architecture invariant: the command sequence this machine emits can never push a secret
 //! that is not durably staged (Stage precedes Push), never commit one that was not verified
 //! (Verify precedes Commit), and never drop the saved restore point before the old credential
-//! is proven back (Restore precedes RecordRolledBack). The property tests at the bottom check
-//! this against random outcomes.
+//! is proven back (Restore precedes RecordRolledBack). For credentials whose old secret is
+//! removed after commit (SSH keys), the old one is removed only after commit (`retiring`), and
+//! a crash there is finished by recovery. The property tests at the bottom check this against
+//! random outcomes.
 
 use serde::Serialize;
 
-use super::ledger::Phase;
+use super::ledger::{Phase, RotationId};
 use crate::connector::FaultClass;
+use crate::secret::Secret;
+
+/// A rotation once staged: its ledger row and what the target held before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Open {
+    pub rotation: RotationId,
+    /// What the target held before (Linux: the shadow hash), sealed in the ledger row.
+    pub restore_point: Secret,
+    /// The credential has work after commit (remove the old SSH key): commit moves the
+    /// rotation to `retiring`, not `committed`.
+    pub retires: bool,
+}
+
+/// Proof that the pending secret logged in on a fresh connection. Only the machine makes one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    open: Open,
+}
+
+impl Verified {
+    pub fn rotation(&self) -> RotationId {
+        self.open.rotation
+    }
+    /// Whether the commit leaves the rotation in `retiring` (work after commit follows).
+    pub fn then_retire(&self) -> bool {
+        self.open.retires
+    }
+}
 
 /// One thing for the driver to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Read the target's restore point (Linux: the shadow hash) before anything changes.
     ReadRestorePoint,
-    /// Store the new secret as `pending` with a ledger row in `Staged`, durably.
-    Stage,
-    /// Send the new secret to the target.
-    Push,
+    /// Store the new secret as `pending` with a ledger row in `Staged`, durably, with this
+    /// restore point; answered with [`Event::Staged`].
+    Stage { restore_point: Secret },
+    /// Send the new secret to the target (with the restore point, for recipes that build the
+    /// new state from the old, like a config file with one line changed).
+    Push {
+        rotation: RotationId,
+        restore_point: Secret,
+    },
     /// Record a phase in the ledger.
-    Record(Phase),
+    Record(RotationId, Phase),
     /// Prove the new secret with a fresh login as the account.
     Verify,
-    /// Make `pending` current in the vault.
-    Commit,
+    /// Make `pending` current in the vault (and the rotation `retiring` where it retires).
+    Commit(Verified),
+    /// Remove the old credential from the target (the new one is current).
+    Retire {
+        rotation: RotationId,
+        restore_point: Secret,
+    },
+    /// End the ledger row of a retiring rotation: the old credential is gone.
+    RecordRetired(RotationId),
     /// Put the restore point back on the target and check that it is back.
-    Restore,
+    Restore {
+        rotation: RotationId,
+        restore_point: Secret,
+    },
     /// Drop `pending`, end the ledger row in `RolledBack`.
-    RecordRolledBack,
+    RecordRolledBack(RotationId),
     /// End the ledger row in `Stuck` with this reason (never a secret), keeping both secrets.
-    RecordStuck(String),
+    RecordStuck(RotationId, String),
     /// Recovery: prove the pending secret (fresh login).
     ProbePending,
     /// What does the target hold now: the saved restore point, the pending secret (checked
     /// locally against the target's hash where its scheme allows), or something else?
-    CheckTarget,
+    CheckTarget { restore_point: Secret },
     /// Nothing more to do.
     Finish(Outcome),
+}
+
+impl Command {
+    /// The command's name without its data (logs, tests).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::ReadRestorePoint => "ReadRestorePoint",
+            Command::Stage { .. } => "Stage",
+            Command::Push { .. } => "Push",
+            Command::Record(..) => "Record",
+            Command::Verify => "Verify",
+            Command::Commit(_) => "Commit",
+            Command::Retire { .. } => "Retire",
+            Command::RecordRetired(_) => "RecordRetired",
+            Command::Restore { .. } => "Restore",
+            Command::RecordRolledBack(_) => "RecordRolledBack",
+            Command::RecordStuck(..) => "RecordStuck",
+            Command::ProbePending => "ProbePending",
+            Command::CheckTarget { .. } => "CheckTarget",
+            Command::Finish(_) => "Finish",
+        }
+    }
 }
 
 /// What happened when the driver carried out a command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     Ok,
+    /// `ReadRestorePoint` answers with what it read.
+    Read(Secret),
+    /// `Stage` answers with the ledger row it wrote.
+    Staged(RotationId),
     /// `CheckTarget` answers with what the target holds.
     Holds(Holds),
     Failed(Fault),
 }
-
 /// What a target's restore point (Linux: the shadow hash) shows it holds, compared with the
 /// rotation's saved restore point and its pending secret.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,73 +279,102 @@ fn changed_outside_rotor(held: Holds) -> Fault {
 }
 
 /// The state of one rotation. Each variant is where the machine waits for the event of the
-/// command it last emitted.
+/// command it last emitted; every state after staging carries the rotation's [`Open`] record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rotation {
-    ReadingRestorePoint,
-    Staging,
-    Pushing,
-    RecordingApplied,
-    Verifying,
-    Committing,
+    ReadingRestorePoint {
+        retires: bool,
+    },
+    Staging {
+        restore_point: Secret,
+        retires: bool,
+    },
+    Pushing(Open),
+    RecordingApplied(Open),
+    Verifying(Open),
+    Committing(Verified),
+    /// Committed; the old credential is being removed.
+    Retiring(Open),
+    RecordingRetired(Open),
     /// `recovering`: the rollback belongs to recovery, which undoes only what rotor changed
     /// (DESIGN.md invariant 4); a run undoes its own push, which it made moments ago.
     RecordingRollingBack {
+        open: Open,
         cause: Fault,
         recovering: bool,
     },
     /// Rolling back: first find out whether the target changed at all.
     CheckingChanged {
+        open: Open,
         cause: Fault,
         recovering: bool,
     },
     Restoring {
+        open: Open,
         cause: Fault,
     },
     RecordingRolledBack {
+        open: Open,
         cause: Fault,
     },
     RecordingStuck {
+        open: Open,
         cause: Fault,
         restore_error: Fault,
     },
     /// The old secret cannot go back (policy): prove the new one once more, then keep it.
     ReverifyingKept {
+        open: Open,
         cause: Fault,
         refusal: Fault,
     },
     CommittingKept {
+        open: Open,
         cause: Fault,
         refusal: Fault,
     },
     /// Recovery of an interrupted rotation found in the ledger: does the pending secret work?
     ProbingPending {
+        open: Open,
         phase: Phase,
     },
     /// Recovery of a rotation left staged or rolling back: did the target change at all?
     CheckingBeforeProbe {
+        open: Open,
         phase: Phase,
     },
     Done(Outcome),
 }
 
 impl Rotation {
-    /// A fresh rotation and its first command.
-    pub fn start() -> (Rotation, Command) {
-        (Rotation::ReadingRestorePoint, Command::ReadRestorePoint)
+    /// A fresh rotation and its first command. `retires`: the credential's old secret is
+    /// removed after commit (SSH keys), through `retiring`.
+    pub fn start(retires: bool) -> (Rotation, Command) {
+        (
+            Rotation::ReadingRestorePoint { retires },
+            Command::ReadRestorePoint,
+        )
     }
 
     /// Recovery of a rotation left open in `phase`, and its first command. Left before the
     /// push was known to land (`staged`) or while rolling back, the target is asked first
     /// (no login): a login with a pending secret that was never set would only spend the
     /// account's lockout budget. Left after the push (`applied`), the pending secret is probed.
-    pub fn recover(phase: Phase) -> (Rotation, Command) {
+    /// Left `retiring`, the new secret is already current: the old one is removed.
+    pub fn recover(phase: Phase, open: Open) -> (Rotation, Command) {
         match phase {
-            Phase::Staged | Phase::RollingBack => (
-                Rotation::CheckingBeforeProbe { phase },
-                Command::CheckTarget,
+            Phase::Staged | Phase::RollingBack => {
+                let restore_point = open.restore_point.clone();
+                (
+                    Rotation::CheckingBeforeProbe { open, phase },
+                    Command::CheckTarget { restore_point },
+                )
+            }
+            Phase::Retiring => retire(open),
+            _ => (
+                Rotation::ProbingPending { open, phase },
+                Command::ProbePending,
             ),
-            _ => (Rotation::ProbingPending { phase }, Command::ProbePending),
         }
     }
 
@@ -277,10 +382,13 @@ impl Rotation {
     /// unsettled rotations).
     fn ledger_phase(&self) -> Phase {
         match self {
-            Rotation::ReadingRestorePoint => Phase::Planned,
-            Rotation::Staging | Rotation::Pushing | Rotation::RecordingApplied => Phase::Staged,
-            Rotation::Verifying => Phase::Applied,
-            Rotation::Committing => Phase::Applied,
+            Rotation::ReadingRestorePoint { .. } => Phase::Planned,
+            Rotation::Staging { .. } | Rotation::Pushing(_) | Rotation::RecordingApplied(_) => {
+                Phase::Staged
+            }
+            Rotation::Verifying(_) => Phase::Applied,
+            Rotation::Committing(_) => Phase::Applied,
+            Rotation::Retiring(_) | Rotation::RecordingRetired(_) => Phase::Retiring,
             Rotation::RecordingRollingBack { .. } => Phase::Applied,
             Rotation::ReverifyingKept { .. } | Rotation::CommittingKept { .. } => {
                 Phase::RollingBack
@@ -289,7 +397,8 @@ impl Rotation {
             | Rotation::Restoring { .. }
             | Rotation::RecordingRolledBack { .. }
             | Rotation::RecordingStuck { .. } => Phase::RollingBack,
-            Rotation::ProbingPending { phase } | Rotation::CheckingBeforeProbe { phase } => *phase,
+            Rotation::ProbingPending { phase, .. }
+            | Rotation::CheckingBeforeProbe { phase, .. } => *phase,
             Rotation::Done(_) => Phase::Planned,
         }
     }
@@ -305,67 +414,140 @@ impl Rotation {
             (R::Done(outcome.clone()), Command::Finish(outcome))
         };
         let done = |outcome: Outcome| (R::Done(outcome.clone()), Command::Finish(outcome));
-        let roll_back = |cause: Fault| {
+        let roll_back = |open: Open, cause: Fault, recovering: bool| {
+            let rotation = open.rotation;
             (
                 R::RecordingRollingBack {
+                    open,
                     cause,
-                    recovering: false,
+                    recovering,
                 },
-                Command::Record(Phase::RollingBack),
+                Command::Record(rotation, Phase::RollingBack),
             )
+        };
+        let stuck = |open: Open, cause: Fault, restore_error: Fault| {
+            let command = Command::RecordStuck(open.rotation, restore_error.message.clone());
+            (
+                R::RecordingStuck {
+                    open,
+                    cause,
+                    restore_error,
+                },
+                command,
+            )
+        };
+        let rolled_back = |open: Open, cause: Fault| {
+            let command = Command::RecordRolledBack(open.rotation);
+            (R::RecordingRolledBack { open, cause }, command)
+        };
+        let commit = |open: Open| {
+            let verified = Verified { open };
+            (R::Committing(verified.clone()), Command::Commit(verified))
+        };
+        let restore = |open: Open, cause: Fault| {
+            let command = Command::Restore {
+                rotation: open.rotation,
+                restore_point: open.restore_point.clone(),
+            };
+            (R::Restoring { open, cause }, command)
         };
         match (self, event) {
             // Before anything is stored or sent: a failure changes nothing.
-            (R::ReadingRestorePoint, Event::Ok) => (R::Staging, Command::Stage),
-            (R::ReadingRestorePoint, Event::Failed(cause)) => done(Outcome::NotChanged { cause }),
-            (R::Staging, Event::Ok) => (R::Pushing, Command::Push),
-            (R::Staging, Event::Failed(cause)) => done(Outcome::NotChanged { cause }),
+            (R::ReadingRestorePoint { retires }, Event::Read(restore_point)) => (
+                R::Staging {
+                    restore_point: restore_point.clone(),
+                    retires,
+                },
+                Command::Stage { restore_point },
+            ),
+            (R::ReadingRestorePoint { .. }, Event::Failed(cause)) => {
+                done(Outcome::NotChanged { cause })
+            }
+            (
+                R::Staging {
+                    restore_point,
+                    retires,
+                },
+                Event::Staged(rotation),
+            ) => (
+                R::Pushing(Open {
+                    rotation,
+                    restore_point: restore_point.clone(),
+                    retires,
+                }),
+                Command::Push {
+                    rotation,
+                    restore_point,
+                },
+            ),
+            (R::Staging { .. }, Event::Failed(cause)) => done(Outcome::NotChanged { cause }),
 
             // The push may have half-happened (e.g. a timeout after the command ran), so any
             // push failure restores the saved state, which is harmless if nothing changed.
-            (R::Pushing, Event::Ok) => (R::RecordingApplied, Command::Record(Phase::Applied)),
-            (R::Pushing, Event::Failed(cause)) => roll_back(cause),
-            (R::RecordingApplied, Event::Ok) => (R::Verifying, Command::Verify),
-            (s @ R::RecordingApplied, Event::Failed(cause)) => unsettled(&s, cause),
+            (R::Pushing(open), Event::Ok) => {
+                let rotation = open.rotation;
+                (
+                    R::RecordingApplied(open),
+                    Command::Record(rotation, Phase::Applied),
+                )
+            }
+            (R::Pushing(open), Event::Failed(cause)) => roll_back(open, cause, false),
+            (R::RecordingApplied(open), Event::Ok) => (R::Verifying(open), Command::Verify),
+            (s @ R::RecordingApplied(_), Event::Failed(cause)) => unsettled(&s, cause),
 
-            (R::Verifying, Event::Ok) => (R::Committing, Command::Commit),
-            (R::Verifying, Event::Failed(cause)) => roll_back(cause),
-            (R::Committing, Event::Ok) => done(Outcome::Committed),
+            (R::Verifying(open), Event::Ok) => commit(open),
+            (R::Verifying(open), Event::Failed(cause)) => roll_back(open, cause, false),
+            (R::Committing(verified), Event::Ok) if verified.open.retires => retire(verified.open),
+            (R::Committing(_), Event::Ok) => done(Outcome::Committed),
             // Verified on the target but not recorded: the pending secret works, so recovery
             // will commit it.
-            (s @ R::Committing, Event::Failed(cause)) => unsettled(&s, cause),
+            (s @ R::Committing(_), Event::Failed(cause)) => unsettled(&s, cause),
 
-            (R::RecordingRollingBack { cause, recovering }, Event::Ok) => (
-                R::CheckingChanged { cause, recovering },
-                Command::CheckTarget,
-            ),
+            // Committed: the new credential is current and proven; what is left is removing
+            // the old one. A failure leaves the rotation `retiring` for recovery to finish (the
+            // new credential stays current: nothing is rolled back after commit).
+            (R::Retiring(open), Event::Ok) => {
+                let rotation = open.rotation;
+                (R::RecordingRetired(open), Command::RecordRetired(rotation))
+            }
+            (s @ R::Retiring(_), Event::Failed(cause)) => unsettled(&s, cause),
+            (R::RecordingRetired(_), Event::Ok) => done(Outcome::Committed),
+            (s @ R::RecordingRetired(_), Event::Failed(cause)) => unsettled(&s, cause),
+
+            (
+                R::RecordingRollingBack {
+                    open,
+                    cause,
+                    recovering,
+                },
+                Event::Ok,
+            ) => {
+                let restore_point = open.restore_point.clone();
+                (
+                    R::CheckingChanged {
+                        open,
+                        cause,
+                        recovering,
+                    },
+                    Command::CheckTarget { restore_point },
+                )
+            }
             // The target still holds the saved state (the push never landed, e.g. `chpasswd`
             // refused it): nothing to undo, and no change is made that could itself fail.
-            (R::CheckingChanged { cause, .. }, Event::Holds(Holds::Saved)) => {
-                (R::RecordingRolledBack { cause }, Command::RecordRolledBack)
+            (R::CheckingChanged { open, cause, .. }, Event::Holds(Holds::Saved)) => {
+                rolled_back(open, cause)
             }
             // Recovery finds a change that is not rotor's (an operator's emergency reset):
             // putting the saved hash back would undo someone else's fix. Leave it, and say so.
             (
                 R::CheckingChanged {
+                    open,
                     cause,
                     recovering: true,
                 },
                 Event::Holds(held @ (Holds::Other | Holds::Changed)),
-            ) => {
-                let restore_error = changed_outside_rotor(held);
-                let reason = restore_error.message.clone();
-                (
-                    R::RecordingStuck {
-                        cause,
-                        restore_error,
-                    },
-                    Command::RecordStuck(reason),
-                )
-            }
-            (R::CheckingChanged { cause, .. }, Event::Holds(_)) => {
-                (R::Restoring { cause }, Command::Restore)
-            }
+            ) => stuck(open, cause, changed_outside_rotor(held)),
+            (R::CheckingChanged { open, cause, .. }, Event::Holds(_)) => restore(open, cause),
             (s @ R::CheckingChanged { .. }, Event::Failed(f)) if f.is_unreachable() => {
                 unsettled(&s, f)
             }
@@ -377,15 +559,11 @@ impl Rotation {
                 },
                 Event::Failed(f),
             ) => unsettled(&s, f),
-            (R::CheckingChanged { cause, .. }, Event::Failed(_)) => {
-                (R::Restoring { cause }, Command::Restore)
-            }
+            (R::CheckingChanged { open, cause, .. }, Event::Failed(_)) => restore(open, cause),
             (s @ R::RecordingRollingBack { .. }, Event::Failed(store_fault)) => {
                 unsettled(&s, store_fault)
             }
-            (R::Restoring { cause }, Event::Ok) => {
-                (R::RecordingRolledBack { cause }, Command::RecordRolledBack)
-            }
+            (R::Restoring { open, cause }, Event::Ok) => rolled_back(open, cause),
             // Host lost during the restore: leave it open for recovery rather than calling it
             // stuck; nothing is known to be wrong with the account.
             (s @ R::Restoring { .. }, Event::Failed(restore_error))
@@ -395,42 +573,77 @@ impl Rotation {
             }
             // The target's password policy will not take the old secret back: the new one is
             // all there is, so prove it again and keep it rather than leave the account stuck.
-            (R::Restoring { cause }, Event::Failed(refusal))
+            (R::Restoring { open, cause }, Event::Failed(refusal))
                 if refusal.class == FaultKind::Target(FaultClass::RollbackRefusedByPolicy) =>
             {
-                (R::ReverifyingKept { cause, refusal }, Command::Verify)
+                (
+                    R::ReverifyingKept {
+                        open,
+                        cause,
+                        refusal,
+                    },
+                    Command::Verify,
+                )
             }
-            (R::ReverifyingKept { cause, refusal }, Event::Ok) => {
-                (R::CommittingKept { cause, refusal }, Command::Commit)
-            }
-            (R::ReverifyingKept { cause, refusal }, Event::Failed(reverify)) => (
-                R::RecordingStuck {
+            (
+                R::ReverifyingKept {
+                    open,
                     cause,
-                    restore_error: refusal,
+                    refusal,
                 },
-                Command::RecordStuck(reverify.message),
-            ),
-            (R::CommittingKept { cause, refusal }, Event::Ok) => done(Outcome::KeptNew {
+                Event::Ok,
+            ) => {
+                // Kept, not rotated on purpose: nothing is retired, the rotation ends committed.
+                let verified = Verified {
+                    open: Open {
+                        retires: false,
+                        ..open.clone()
+                    },
+                };
+                (
+                    R::CommittingKept {
+                        open,
+                        cause,
+                        refusal,
+                    },
+                    Command::Commit(verified),
+                )
+            }
+            (
+                R::ReverifyingKept {
+                    open,
+                    cause,
+                    refusal,
+                },
+                Event::Failed(reverify),
+            ) => {
+                let command = Command::RecordStuck(open.rotation, reverify.message);
+                (
+                    R::RecordingStuck {
+                        open,
+                        cause,
+                        restore_error: refusal,
+                    },
+                    command,
+                )
+            }
+            (R::CommittingKept { cause, refusal, .. }, Event::Ok) => done(Outcome::KeptNew {
                 cause,
                 rollback_refused: refusal,
             }),
             (s @ R::CommittingKept { .. }, Event::Failed(f)) => unsettled(&s, f),
-            (R::Restoring { cause }, Event::Failed(restore_error)) => {
-                let reason = restore_error.message.clone();
-                (
-                    R::RecordingStuck {
-                        cause,
-                        restore_error,
-                    },
-                    Command::RecordStuck(reason),
-                )
+            (R::Restoring { open, cause }, Event::Failed(restore_error)) => {
+                stuck(open, cause, restore_error)
             }
-            (R::RecordingRolledBack { cause }, Event::Ok) => done(Outcome::RolledBack { cause }),
+            (R::RecordingRolledBack { cause, .. }, Event::Ok) => {
+                done(Outcome::RolledBack { cause })
+            }
             (s @ R::RecordingRolledBack { .. }, Event::Failed(f)) => unsettled(&s, f),
             (
                 R::RecordingStuck {
                     cause,
                     restore_error,
+                    ..
                 },
                 Event::Ok,
             ) => done(Outcome::Stuck {
@@ -440,62 +653,48 @@ impl Rotation {
             (s @ R::RecordingStuck { .. }, Event::Failed(f)) => unsettled(&s, f),
 
             // Recovery: the pending secret works -> it is what the target holds: commit.
-            (R::ProbingPending { .. }, Event::Ok) => (R::Committing, Command::Commit),
+            (R::ProbingPending { open, .. }, Event::Ok) => commit(open),
             (s @ R::ProbingPending { .. }, Event::Failed(probe)) if probe.is_unreachable() => {
                 unsettled(&s, probe)
             }
             // Target unchanged: the push never landed, or the rollback had finished.
-            (R::CheckingBeforeProbe { phase }, Event::Holds(Holds::Saved)) => (
-                R::RecordingRolledBack {
-                    cause: Fault {
-                        class: FaultKind::Interrupted,
-                        message: if phase == Phase::RollingBack {
-                            "rotor stopped while rolling back, after the old secret was back on the target; the rollback is now recorded"
-                        } else {
-                            "rotor stopped before the new secret reached the target; nothing was changed there"
-                        }
-                        .into(),
-                    },
+            (R::CheckingBeforeProbe { open, phase }, Event::Holds(Holds::Saved)) => rolled_back(
+                open,
+                Fault {
+                    class: FaultKind::Interrupted,
+                    message: if phase == Phase::RollingBack {
+                        "rotor stopped while rolling back, after the old secret was back on the target; the rollback is now recorded"
+                    } else {
+                        "rotor stopped before the new secret reached the target; nothing was changed there"
+                    }
+                    .into(),
                 },
-                Command::RecordRolledBack,
             ),
             // Changed, and checked not to be the pending secret: someone else changed it. No
             // login is tried with a secret the target is known not to hold (it would only
             // spend the account's lockout budget), and nothing is restored over that change.
-            (R::CheckingBeforeProbe { .. }, Event::Holds(Holds::Other)) => {
-                let restore_error = changed_outside_rotor(Holds::Other);
-                let reason = restore_error.message.clone();
-                (
-                    R::RecordingStuck {
-                        cause: Fault {
-                            class: FaultKind::Interrupted,
-                            message: "rotor stopped during the rotation".into(),
-                        },
-                        restore_error,
-                    },
-                    Command::RecordStuck(reason),
-                )
-            }
+            (R::CheckingBeforeProbe { open, .. }, Event::Holds(Holds::Other)) => stuck(
+                open,
+                Fault {
+                    class: FaultKind::Interrupted,
+                    message: "rotor stopped during the rotation".into(),
+                },
+                changed_outside_rotor(Holds::Other),
+            ),
             // Changed: the new secret may be what it holds now; prove it before anything else.
-            (R::CheckingBeforeProbe { phase }, Event::Holds(_)) => {
-                (R::ProbingPending { phase }, Command::ProbePending)
+            (R::CheckingBeforeProbe { open, phase }, Event::Holds(_)) => {
+                (R::ProbingPending { open, phase }, Command::ProbePending)
             }
             (s @ R::CheckingBeforeProbe { .. }, Event::Failed(f)) if f.is_unreachable() => {
                 unsettled(&s, f)
             }
-            (R::CheckingBeforeProbe { phase }, Event::Failed(_)) => {
-                (R::ProbingPending { phase }, Command::ProbePending)
+            (R::CheckingBeforeProbe { open, phase }, Event::Failed(_)) => {
+                (R::ProbingPending { open, phase }, Command::ProbePending)
             }
             // It does not: roll back what rotor changed (drop pending if the target never
             // changed, restore the saved state if it holds rotor's new secret), and nothing
             // that someone else changed.
-            (R::ProbingPending { .. }, Event::Failed(probe)) => (
-                R::RecordingRollingBack {
-                    cause: probe,
-                    recovering: true,
-                },
-                Command::Record(Phase::RollingBack),
-            ),
+            (R::ProbingPending { open, .. }, Event::Failed(probe)) => roll_back(open, probe, true),
 
             (R::Done(outcome), _) => done(outcome),
             // An event that does not belong to the state is a driver bug; treat it as a
@@ -504,10 +703,57 @@ impl Rotation {
                 &s,
                 Fault::target(
                     FaultClass::Protocol,
-                    format!("internal: unexpected event {e:?} in state {s:?}"),
+                    format!(
+                        "internal: unexpected event {} in state {}",
+                        event_name(&e),
+                        s.name()
+                    ),
                 ),
             ),
         }
+    }
+
+    /// The state's name without its data (its data may hold a restore point).
+    fn name(&self) -> &'static str {
+        match self {
+            Rotation::ReadingRestorePoint { .. } => "ReadingRestorePoint",
+            Rotation::Staging { .. } => "Staging",
+            Rotation::Pushing(_) => "Pushing",
+            Rotation::RecordingApplied(_) => "RecordingApplied",
+            Rotation::Verifying(_) => "Verifying",
+            Rotation::Committing(_) => "Committing",
+            Rotation::Retiring(_) => "Retiring",
+            Rotation::RecordingRetired(_) => "RecordingRetired",
+            Rotation::RecordingRollingBack { .. } => "RecordingRollingBack",
+            Rotation::CheckingChanged { .. } => "CheckingChanged",
+            Rotation::Restoring { .. } => "Restoring",
+            Rotation::RecordingRolledBack { .. } => "RecordingRolledBack",
+            Rotation::RecordingStuck { .. } => "RecordingStuck",
+            Rotation::ReverifyingKept { .. } => "ReverifyingKept",
+            Rotation::CommittingKept { .. } => "CommittingKept",
+            Rotation::ProbingPending { .. } => "ProbingPending",
+            Rotation::CheckingBeforeProbe { .. } => "CheckingBeforeProbe",
+            Rotation::Done(_) => "Done",
+        }
+    }
+}
+
+/// Enters `retiring`: remove the old credential.
+fn retire(open: Open) -> (Rotation, Command) {
+    let command = Command::Retire {
+        rotation: open.rotation,
+        restore_point: open.restore_point.clone(),
+    };
+    (Rotation::Retiring(open), command)
+}
+
+fn event_name(e: &Event) -> String {
+    match e {
+        Event::Ok => "Ok".into(),
+        Event::Read(_) => "Read".into(),
+        Event::Staged(id) => format!("Staged({id})"),
+        Event::Holds(h) => format!("Holds({h:?})"),
+        Event::Failed(f) => format!("Failed({:?})", f.class),
     }
 }
 
@@ -520,6 +766,24 @@ mod tests {
         Event::Failed(Fault::target(class, "x"))
     }
 
+    /// The open rotation recovery starts from in these tests.
+    fn open() -> Open {
+        Open {
+            rotation: RotationId(1),
+            restore_point: Secret::new("saved".into()),
+            retires: false,
+        }
+    }
+
+    /// A script's `Ok` for a command that answers with data, given that data.
+    fn answer(cmd: &Command, e: &Event) -> Event {
+        match (cmd, e) {
+            (Command::ReadRestorePoint, Event::Ok) => Event::Read(Secret::new("saved".into())),
+            (Command::Stage { .. }, Event::Ok) => Event::Staged(RotationId(1)),
+            _ => e.clone(),
+        }
+    }
+
     /// Runs the machine against a script of events, returning the commands it emitted.
     fn run(start: (Rotation, Command), events: &[Event]) -> Vec<Command> {
         let (mut state, mut cmd) = start;
@@ -528,7 +792,8 @@ mod tests {
             if matches!(cmd, Command::Finish(_)) {
                 break;
             }
-            (state, cmd) = state.on(e.clone());
+            let e = answer(&cmd, e);
+            (state, cmd) = state.on(e);
             cmds.push(cmd.clone());
         }
         cmds
@@ -538,9 +803,8 @@ mod tests {
         cmds.iter()
             .map(|c| match c {
                 Command::Finish(o) => format!("Finish({})", o.label()),
-                Command::Record(p) => format!("Record({p})"),
-                Command::RecordStuck(_) => "RecordStuck".to_owned(),
-                other => format!("{other:?}"),
+                Command::Record(_, p) => format!("Record({p})"),
+                other => other.name().to_owned(),
             })
             .collect::<Vec<_>>()
             .join(" > ")
@@ -553,7 +817,7 @@ mod tests {
     #[test]
     fn happy_path() {
         check(
-            Rotation::start(),
+            Rotation::start(false),
             &vec![Event::Ok; 6],
             "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Commit > Finish(committed)",
         );
@@ -562,7 +826,7 @@ mod tests {
     #[test]
     fn missing_account_changes_nothing() {
         check(
-            Rotation::start(),
+            Rotation::start(false),
             &[fail(FaultClass::AccountMissing)],
             "ReadRestorePoint > Finish(not changed)",
         );
@@ -571,7 +835,7 @@ mod tests {
     #[test]
     fn vault_write_failure_pushes_nothing() {
         check(
-            Rotation::start(),
+            Rotation::start(false),
             &[Event::Ok, Event::Failed(Fault::store("disk full"))],
             "ReadRestorePoint > Stage > Finish(not changed)",
         );
@@ -580,7 +844,7 @@ mod tests {
     #[test]
     fn refused_push_is_rolled_back() {
         check(
-            Rotation::start(),
+            Rotation::start(false),
             &[
                 Event::Ok,
                 Event::Ok,
@@ -593,7 +857,7 @@ mod tests {
         );
         // A push that failed after it landed (e.g. timed out) is undone.
         check(
-            Rotation::start(),
+            Rotation::start(false),
             &[
                 Event::Ok,
                 Event::Ok,
@@ -610,7 +874,7 @@ mod tests {
     #[test]
     fn failed_verify_is_rolled_back_and_failed_restore_is_stuck() {
         check(
-            Rotation::start(),
+            Rotation::start(false),
             &[
                 Event::Ok,
                 Event::Ok,
@@ -629,7 +893,7 @@ mod tests {
     #[test]
     fn host_lost_during_restore_is_left_for_recovery() {
         check(
-            Rotation::start(),
+            Rotation::start(false),
             &[
                 Event::Ok,
                 Event::Ok,
@@ -645,7 +909,7 @@ mod tests {
 
     #[test]
     fn recovery_paths() {
-        let rec = || Rotation::recover(Phase::Applied);
+        let rec = || Rotation::recover(Phase::Applied, open());
         check(
             rec(),
             &[Event::Ok, Event::Ok],
@@ -703,7 +967,7 @@ mod tests {
         );
         // A run, by contrast, undoes its own push whatever the hash now looks like.
         check(
-            Rotation::start(),
+            Rotation::start(false),
             &[
                 Event::Ok,
                 Event::Ok,
@@ -722,7 +986,7 @@ mod tests {
     #[test]
     fn recovery_says_what_it_found() {
         let message = |phase| {
-            let (state, _) = Rotation::recover(phase);
+            let (state, _) = Rotation::recover(phase, open());
             let (state, _) = state.on(Event::Holds(Holds::Saved));
             match state.on(Event::Ok).1 {
                 Command::Finish(Outcome::RolledBack { cause }) => cause.message,
@@ -749,14 +1013,14 @@ mod tests {
         let mut events = up_to_restore.to_vec();
         events.extend([refused(), Event::Ok, Event::Ok]);
         check(
-            Rotation::start(),
+            Rotation::start(false),
             &events,
             "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > CheckTarget > Restore > Verify > Commit > Finish(kept new)",
         );
         let mut events = up_to_restore.to_vec();
         events.extend([refused(), verify_failed(), Event::Ok]);
         check(
-            Rotation::start(),
+            Rotation::start(false),
             &events,
             "ReadRestorePoint > Stage > Push > Record(applied) > Verify > Record(rolling_back) > CheckTarget > Restore > Verify > RecordStuck > Finish(stuck)",
         );
@@ -767,23 +1031,23 @@ mod tests {
     fn recovery_from_staged_asks_the_target_first() {
         for phase in [Phase::Staged, Phase::RollingBack] {
             check(
-                Rotation::recover(phase),
+                Rotation::recover(phase, open()),
                 &[Event::Holds(Holds::Saved), Event::Ok],
                 "CheckTarget > RecordRolledBack > Finish(rolled back)",
             );
             check(
-                Rotation::recover(phase),
+                Rotation::recover(phase, open()),
                 &[Event::Holds(Holds::Pending), Event::Ok, Event::Ok],
                 "CheckTarget > ProbePending > Commit > Finish(committed)",
             );
             check(
-                Rotation::recover(phase),
+                Rotation::recover(phase, open()),
                 &[fail(FaultClass::Unreachable)],
                 "CheckTarget > Finish(unsettled)",
             );
             // Someone else's password is there: no probe login, nothing restored.
             check(
-                Rotation::recover(phase),
+                Rotation::recover(phase, open()),
                 &[Event::Holds(Holds::Other), Event::Ok],
                 "CheckTarget > RecordStuck > Finish(stuck)",
             );
@@ -815,6 +1079,10 @@ mod tests {
         ledger: Option<Phase>,
         /// Whether a failed push nonetheless landed.
         failed_push_landed: bool,
+        /// The credential's old secret is removed after commit (SSH keys).
+        retires: bool,
+        /// The old credential is still on the target (for a retiring credential).
+        target_has_old: bool,
     }
 
     impl World {
@@ -844,11 +1112,11 @@ mod tests {
             let mut e = e;
             let ok = !matches!(e, Event::Failed(_));
             match &cmd {
-                Command::Stage if ok => {
+                Command::Stage { .. } if ok => {
                     w.pending_stored = true;
                     w.ledger = Some(Phase::Staged);
                 }
-                Command::Push => {
+                Command::Push { .. } => {
                     prop_assert!(w.pending_stored && w.open(), "pushed before staging");
                     w.target_has_new = ok || w.failed_push_landed;
                 }
@@ -856,37 +1124,51 @@ mod tests {
                 Command::Verify | Command::ProbePending if ok && !w.target_has_new => {
                     e = Event::Failed(Fault::target(FaultClass::VerifyFailed, "v"));
                 }
-                Command::CheckTarget if ok => {
+                Command::CheckTarget { .. } if ok => {
                     e = Event::Holds(if w.target_has_new {
                         Holds::Pending
                     } else {
                         Holds::Saved
                     })
                 }
-                Command::Record(p) if ok => w.ledger = Some(*p),
-                Command::Commit => {
+                Command::Record(_, p) if ok => w.ledger = Some(*p),
+                Command::Commit(verified) => {
                     prop_assert!(
                         w.target_has_new,
                         "committed a secret the target does not hold"
                     );
                     if ok {
                         w.committed = true;
-                        w.ledger = Some(Phase::Committed);
+                        w.ledger = Some(if verified.then_retire() {
+                            Phase::Retiring
+                        } else {
+                            Phase::Committed
+                        });
                     }
                 }
-                Command::Restore if ok => w.target_has_new = false,
-                Command::RecordRolledBack if ok => {
+                Command::Retire { .. } => {
+                    prop_assert!(w.committed, "removed the old credential before commit");
+                    if ok {
+                        w.target_has_old = false;
+                    }
+                }
+                Command::RecordRetired(_) if ok => {
+                    prop_assert!(!w.target_has_old, "retired while the old one is there");
+                    w.ledger = Some(Phase::Retired);
+                }
+                Command::Restore { .. } if ok => w.target_has_new = false,
+                Command::RecordRolledBack(_) if ok => {
                     prop_assert!(
                         !w.target_has_new,
                         "dropped pending while the target holds it"
                     );
                     w.ledger = Some(Phase::RolledBack);
                 }
-                Command::RecordStuck(_) if ok => w.ledger = Some(Phase::Stuck),
+                Command::RecordStuck(..) if ok => w.ledger = Some(Phase::Stuck),
                 _ => {}
             }
-            if !matches!(e, Event::Failed(_)) && !matches!(cmd, Command::CheckTarget) {
-                e = Event::Ok;
+            if !matches!(e, Event::Failed(_)) && !matches!(cmd, Command::CheckTarget { .. }) {
+                e = answer(&cmd, &Event::Ok);
             }
             if w.target_has_new {
                 prop_assert!(
@@ -915,6 +1197,7 @@ mod tests {
             crash_after in 0usize..14,
             recoveries in prop::collection::vec((prop::collection::vec(any_event(), 1..10), 0usize..10), 0..3),
             failed_push_landed: bool,
+            retires: bool,
         ) {
             let mut w = World {
                 target_has_new: false,
@@ -922,9 +1205,12 @@ mod tests {
                 committed: false,
                 ledger: None,
                 failed_push_landed,
+                retires,
+                target_has_old: true,
             };
+            let open = || Open { retires, ..open() };
             let events = events.into_iter().cycle().take(40);
-            let mut outcome = simulate(&mut w, Rotation::start(), events, crash_after)?;
+            let mut outcome = simulate(&mut w, Rotation::start(retires), events, crash_after)?;
             // Recovery runs only for rotations the ledger holds as open, as `open_rotations`
             // returns them.
             for (events, crash_after) in recoveries {
@@ -932,19 +1218,24 @@ mod tests {
                     break;
                 }
                 let phase = w.ledger.expect("open");
-                outcome = simulate(&mut w, Rotation::recover(phase), events.into_iter().cycle().take(40), crash_after)?;
+                outcome = simulate(&mut w, Rotation::recover(phase, open()), events.into_iter().cycle().take(40), crash_after)?;
                 if matches!(outcome, Some(Outcome::Unsettled { .. })) {
                     outcome = None;
                 }
             }
             if matches!(outcome, Some(Outcome::Unsettled { .. })) || (outcome.is_none() && w.open()) {
                 let phase = w.ledger.expect("open");
-                outcome = simulate(&mut w, Rotation::recover(phase), std::iter::repeat(Event::Ok), usize::MAX)?;
+                outcome = simulate(&mut w, Rotation::recover(phase, open()), std::iter::repeat(Event::Ok), usize::MAX)?;
             }
             match outcome {
                 // Crashed before staging anything: nothing to settle.
                 None => prop_assert!(!w.open() && !w.target_has_new),
-                                Some(Outcome::Committed | Outcome::KeptNew { .. }) => prop_assert!(w.committed && w.target_has_new),
+                                Some(Outcome::Committed) => {
+                    prop_assert!(w.committed && w.target_has_new);
+                    // A retiring credential ends with its old secret removed.
+                    prop_assert!(!w.retires || !w.target_has_old, "old credential left behind");
+                }
+                Some(Outcome::KeptNew { .. }) => prop_assert!(w.committed && w.target_has_new),
                 Some(Outcome::RolledBack { .. } | Outcome::NotChanged { .. }) => {
                     prop_assert!(!w.open() && !w.target_has_new)
                 }

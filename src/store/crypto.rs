@@ -6,10 +6,11 @@
 //! get bytes out. Every sealed blob is `nonce (24 bytes) || ciphertext+tag`, with a fresh random
 //! nonce from the OS for every encryption.
 
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, Payload};
+
+use crate::clock::SecureRng;
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -24,10 +25,10 @@ const NONCE_LEN: usize = 24;
 pub struct KeyBytes(Zeroizing<[u8; KEY_LEN]>);
 
 impl KeyBytes {
-    /// A fresh key from the operating system's CSPRNG.
-    pub fn random() -> KeyBytes {
+    /// A fresh key from the caller's CSPRNG (the OS's outside tests).
+    pub fn random(rng: &mut dyn SecureRng) -> KeyBytes {
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
-        OsRng.fill_bytes(key.as_mut_slice());
+        rng.fill_bytes(key.as_mut_slice());
         KeyBytes(key)
     }
 
@@ -58,8 +59,8 @@ impl std::fmt::Debug for KeyBytes {
 pub struct Unsealed;
 
 /// Encrypts `plaintext` under `key`, binding `aad` (the row identity).
-pub fn seal(key: &KeyBytes, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+pub fn seal(key: &KeyBytes, aad: &[u8], plaintext: &[u8], rng: &mut dyn SecureRng) -> Vec<u8> {
+    let nonce = XChaCha20Poly1305::generate_nonce(rng);
     let ciphertext = key
         .cipher()
         .encrypt(
@@ -97,8 +98,13 @@ pub fn open(key: &KeyBytes, aad: &[u8], blob: &[u8]) -> Result<Zeroizing<Vec<u8>
 }
 
 /// Encrypts a secret's plaintext for storage.
-pub fn seal_secret(key: &KeyBytes, aad: &[u8], secret: &Secret) -> Vec<u8> {
-    seal(key, aad, secret.expose().as_bytes())
+pub fn seal_secret(
+    key: &KeyBytes,
+    aad: &[u8],
+    secret: &Secret,
+    rng: &mut dyn SecureRng,
+) -> Vec<u8> {
+    seal(key, aad, secret.expose().as_bytes(), rng)
 }
 
 /// Decrypts a stored secret. Non-UTF-8 plaintext can only come from a forged row that passed
@@ -116,8 +122,13 @@ pub fn open_secret(key: &KeyBytes, aad: &[u8], blob: &[u8]) -> Result<Secret, Un
 }
 
 /// Wraps (encrypts) a key under another key.
-pub fn wrap_key(wrapping: &KeyBytes, aad: &[u8], key: &KeyBytes) -> Vec<u8> {
-    seal(wrapping, aad, key.as_bytes())
+pub fn wrap_key(
+    wrapping: &KeyBytes,
+    aad: &[u8],
+    key: &KeyBytes,
+    rng: &mut dyn SecureRng,
+) -> Vec<u8> {
+    seal(wrapping, aad, key.as_bytes(), rng)
 }
 
 /// Unwraps a key made by [`wrap_key`].
@@ -159,25 +170,30 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Entropy, OsEntropy};
+
+    fn rng() -> Box<dyn SecureRng> {
+        OsEntropy.rng()
+    }
 
     #[test]
     fn seal_open_round_trip_and_aad_binding() {
-        let key = KeyBytes::random();
-        let blob = seal_secret(&key, b"row/1", &Secret::new("pa55".into()));
+        let key = KeyBytes::random(&mut *rng());
+        let blob = seal_secret(&key, b"row/1", &Secret::new("pa55".into()), &mut *rng());
         assert_eq!(open_secret(&key, b"row/1", &blob).unwrap().expose(), "pa55");
         assert!(open_secret(&key, b"row/2", &blob).is_err());
-        assert!(open_secret(&KeyBytes::random(), b"row/1", &blob).is_err());
+        assert!(open_secret(&KeyBytes::random(&mut *rng()), b"row/1", &blob).is_err());
         assert!(open_secret(&key, b"row/1", &blob[..10]).is_err());
         // Two encryptions of the same secret differ (fresh nonce).
         assert_ne!(
             blob,
-            seal_secret(&key, b"row/1", &Secret::new("pa55".into()))
+            seal_secret(&key, b"row/1", &Secret::new("pa55".into()), &mut *rng())
         );
     }
 
     #[test]
     fn fingerprints_are_keyed() {
-        let (k1, k2) = (KeyBytes::random(), KeyBytes::random());
+        let (k1, k2) = (KeyBytes::random(&mut *rng()), KeyBytes::random(&mut *rng()));
         let s = Secret::new("same".into());
         assert_eq!(fingerprint(&k1, &s), fingerprint(&k1, &s.clone()));
         assert_ne!(fingerprint(&k1, &s), fingerprint(&k2, &s));

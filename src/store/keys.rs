@@ -48,8 +48,11 @@ impl KeySource {
 
     /// Creates a new random master key at this source. Fails, touching nothing, if a key is
     /// already there.
-    pub(crate) fn create(&self) -> Result<KeyBytes, StoreError> {
-        let key = KeyBytes::random();
+    pub(crate) fn create(
+        &self,
+        rng: &mut dyn crate::clock::SecureRng,
+    ) -> Result<KeyBytes, StoreError> {
+        let key = KeyBytes::random(rng);
         let encoded = Zeroizing::new(BASE64.encode(key.as_bytes()));
         match self {
             KeySource::File(path) => {

@@ -139,6 +139,39 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE rotations ADD COLUMN restore_aad INTEGER NOT NULL DEFAULT 1;
     "#,
+    // 5: work after commit (SSH keys: remove the old key). A rotation is `retiring` once its
+    // new credential is current and until the old one is removed (`retired`); retiring is
+    // open, so recovery finishes it and no second rotation starts meanwhile. SQLite cannot
+    // change a CHECK constraint in place: the table is rebuilt with its rows and indexes.
+    r#"
+    CREATE TABLE rotations_v5 (
+        id            INTEGER PRIMARY KEY,
+        run_id        INTEGER NOT NULL REFERENCES runs(id),
+        credential_id INTEGER NOT NULL REFERENCES credentials(id),
+        version_id    INTEGER NOT NULL REFERENCES versions(id),
+        phase         TEXT NOT NULL CHECK (phase IN ('planned', 'staged', 'applied',
+                      'verified', 'committed', 'retiring', 'retired', 'rolling_back',
+                      'rolled_back', 'stuck')),
+        restore_point BLOB NOT NULL,
+        note          TEXT,
+        started_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL,
+        lease_token   INTEGER,
+        restore_aad   INTEGER NOT NULL DEFAULT 1
+    );
+    INSERT INTO rotations_v5 (id, run_id, credential_id, version_id, phase, restore_point,
+                              note, started_at, updated_at, lease_token, restore_aad)
+        SELECT id, run_id, credential_id, version_id, phase, restore_point, note, started_at,
+               updated_at, lease_token, restore_aad
+        FROM rotations;
+    DROP TABLE rotations;
+    ALTER TABLE rotations_v5 RENAME TO rotations;
+    CREATE UNIQUE INDEX rotations_one_open ON rotations(credential_id)
+        WHERE phase IN ('staged', 'applied', 'verified', 'rolling_back', 'retiring');
+    CREATE INDEX rotations_run ON rotations(run_id);
+    CREATE INDEX rotations_credential ON rotations(credential_id, id);
+    CREATE INDEX rotations_version ON rotations(version_id);
+    "#,
 ];
 
 /// The schema version this build writes and understands.

@@ -324,7 +324,7 @@ fn check(steps: &[Step], expect_states: &[&str], expect_current: &str, expect_ph
                 .vault
                 .record_phase(rotation.unwrap(), p, Some("note"))
                 .unwrap(),
-            Step::Commit => f.vault.commit(rotation.unwrap()).unwrap(),
+            Step::Commit => f.vault.commit(rotation.unwrap(), false).unwrap(),
             Step::RollBack => f
                 .vault
                 .roll_back(rotation.unwrap(), "verify failed")
@@ -421,9 +421,9 @@ fn transitions_refuse_closed_rotations_and_final_phases() {
         .record_phase(id, Phase::Committed, None)
         .unwrap_err();
     assert!(matches!(err, StoreError::PhaseNotRecordable(_)), "{err}");
-    f.vault.commit(id).unwrap();
+    f.vault.commit(id, false).unwrap();
     for result in [
-        f.vault.commit(id),
+        f.vault.commit(id, false),
         f.vault.roll_back(id, "x"),
         f.vault.mark_stuck(id, "x"),
         f.vault.record_phase(id, Phase::Applied, None),
@@ -431,7 +431,7 @@ fn transitions_refuse_closed_rotations_and_final_phases() {
         let err = result.unwrap_err();
         assert!(matches!(err, StoreError::NotOpen { .. }), "{err}");
     }
-    let err = f.vault.commit(RotationId(999)).unwrap_err();
+    let err = f.vault.commit(RotationId(999), false).unwrap_err();
     assert!(matches!(err, StoreError::UnknownRotation(999)), "{err}");
     let err = f
         .stage(RunId(999), &c, &secret("v2"), &secret("rp"))
@@ -490,7 +490,7 @@ fn open_rotations_survive_a_crash() {
     let done = f
         .stage(run, &cred("h1/c"), &secret("c1"), &secret("rp"))
         .unwrap();
-    f.vault.commit(done).unwrap();
+    f.vault.commit(done, false).unwrap();
     // The process dies here: no end_run, no commit of a or b.
     let f = f.reopen();
     let open = f.vault.open_rotations().unwrap();
@@ -650,7 +650,7 @@ fn database_files_never_contain_a_plaintext_secret() {
             &secret(plaintexts[2]),
         )
         .unwrap();
-    f.vault.commit(id).unwrap();
+    f.vault.commit(id, false).unwrap();
     f.vault
         .enroll(&cred("h2/b"), &secret(plaintexts[3]))
         .unwrap();
@@ -756,29 +756,29 @@ fn end_run_and_status_report() {
     assert!(status[1].current_since.is_some() && status[1].last_rotation.is_none());
 }
 
-/// A clock shared by the vault handles of a test, moved forward by hand.
+/// A clock shared by the vault handles of a test, moved forward by hand (the product's own
+/// injected [`crate::clock::TestClock`]).
 #[derive(Clone)]
-struct TestClock(std::sync::Arc<std::sync::Mutex<chrono::DateTime<chrono::Utc>>>);
+struct TestClock(crate::clock::TestClock);
 
 impl TestClock {
     fn new() -> TestClock {
         let start = chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
-        TestClock(std::sync::Arc::new(std::sync::Mutex::new(start)))
+        TestClock(crate::clock::TestClock::at(start))
     }
 
-    fn advance(&self, secs: i64) {
-        *self.0.lock().unwrap() += chrono::TimeDelta::seconds(secs);
+    fn advance(&self, secs: u64) {
+        self.0.advance(std::time::Duration::from_secs(secs));
     }
 
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        *self.0.lock().unwrap()
+        crate::clock::Clock::now(&self.0)
     }
 
     fn install(&self, vault: &mut Vault) {
-        let clock = self.clone();
-        vault.set_clock_for_tests(move || clock.now());
+        vault.set_clock(std::sync::Arc::new(self.0.clone()));
     }
 }
 
@@ -903,7 +903,7 @@ fn check_leases(steps: &[LeaseStep], n_takeovers: usize) {
                 let vault = if who == "a" { p.a() } else { &p.b };
                 vault.release_lease(&cred("h1/svc"), grants[n]).unwrap();
             }
-            LeaseStep::Advance(secs) => p.clock.advance(secs),
+            LeaseStep::Advance(secs) => p.clock.advance(secs.unsigned_abs()),
             LeaseStep::Holder(expect) => {
                 let status = p.b.status().unwrap();
                 assert_eq!(status[0].lease_holder.as_deref(), expect, "step {idx}");
@@ -966,6 +966,31 @@ fn leases_across_two_processes() {
     );
 }
 
+/// The clock the test injects, and nothing else, decides when a lease expires and whether
+/// the fence before a push (`renew_lease`) lets the holder write to the target.
+#[test]
+fn the_injected_clock_decides_lease_expiry_and_the_push_fence() {
+    let p = pair();
+    let c = cred("h1/svc");
+    let run = p.a().begin_run("test", "all").unwrap();
+    let lease_a = p.acquire("a", "h1/svc").unwrap();
+    let id = p
+        .a()
+        .stage(run, &c, &secret("v1"), &secret("rp"), lease_a)
+        .unwrap();
+    // 59 s of a 60 s lease: still a's; the fence passes and renews it from now.
+    p.clock.advance(59);
+    assert!(p.b.acquire_lease(&c, "b", TTL).unwrap().is_err());
+    p.a().renew_lease(id).unwrap();
+    // 118 s after the start, but only 59 s after the renewal: still a's.
+    p.clock.advance(59);
+    assert!(p.b.acquire_lease(&c, "b", TTL).unwrap().is_err());
+    // Past the renewed expiry: b takes it over, and a's next push is fenced off.
+    p.clock.advance(2);
+    assert!(p.b.acquire_lease(&c, "b", TTL).unwrap().is_ok());
+    assert_lease_lost(p.a().renew_lease(id), "h1/svc", "superseded");
+}
+
 #[test]
 fn a_stale_holder_cannot_write_after_a_takeover() {
     let p = pair();
@@ -987,7 +1012,7 @@ fn a_stale_holder_cannot_write_after_a_takeover() {
     let superseded = format!("superseded by token {}, taken by b", lease_b.token);
     for result in [
         p.a().record_phase(id, Phase::Verified, None),
-        p.a().commit(id),
+        p.a().commit(id, false),
         p.a().roll_back(id, "late"),
         p.a().mark_stuck(id, "late"),
     ] {
@@ -1003,7 +1028,7 @@ fn a_stale_holder_cannot_write_after_a_takeover() {
     assert_eq!(p.snapshot(), before, "a refused write changed something");
 
     // b's lease alone does not let it write the rotation: it must adopt it first.
-    assert_lease_lost(p.b.commit(id), "h1/svc", "adopt it first");
+    assert_lease_lost(p.b.commit(id, false), "h1/svc", "adopt it first");
     let err = p.b.adopt(id, lease_a).unwrap_err();
     assert!(matches!(err, StoreError::LeaseLost { .. }), "{err}");
     p.b.adopt(id, lease_b).unwrap();
@@ -1014,7 +1039,7 @@ fn a_stale_holder_cannot_write_after_a_takeover() {
     let before = p.snapshot();
     for result in [
         p.a().record_phase(id, Phase::RollingBack, None),
-        p.a().commit(id),
+        p.a().commit(id, false),
         p.a().roll_back(id, "late"),
         p.a().mark_stuck(id, "late"),
     ] {
@@ -1026,10 +1051,10 @@ fn a_stale_holder_cannot_write_after_a_takeover() {
     assert_eq!(p.b.status().unwrap()[0].lease_holder.as_deref(), Some("b"));
 
     p.b.record_phase(id, Phase::Verified, None).unwrap();
-    p.b.commit(id).unwrap();
+    p.b.commit(id, false).unwrap();
     assert_eq!(p.b.current(&c).unwrap().unwrap().expose(), "v1");
     // The stale process still cannot touch it (and learns why, not just "not open").
-    assert_lease_lost(p.a().commit(id), "h1/svc", "holds no lease");
+    assert_lease_lost(p.a().commit(id, false), "h1/svc", "holds no lease");
     // Adopting a finished rotation is refused.
     let err = p.b.adopt(id, lease_b).unwrap_err();
     assert!(matches!(err, StoreError::NotOpen { .. }), "{err}");
@@ -1047,7 +1072,7 @@ fn closing_a_rotation_gives_its_lease_back() {
             .stage(run, &c, &secret(close), &secret("rp"), lease_a)
             .unwrap();
         match close {
-            "commit" => p.a().commit(id).unwrap(),
+            "commit" => p.a().commit(id, false).unwrap(),
             "roll_back" => p.a().roll_back(id, "verify failed").unwrap(),
             _ => {
                 p.a().mark_stuck(id, "both failed").unwrap();
@@ -1056,7 +1081,7 @@ fn closing_a_rotation_gives_its_lease_back() {
         }
         // Writing the closed rotation again, a is told that it is closed.
         if close != "mark_stuck" {
-            let err = p.a().commit(id).unwrap_err();
+            let err = p.a().commit(id, false).unwrap_err();
             assert!(matches!(err, StoreError::NotOpen { .. }), "{close}: {err}");
         }
         // Another process gets the credential at once, without waiting for a's ttl...
@@ -1105,7 +1130,7 @@ fn writes_need_an_unexpired_lease_and_renew_it() {
     let again = p.acquire("a", "h1/svc").unwrap();
     p.a().adopt(id, again).unwrap();
     p.a().release_lease(&c, again).unwrap();
-    assert_lease_lost(p.a().commit(id), "h1/svc", "gave it back");
+    assert_lease_lost(p.a().commit(id, false), "h1/svc", "gave it back");
 }
 
 #[test]
@@ -1126,7 +1151,7 @@ fn rotations_from_before_leases_must_be_adopted() {
     // Recovery in the same process: the fixture's holder takes a fresh token.
     let lease = f.vault.acquire_lease(&c, "test", TTL).unwrap().unwrap();
     f.vault.adopt(id, lease).unwrap();
-    f.vault.commit(id).unwrap();
+    f.vault.commit(id, false).unwrap();
     assert_eq!(current(&f, "h1/svc").as_deref(), Some("v1"));
 }
 
@@ -1178,7 +1203,7 @@ fn a_schema_1_vault_migrates_on_open_and_keeps_its_data() {
     let id = vault
         .stage(run, &c, &secret("v1"), &secret("rp"), lease)
         .unwrap();
-    vault.commit(id).unwrap();
+    vault.commit(id, false).unwrap();
     assert_eq!(vault.current(&c).unwrap().unwrap().expose(), "v1");
     drop(vault);
     // Opening again finds nothing to migrate.

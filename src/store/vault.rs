@@ -8,7 +8,8 @@
 //! write to a rotation first checks, in its own transaction, that the rotation's token is still
 //! the credential's current unexpired lease (and renews it); a process that stalled past its
 //! lease therefore cannot overwrite the work of the one that took over. All times come from
-//! the vault's clock (`Utc::now`, replaceable in tests).
+//! the vault's injected clock ([`crate::clock::Clock`]; `with_clock`), and every nonce and
+//! key from its injected entropy.
 //!
 //! It never writes a plaintext secret to the database (every secret goes through
 //! [`super::crypto`] first), never logs or returns a secret except through [`Secret`], and
@@ -32,6 +33,7 @@ use super::crypto::{self, KeyBytes};
 use super::keys::KeySource;
 use super::schema::CachedSql;
 use super::{StoreError, audit, files, schema};
+use crate::clock::{Clock, Entropy, OsEntropy, SystemClock};
 use crate::credential::CredentialId;
 use crate::engine::{
     Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, Store, UnreadableRotation,
@@ -46,7 +48,7 @@ const HMAC_KEY_AAD: &[u8] = b"rotor/v1/meta/hmac_key";
 
 /// SQL list of the phases in which a rotation is open (kept equal to `Phase::is_open`; a test
 /// checks it).
-const OPEN_PHASES_SQL: &str = "('staged', 'applied', 'verified', 'rolling_back')";
+const OPEN_PHASES_SQL: &str = "('staged', 'applied', 'verified', 'retiring', 'rolling_back')";
 
 /// A lease token this handle was granted. `closed_rotation`: closing that rotation ended the
 /// lease (its row is gone); the entry stays until the holder's `release_lease`, so that the
@@ -64,7 +66,8 @@ pub struct Vault {
     data_key: KeyBytes,
     hmac_key: KeyBytes,
     actor: String,
-    clock: Clock,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
     /// The lease tokens this handle was granted and has not given back, by credential. The
     /// rotation writes (`record_phase`, `commit`, ...) carry no lease, so this is how the
     /// fence knows the caller's token: without it, a stalled process could write a rotation
@@ -311,10 +314,6 @@ fn time_text(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// Where the vault reads the time. `Utc::now` outside tests; tests move it forward to expire
-/// leases (see `Vault::set_clock_for_tests`).
-type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
 /// The longest lease the vault grants; a longer ttl is cut to this. A lease exists to be
 /// renewed by a live process, and a week-long lease left by a dead one would block recovery
 /// for that long.
@@ -425,7 +424,8 @@ impl Vault {
             files::check_containing_dirs(key)?;
         }
         files::check_writable(data_dir)?;
-        let master = source.create()?;
+        let entropy: Arc<dyn Entropy> = Arc::new(OsEntropy);
+        let master = source.create(&mut *entropy.rng())?;
         let mut conn = open_connection(
             &db,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -437,14 +437,18 @@ impl Vault {
         std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600))
             .map_err(|err| StoreError::io(&db, "set the mode of", err))?;
         schema::migrate_to(&mut conn, schema_version)?;
-        let (data_key, hmac_key) = (KeyBytes::random(), KeyBytes::random());
+        let (data_key, hmac_key) = (
+            KeyBytes::random(&mut *entropy.rng()),
+            KeyBytes::random(&mut *entropy.rng()),
+        );
         let vault = Vault {
             conn: Mutex::new(conn),
             data_dir: data_dir.to_owned(),
             data_key,
             hmac_key,
             actor: default_actor(),
-            clock: Arc::new(Utc::now),
+            clock: Arc::new(SystemClock),
+            entropy,
             held: Mutex::default(),
         };
         vault.write(|tx| {
@@ -454,7 +458,10 @@ impl Vault {
             ] {
                 tx.exec(
                     "INSERT INTO meta (key, value) VALUES (?1, ?2)",
-                    params![name, crypto::wrap_key(&master, aad, key)],
+                    params![
+                        name,
+                        crypto::wrap_key(&master, aad, key, &mut *vault.entropy.rng())
+                    ],
                 )?;
             }
             vault.audit_in(
@@ -511,7 +518,8 @@ impl Vault {
             data_key,
             hmac_key,
             actor: default_actor(),
-            clock: Arc::new(Utc::now),
+            clock: Arc::new(SystemClock),
+            entropy: Arc::new(OsEntropy),
             held: Mutex::default(),
         })
     }
@@ -526,13 +534,22 @@ impl Vault {
         &self.data_dir
     }
 
-    /// Replaces the clock (tests move time forward to expire leases).
-    #[cfg(test)]
-    pub(crate) fn set_clock_for_tests(
-        &mut self,
-        clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static,
-    ) {
-        self.clock = Arc::new(clock);
+    /// Reads the time from `clock` from now on: leases, their fence and audit entries
+    /// (the operation's context passes its clock; tests pass one they move).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Vault {
+        self.clock = clock;
+        self
+    }
+
+    /// Draws nonces from `entropy` from now on.
+    pub fn with_entropy(mut self, entropy: Arc<dyn Entropy>) -> Vault {
+        self.entropy = entropy;
+        self
+    }
+
+    /// As [`Vault::with_clock`], in place.
+    pub fn set_clock(&mut self, clock: Arc<dyn Clock>) {
+        self.clock = clock;
     }
 
     /// The token this handle holds for the credential, if any (and it is still live).
@@ -551,7 +568,7 @@ impl Vault {
     }
 
     fn now(&self) -> DateTime<Utc> {
-        (self.clock)()
+        self.clock.now()
     }
 
     fn now_text(&self) -> String {
@@ -707,7 +724,12 @@ impl Vault {
             ],
         )?;
         let id = conn.last_insert_rowid();
-        let sealed = crypto::seal_secret(&self.data_key, &version_aad(cred, id), secret);
+        let sealed = crypto::seal_secret(
+            &self.data_key,
+            &version_aad(cred, id),
+            secret,
+            &mut *self.entropy.rng(),
+        );
         conn.exec(
             "UPDATE versions SET secret = ?1 WHERE id = ?2",
             params![sealed, id],
@@ -1074,7 +1096,13 @@ impl Vault {
                 |r| r.get(0),
             )
             .optional()?;
-        if pending.as_deref() != Some("pending") {
+        // A retiring rotation was committed: its version is current by now.
+        let expected = if row.phase == Phase::Retiring {
+            "current"
+        } else {
+            "pending"
+        };
+        if pending.as_deref() != Some(expected) {
             return Err(StoreError::Corrupt(format!(
                 "open rotation {} points at version {} which is not pending",
                 id.0, row.version_id
@@ -1388,7 +1416,12 @@ impl Store for Vault {
             )?;
             let id = tx.last_insert_rowid();
             let aad = restore_aad(RESTORE_AAD_SCHEME, &cred_text, id, version);
-            let sealed = crypto::seal_secret(&self.data_key, &aad, restore_point);
+            let sealed = crypto::seal_secret(
+                &self.data_key,
+                &aad,
+                restore_point,
+                &mut *self.entropy.rng(),
+            );
             tx.exec(
                 "UPDATE rotations SET restore_point = ?1, restore_aad = ?3 WHERE id = ?2",
                 params![sealed, id, RESTORE_AAD_SCHEME],
@@ -1437,7 +1470,7 @@ impl Store for Vault {
         })
     }
 
-    fn commit(&self, id: RotationId) -> Result<(), StoreError> {
+    fn commit(&self, id: RotationId, then_retire: bool) -> Result<(), StoreError> {
         self.write_lazy(|tx| {
             let at = self.now_text();
             let row = self.fenced_rotation_row(tx, id, "committed")?;
@@ -1456,12 +1489,47 @@ impl Store for Vault {
                 "UPDATE versions SET state = 'current', state_changed_at = ?2 WHERE id = ?1",
                 params![row.version_id, at],
             )?;
-            Vault::set_phase(tx, id, Phase::Committed, None, &at)?;
+            let phase = if then_retire {
+                Phase::Retiring
+            } else {
+                Phase::Committed
+            };
+            Vault::set_phase(tx, id, phase, None, &at)?;
             self.audit_in(
                 tx,
                 "commit",
                 Some(&row.cred),
                 &format!("rotation {id}; version {} is current", row.version_id),
+            )?;
+            if then_retire {
+                return Ok(None);
+            }
+            Vault::end_lease_in(tx, &row)?;
+            Ok(Some(row))
+        })
+        .map(|row| {
+            if let Some(row) = row {
+                self.lease_ended_by(id, &row)
+            }
+        })
+    }
+
+    fn record_retired(&self, id: RotationId) -> Result<(), StoreError> {
+        self.write_lazy(|tx| {
+            let row = self.fenced_rotation_row(tx, id, "retired")?;
+            if row.phase != Phase::Retiring {
+                return Err(StoreError::NotOpen {
+                    id: id.0,
+                    phase: row.phase.to_string(),
+                    wanted: "retired",
+                });
+            }
+            Vault::set_phase(tx, id, Phase::Retired, None, &self.now_text())?;
+            self.audit_in(
+                tx,
+                "retired",
+                Some(&row.cred),
+                &format!("rotation {id}; the old credential was removed from the target"),
             )?;
             Vault::end_lease_in(tx, &row)?;
             Ok(row)
@@ -1745,8 +1813,12 @@ pub(super) mod test_support {
         id: RotationId,
         restore_point: &Secret,
     ) {
-        let sealed =
-            crypto::seal_secret(&vault.data_key, &restore_aad(1, "", id.0, 0), restore_point);
+        let sealed = crypto::seal_secret(
+            &vault.data_key,
+            &restore_aad(1, "", id.0, 0),
+            restore_point,
+            &mut *vault.entropy.rng(),
+        );
         vault
             .lock()
             .execute(

@@ -79,3 +79,37 @@ pub trait Target {
         Ok(())
     }
 }
+
+/// The password targets written before capabilities (the LDAP account, the in-memory test
+/// targets) are targets: apply sets the password, undo restores the saved hash, nothing is
+/// retired. Kept while the adapters move to [`Target`] directly.
+impl<T: crate::connector::PasswordTarget + ?Sized> Target for T {
+    fn read_restore_point(&mut self, cred: &CredentialId) -> Result<Secret, ConnectorError> {
+        self.restore_point(&cred.account)
+    }
+    fn refuses_rotation(&self, cred: &CredentialId, restore_point: &Secret) -> Option<String> {
+        crate::connector::PasswordTarget::refuses_rotation(self, &cred.account, restore_point)
+    }
+    fn holds(&self, _cred: &CredentialId, now: &Secret, secret: &Secret) -> Option<bool> {
+        self.holds_secret(now, secret)
+    }
+    fn apply(
+        &mut self,
+        cred: &CredentialId,
+        new: &Secret,
+        _saved: &Secret,
+    ) -> Result<(), ConnectorError> {
+        self.set_password(&cred.account, new)
+    }
+    fn prove(&mut self, cred: &CredentialId, secret: &Secret) -> Result<(), ConnectorError> {
+        self.verify_login(&cred.account, secret)
+    }
+    fn undo(
+        &mut self,
+        cred: &CredentialId,
+        saved: &Secret,
+        _new: &Secret,
+    ) -> Result<(), ConnectorError> {
+        self.restore(&cred.account, saved)
+    }
+}
