@@ -21,6 +21,18 @@ pub struct AccountName(String);
 pub struct CredentialId {
     pub host: HostName,
     pub account: AccountName,
+    pub slot: Slot,
+}
+
+/// Which of an account's credentials. An account listed once is addressed `HOST/ACCOUNT`
+/// whatever its kind; one that holds a password and a key (listed with both playbooks) has
+/// two credentials, the key addressed `HOST/ACCOUNT:key`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Slot {
+    /// The account's credential (its only one, or its password where it also has a key).
+    Main,
+    /// The account's SSH key, beside a password credential.
+    Key,
 }
 
 impl HostName {
@@ -74,7 +86,20 @@ impl AccountName {
 
 impl CredentialId {
     pub fn new(host: HostName, account: AccountName) -> CredentialId {
-        CredentialId { host, account }
+        CredentialId {
+            host,
+            account,
+            slot: Slot::Main,
+        }
+    }
+
+    /// The account's SSH-key credential, beside its password (`HOST/ACCOUNT:key`).
+    pub fn key_of(host: HostName, account: AccountName) -> CredentialId {
+        CredentialId {
+            host,
+            account,
+            slot: Slot::Key,
+        }
     }
 
     /// Parses `HOST/ACCOUNT`.
@@ -82,9 +107,20 @@ impl CredentialId {
         let (host, account) = s.split_once('/').ok_or_else(|| {
             format!("`{s}` is not a credential address: write it as HOST/ACCOUNT, e.g. emr-db-01/svc_app")
         })?;
+        // Account names cannot hold ':', so a suffix is never part of the name.
+        let (account, slot) = match account.split_once(':') {
+            None => (account, Slot::Main),
+            Some((account, "key")) => (account, Slot::Key),
+            Some((_, other)) => {
+                return Err(format!(
+                    "`{s}`: unknown suffix `:{other}`; the only one is `:key`, the SSH key of an account that also has a password (HOST/ACCOUNT:key)"
+                ));
+            }
+        };
         Ok(CredentialId {
             host: HostName::parse(host)?,
             account: AccountName::parse(account)?,
+            slot,
         })
     }
 }
@@ -103,7 +139,11 @@ impl fmt::Display for AccountName {
 
 impl fmt::Display for CredentialId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.host, self.account)
+        write!(f, "{}/{}", self.host, self.account)?;
+        match self.slot {
+            Slot::Main => Ok(()),
+            Slot::Key => f.write_str(":key"),
+        }
     }
 }
 
@@ -148,6 +188,12 @@ mod tests {
         let id = CredentialId::parse("emr-db-01/svc_app").unwrap();
         assert_eq!(id.to_string(), "emr-db-01/svc_app");
         assert!(CredentialId::parse("emr-db-01").is_err());
+        let key = CredentialId::parse("emr-db-01/deploy:key").unwrap();
+        assert_eq!(key.slot, Slot::Key);
+        assert_eq!(key.account.as_str(), "deploy");
+        assert_eq!(key.to_string(), "emr-db-01/deploy:key");
+        let err = CredentialId::parse("emr-db-01/deploy:pw").unwrap_err();
+        assert!(err.contains("the only one is `:key`"), "{err}");
         assert!(CredentialId::parse("emr db/x").is_err());
     }
 }
