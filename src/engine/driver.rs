@@ -1,13 +1,14 @@
-//! The driver: runs the pure [`Rotation`] machine against a target ([`PasswordTarget`]) and the
+//! The driver: runs the pure [`Rotation`] machine against a target ([`Target`]) and the
 //! [`Store`], for many hosts at once.
 //!
 //! Hosts run concurrently (blocking SSH work on tokio's blocking pool, bounded by a
 //! semaphore); the accounts of one host run in sequence over that host's one admin session.
-//! Within a rotation the driver decides nothing: every step is the machine's `Command`, every
-//! result is fed back as an `Event`. Around rotations it does decide admission (the lease,
-//! parking, the breaker and stop flag, skipping a host that stopped answering); those rules
-//! are to move into the pure core. It never logs a secret; it logs ids, phases and fault
-//! classes.
+//! The driver gathers facts and carries out decisions made elsewhere: within a rotation every
+//! step is the machine's `Command` and every result is fed back as an `Event`; around it,
+//! admission (the lease, parking, a host that stopped answering) is [`admission`]'s and the
+//! breaker and canary are [`super::blast`]'s. Time comes from the store's injected clock (the
+//! lease fence before every push) and secrets from the run's injected [`Entropy`]. It never
+//! logs a secret; it logs ids, phases and fault classes.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
+use super::admission::{self, Admission};
 use super::blast::{Breaker, FailureLimit, Launch, SkipReason};
 use super::ledger::{Lease, OpenRotation, Phase, RotationId, RunId, Store};
 use super::machine::{Command, Event, Fault, FaultKind, Holds, Open, Outcome, Rotation};
@@ -74,8 +76,8 @@ fn lease_holder(what: &str) -> String {
 
 /// Why a lease could not be taken.
 enum NoLease {
-    /// Another live rotor holds it: leave the credential alone.
-    Busy(String),
+    /// Another live rotor holds it: leave the credential alone ([`admission::busy`]).
+    Busy(Admission),
     Store(Fault),
 }
 
@@ -88,10 +90,18 @@ fn take_lease(
 ) -> Result<Lease, NoLease> {
     match store.acquire_lease(cred, &lease_holder(what), ttl) {
         Ok(Ok(lease)) => Ok(lease),
-        Ok(Err(held)) => Err(NoLease::Busy(format!(
-            "another rotor process is working on this credential ({held}); it was left alone"
-        ))),
+        Ok(Err(held)) => Err(NoLease::Busy(admission::busy(held))),
         Err(e) => Err(NoLease::Store(Fault::store(e.to_string()))),
+    }
+}
+
+/// A skip decided by [`admission`], as an outcome.
+fn skip(admission: Admission) -> Outcome {
+    match admission {
+        Admission::Skip(reason, detail) => Outcome::Skipped { reason, detail },
+        Admission::Start | Admission::UnparkThenStart => {
+            unreachable!("only skips are turned into outcomes")
+        }
     }
 }
 
@@ -446,7 +456,7 @@ fn rotate_host(
                 skipped(cred, SkipReason::HostLost, why)
             } else {
                 let r = rotate_one(cred, policy, run, store, &mut *target, options);
-                if let Some(cause) = host_lost(&r.outcome) {
+                if let Some(cause) = admission::host_lost(&r.outcome) {
                     lost = Some(format!(
                         "not started: {host} stopped answering while rotor worked on {} ({}); run again once the host is back",
                         r.cred, cause.class_text()
@@ -458,18 +468,6 @@ fn rotate_host(
             r
         })
         .collect()
-}
-
-/// The fault that shows the host itself stopped answering during this outcome, if it did.
-fn host_lost(outcome: &Outcome) -> Option<&Fault> {
-    match outcome {
-        Outcome::NotChanged { cause } | Outcome::Unsettled { cause, .. }
-            if cause.is_unreachable() =>
-        {
-            Some(cause)
-        }
-        _ => None,
-    }
 }
 
 /// Draws a secret that no other credential in the vault has (invariant 6). A collision of
@@ -520,36 +518,31 @@ pub(super) fn rotate_one(
     };
     let lease = match take_lease(store, &cred, &format!("run {run}"), options.lease_ttl) {
         Ok(lease) => lease,
-        Err(NoLease::Busy(detail)) => {
-            let reason = SkipReason::Busy;
-            return early(cred, Outcome::Skipped { reason, detail });
-        }
+        Err(NoLease::Busy(admission)) => return early(cred, skip(admission)),
         Err(NoLease::Store(cause)) => return early(cred, Outcome::NotChanged { cause }),
     };
-    // Invariant 7: a parked credential gets no more logins until an operator acts.
     let store_fault = |e: crate::store::StoreError| Outcome::NotChanged {
         cause: Fault::store(e.to_string()),
     };
-    match store.parked(&cred) {
-        Ok(Some(why)) if !options.retry_parked => {
+    let parked = match store.parked(&cred) {
+        Ok(parked) => parked,
+        Err(e) => {
             give_back(store, &cred, lease);
-            let detail = format!(
-                "parked: {why}; fix the cause, then `rotor recover --cred {cred}` or rotate with --retry-parked"
-            );
-            let reason = SkipReason::Parked;
-            return early(cred, Outcome::Skipped { reason, detail });
+            return early(cred, store_fault(e));
         }
-        Ok(Some(_)) => {
+    };
+    match admission::admit(&cred, parked.as_deref(), options.retry_parked) {
+        Admission::Start => {}
+        Admission::UnparkThenStart => {
             if let Err(e) = store.unpark(&cred) {
                 give_back(store, &cred, lease);
                 return early(cred, store_fault(e));
             }
             info!(cred = %cred, "unparked for --retry-parked");
         }
-        Ok(None) => {}
-        Err(e) => {
+        skipped @ Admission::Skip(..) => {
             give_back(store, &cred, lease);
-            return early(cred, store_fault(e));
+            return early(cred, skip(skipped));
         }
     }
     let new = match generate_unique(policy, store, &*options.entropy) {
@@ -650,13 +643,10 @@ pub(super) fn recover_one(
         Ok(lease) => lease,
         // Another live rotor is working on it (a run in flight): nothing for recovery to
         // settle, nor for an operator to do; that process finishes it.
-        Err(NoLease::Busy(detail)) => {
+        Err(NoLease::Busy(admission)) => {
             return CredentialResult {
                 cred: r.cred.clone(),
-                outcome: Outcome::Skipped {
-                    reason: SkipReason::Busy,
-                    detail,
-                },
+                outcome: skip(admission),
                 rotation: Some(r.id),
                 elapsed_ms: 0,
             };

@@ -1,6 +1,8 @@
 //! The rotation engine: the ledger vocabulary ([`ledger`]), the pure state machine
-//! ([`machine`]) and the driver that runs it against connectors and the store ([`driver`]).
+//! ([`machine`]), the pure admission and blast-radius rules ([`admission`], [`blast`]) and the
+//! driver that runs them against targets and the store ([`driver`]).
 
+pub mod admission;
 pub mod blast;
 pub mod directory;
 pub mod driver;
