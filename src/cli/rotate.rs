@@ -481,7 +481,7 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
         progress: Some(progress_callback(&bar)),
         ..options
     };
-    let run = store.begin_run(&a.reason, &label)?;
+    let run = store.begin_run(&options.actor, &a.reason, &label)?;
     hold_after_begin();
     let started = Instant::now();
     let mut results = rt.block_on(async {
@@ -512,7 +512,7 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
     // The report first: it is what the operator needs, even if the vault cannot record the
     // end of the run (a full disk, say).
     emit(out, &report);
-    if let Err(e) = store.end_run(run, &serde_json::to_string(&report.counts)?) {
+    if let Err(e) = store.end_run(&options.actor, run, &serde_json::to_string(&report.counts)?) {
         tracing::error!("could not record the end of run {run}: {e}");
     }
     Ok(report.exit_code())

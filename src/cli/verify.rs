@@ -88,7 +88,13 @@ impl Context {
             Ok(Some(secret)) => secret,
         };
         let result = login(&secret);
-        count_login(&*self.store, &cred, max_failed_logins, &result);
+        count_login(
+            &*self.store,
+            &crate::engine::ledger::Actor::of_this_process(),
+            &cred,
+            max_failed_logins,
+            &result,
+        );
         match result {
             Ok(()) => Check::new(cred, "works", ""),
             Err(e) => {

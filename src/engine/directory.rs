@@ -160,6 +160,7 @@ pub async fn recover_directory(
     work: &DirectoryWork,
     rotations: Vec<OpenRotation>,
     store: Arc<dyn Store>,
+    by: crate::engine::ledger::Actor,
     lease_ttl: Duration,
 ) -> Vec<CredentialResult> {
     let mut tasks = Vec::new();
@@ -190,16 +191,17 @@ pub async fn recover_directory(
             }));
             continue;
         };
-        let (open, store, budget) = (
+        let (open, store, budget, by) = (
             work.open.clone(),
             store.clone(),
             work.policy.max_failed_logins,
+            by.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let (cred, phase, id) = (r.cred.clone(), r.phase, r.id);
             tokio::task::spawn_blocking(move || {
                 let mut target = open.target(&dn);
-                recover_one(r, budget, &*store, &mut *target, lease_ttl)
+                recover_one(r, budget, &*store, &mut *target, &by, lease_ttl)
             })
             .await
             .unwrap_or_else(|panic| panicked(cred, phase, Some(id), &panic))
@@ -459,6 +461,7 @@ mod tests {
             &work,
             rotations,
             vault.clone(),
+            crate::engine::ledger::Actor::named("test"),
             Duration::from_secs(60),
         ));
         let mut labels = labels(&results);

@@ -21,7 +21,9 @@ use tracing::{info, warn};
 
 use super::admission::{self, Admission};
 use super::blast::{Breaker, FailureLimit, Launch, SkipReason};
-use super::ledger::{Lease, OpenRotation, Phase, RotationId, RunId, Store};
+use super::ledger::{
+    Actor, Lease, OpenRotation, Phase, RotationId, RunId, Store, StoreFailure, StoreFailureKind,
+};
 use super::machine::{Command, Event, Fault, FaultKind, Holds, Open, Outcome, Rotation};
 use crate::clock::{Entropy, OsEntropy};
 use crate::connector::{ConnectorError, FaultClass};
@@ -84,11 +86,12 @@ enum NoLease {
 /// Takes the credential's lease.
 fn take_lease(
     store: &dyn Store,
+    by: &Actor,
     cred: &CredentialId,
     what: &str,
     ttl: Duration,
 ) -> Result<Lease, NoLease> {
-    match store.acquire_lease(cred, &lease_holder(what), ttl) {
+    match store.acquire_lease(by, cred, &lease_holder(what), ttl) {
         Ok(Ok(lease)) => Ok(lease),
         Ok(Err(held)) => Err(NoLease::Busy(admission::busy(held))),
         Err(e) => Err(NoLease::Store(Fault::store(e.to_string()))),
@@ -132,6 +135,8 @@ pub struct RunOptions {
     pub retry_parked: bool,
     /// Where new secrets are drawn from.
     pub entropy: Arc<dyn Entropy>,
+    /// Who the run is for: named in the audit entry of every write.
+    pub actor: Actor,
 }
 
 impl RunOptions {
@@ -145,6 +150,7 @@ impl RunOptions {
             lease_ttl: MIN_LEASE_TTL,
             retry_parked: false,
             entropy: Arc::new(OsEntropy),
+            actor: Actor::of_this_process(),
         }
     }
 }
@@ -324,7 +330,7 @@ pub async fn recover(
     store: Arc<dyn Store>,
     fleet: Arc<dyn Fleet>,
     options: RunOptions,
-) -> Result<Vec<CredentialResult>, crate::store::StoreError> {
+) -> Result<Vec<CredentialResult>, StoreFailure> {
     let mut open = store.open_rotations()?;
     // A row that fails its integrity check is refused alone (nothing is sent for it, and
     // the file should be looked at); every other rotation is settled.
@@ -346,7 +352,14 @@ pub async fn recover(
             open.into_iter().partition(|r| r.cred.host == work.name);
         open = rest;
         results.extend(
-            super::directory::recover_directory(work, mine, store.clone(), options.lease_ttl).await,
+            super::directory::recover_directory(
+                work,
+                mine,
+                store.clone(),
+                options.actor.clone(),
+                options.lease_ttl,
+            )
+            .await,
         );
     }
     let mut by_host: BTreeMap<HostName, Vec<OpenRotation>> = BTreeMap::new();
@@ -377,7 +390,7 @@ pub async fn recover(
             continue;
         };
         let (store, fleet, semaphore) = (store.clone(), fleet.clone(), semaphore.clone());
-        let lease_ttl = options.lease_ttl;
+        let (lease_ttl, actor) = (options.lease_ttl, options.actor.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore
                 .acquire_owned()
@@ -388,7 +401,7 @@ pub async fn recover(
                 .map(|r| (r.cred.clone(), r.phase, r.id))
                 .collect();
             tokio::task::spawn_blocking(move || {
-                recover_host(&host, rotations, &*store, &*fleet, lease_ttl)
+                recover_host(&host, rotations, &*store, &*fleet, &actor, lease_ttl)
             })
             .await
             .unwrap_or_else(|panic| {
@@ -516,12 +529,13 @@ pub(super) fn rotate_one(
         rotation: None,
         elapsed_ms: 0,
     };
-    let lease = match take_lease(store, &cred, &format!("run {run}"), options.lease_ttl) {
+    let by = &options.actor;
+    let lease = match take_lease(store, by, &cred, &format!("run {run}"), options.lease_ttl) {
         Ok(lease) => lease,
         Err(NoLease::Busy(admission)) => return early(cred, skip(admission)),
         Err(NoLease::Store(cause)) => return early(cred, Outcome::NotChanged { cause }),
     };
-    let store_fault = |e: crate::store::StoreError| Outcome::NotChanged {
+    let store_fault = |e: StoreFailure| Outcome::NotChanged {
         cause: Fault::store(e.to_string()),
     };
     let parked = match store.parked(&cred) {
@@ -534,7 +548,7 @@ pub(super) fn rotate_one(
     match admission::admit(&cred, parked.as_deref(), options.retry_parked) {
         Admission::Start => {}
         Admission::UnparkThenStart => {
-            if let Err(e) = store.unpark(&cred) {
+            if let Err(e) = store.unpark(by, &cred) {
                 give_back(store, &cred, lease);
                 return early(cred, store_fault(e));
             }
@@ -557,6 +571,7 @@ pub(super) fn rotate_one(
         cred,
         run,
         new,
+        by: by.clone(),
         lease,
         max_failed_logins: policy.max_failed_logins,
         rotation: None,
@@ -582,6 +597,7 @@ fn recover_host(
     rotations: Vec<OpenRotation>,
     store: &dyn Store,
     fleet: &dyn Fleet,
+    by: &Actor,
     lease_ttl: Duration,
 ) -> Vec<CredentialResult> {
     let host = &work.host;
@@ -614,7 +630,7 @@ fn recover_host(
                 .map_or(crate::inventory::DEFAULT_MAX_FAILED_LOGINS, |(_, p)| {
                     p.max_failed_logins
                 });
-            recover_one(r, max_failed_logins, store, target, lease_ttl)
+            recover_one(r, max_failed_logins, store, target, by, lease_ttl)
         })
         .collect()
 }
@@ -626,6 +642,7 @@ pub(super) fn recover_one(
     max_failed_logins: u32,
     store: &dyn Store,
     target: &mut dyn Target,
+    by: &Actor,
     lease_ttl: Duration,
 ) -> CredentialResult {
     let started = Instant::now();
@@ -639,7 +656,7 @@ pub(super) fn recover_one(
         rotation: Some(r.id),
         elapsed_ms: 0,
     };
-    let lease = match take_lease(store, &r.cred, "recovery", lease_ttl) {
+    let lease = match take_lease(store, by, &r.cred, "recovery", lease_ttl) {
         Ok(lease) => lease,
         // Another live rotor is working on it (a run in flight): nothing for recovery to
         // settle, nor for an operator to do; that process finishes it.
@@ -664,7 +681,7 @@ pub(super) fn recover_one(
             ),
         });
     }
-    if let Err(e) = store.adopt(r.id, lease) {
+    if let Err(e) = store.adopt(by, lease, r.id) {
         give_back(store, &r.cred, lease);
         return unsettled(Fault::store(e.to_string()));
     }
@@ -677,6 +694,7 @@ pub(super) fn recover_one(
         cred: r.cred,
         run: RunId(0),
         new: r.pending,
+        by: by.clone(),
         lease,
         max_failed_logins,
         rotation: Some(r.id),
@@ -732,6 +750,7 @@ fn log_outcome(cred: &CredentialId, outcome: &Outcome) {
 /// until the account locks.
 pub fn count_login(
     store: &dyn Store,
+    by: &Actor,
     cred: &CredentialId,
     max_failed_logins: u32,
     result: &Result<(), ConnectorError>,
@@ -748,7 +767,7 @@ pub fn count_login(
                 "{n} consecutive failed logins as the account (limit {max_failed_logins}); rotor stopped trying so as not to lock it"
             );
             warn!(cred = %cred, failed_logins = n, "parking the credential");
-            if let Err(e) = store.park(cred, &why) {
+            if let Err(e) = store.park(by, cred, &why) {
                 warn!(cred = %cred, "could not park the credential: {e}");
             }
         }
@@ -765,6 +784,8 @@ struct Job {
     cred: CredentialId,
     run: RunId,
     new: Secret,
+    /// Who the rotation is done for (the run's actor), named in every audited write.
+    by: Actor,
     /// The credential's lease; its token fences the rotation's store writes.
     lease: Lease,
     /// Lockout budget of the account's policy.
@@ -812,14 +833,15 @@ impl Job {
             Ok(()) => Event::Ok,
             Err(e) => Event::Failed(Fault::target(e.class, e.message)),
         };
-        let from_store = |r: Result<(), crate::store::StoreError>| match r {
+        let from_store = |r: Result<(), StoreFailure>| match r {
             Ok(()) => Event::Ok,
             Err(e) => Event::Failed(Fault::store(e.to_string())),
         };
         // A process that stalled past its lease must never write to a target over one that
         // took over: the lease is proved (and renewed) immediately before every such write.
+        let (by, lease) = (&self.by, self.lease);
         let fenced = |rotation: RotationId, write: &mut dyn FnMut() -> Event| match store
-            .renew_lease(rotation)
+            .renew_lease(lease, rotation)
         {
             Ok(()) => write(),
             Err(e) => Event::Failed(Fault::store(e.to_string())),
@@ -833,22 +855,22 @@ impl Job {
                 Err(e) => Event::Failed(Fault::target(e.class, e.message)),
             },
             Command::Stage { restore_point } => {
-                match store.stage(self.run, cred, &self.new, restore_point, self.lease) {
+                match store.stage(by, lease, self.run, cred, &self.new, restore_point) {
                     Ok(id) => {
                         self.rotation = Some(id);
                         Event::Staged(id)
                     }
                     Err(e) => {
-                        use crate::store::StoreError as E;
-                        self.refused = match &e {
-                            E::RotationOpen(..) | E::Stuck(..) => Some(SkipReason::OpenRotation),
-                            E::Parked { .. } => Some(SkipReason::Parked),
-                            E::LeaseLost { .. } => Some(SkipReason::Busy),
-                            _ => None,
+                        use StoreFailureKind as K;
+                        self.refused = match e.kind {
+                            K::RotationOpen | K::Stuck => Some(SkipReason::OpenRotation),
+                            K::Parked => Some(SkipReason::Parked),
+                            K::LeaseLost => Some(SkipReason::Busy),
+                            K::SecretCollision | K::Integrity | K::Other => None,
                         }
                         .map(|reason| (reason, e.to_string()));
-                        let class = match e {
-                            E::SecretCollision(_) => FaultKind::SecretCollision,
+                        let class = match e.kind {
+                            K::SecretCollision => FaultKind::SecretCollision,
                             _ => FaultKind::Store,
                         };
                         Event::Failed(Fault {
@@ -865,15 +887,15 @@ impl Job {
                 from_target(target.apply(cred, &self.new, restore_point))
             }),
             Command::Record(rotation, phase) => {
-                from_store(store.record_phase(*rotation, *phase, last_cause))
+                from_store(store.record_phase(by, lease, *rotation, *phase, last_cause))
             }
             Command::Verify | Command::ProbePending => {
                 let result = target.prove(cred, &self.new);
-                count_login(store, cred, self.max_failed_logins, &result);
+                count_login(store, by, cred, self.max_failed_logins, &result);
                 from_target(result)
             }
             Command::Commit(verified) => {
-                from_store(store.commit(verified.rotation(), verified.then_retire()))
+                from_store(store.commit(by, lease, verified.rotation(), verified.then_retire()))
             }
             Command::Retire {
                 rotation,
@@ -881,7 +903,9 @@ impl Job {
             } => fenced(*rotation, &mut || {
                 from_target(target.retire(cred, restore_point, &self.new))
             }),
-            Command::RecordRetired(rotation) => from_store(store.record_retired(*rotation)),
+            Command::RecordRetired(rotation) => {
+                from_store(store.record_retired(by, lease, *rotation))
+            }
             Command::Restore {
                 rotation,
                 restore_point,
@@ -889,10 +913,11 @@ impl Job {
                 from_target(target.undo(cred, restore_point, &self.new))
             }),
             Command::RecordRolledBack(rotation) => {
-                from_store(store.roll_back(*rotation, last_cause.unwrap_or("rolled back")))
+                let reason = last_cause.unwrap_or("rolled back");
+                from_store(store.roll_back(by, lease, *rotation, reason))
             }
             Command::RecordStuck(rotation, reason) => {
-                from_store(store.mark_stuck(*rotation, reason))
+                from_store(store.mark_stuck(by, lease, *rotation, reason))
             }
             Command::CheckTarget { restore_point } => match target.read_restore_point(cred) {
                 Ok(now) => Event::Holds(if now.ct_eq(restore_point) {
@@ -988,6 +1013,7 @@ mod tests {
 
     use super::*;
     use crate::credential::HostName;
+    use crate::engine::ledger::{Leases, Ledger, LoginBudget, Runs, Secrets};
     use crate::engine::{LeaseHeld, UnreadableRotation};
     use crate::inventory::{ConnectAuth, ConnectIdentity, HostKeyPin};
     use crate::store::StoreError;
@@ -1139,14 +1165,23 @@ mod tests {
         held_elsewhere: Option<CredentialId>,
     }
 
-    impl Store for MemStore {
-        fn begin_run(&self, _: &str, _: &str) -> Result<RunId, StoreError> {
+    type Res<T> = Result<T, StoreFailure>;
+
+    fn by() -> Actor {
+        Actor::named("test")
+    }
+
+    impl Runs for MemStore {
+        fn begin_run(&self, _: &Actor, _: &str, _: &str) -> Res<RunId> {
             Ok(RunId(1))
         }
-        fn end_run(&self, _: RunId, _: &str) -> Result<(), StoreError> {
+        fn end_run(&self, _: &Actor, _: RunId, _: &str) -> Res<()> {
             Ok(())
         }
-        fn fingerprint_taken(&self, s: &Secret) -> Result<bool, StoreError> {
+    }
+
+    impl Secrets for MemStore {
+        fn fingerprint_taken(&self, s: &Secret) -> Res<bool> {
             Ok(self
                 .inner
                 .lock()
@@ -1155,17 +1190,37 @@ mod tests {
                 .values()
                 .any(|c| c == s.expose()))
         }
+        fn current(&self, cred: &CredentialId) -> Res<Option<Secret>> {
+            Ok(self
+                .inner
+                .lock()
+                .unwrap()
+                .current
+                .get(cred)
+                .map(|s| Secret::new(s.clone())))
+        }
+    }
+
+    impl MemStore {
+        fn set_phase(&self, id: RotationId, p: Phase) -> Res<()> {
+            self.inner.lock().unwrap().rotations[id.0 as usize].1 = p;
+            Ok(())
+        }
+    }
+
+    impl Ledger for MemStore {
         fn stage(
             &self,
+            _: &Actor,
+            _: Lease,
             _: RunId,
             cred: &CredentialId,
             new: &Secret,
             rp: &Secret,
-            _: Lease,
-        ) -> Result<RotationId, StoreError> {
+        ) -> Res<RotationId> {
             let mut m = self.inner.lock().unwrap();
             if m.fail_stage {
-                return Err(StoreError::Db("disk full".into()));
+                return Err(StoreFailure::other("disk full"));
             }
             m.rotations.push((
                 cred.clone(),
@@ -1177,26 +1232,15 @@ mod tests {
         }
         fn record_phase(
             &self,
+            _: &Actor,
+            _: Lease,
             id: RotationId,
             p: Phase,
             _: Option<&str>,
-        ) -> Result<(), StoreError> {
-            let mut m = self.inner.lock().unwrap();
-            m.rotations[id.0 as usize].1 = p;
-            Ok(())
+        ) -> Res<()> {
+            self.set_phase(id, p)
         }
-        fn renew_lease(&self, id: RotationId) -> Result<(), StoreError> {
-            let mut m = self.inner.lock().unwrap();
-            m.n_fences += 1;
-            if m.lose_lease_before_write {
-                return Err(StoreError::LeaseLost {
-                    cred: m.rotations[id.0 as usize].0.to_string(),
-                    why: "taken over".into(),
-                });
-            }
-            Ok(())
-        }
-        fn commit(&self, id: RotationId, then_retire: bool) -> Result<(), StoreError> {
+        fn commit(&self, _: &Actor, _: Lease, id: RotationId, then_retire: bool) -> Res<()> {
             let mut m = self.inner.lock().unwrap();
             let (cred, _, pending, _) = m.rotations[id.0 as usize].clone();
             m.current.insert(cred, pending);
@@ -1207,17 +1251,16 @@ mod tests {
             };
             Ok(())
         }
-        fn record_retired(&self, id: RotationId) -> Result<(), StoreError> {
-            self.inner.lock().unwrap().rotations[id.0 as usize].1 = Phase::Retired;
-            Ok(())
+        fn record_retired(&self, _: &Actor, _: Lease, id: RotationId) -> Res<()> {
+            self.set_phase(id, Phase::Retired)
         }
-        fn roll_back(&self, id: RotationId, _: &str) -> Result<(), StoreError> {
-            self.record_phase(id, Phase::RolledBack, None)
+        fn roll_back(&self, _: &Actor, _: Lease, id: RotationId, _: &str) -> Res<()> {
+            self.set_phase(id, Phase::RolledBack)
         }
-        fn mark_stuck(&self, id: RotationId, _: &str) -> Result<(), StoreError> {
-            self.record_phase(id, Phase::Stuck, None)
+        fn mark_stuck(&self, _: &Actor, _: Lease, id: RotationId, _: &str) -> Res<()> {
+            self.set_phase(id, Phase::Stuck)
         }
-        fn open_rotations(&self) -> Result<Vec<OpenRotation>, StoreError> {
+        fn open_rotations(&self) -> Res<Vec<OpenRotation>> {
             Ok(self
                 .inner
                 .lock()
@@ -1235,7 +1278,7 @@ mod tests {
                 })
                 .collect())
         }
-        fn unreadable_rotations(&self) -> Result<Vec<UnreadableRotation>, StoreError> {
+        fn unreadable_rotations(&self) -> Res<Vec<UnreadableRotation>> {
             let m = self.inner.lock().unwrap();
             Ok(m.tampered
                 .iter()
@@ -1243,30 +1286,29 @@ mod tests {
                     id: RotationId(99),
                     cred: cred.clone(),
                     phase: Phase::Applied,
-                    error: StoreError::Integrity(format!("restore point of rotation 99 ({cred})")),
+                    error: StoreError::Integrity(format!("restore point of rotation 99 ({cred})"))
+                        .into(),
                 })
                 .collect())
         }
-        fn current(&self, cred: &CredentialId) -> Result<Option<Secret>, StoreError> {
-            Ok(self
-                .inner
-                .lock()
-                .unwrap()
-                .current
-                .get(cred)
-                .map(|s| Secret::new(s.clone())))
+        fn adopt(&self, _: &Actor, _: Lease, _: RotationId) -> Res<()> {
+            Ok(())
         }
+    }
+
+    impl Leases for MemStore {
         fn acquire_lease(
             &self,
+            _: &Actor,
             cred: &CredentialId,
             _: &str,
             _: Duration,
-        ) -> Result<Result<Lease, LeaseHeld>, StoreError> {
+        ) -> Res<Result<Lease, LeaseHeld>> {
             let mut m = self.inner.lock().unwrap();
             if m.held_elsewhere.as_ref() == Some(cred) {
                 return Ok(Err(LeaseHeld {
                     holder: "rotor pid 7 on host x, run 1".into(),
-                    expires_at: chrono::Utc::now(),
+                    expires_at: chrono::DateTime::UNIX_EPOCH,
                 }));
             }
             m.last_token += 1;
@@ -1274,30 +1316,42 @@ mod tests {
                 token: m.last_token,
             }))
         }
-        fn release_lease(&self, _: &CredentialId, _: Lease) -> Result<(), StoreError> {
+        fn release_lease(&self, _: &CredentialId, _: Lease) -> Res<()> {
             Ok(())
         }
-        fn adopt(&self, _: RotationId, _: Lease) -> Result<(), StoreError> {
+        fn renew_lease(&self, _: Lease, id: RotationId) -> Res<()> {
+            let mut m = self.inner.lock().unwrap();
+            m.n_fences += 1;
+            if m.lose_lease_before_write {
+                return Err(StoreError::LeaseLost {
+                    cred: m.rotations[id.0 as usize].0.to_string(),
+                    why: "taken over".into(),
+                }
+                .into());
+            }
             Ok(())
         }
-        fn record_login(&self, cred: &CredentialId, ok: bool) -> Result<u32, StoreError> {
+    }
+
+    impl LoginBudget for MemStore {
+        fn record_login(&self, cred: &CredentialId, ok: bool) -> Res<u32> {
             let mut m = self.inner.lock().unwrap();
             let n = m.failed_logins.entry(cred.clone()).or_default();
             *n = if ok { 0 } else { *n + 1 };
             Ok(*n)
         }
-        fn park(&self, cred: &CredentialId, reason: &str) -> Result<(), StoreError> {
+        fn park(&self, _: &Actor, cred: &CredentialId, reason: &str) -> Res<()> {
             let mut m = self.inner.lock().unwrap();
             m.parked.insert(cred.clone(), reason.to_owned());
             Ok(())
         }
-        fn unpark(&self, cred: &CredentialId) -> Result<(), StoreError> {
+        fn unpark(&self, _: &Actor, cred: &CredentialId) -> Res<()> {
             let mut m = self.inner.lock().unwrap();
             m.parked.remove(cred);
             m.failed_logins.remove(cred);
             Ok(())
         }
-        fn parked(&self, cred: &CredentialId) -> Result<Option<String>, StoreError> {
+        fn parked(&self, cred: &CredentialId) -> Res<Option<String>> {
             Ok(self.inner.lock().unwrap().parked.get(cred).cloned())
         }
     }
@@ -1704,22 +1758,32 @@ mod tests {
         let backup = CredentialId::parse("a/svc_backup").unwrap();
         let rp = Secret::new("shared".into());
         let id1 = store
-            .stage(RunId(1), &app, &Secret::new("new-app".into()), &rp, LEASE)
+            .stage(
+                &by(),
+                LEASE,
+                RunId(1),
+                &app,
+                &Secret::new("new-app".into()),
+                &rp,
+            )
             .unwrap();
         let _ = id1;
         let id2 = store
             .stage(
+                &by(),
+                LEASE,
                 RunId(1),
                 &backup,
                 &Secret::new("new-backup".into()),
                 &rp,
-                LEASE,
             )
             .unwrap();
         fleet.with("a", |h| {
             h.passwords.insert("svc_backup".into(), "new-backup".into());
         });
-        store.record_phase(id2, Phase::Applied, None).unwrap();
+        store
+            .record_phase(&by(), LEASE, id2, Phase::Applied, None)
+            .unwrap();
         let mut results = run_recover(fleet, &store, &work);
         results.sort_by(|a, b| a.cred.cmp(&b.cred));
         assert_eq!(
@@ -1741,14 +1805,17 @@ mod tests {
         let app = CredentialId::parse("a/svc_app").unwrap();
         let id = store
             .stage(
+                &by(),
+                LEASE,
                 RunId(1),
                 &app,
                 &Secret::new("new-app".into()),
                 &Secret::new("shared".into()),
-                LEASE,
             )
             .unwrap();
-        store.record_phase(id, Phase::Applied, None).unwrap();
+        store
+            .record_phase(&by(), LEASE, id, Phase::Applied, None)
+            .unwrap();
         fleet.with("a", |h| {
             h.passwords.insert("svc_app".into(), on_host.into());
             h.break_login = break_login;
@@ -1765,14 +1832,17 @@ mod tests {
         let app = CredentialId::parse("a/svc_app").unwrap();
         let id = store
             .stage(
+                &by(),
+                LEASE,
                 RunId(1),
                 &app,
                 &Secret::new("new-app".into()),
                 &Secret::new("shared".into()),
-                LEASE,
             )
             .unwrap();
-        store.record_phase(id, Phase::Applied, None).unwrap();
+        store
+            .record_phase(&by(), LEASE, id, Phase::Applied, None)
+            .unwrap();
         fleet.with("a", |h| {
             h.passwords.insert("svc_app".into(), "new-app".into());
         });
@@ -1784,11 +1854,12 @@ mod tests {
         let b_app = CredentialId::parse("b/svc_app").unwrap();
         store
             .stage(
+                &by(),
+                LEASE,
                 RunId(1),
                 &b_app,
                 &Secret::new("new-b".into()),
                 &Secret::new("shared".into()),
-                LEASE,
             )
             .unwrap();
         let results = run_recover(fleet, &store, &work);

@@ -133,7 +133,7 @@ pub struct UnreadableRotation {
     pub id: RotationId,
     pub cred: CredentialId,
     pub phase: Phase,
-    pub error: crate::store::StoreError,
+    pub error: StoreFailure,
 }
 
 /// A lease on one credential: at most one live holder at a time, across processes (and later
@@ -165,103 +165,213 @@ impl fmt::Display for LeaseHeld {
     }
 }
 
-/// The store as the engine sees it. Every method has committed when it returns (a crash of
-/// rotor loses nothing); `stage` is also on disk against power loss (synchronous=FULL), which
-/// is what makes "staged before pushed" true. The later writes of a rotation may be lost to
-/// power loss only as a suffix, and recovery repairs that by probing.
-/// Implementations are shared across host workers, hence `&self` and `Sync`.
-pub trait Store: Send + Sync {
-    /// Opens a run (a set of rotations started together) with its reason.
-    fn begin_run(&self, reason: &str, scope: &str) -> Result<RunId, crate::store::StoreError>;
+/// A store failure as the engine sees it: a class to branch on and a message for people
+/// (never a secret). The store's own error type stays in `store`; it converts at the port.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreFailure {
+    pub kind: StoreFailureKind,
+    pub message: String,
+}
+
+/// What the engine needs to tell apart when the store says no.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreFailureKind {
+    /// The credential already has an open rotation.
+    RotationOpen,
+    /// The credential's last rotation is stuck: an operator must settle it first.
+    Stuck,
+    /// The credential is parked (lockout budget spent).
+    Parked,
+    /// The lease given is not the credential's current, unexpired lease (another process took
+    /// it over, or it expired).
+    LeaseLost,
+    /// The new secret is already another credential's (invariant 6).
+    SecretCollision,
+    /// Stored secrets failed their integrity check (altered, or moved between rows).
+    Integrity,
+    /// Anything else: the vault could not be read or written.
+    Other,
+}
+
+impl StoreFailure {
+    pub fn other(message: impl Into<String>) -> StoreFailure {
+        StoreFailure {
+            kind: StoreFailureKind::Other,
+            message: message.into(),
+        }
+    }
+}
+
+/// Who acts, recorded with every audited write: the OS user of the real uid for the CLI (with
+/// a `SUDO_USER` beside it, as claimed), an API token's principal later. Passed with each
+/// call, so one store serves many requests for many people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor(String);
+
+impl Actor {
+    /// An actor by the name the audit log shows (outside text is escaped and cut).
+    pub fn named(name: &str) -> Actor {
+        Actor(clean(name))
+    }
+
+    /// The OS user `real_user` (of the real uid), run through sudo for `sudo_user` if set:
+    /// `SUDO_USER` is an environment variable anyone can set, so it is recorded as claimed.
+    pub fn os_user(real_user: &str, sudo_user: Option<&str>) -> Actor {
+        match sudo_user.map(clean).filter(|s| !s.is_empty()) {
+            Some(claimed) => Actor(format!(
+                "{} (via sudo, SUDO_USER={claimed}, as claimed)",
+                clean(real_user)
+            )),
+            None => Actor(clean(real_user)),
+        }
+    }
+
+    /// The user this process runs as (real uid; never `$USER`).
+    pub fn of_this_process() -> Actor {
+        let uid = nix::unistd::getuid();
+        let name = nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("uid {uid}"), |user| user.name);
+        Actor::os_user(&name, std::env::var("SUDO_USER").ok().as_deref())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The audit log is read by people: keep names printable and short.
+fn clean(s: &str) -> String {
+    let cut: String = s.chars().take(64).collect();
+    crate::text::escape(&cut).into_owned()
+}
+
+type Res<T> = Result<T, StoreFailure>;
+
+/// Runs: sets of rotations started together.
+pub trait Runs {
+    /// Opens a run with its reason and scope.
+    fn begin_run(&self, by: &Actor, reason: &str, scope: &str) -> Res<RunId>;
     /// Ends a run with its summary counts (free-form JSON for the record).
-    fn end_run(&self, run: RunId, summary: &str) -> Result<(), crate::store::StoreError>;
+    fn end_run(&self, by: &Actor, run: RunId, summary: &str) -> Res<()>;
+}
+
+/// Secrets and their versions, as the engine reads them.
+pub trait Secrets {
     /// True if any stored secret version (of any credential) has this secret's keyed
     /// fingerprint. Used to regenerate on collision and to warn on shared enrolled secrets.
-    fn fingerprint_taken(&self, secret: &Secret) -> Result<bool, crate::store::StoreError>;
+    fn fingerprint_taken(&self, secret: &Secret) -> Res<bool>;
+    /// The credential's `current` secret, if the vault has one.
+    fn current(&self, cred: &CredentialId) -> Res<Option<Secret>>;
+}
+
+/// The rotation ledger: staging, phases, commit, rollback, and what recovery must settle.
+///
+/// Fencing: every write after `stage` names the lease it is made under; it happens only if
+/// that lease is the rotation's token and the credential's current, unexpired lease.
+/// Otherwise `LeaseLost` and nothing changes. A write that happens renews the lease by the
+/// ttl it was acquired with.
+pub trait Ledger {
     /// Stores `new` as the credential's `pending` version and a ledger row in `Staged`, with the
-    /// encrypted restore point and `lease`'s token, in one transaction. Fails with
-    /// `StoreError::RotationOpen` when the credential already has an open rotation, and with
-    /// `StoreError::LeaseLost` when `lease` is not the credential's current, unexpired lease.
+    /// encrypted restore point and `lease`'s token, in one durable transaction. `RotationOpen`
+    /// when the credential already has an open rotation, `SecretCollision` when another
+    /// credential holds this secret, `LeaseLost` when `lease` is not current.
     fn stage(
         &self,
+        by: &Actor,
+        lease: Lease,
         run: RunId,
         cred: &CredentialId,
         new: &Secret,
         restore_point: &Secret,
-        lease: Lease,
-    ) -> Result<RotationId, crate::store::StoreError>;
+    ) -> Res<RotationId>;
     /// Records a phase change (and an optional note, never a secret) for an open rotation.
-    ///
-    /// Fencing (this and `commit`, `roll_back`, `mark_stuck`): the write happens only if the
-    /// rotation's token is the credential's current lease, that lease has not expired, and
-    /// it was granted to this store handle (these methods carry no lease, so the handle
-    /// remembers what `acquire_lease` gave it; a handle stands for one process). Otherwise
-    /// `StoreError::LeaseLost` and nothing changes. A write that happens renews the lease by
-    /// the ttl it was acquired with.
     fn record_phase(
         &self,
+        by: &Actor,
+        lease: Lease,
         id: RotationId,
         phase: Phase,
         note: Option<&str>,
-    ) -> Result<(), crate::store::StoreError>;
-    /// Proves that this handle still holds the rotation's lease and renews it, changing
-    /// nothing else: the fence the driver runs immediately before every write to a target
-    /// (push, restore), so a process paused past its lease never changes a target after
-    /// another process took the credential over. `StoreError::LeaseLost` otherwise.
-    fn renew_lease(&self, id: RotationId) -> Result<(), crate::store::StoreError>;
+    ) -> Res<()>;
     /// `pending` -> `current`, old `current` -> `previous`, old `previous` -> retired; ledger
-    /// row -> `Committed`. One transaction, which also gives back the rotation's lease (as
-    /// `roll_back` and `mark_stuck` do: a closed rotation needs none). With `then_retire`
+    /// row -> `Committed`, and the lease given back, in one transaction. With `then_retire`
     /// the row goes to `Retiring` instead and keeps its lease: the old credential is still
-    /// to be removed from the target ([`Store::record_retired`] closes it).
-    fn commit(&self, id: RotationId, then_retire: bool) -> Result<(), crate::store::StoreError>;
+    /// to be removed from the target ([`Ledger::record_retired`] closes it).
+    fn commit(&self, by: &Actor, lease: Lease, id: RotationId, then_retire: bool) -> Res<()>;
     /// Ends a `Retiring` row in `Retired` (the old credential is gone from the target) and
     /// gives back its lease.
-    fn record_retired(&self, id: RotationId) -> Result<(), crate::store::StoreError>;
+    fn record_retired(&self, by: &Actor, lease: Lease, id: RotationId) -> Res<()>;
     /// Drops `pending` (kept as retired history, marked never used) and ends the ledger row in
-    /// `RolledBack` with the reason.
-    fn roll_back(&self, id: RotationId, reason: &str) -> Result<(), crate::store::StoreError>;
-    /// Ends the ledger row in `Stuck` with the reason; keeps `pending` and `current`.
-    fn mark_stuck(&self, id: RotationId, reason: &str) -> Result<(), crate::store::StoreError>;
+    /// `RolledBack` with the reason; gives back the lease.
+    fn roll_back(&self, by: &Actor, lease: Lease, id: RotationId, reason: &str) -> Res<()>;
+    /// Ends the ledger row in `Stuck` with the reason; keeps `pending` and `current`; gives
+    /// back the lease.
+    fn mark_stuck(&self, by: &Actor, lease: Lease, id: RotationId, reason: &str) -> Res<()>;
     /// Every rotation in an open phase, with its decrypted pending secret and restore point.
     /// A row that fails its integrity check (altered, or moved to another credential) is not
-    /// among them: see [`Store::unreadable_rotations`].
-    fn open_rotations(&self) -> Result<Vec<OpenRotation>, crate::store::StoreError>;
+    /// among them: see [`Ledger::unreadable_rotations`].
+    fn open_rotations(&self) -> Res<Vec<OpenRotation>>;
     /// The open rotations whose secrets fail their integrity check, with the error: recovery
     /// refuses each of them (it would write who knows what to a target) and settles the rest.
-    fn unreadable_rotations(&self) -> Result<Vec<UnreadableRotation>, crate::store::StoreError> {
+    fn unreadable_rotations(&self) -> Res<Vec<UnreadableRotation>> {
         Ok(Vec::new())
     }
-    /// The credential's `current` secret, if the vault has one.
-    fn current(&self, cred: &CredentialId) -> Result<Option<Secret>, crate::store::StoreError>;
+    /// Makes `lease` the fencing token of an existing open rotation (recovery taking over a
+    /// rotation whose process died). Audited.
+    fn adopt(&self, by: &Actor, lease: Lease, id: RotationId) -> Res<()>;
+}
 
+/// Leases: one rotation in flight per credential, across processes (invariant 5).
+pub trait Leases {
     /// Takes the credential's lease for `holder` (e.g. "rotor pid 1234 on host x, run 7") for
     /// `ttl`, unless another holder has a lease that has not expired: then Ok(Err(LeaseHeld)).
-    /// A new token is issued every time (greater than any before).
+    /// A new token is issued every time (greater than any before). Taking over another
+    /// holder's expired lease is audited under `by`.
     fn acquire_lease(
         &self,
+        by: &Actor,
         cred: &CredentialId,
         holder: &str,
         ttl: std::time::Duration,
-    ) -> Result<Result<Lease, LeaseHeld>, crate::store::StoreError>;
-    /// Gives the lease back (no-op if it is no longer ours: token mismatch, or closing its
-    /// rotation gave it back already).
-    fn release_lease(
-        &self,
-        cred: &CredentialId,
-        lease: Lease,
-    ) -> Result<(), crate::store::StoreError>;
-    /// Makes `lease` the fencing token of an existing open rotation (recovery taking over a
-    /// rotation whose process died).
-    fn adopt(&self, id: RotationId, lease: Lease) -> Result<(), crate::store::StoreError>;
+    ) -> Res<Result<Lease, LeaseHeld>>;
+    /// Gives the lease back (no-op if it is no longer the current one).
+    fn release_lease(&self, cred: &CredentialId, lease: Lease) -> Res<()>;
+    /// Proves that `lease` is still the rotation's current lease and renews it, changing
+    /// nothing else: the fence the driver runs immediately before every write to a target
+    /// (push, restore, retire), so a process paused past its lease never changes a target
+    /// after another process took the credential over. `LeaseLost` otherwise.
+    fn renew_lease(&self, lease: Lease, id: RotationId) -> Res<()>;
+}
+
+/// The lockout budget (invariant 7): failed logins and parking.
+pub trait LoginBudget {
     /// Consecutive failed logins rotor made as this account (verification, probe, heartbeat):
     /// `ok` resets it to 0, a failure adds 1. Returns the new count.
-    fn record_login(&self, cred: &CredentialId, ok: bool) -> Result<u32, crate::store::StoreError>;
+    fn record_login(&self, cred: &CredentialId, ok: bool) -> Res<u32>;
     /// Parks the credential: rotor makes no more logins or rotations for it until an operator
     /// unparks it. Audited.
-    fn park(&self, cred: &CredentialId, reason: &str) -> Result<(), crate::store::StoreError>;
+    fn park(&self, by: &Actor, cred: &CredentialId, reason: &str) -> Res<()>;
     /// Clears parking and the failure count. Audited.
-    fn unpark(&self, cred: &CredentialId) -> Result<(), crate::store::StoreError>;
+    fn unpark(&self, by: &Actor, cred: &CredentialId) -> Res<()>;
     /// The parking reason, if parked.
-    fn parked(&self, cred: &CredentialId) -> Result<Option<String>, crate::store::StoreError>;
+    fn parked(&self, cred: &CredentialId) -> Res<Option<String>>;
 }
+
+/// The store as the engine sees it, split by concern. Every method has committed when it
+/// returns (a crash of rotor loses nothing); `stage` is also on disk against power loss
+/// (synchronous=FULL), which is what makes "staged before pushed" true. The later writes of a
+/// rotation may be lost to power loss only as a suffix, and recovery repairs that by probing.
+/// Implementations are shared across workers, hence `&self` and `Sync`; they hold no state
+/// about who calls them: the lease and the actor come with each call.
+pub trait Store: Runs + Secrets + Ledger + Leases + LoginBudget + Send + Sync {}
+
+impl<T: Runs + Secrets + Ledger + Leases + LoginBudget + Send + Sync> Store for T {}

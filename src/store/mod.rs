@@ -1,5 +1,6 @@
 //! The vault: one SQLite file (WAL, synchronous=FULL) holding encrypted credential versions,
-//! the rotation ledger, runs and the audit log. Implements [`crate::engine::Store`].
+//! the rotation ledger, runs and the audit log. Implements the engine's store port ([`crate::engine::Store`]: runs, secrets, ledger,
+//! leases, login budget), converting its errors to the engine's [`crate::engine::ledger::StoreFailure`].
 //!
 //! Invariants: no plaintext secret is ever written to disk (every secret column is
 //! XChaCha20-Poly1305 ciphertext with the row identity as associated data); every method that
@@ -191,6 +192,27 @@ impl From<rusqlite::Error> for StoreError {
                 StoreError::Unwritable(err.to_string())
             }
             _ => StoreError::Db(err.to_string()),
+        }
+    }
+}
+
+/// The engine sees the vault's errors only as [`StoreFailure`]s: a class it can branch on and
+/// the message (which already says what to do).
+impl From<StoreError> for crate::engine::ledger::StoreFailure {
+    fn from(e: StoreError) -> Self {
+        use crate::engine::ledger::StoreFailureKind as K;
+        let kind = match &e {
+            StoreError::RotationOpen(..) => K::RotationOpen,
+            StoreError::Stuck(..) => K::Stuck,
+            StoreError::Parked { .. } => K::Parked,
+            StoreError::LeaseLost { .. } => K::LeaseLost,
+            StoreError::SecretCollision(_) => K::SecretCollision,
+            StoreError::Integrity(_) => K::Integrity,
+            _ => K::Other,
+        };
+        crate::engine::ledger::StoreFailure {
+            kind,
+            message: e.to_string(),
         }
     }
 }

@@ -12,7 +12,7 @@ use tempfile::TempDir;
 use super::vault::test_support;
 use super::*;
 use crate::credential::CredentialId;
-use crate::engine::{Lease, Phase, RotationId, RunId, Store};
+use crate::engine::{Lease, Phase, RotationId, RunId};
 use crate::secret::Secret;
 
 struct Fixture {
@@ -295,7 +295,7 @@ fn swapped_restore_points_fail_integrity() {
     assert!(
         unreadable
             .iter()
-            .all(|u| matches!(u.error, StoreError::Integrity(_))),
+            .all(|u| u.error.kind == crate::engine::ledger::StoreFailureKind::Integrity),
         "{unreadable:?}"
     );
 }
@@ -991,6 +991,45 @@ fn the_injected_clock_decides_lease_expiry_and_the_push_fence() {
     assert_lease_lost(p.a().renew_lease(id), "h1/svc", "superseded");
 }
 
+/// Through the engine's port a write names its lease and its actor: the lease given is the
+/// one checked (not what the handle remembers), and the actor given is the one audited.
+#[test]
+fn the_port_checks_the_lease_it_is_given_and_audits_the_actor_it_is_given() {
+    use crate::engine::ledger::{Actor, Leases, Ledger, Runs};
+    let p = pair();
+    let c = cred("h1/svc");
+    let alice = Actor::named("alice");
+    let run = Runs::begin_run(p.a(), &alice, "test", "all").unwrap();
+    let lease = Leases::acquire_lease(p.a(), &alice, &c, "a", TTL)
+        .unwrap()
+        .unwrap();
+    let id = Ledger::stage(p.a(), &alice, lease, run, &c, &secret("v1"), &secret("rp")).unwrap();
+    // A lease that is not the rotation's token is refused, whoever's handle it comes through.
+    let forged = Lease {
+        token: lease.token + 100,
+    };
+    let err = Ledger::record_phase(p.a(), &alice, forged, id, Phase::Applied, None).unwrap_err();
+    assert_eq!(
+        err.kind,
+        crate::engine::ledger::StoreFailureKind::LeaseLost,
+        "{err}"
+    );
+    // The right token is the capability: it works even through the other handle.
+    let bob = Actor::named("bob");
+    Ledger::record_phase(&p.b, &bob, lease, id, Phase::Applied, None).unwrap();
+    Ledger::commit(&p.b, &bob, lease, id, false).unwrap();
+    let actors: Vec<String> = raw(&p.f.dir)
+        .prepare(
+            "SELECT actor FROM audit WHERE action IN ('stage', 'phase', 'commit') ORDER BY seq",
+        )
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(actors, ["alice", "bob", "bob"]);
+}
+
 #[test]
 fn a_stale_holder_cannot_write_after_a_takeover() {
     let p = pair();
@@ -1394,7 +1433,8 @@ fn a_restore_point_moved_to_another_credential_fails_integrity() {
     assert_eq!(unreadable.len(), 1);
     assert_eq!(unreadable[0].cred.to_string(), "h1/b");
     assert!(
-        matches!(&unreadable[0].error, StoreError::Integrity(what) if what.contains("restore point")),
+        unreadable[0].error.kind == crate::engine::ledger::StoreFailureKind::Integrity
+            && unreadable[0].error.message.contains("restore point"),
         "{:?}",
         unreadable[0].error
     );

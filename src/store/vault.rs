@@ -35,9 +35,8 @@ use super::schema::CachedSql;
 use super::{StoreError, audit, files, schema};
 use crate::clock::{Clock, Entropy, OsEntropy, SystemClock};
 use crate::credential::CredentialId;
-use crate::engine::{
-    Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, Store, UnreadableRotation,
-};
+use crate::engine::ledger::{Actor, Leases, Ledger, LoginBudget, Runs, Secrets, StoreFailure};
+use crate::engine::{Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, UnreadableRotation};
 use crate::secret::Secret;
 
 /// The database file inside the data directory.
@@ -628,12 +627,24 @@ impl Vault {
         cred: Option<&str>,
         detail: &str,
     ) -> Result<i64, StoreError> {
+        self.audit_as(&self.actor, conn, action, cred, detail)
+    }
+
+    /// [`Vault::audit_in`] for the actor a call names.
+    fn audit_as(
+        &self,
+        by: &str,
+        conn: &Connection,
+        action: &str,
+        cred: Option<&str>,
+        detail: &str,
+    ) -> Result<i64, StoreError> {
         audit::append(
             conn,
             &self.hmac_key,
             &audit::Entry {
                 at: &self.now_text(),
-                actor: &self.actor,
+                actor: by,
                 action,
                 cred,
                 detail,
@@ -1035,14 +1046,18 @@ impl Vault {
         &self,
         conn: &Connection,
         id: RotationId,
+        mine: Option<Lease>,
         wanted: &'static str,
     ) -> Result<RotationRow, StoreError> {
         let row = Vault::rotation_row(conn, id)?;
         // Closing a rotation gave its lease back: its holder, writing it again, is told that
         // it is closed, not that the lease is gone.
-        let closed_by_me = self
-            .held_lease(&row.cred)
-            .is_some_and(|h| h.closed_rotation == Some(id.0));
+        let closed_by_me = match mine {
+            Some(lease) => row.lease_token == Some(lease.token) && !row.phase.is_open(),
+            None => self
+                .held_lease(&row.cred)
+                .is_some_and(|h| h.closed_rotation == Some(id.0)),
+        };
         if closed_by_me {
             Vault::check_open(conn, id, &row, wanted)?;
         }
@@ -1055,7 +1070,9 @@ impl Vault {
                 "rotation {id} carries no lease token: it was staged by an older rotor, and recovery must adopt it first"
             )));
         };
-        let Some(mine) = self.held_token(&row.cred) else {
+        // The lease the caller names; without one (the handle's own operations), the one
+        // this handle was granted.
+        let Some(mine) = mine.map(|l| l.token).or_else(|| self.held_token(&row.cred)) else {
             return Err(lost(
                 "this process holds no lease on it, or gave it back".into(),
             ));
@@ -1253,7 +1270,8 @@ impl Vault {
                     phase: parse_phase(&row.get::<_, String>(2)?)?,
                     error: StoreError::Integrity(format!(
                         "rotation {id} of {cred}: its pending version is missing"
-                    )),
+                    ))
+                    .into(),
                 });
                 continue;
             };
@@ -1283,7 +1301,7 @@ impl Vault {
                     id: RotationId(id),
                     cred: cred_id,
                     phase,
-                    error,
+                    error: error.into(),
                 }),
                 Err(e) => return Err(e),
             }
@@ -1296,31 +1314,16 @@ impl Vault {
 /// set), with the person sudo says started it, recorded as claimed (`SUDO_USER` is only an
 /// environment variable, set by sudo but settable by anyone).
 fn default_actor() -> String {
-    let uid = nix::unistd::getuid();
-    let name = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map_or_else(|| format!("uid {uid}"), |user| user.name);
-    actor_text(&name, std::env::var("SUDO_USER").ok().as_deref())
+    Actor::of_this_process().to_string()
 }
 
-fn actor_text(real_user: &str, sudo_user: Option<&str>) -> String {
-    // Both are outside text: the audit log is read by people, so keep them printable.
-    let clean = |s: &str| -> String {
-        let cut: String = s.chars().take(64).collect();
-        crate::text::escape(&cut).into_owned()
-    };
-    match sudo_user.map(clean).filter(|s| !s.is_empty()) {
-        Some(claimed) => format!(
-            "{} (via sudo, SUDO_USER={claimed}, as claimed)",
-            clean(real_user)
-        ),
-        None => clean(real_user),
-    }
-}
-
-impl Store for Vault {
-    fn begin_run(&self, reason: &str, scope: &str) -> Result<RunId, StoreError> {
+impl Vault {
+    pub(crate) fn begin_run_as(
+        &self,
+        _by: &str,
+        reason: &str,
+        scope: &str,
+    ) -> Result<RunId, StoreError> {
         self.write_lazy(|tx| {
             tx.exec(
                 "INSERT INTO runs (started_at, reason, scope) VALUES (?1, ?2, ?3)",
@@ -1330,7 +1333,12 @@ impl Store for Vault {
         })
     }
 
-    fn end_run(&self, run: RunId, summary: &str) -> Result<(), StoreError> {
+    pub(crate) fn end_run_as(
+        &self,
+        _by: &str,
+        run: RunId,
+        summary: &str,
+    ) -> Result<(), StoreError> {
         self.write_lazy(|tx| {
             let n = tx.exec(
                 "UPDATE runs SET ended_at = ?2, summary = ?3 WHERE id = ?1",
@@ -1343,7 +1351,7 @@ impl Store for Vault {
         })
     }
 
-    fn fingerprint_taken(&self, secret: &Secret) -> Result<bool, StoreError> {
+    pub fn fingerprint_taken(&self, secret: &Secret) -> Result<bool, StoreError> {
         let fingerprint = crypto::fingerprint(&self.hmac_key, secret);
         Ok(self.lock().row(
             "SELECT EXISTS (SELECT 1 FROM versions WHERE fingerprint = ?1)",
@@ -1352,8 +1360,9 @@ impl Store for Vault {
         )?)
     }
 
-    fn stage(
+    pub(crate) fn stage_as(
         &self,
+        by: &str,
         run: RunId,
         cred: &CredentialId,
         new: &Secret,
@@ -1426,7 +1435,8 @@ impl Store for Vault {
                 "UPDATE rotations SET restore_point = ?1, restore_aad = ?3 WHERE id = ?2",
                 params![sealed, id, RESTORE_AAD_SCHEME],
             )?;
-            self.audit_in(
+            self.audit_as(
+                by,
                 tx,
                 "stage",
                 Some(&cred_text),
@@ -1439,8 +1449,10 @@ impl Store for Vault {
         })
     }
 
-    fn record_phase(
+    pub(crate) fn record_phase_as(
         &self,
+        by: &str,
+        mine: Option<Lease>,
         id: RotationId,
         phase: Phase,
         note: Option<&str>,
@@ -1449,9 +1461,10 @@ impl Store for Vault {
             return Err(StoreError::PhaseNotRecordable(id.0));
         }
         self.write_lazy(|tx| {
-            let row = self.fenced_rotation_row(tx, id, "moved to another phase")?;
+            let row = self.fenced_rotation_row(tx, id, mine, "moved to another phase")?;
             Vault::set_phase(tx, id, phase, note, &self.now_text())?;
-            self.audit_in(
+            self.audit_as(
+                by,
                 tx,
                 "phase",
                 Some(&row.cred),
@@ -1463,17 +1476,27 @@ impl Store for Vault {
 
     /// Not audited: every push and restore renews once, and the phase records around them
     /// are audited already.
-    fn renew_lease(&self, id: RotationId) -> Result<(), StoreError> {
+    pub(crate) fn renew_lease_as(
+        &self,
+        mine: Option<Lease>,
+        id: RotationId,
+    ) -> Result<(), StoreError> {
         self.write_lazy(|tx| {
-            self.fenced_rotation_row(tx, id, "written to the target")?;
+            self.fenced_rotation_row(tx, id, mine, "written to the target")?;
             Ok(())
         })
     }
 
-    fn commit(&self, id: RotationId, then_retire: bool) -> Result<(), StoreError> {
+    pub(crate) fn commit_as(
+        &self,
+        by: &str,
+        mine: Option<Lease>,
+        id: RotationId,
+        then_retire: bool,
+    ) -> Result<(), StoreError> {
         self.write_lazy(|tx| {
             let at = self.now_text();
-            let row = self.fenced_rotation_row(tx, id, "committed")?;
+            let row = self.fenced_rotation_row(tx, id, mine, "committed")?;
             // Order matters for the one-live-state index: free `previous`, then `current`.
             tx.exec(
                 "UPDATE versions SET state = 'retired', state_changed_at = ?2
@@ -1495,7 +1518,8 @@ impl Store for Vault {
                 Phase::Committed
             };
             Vault::set_phase(tx, id, phase, None, &at)?;
-            self.audit_in(
+            self.audit_as(
+                by,
                 tx,
                 "commit",
                 Some(&row.cred),
@@ -1514,9 +1538,14 @@ impl Store for Vault {
         })
     }
 
-    fn record_retired(&self, id: RotationId) -> Result<(), StoreError> {
+    pub(crate) fn record_retired_as(
+        &self,
+        by: &str,
+        mine: Option<Lease>,
+        id: RotationId,
+    ) -> Result<(), StoreError> {
         self.write_lazy(|tx| {
-            let row = self.fenced_rotation_row(tx, id, "retired")?;
+            let row = self.fenced_rotation_row(tx, id, mine, "retired")?;
             if row.phase != Phase::Retiring {
                 return Err(StoreError::NotOpen {
                     id: id.0,
@@ -1525,7 +1554,8 @@ impl Store for Vault {
                 });
             }
             Vault::set_phase(tx, id, Phase::Retired, None, &self.now_text())?;
-            self.audit_in(
+            self.audit_as(
+                by,
                 tx,
                 "retired",
                 Some(&row.cred),
@@ -1537,10 +1567,16 @@ impl Store for Vault {
         .map(|row| self.lease_ended_by(id, &row))
     }
 
-    fn roll_back(&self, id: RotationId, reason: &str) -> Result<(), StoreError> {
+    pub(crate) fn roll_back_as(
+        &self,
+        by: &str,
+        mine: Option<Lease>,
+        id: RotationId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         self.write_lazy(|tx| {
             let at = self.now_text();
-            let row = self.fenced_rotation_row(tx, id, "rolled back")?;
+            let row = self.fenced_rotation_row(tx, id, mine, "rolled back")?;
             tx.exec(
                 "UPDATE versions SET state = 'retired', never_current = 1, state_changed_at = ?2
                  WHERE id = ?1",
@@ -1548,19 +1584,25 @@ impl Store for Vault {
             )?;
             Vault::set_phase(tx, id, Phase::RolledBack, Some(reason), &at)?;
             let detail = serde_json::json!({ "rotation": id.0, "reason": reason }).to_string();
-            self.audit_in(tx, "roll_back", Some(&row.cred), &detail)?;
+            self.audit_as(by, tx, "roll_back", Some(&row.cred), &detail)?;
             Vault::end_lease_in(tx, &row)?;
             Ok(row)
         })
         .map(|row| self.lease_ended_by(id, &row))
     }
 
-    fn mark_stuck(&self, id: RotationId, reason: &str) -> Result<(), StoreError> {
+    pub(crate) fn mark_stuck_as(
+        &self,
+        by: &str,
+        mine: Option<Lease>,
+        id: RotationId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         self.write(|tx| {
-            let row = self.fenced_rotation_row(tx, id, "marked stuck")?;
+            let row = self.fenced_rotation_row(tx, id, mine, "marked stuck")?;
             Vault::set_phase(tx, id, Phase::Stuck, Some(reason), &self.now_text())?;
             let detail = serde_json::json!({ "rotation": id.0, "reason": reason }).to_string();
-            self.audit_in(tx, "mark_stuck", Some(&row.cred), &detail)?;
+            self.audit_as(by, tx, "mark_stuck", Some(&row.cred), &detail)?;
             tracing::error!(cred = %row.cred, rotation = id.0, "rotation is stuck, operator needed");
             Vault::end_lease_in(tx, &row)?;
             Ok(row)
@@ -1568,23 +1610,24 @@ impl Store for Vault {
         .map(|row| self.lease_ended_by(id, &row))
     }
 
-    fn open_rotations(&self) -> Result<Vec<OpenRotation>, StoreError> {
+    pub fn open_rotations(&self) -> Result<Vec<OpenRotation>, StoreError> {
         Ok(self.scan_open_rotations()?.0)
     }
 
-    fn unreadable_rotations(&self) -> Result<Vec<UnreadableRotation>, StoreError> {
+    pub fn unreadable_rotations(&self) -> Result<Vec<UnreadableRotation>, StoreError> {
         Ok(self.scan_open_rotations()?.1)
     }
 
-    fn current(&self, cred: &CredentialId) -> Result<Option<Secret>, StoreError> {
+    pub fn current(&self, cred: &CredentialId) -> Result<Option<Secret>, StoreError> {
         self.current_in(&self.lock(), &cred.to_string())
     }
 
     /// Leases are not audited (every rotation takes and gives back one), except when one
     /// holder takes over another's expired lease: that is where a process stalled or died,
     /// which is worth finding afterwards. `ttl` is capped at one day.
-    fn acquire_lease(
+    pub(crate) fn acquire_lease_as(
         &self,
+        by: &str,
         cred: &CredentialId,
         holder: &str,
         ttl: std::time::Duration,
@@ -1641,7 +1684,7 @@ impl Store for Vault {
                     "token": token,
                 })
                 .to_string();
-                self.audit_in(tx, "lease_takeover", Some(&cred_text), &detail)?;
+                self.audit_as(by, tx, "lease_takeover", Some(&cred_text), &detail)?;
                 tracing::warn!(
                     cred = %cred_text, previous_holder = %expired.holder, token,
                     "took over an expired lease"
@@ -1664,7 +1707,7 @@ impl Store for Vault {
         Ok(granted)
     }
 
-    fn release_lease(&self, cred: &CredentialId, lease: Lease) -> Result<(), StoreError> {
+    pub fn release_lease(&self, cred: &CredentialId, lease: Lease) -> Result<(), StoreError> {
         let cred_text = cred.to_string();
         let forget = || {
             let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
@@ -1694,7 +1737,12 @@ impl Store for Vault {
     }
 
     /// Audited: adopting is recovery taking a rotation over from another process.
-    fn adopt(&self, id: RotationId, lease: Lease) -> Result<(), StoreError> {
+    pub(crate) fn adopt_as(
+        &self,
+        by: &str,
+        id: RotationId,
+        lease: Lease,
+    ) -> Result<(), StoreError> {
         self.write_lazy(|tx| {
             let row = Vault::rotation_row(tx, id)?;
             Vault::check_open(tx, id, &row, "adopted")?;
@@ -1709,13 +1757,13 @@ impl Store for Vault {
                 "token": lease.token,
             })
             .to_string();
-            self.audit_in(tx, "adopt", Some(&row.cred), &detail)?;
+            self.audit_as(by, tx, "adopt", Some(&row.cred), &detail)?;
             Ok(())
         })
     }
 
     /// Not audited (heartbeats would flood the log); parking is.
-    fn record_login(&self, cred: &CredentialId, ok: bool) -> Result<u32, StoreError> {
+    pub fn record_login(&self, cred: &CredentialId, ok: bool) -> Result<u32, StoreError> {
         let cred_text = cred.to_string();
         if ok {
             // The common case, a success with no failures counted: nothing to write.
@@ -1745,7 +1793,12 @@ impl Store for Vault {
         })
     }
 
-    fn park(&self, cred: &CredentialId, reason: &str) -> Result<(), StoreError> {
+    pub(crate) fn park_as(
+        &self,
+        by: &str,
+        cred: &CredentialId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         let cred_text = cred.to_string();
         self.write(|tx| {
             let at = self.now_text();
@@ -1758,14 +1811,14 @@ impl Store for Vault {
             )?;
             let detail =
                 serde_json::json!({ "reason": reason, "failed_logins": n_failed }).to_string();
-            self.audit_in(tx, "park", Some(&cred_text), &detail)?;
+            self.audit_as(by, tx, "park", Some(&cred_text), &detail)?;
             tracing::error!(cred = %cred_text, reason, "credential parked, operator needed");
             Ok(())
         })
     }
 
     /// Fails with `UnknownCredential` for a credential the vault does not know (a typo).
-    fn unpark(&self, cred: &CredentialId) -> Result<(), StoreError> {
+    pub(crate) fn unpark_as(&self, by: &str, cred: &CredentialId) -> Result<(), StoreError> {
         let cred_text = cred.to_string();
         self.write(|tx| {
             let credential_row = Vault::credential_row(tx, &cred_text)?
@@ -1777,17 +1830,194 @@ impl Store for Vault {
                 [credential_row],
             )?;
             let detail = serde_json::json!({ "was_parked": was_parked }).to_string();
-            self.audit_in(tx, "unpark", Some(&cred_text), &detail)?;
+            self.audit_as(by, tx, "unpark", Some(&cred_text), &detail)?;
             Ok(())
         })
     }
 
-    fn parked(&self, cred: &CredentialId) -> Result<Option<String>, StoreError> {
+    pub fn parked(&self, cred: &CredentialId) -> Result<Option<String>, StoreError> {
         let conn = self.lock();
         match Vault::credential_row(&conn, &cred.to_string())? {
             Some(credential_row) => Vault::parked_in(&conn, credential_row),
             None => Ok(None),
         }
+    }
+
+    // The same operations with the handle's own actor and remembered leases: for the CLI's
+    // own commands and the store's tests. The engine goes through the `Store` port below,
+    // which names the actor and the lease with every call.
+
+    pub fn begin_run(&self, reason: &str, scope: &str) -> Result<RunId, StoreError> {
+        self.begin_run_as(&self.actor, reason, scope)
+    }
+    pub fn end_run(&self, run: RunId, summary: &str) -> Result<(), StoreError> {
+        self.end_run_as(&self.actor, run, summary)
+    }
+    pub fn stage(
+        &self,
+        run: RunId,
+        cred: &CredentialId,
+        new: &Secret,
+        restore_point: &Secret,
+        lease: Lease,
+    ) -> Result<RotationId, StoreError> {
+        self.stage_as(&self.actor, run, cred, new, restore_point, lease)
+    }
+    pub fn record_phase(
+        &self,
+        id: RotationId,
+        phase: Phase,
+        note: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.record_phase_as(&self.actor, None, id, phase, note)
+    }
+    pub fn renew_lease(&self, id: RotationId) -> Result<(), StoreError> {
+        self.renew_lease_as(None, id)
+    }
+    pub fn commit(&self, id: RotationId, then_retire: bool) -> Result<(), StoreError> {
+        self.commit_as(&self.actor, None, id, then_retire)
+    }
+    pub fn record_retired(&self, id: RotationId) -> Result<(), StoreError> {
+        self.record_retired_as(&self.actor, None, id)
+    }
+    pub fn roll_back(&self, id: RotationId, reason: &str) -> Result<(), StoreError> {
+        self.roll_back_as(&self.actor, None, id, reason)
+    }
+    pub fn mark_stuck(&self, id: RotationId, reason: &str) -> Result<(), StoreError> {
+        self.mark_stuck_as(&self.actor, None, id, reason)
+    }
+    pub fn acquire_lease(
+        &self,
+        cred: &CredentialId,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Result<Lease, LeaseHeld>, StoreError> {
+        self.acquire_lease_as(&self.actor, cred, holder, ttl)
+    }
+    pub fn adopt(&self, id: RotationId, lease: Lease) -> Result<(), StoreError> {
+        self.adopt_as(&self.actor, id, lease)
+    }
+    pub fn park(&self, cred: &CredentialId, reason: &str) -> Result<(), StoreError> {
+        self.park_as(&self.actor, cred, reason)
+    }
+    pub fn unpark(&self, cred: &CredentialId) -> Result<(), StoreError> {
+        self.unpark_as(&self.actor, cred)
+    }
+}
+
+/// The engine's port. The lease each write names is the one checked (not whatever this handle
+/// remembers), and the actor each call names is the one audited.
+impl Runs for Vault {
+    fn begin_run(&self, by: &Actor, reason: &str, scope: &str) -> Result<RunId, StoreFailure> {
+        Ok(self.begin_run_as(by.as_str(), reason, scope)?)
+    }
+    fn end_run(&self, by: &Actor, run: RunId, summary: &str) -> Result<(), StoreFailure> {
+        Ok(self.end_run_as(by.as_str(), run, summary)?)
+    }
+}
+
+impl Secrets for Vault {
+    fn fingerprint_taken(&self, secret: &Secret) -> Result<bool, StoreFailure> {
+        Ok(Vault::fingerprint_taken(self, secret)?)
+    }
+    fn current(&self, cred: &CredentialId) -> Result<Option<Secret>, StoreFailure> {
+        Ok(Vault::current(self, cred)?)
+    }
+}
+
+impl Ledger for Vault {
+    fn stage(
+        &self,
+        by: &Actor,
+        lease: Lease,
+        run: RunId,
+        cred: &CredentialId,
+        new: &Secret,
+        restore_point: &Secret,
+    ) -> Result<RotationId, StoreFailure> {
+        Ok(self.stage_as(by.as_str(), run, cred, new, restore_point, lease)?)
+    }
+    fn record_phase(
+        &self,
+        by: &Actor,
+        lease: Lease,
+        id: RotationId,
+        phase: Phase,
+        note: Option<&str>,
+    ) -> Result<(), StoreFailure> {
+        Ok(self.record_phase_as(by.as_str(), Some(lease), id, phase, note)?)
+    }
+    fn commit(
+        &self,
+        by: &Actor,
+        lease: Lease,
+        id: RotationId,
+        then_retire: bool,
+    ) -> Result<(), StoreFailure> {
+        Ok(self.commit_as(by.as_str(), Some(lease), id, then_retire)?)
+    }
+    fn record_retired(&self, by: &Actor, lease: Lease, id: RotationId) -> Result<(), StoreFailure> {
+        Ok(self.record_retired_as(by.as_str(), Some(lease), id)?)
+    }
+    fn roll_back(
+        &self,
+        by: &Actor,
+        lease: Lease,
+        id: RotationId,
+        reason: &str,
+    ) -> Result<(), StoreFailure> {
+        Ok(self.roll_back_as(by.as_str(), Some(lease), id, reason)?)
+    }
+    fn mark_stuck(
+        &self,
+        by: &Actor,
+        lease: Lease,
+        id: RotationId,
+        reason: &str,
+    ) -> Result<(), StoreFailure> {
+        Ok(self.mark_stuck_as(by.as_str(), Some(lease), id, reason)?)
+    }
+    fn open_rotations(&self) -> Result<Vec<OpenRotation>, StoreFailure> {
+        Ok(Vault::open_rotations(self)?)
+    }
+    fn unreadable_rotations(&self) -> Result<Vec<UnreadableRotation>, StoreFailure> {
+        Ok(Vault::unreadable_rotations(self)?)
+    }
+    fn adopt(&self, by: &Actor, lease: Lease, id: RotationId) -> Result<(), StoreFailure> {
+        Ok(self.adopt_as(by.as_str(), id, lease)?)
+    }
+}
+
+impl Leases for Vault {
+    fn acquire_lease(
+        &self,
+        by: &Actor,
+        cred: &CredentialId,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Result<Lease, LeaseHeld>, StoreFailure> {
+        Ok(self.acquire_lease_as(by.as_str(), cred, holder, ttl)?)
+    }
+    fn release_lease(&self, cred: &CredentialId, lease: Lease) -> Result<(), StoreFailure> {
+        Ok(Vault::release_lease(self, cred, lease)?)
+    }
+    fn renew_lease(&self, lease: Lease, id: RotationId) -> Result<(), StoreFailure> {
+        Ok(self.renew_lease_as(Some(lease), id)?)
+    }
+}
+
+impl LoginBudget for Vault {
+    fn record_login(&self, cred: &CredentialId, ok: bool) -> Result<u32, StoreFailure> {
+        Ok(Vault::record_login(self, cred, ok)?)
+    }
+    fn park(&self, by: &Actor, cred: &CredentialId, reason: &str) -> Result<(), StoreFailure> {
+        Ok(self.park_as(by.as_str(), cred, reason)?)
+    }
+    fn unpark(&self, by: &Actor, cred: &CredentialId) -> Result<(), StoreFailure> {
+        Ok(self.unpark_as(by.as_str(), cred)?)
+    }
+    fn parked(&self, cred: &CredentialId) -> Result<Option<String>, StoreFailure> {
+        Ok(Vault::parked(self, cred)?)
     }
 }
 
@@ -1970,14 +2200,14 @@ mod lease_holder_tests {
 
     #[test]
     fn the_actor_is_the_real_user_and_sudo_is_only_claimed() {
-        assert_eq!(actor_text("alice", None), "alice");
-        assert_eq!(actor_text("alice", Some("")), "alice");
+        assert_eq!(Actor::os_user("alice", None).to_string(), "alice");
+        assert_eq!(Actor::os_user("alice", Some("")).to_string(), "alice");
         assert_eq!(
-            actor_text("rotor", Some("bob")),
+            Actor::os_user("rotor", Some("bob")).to_string(),
             "rotor (via sudo, SUDO_USER=bob, as claimed)"
         );
         assert_eq!(
-            actor_text("rotor", Some("b\x1b[2Job\u{202e}")),
+            Actor::os_user("rotor", Some("b\x1b[2Job\u{202e}")).to_string(),
             "rotor (via sudo, SUDO_USER=b\\u{1b}[2Job\\u{202e}, as claimed)"
         );
         // The tests run as root, whatever $USER says.
