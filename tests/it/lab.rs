@@ -168,6 +168,42 @@ impl Lab {
         }
     }
 
+    /// Whether `user` can log in to `host` with the private key `private_key` (OpenSSH text)
+    /// alone, using the system `ssh` client (no agent, no other key, no password; host key
+    /// checked). Panics when it cannot tell.
+    pub fn key_login_works(&self, host: &str, user: &str, private_key: &str) -> bool {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = tempfile::Builder::new()
+            .prefix("rotor-key-")
+            .tempfile()
+            .expect("a temporary key file");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .mode(0o600)
+            .open(file.path())
+            .expect("open the key file");
+        f.write_all(private_key.as_bytes()).expect("write the key file");
+        drop(f);
+        let output = self
+            .script()
+            .args(["key-login", "--dir"])
+            .arg(self.dir())
+            .args([host, user])
+            .arg(file.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/lab key-login");
+        match output.status.code() {
+            Some(0) => true,
+            Some(LOGIN_REJECTED) => false,
+            _ => panic!(
+                "key login to {host} as {user} neither succeeded nor was rejected ({}):\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        }
+    }
+
     /// Runs `sh -c cmd` inside `host`'s mount namespace (its `/etc`, `/home`, `/root`), with
     /// stdin closed.
     pub fn exec(&self, host: &str, cmd: &str) -> Output {

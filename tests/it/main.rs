@@ -16,6 +16,7 @@ mod ldap_lab;
 mod recover_changed;
 mod rotate;
 mod smoke;
+mod ssh_keys;
 mod stress;
 mod support;
 mod timeouts;
