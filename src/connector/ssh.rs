@@ -4,8 +4,8 @@
 //! authenticated session with rotor's connect identity; [`SshSession::connect_with_key`] for a
 //! private key held in memory), [`SshSession::exec`] (one command, secret material on stdin),
 //! and [`check_password_login`] / [`check_key_login`] (prove a password or a private key on a
-//! fresh connection). Every failure is a [`ConnectorError`] with a [`FaultClass`] the engine can branch
-//! on; no `ssh2` type leaves this module.
+//! fresh connection). Every failure is a [`ConnectorError`] with a [`FaultClass`] the engine
+//! can branch on; no `ssh2` type leaves this module.
 //!
 //! Invariants kept here:
 //! - **Every step has a deadline.** TCP connect uses `connect_timeout`; libssh2's own timeout
@@ -21,15 +21,16 @@
 //!   off itself, since libssh2 reads them as host names.
 //! - **No secret in a message, a log field or a command line.** Passwords go only into the
 //!   `userauth_password` call, private keys only into `userauth_pubkey_memory` (from memory:
-//!   never a key file, never an agent, so a proof uses that one key and no other); commands passed to [`SshSession::exec`] never hold a secret
-//!   (the caller guarantees it), secrets travel on stdin.
+//!   never a key file, never an agent, so a proof uses that one key and no other); commands
+//!   passed to [`SshSession::exec`] never hold a secret (the caller guarantees it), secrets
+//!   travel on stdin.
 //!
 //! libssh2's OpenSSL backend reads OpenSSH-format ed25519 private keys from memory (PEM first,
 //! then `ossl_key_from_openssh`; proven by the lab test `key_login`).
 //!
 //! Best effort only: `ssh2` copies a password or a private key into a `CString` that is not
-//! zeroized, and
-//! libssh2 keeps packets in its own buffers. We zeroize what we own (stdout of `exec`).
+//! zeroized, and libssh2 keeps packets (and the decoded key, freed unzeroized by OpenSSL's
+//! `EVP_PKEY_free`) in its own buffers. We zeroize what we own (stdout of `exec`).
 //!
 //! This module must never: authenticate before the host key matched, put a secret into an
 //! error or a tracing field, or block without a deadline.
@@ -1002,7 +1003,7 @@ fn authenticate(
                 Login::KeyMemory(_) => Err(AuthFailure::Other(ConnectorError::new(
                     FaultClass::Protocol,
                     format!(
-                        "{at}: libssh2 cannot read the private key from the vault ({}); it \
+                        "{at}: libssh2 cannot read the private key rotor holds ({}); it \
                          must be an unencrypted OpenSSH ed25519 key (`rotor enroll \
                          HOST/ACCOUNT --ssh-key FILE` checks one)",
                         err.message()
