@@ -10,6 +10,14 @@
 //!   FILE`): an unencrypted OpenSSH ed25519 private key, re-encoded canonically.
 //! - [`authorized_keys`]: line-preserving edits (add one key, remove keys by fingerprint).
 //!
+//! A rotation of `linux-ssh-key` uses it so: `generate` a pair and stage its private key;
+//! read `~/.ssh/authorized_keys`, `authorized_keys::add` the new public key, write the file
+//! back (atomically; the runner's job); prove the new key (`connector::ssh::check_key_login`);
+//! commit; then `authorized_keys::remove` the fingerprint of `public_of(previous secret)` (the
+//! key rotor installed before, if the vault held one) and write the file again. An undo
+//! removes the new key's fingerprint the same way. Keys rotor did not install are never named,
+//! so never removed.
+//!
 //! The OpenSSH encodings and the key arithmetic are the `ssh-key` crate's; only the reading of
 //! an `authorized_keys` line's layout (options, then key) is rotor's, mirroring sshd.
 //!

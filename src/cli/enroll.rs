@@ -80,6 +80,11 @@ fn read_secret(cred: &CredentialId, interrupted: &Arc<AtomicBool>) -> Result<Sec
     // One line: drop the line ending a pipe or a terminal adds, nothing else.
     let line = raw.strip_suffix('\n').unwrap_or(&raw);
     let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.contains("PRIVATE KEY-----") {
+        return Err(usage(
+            "this looks like an SSH private key: enroll it from its file with `rotor enroll HOST/ACCOUNT --ssh-key FILE`",
+        ));
+    }
     if line.is_empty() || line.contains('\n') {
         return Err(usage(
             "enroll reads exactly one secret, on one line, from stdin (e.g. `rotor enroll host/acct < secret.txt`)",

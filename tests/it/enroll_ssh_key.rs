@@ -80,9 +80,21 @@ fn an_enrolled_ssh_key_is_shown_exactly_and_bad_key_files_are_refused() {
         stderr(&public)
     );
 
+    // Piped to plain `enroll`, a key is refused with the way to enroll it.
+    let piped = rotor.run_stdin(&["enroll", "h1/piped"], &key);
+    assert_eq!(piped.status.code(), Some(2), "{}", stderr(&piped));
+    assert!(
+        stderr(&piped).contains("--ssh-key FILE"),
+        "{}",
+        stderr(&piped)
+    );
+    assert!(rotor.show("h1/piped").is_none());
+
     let leaks = Leaks::new([("the enrolled key", seed_line(&key))]);
     leaks.assert_absent("the vault's files", &rotor.vault_bytes());
-    leaks.assert_absent("enroll's output", &[&out.stdout[..], &out.stderr].concat());
+    for out in [&out, &piped] {
+        leaks.assert_absent("enroll's output", &[&out.stdout[..], &out.stderr].concat());
+    }
 
     // Refusals: each names the file and says the fix; nothing is enrolled; no key text shown.
     let encrypted = keygen(dir, "encrypted", &["-t", "ed25519", "-N", "a-passphrase"]);
