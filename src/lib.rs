@@ -6,6 +6,7 @@
 //! - [`credential`]: `HostName`, `AccountName`, `CredentialId` newtypes.
 //! - [`inventory`]: YAML inventory parsing and validation, scopes.
 //! - [`policy`]: password generation from a policy (pure; RNG injected).
+//! - [`sshkey`]: ed25519 key pairs (OpenSSH format) and line-preserving `authorized_keys` edits.
 //! - [`password_hash`]: local checks of a password against a target's stored hash (bounded cost).
 //! - [`playbook`]: built-in playbooks (`linux-password`) run over an SSH session.
 //! - [`engine`]: the rotation state machine (pure), recovery decisions, and the driver.
@@ -27,6 +28,7 @@ pub mod playbook;
 pub mod policy;
 pub mod report;
 pub mod secret;
+pub mod sshkey;
 pub mod store;
 pub mod target;
 pub mod text;

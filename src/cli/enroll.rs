@@ -1,7 +1,11 @@
 //! `rotor enroll CRED`: store a credential's existing secret, read from stdin: typed without
-//! echo when stdin is a terminal, read whole when it is a pipe or a file.
+//! echo when stdin is a terminal, read whole when it is a pipe or a file. With `--ssh-key
+//! FILE`, the secret is an SSH private key read from that file (checked by
+//! `sshkey::parse_private`, stored as rotor writes OpenSSH keys); stdin is not read.
+//! Neither is ever echoed: messages name the file and the key's fingerprint only.
 
 use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -14,11 +18,16 @@ use super::output::open_vault;
 use super::{CliResult, Failure, Global, usage};
 use crate::credential::CredentialId;
 use crate::secret::Secret;
+use crate::sshkey;
 
 #[derive(Debug, Args)]
 pub struct EnrollArgs {
     /// The credential, HOST/ACCOUNT.
     pub cred: String,
+    /// Enroll an SSH private key (unencrypted OpenSSH ed25519, e.g. ~/.ssh/id_ed25519) read
+    /// from FILE instead of a secret on stdin.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
 }
 
 pub fn run(g: &Global, a: EnrollArgs) -> CliResult {
@@ -26,28 +35,25 @@ pub fn run(g: &Global, a: EnrollArgs) -> CliResult {
     // At a terminal, Ctrl-C only sets this flag from the prompt on (see `read_typed`); it is
     // checked again right before the secret is stored.
     let interrupted = Arc::new(AtomicBool::new(false));
-    let raw = if std::io::stdin().is_terminal() {
-        read_typed(&cred, &interrupted)?
-    } else {
-        let mut raw = Zeroizing::new(String::new());
-        std::io::stdin().read_to_string(&mut raw)?;
-        raw
+    let (secret, what) = match &a.ssh_key {
+        Some(path) => {
+            let key = read_key_file(path)?;
+            let public = sshkey::public_of(&key)
+                .context("the key read back after re-encoding is unreadable (a bug in rotor)")?;
+            let what = format!("SSH private key ({})", public.fingerprint());
+            (key, what)
+        }
+        None => (
+            read_secret(&cred, &interrupted)?,
+            "current secret".to_owned(),
+        ),
     };
-    // One line: drop the line ending a pipe or a terminal adds, nothing else.
-    let line = raw.strip_suffix('\n').unwrap_or(&raw);
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    if line.is_empty() || line.contains('\n') {
-        return Err(usage(
-            "enroll reads exactly one secret, on one line, from stdin (e.g. `rotor enroll host/acct < secret.txt`)",
-        ));
-    }
-    let secret = Secret::new(line.to_owned());
     let vault = open_vault(g)?;
     if interrupted.load(Ordering::SeqCst) {
         return Err(interrupted_failure());
     }
     let outcome = vault.enroll(&cred, &secret)?;
-    outln!("Enrolled the current secret of {cred}.");
+    outln!("Enrolled the {what} of {cred}.");
     if let Some(rotation) = outcome.settled_stuck {
         outln!(
             "This settles its stuck rotation {rotation}: its pending secret is retired (kept in the vault's history), and {cred} can be rotated again (if it is parked, `rotor recover --cred {cred}` unparks it)."
@@ -60,6 +66,76 @@ pub fn run(g: &Global, a: EnrollArgs) -> CliResult {
         );
     }
     Ok(0)
+}
+
+/// Reads one secret from stdin (see the module doc).
+fn read_secret(cred: &CredentialId, interrupted: &Arc<AtomicBool>) -> Result<Secret, Failure> {
+    let raw = if std::io::stdin().is_terminal() {
+        read_typed(cred, interrupted)?
+    } else {
+        let mut raw = Zeroizing::new(String::new());
+        std::io::stdin().read_to_string(&mut raw)?;
+        raw
+    };
+    // One line: drop the line ending a pipe or a terminal adds, nothing else.
+    let line = raw.strip_suffix('\n').unwrap_or(&raw);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.contains("PRIVATE KEY-----") {
+        return Err(usage(
+            "this looks like an SSH private key: enroll it from its file with `rotor enroll HOST/ACCOUNT --ssh-key FILE`",
+        ));
+    }
+    if line.is_empty() || line.contains('\n') {
+        return Err(usage(
+            "enroll reads exactly one secret, on one line, from stdin (e.g. `rotor enroll host/acct < secret.txt`)",
+        ));
+    }
+    Ok(Secret::new(line.to_owned()))
+}
+
+/// Reads and checks an SSH private key file: a regular file (opened non-blocking, so a FIFO is
+/// refused at once rather than waited on, as `inventory::load` does) of at most
+/// [`sshkey::MAX_PRIVATE_KEY_BYTES`]. Every message names the file, never its contents.
+fn read_key_file(path: &Path) -> Result<Secret, Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = crate::text::escape(&path.display().to_string()).into_owned();
+    let fail = |what: String| anyhow::anyhow!("--ssh-key {shown}: {what}");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| fail(format!("cannot open it: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot read it: {e}")))?;
+    if !meta.is_file() {
+        return Err(fail(format!(
+            "it is {}, not a file; give the private key file",
+            crate::text::file_kind(&meta)
+        ))
+        .into());
+    }
+    let limit = sshkey::MAX_PRIVATE_KEY_BYTES;
+    let too_large = |size: u64| {
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        fail(sshkey::KeyError::TooLarge { size }.to_string())
+    };
+    if meta.len() > limit as u64 {
+        return Err(too_large(meta.len()).into());
+    }
+    // Read into a buffer that never grows (a reallocation would leave a copy unzeroized); one
+    // byte more than the limit tells a file that grew since `metadata`.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(limit + 1));
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read it: {e}")))?;
+    if bytes.len() > limit {
+        return Err(too_large(bytes.len() as u64).into());
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        fail("it is not text, so not an OpenSSH private key; give the private key file (e.g. ~/.ssh/id_ed25519)".into())
+    })?;
+    sshkey::parse_private(text).map_err(|e| fail(e.to_string()).into())
 }
 
 /// Reads one line typed at the terminal on stdin with echo off, after a prompt on stderr.

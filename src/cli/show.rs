@@ -1,4 +1,8 @@
 //! `rotor show CRED --reason R`: print one current secret. Audited.
+//!
+//! The secret is printed exactly, ending with one newline: a password (one line, stored
+//! without one) gets it added; an SSH private key in OpenSSH format (stored with its final
+//! newline) is printed as stored, so `rotor show CRED > key` writes the file `ssh -i` reads.
 
 use clap::Args;
 
@@ -26,12 +30,37 @@ pub fn run(g: &Global, a: ShowArgs) -> CliResult {
     match vault.show(&cred, &a.reason)? {
         Some(secret) => {
             // The one place rotor prints a secret, on purpose, to stdout only.
-            outln!("{}", secret.expose());
+            out!("{}{}", secret.expose(), line_end(secret.expose()));
             Ok(0)
         }
         None => Err(anyhow::anyhow!(
             "the vault holds no current secret for {cred}: rotate it (`rotor rotate --scope cred:{cred}`) or enroll it (`rotor enroll {cred}`)"
         )
         .into()),
+    }
+}
+
+/// What follows the secret so that the output ends with exactly one newline.
+fn line_end(secret: &str) -> &'static str {
+    if secret.ends_with('\n') { "" } else { "\n" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_is_printed_with_one_final_newline() {
+        let key = crate::sshkey::generate(
+            &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7),
+            &CredentialId::parse("h1/deploy").unwrap(),
+        );
+        for (stored, shown) in [
+            ("hunter2-pw", "hunter2-pw\n".to_owned()),
+            (key.private.expose(), key.private.expose().to_owned()),
+        ] {
+            assert_eq!(format!("{stored}{}", line_end(stored)), shown);
+            assert!(shown.ends_with('\n') && !shown.ends_with("\n\n"));
+        }
     }
 }

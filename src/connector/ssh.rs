@@ -1,10 +1,11 @@
 //! The SSH edge, on the blocking `ssh2` crate (libssh2, vendored by `libssh2-sys`).
 //!
-//! This module turns "talk to a host over SSH" into three calls: [`SshSession::connect`] (one
-//! authenticated session with rotor's connect identity), [`SshSession::exec`] (one command,
-//! secret material on stdin) and [`check_password_login`] (prove a password on a fresh
-//! connection). Every failure is a [`ConnectorError`] with a [`FaultClass`] the engine can branch
-//! on; no `ssh2` type leaves this module.
+//! This module turns "talk to a host over SSH" into a few calls: [`SshSession::connect`] (one
+//! authenticated session with rotor's connect identity; [`SshSession::connect_with_key`] for a
+//! private key held in memory), [`SshSession::exec`] (one command, secret material on stdin),
+//! and [`check_password_login`] / [`check_key_login`] (prove a password or a private key on a
+//! fresh connection). Every failure is a [`ConnectorError`] with a [`FaultClass`] the engine
+//! can branch on; no `ssh2` type leaves this module.
 //!
 //! Invariants kept here:
 //! - **Every step has a deadline.** TCP connect uses `connect_timeout`; libssh2's own timeout
@@ -19,11 +20,17 @@
 //!   host), and `@cert-authority` lines are refused with a message: rotor splits the markers
 //!   off itself, since libssh2 reads them as host names.
 //! - **No secret in a message, a log field or a command line.** Passwords go only into the
-//!   `userauth_password` call; commands passed to [`SshSession::exec`] never hold a secret
-//!   (the caller guarantees it), secrets travel on stdin.
+//!   `userauth_password` call, private keys only into `userauth_pubkey_memory` (from memory:
+//!   never a key file, never an agent, so a proof uses that one key and no other); commands
+//!   passed to [`SshSession::exec`] never hold a secret (the caller guarantees it), secrets
+//!   travel on stdin.
 //!
-//! Best effort only: `ssh2` copies a password into a `CString` that is not zeroized, and
-//! libssh2 keeps packets in its own buffers. We zeroize what we own (stdout of `exec`).
+//! libssh2's OpenSSL backend reads OpenSSH-format ed25519 private keys from memory (PEM first,
+//! then `ossl_key_from_openssh`; proven by the lab test `key_login`).
+//!
+//! Best effort only: `ssh2` copies a password or a private key into a `CString` that is not
+//! zeroized, and libssh2 keeps packets (and the decoded key, freed unzeroized by OpenSSL's
+//! `EVP_PKEY_free`) in its own buffers. We zeroize what we own (stdout of `exec`).
 //!
 //! This module must never: authenticate before the host key matched, put a secret into an
 //! error or a tracing field, or block without a deadline.
@@ -94,6 +101,17 @@ pub enum SshAuth<'a> {
     Password(&'a Secret),
 }
 
+/// What `authenticate` sends: an [`SshAuth`], or a private key held in memory (a vault secret;
+/// [`SshSession::connect_with_key`], [`check_key_login`]). Kept apart from `SshAuth` so that
+/// the callers matching on `SshAuth` need not change until they hold such keys.
+#[derive(Debug, Clone, Copy)]
+enum Login<'a> {
+    Auth(SshAuth<'a>),
+    /// An unencrypted OpenSSH private key: only this key is offered, never an agent's or a
+    /// file's.
+    KeyMemory(&'a Secret),
+}
+
 /// What one command produced.
 pub struct ExecOutput {
     /// Exit status; `-1` when the command died from a signal (see `signal`) or sent none.
@@ -125,6 +143,24 @@ impl SshSession {
         target: &SshTarget,
         user: &AccountName,
         auth: SshAuth<'_>,
+    ) -> Result<SshSession, ConnectorError> {
+        SshSession::login(target, user, Login::Auth(auth))
+    }
+
+    /// [`SshSession::connect`] with a private key held in memory (an unencrypted OpenSSH key
+    /// from the vault, as `sshkey` writes it): that key alone is offered.
+    pub fn connect_with_key(
+        target: &SshTarget,
+        user: &AccountName,
+        private_key: &Secret,
+    ) -> Result<SshSession, ConnectorError> {
+        SshSession::login(target, user, Login::KeyMemory(private_key))
+    }
+
+    fn login(
+        target: &SshTarget,
+        user: &AccountName,
+        auth: Login<'_>,
     ) -> Result<SshSession, ConnectorError> {
         let span = tracing::debug_span!("ssh_connect", host = %target.host, user = %user);
         let _enter = span.enter();
@@ -323,14 +359,56 @@ pub fn check_password_login(
     user: &AccountName,
     password: &Secret,
 ) -> Result<(), ConnectorError> {
-    let span = tracing::debug_span!("ssh_check_password", host = %target.host, user = %user);
+    check_login(
+        target,
+        user,
+        Method::Password,
+        Login::Auth(SshAuth::Password(password)),
+    )
+}
+
+/// Proves `private_key` (an unencrypted OpenSSH private key, as `sshkey` writes it) for `user`
+/// on a fresh connection: public-key authentication with that key alone, from memory (no
+/// agent, no key file), so a login cannot succeed through another key of the account. One
+/// attempt.
+///
+/// `Ok` when accepted; `VerifyFailed` when the server answered and rejected the key (not in
+/// `authorized_keys`, or a missing account); `Refused` when the server does not offer
+/// public-key login to `user` (the key is then not tried); `Protocol` when libssh2 cannot read
+/// the key; other classes when the login could not be tried.
+pub fn check_key_login(
+    target: &SshTarget,
+    user: &AccountName,
+    private_key: &Secret,
+) -> Result<(), ConnectorError> {
+    check_login(
+        target,
+        user,
+        Method::PublicKey,
+        Login::KeyMemory(private_key),
+    )
+}
+
+/// The one path of both proofs: host key pinned, `method` offered, one attempt, polite close.
+fn check_login(
+    target: &SshTarget,
+    user: &AccountName,
+    method: Method,
+    auth: Login<'_>,
+) -> Result<(), ConnectorError> {
+    let span = tracing::debug_span!(
+        "ssh_check_login",
+        host = %target.host,
+        user = %user,
+        method = method.name()
+    );
     let _enter = span.enter();
     let session = open_verified(target)?;
     // A server with `PasswordAuthentication no` rejects every password, the right one too;
     // that must not read as "this password is wrong" (which rolls back the rotation and spends
-    // the account's lockout budget), so ask first which methods it offers.
-    let result = password_offered(&session, target, user)
-        .and_then(|()| authenticate(&session, target, user, SshAuth::Password(password)));
+    // the account's lockout budget), so ask first which methods it offers. Keys likewise.
+    let result = method_offered(&session, target, user, method)
+        .and_then(|()| authenticate(&session, target, user, auth));
     arm(
         &session,
         Instant::now() + DISCONNECT_BOUND.min(target.timeout),
@@ -341,22 +419,59 @@ pub fn check_password_login(
         AuthFailure::Rejected(detail) => ConnectorError::new(
             FaultClass::VerifyFailed,
             format!(
-                "{} ({}:{}): password login as {user} was rejected ({detail})",
-                target.host, target.address, target.port
+                "{} ({}:{}): {} login as {user} was rejected ({detail})",
+                target.host,
+                target.address,
+                target.port,
+                method.noun()
             ),
         ),
         AuthFailure::Other(err) => err,
     })
 }
 
-/// `Ok` when the server offers the `password` method to `user`; otherwise a `Refused` error
-/// that says how to enable it. Sends only a `none` authentication request (RFC 4252 5.2), which
-/// OpenSSH does not count as a failed attempt and which never reaches PAM.
-fn password_offered(
+/// An SSH authentication method a proof uses.
+#[derive(Debug, Clone, Copy)]
+enum Method {
+    Password,
+    PublicKey,
+}
+
+impl Method {
+    /// The method's name in SSH (RFC 4252).
+    fn name(self) -> &'static str {
+        match self {
+            Method::Password => "password",
+            Method::PublicKey => "publickey",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Method::Password => "password",
+            Method::PublicKey => "key",
+        }
+    }
+
+    /// The sshd_config setting that turns the method on.
+    fn setting(self) -> &'static str {
+        match self {
+            Method::Password => "PasswordAuthentication",
+            Method::PublicKey => "PubkeyAuthentication",
+        }
+    }
+}
+
+/// `Ok` when the server offers `method` to `user`; otherwise a `Refused` error that says how to
+/// enable it. Sends only a `none` authentication request (RFC 4252 5.2), which OpenSSH does not
+/// count as a failed attempt and which never reaches PAM.
+fn method_offered(
     session: &Session,
     target: &SshTarget,
     user: &AccountName,
+    method: Method,
 ) -> Result<(), AuthFailure> {
+    let noun = method.noun();
     let at = format!("{} ({}:{})", target.host, target.address, target.port);
     arm(session, Instant::now() + target.timeout).ok();
     let methods = match session.auth_methods(user.as_str()) {
@@ -386,13 +501,13 @@ fn password_offered(
         return Err(AuthFailure::Other(ConnectorError::new(
             FaultClass::Protocol,
             format!(
-                "{at}: {user} logged in without any password (`none` authentication was \
-                 accepted), so a password cannot be verified; set a password for {user} and \
+                "{at}: {user} logged in without any {noun} (`none` authentication was \
+                 accepted), so a {noun} cannot be verified; set a password for {user} and \
                  turn off PermitEmptyPasswords in the host's sshd_config"
             ),
         )));
     }
-    if methods.split(',').any(|m| m.trim() == "password") {
+    if methods.split(',').any(|m| m.trim() == method.name()) {
         return Ok(());
     }
     // The list is the server's text: escaped and cut short, as any target's words are.
@@ -404,11 +519,12 @@ fn password_offered(
     Err(AuthFailure::Other(ConnectorError::new(
         FaultClass::Refused,
         format!(
-            "{at}: password login is disabled for {user} on {} (the server offers only: \
-             {offered}), so rotor cannot prove the password; the password was not tried. Set \
-             `PasswordAuthentication yes` in the host's sshd_config, or allow it for this \
-             account only with a `Match User {user}` block that sets it, then reload sshd",
-            target.host
+            "{at}: {noun} login is disabled for {user} on {} (the server offers only: \
+             {offered}), so rotor cannot prove the {noun}; the {noun} was not tried. Set \
+             `{} yes` in the host's sshd_config, or allow it for this account only with a \
+             `Match User {user}` block that sets it, then reload sshd",
+            target.host,
+            method.setting()
         ),
     )))
 }
@@ -842,14 +958,22 @@ fn authenticate(
     session: &Session,
     target: &SshTarget,
     user: &AccountName,
-    auth: SshAuth<'_>,
+    auth: Login<'_>,
 ) -> Result<(), AuthFailure> {
     let at = format!("{} ({}:{})", target.host, target.address, target.port);
     arm(session, Instant::now() + target.timeout).ok();
     let result = match auth {
-        SshAuth::KeyFile(path) => session.userauth_pubkey_file(user.as_str(), None, path, None),
+        Login::Auth(SshAuth::KeyFile(path)) => {
+            session.userauth_pubkey_file(user.as_str(), None, path, None)
+        }
         // The one place a password enters the protocol.
-        SshAuth::Password(secret) => session.userauth_password(user.as_str(), secret.expose()),
+        Login::Auth(SshAuth::Password(secret)) => {
+            session.userauth_password(user.as_str(), secret.expose())
+        }
+        // The one place a private key enters libssh2; it derives the public half itself.
+        Login::KeyMemory(secret) => {
+            session.userauth_pubkey_memory(user.as_str(), None, secret.expose(), None)
+        }
     };
     match result {
         Ok(()) if session.authenticated() => Ok(()),
@@ -867,17 +991,28 @@ fn authenticate(
             Some(LIBSSH2_ERROR_AUTHENTICATION_FAILED | LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED) => {
                 Err(AuthFailure::Rejected(err.message().to_owned()))
             }
-            Some(LIBSSH2_ERROR_FILE | LIBSSH2_ERROR_KEYFILE_AUTH_FAILED) => {
-                let path = match auth {
-                    SshAuth::KeyFile(p) => p.display().to_string(),
-                    SshAuth::Password(_) => String::new(),
-                };
-                Err(AuthFailure::Rejected(format!(
-                    "cannot use the key file {path}: {}; it must be a readable, unencrypted \
+            Some(LIBSSH2_ERROR_FILE | LIBSSH2_ERROR_KEYFILE_AUTH_FAILED) => match auth {
+                Login::Auth(SshAuth::KeyFile(path)) => Err(AuthFailure::Rejected(format!(
+                    "cannot use the key file {}: {}; it must be a readable, unencrypted \
                      OpenSSH private key",
+                    path.display(),
                     err.message()
-                )))
-            }
+                ))),
+                // rotor's own key that libssh2 cannot read: not the server's "no", so it must
+                // not count as a rejected login. libssh2's message names no key material.
+                Login::KeyMemory(_) => Err(AuthFailure::Other(ConnectorError::new(
+                    FaultClass::Protocol,
+                    format!(
+                        "{at}: libssh2 cannot read the private key rotor holds ({}); it \
+                         must be an unencrypted OpenSSH ed25519 key (`rotor enroll \
+                         HOST/ACCOUNT --ssh-key FILE` checks one)",
+                        err.message()
+                    ),
+                ))),
+                Login::Auth(SshAuth::Password(_)) => {
+                    Err(AuthFailure::Rejected(err.message().to_owned()))
+                }
+            },
             _ => Err(AuthFailure::Other(ConnectorError::new(
                 classify(&err),
                 format!("{at}: authentication failed: {}", err.message()),
@@ -1092,6 +1227,8 @@ mod lab {
         pid: u32,
         /// A second sshd on the same host key and accounts, with `PasswordAuthentication no`.
         no_password: Sshd,
+        /// A third, with `PubkeyAuthentication no`.
+        no_pubkey: Sshd,
         user: AccountName,
         host_key_line: String,
         client_key: PathBuf,
@@ -1224,11 +1361,17 @@ mod lab {
             assert!(chpasswd.wait().unwrap().success());
             let sshd = start_sshd(d, "sshd", "PasswordAuthentication yes\n");
             let no_password = start_sshd(d, "sshd_no_password", "PasswordAuthentication no\n");
+            let no_pubkey = start_sshd(
+                d,
+                "sshd_no_pubkey",
+                "PasswordAuthentication yes\nPubkeyAuthentication no\n",
+            );
             Lab {
                 dir,
                 port: sshd.port,
                 pid: sshd.pid,
                 no_password,
+                no_pubkey,
                 user,
                 host_key_line,
                 client_key,
@@ -1260,6 +1403,7 @@ mod lab {
             signal(self.pid, "-CONT");
             signal(self.pid, "-KILL");
             signal(self.no_password.pid, "-KILL");
+            signal(self.no_pubkey.pid, "-KILL");
             Command::new("userdel")
                 .args(["-f", self.user.as_str()])
                 .status()
@@ -1377,6 +1521,154 @@ mod lab {
         let mut s = SshSession::connect(&target, &lab.user, SshAuth::KeyFile(&lab.client_key))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.exec("true", b"").unwrap().status, 0);
+    }
+
+    /// Key login with a key pair from `sshkey`: proven from memory by `check_key_login` and
+    /// `connect_with_key`, rejected once removed, refused (not tried) where sshd takes no keys,
+    /// and the OpenSSH text rotor wrote is read by the system's `ssh -i` and `ssh-keygen`.
+    fn key_login(lab: &Lab) {
+        use crate::sshkey::{self, authorized_keys};
+        let cred = crate::credential::CredentialId::new(
+            HostName::parse("lab-1").unwrap(),
+            lab.user.clone(),
+        );
+        let mut rng = crate::clock::Entropy::rng(&crate::clock::OsEntropy);
+        let pair = sshkey::generate(&mut *rng, &cred);
+        let other = sshkey::generate(&mut *rng, &cred);
+        let ak = lab.dir.path().join("ak").join(lab.user.as_str());
+        let before = fs::read(&ak).unwrap();
+        fs::write(
+            &ak,
+            authorized_keys::add(&before, &pair.public).unwrap().text,
+        )
+        .unwrap();
+        let target = lab.target(Duration::from_secs(5));
+
+        check_key_login(&target, &lab.user, &pair.private).unwrap_or_else(|e| panic!("{e}"));
+        let mut s = SshSession::connect_with_key(&target, &lab.user, &pair.private)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let out = s.exec("id -un", b"").unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            lab.user.as_str()
+        );
+        drop(s);
+
+        let no_key_text = |msg: &str| {
+            for piece in pair
+                .private
+                .expose()
+                .lines()
+                .chain(other.private.expose().lines())
+            {
+                assert!(
+                    piece.len() < 20 || !msg.contains(piece),
+                    "key text in: {msg}"
+                );
+            }
+        };
+        let (class, msg) = class_of(check_key_login(&target, &lab.user, &other.private));
+        assert_eq!(class, FaultClass::VerifyFailed, "{msg}");
+        assert!(
+            msg.contains("key login as") && msg.contains("lab-1"),
+            "{msg}"
+        );
+        no_key_text(&msg);
+        let (class, msg) = class_of(SshSession::connect_with_key(
+            &target,
+            &lab.user,
+            &other.private,
+        ));
+        assert_eq!(class, FaultClass::ConnectAuthRejected, "{msg}");
+        let nobody = AccountName::parse("rotor_no_such_user").unwrap();
+        let (class, msg) = class_of(check_key_login(&target, &nobody, &pair.private));
+        assert_eq!(class, FaultClass::VerifyFailed, "{msg}");
+        // Not a key libssh2 can read: rotor's problem, not a rejected login.
+        let (class, msg) = class_of(check_key_login(
+            &target,
+            &lab.user,
+            &Secret::new("not-a-key-3f9a".into()),
+        ));
+        assert_eq!(class, FaultClass::Protocol, "{msg}");
+        assert!(!msg.contains("not-a-key-3f9a"), "{msg}");
+        // A server that takes no keys: refused, the key never sent.
+        let mut no_pubkey = target.clone();
+        no_pubkey.port = lab.no_pubkey.port;
+        let (class, msg) = class_of(check_key_login(&no_pubkey, &lab.user, &pair.private));
+        assert_eq!(class, FaultClass::Refused, "{msg}");
+        assert!(
+            msg.contains("key login is disabled") && msg.contains("PubkeyAuthentication yes"),
+            "{msg}"
+        );
+        let log = fs::read_to_string(&lab.no_pubkey.log).unwrap();
+        assert!(!log.contains("publickey"), "{log}");
+
+        // The system client reads the private key rotor wrote, and agrees on the fingerprint.
+        let key_file = lab.dir.path().join("rotor_written_key");
+        fs::write(&key_file, pair.private.expose()).unwrap();
+        fs::set_permissions(&key_file, fs::Permissions::from_mode(0o600)).unwrap();
+        let listed = run(Command::new("ssh-keygen").arg("-lf").arg(&key_file));
+        assert!(
+            listed.contains(pair.public.fingerprint().as_str()),
+            "{listed}"
+        );
+        let known_hosts = lab.dir.path().join("key_login_known_hosts");
+        fs::write(
+            &known_hosts,
+            format!("[127.0.0.1]:{} {}\n", lab.port, lab.host_key_line),
+        )
+        .unwrap();
+        let ssh = |key: &Path| {
+            Command::new("ssh")
+                .args([
+                    "-F",
+                    "/dev/null",
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "IdentitiesOnly=yes",
+                ])
+                .args([
+                    "-o",
+                    "IdentityAgent=none",
+                    "-o",
+                    "StrictHostKeyChecking=yes",
+                ])
+                .arg("-o")
+                .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+                .arg("-i")
+                .arg(key)
+                .args(["-p", &lab.port.to_string()])
+                .arg(format!("{}@127.0.0.1", lab.user))
+                .arg("id -un")
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        };
+        let out = ssh(&key_file);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            lab.user.as_str()
+        );
+
+        // Removed by fingerprint: rejected, by rotor and by ssh; the other line is still there.
+        let edit = authorized_keys::remove(
+            &fs::read(&ak).unwrap(),
+            &[pair.public.fingerprint().clone()],
+        )
+        .unwrap();
+        assert_eq!(edit.n_removed, 1);
+        assert_eq!(edit.text, before);
+        fs::write(&ak, &edit.text).unwrap();
+        let (class, msg) = class_of(check_key_login(&target, &lab.user, &pair.private));
+        assert_eq!(class, FaultClass::VerifyFailed, "{msg}");
+        assert!(!ssh(&key_file).status.success());
+        lab.connect();
     }
 
     fn wrong_pin(lab: &Lab) {
@@ -1605,8 +1897,9 @@ mod lab {
     #[test]
     fn against_a_real_sshd() {
         let lab = Lab::start();
-        let cases: [Case; 9] = [
+        let cases: [Case; 10] = [
             ("key_auth_exec_round_trip", key_auth_exec_round_trip),
+            ("key_login", key_login),
             ("password_login", password_login),
             ("password_login_disabled", password_login_disabled),
             ("wrong_pin", wrong_pin),

@@ -4,6 +4,7 @@
 mod bad_input;
 mod concurrent;
 mod data_dir;
+mod enroll_ssh_key;
 mod faults;
 mod hardening;
 mod hostile;
