@@ -182,7 +182,8 @@ impl Lab {
             .mode(0o600)
             .open(file.path())
             .expect("open the key file");
-        f.write_all(private_key.as_bytes()).expect("write the key file");
+        f.write_all(private_key.as_bytes())
+            .expect("write the key file");
         drop(f);
         let output = self
             .script()

@@ -26,7 +26,16 @@ fn key_inventory(lab: &Lab) -> std::path::PathBuf {
 fn outside_key(dir: &std::path::Path, name: &str) -> (String, String) {
     let path = dir.join(name);
     let out = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "vendor-maintenance", "-f"])
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "vendor-maintenance",
+            "-f",
+        ])
         .arg(&path)
         .output()
         .unwrap();
@@ -67,7 +76,10 @@ fn authorized_keys(lab: &Lab, host: &str) -> String {
 /// `rotor show` of a key, with the final newline `ssh` wants.
 fn key_of(rotor: &Rotor, cred: &str) -> String {
     let key = rotor.show(cred).expect("the vault has the key");
-    assert!(key.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"), "{cred}");
+    assert!(
+        key.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"),
+        "{cred}"
+    );
     key + "\n"
 }
 
@@ -121,7 +133,10 @@ fn ssh_keys_rotate_on_twenty_hosts_beside_passwords_and_keep_what_rotor_does_not
     for (host, old) in lab.host_names().iter().zip(&first_keys) {
         let new = key_of(&rotor, &format!("{host}/svc_backup"));
         assert_ne!(&new, old, "{host}: a new key");
-        assert!(lab.key_login_works(host, "svc_backup", &new), "{host}: new key");
+        assert!(
+            lab.key_login_works(host, "svc_backup", &new),
+            "{host}: new key"
+        );
         assert!(
             !lab.key_login_works(host, "svc_backup", old),
             "{host}: the key rotor installed before must be rejected"
@@ -134,7 +149,10 @@ fn ssh_keys_rotate_on_twenty_hosts_beside_passwords_and_keep_what_rotor_does_not
         assert_eq!(owner_and_mode(&lab, host), "svc_backup:svc_backup 640");
         // The password account of the same host was rotated with its own playbook.
         let password = rotor.show(&format!("{host}/svc_app")).unwrap();
-        assert!(lab.login_works(host, "svc_app", &password), "{host}/svc_app");
+        assert!(
+            lab.login_works(host, "svc_app", &password),
+            "{host}/svc_app"
+        );
         assert!(!lab.login_works(host, "svc_app", lab.shared_password()));
         all_keys.push(new);
     }
@@ -181,7 +199,11 @@ fn a_sigkill_while_retiring_is_finished_by_recover() {
     let out = rotor.run(&["recover", "-i", inv.to_str().unwrap(), "--output", "json"]);
     let report = json(&out);
     assert_eq!(out.status.code(), Some(0), "{report:#}");
-    assert_eq!(result_of(&report, cred)["result"], "committed", "{report:#}");
+    assert_eq!(
+        result_of(&report, cred)["result"],
+        "committed",
+        "{report:#}"
+    );
     assert!(lab.key_login_works(host, "svc_backup", &new));
     assert!(
         !lab.key_login_works(host, "svc_backup", &old),
@@ -235,7 +257,10 @@ fn a_host_whose_authorized_keys_cannot_be_written_is_rolled_back() {
     // The old key still works and is still the vault's; host-001 rotated.
     assert_eq!(key_of(&rotor, "host-002/svc_backup"), before[1]);
     assert!(lab.key_login_works("host-002", "svc_backup", &before[1]));
-    assert_eq!(result_of(&report, "host-001/svc_backup")["result"], "committed");
+    assert_eq!(
+        result_of(&report, "host-001/svc_backup")["result"],
+        "committed"
+    );
     let new = key_of(&rotor, "host-001/svc_backup");
     assert!(lab.key_login_works("host-001", "svc_backup", &new));
     assert!(!lab.key_login_works("host-001", "svc_backup", &before[0]));
