@@ -10,16 +10,17 @@
 //! classes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::rngs::OsRng;
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::task::JoinError;
 use tracing::{info, warn};
 
-use super::blast::{Breaker, FailureLimit, Launch, SkipReason};
+use super::blast::{FailureLimit, SkipReason};
+use super::fanout;
 use super::ledger::{Lease, OpenRotation, Phase, RotationId, RunId, Store};
 use super::machine::{Command, Event, Fault, FaultKind, Holds, Outcome, Rotation};
 use crate::connector::{ConnectorError, FaultClass, PasswordTarget};
@@ -133,128 +134,90 @@ impl RunOptions {
             retry_parked: false,
         }
     }
+
+    /// The fan-out's share of the options: concurrency, canary, failure limit, stop flag.
+    pub fn limits(&self) -> fanout::Limits {
+        fanout::Limits {
+            concurrency: self.concurrency,
+            canary: self.canary,
+            max_failures: self.max_failures,
+            stop: self.stop.clone(),
+        }
+    }
 }
 
 /// Rotates every credential of `work` in run `run`. Never fails as a whole: every credential
-/// gets a result. With a canary, the first `canary` hosts run as a batch before the rest; the
-/// breaker and the stop flag are checked before each host starts.
+/// gets a result. The hosts go through the one fan-out ([`fanout::run`]): with a canary, the
+/// first `canary` hosts run as a batch before the rest; the breaker counts failed hosts and
+/// it and the stop flag are asked before each host starts.
 pub async fn rotate(
-    mut work: Vec<HostWork>,
+    work: Vec<HostWork>,
     run: RunId,
     store: Arc<dyn Store>,
     fleet: Arc<dyn Fleet>,
     options: RunOptions,
 ) -> Vec<CredentialResult> {
-    let breaker = Arc::new(Mutex::new(Breaker::new(options.max_failures, work.len())));
-    let rest = work.split_off(options.canary.min(work.len()));
-    let mut results = Vec::new();
-    for (hosts, canary) in [(work, true), (rest, false)] {
-        let batch = Batch {
-            run,
-            store: store.clone(),
-            fleet: fleet.clone(),
-            options: options.clone(),
-            breaker: breaker.clone(),
-            canary,
-        };
-        results.extend(batch.run(hosts).await);
-    }
-    results
+    let limits = options.limits();
+    let hosts = Arc::new(RotateHosts {
+        run,
+        store,
+        fleet,
+        options,
+    });
+    fanout::run(hosts, work, &limits)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
-/// One batch of hosts run concurrently under the shared breaker.
-#[derive(Clone)]
-struct Batch {
+/// Host rotation as fan-out work: one item per host, its accounts in sequence on one worker.
+struct RotateHosts {
     run: RunId,
     store: Arc<dyn Store>,
     fleet: Arc<dyn Fleet>,
     options: RunOptions,
-    breaker: Arc<Mutex<Breaker>>,
-    canary: bool,
 }
 
-impl Batch {
-    async fn run(self, hosts: Vec<HostWork>) -> Vec<CredentialResult> {
-        let semaphore = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
-        let mut tasks = Vec::with_capacity(hosts.len());
-        for host_work in hosts {
-            // The permit is taken here, in inventory order, before the task exists: hosts
-            // start in the order the inventory lists them (whatever order the runtime polls
-            // tasks in), and the breaker and stop flag are asked at that moment. The
-            // semaphore is never closed, so acquire cannot fail.
-            let permit = semaphore
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore is never closed");
-            let batch = self.clone();
-            tasks.push(tokio::spawn(async move {
-                let _permit = permit;
-                batch.host(host_work).await
-            }));
-        }
-        let mut results = Vec::new();
-        for task in tasks {
-            // Task bodies catch their own panics (see `host`); a JoinError here would mean the
-            // runtime is shutting down, which only happens after this function returns.
-            results.extend(task.await.expect("host task joins"));
-        }
-        results
-    }
+fn creds_of(work: &HostWork) -> Vec<CredentialId> {
+    work.accounts
+        .iter()
+        .map(|(a, _)| CredentialId::new(work.host.name.clone(), a.clone()))
+        .collect()
+}
 
-    /// Decides whether the host may start, runs it on the blocking pool, and reports back to
-    /// the breaker.
-    async fn host(self, work: HostWork) -> Vec<CredentialResult> {
-        let name = work.host.name.clone();
-        let creds: Vec<CredentialId> = work
-            .accounts
-            .iter()
-            .map(|(a, _)| CredentialId::new(name.clone(), a.clone()))
-            .collect();
-        let launch = {
-            // A poisoned lock means a panic while counting, which cannot happen in the few
-            // lines that hold it; keep counting with whatever state it has.
-            let mut breaker = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
-            if self.options.stop.load(Ordering::SeqCst) {
-                breaker.interrupt();
-            }
-            breaker.may_launch()
-        };
-        if let Launch::Skip(reason, detail) = launch {
-            return creds
-                .into_iter()
-                .map(|cred| {
-                    let r = skipped(cred, reason, &detail);
-                    report_progress(self.options.progress.as_ref(), &r);
-                    r
-                })
-                .collect();
-        }
-        let Batch {
-            run,
-            store,
-            fleet,
-            options,
-            ..
-        } = self.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            rotate_host(&work, run, &*store, &*fleet, &options)
-        })
-        .await;
-        let results = joined.unwrap_or_else(|panic| {
-            creds
-                .into_iter()
-                .map(|cred| panicked(cred, Phase::Staged, None, &panic))
-                .collect()
-        });
-        let failed = results
-            .iter()
-            .any(|r| !matches!(r.outcome, Outcome::Committed | Outcome::Skipped { .. }));
-        self.breaker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .host_finished(name.as_str(), failed, self.canary);
+impl fanout::Work for RotateHosts {
+    type Item = HostWork;
+    type Output = Vec<CredentialResult>;
+    type Receipt = Vec<CredentialId>;
+
+    fn name(&self, work: &HostWork) -> String {
+        work.host.name.to_string()
+    }
+    fn receipt(&self, work: &HostWork) -> Vec<CredentialId> {
+        creds_of(work)
+    }
+    fn run(&self, work: HostWork) -> Vec<CredentialResult> {
+        rotate_host(&work, self.run, &*self.store, &*self.fleet, &self.options)
+    }
+    fn skip(&self, work: HostWork, reason: SkipReason, detail: &str) -> Vec<CredentialResult> {
+        let progress = self.options.progress.as_ref();
+        creds_of(&work)
+            .into_iter()
+            .map(|cred| reported(progress, skipped(cred, reason, detail)))
+            .collect()
+    }
+    fn panicked(&self, creds: Vec<CredentialId>, panic: &JoinError) -> Vec<CredentialResult> {
+        let progress = self.options.progress.as_ref();
+        creds
+            .into_iter()
+            .map(|cred| reported(progress, panicked(cred, Phase::Staged, None, panic)))
+            .collect()
+    }
+    fn failed(&self, results: &Vec<CredentialResult>) -> bool {
         results
+            .iter()
+            .any(|r| !matches!(r.outcome, Outcome::Committed | Outcome::Skipped { .. }))
     }
 }
 
@@ -265,7 +228,7 @@ pub(super) fn panicked(
     cred: CredentialId,
     phase: Phase,
     rotation: Option<RotationId>,
-    panic: &tokio::task::JoinError,
+    panic: &JoinError,
 ) -> CredentialResult {
     CredentialResult {
         cred,
@@ -303,7 +266,34 @@ pub(super) fn report_progress(progress: Option<&Progress>, r: &CredentialResult)
     }
 }
 
-/// Settles every open rotation found in the store, grouped by host.
+/// `r`, after telling the progress callback about it.
+pub(super) fn reported(progress: Option<&Progress>, r: CredentialResult) -> CredentialResult {
+    report_progress(progress, &r);
+    r
+}
+
+/// The result of an open rotation that recovery did not reach because it was told to stop:
+/// still open, for the next `rotor recover`.
+pub(super) fn not_reached(r: &OpenRotation) -> CredentialResult {
+    CredentialResult {
+        cred: r.cred.clone(),
+        outcome: Outcome::Unsettled {
+            phase: r.phase,
+            cause: Fault {
+                class: FaultKind::Interrupted,
+                message:
+                    "recovery was stopped before it reached this rotation; run `rotor recover`"
+                        .to_owned(),
+            },
+        },
+        rotation: Some(r.id),
+        elapsed_ms: 0,
+    }
+}
+
+/// Settles every open rotation found in the store, grouped by host (directories first). The
+/// hosts go through the one fan-out, without a breaker: recovery settles what it can; once
+/// the stop flag is set, no new host starts and its rotations stay open.
 pub async fn recover(
     hosts: &[HostWork],
     directories: &[super::directory::DirectoryWork],
@@ -331,9 +321,8 @@ pub async fn recover(
         let (mine, rest): (Vec<_>, Vec<_>) =
             open.into_iter().partition(|r| r.cred.host == work.name);
         open = rest;
-        results.extend(
-            super::directory::recover_directory(work, mine, store.clone(), options.lease_ttl).await,
-        );
+        results
+            .extend(super::directory::recover_directory(work, mine, store.clone(), &options).await);
     }
     let mut by_host: BTreeMap<HostName, Vec<OpenRotation>> = BTreeMap::new();
     for rotation in open {
@@ -342,8 +331,7 @@ pub async fn recover(
             .or_default()
             .push(rotation);
     }
-    let semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
-    let mut tasks = Vec::new();
+    let mut items = Vec::new();
     for (host_name, rotations) in by_host {
         let Some(host) = hosts.iter().find(|h| h.host.name == host_name).cloned() else {
             for r in rotations {
@@ -362,32 +350,62 @@ pub async fn recover(
             }
             continue;
         };
-        let (store, fleet, semaphore) = (store.clone(), fleet.clone(), semaphore.clone());
-        let lease_ttl = options.lease_ttl;
-        tasks.push(tokio::spawn(async move {
-            let _permit = semaphore
-                .acquire_owned()
-                .await
-                .expect("semaphore is never closed");
-            let ids: Vec<(CredentialId, Phase, RotationId)> = rotations
-                .iter()
-                .map(|r| (r.cred.clone(), r.phase, r.id))
-                .collect();
-            tokio::task::spawn_blocking(move || {
-                recover_host(&host, rotations, &*store, &*fleet, lease_ttl)
-            })
+        items.push((host, rotations));
+    }
+    let limits = fanout::Limits {
+        stop: options.stop.clone(),
+        ..fanout::Limits::new(options.concurrency)
+    };
+    let work = Arc::new(RecoverHosts {
+        store,
+        fleet,
+        lease_ttl: options.lease_ttl,
+    });
+    results.extend(
+        fanout::run(work, items, &limits)
             .await
-            .unwrap_or_else(|panic| {
-                ids.into_iter()
-                    .map(|(cred, phase, id)| panicked(cred, phase, Some(id), &panic))
-                    .collect()
-            })
-        }));
-    }
-    for task in tasks {
-        results.extend(task.await.expect("host task joins"));
-    }
+            .into_iter()
+            .flatten(),
+    );
     Ok(results)
+}
+
+/// Recovery as fan-out work: one item per host with the open rotations on it.
+struct RecoverHosts {
+    store: Arc<dyn Store>,
+    fleet: Arc<dyn Fleet>,
+    lease_ttl: Duration,
+}
+
+impl fanout::Work for RecoverHosts {
+    type Item = (HostWork, Vec<OpenRotation>);
+    type Output = Vec<CredentialResult>;
+    type Receipt = Vec<(CredentialId, Phase, RotationId)>;
+
+    fn name(&self, (work, _): &Self::Item) -> String {
+        work.host.name.to_string()
+    }
+    fn receipt(&self, (_, rotations): &Self::Item) -> Self::Receipt {
+        rotations
+            .iter()
+            .map(|r| (r.cred.clone(), r.phase, r.id))
+            .collect()
+    }
+    fn run(&self, (work, rotations): Self::Item) -> Vec<CredentialResult> {
+        recover_host(&work, rotations, &*self.store, &*self.fleet, self.lease_ttl)
+    }
+    fn skip(&self, (_, rotations): Self::Item, _: SkipReason, _: &str) -> Vec<CredentialResult> {
+        rotations.iter().map(not_reached).collect()
+    }
+    fn panicked(&self, ids: Self::Receipt, panic: &JoinError) -> Vec<CredentialResult> {
+        ids.into_iter()
+            .map(|(cred, phase, id)| panicked(cred, phase, Some(id), panic))
+            .collect()
+    }
+    fn failed(&self, _: &Vec<CredentialResult>) -> bool {
+        // No breaker in recovery: every host's rotations are worth settling.
+        false
+    }
 }
 
 fn rotate_host(

@@ -4,6 +4,7 @@
 pub mod blast;
 pub mod directory;
 pub mod driver;
+pub mod fanout;
 pub mod ledger;
 pub mod machine;
 
