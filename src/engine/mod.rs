@@ -7,6 +7,8 @@ pub mod driver;
 pub mod fanout;
 pub mod ledger;
 pub mod machine;
+#[cfg(test)]
+pub(crate) mod testkit;
 
 pub use ledger::{
     Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, Store, UnreadableRotation,
