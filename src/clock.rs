@@ -51,7 +51,10 @@ impl TestClock {
 
     /// Moves both readings forward.
     pub fn advance(&self, by: Duration) {
-        let mut t = self.inner.lock().expect("test clock lock is never poisoned");
+        let mut t = self
+            .inner
+            .lock()
+            .expect("test clock lock is never poisoned");
         t.0 += chrono::Duration::from_std(by).expect("test durations fit chrono's range");
         t.1 += by;
     }
@@ -67,10 +70,16 @@ impl TestClock {
 
 impl Clock for TestClock {
     fn now(&self) -> DateTime<Utc> {
-        self.inner.lock().expect("test clock lock is never poisoned").0
+        self.inner
+            .lock()
+            .expect("test clock lock is never poisoned")
+            .0
     }
     fn monotonic(&self) -> Instant {
-        self.inner.lock().expect("test clock lock is never poisoned").1
+        self.inner
+            .lock()
+            .expect("test clock lock is never poisoned")
+            .1
     }
 }
 

@@ -23,6 +23,7 @@ macro_rules! outln {
     };
 }
 
+mod context;
 mod enroll;
 mod init;
 mod inventory_check;
