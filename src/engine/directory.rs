@@ -1,7 +1,8 @@
 //! Directories: rotating the accounts of an LDAP directory. Unlike a host (one admin
 //! session, accounts in sequence), a directory has one admin connection shared by many
-//! accounts rotated concurrently, each through the same pure machine and `rotate_one` as a
-//! host's accounts. The edge (ldap3) is behind [`Directories`] and [`OpenDirectory`], so this
+//! accounts rotated concurrently (through the one fan-out, [`fanout::run`], with the breaker
+//! counting accounts), each through the same pure machine and `rotate_one` as a host's
+//! accounts. The edge (ldap3) is behind [`Directories`] and [`OpenDirectory`], so this
 //! file is tested with in-memory directories.
 
 use std::sync::Arc;

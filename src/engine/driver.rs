@@ -1,8 +1,10 @@
 //! The driver: runs the pure [`Rotation`] machine against a target ([`PasswordTarget`]) and the
 //! [`Store`], for many hosts at once.
 //!
-//! Hosts run concurrently (blocking SSH work on tokio's blocking pool, bounded by a
-//! semaphore); the accounts of one host run in sequence over that host's one admin session.
+//! Hosts run concurrently through the one fan-out ([`fanout::run`]: bounded, canary batch,
+//! breaker per host, stop flag, blocking SSH work on tokio's blocking pool, a panic answered
+//! per credential); the accounts of one host run in sequence over that host's one admin
+//! session.
 //! Within a rotation the driver decides nothing: every step is the machine's `Command`, every
 //! result is fed back as an `Event`. Around rotations it does decide admission (the lease,
 //! parking, the breaker and stop flag, skipping a host that stopped answering); those rules

@@ -1,5 +1,7 @@
 //! The rotation engine: the ledger vocabulary ([`ledger`]), the pure state machine
-//! ([`machine`]) and the driver that runs it against connectors and the store ([`driver`]).
+//! ([`machine`]), the driver that runs it against connectors and the store ([`driver`],
+//! [`directory`]), blast-radius rules ([`blast`]) and the one bounded fan-out every
+//! many-targets job runs through ([`fanout`]).
 
 pub mod blast;
 pub mod directory;

@@ -195,22 +195,11 @@ fn hold_after_begin() {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::testkit::{FakeFleet, MemStore};
+    use crate::engine::testkit::setup;
     use crate::engine::{Phase, RunId, Store};
     use crate::inventory::Scope;
     use crate::ops::testkit::{context, inventory, runtime};
     use crate::secret::Secret;
-
-    fn fleet(hosts: &[&str]) -> &'static FakeFleet {
-        let fleet: &'static FakeFleet = Box::leak(Box::default());
-        for h in hosts {
-            fleet.with(h, |fh| {
-                fh.passwords.insert("svc_app".into(), "shared".into());
-                fh.passwords.insert("svc_backup".into(), "shared".into());
-            });
-        }
-        fleet
-    }
 
     fn labels(report: &RunReport) -> Vec<String> {
         report
@@ -223,8 +212,7 @@ mod tests {
     #[test]
     fn a_run_recovers_first_then_rotates_the_selection_and_delivers_the_report() {
         let rt = runtime();
-        let fleet = fleet(&["a", "b"]);
-        let store = Arc::new(MemStore::default());
+        let (fleet, store, _) = setup(&["a", "b"]);
         // An earlier run died with b/svc_app applied: its new password is on the host.
         let b_app = crate::credential::CredentialId::parse("b/svc_app").unwrap();
         let id = store
@@ -269,8 +257,7 @@ mod tests {
     #[test]
     fn a_shutdown_that_already_happened_starts_nothing() {
         let rt = runtime();
-        let fleet = fleet(&["a", "b"]);
-        let store = Arc::new(MemStore::default());
+        let (fleet, store, _) = setup(&["a", "b"]);
         let ctx = context(fleet, &store, &rt);
         let inv = inventory(&["a", "b"]);
         let selection = inv.select(&[Scope::All]).unwrap();
