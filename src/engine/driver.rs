@@ -236,14 +236,7 @@ pub(super) fn panicked(
         cred,
         outcome: Outcome::Unsettled {
             phase,
-            // The panic's message may quote a target's bytes: cut short (escaped on output).
-            cause: Fault::target(
-                FaultClass::Protocol,
-                format!(
-                    "internal error: {}",
-                    panic.to_string().chars().take(300).collect::<String>()
-                ),
-            ),
+            cause: Fault::target(FaultClass::Protocol, fanout::panic_text(panic)),
         },
         rotation,
         elapsed_ms: 0,

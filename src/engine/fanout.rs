@@ -138,6 +138,15 @@ async fn run_batch<W: Work>(
     outputs
 }
 
+/// A worker's panic in words, for a result: cut short, since its message may quote a
+/// target's bytes (reports escape it on output).
+pub fn panic_text(panic: &JoinError) -> String {
+    format!(
+        "internal error: {}",
+        panic.to_string().chars().take(300).collect::<String>()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -305,11 +305,7 @@ impl fanout::Work for Heartbeat {
             .collect()
     }
     fn panicked(&self, creds: Vec<CredentialId>, panic: &JoinError) -> Vec<Check> {
-        // The panic's message may quote a target's bytes: cut short (escaped on output).
-        let detail = format!(
-            "internal error: {}",
-            panic.to_string().chars().take(300).collect::<String>()
-        );
+        let detail = fanout::panic_text(panic);
         creds
             .into_iter()
             .map(|cred| {
