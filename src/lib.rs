@@ -10,6 +10,7 @@
 //! - [`password_hash`]: local checks of a password against a target's stored hash (bounded cost).
 //! - [`playbook`]: built-in playbooks (`linux-password`) run over an SSH session.
 //! - [`engine`]: the rotation state machine (pure), recovery decisions, and the driver.
+//! - [`ops`]: the operations (rotate, recover, verify, plan, status) every front-end calls.
 //! - [`connector`]: edges to targets (`ssh`), typed faults.
 //! - [`store`]: the vault (SQLite, encrypted rows), ledger and audit log.
 //! - [`target`]: targets by capability (`Target`: read restore point, apply, prove, undo, retire).
@@ -23,6 +24,7 @@ pub mod connector;
 pub mod credential;
 pub mod engine;
 pub mod inventory;
+pub mod ops;
 pub mod password_hash;
 pub mod playbook;
 pub mod policy;

@@ -1,6 +1,8 @@
-//! The command line: argument definitions (clap derive), the shared context (data directory,
-//! key source, logging, output mode) and one small module per subcommand. `main` only maps the
-//! result to an exit code (DESIGN.md: 0 done, 1 error, 2 usage, 3 partial, 4 stuck).
+//! The command line: argument definitions (clap derive), the shared plumbing (data directory,
+//! key source, logging, output mode: `output`), the operations' context built in one place
+//! (`context`) and one small module per subcommand: parse, call one `crate::ops` function,
+//! print. `main` only maps the result to an exit code (DESIGN.md: 0 done, 1 error, 2 usage,
+//! 3 partial, 4 stuck).
 //!
 //! Invariant: data goes to stdout, logs and progress to stderr; nothing here prints a secret
 //! except `show`, on purpose, audited. Data goes through `out!`/`outln!`, never `print!`,
@@ -23,6 +25,7 @@ macro_rules! outln {
     };
 }
 
+mod context;
 mod enroll;
 mod init;
 mod inventory_check;

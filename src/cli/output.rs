@@ -156,3 +156,45 @@ impl Output {
         bar
     }
 }
+
+/// A progress bar an operation drives ([`crate::ops::Progress`]): made once the operation
+/// knows how many credentials it reports on, hidden where [`Output::progress`] says.
+pub struct Bar {
+    out: Output,
+    what: &'static str,
+    bar: std::sync::OnceLock<ProgressBar>,
+    /// Whether a credential's note (how it ended, when not plainly) is shown beside the bar.
+    notes: bool,
+}
+
+impl Bar {
+    pub fn new(out: Output, what: &'static str, notes: bool) -> Arc<Bar> {
+        Arc::new(Bar {
+            out,
+            what,
+            bar: std::sync::OnceLock::new(),
+            notes,
+        })
+    }
+
+    /// Takes the bar off the terminal (before the report is printed).
+    pub fn finish(&self) {
+        if let Some(bar) = self.bar.get() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl crate::ops::Progress for Bar {
+    fn start(&self, total: usize) {
+        let _ = self.bar.set(self.out.progress(total, self.what));
+    }
+    fn done(&self, cred: &crate::credential::CredentialId, note: Option<&str>) {
+        if let Some(bar) = self.bar.get() {
+            if let Some(note) = note.filter(|_| self.notes) {
+                bar.set_message(format!("{cred}: {note}"));
+            }
+            bar.inc(1);
+        }
+    }
+}

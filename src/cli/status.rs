@@ -1,9 +1,11 @@
-//! `rotor status`: every credential in the vault, its age and its last rotation.
+//! `rotor status`: call [`ops::status`](crate::ops::status) (every credential in the vault,
+//! its age by the context's clock, its last rotation and state) and print it.
 
 use clap::Args;
 
-use super::output::open_vault;
+use super::context;
 use super::{CliResult, Global, OutputFormat};
+use crate::ops::{self, status::State};
 use crate::report::table;
 
 #[derive(Debug, Args)]
@@ -14,25 +16,24 @@ pub struct StatusArgs {
 }
 
 pub fn run(g: &Global, a: StatusArgs) -> CliResult {
-    let vault = open_vault(g)?;
-    let status = vault.status()?;
+    let session = context::open(g)?;
+    let status = ops::status::status(&session.ctx)?;
     if a.output == OutputFormat::Json {
         outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "schema_version": crate::report::SCHEMA_VERSION,
-                "credentials": status,
+                "credentials": status.credentials,
             }))?
         );
         return Ok(0);
     }
-    let now = chrono::Utc::now();
     let rows: Vec<[String; 4]> = status
+        .credentials
         .iter()
         .map(|s| {
-            let age = match s.current_since {
-                Some(t) => {
-                    let d = now - t;
+            let age = match status.age(s) {
+                Some(d) => {
                     if d.num_days() > 0 {
                         format!("{}d", d.num_days())
                     } else if d.num_hours() > 0 {
@@ -47,19 +48,15 @@ pub fn run(g: &Global, a: StatusArgs) -> CliResult {
                 Some(r) => format!("{} {}", r.phase, r.at.format("%Y-%m-%d %H:%M")),
                 None => "never".to_owned(),
             };
-            let state = if let Some(why) = &s.parked {
-                format!(
+            let state = match ops::status::state(s) {
+                State::Parked(why) => format!(
                     "PARKED ({why}): fix, then `rotor recover --cred {}`",
                     s.cred
-                )
-            } else if let Some(holder) = &s.lease_holder {
-                format!("in use by {holder}")
-            } else if s.open_rotation {
-                "OPEN: run `rotor recover`".to_owned()
-            } else if s.has_current {
-                "ok".to_owned()
-            } else {
-                "no current secret".to_owned()
+                ),
+                State::InUse(holder) => format!("in use by {holder}"),
+                State::Open => "OPEN: run `rotor recover`".to_owned(),
+                State::Ok => "ok".to_owned(),
+                State::NoCurrentSecret => "no current secret".to_owned(),
             };
             [s.cred.to_string(), age, last, state]
         })

@@ -1,19 +1,20 @@
 //! Directories: rotating the accounts of an LDAP directory. Unlike a host (one admin
 //! session, accounts in sequence), a directory has one admin connection shared by many
-//! accounts rotated concurrently, each through the same pure machine and `rotate_one` as a
-//! host's accounts. The edge (ldap3) is behind [`Directories`] and [`OpenDirectory`], so this
+//! accounts rotated concurrently (through the one fan-out, [`fanout::run`], with the breaker
+//! counting accounts), each through the same pure machine and `rotate_one` as a host's
+//! accounts. The edge (ldap3) is behind [`Directories`] and [`OpenDirectory`], so this
 //! file is tested with in-memory directories.
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::task::JoinError;
 
-use super::blast::{Breaker, Launch};
+use super::blast::SkipReason;
 use super::driver::{
-    CredentialResult, RunOptions, panicked, recover_one, report_progress, rotate_one, skipped,
+    CredentialResult, RunOptions, not_reached, panicked, recover_one, reported, rotate_one, skipped,
 };
+use super::fanout;
 use super::ledger::{OpenRotation, RunId, Store};
 use super::machine::{Fault, Outcome};
 use crate::connector::{ConnectorError, FaultClass};
@@ -64,106 +65,104 @@ pub struct DirectoryWork {
     pub bind_account: Option<(AccountName, String)>,
 }
 
-/// Rotates every account of `work`, up to `options.concurrency` at once. Never fails as a
-/// whole. The breaker counts failed accounts here (a directory is one target), and the stop
-/// flag is checked before each account starts.
+/// Rotates every account of `work`, up to `options.concurrency` at once, through the one
+/// fan-out. Never fails as a whole. The breaker counts failed accounts here (a directory is
+/// one target), and the stop flag is checked before each account starts. rotor's own bind
+/// account comes last, alone, after every other account ended: only a stop keeps it back.
 pub async fn rotate_directory(
     work: DirectoryWork,
     run: RunId,
     store: Arc<dyn Store>,
     options: RunOptions,
 ) -> Vec<CredentialResult> {
-    let semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
-    let breaker = Arc::new(Mutex::new(Breaker::new(
-        options.max_failures,
-        work.accounts.len(),
-    )));
-    let policy = Arc::new(work.policy.clone());
-    let mut tasks = Vec::with_capacity(work.accounts.len());
-    for (uid, dn) in work.accounts.iter().cloned() {
-        let cred = CredentialId::new(work.name.clone(), uid);
-        let (semaphore, breaker, store) = (semaphore.clone(), breaker.clone(), store.clone());
-        let (open, options, policy) = (work.open.clone(), options.clone(), policy.clone());
-        // Taken before the task exists, so accounts start in directory order.
-        let permit = semaphore
-            .acquire_owned()
-            .await
-            .expect("semaphore is never closed");
-        tasks.push(tokio::spawn(async move {
-            let _permit = permit;
-            let launch = {
-                let mut b = breaker.lock().unwrap_or_else(|p| p.into_inner());
-                if options.stop.load(Ordering::SeqCst) {
-                    b.interrupt();
-                }
-                b.may_launch()
-            };
-            if let Launch::Skip(reason, detail) = launch {
-                let r = skipped(cred, reason, &detail);
-                report_progress(options.progress.as_ref(), &r);
-                return r;
-            }
-            let r = rotate_account(open, dn, cred, policy, run, store, options.clone()).await;
-            let failed = !matches!(r.outcome, Outcome::Committed | Outcome::Skipped { .. });
-            breaker
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .host_finished(r.cred.account.as_str(), failed, false);
-            report_progress(options.progress.as_ref(), &r);
-            r
-        }));
+    let accounts = Arc::new(RotateAccounts {
+        name: work.name.clone(),
+        open: work.open.clone(),
+        policy: work.policy.clone(),
+        run,
+        store,
+        options: options.clone(),
+    });
+    let limits = RunOptions {
+        canary: 0,
+        ..options.clone()
     }
-    let mut results = Vec::with_capacity(tasks.len() + 1);
-    for task in tasks {
-        // Task bodies catch their own panics; a JoinError means the runtime is going away.
-        results.push(task.await.expect("account task joins"));
-    }
-    if let Some((uid, dn)) = work.bind_account.clone() {
-        let cred = CredentialId::new(work.name.clone(), uid);
-        let r = if options.stop.load(Ordering::SeqCst) {
-            skipped(
-                cred,
-                super::blast::SkipReason::Interrupted,
-                "the run was interrupted",
-            )
-        } else {
-            let (open, store) = (work.open.clone(), store.clone());
-            rotate_account(open, dn, cred, policy, run, store, options.clone()).await
+    .limits();
+    let mut results = fanout::run(accounts.clone(), work.accounts.clone(), &limits).await;
+    if let Some(bind) = work.bind_account.clone() {
+        // A run of its own: the others' failures do not keep the bind account back.
+        let alone = fanout::Limits {
+            stop: options.stop.clone(),
+            ..fanout::Limits::new(1)
         };
-        report_progress(options.progress.as_ref(), &r);
-        results.push(r);
+        results.extend(fanout::run(accounts, vec![bind], &alone).await);
     }
     results
 }
 
-/// One account's rotation on the blocking pool (its LDAP calls block on the runtime).
-async fn rotate_account(
+/// A directory's accounts as fan-out work: one item `(uid, dn)` per account, each on a worker
+/// of its own over the shared admin connection.
+struct RotateAccounts {
+    name: HostName,
     open: Arc<dyn OpenDirectory>,
-    dn: String,
-    cred: CredentialId,
-    policy: Arc<Policy>,
+    policy: Policy,
     run: RunId,
     store: Arc<dyn Store>,
     options: RunOptions,
-) -> CredentialResult {
-    let cred_for_panic = cred.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut target = open.target(&dn);
-        rotate_one(cred, &policy, run, &*store, &mut *target, &options)
-    })
-    .await
-    .unwrap_or_else(|panic| panicked(cred_for_panic, super::Phase::Staged, None, &panic))
 }
 
-/// Settles a directory's open rotations (each on its own thread, like a run).
+impl RotateAccounts {
+    fn cred(&self, uid: &AccountName) -> CredentialId {
+        CredentialId::new(self.name.clone(), uid.clone())
+    }
+}
+
+impl fanout::Work for RotateAccounts {
+    type Item = (AccountName, String);
+    type Output = CredentialResult;
+    type Receipt = CredentialId;
+
+    fn name(&self, (uid, _): &Self::Item) -> String {
+        uid.to_string()
+    }
+    fn receipt(&self, (uid, _): &Self::Item) -> CredentialId {
+        self.cred(uid)
+    }
+    fn run(&self, (uid, dn): Self::Item) -> CredentialResult {
+        let mut target = self.open.target(&dn);
+        let r = rotate_one(
+            self.cred(&uid),
+            &self.policy,
+            self.run,
+            &*self.store,
+            &mut *target,
+            &self.options,
+        );
+        reported(self.options.progress.as_ref(), r)
+    }
+    fn skip(&self, (uid, _): Self::Item, reason: SkipReason, detail: &str) -> CredentialResult {
+        let r = skipped(self.cred(&uid), reason, detail);
+        reported(self.options.progress.as_ref(), r)
+    }
+    fn panicked(&self, cred: CredentialId, panic: &JoinError) -> CredentialResult {
+        let r = panicked(cred, super::Phase::Staged, None, panic);
+        reported(self.options.progress.as_ref(), r)
+    }
+    fn failed(&self, r: &CredentialResult) -> bool {
+        !matches!(r.outcome, Outcome::Committed | Outcome::Skipped { .. })
+    }
+}
+
+/// Settles a directory's open rotations, each on a worker of its own (like a run), through
+/// the one fan-out, without a breaker; once the stop flag is set the rest stay open.
 pub async fn recover_directory(
     work: &DirectoryWork,
     rotations: Vec<OpenRotation>,
     store: Arc<dyn Store>,
-    by: crate::engine::ledger::Actor,
-    lease_ttl: Duration,
+    options: &RunOptions,
 ) -> Vec<CredentialResult> {
-    let mut tasks = Vec::new();
+    let mut results = Vec::new();
+    let mut items = Vec::new();
     for r in rotations {
         let dn = work
             .accounts
@@ -171,47 +170,80 @@ pub async fn recover_directory(
             .chain(work.bind_account.iter())
             .find(|(uid, _)| *uid == r.cred.account)
             .map(|(_, dn)| dn.clone());
-        let Some(dn) = dn else {
-            tasks.push(tokio::spawn(async move {
-                CredentialResult {
-                    outcome: Outcome::Unsettled {
-                        phase: r.phase,
-                        cause: Fault::target(
-                            FaultClass::AccountMissing,
-                            format!(
-                                "{} is no longer among the directory's accounts (deleted, or the search changed); its rotation stays open",
-                                r.cred
-                            ),
+        match dn {
+            Some(dn) => items.push((r, dn)),
+            None => results.push(CredentialResult {
+                outcome: Outcome::Unsettled {
+                    phase: r.phase,
+                    cause: Fault::target(
+                        FaultClass::AccountMissing,
+                        format!(
+                            "{} is no longer among the directory's accounts (deleted, or the search changed); its rotation stays open",
+                            r.cred
                         ),
-                    },
-                    rotation: Some(r.id),
-                    cred: r.cred,
-                    elapsed_ms: 0,
-                }
-            }));
-            continue;
-        };
-        let (open, store, budget, by) = (
-            work.open.clone(),
-            store.clone(),
-            work.policy.max_failed_logins,
-            by.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let (cred, phase, id) = (r.cred.clone(), r.phase, r.id);
-            tokio::task::spawn_blocking(move || {
-                let mut target = open.target(&dn);
-                recover_one(r, budget, &*store, &mut *target, &by, lease_ttl)
-            })
-            .await
-            .unwrap_or_else(|panic| panicked(cred, phase, Some(id), &panic))
-        }));
+                    ),
+                },
+                rotation: Some(r.id),
+                cred: r.cred,
+                elapsed_ms: 0,
+            }),
+        }
     }
-    let mut results = Vec::new();
-    for t in tasks {
-        results.push(t.await.expect("recovery task joins"));
-    }
+    let work = Arc::new(RecoverAccounts {
+        open: work.open.clone(),
+        store,
+        max_failed_logins: work.policy.max_failed_logins,
+        by: options.actor.clone(),
+        lease_ttl: options.lease_ttl,
+    });
+    let limits = fanout::Limits {
+        stop: options.stop.clone(),
+        ..fanout::Limits::new(options.concurrency)
+    };
+    results.extend(fanout::run(work, items, &limits).await);
     results
+}
+
+/// Recovery of a directory's accounts as fan-out work: one item per open rotation.
+struct RecoverAccounts {
+    open: Arc<dyn OpenDirectory>,
+    store: Arc<dyn Store>,
+    max_failed_logins: u32,
+    by: crate::engine::ledger::Actor,
+    lease_ttl: Duration,
+}
+
+impl fanout::Work for RecoverAccounts {
+    type Item = (OpenRotation, String);
+    type Output = CredentialResult;
+    type Receipt = (CredentialId, super::Phase, super::RotationId);
+
+    fn name(&self, (r, _): &Self::Item) -> String {
+        r.cred.account.to_string()
+    }
+    fn receipt(&self, (r, _): &Self::Item) -> Self::Receipt {
+        (r.cred.clone(), r.phase, r.id)
+    }
+    fn run(&self, (r, dn): Self::Item) -> CredentialResult {
+        let mut target = self.open.target(&dn);
+        recover_one(
+            r,
+            self.max_failed_logins,
+            &*self.store,
+            &mut *target,
+            &self.by,
+            self.lease_ttl,
+        )
+    }
+    fn skip(&self, (r, _): Self::Item, _: SkipReason, _: &str) -> CredentialResult {
+        not_reached(&r)
+    }
+    fn panicked(&self, (cred, phase, id): Self::Receipt, panic: &JoinError) -> CredentialResult {
+        panicked(cred, phase, Some(id), panic)
+    }
+    fn failed(&self, _: &CredentialResult) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
@@ -219,6 +251,8 @@ mod tests {
     //! `rotate_directory` and `recover_directory` against an in-memory directory and a real
     //! vault in a temporary directory: order, the bind account last, the breaker, the stop flag.
     use std::collections::{HashMap, HashSet};
+    use std::sync::Mutex;
+    use std::sync::atomic::Ordering;
 
     use super::*;
     use crate::connector::ConnectorError;
@@ -461,8 +495,10 @@ mod tests {
             &work,
             rotations,
             vault.clone(),
-            crate::engine::ledger::Actor::named("test"),
-            Duration::from_secs(60),
+            &RunOptions {
+                lease_ttl: Duration::from_secs(60),
+                ..RunOptions::new(4)
+            },
         ));
         let mut labels = labels(&results);
         labels.sort();

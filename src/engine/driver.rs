@@ -1,26 +1,28 @@
 //! The driver: runs the pure [`Rotation`] machine against a target ([`Target`]) and the
 //! [`Store`], for many hosts at once.
 //!
-//! Hosts run concurrently (blocking SSH work on tokio's blocking pool, bounded by a
-//! semaphore); the accounts of one host run in sequence over that host's one admin session.
-//! The driver gathers facts and carries out decisions made elsewhere: within a rotation every
-//! step is the machine's `Command` and every result is fed back as an `Event`; around it,
-//! admission (the lease, parking, a host that stopped answering) is [`admission`]'s and the
-//! breaker and canary are [`super::blast`]'s. Time comes from the store's injected clock (the
-//! lease fence before every push) and secrets from the run's injected [`Entropy`]. It never
-//! logs a secret; it logs ids, phases and fault classes.
+//! Hosts run concurrently through the one fan-out ([`fanout::run`]: bounded, canary batch,
+//! breaker per host, stop flag, blocking SSH work on tokio's blocking pool, a panic answered
+//! per credential); the accounts of one host run in sequence over that host's one admin
+//! session. The driver gathers facts and carries out decisions made elsewhere: within a
+//! rotation every step is the machine's `Command` and every result is fed back as an `Event`;
+//! around it, admission (the lease, parking, a host that stopped answering) is
+//! [`admission`]'s and the breaker and canary are [`super::blast`]'s. Time comes from the
+//! store's injected clock (the lease fence before every push) and secrets from the run's
+//! injected [`Entropy`]. It never logs a secret; it logs ids, phases and fault classes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::task::JoinError;
 use tracing::{info, warn};
 
 use super::admission::{self, Admission};
-use super::blast::{Breaker, FailureLimit, Launch, SkipReason};
+use super::blast::{FailureLimit, SkipReason};
+use super::fanout;
 use super::ledger::{
     Actor, Lease, OpenRotation, Phase, RotationId, RunId, Store, StoreFailure, StoreFailureKind,
 };
@@ -153,128 +155,90 @@ impl RunOptions {
             actor: Actor::of_this_process(),
         }
     }
+
+    /// The fan-out's share of the options: concurrency, canary, failure limit, stop flag.
+    pub fn limits(&self) -> fanout::Limits {
+        fanout::Limits {
+            concurrency: self.concurrency,
+            canary: self.canary,
+            max_failures: self.max_failures,
+            stop: self.stop.clone(),
+        }
+    }
 }
 
 /// Rotates every credential of `work` in run `run`. Never fails as a whole: every credential
-/// gets a result. With a canary, the first `canary` hosts run as a batch before the rest; the
-/// breaker and the stop flag are checked before each host starts.
+/// gets a result. The hosts go through the one fan-out ([`fanout::run`]): with a canary, the
+/// first `canary` hosts run as a batch before the rest; the breaker counts failed hosts and
+/// it and the stop flag are asked before each host starts.
 pub async fn rotate(
-    mut work: Vec<HostWork>,
+    work: Vec<HostWork>,
     run: RunId,
     store: Arc<dyn Store>,
     fleet: Arc<dyn Fleet>,
     options: RunOptions,
 ) -> Vec<CredentialResult> {
-    let breaker = Arc::new(Mutex::new(Breaker::new(options.max_failures, work.len())));
-    let rest = work.split_off(options.canary.min(work.len()));
-    let mut results = Vec::new();
-    for (hosts, canary) in [(work, true), (rest, false)] {
-        let batch = Batch {
-            run,
-            store: store.clone(),
-            fleet: fleet.clone(),
-            options: options.clone(),
-            breaker: breaker.clone(),
-            canary,
-        };
-        results.extend(batch.run(hosts).await);
-    }
-    results
+    let limits = options.limits();
+    let hosts = Arc::new(RotateHosts {
+        run,
+        store,
+        fleet,
+        options,
+    });
+    fanout::run(hosts, work, &limits)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
-/// One batch of hosts run concurrently under the shared breaker.
-#[derive(Clone)]
-struct Batch {
+/// Host rotation as fan-out work: one item per host, its accounts in sequence on one worker.
+struct RotateHosts {
     run: RunId,
     store: Arc<dyn Store>,
     fleet: Arc<dyn Fleet>,
     options: RunOptions,
-    breaker: Arc<Mutex<Breaker>>,
-    canary: bool,
 }
 
-impl Batch {
-    async fn run(self, hosts: Vec<HostWork>) -> Vec<CredentialResult> {
-        let semaphore = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
-        let mut tasks = Vec::with_capacity(hosts.len());
-        for host_work in hosts {
-            // The permit is taken here, in inventory order, before the task exists: hosts
-            // start in the order the inventory lists them (whatever order the runtime polls
-            // tasks in), and the breaker and stop flag are asked at that moment. The
-            // semaphore is never closed, so acquire cannot fail.
-            let permit = semaphore
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore is never closed");
-            let batch = self.clone();
-            tasks.push(tokio::spawn(async move {
-                let _permit = permit;
-                batch.host(host_work).await
-            }));
-        }
-        let mut results = Vec::new();
-        for task in tasks {
-            // Task bodies catch their own panics (see `host`); a JoinError here would mean the
-            // runtime is shutting down, which only happens after this function returns.
-            results.extend(task.await.expect("host task joins"));
-        }
-        results
-    }
+fn creds_of(work: &HostWork) -> Vec<CredentialId> {
+    work.accounts
+        .iter()
+        .map(|(a, _)| CredentialId::new(work.host.name.clone(), a.clone()))
+        .collect()
+}
 
-    /// Decides whether the host may start, runs it on the blocking pool, and reports back to
-    /// the breaker.
-    async fn host(self, work: HostWork) -> Vec<CredentialResult> {
-        let name = work.host.name.clone();
-        let creds: Vec<CredentialId> = work
-            .accounts
-            .iter()
-            .map(|(a, _)| CredentialId::new(name.clone(), a.clone()))
-            .collect();
-        let launch = {
-            // A poisoned lock means a panic while counting, which cannot happen in the few
-            // lines that hold it; keep counting with whatever state it has.
-            let mut breaker = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
-            if self.options.stop.load(Ordering::SeqCst) {
-                breaker.interrupt();
-            }
-            breaker.may_launch()
-        };
-        if let Launch::Skip(reason, detail) = launch {
-            return creds
-                .into_iter()
-                .map(|cred| {
-                    let r = skipped(cred, reason, &detail);
-                    report_progress(self.options.progress.as_ref(), &r);
-                    r
-                })
-                .collect();
-        }
-        let Batch {
-            run,
-            store,
-            fleet,
-            options,
-            ..
-        } = self.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            rotate_host(&work, run, &*store, &*fleet, &options)
-        })
-        .await;
-        let results = joined.unwrap_or_else(|panic| {
-            creds
-                .into_iter()
-                .map(|cred| panicked(cred, Phase::Staged, None, &panic))
-                .collect()
-        });
-        let failed = results
-            .iter()
-            .any(|r| !matches!(r.outcome, Outcome::Committed | Outcome::Skipped { .. }));
-        self.breaker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .host_finished(name.as_str(), failed, self.canary);
+impl fanout::Work for RotateHosts {
+    type Item = HostWork;
+    type Output = Vec<CredentialResult>;
+    type Receipt = Vec<CredentialId>;
+
+    fn name(&self, work: &HostWork) -> String {
+        work.host.name.to_string()
+    }
+    fn receipt(&self, work: &HostWork) -> Vec<CredentialId> {
+        creds_of(work)
+    }
+    fn run(&self, work: HostWork) -> Vec<CredentialResult> {
+        rotate_host(&work, self.run, &*self.store, &*self.fleet, &self.options)
+    }
+    fn skip(&self, work: HostWork, reason: SkipReason, detail: &str) -> Vec<CredentialResult> {
+        let progress = self.options.progress.as_ref();
+        creds_of(&work)
+            .into_iter()
+            .map(|cred| reported(progress, skipped(cred, reason, detail)))
+            .collect()
+    }
+    fn panicked(&self, creds: Vec<CredentialId>, panic: &JoinError) -> Vec<CredentialResult> {
+        let progress = self.options.progress.as_ref();
+        creds
+            .into_iter()
+            .map(|cred| reported(progress, panicked(cred, Phase::Staged, None, panic)))
+            .collect()
+    }
+    fn failed(&self, results: &Vec<CredentialResult>) -> bool {
         results
+            .iter()
+            .any(|r| !matches!(r.outcome, Outcome::Committed | Outcome::Skipped { .. }))
     }
 }
 
@@ -285,20 +249,13 @@ pub(super) fn panicked(
     cred: CredentialId,
     phase: Phase,
     rotation: Option<RotationId>,
-    panic: &tokio::task::JoinError,
+    panic: &JoinError,
 ) -> CredentialResult {
     CredentialResult {
         cred,
         outcome: Outcome::Unsettled {
             phase,
-            // The panic's message may quote a target's bytes: cut short (escaped on output).
-            cause: Fault::target(
-                FaultClass::Protocol,
-                format!(
-                    "internal error: {}",
-                    panic.to_string().chars().take(300).collect::<String>()
-                ),
-            ),
+            cause: Fault::target(FaultClass::Protocol, fanout::panic_text(panic)),
         },
         rotation,
         elapsed_ms: 0,
@@ -323,7 +280,34 @@ pub(super) fn report_progress(progress: Option<&Progress>, r: &CredentialResult)
     }
 }
 
-/// Settles every open rotation found in the store, grouped by host.
+/// `r`, after telling the progress callback about it.
+pub(super) fn reported(progress: Option<&Progress>, r: CredentialResult) -> CredentialResult {
+    report_progress(progress, &r);
+    r
+}
+
+/// The result of an open rotation that recovery did not reach because it was told to stop:
+/// still open, for the next `rotor recover`.
+pub(super) fn not_reached(r: &OpenRotation) -> CredentialResult {
+    CredentialResult {
+        cred: r.cred.clone(),
+        outcome: Outcome::Unsettled {
+            phase: r.phase,
+            cause: Fault {
+                class: FaultKind::Interrupted,
+                message:
+                    "recovery was stopped before it reached this rotation; run `rotor recover`"
+                        .to_owned(),
+            },
+        },
+        rotation: Some(r.id),
+        elapsed_ms: 0,
+    }
+}
+
+/// Settles every open rotation found in the store, grouped by host (directories first). The
+/// hosts go through the one fan-out, without a breaker: recovery settles what it can; once
+/// the stop flag is set, no new host starts and its rotations stay open.
 pub async fn recover(
     hosts: &[HostWork],
     directories: &[super::directory::DirectoryWork],
@@ -351,16 +335,8 @@ pub async fn recover(
         let (mine, rest): (Vec<_>, Vec<_>) =
             open.into_iter().partition(|r| r.cred.host == work.name);
         open = rest;
-        results.extend(
-            super::directory::recover_directory(
-                work,
-                mine,
-                store.clone(),
-                options.actor.clone(),
-                options.lease_ttl,
-            )
-            .await,
-        );
+        results
+            .extend(super::directory::recover_directory(work, mine, store.clone(), &options).await);
     }
     let mut by_host: BTreeMap<HostName, Vec<OpenRotation>> = BTreeMap::new();
     for rotation in open {
@@ -369,8 +345,7 @@ pub async fn recover(
             .or_default()
             .push(rotation);
     }
-    let semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
-    let mut tasks = Vec::new();
+    let mut items = Vec::new();
     for (host_name, rotations) in by_host {
         let Some(host) = hosts.iter().find(|h| h.host.name == host_name).cloned() else {
             for r in rotations {
@@ -389,32 +364,71 @@ pub async fn recover(
             }
             continue;
         };
-        let (store, fleet, semaphore) = (store.clone(), fleet.clone(), semaphore.clone());
-        let (lease_ttl, actor) = (options.lease_ttl, options.actor.clone());
-        tasks.push(tokio::spawn(async move {
-            let _permit = semaphore
-                .acquire_owned()
-                .await
-                .expect("semaphore is never closed");
-            let ids: Vec<(CredentialId, Phase, RotationId)> = rotations
-                .iter()
-                .map(|r| (r.cred.clone(), r.phase, r.id))
-                .collect();
-            tokio::task::spawn_blocking(move || {
-                recover_host(&host, rotations, &*store, &*fleet, &actor, lease_ttl)
-            })
+        items.push((host, rotations));
+    }
+    let limits = fanout::Limits {
+        stop: options.stop.clone(),
+        ..fanout::Limits::new(options.concurrency)
+    };
+    let work = Arc::new(RecoverHosts {
+        store,
+        fleet,
+        by: options.actor.clone(),
+        lease_ttl: options.lease_ttl,
+    });
+    results.extend(
+        fanout::run(work, items, &limits)
             .await
-            .unwrap_or_else(|panic| {
-                ids.into_iter()
-                    .map(|(cred, phase, id)| panicked(cred, phase, Some(id), &panic))
-                    .collect()
-            })
-        }));
-    }
-    for task in tasks {
-        results.extend(task.await.expect("host task joins"));
-    }
+            .into_iter()
+            .flatten(),
+    );
     Ok(results)
+}
+
+/// Recovery as fan-out work: one item per host with the open rotations on it.
+struct RecoverHosts {
+    store: Arc<dyn Store>,
+    fleet: Arc<dyn Fleet>,
+    by: Actor,
+    lease_ttl: Duration,
+}
+
+impl fanout::Work for RecoverHosts {
+    type Item = (HostWork, Vec<OpenRotation>);
+    type Output = Vec<CredentialResult>;
+    type Receipt = Vec<(CredentialId, Phase, RotationId)>;
+
+    fn name(&self, (work, _): &Self::Item) -> String {
+        work.host.name.to_string()
+    }
+    fn receipt(&self, (_, rotations): &Self::Item) -> Self::Receipt {
+        rotations
+            .iter()
+            .map(|r| (r.cred.clone(), r.phase, r.id))
+            .collect()
+    }
+    fn run(&self, (work, rotations): Self::Item) -> Vec<CredentialResult> {
+        recover_host(
+            &work,
+            rotations,
+            &*self.store,
+            &*self.fleet,
+            &self.by,
+            self.lease_ttl,
+        )
+    }
+    fn skip(&self, (_, rotations): Self::Item, _: SkipReason, _: &str) -> Vec<CredentialResult> {
+        rotations.iter().map(not_reached).collect()
+    }
+    fn panicked(&self, ids: Self::Receipt, panic: &JoinError) -> Vec<CredentialResult> {
+        ids.into_iter()
+            .map(|(cred, phase, id)| panicked(cred, phase, Some(id), panic))
+            .collect()
+    }
+    fn failed(&self, _: &Vec<CredentialResult>) -> bool {
+        // No breaker in recovery: every host's rotations are worth settling.
+        false
+    }
 }
 
 fn rotate_host(
@@ -1008,394 +1022,9 @@ fn crash_point(_: &Command, _: &Event) {}
 mod tests {
     //! The driver against an in-memory store and scripted hosts: every failure path of one
     //! rotation, and recovery, in milliseconds.
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
     use super::*;
-    use crate::credential::HostName;
-    use crate::engine::ledger::{Leases, Ledger, LoginBudget, Runs, Secrets};
-    use crate::engine::{LeaseHeld, UnreadableRotation};
-    use crate::inventory::{ConnectAuth, ConnectIdentity, HostKeyPin};
-    use crate::store::StoreError;
-
-    /// What the fake target holds per account: the "shadow hash" is the password itself here.
-    #[derive(Default)]
-    struct FakeHost {
-        passwords: HashMap<String, String>,
-        refuse_set: bool,
-        /// The password is set but logins with it fail.
-        break_login: bool,
-        down: bool,
-        /// The host hangs during the next push: it times out, and the host answers no more.
-        hang_on_set: bool,
-    }
-
-    #[derive(Default)]
-    struct FakeFleet {
-        hosts: Mutex<HashMap<String, FakeHost>>,
-        /// Every (host, step) the driver performed, in order.
-        log: Mutex<Vec<String>>,
-    }
-
-    struct FakeTarget<'a> {
-        fleet: &'a FakeFleet,
-        host: String,
-    }
-
-    impl FakeFleet {
-        fn with(&self, host: &str, f: impl FnOnce(&mut FakeHost)) {
-            f(self
-                .hosts
-                .lock()
-                .unwrap()
-                .entry(host.to_owned())
-                .or_default())
-        }
-        fn note(&self, host: &str, step: &str) {
-            self.log.lock().unwrap().push(format!("{host} {step}"));
-        }
-        fn password(&self, host: &str, account: &str) -> Option<String> {
-            self.hosts.lock().unwrap()[host]
-                .passwords
-                .get(account)
-                .cloned()
-        }
-    }
-
-    fn err(class: FaultClass) -> ConnectorError {
-        ConnectorError::new(class, format!("{class}"))
-    }
-
-    impl crate::connector::PasswordTarget for FakeTarget<'_> {
-        fn restore_point(&mut self, a: &AccountName) -> Result<Secret, ConnectorError> {
-            self.fleet.note(&self.host, "read");
-            let hosts = self.fleet.hosts.lock().unwrap();
-            let h = &hosts[&self.host];
-            if h.down {
-                return Err(err(FaultClass::Unreachable));
-            }
-            h.passwords
-                .get(a.as_str())
-                .map(|p| Secret::new(p.clone()))
-                .ok_or(err(FaultClass::AccountMissing))
-        }
-        fn refuses_rotation(&self, _: &AccountName, restore_point: &Secret) -> Option<String> {
-            restore_point
-                .expose()
-                .starts_with('!')
-                .then(|| "locked".to_owned())
-        }
-        fn set_password(&mut self, a: &AccountName, new: &Secret) -> Result<(), ConnectorError> {
-            self.fleet.note(&self.host, "set");
-            let mut hosts = self.fleet.hosts.lock().unwrap();
-            let h = hosts.get_mut(&self.host).unwrap();
-            if h.refuse_set {
-                return Err(err(FaultClass::Refused));
-            }
-            if h.hang_on_set {
-                h.down = true;
-                return Err(err(FaultClass::TimedOut));
-            }
-            h.passwords.insert(a.to_string(), new.expose().to_owned());
-            Ok(())
-        }
-        fn restore(&mut self, a: &AccountName, saved: &Secret) -> Result<(), ConnectorError> {
-            self.fleet.note(&self.host, "restore");
-            let mut hosts = self.fleet.hosts.lock().unwrap();
-            let h = hosts.get_mut(&self.host).unwrap();
-            if h.down {
-                return Err(err(FaultClass::Unreachable));
-            }
-            h.passwords.insert(a.to_string(), saved.expose().to_owned());
-            Ok(())
-        }
-        fn holds_secret(&self, restore_point: &Secret, secret: &Secret) -> Option<bool> {
-            Some(restore_point.ct_eq(secret))
-        }
-        fn verify_login(&mut self, a: &AccountName, s: &Secret) -> Result<(), ConnectorError> {
-            self.fleet.note(&self.host, "verify");
-            let hosts = self.fleet.hosts.lock().unwrap();
-            let h = &hosts[&self.host];
-            if h.down {
-                return Err(err(FaultClass::Unreachable));
-            }
-            if !h.break_login && h.passwords.get(a.as_str()).map(String::as_str) == Some(s.expose())
-            {
-                Ok(())
-            } else {
-                Err(err(FaultClass::VerifyFailed))
-            }
-        }
-    }
-
-    /// `Fleet::open` needs 'static boxes, so tests share the fleet through a leaked reference.
-    struct FleetRef(&'static FakeFleet);
-    impl Fleet for FleetRef {
-        fn open(&self, host: &Host) -> Result<Box<dyn Target + Send>, ConnectorError> {
-            if self.0.hosts.lock().unwrap()[host.name.as_str()].down {
-                return Err(err(FaultClass::Unreachable));
-            }
-            Ok(Box::new(FakeTarget {
-                fleet: self.0,
-                host: host.name.to_string(),
-            }))
-        }
-    }
-
-    #[derive(Default)]
-    struct MemStore {
-        inner: Mutex<Mem>,
-    }
-    #[derive(Default)]
-    struct Mem {
-        current: HashMap<CredentialId, String>,
-        rotations: Vec<(CredentialId, Phase, String, String)>, // cred, phase, pending, restore point
-        fail_stage: bool,
-        /// Leases are always granted here; the counter only makes tokens distinct.
-        last_token: i64,
-        failed_logins: HashMap<CredentialId, u32>,
-        parked: HashMap<CredentialId, String>,
-        /// Lease proofs made right before a write to a target (`renew_lease`).
-        n_fences: usize,
-        /// `renew_lease` fails: another process took the credential over.
-        lose_lease_before_write: bool,
-        /// An open rotation of this credential fails its integrity check.
-        tampered: Option<CredentialId>,
-        /// Another live process holds this credential's lease.
-        held_elsewhere: Option<CredentialId>,
-    }
-
-    type Res<T> = Result<T, StoreFailure>;
-
-    fn by() -> Actor {
-        Actor::named("test")
-    }
-
-    impl Runs for MemStore {
-        fn begin_run(&self, _: &Actor, _: &str, _: &str) -> Res<RunId> {
-            Ok(RunId(1))
-        }
-        fn end_run(&self, _: &Actor, _: RunId, _: &str) -> Res<()> {
-            Ok(())
-        }
-    }
-
-    impl Secrets for MemStore {
-        fn fingerprint_taken(&self, s: &Secret) -> Res<bool> {
-            Ok(self
-                .inner
-                .lock()
-                .unwrap()
-                .current
-                .values()
-                .any(|c| c == s.expose()))
-        }
-        fn current(&self, cred: &CredentialId) -> Res<Option<Secret>> {
-            Ok(self
-                .inner
-                .lock()
-                .unwrap()
-                .current
-                .get(cred)
-                .map(|s| Secret::new(s.clone())))
-        }
-    }
-
-    impl MemStore {
-        fn set_phase(&self, id: RotationId, p: Phase) -> Res<()> {
-            self.inner.lock().unwrap().rotations[id.0 as usize].1 = p;
-            Ok(())
-        }
-    }
-
-    impl Ledger for MemStore {
-        fn stage(
-            &self,
-            _: &Actor,
-            _: Lease,
-            _: RunId,
-            cred: &CredentialId,
-            new: &Secret,
-            rp: &Secret,
-        ) -> Res<RotationId> {
-            let mut m = self.inner.lock().unwrap();
-            if m.fail_stage {
-                return Err(StoreFailure::other("disk full"));
-            }
-            m.rotations.push((
-                cred.clone(),
-                Phase::Staged,
-                new.expose().into(),
-                rp.expose().into(),
-            ));
-            Ok(RotationId(m.rotations.len() as i64 - 1))
-        }
-        fn record_phase(
-            &self,
-            _: &Actor,
-            _: Lease,
-            id: RotationId,
-            p: Phase,
-            _: Option<&str>,
-        ) -> Res<()> {
-            self.set_phase(id, p)
-        }
-        fn commit(&self, _: &Actor, _: Lease, id: RotationId, then_retire: bool) -> Res<()> {
-            let mut m = self.inner.lock().unwrap();
-            let (cred, _, pending, _) = m.rotations[id.0 as usize].clone();
-            m.current.insert(cred, pending);
-            m.rotations[id.0 as usize].1 = if then_retire {
-                Phase::Retiring
-            } else {
-                Phase::Committed
-            };
-            Ok(())
-        }
-        fn record_retired(&self, _: &Actor, _: Lease, id: RotationId) -> Res<()> {
-            self.set_phase(id, Phase::Retired)
-        }
-        fn roll_back(&self, _: &Actor, _: Lease, id: RotationId, _: &str) -> Res<()> {
-            self.set_phase(id, Phase::RolledBack)
-        }
-        fn mark_stuck(&self, _: &Actor, _: Lease, id: RotationId, _: &str) -> Res<()> {
-            self.set_phase(id, Phase::Stuck)
-        }
-        fn open_rotations(&self) -> Res<Vec<OpenRotation>> {
-            Ok(self
-                .inner
-                .lock()
-                .unwrap()
-                .rotations
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| r.1.is_open())
-                .map(|(i, r)| OpenRotation {
-                    id: RotationId(i as i64),
-                    cred: r.0.clone(),
-                    phase: r.1,
-                    pending: Secret::new(r.2.clone()),
-                    restore_point: Secret::new(r.3.clone()),
-                })
-                .collect())
-        }
-        fn unreadable_rotations(&self) -> Res<Vec<UnreadableRotation>> {
-            let m = self.inner.lock().unwrap();
-            Ok(m.tampered
-                .iter()
-                .map(|cred| UnreadableRotation {
-                    id: RotationId(99),
-                    cred: cred.clone(),
-                    phase: Phase::Applied,
-                    error: StoreError::Integrity(format!("restore point of rotation 99 ({cred})"))
-                        .into(),
-                })
-                .collect())
-        }
-        fn adopt(&self, _: &Actor, _: Lease, _: RotationId) -> Res<()> {
-            Ok(())
-        }
-    }
-
-    impl Leases for MemStore {
-        fn acquire_lease(
-            &self,
-            _: &Actor,
-            cred: &CredentialId,
-            _: &str,
-            _: Duration,
-        ) -> Res<Result<Lease, LeaseHeld>> {
-            let mut m = self.inner.lock().unwrap();
-            if m.held_elsewhere.as_ref() == Some(cred) {
-                return Ok(Err(LeaseHeld {
-                    holder: "rotor pid 7 on host x, run 1".into(),
-                    expires_at: chrono::DateTime::UNIX_EPOCH,
-                }));
-            }
-            m.last_token += 1;
-            Ok(Ok(Lease {
-                token: m.last_token,
-            }))
-        }
-        fn release_lease(&self, _: &CredentialId, _: Lease) -> Res<()> {
-            Ok(())
-        }
-        fn renew_lease(&self, _: Lease, id: RotationId) -> Res<()> {
-            let mut m = self.inner.lock().unwrap();
-            m.n_fences += 1;
-            if m.lose_lease_before_write {
-                return Err(StoreError::LeaseLost {
-                    cred: m.rotations[id.0 as usize].0.to_string(),
-                    why: "taken over".into(),
-                }
-                .into());
-            }
-            Ok(())
-        }
-    }
-
-    impl LoginBudget for MemStore {
-        fn record_login(&self, cred: &CredentialId, ok: bool) -> Res<u32> {
-            let mut m = self.inner.lock().unwrap();
-            let n = m.failed_logins.entry(cred.clone()).or_default();
-            *n = if ok { 0 } else { *n + 1 };
-            Ok(*n)
-        }
-        fn park(&self, _: &Actor, cred: &CredentialId, reason: &str) -> Res<()> {
-            let mut m = self.inner.lock().unwrap();
-            m.parked.insert(cred.clone(), reason.to_owned());
-            Ok(())
-        }
-        fn unpark(&self, _: &Actor, cred: &CredentialId) -> Res<()> {
-            let mut m = self.inner.lock().unwrap();
-            m.parked.remove(cred);
-            m.failed_logins.remove(cred);
-            Ok(())
-        }
-        fn parked(&self, cred: &CredentialId) -> Res<Option<String>> {
-            Ok(self.inner.lock().unwrap().parked.get(cred).cloned())
-        }
-    }
-
-    /// The in-memory store grants every lease; tests that stage by hand use this one.
-    const LEASE: Lease = Lease { token: 0 };
-
-    fn host(name: &str) -> Host {
-        Host {
-            name: HostName::parse(name).unwrap(),
-            address: "127.0.0.1".into(),
-            port: 22,
-            host_key: HostKeyPin::Key("ssh-ed25519 AAAA".into()),
-            groups: vec![],
-            connect: ConnectIdentity {
-                user: AccountName::parse("root").unwrap(),
-                auth: ConnectAuth::KeyFile("/k".into()),
-            },
-            accounts: vec![],
-        }
-    }
-
-    fn policy() -> Policy {
-        crate::inventory::default_policy()
-    }
-
-    fn setup(hosts: &[&str]) -> (&'static FakeFleet, Arc<MemStore>, Vec<HostWork>) {
-        let fleet: &'static FakeFleet = Box::leak(Box::default());
-        let mut work = Vec::new();
-        for h in hosts {
-            fleet.with(h, |fh| {
-                fh.passwords.insert("svc_app".into(), "shared".into());
-                fh.passwords.insert("svc_backup".into(), "shared".into());
-            });
-            work.push(HostWork {
-                host: host(h),
-                accounts: ["svc_app", "svc_backup"]
-                    .iter()
-                    .map(|a| (AccountName::parse(a).unwrap(), policy()))
-                    .collect(),
-            });
-        }
-        (fleet, Arc::new(MemStore::default()), work)
-    }
+    use crate::engine::ledger::{Ledger, LoginBudget, Secrets};
+    use crate::engine::testkit::{FakeFleet, FleetRef, LEASE, MemStore, by, setup};
 
     fn run_rotate(
         fleet: &'static FakeFleet,

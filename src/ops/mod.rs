@@ -1,0 +1,296 @@
+//! Operations as a library (cargo's `ops` is the model): [`rotate`], [`recover`],
+//! [`verify`], [`plan`] and [`status`] are what rotor does, whoever asks. Each takes a
+//! [`Context`] (the vault, the targets, the clock, the entropy source, one tokio runtime), a
+//! request (the selection already resolved against the inventory, options, the [`Actor`])
+//! and, for the long ones, a shutdown future (mini-redis's `server::run(listener, shutdown)`):
+//! once it completes, no new host or account starts, work in flight finishes, and the report
+//! says it was interrupted. They return report data.
+//!
+//! Invariant: nothing here prints, parses a command line or exits the process. The CLI
+//! (`cli/*`), and later the daemon's scheduler and the HTTP API, are front-ends: they build a
+//! context once, call one operation per request with their own actor and shutdown future,
+//! and present what it returns.
+//!
+//! The functions block (the vault is SQLite, directories are opened with blocking calls that
+//! drive the async LDAP client): call them from a plain thread, or from `spawn_blocking` in
+//! an async front-end; they run their concurrent work on `Context::runtime`.
+
+pub mod directories;
+pub mod plan;
+pub mod recover;
+pub mod rotate;
+pub mod status;
+pub mod verify;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::clock::{Clock, Entropy};
+use crate::connector::ConnectorError;
+use crate::credential::{AccountName, CredentialId};
+use crate::engine::Store;
+use crate::engine::directory::Directories;
+use crate::engine::driver::Fleet;
+use crate::inventory::Host;
+use crate::secret::Secret;
+use crate::store::{CredentialStatus, StoreError, Vault};
+
+pub use crate::engine::ledger::Actor;
+pub use directories::host_work;
+
+/// What every operation runs with. Built once by a front-end (the CLI per command, a daemon
+/// at start) and shared by its requests.
+#[derive(Clone)]
+pub struct Context {
+    /// The engine's port to the vault.
+    pub store: Arc<dyn Store>,
+    /// What the operations read and settle beyond the engine's port.
+    pub records: Arc<dyn Records>,
+    /// Hosts and directories.
+    pub targets: Arc<dyn Targets>,
+    pub clock: Arc<dyn Clock>,
+    pub entropy: Arc<dyn Entropy>,
+    /// The runtime the fan-out and the async LDAP client run on, built once by the caller.
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// Opens the targets of a request, with its step deadline.
+pub trait Targets: Send + Sync {
+    /// Hosts (one admin session each).
+    fn hosts(&self, step_timeout: Duration) -> Arc<dyn Fleet>;
+    /// Directories (rotor's bind, searches resolved).
+    fn directories(&self, step_timeout: Duration) -> Arc<dyn Directories>;
+    /// A fresh login as `account` on `host` with `secret` (the heartbeat): no admin session,
+    /// nothing changed.
+    fn check_login(
+        &self,
+        host: &Host,
+        step_timeout: Duration,
+        account: &AccountName,
+        secret: &Secret,
+    ) -> Result<(), ConnectorError>;
+}
+
+/// The vault as the operations see it beyond the engine's port: every credential's status,
+/// and an operator's decision to look at a stuck rotation again.
+pub trait Records: Send + Sync {
+    fn status(&self) -> Result<Vec<CredentialStatus>, StoreError>;
+    /// Reopens the credential's stuck rotation so recovery settles it; false when none is.
+    fn reopen_stuck(&self, cred: &CredentialId) -> Result<bool, StoreError>;
+}
+
+impl Records for Vault {
+    fn status(&self) -> Result<Vec<CredentialStatus>, StoreError> {
+        Vault::status(self)
+    }
+    fn reopen_stuck(&self, cred: &CredentialId) -> Result<bool, StoreError> {
+        Vault::reopen_stuck(self, cred)
+    }
+}
+
+/// The real targets: SSH hosts running the built-in playbooks, LDAP directories.
+pub struct Network {
+    pub store: Arc<dyn Store>,
+    /// Where the async LDAP client runs (the context's runtime).
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Targets for Network {
+    fn hosts(&self, step_timeout: Duration) -> Arc<dyn Fleet> {
+        Arc::new(crate::playbook::SshFleet {
+            store: self.store.clone(),
+            step_timeout,
+        })
+    }
+    fn directories(&self, step_timeout: Duration) -> Arc<dyn Directories> {
+        Arc::new(crate::playbook::LdapDirectories {
+            store: self.store.clone(),
+            step_timeout,
+            runtime: self.runtime.clone(),
+        })
+    }
+    fn check_login(
+        &self,
+        host: &Host,
+        step_timeout: Duration,
+        account: &AccountName,
+        secret: &Secret,
+    ) -> Result<(), ConnectorError> {
+        let fleet = crate::playbook::SshFleet {
+            store: self.store.clone(),
+            step_timeout,
+        };
+        crate::connector::ssh::check_password_login(&fleet.target(host), account, secret)
+    }
+}
+
+/// What a front-end hears while an operation runs (a progress bar, a daemon's metrics).
+pub trait Progress: Send + Sync {
+    /// How many credentials the operation will report on, once that is known.
+    fn start(&self, _total: usize) {}
+    /// One credential is done; `note` says how, when it is not the plain success.
+    fn done(&self, _cred: &CredentialId, _note: Option<&str>) {}
+}
+
+/// Why an operation could not run at all (a credential that fails is a result, not this).
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::ledger::StoreFailure),
+}
+
+/// Watches a shutdown future: the flag it returns is set once the future completes, already
+/// set if it had completed before the call, so a request that arrives after shutdown starts
+/// nothing. The watcher stops when the returned guard is dropped.
+fn watch_shutdown(
+    runtime: &tokio::runtime::Handle,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (Arc<AtomicBool>, Watch) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut shutdown = Box::pin(shutdown);
+    // Polled once here, inside the runtime's context (a signal future registers with its
+    // driver on first poll), so an already complete future is seen before any work starts.
+    let first = {
+        let _in_runtime = runtime.enter();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        shutdown.as_mut().poll(&mut cx).is_ready()
+    };
+    if first {
+        stop.store(true, Ordering::SeqCst);
+        return (stop, Watch(None));
+    }
+    let flag = stop.clone();
+    let task = runtime.spawn(async move {
+        shutdown.await;
+        flag.store(true, Ordering::SeqCst);
+    });
+    (stop, Watch(Some(task)))
+}
+
+/// Stops watching a shutdown future when dropped.
+struct Watch(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testkit {
+    //! A context over the engine's in-memory store and fleet, for the tests of each operation.
+    use super::*;
+    use crate::clock::{SeededEntropy, TestClock};
+    use crate::engine::testkit::{FakeFleet, FleetRef, MemStore};
+
+    /// In-memory directories are not needed by these tests: every directory fails to open.
+    struct NoDirectories;
+    impl Directories for NoDirectories {
+        fn open(
+            &self,
+            d: &crate::inventory::Directory,
+        ) -> Result<Arc<dyn crate::engine::directory::OpenDirectory>, ConnectorError> {
+            Err(ConnectorError::new(
+                crate::connector::FaultClass::Unreachable,
+                format!("{}: no directories in this test", d.name),
+            ))
+        }
+    }
+
+    pub(crate) struct FakeTargets(pub(crate) &'static FakeFleet);
+
+    impl Targets for FakeTargets {
+        fn hosts(&self, _: Duration) -> Arc<dyn Fleet> {
+            Arc::new(FleetRef(self.0))
+        }
+        fn directories(&self, _: Duration) -> Arc<dyn Directories> {
+            Arc::new(NoDirectories)
+        }
+        fn check_login(
+            &self,
+            host: &Host,
+            _: Duration,
+            account: &AccountName,
+            secret: &Secret,
+        ) -> Result<(), ConnectorError> {
+            let cred = CredentialId::new(host.name.clone(), account.clone());
+            FleetRef(self.0).open(host)?.prove(&cred, secret)
+        }
+    }
+
+    impl Records for MemStore {
+        fn status(&self) -> Result<Vec<CredentialStatus>, StoreError> {
+            let m = self.inner.lock().unwrap();
+            let mut creds: Vec<&CredentialId> = m.current.keys().collect();
+            creds.extend(m.rotations.iter().map(|r| &r.0));
+            creds.sort();
+            creds.dedup();
+            Ok(creds
+                .into_iter()
+                .map(|cred| CredentialStatus {
+                    cred: cred.clone(),
+                    has_current: m.current.contains_key(cred),
+                    current_since: m.current.contains_key(cred).then(|| {
+                        chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+                            .unwrap()
+                            .to_utc()
+                    }),
+                    has_pending: false,
+                    last_rotation: None,
+                    open_rotation: m.rotations.iter().any(|r| &r.0 == cred && r.1.is_open()),
+                    parked: m.parked.get(cred).cloned(),
+                    lease_holder: None,
+                })
+                .collect())
+        }
+        fn reopen_stuck(&self, _: &CredentialId) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+    }
+
+    /// A context over `fleet` and `store`, its clock at 2026-12-01 00:00 UTC.
+    pub(crate) fn context(
+        fleet: &'static FakeFleet,
+        store: &Arc<MemStore>,
+        runtime: &tokio::runtime::Runtime,
+    ) -> Context {
+        Context {
+            store: store.clone(),
+            records: store.clone(),
+            targets: Arc::new(FakeTargets(fleet)),
+            clock: Arc::new(TestClock::at(
+                chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+                    .unwrap()
+                    .to_utc(),
+            )),
+            entropy: Arc::new(SeededEntropy::new(1)),
+            runtime: runtime.handle().clone(),
+        }
+    }
+
+    pub(crate) fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// An inventory of `hosts`, each with the accounts svc_app and svc_backup.
+    pub(crate) fn inventory(hosts: &[&str]) -> crate::inventory::Inventory {
+        let mut yaml = String::from("version: 1\nhosts:\n");
+        for h in hosts {
+            yaml.push_str(&format!(
+                "  - name: {h}\n    address: 127.0.0.1\n    host_key: \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"\n    connect: {{ user: root, key: /k }}\n    accounts:\n      - {{ name: svc_app, playbook: linux-password }}\n      - {{ name: svc_backup, playbook: linux-password }}\n"
+            ));
+        }
+        crate::inventory::parse(&yaml, std::path::Path::new("test.yaml"))
+            .expect("test inventory is valid")
+    }
+}
