@@ -7,7 +7,8 @@
 //! - [`inventory`]: YAML inventory parsing and validation, scopes.
 //! - [`policy`]: password generation from a policy (pure; RNG injected).
 //! - [`password_hash`]: local checks of a password against a target's stored hash (bounded cost).
-//! - [`playbook`]: built-in playbooks (`linux-password`) run over an SSH session.
+//! - [`playbook`]: the LDAP directory adapter (`ldap-password`); Linux hosts moved to `target::linux`.
+//! - [`recipe`]: playbooks as recipes: YAML model, loading with file:line errors, the interpreter.
 //! - [`engine`]: the rotation state machine (pure), recovery decisions, and the driver.
 //! - [`connector`]: edges to targets (`ssh`), typed faults.
 //! - [`store`]: the vault (SQLite, encrypted rows), ledger and audit log.
@@ -25,6 +26,7 @@ pub mod inventory;
 pub mod password_hash;
 pub mod playbook;
 pub mod policy;
+pub mod recipe;
 pub mod report;
 pub mod secret;
 pub mod store;

@@ -154,9 +154,9 @@ fn yaml_errors() {
 
 #[test]
 fn unknown_fields() {
-    assert_snapshot!(check("version: 1\nhost:\n  - name: h1\n"), @"lab/inventory.yaml:2:1: host: unknown field `host`: allowed here are version, policies, hosts, directories; did you mean `hosts`?");
+    assert_snapshot!(check("version: 1\nhost:\n  - name: h1\n"), @"lab/inventory.yaml:2:1: host: unknown field `host`: allowed here are version, playbooks_dir, policies, hosts, directories; did you mean `hosts`?");
     assert_snapshot!(check(&full_host("hostkey: x")), @"lab/inventory.yaml:7:5: hosts[0].hostkey: unknown field `hostkey`: allowed here are name, address, port, host_key, known_hosts, groups, connect, accounts; did you mean `host_key`?");
-    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbok: linux-password }")), @"lab/inventory.yaml:8:20: hosts[0].accounts[0].playbok: unknown field `playbok`: allowed here are name, playbook, policy; did you mean `playbook`?");
+    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbok: linux-password }")), @"lab/inventory.yaml:8:20: hosts[0].accounts[0].playbok: unknown field `playbok`: allowed here are name, playbook, policy, vars; did you mean `playbook`?");
     assert_snapshot!(check("version: 1\npolicies:\n  default: { lenght: 30 }\n"), @"lab/inventory.yaml:3:14: policies.default.lenght: unknown field `lenght`: allowed here are length, classes, exclude, schedule, max_age, timezone, max_failed_logins; did you mean `length`?");
 }
 
@@ -290,8 +290,8 @@ fn connect_account_is_not_also_rotated() {
 #[test]
 fn accounts() {
     assert_snapshot!(check(&full_host("accounts:\n  - { name: Svc-App, playbook: linux-password }")), @"lab/inventory.yaml:8:17: hosts[0].accounts[0].name: `Svc-App` is not a valid Linux user name: start with a lowercase letter or '_', then use lowercase letters, digits, '_' or '-', at most 32 characters");
-    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: linux-pasword }")), @"lab/inventory.yaml:8:30: hosts[0].accounts[0].playbook: unknown playbook `linux-pasword`: known playbooks are linux-password; did you mean `linux-password`?");
-    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: ldap-password }")), @"lab/inventory.yaml:8:30: hosts[0].accounts[0].playbook: unknown playbook `ldap-password`: known playbooks are linux-password");
+    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: linux-pasword }")), @"lab/inventory.yaml:8:30: hosts[0].accounts[0].playbook: unknown playbook `linux-pasword`: known playbooks are app-config-password, linux-password, linux-ssh-key (add your own in a directory named by `playbooks_dir:`); did you mean `linux-password`?");
+    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: ldap-password }")), @"lab/inventory.yaml:8:30: hosts[0].accounts[0].playbook: playbook `ldap-password` is for directory accounts (under `directories:`), not a host's: use a host playbook such as linux-password");
     assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: linux-password, policy: defualt }")), @"lab/inventory.yaml:8:54: hosts[0].accounts[0].policy: unknown policy `defualt`: define it under `policies:` or use one of default; did you mean `default`?");
     assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: linux-password, policy: strict }")), @"lab/inventory.yaml:8:54: hosts[0].accounts[0].policy: unknown policy `strict`: define it under `policies:` or use one of default");
 }
