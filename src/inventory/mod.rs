@@ -37,8 +37,8 @@ pub(crate) use self::error::from_serde;
 pub use self::error::{InventoryError, MAX_PROBLEMS, Problem, ProblemKind};
 pub use self::scope::{DirectorySelection, Scope, ScopeError, Selection};
 pub use self::summary::{HostRow, Summary};
-pub(crate) use self::validate::did_you_mean;
 pub use self::validate::{DEFAULT_MAX_FAILED_LOGINS, default_policy};
+pub(crate) use self::validate::{close_matches, did_you_mean};
 use crate::credential::{AccountName, CredentialId, HostName};
 use crate::recipe::{Catalog, Recipe};
 

@@ -297,6 +297,47 @@ fn accounts() {
 }
 
 #[test]
+fn account_vars() {
+    let acct = |a: &str| {
+        check(&full_host(&format!(
+            "accounts:\n  - {{ name: a, playbook: app-config-password{a} }}"
+        )))
+    };
+    assert!(
+        acct("").starts_with("lab/inventory.yaml: 1 host"),
+        "{}",
+        acct("")
+    );
+    assert!(
+        acct(", vars: { config: /etc/emr/other.conf }").starts_with("lab/inventory.yaml: 1 host")
+    );
+    assert_snapshot!(acct(", vars: { confg: /etc/x }"), @"lab/inventory.yaml:8:66: hosts[0].accounts[0].vars.confg: playbook `app-config-password` has no variable `confg`: it declares check, config, reload; did you mean `config`?");
+    assert_snapshot!(acct(", vars: { config: \"/etc/$(id)\" }"), @"lab/inventory.yaml:8:67: hosts[0].accounts[0].vars.config: `/etc/$(id)` holds `$`, which could carry shell syntax into a command line: a path may use letters, digits, '.', '_', '-' and '/' (path variable of playbook `app-config-password`)");
+    assert_snapshot!(acct(", vars: { reload: \"systemctl reload x; reboot\" }"), @"lab/inventory.yaml:8:67: hosts[0].accounts[0].vars.reload: `systemctl reload x; reboot` holds `;`, which is shell syntax: a command is words of letters, digits and . _ - / = : , + @ %; put anything more in a script on the host and name the script (command variable of playbook `app-config-password`)");
+    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: linux-password, vars: { config: /etc/x } }")), @"lab/inventory.yaml:8:62: hosts[0].accounts[0].vars.config: playbook `linux-password` has no variable `config`: it declares no variables");
+}
+
+#[test]
+fn account_vars_reach_the_model() {
+    let inv = parse(&full_host("accounts:\n  - { name: a, playbook: app-config-password, vars: { config: /srv/app.conf } }"), Path::new(FILE)).unwrap();
+    let account = &inv.hosts[0].accounts[0];
+    assert_eq!(account.recipe.name, "app-config-password");
+    let vars: Vec<(&str, &str)> = account
+        .vars
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        vars,
+        [
+            ("check", "/usr/local/sbin/emr-app-check"),
+            ("config", "/srv/app.conf"),
+            ("reload", "systemctl reload emr-app")
+        ]
+    );
+}
+
+#[test]
 fn policies() {
     let policy = |body: &str| check(&format!("version: 1\npolicies:\n  default: {{ {body} }}\n"));
     assert_snapshot!(policy("length: 8"), @"lab/inventory.yaml:3:22: policies.default.length: length 8 is out of range: use 12 to 128 characters (24 if unsure)");

@@ -1282,7 +1282,7 @@ pub(crate) fn did_you_mean<'a>(input: &str, known: impl Iterator<Item = &'a str>
 }
 
 /// Known names within a small edit distance of `input`, closest first, at most three.
-pub(super) fn close_matches<'a>(input: &str, known: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+pub(crate) fn close_matches<'a>(input: &str, known: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     let limit = (input.chars().count() / 3).clamp(1, 3);
     let mut matches: Vec<(usize, &str)> = known
         .filter_map(|name| {

@@ -15,7 +15,7 @@ use super::{
     Body, Command, Recipe, ReplaceLine, Save, SecretRules, Source, Step, Steps, VarKind, VarSpec,
     WhichKey,
 };
-use crate::inventory::{Problem, ProblemKind, did_you_mean};
+use crate::inventory::{Problem, ProblemKind, close_matches, did_you_mean};
 use crate::target::CredentialKind;
 
 /// The largest playbook file rotor reads.
@@ -167,6 +167,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Recipe, PlaybookError> {
         problems: Vec::new(),
     };
     let recipe = checker.recipe(raw);
+    checker.problems.sort_by_key(|p| (p.line, p.column));
     match recipe {
         Some(recipe) if checker.problems.is_empty() => Ok(recipe),
         _ => Err(invalid(checker.problems)),
@@ -412,22 +413,33 @@ impl Checker<'_> {
         let mut by_phase: BTreeMap<&'static str, Spanned<Vec<Spanned<RawStep>>>> = BTreeMap::new();
         let mut phases: Vec<_> = raw.value.into_iter().collect();
         phases.sort_by_key(|(_, list)| list.referenced.line());
+        // Phases an unknown step was probably meant to be: their absence is not reported
+        // again (the unknown step's message names them).
+        let mut meant: Vec<&str> = Vec::new();
         for (name, list) in phases {
             match PHASES.iter().find(|p| **p == name) {
                 Some(phase) => {
                     by_phase.insert(phase, list);
                 }
                 None => {
-                    let hint = match name.as_str() {
-                        "verify" => "; the proof is `prove`".to_owned(),
-                        "restore" | "rollback" => {
-                            "; putting the old credential back is `undo`".to_owned()
-                        }
-                        "restore_point" => {
-                            "; reading what undo needs is `read_restore_point`".to_owned()
-                        }
-                        other => did_you_mean(other, PHASES.iter().copied()),
+                    let (hint, phase) = match name.as_str() {
+                        "verify" => ("; the proof is `prove`".to_owned(), Some("prove")),
+                        "restore" | "rollback" => (
+                            "; putting the old credential back is `undo`".to_owned(),
+                            Some("undo"),
+                        ),
+                        "restore_point" => (
+                            "; reading what undo needs is `read_restore_point`".to_owned(),
+                            Some("read_restore_point"),
+                        ),
+                        other => (
+                            did_you_mean(other, PHASES.iter().copied()),
+                            close_matches(other, PHASES.iter().copied())
+                                .first()
+                                .copied(),
+                        ),
                     };
+                    meant.extend(phase);
                     let line = self.key_line(&name, list.referenced);
                     self.problems.push(problem_at(
                         self.file,
@@ -453,6 +465,9 @@ impl Checker<'_> {
         for name in PHASES {
             phase.name = name;
             let list = by_phase.remove(name);
+            if list.is_none() && meant.contains(name) {
+                continue;
+            }
             if list.as_ref().is_none_or(|l| l.value.is_empty()) && *name != "retire" {
                 let example = match *name {
                     "read_restore_point" => {

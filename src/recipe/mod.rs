@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use self::load::{PlaybookError, parse};
+pub use self::load::{PlaybookError, load_file, parse};
 pub use self::run::{AuthorizedKeys, NotWiredKeys, RecipeHost, Shell, key_login_not_wired};
 pub use self::template::Template;
 use crate::inventory::Problem;
@@ -360,32 +360,14 @@ impl Catalog {
         let mut problems: Vec<Problem> = Vec::new();
         for file in files {
             match load::load_file(&file) {
-                Ok(recipe) => {
-                    if let Some(other) = catalog.recipes.get(&recipe.name) {
-                        let why = match &other.source {
-                            Source::BuiltIn => format!(
-                                "playbook `{}` is built into rotor; a playbook of your own may not replace it silently: give this one another name (e.g. `site-{}`) and name that in the inventory",
-                                recipe.name, recipe.name
-                            ),
-                            Source::File(first) => format!(
-                                "playbook `{}` is also defined in {}: playbook names must be unique; rename one",
-                                recipe.name,
-                                first.display()
-                            ),
-                        };
-                        problems.push(load::problem_at(
-                            &file,
-                            (recipe.name_line, 0),
-                            "name",
-                            crate::inventory::ProblemKind::Duplicate,
-                            why,
-                        ));
-                    } else {
+                Ok(recipe) => match catalog.clash(&recipe) {
+                    Some(problem) => problems.push(problem),
+                    None => {
                         catalog
                             .recipes
                             .insert(recipe.name.clone(), Arc::new(recipe));
                     }
-                }
+                },
                 Err(PlaybookError::Invalid { problems: found }) => problems.extend(found),
                 Err(e) => return Err(e),
             }
@@ -395,6 +377,40 @@ impl Catalog {
         } else {
             Err(PlaybookError::Invalid { problems })
         }
+    }
+
+    /// The problem with adding `recipe` (read from a file) here: its name is taken.
+    pub fn clash(&self, recipe: &Recipe) -> Option<Problem> {
+        let other = self.recipes.get(&recipe.name)?;
+        let Source::File(file) = &recipe.source else {
+            return None;
+        };
+        // The built-in's own file (`playbook check playbooks/linux-password.yaml`) is no clash.
+        let as_built_in = Recipe {
+            source: Source::BuiltIn,
+            ..recipe.clone()
+        };
+        if **other == as_built_in {
+            return None;
+        }
+        let why = match &other.source {
+            Source::BuiltIn => format!(
+                "playbook `{}` is built into rotor; a playbook of your own may not replace it silently: give this one another name (e.g. `site-{}`) and name that in the inventory",
+                recipe.name, recipe.name
+            ),
+            Source::File(first) => format!(
+                "playbook `{}` is also defined in {}: playbook names must be unique; rename one",
+                recipe.name,
+                first.display()
+            ),
+        };
+        Some(Problem::new(
+            file,
+            (recipe.name_line, 0),
+            "name",
+            crate::inventory::ProblemKind::Duplicate,
+            why,
+        ))
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Recipe>> {
