@@ -503,6 +503,19 @@ impl Checker<'_> {
                 _ => out.retire = checked,
             }
         }
+        // A `set` that never hands the target the secret would rotate nothing.
+        let applies_secret = out.set.iter().any(|step| {
+            matches!(step, Step::AuthorizedKeysAdd)
+                || step.templates().any(|t| t.uses(&Piece::Secret))
+        });
+        if !out.set.is_empty() && !applies_secret {
+            self.report(
+                steps_at,
+                "steps.set",
+                ProblemKind::InvalidValue,
+                "no `set` step hands the target the new secret: give one `{secret}` in its stdin (e.g. `stdin: \"{account}:{secret}\\n\"`) or in a written file's content",
+            );
+        }
         out.parts = phase.parts;
         out.password_hash = phase.password_hash;
         Some(out)

@@ -521,6 +521,11 @@ impl<S: Shell> RecipeHost<S> {
         cmd: &Command,
         fill: &Fill<'_>,
     ) -> Result<ExecOutput, ConnectorError> {
+        // `load` refuses a secret in `run`; a recipe built some other way must not get one
+        // into a command line either.
+        if !cmd.run.secrets().is_empty() {
+            return Err(internal(fill.cred, "a secret in a command line"));
+        }
         let line = render(&cmd.run, fill)?;
         let input = match &cmd.stdin {
             Some(t) => render(t, fill)?,
@@ -769,7 +774,7 @@ pub(crate) fn write_file_script(path: &str) -> String {
 }
 
 impl Step {
-    fn templates(&self) -> impl Iterator<Item = &Template> {
+    pub(super) fn templates(&self) -> impl Iterator<Item = &Template> {
         let list: Vec<&Template> = match self {
             Step::Command(c) | Step::Check(c) => {
                 std::iter::once(&c.run).chain(c.stdin.as_ref()).collect()

@@ -461,3 +461,8 @@ fn secret_rules_meet_the_policy() {
     };
     assert_eq!(rules.constrain(&short, "site").unwrap().exclude, ";x#");
 }
+
+#[test]
+fn a_set_that_never_uses_the_secret_is_refused() {
+    assert_snapshot!(check(&bad("      stdin: \"{account}:{secret}\\n\"\n  prove", "  prove")), @r#"site/bad.yaml:7:3: steps.set: no `set` step hands the target the new secret: give one `{secret}` in its stdin (e.g. `stdin: "{account}:{secret}\n"`) or in a written file's content"#);
+}
