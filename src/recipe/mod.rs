@@ -324,8 +324,14 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// The built-in playbooks alone.
+    /// The built-in playbooks alone (parsed once per process).
     pub fn built_in() -> Catalog {
+        static BUILT: std::sync::LazyLock<Catalog> =
+            std::sync::LazyLock::new(Catalog::parse_built_in);
+        BUILT.clone()
+    }
+
+    fn parse_built_in() -> Catalog {
         let mut recipes = BTreeMap::new();
         for (file, text) in BUILT_IN {
             // The built-in texts are part of the binary and a unit test parses each, so a

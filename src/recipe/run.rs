@@ -298,9 +298,9 @@ impl<S: Shell> RecipeHost<S> {
         Ok((a.recipe.clone(), a.vars.clone()))
     }
 
-    fn steps(recipe: &Recipe, cred: &CredentialId) -> Result<Steps, ConnectorError> {
+    fn steps<'r>(recipe: &'r Recipe, cred: &CredentialId) -> Result<&'r Steps, ConnectorError> {
         match &recipe.body {
-            Body::Steps(steps) => Ok(steps.clone()),
+            Body::Steps(steps) => Ok(steps),
             Body::Adapter(adapter) => Err(ConnectorError::new(
                 FaultClass::Protocol,
                 format!(
@@ -628,10 +628,10 @@ impl<S: Shell> RecipeHost<S> {
         &self,
         cred: &CredentialId,
         saved: &Secret,
-    ) -> Result<(Steps, Parts), ConnectorError> {
+    ) -> Result<(Arc<Recipe>, Parts), ConnectorError> {
         let (recipe, _) = self.assignment(cred)?;
         let steps = Self::steps(&recipe, cred)?;
-        let parts = decode(&steps, saved).ok_or_else(|| {
+        let parts = decode(steps, saved).ok_or_else(|| {
             ConnectorError::new(
                 FaultClass::Protocol,
                 format!(
@@ -641,7 +641,7 @@ impl<S: Shell> RecipeHost<S> {
                 ),
             )
         })?;
-        Ok((steps, parts))
+        Ok((recipe, parts))
     }
 }
 
@@ -808,7 +808,8 @@ impl<S: Shell> Target for RecipeHost<S> {
     /// A password hash starting with `!` or `*` means the account is locked or has no
     /// password login; setting a password would unlock it.
     fn refuses_rotation(&self, cred: &CredentialId, restore_point: &Secret) -> Option<String> {
-        let (steps, parts) = self.parts_of(cred, restore_point).ok()?;
+        let (recipe, parts) = self.parts_of(cred, restore_point).ok()?;
+        let steps = Self::steps(&recipe, cred).ok()?;
         let hash_part = steps.password_hash.as_ref()?;
         let (_, hash) = parts.iter().find(|(n, _)| n == hash_part)?;
         hash.starts_with(['!', '*']).then(|| {
@@ -819,7 +820,8 @@ impl<S: Shell> Target for RecipeHost<S> {
     }
 
     fn holds(&self, cred: &CredentialId, now: &Secret, secret: &Secret) -> Option<bool> {
-        let (steps, parts) = self.parts_of(cred, now).ok()?;
+        let (recipe, parts) = self.parts_of(cred, now).ok()?;
+        let steps = Self::steps(&recipe, cred).ok()?;
         if let Some(hash_part) = &steps.password_hash {
             let (_, hash) = parts.iter().find(|(n, _)| n == hash_part)?;
             return crate::password_hash::matches(&Secret::new(hash.to_string()), secret);
@@ -852,7 +854,7 @@ impl<S: Shell> Target for RecipeHost<S> {
         saved: &Secret,
         new: &Secret,
     ) -> Result<(), ConnectorError> {
-        let (steps, mut parts) = self.parts_of(cred, saved)?;
+        let (recipe, mut parts) = self.parts_of(cred, saved)?;
         self.run_phase(cred, Phase::Undo, Some(new), &mut parts)?;
         // Prove the undo: the restore point must read back exactly as saved.
         let now = self.read(cred)?;
@@ -865,7 +867,9 @@ impl<S: Shell> Target for RecipeHost<S> {
             None if parts.len() == now.len() => Ok(()),
             which => {
                 let what = match which {
-                    Some(name) if Some(&name) != steps.password_hash.as_ref() => {
+                    Some(name)
+                        if Some(&name) != Self::steps(&recipe, cred)?.password_hash.as_ref() =>
+                    {
                         format!("`{name}`")
                     }
                     _ => "the password hash".to_owned(),
