@@ -8,7 +8,8 @@
 //! - [`policy`]: password generation from a policy (pure; RNG injected).
 //! - [`sshkey`]: ed25519 key pairs (OpenSSH format) and line-preserving `authorized_keys` edits.
 //! - [`password_hash`]: local checks of a password against a target's stored hash (bounded cost).
-//! - [`playbook`]: built-in playbooks (`linux-password`) run over an SSH session.
+//! - [`playbook`]: the LDAP directory adapter (`ldap-password`); Linux hosts moved to `target::linux`.
+//! - [`recipe`]: playbooks as recipes: YAML model, loading with file:line errors, the interpreter.
 //! - [`engine`]: the rotation state machine (pure), recovery decisions, and the driver.
 //! - [`ops`]: the operations (rotate, recover, verify, plan, status) every front-end calls.
 //! - [`connector`]: edges to targets (`ssh`), typed faults.
@@ -28,6 +29,7 @@ pub mod ops;
 pub mod password_hash;
 pub mod playbook;
 pub mod policy;
+pub mod recipe;
 pub mod report;
 pub mod secret;
 pub mod sshkey;

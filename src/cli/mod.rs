@@ -31,6 +31,7 @@ mod init;
 mod inventory_check;
 mod output;
 mod plan;
+mod playbook;
 mod rotate;
 mod show;
 mod status;
@@ -90,6 +91,9 @@ pub enum Command {
     /// Inventory tools.
     #[command(subcommand)]
     Inventory(InventoryCommand),
+    /// Playbook tools.
+    #[command(subcommand)]
+    Playbook(playbook::PlaybookCommand),
     /// Store a credential's current secret, read from stdin (e.g. a password rotor did not set).
     Enroll(enroll::EnrollArgs),
     /// Show what would rotate and why; changes nothing and connects nowhere.
@@ -198,6 +202,7 @@ pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Init => init::run(g),
         Command::Inventory(InventoryCommand::Check(a)) => inventory_check::run(a),
+        Command::Playbook(c) => playbook::run(c),
         Command::Enroll(a) => enroll::run(g, a),
         Command::Plan(a) => plan::run(g, a),
         Command::Rotate(a) => rotate::run(g, a),

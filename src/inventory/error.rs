@@ -93,7 +93,7 @@ pub enum ProblemKind {
 }
 
 impl Problem {
-    pub(super) fn new(
+    pub(crate) fn new(
         file: &Path,
         (line, column): (u64, u64),
         field: impl Into<String>,
@@ -248,7 +248,7 @@ impl Problems {
 }
 
 /// Turns a serde-saphyr error, and the path serde had reached, into a [`Problem`].
-pub(super) fn from_serde(
+pub(crate) fn from_serde(
     err: &serde_saphyr::Error,
     path: &serde_path_to_error::Path,
     file: &Path,
@@ -400,6 +400,8 @@ fn missing_hint(key: &str) -> &'static str {
         "connect" => "add `connect: { user: root, key: /path/to/private_key }`, how rotor logs in",
         "user" => "add `user: ...`, the account rotor logs in as",
         "playbook" => "add `playbook: linux-password`",
+        "description" => "add `description: ...`, one line saying what the playbook rotates",
+        "kind" => "add `kind: password` (or `kind: ssh-key`)",
         _ => "add it",
     }
 }

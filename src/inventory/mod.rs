@@ -11,8 +11,11 @@
 //! - An inventory holds **no secrets**: only names, addresses, public host keys, paths to
 //!   key files and `HOST/ACCOUNT` references to the vault. Nothing here reads a key file.
 //! - This module does no I/O beyond reading the one inventory file in [`load`] (a regular
-//!   file, at most [`MAX_INVENTORY_BYTES`]); [`parse`]
-//!   is pure and never panics, whatever the input (a property test checks it).
+//!   file, at most [`MAX_INVENTORY_BYTES`]) and the playbooks of its `playbooks_dir:`
+//!   (`recipe::Catalog::with_dir`); [`parse`] and [`parse_with_catalog`]
+//!   are pure and never panic, whatever the input (a property test checks it).
+//! - Every account names a loaded playbook, and its `vars:` are the ones that playbook
+//!   declares, each checked against its kind (a path cannot carry shell syntax).
 //! - It never connects to a host: a pinned host key is checked for form, not for truth.
 
 mod error;
@@ -25,80 +28,146 @@ mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+pub(crate) use self::error::from_serde;
 pub use self::error::{InventoryError, MAX_PROBLEMS, Problem, ProblemKind};
 pub use self::scope::{DirectorySelection, Scope, ScopeError, Selection};
 pub use self::summary::{HostRow, Summary};
 pub use self::validate::{DEFAULT_MAX_FAILED_LOGINS, default_policy};
+pub(crate) use self::validate::{close_matches, did_you_mean};
 use crate::credential::{AccountName, CredentialId, HostName};
-
-/// The playbooks rotor knows today; an account naming another is an error. The list grows
-/// as playbooks are added (see [`parse_with_playbooks`]).
-pub const KNOWN_PLAYBOOKS: &[&str] = &["linux-password"];
+use crate::recipe::{Catalog, Recipe};
 
 /// The largest inventory file rotor reads. Ten thousand hosts take about 3 MiB; the cap is
 /// there so that `-i /dev/zero` or a wrong path cannot fill memory.
 pub const MAX_INVENTORY_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Reads and validates the inventory file at `path`: a regular file (a FIFO would block and
-/// a device never end) of at most [`MAX_INVENTORY_BYTES`].
+/// a device never end) of at most [`MAX_INVENTORY_BYTES`]; then the playbooks of its
+/// `playbooks_dir:`, whose problems are reported with their own file and line.
 pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+    let text = read_file(path, MAX_INVENTORY_BYTES).map_err(|failure| match failure {
+        ReadFailure::Io(cause) => InventoryError::Unreadable {
+            path: path.to_owned(),
+            cause,
+        },
+        ReadFailure::NotAFile(found) => InventoryError::NotAFile {
+            path: path.to_owned(),
+            found,
+        },
+        ReadFailure::TooLarge(size) => InventoryError::TooLarge {
+            path: path.to_owned(),
+            size,
+        },
+    })?;
+    let raw = read_raw(&text, path)?;
+    let catalog = match &raw.playbooks_dir {
+        None => Catalog::built_in(),
+        Some(dir) => {
+            let at = (dir.referenced.line(), dir.referenced.column());
+            let invalid = |problems: Vec<Problem>| {
+                let n_more = problems.len().saturating_sub(MAX_PROBLEMS);
+                InventoryError::Invalid {
+                    problems: problems.into_iter().take(MAX_PROBLEMS).collect(),
+                    n_more,
+                }
+            };
+            let Some(resolved) = validate::playbooks_dir(&dir.value, path) else {
+                return Err(invalid(vec![Problem::new(
+                    path,
+                    at,
+                    "playbooks_dir",
+                    ProblemKind::InvalidValue,
+                    "empty path: write the directory that holds your playbooks (*.yaml), absolute or relative to the inventory file",
+                )]));
+            };
+            Catalog::with_dir(&resolved).map_err(|e| match e {
+                crate::recipe::PlaybookError::Invalid { problems } => invalid(problems),
+                crate::recipe::PlaybookError::Unreadable { path: dir, why } => {
+                    invalid(vec![Problem::new(
+                        path,
+                        at,
+                        "playbooks_dir",
+                        ProblemKind::InvalidValue,
+                        format!(
+                            "cannot read the playbooks directory \"{}\": {why}; check the path (relative paths start from the inventory file's directory)",
+                            dir.display()
+                        ),
+                    )])
+                }
+            })?
+        }
+    };
+    validate::validate(raw, path, &catalog)
+}
+
+/// Why a file could not be read by [`read_file`].
+pub(crate) enum ReadFailure {
+    Io(std::io::Error),
+    /// What it is instead of a regular file.
+    NotAFile(&'static str),
+    TooLarge(u64),
+}
+
+/// Reads a regular file of at most `max` bytes of UTF-8 text, opened non-blocking so that a
+/// FIFO returns at once (and is refused) rather than waiting for a writer.
+pub(crate) fn read_file(path: &Path, max: u64) -> Result<String, ReadFailure> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let unreadable = |cause| InventoryError::Unreadable {
-        path: path.to_owned(),
-        cause,
-    };
-    // Non-blocking, so that opening a FIFO returns at once (and the check below refuses it).
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(path)
-        .map_err(unreadable)?;
-    let meta = file.metadata().map_err(unreadable)?;
+        .map_err(ReadFailure::Io)?;
+    let meta = file.metadata().map_err(ReadFailure::Io)?;
     if !meta.is_file() {
-        return Err(InventoryError::NotAFile {
-            path: path.to_owned(),
-            found: crate::text::file_kind(&meta),
-        });
+        return Err(ReadFailure::NotAFile(crate::text::file_kind(&meta)));
     }
-    let too_large = |size| InventoryError::TooLarge {
-        path: path.to_owned(),
-        size,
-    };
-    if meta.len() > MAX_INVENTORY_BYTES {
-        return Err(too_large(meta.len()));
+    if meta.len() > max {
+        return Err(ReadFailure::TooLarge(meta.len()));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_INVENTORY_BYTES + 1)
+    file.take(max + 1)
         .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > MAX_INVENTORY_BYTES {
-        return Err(too_large(bytes.len() as u64));
+        .map_err(ReadFailure::Io)?;
+    if bytes.len() as u64 > max {
+        return Err(ReadFailure::TooLarge(bytes.len() as u64));
     }
-    let text = String::from_utf8(bytes).map_err(|_| {
-        unreadable(std::io::Error::new(
+    String::from_utf8(bytes).map_err(|_| {
+        ReadFailure::Io(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "stream did not contain valid UTF-8",
         ))
-    })?;
-    parse(&text, path)
+    })
+}
+
+/// [`read_file`] with the failure in words (for files other than the inventory).
+pub(crate) fn read_text(path: &Path, max: u64) -> Result<String, String> {
+    read_file(path, max).map_err(|failure| match failure {
+        ReadFailure::Io(cause) => cause.to_string(),
+        ReadFailure::NotAFile(found) => format!("it is {found}, not a regular file"),
+        ReadFailure::TooLarge(size) => {
+            format!("it is {size} bytes, more than the {max} rotor reads")
+        }
+    })
 }
 
 /// Validates inventory `text`; `path` is where it came from, used in messages and to resolve
-/// relative paths inside it. Knows the playbooks in [`KNOWN_PLAYBOOKS`].
+/// relative paths inside it. Knows the built-in playbooks only: a `playbooks_dir:` is read by
+/// [`load`] (this function does no I/O), so accounts naming its playbooks fail here.
 pub fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
-    parse_with_playbooks(text, path, KNOWN_PLAYBOOKS)
+    parse_with_catalog(text, path, &Catalog::built_in())
 }
 
-/// [`parse`], with the list of playbook names that accounts may use.
-pub fn parse_with_playbooks(
+/// [`parse`], with the playbooks that accounts may use.
+pub fn parse_with_catalog(
     text: &str,
     path: &Path,
-    playbooks: &[&str],
+    playbooks: &Catalog,
 ) -> Result<Inventory, InventoryError> {
     let raw = read_raw(text, path)?;
     validate::validate(raw, path, playbooks)
@@ -140,6 +209,8 @@ pub struct Inventory {
     pub policies: BTreeMap<String, Policy>,
     pub hosts: Vec<Host>,
     pub directories: Vec<Directory>,
+    /// The playbooks accounts may use: the built-ins and those of `playbooks_dir:`.
+    pub playbooks: Arc<Catalog>,
 }
 
 /// An LDAP directory whose accounts rotor manages.
@@ -325,5 +396,9 @@ pub enum ConnectAuth {
 pub struct Account {
     pub name: AccountName,
     pub playbook: String,
+    /// The playbook `playbook` names, loaded and checked.
+    pub recipe: Arc<Recipe>,
+    /// Every variable the playbook declares, with the inventory's value or its default.
+    pub vars: BTreeMap<String, String>,
     pub policy: String,
 }

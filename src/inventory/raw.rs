@@ -12,6 +12,8 @@ use serde_saphyr::Spanned;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawInventory {
     pub version: Spanned<u64>,
+    /// Where the user's playbooks are (relative to the inventory file).
+    pub playbooks_dir: Option<Spanned<String>>,
     #[serde(default)]
     pub policies: BTreeMap<String, Spanned<RawPolicy>>,
     #[serde(default)]
@@ -98,4 +100,7 @@ pub(super) struct RawAccount {
     pub name: Spanned<String>,
     pub playbook: Spanned<String>,
     pub policy: Option<Spanned<String>>,
+    /// Values of the variables the playbook declares.
+    #[serde(default)]
+    pub vars: BTreeMap<String, Spanned<String>>,
 }

@@ -154,9 +154,9 @@ fn yaml_errors() {
 
 #[test]
 fn unknown_fields() {
-    assert_snapshot!(check("version: 1\nhost:\n  - name: h1\n"), @"lab/inventory.yaml:2:1: host: unknown field `host`: allowed here are version, policies, hosts, directories; did you mean `hosts`?");
+    assert_snapshot!(check("version: 1\nhost:\n  - name: h1\n"), @"lab/inventory.yaml:2:1: host: unknown field `host`: allowed here are version, playbooks_dir, policies, hosts, directories; did you mean `hosts`?");
     assert_snapshot!(check(&full_host("hostkey: x")), @"lab/inventory.yaml:7:5: hosts[0].hostkey: unknown field `hostkey`: allowed here are name, address, port, host_key, known_hosts, groups, connect, accounts; did you mean `host_key`?");
-    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbok: linux-password }")), @"lab/inventory.yaml:8:20: hosts[0].accounts[0].playbok: unknown field `playbok`: allowed here are name, playbook, policy; did you mean `playbook`?");
+    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbok: linux-password }")), @"lab/inventory.yaml:8:20: hosts[0].accounts[0].playbok: unknown field `playbok`: allowed here are name, playbook, policy, vars; did you mean `playbook`?");
     assert_snapshot!(check("version: 1\npolicies:\n  default: { lenght: 30 }\n"), @"lab/inventory.yaml:3:14: policies.default.lenght: unknown field `lenght`: allowed here are length, classes, exclude, schedule, max_age, timezone, max_failed_logins; did you mean `length`?");
 }
 
@@ -290,10 +290,51 @@ fn connect_account_is_not_also_rotated() {
 #[test]
 fn accounts() {
     assert_snapshot!(check(&full_host("accounts:\n  - { name: Svc-App, playbook: linux-password }")), @"lab/inventory.yaml:8:17: hosts[0].accounts[0].name: `Svc-App` is not a valid Linux user name: start with a lowercase letter or '_', then use lowercase letters, digits, '_' or '-', at most 32 characters");
-    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: linux-pasword }")), @"lab/inventory.yaml:8:30: hosts[0].accounts[0].playbook: unknown playbook `linux-pasword`: known playbooks are linux-password; did you mean `linux-password`?");
-    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: ldap-password }")), @"lab/inventory.yaml:8:30: hosts[0].accounts[0].playbook: unknown playbook `ldap-password`: known playbooks are linux-password");
+    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: linux-pasword }")), @"lab/inventory.yaml:8:30: hosts[0].accounts[0].playbook: unknown playbook `linux-pasword`: known playbooks are app-config-password, linux-password, linux-ssh-key (add your own in a directory named by `playbooks_dir:`); did you mean `linux-password`?");
+    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: ldap-password }")), @"lab/inventory.yaml:8:30: hosts[0].accounts[0].playbook: playbook `ldap-password` is for directory accounts (under `directories:`), not a host's: use a host playbook such as linux-password");
     assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: linux-password, policy: defualt }")), @"lab/inventory.yaml:8:54: hosts[0].accounts[0].policy: unknown policy `defualt`: define it under `policies:` or use one of default; did you mean `default`?");
     assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: linux-password, policy: strict }")), @"lab/inventory.yaml:8:54: hosts[0].accounts[0].policy: unknown policy `strict`: define it under `policies:` or use one of default");
+}
+
+#[test]
+fn account_vars() {
+    let acct = |a: &str| {
+        check(&full_host(&format!(
+            "accounts:\n  - {{ name: a, playbook: app-config-password{a} }}"
+        )))
+    };
+    assert!(
+        acct("").starts_with("lab/inventory.yaml: 1 host"),
+        "{}",
+        acct("")
+    );
+    assert!(
+        acct(", vars: { config: /etc/emr/other.conf }").starts_with("lab/inventory.yaml: 1 host")
+    );
+    assert_snapshot!(acct(", vars: { confg: /etc/x }"), @"lab/inventory.yaml:8:66: hosts[0].accounts[0].vars.confg: playbook `app-config-password` has no variable `confg`: it declares check, config, reload; did you mean `config`?");
+    assert_snapshot!(acct(", vars: { config: \"/etc/$(id)\" }"), @"lab/inventory.yaml:8:67: hosts[0].accounts[0].vars.config: `/etc/$(id)` holds `$`, which could carry shell syntax into a command line: a path may use letters, digits, '.', '_', '-' and '/' (path variable of playbook `app-config-password`)");
+    assert_snapshot!(acct(", vars: { reload: \"systemctl reload x; reboot\" }"), @"lab/inventory.yaml:8:67: hosts[0].accounts[0].vars.reload: `systemctl reload x; reboot` holds `;`, which is shell syntax: a command is words of letters, digits and . _ - / = : , + @ %; put anything more in a script on the host and name the script (command variable of playbook `app-config-password`)");
+    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: linux-password, vars: { config: /etc/x } }")), @"lab/inventory.yaml:8:62: hosts[0].accounts[0].vars.config: playbook `linux-password` has no variable `config`: it declares no variables");
+}
+
+#[test]
+fn account_vars_reach_the_model() {
+    let inv = parse(&full_host("accounts:\n  - { name: a, playbook: app-config-password, vars: { config: /srv/app.conf } }"), Path::new(FILE)).unwrap();
+    let account = &inv.hosts[0].accounts[0];
+    assert_eq!(account.recipe.name, "app-config-password");
+    let vars: Vec<(&str, &str)> = account
+        .vars
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        vars,
+        [
+            ("check", "/usr/local/sbin/emr-app-check"),
+            ("config", "/srv/app.conf"),
+            ("reload", "systemctl reload emr-app")
+        ]
+    );
 }
 
 #[test]

@@ -18,6 +18,21 @@ use super::{
     HostKeyPin, Inventory, LdapScope, Policy, uid_of,
 };
 use crate::credential::{AccountName, CredentialId, HostName};
+use crate::recipe::{Body, Catalog};
+
+/// `playbooks_dir:` resolved: relative paths from the inventory file's directory. `None`
+/// when empty.
+pub(super) fn playbooks_dir(text: &str, file: &Path) -> Option<PathBuf> {
+    if text.trim().is_empty() {
+        return None;
+    }
+    let path = Path::new(text);
+    Some(if path.is_absolute() {
+        path.to_owned()
+    } else {
+        file.parent().unwrap_or(Path::new("")).join(path)
+    })
+}
 
 /// The host key types rotor accepts in `host_key:` (what OpenSSH servers offer today).
 const HOST_KEY_TYPES: &[&str] = &[
@@ -53,7 +68,7 @@ pub fn default_policy() -> Policy {
 
 struct Checker<'a> {
     file: &'a Path,
-    playbooks: &'a [&'a str],
+    playbooks: &'a Catalog,
     problems: Problems,
 }
 
@@ -64,7 +79,7 @@ fn at(location: Location) -> (u64, u64) {
 pub(super) fn validate(
     raw: RawInventory,
     file: &Path,
-    playbooks: &[&str],
+    playbooks: &Catalog,
 ) -> Result<Inventory, InventoryError> {
     let mut checker = Checker {
         file,
@@ -131,6 +146,7 @@ impl Checker<'_> {
             policies,
             hosts,
             directories,
+            playbooks: std::sync::Arc::new(self.playbooks.clone()),
         }
     }
 
@@ -639,21 +655,44 @@ impl Checker<'_> {
                 None
             }
         };
-        let playbook = if self.playbooks.contains(&raw.playbook.value.as_str()) {
-            Some(raw.playbook.value)
-        } else {
-            let known = self.playbooks.join(", ");
-            self.report(
-                raw.playbook.referenced,
-                format!("{field}.playbook"),
-                ProblemKind::UnknownReference,
-                format!(
-                    "unknown playbook `{}`: known playbooks are {known}{}",
-                    raw.playbook.value,
-                    did_you_mean(&raw.playbook.value, self.playbooks.iter().copied())
-                ),
-            );
-            None
+        let recipe = match self.playbooks.get(&raw.playbook.value) {
+            Some(recipe) if matches!(recipe.body, Body::Adapter(_)) => {
+                self.report(
+                    raw.playbook.referenced,
+                    format!("{field}.playbook"),
+                    ProblemKind::InvalidValue,
+                    format!(
+                        "playbook `{}` is for directory accounts (under `directories:`), not a host's: use a host playbook such as linux-password",
+                        raw.playbook.value
+                    ),
+                );
+                None
+            }
+            Some(recipe) => Some(recipe.clone()),
+            None => {
+                let names: Vec<&str> = self
+                    .playbooks
+                    .recipes()
+                    .filter(|r| matches!(r.body, Body::Steps(_)))
+                    .map(|r| r.name.as_str())
+                    .collect();
+                self.report(
+                    raw.playbook.referenced,
+                    format!("{field}.playbook"),
+                    ProblemKind::UnknownReference,
+                    format!(
+                        "unknown playbook `{}`: known playbooks are {} (add your own in a directory named by `playbooks_dir:`){}",
+                        raw.playbook.value,
+                        names.join(", "),
+                        did_you_mean(&raw.playbook.value, names.iter().copied())
+                    ),
+                );
+                None
+            }
+        };
+        let vars = match &recipe {
+            Some(recipe) => self.account_vars(field, recipe, raw.vars, raw.playbook.referenced),
+            None => None,
         };
         let policy = match raw.policy {
             None => Some("default".to_owned()),
@@ -674,11 +713,99 @@ impl Checker<'_> {
                 None
             }
         };
+        if let (Some(recipe), Some(policy)) = (&recipe, &policy)
+            && let Some(p) = policies.get(policy)
+            && let Err(why) = recipe.secret.constrain(p, &recipe.name)
+        {
+            self.report(
+                raw.playbook.referenced,
+                format!("{field}.policy"),
+                ProblemKind::InvalidValue,
+                why,
+            );
+            return None;
+        }
+        let recipe = recipe?;
         Some(Account {
             name: name?,
-            playbook: playbook?,
+            playbook: recipe.name.clone(),
+            recipe,
+            vars: vars?,
             policy: policy?,
         })
+    }
+
+    /// An account's `vars:`: each one its playbook declares, with a value of its kind; a
+    /// variable without a default must be given. Gives every declared variable's value.
+    fn account_vars(
+        &mut self,
+        field: &str,
+        recipe: &crate::recipe::Recipe,
+        raw: BTreeMap<String, Spanned<String>>,
+        playbook_at: Location,
+    ) -> Option<BTreeMap<String, String>> {
+        let mut ok = true;
+        let mut values = BTreeMap::new();
+        for (name, value) in raw {
+            let Some(spec) = recipe.vars.get(&name) else {
+                let known: Vec<&str> = recipe.vars.keys().map(String::as_str).collect();
+                let declared = if known.is_empty() {
+                    "it declares no variables".to_owned()
+                } else {
+                    format!("it declares {}", known.join(", "))
+                };
+                self.report(
+                    value.referenced,
+                    format!("{field}.vars.{name}"),
+                    ProblemKind::UnknownField,
+                    format!(
+                        "playbook `{}` has no variable `{name}`: {declared}{}",
+                        recipe.name,
+                        did_you_mean(&name, known.iter().copied())
+                    ),
+                );
+                ok = false;
+                continue;
+            };
+            if let Err(why) = spec.kind.check(&value.value) {
+                self.report(
+                    value.referenced,
+                    format!("{field}.vars.{name}"),
+                    ProblemKind::InvalidValue,
+                    format!(
+                        "{why} ({} variable of playbook `{}`)",
+                        spec.kind.name(),
+                        recipe.name
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            values.insert(name, value.value);
+        }
+        for (name, spec) in &recipe.vars {
+            if values.contains_key(name) {
+                continue;
+            }
+            match &spec.default {
+                Some(default) => {
+                    values.insert(name.clone(), default.clone());
+                }
+                None => {
+                    self.report(
+                        playbook_at,
+                        format!("{field}.vars"),
+                        ProblemKind::MissingField,
+                        format!(
+                            "playbook `{}` needs variable `{name}` ({}): add `vars: {{ {name}: ... }}` to the account",
+                            recipe.name, spec.description
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(values)
     }
 
     /// A host's or directory's name: valid, and unique among hosts and directories (both are
@@ -1140,7 +1267,7 @@ fn wire_key_type(blob: &[u8]) -> Option<&[u8]> {
 }
 
 /// ", did you mean `x`?" when a known name is close to `input`, else "".
-pub(super) fn did_you_mean<'a>(input: &str, known: impl Iterator<Item = &'a str>) -> String {
+pub(crate) fn did_you_mean<'a>(input: &str, known: impl Iterator<Item = &'a str>) -> String {
     match close_matches(input, known).as_slice() {
         [] => String::new(),
         [one] => format!("; did you mean `{one}`?"),
@@ -1155,7 +1282,7 @@ pub(super) fn did_you_mean<'a>(input: &str, known: impl Iterator<Item = &'a str>
 }
 
 /// Known names within a small edit distance of `input`, closest first, at most three.
-pub(super) fn close_matches<'a>(input: &str, known: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+pub(crate) fn close_matches<'a>(input: &str, known: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     let limit = (input.chars().count() / 3).clamp(1, 3);
     let mut matches: Vec<(usize, &str)> = known
         .filter_map(|name| {

@@ -9,6 +9,8 @@
 //! Invariant: no error built by a target contains a secret or a target's words from a step
 //! that handled one (see `connector`).
 
+pub mod linux;
+
 use crate::connector::ConnectorError;
 use crate::credential::CredentialId;
 use crate::secret::Secret;

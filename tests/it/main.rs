@@ -2,6 +2,7 @@
 //! real sshd hosts that the lab fixture starts and stops.
 
 mod bad_input;
+mod bad_playbooks;
 mod concurrent;
 mod data_dir;
 mod enroll_ssh_key;

@@ -1,0 +1,909 @@
+//! The interpreter: [`RecipeHost`] runs each credential's recipe over one [`Shell`] (a host's
+//! admin session) and implements [`Target`] for the engine.
+//!
+//! Invariants:
+//! - A command line is built only from a step's `run` (or a built-in action's fixed words)
+//!   and values that cannot carry shell syntax: the validated account and host names, checked
+//!   variables and the checked home directory. Secrets and saved parts go on stdin.
+//! - No error built here carries a step's output: every step runs inside a rotation, where
+//!   it is fed a secret, reads one (a shadow hash, a config file holding the password) or
+//!   runs a command (a reload) that may print the file it reads. Only rotor's own words,
+//!   the step's `run` as written and its exit status or signal are shown.
+//! - The restore point of a recipe with one saved part is that part, byte for byte (the bare
+//!   shadow hash of `linux-password`, as before recipes): vaults with open rotations recover.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use super::template::{Piece, Template};
+use super::{Body, Command, Recipe, ReplaceLine, Step, Steps, VarKind, WhichKey};
+use crate::connector::ssh::ExecOutput;
+use crate::connector::{ConnectorError, FaultClass};
+use crate::credential::{AccountName, CredentialId, HostName};
+use crate::secret::Secret;
+use crate::target::{CredentialKind, Target};
+
+/// What a recipe needs from a host: commands over its admin session and fresh logins as an
+/// account. The SSH implementation is `target::linux::SshShell`; tests use a fake.
+pub trait Shell {
+    fn host(&self) -> &HostName;
+    /// Whether commands run through `sudo -n --` (the connect user is not root).
+    fn sudo(&self) -> bool;
+    /// Runs one command line (never holding a secret) with `stdin`.
+    fn exec(&mut self, command: &str, stdin: &[u8]) -> Result<ExecOutput, ConnectorError>;
+    /// A fresh SSH login as `account` with `password`.
+    fn password_login(
+        &mut self,
+        account: &AccountName,
+        password: &Secret,
+    ) -> Result<(), ConnectorError>;
+    /// A fresh SSH login as `account` with `private_key` (OpenSSH format), no other key.
+    fn key_login(
+        &mut self,
+        account: &AccountName,
+        private_key: &Secret,
+    ) -> Result<(), ConnectorError>;
+}
+
+/// The `authorized-keys-*` actions: editing `~/.ssh/authorized_keys` is the SSH-key work's
+/// (`src/sshkey.rs`); the interpreter calls it through this hook with the host's shell.
+pub trait AuthorizedKeys: Send {
+    /// The entries rotor manages, as the restore point part (`authorized-keys-read`).
+    fn read(
+        &self,
+        shell: &mut dyn Shell,
+        account: &AccountName,
+        home: &str,
+    ) -> Result<String, ConnectorError>;
+    /// Adds the public half of `new` (an OpenSSH private key).
+    fn add(
+        &self,
+        shell: &mut dyn Shell,
+        account: &AccountName,
+        home: &str,
+        new: &Secret,
+    ) -> Result<(), ConnectorError>;
+    /// Removes the public half of `key` (`WhichKey::New`), or every rotor key listed in
+    /// `managed` except `key`'s (`WhichKey::Previous`). Idempotent.
+    fn remove(
+        &self,
+        shell: &mut dyn Shell,
+        account: &AccountName,
+        home: &str,
+        which: WhichKey,
+        managed: &str,
+        key: &Secret,
+    ) -> Result<(), ConnectorError>;
+    /// Whether `managed` (read just now) lists the public half of `key`.
+    fn holds(&self, managed: &str, key: &Secret) -> Option<bool>;
+}
+
+/// The hook until `src/sshkey.rs` provides one: every call fails with a message that says so.
+pub struct NotWiredKeys;
+
+fn not_wired(what: &str) -> ConnectorError {
+    ConnectorError::new(
+        FaultClass::Protocol,
+        format!(
+            "{what} is not available in this build of rotor yet (src/sshkey.rs); use a password playbook for this account"
+        ),
+    )
+}
+
+impl AuthorizedKeys for NotWiredKeys {
+    fn read(&self, _: &mut dyn Shell, _: &AccountName, _: &str) -> Result<String, ConnectorError> {
+        Err(not_wired("editing authorized_keys"))
+    }
+    fn add(
+        &self,
+        _: &mut dyn Shell,
+        _: &AccountName,
+        _: &str,
+        _: &Secret,
+    ) -> Result<(), ConnectorError> {
+        Err(not_wired("editing authorized_keys"))
+    }
+    fn remove(
+        &self,
+        _: &mut dyn Shell,
+        _: &AccountName,
+        _: &str,
+        _: WhichKey,
+        _: &str,
+        _: &Secret,
+    ) -> Result<(), ConnectorError> {
+        Err(not_wired("editing authorized_keys"))
+    }
+    fn holds(&self, _: &str, _: &Secret) -> Option<bool> {
+        None
+    }
+}
+
+/// The `ssh-key-login` proof until `connector::ssh::check_key_login` exists: the SSH shell
+/// calls this; wiring it is replacing the call.
+pub fn key_login_not_wired(
+    _account: &AccountName,
+    _private_key: &Secret,
+) -> Result<(), ConnectorError> {
+    Err(not_wired(
+        "an SSH key login (connector::ssh::check_key_login)",
+    ))
+}
+
+/// What the error says instead of the output of a step that handled a secret.
+pub(crate) const OUTPUT_WITHHELD: &str = "its output is not shown because the step handles a secret; run the step by hand on the host to see it";
+
+/// How a step ended, for an error message: its exit status or the signal that killed it.
+/// Never the step's output (see the module's invariants).
+pub(crate) fn ended(out: &ExecOutput) -> String {
+    match &out.signal {
+        // The signal name comes from the host: keep it to what a signal name can be.
+        Some(sig) => format!(
+            "killed by SIG{}",
+            sig.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(16)
+                .collect::<String>()
+        ),
+        None => format!("exit status {}", out.status),
+    }
+}
+
+/// Field `field` (1-based) of the line whose first field is the account. Not simply the
+/// first line: a shell startup file on the host may print before the command does, and that
+/// text must not become the "hash" that a rollback writes back and then compares against.
+pub(crate) fn account_field(
+    text: &str,
+    account: &AccountName,
+    field: usize,
+    separator: &str,
+) -> Option<String> {
+    let mut lines = text
+        .lines()
+        .filter(|line| line.split(separator).next() == Some(account.as_str()));
+    // Exactly one such line: a banner that happens to start with the account's name makes
+    // the output ambiguous, and an ambiguous restore point is none.
+    let line = lines.next()?;
+    if lines.next().is_some() {
+        return None;
+    }
+    line.split(separator)
+        .nth(field.saturating_sub(1))
+        .map(str::to_owned)
+}
+
+/// The first line of a restore point of several parts; a one-part restore point is the part.
+const PARTS_HEADER: &str = "rotor-restore-point-v1\n";
+
+/// The restore point's parts by name, in the recipe's order; zeroized on drop.
+type Parts = Vec<(String, Zeroizing<String>)>;
+
+fn encode(parts: &Parts) -> Secret {
+    if let [(_, only)] = parts.as_slice() {
+        return Secret::new(only.to_string());
+    }
+    let mut text = Zeroizing::new(String::from(PARTS_HEADER));
+    for (name, value) in parts {
+        text.push_str(&format!("{name} {}\n", value.len()));
+        text.push_str(value);
+        text.push('\n');
+    }
+    Secret::new(text.to_string())
+}
+
+fn decode(steps: &Steps, saved: &Secret) -> Option<Parts> {
+    match steps.parts.as_slice() {
+        [] => Some(Vec::new()),
+        [only] => Some(vec![(
+            only.clone(),
+            Zeroizing::new(saved.expose().to_owned()),
+        )]),
+        names => {
+            let mut rest = saved.expose().strip_prefix(PARTS_HEADER)?;
+            let mut parts = Vec::new();
+            for name in names {
+                let (head, after) = rest.split_once('\n')?;
+                let (got, len) = head.split_once(' ')?;
+                let len: usize = len.parse().ok()?;
+                if got != name || after.len() < len + 1 || !after.is_char_boundary(len) {
+                    return None;
+                }
+                parts.push((name.clone(), Zeroizing::new(after[..len].to_owned())));
+                rest = after[len..].strip_prefix('\n')?;
+            }
+            rest.is_empty().then_some(parts)
+        }
+    }
+}
+
+/// Which recipe a credential runs, with the values of its variables.
+struct Assignment {
+    recipe: Arc<Recipe>,
+    vars: BTreeMap<String, String>,
+}
+
+/// A host's credentials and their recipes, over one shell: implements [`Target`].
+pub struct RecipeHost<S> {
+    shell: S,
+    accounts: HashMap<AccountName, Assignment>,
+    keys: Box<dyn AuthorizedKeys>,
+    /// Home directories read so far (`{home}`), by account.
+    homes: HashMap<AccountName, String>,
+}
+
+/// The values a step is filled with.
+struct Fill<'a> {
+    cred: &'a CredentialId,
+    vars: &'a BTreeMap<String, String>,
+    recipe: &'a Recipe,
+    home: Option<&'a str>,
+    secret: Option<&'a Secret>,
+    parts: &'a Parts,
+}
+
+/// The phase a step runs in, for its error's class and words.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Read,
+    Set,
+    Prove,
+    Undo,
+    Retire,
+}
+
+impl<S: Shell> RecipeHost<S> {
+    /// `accounts`: each account on the host with its recipe and its variables' values (the
+    /// inventory checked them; a missing one takes the playbook's default).
+    pub fn new(
+        shell: S,
+        accounts: impl IntoIterator<Item = (AccountName, Arc<Recipe>, BTreeMap<String, String>)>,
+    ) -> RecipeHost<S> {
+        RecipeHost {
+            shell,
+            accounts: accounts
+                .into_iter()
+                .map(|(name, recipe, vars)| (name, Assignment { recipe, vars }))
+                .collect(),
+            keys: Box::new(NotWiredKeys),
+            homes: HashMap::new(),
+        }
+    }
+
+    /// Connects the `authorized-keys-*` actions to `keys`.
+    pub fn with_authorized_keys(mut self, keys: Box<dyn AuthorizedKeys>) -> RecipeHost<S> {
+        self.keys = keys;
+        self
+    }
+
+    pub fn shell(&self) -> &S {
+        &self.shell
+    }
+
+    fn assignment(
+        &self,
+        cred: &CredentialId,
+    ) -> Result<(Arc<Recipe>, BTreeMap<String, String>), ConnectorError> {
+        let Some(a) = self.accounts.get(&cred.account) else {
+            return Err(ConnectorError::new(
+                FaultClass::Protocol,
+                format!("{cred}: the inventory gives this account no playbook on the host"),
+            ));
+        };
+        Ok((a.recipe.clone(), a.vars.clone()))
+    }
+
+    fn steps<'r>(recipe: &'r Recipe, cred: &CredentialId) -> Result<&'r Steps, ConnectorError> {
+        match &recipe.body {
+            Body::Steps(steps) => Ok(steps),
+            Body::Adapter(adapter) => Err(ConnectorError::new(
+                FaultClass::Protocol,
+                format!(
+                    "{cred}: playbook `{}` is run by rotor's {adapter} adapter, not on a host; give the account a host playbook such as linux-password",
+                    recipe.name
+                ),
+            )),
+        }
+    }
+
+    /// The account's home directory (`getent passwd`, 6th field), read once and checked as a
+    /// path, since it goes into command lines.
+    fn home(&mut self, cred: &CredentialId) -> Result<String, ConnectorError> {
+        if let Some(home) = self.homes.get(&cred.account) {
+            return Ok(home.clone());
+        }
+        let run = "getent passwd -- {account}";
+        let out = self.shell.exec(
+            &self.command_line(&format!("getent passwd -- {}", cred.account)),
+            b"",
+        )?;
+        if out.status == 2 {
+            return Err(missing(cred));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let home = (out.status == 0)
+            .then(|| account_field(&text, &cred.account, 6, ":"))
+            .flatten()
+            .filter(|h| VarKind::Path.check(h).is_ok());
+        let Some(home) = home else {
+            return Err(ConnectorError::new(
+                FaultClass::Protocol,
+                format!(
+                    "{cred}: reading the account's home directory failed or gave a path rotor will not put in a command line (`{run}`: {}); it must be absolute and of letters, digits, '.', '_', '-' and '/'",
+                    ended(&out)
+                ),
+            ));
+        };
+        self.homes.insert(cred.account.clone(), home.clone());
+        Ok(home)
+    }
+
+    fn command_line(&self, cmd: &str) -> String {
+        if self.shell.sudo() {
+            format!("sudo -n -- {cmd}")
+        } else {
+            cmd.to_owned()
+        }
+    }
+
+    /// Runs one phase's steps. `parts` is the restore point (read so far, in `Read`).
+    fn run_phase(
+        &mut self,
+        cred: &CredentialId,
+        phase: Phase,
+        secret: Option<&Secret>,
+        parts: &mut Parts,
+    ) -> Result<(), ConnectorError> {
+        let (recipe, vars) = self.assignment(cred)?;
+        let steps = Self::steps(&recipe, cred)?;
+        let list = match phase {
+            Phase::Read => &steps.read_restore_point,
+            Phase::Set => &steps.set,
+            Phase::Prove => &steps.prove,
+            Phase::Undo => &steps.undo,
+            Phase::Retire => &steps.retire,
+        };
+        let needs_home = list
+            .iter()
+            .any(|s| s.templates().any(|t| t.uses(&Piece::Home)))
+            || list.iter().any(|s| {
+                matches!(
+                    s,
+                    Step::AuthorizedKeysRead { .. }
+                        | Step::AuthorizedKeysAdd
+                        | Step::AuthorizedKeysRemove { .. }
+                )
+            });
+        let home = if needs_home {
+            Some(self.home(cred)?)
+        } else {
+            None
+        };
+        for step in list {
+            let fill = Fill {
+                cred,
+                vars: &vars,
+                recipe: &recipe,
+                home: home.as_deref(),
+                secret,
+                parts,
+            };
+            let saved = self.step(step, phase, &fill)?;
+            if let Some(part) = saved {
+                parts.push(part);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one step; a step that saves gives the part back.
+    fn step(
+        &mut self,
+        step: &Step,
+        phase: Phase,
+        fill: &Fill<'_>,
+    ) -> Result<Option<(String, Zeroizing<String>)>, ConnectorError> {
+        let cred = fill.cred;
+        match step {
+            Step::Command(cmd) | Step::Check(cmd) => {
+                let out = self.exec_command(cmd, fill)?;
+                self.judge(cmd, &out, phase, fill, matches!(step, Step::Check(_)))
+            }
+            Step::PasswordLogin => {
+                let secret = fill
+                    .secret
+                    .ok_or_else(|| internal(cred, "a login without a secret"))?;
+                self.shell
+                    .password_login(&cred.account, secret)
+                    .map(|()| None)
+            }
+            Step::KeyLogin => {
+                let secret = fill
+                    .secret
+                    .ok_or_else(|| internal(cred, "a login without a key"))?;
+                self.shell.key_login(&cred.account, secret).map(|()| None)
+            }
+            Step::ReadFile { path, save } => {
+                let path = render_path(path, fill)?;
+                let shown = format!("cat -- {path}");
+                let out = self.shell.exec(&self.command_line(&shown), b"")?;
+                if out.status != 0 {
+                    return Err(ConnectorError::new(
+                        FaultClass::Protocol,
+                        format!(
+                            "{cred}: reading {path} failed (`{shown}`: {}); does the file exist, and may the connect user read it? ({OUTPUT_WITHHELD})",
+                            ended(&out)
+                        ),
+                    ));
+                }
+                let text = std::str::from_utf8(&out.stdout).map_err(|_| {
+                    ConnectorError::new(
+                        FaultClass::Protocol,
+                        format!("{cred}: {path} is not UTF-8 text; rotor edits text files only"),
+                    )
+                })?;
+                Ok(Some((save.clone(), Zeroizing::new(text.to_owned()))))
+            }
+            Step::WriteFile {
+                path,
+                content,
+                replace_line,
+            } => {
+                let path = render_path(path, fill)?;
+                let mut text = render(content, fill)?;
+                if let Some(replace) = replace_line {
+                    text = replace_lines(&text, replace, fill, &path)?;
+                }
+                let out = self.shell.exec(
+                    &self.command_line(&write_file_script(&path)),
+                    text.as_bytes(),
+                )?;
+                match out.status {
+                    0 => Ok(None),
+                    3 => Err(ConnectorError::new(
+                        FaultClass::Refused,
+                        format!(
+                            "{cred}: {path} does not exist, so there is no owner and mode to keep; create the file (or fix the playbook's path), then run again"
+                        ),
+                    )),
+                    _ => Err(ConnectorError::new(
+                        FaultClass::Refused,
+                        format!(
+                            "{cred}: writing {path} failed (`write-file {path}`: {}); {OUTPUT_WITHHELD}",
+                            ended(&out)
+                        ),
+                    )),
+                }
+            }
+            Step::AuthorizedKeysRead { save } => {
+                let home = fill.home.unwrap_or_default().to_owned();
+                let managed = self.keys.read(&mut self.shell, &cred.account, &home)?;
+                Ok(Some((save.clone(), Zeroizing::new(managed))))
+            }
+            Step::AuthorizedKeysAdd => {
+                let secret = fill.secret.ok_or_else(|| internal(cred, "adding no key"))?;
+                let home = fill.home.unwrap_or_default().to_owned();
+                self.keys
+                    .add(&mut self.shell, &cred.account, &home, secret)
+                    .map(|()| None)
+            }
+            Step::AuthorizedKeysRemove { which } => {
+                let secret = fill
+                    .secret
+                    .ok_or_else(|| internal(cred, "removing no key"))?;
+                let home = fill.home.unwrap_or_default().to_owned();
+                let managed = fill
+                    .parts
+                    .first()
+                    .map(|(_, v)| v.to_string())
+                    .unwrap_or_default();
+                self.keys
+                    .remove(
+                        &mut self.shell,
+                        &cred.account,
+                        &home,
+                        *which,
+                        &managed,
+                        secret,
+                    )
+                    .map(|()| None)
+            }
+        }
+    }
+
+    fn exec_command(
+        &mut self,
+        cmd: &Command,
+        fill: &Fill<'_>,
+    ) -> Result<ExecOutput, ConnectorError> {
+        // `load` refuses a secret in `run`; a recipe built some other way must not get one
+        // into a command line either.
+        if !cmd.run.secrets().is_empty() {
+            return Err(internal(fill.cred, "a secret in a command line"));
+        }
+        let line = render(&cmd.run, fill)?;
+        let input = match &cmd.stdin {
+            Some(t) => render(t, fill)?,
+            None => Zeroizing::new(String::new()),
+        };
+        self.shell.exec(&self.command_line(&line), input.as_bytes())
+    }
+
+    /// A command's outcome: its saved part, or the error its phase calls for.
+    fn judge(
+        &self,
+        cmd: &Command,
+        out: &ExecOutput,
+        phase: Phase,
+        fill: &Fill<'_>,
+        is_check: bool,
+    ) -> Result<Option<(String, Zeroizing<String>)>, ConnectorError> {
+        let cred = fill.cred;
+        let run = &cmd.run_text;
+        if phase == Phase::Read && cmd.missing_exit == Some(out.status) {
+            return Err(missing(cred));
+        }
+        if out.status != cmd.expect_status || out.signal.is_some() {
+            let expected = if cmd.expect_status == 0 {
+                String::new()
+            } else {
+                format!(", expected exit status {}", cmd.expect_status)
+            };
+            let (class, message) = match phase {
+                Phase::Read => (
+                    FaultClass::Protocol,
+                    format!(
+                        "{cred}: {} (`{run}`: {}{expected}); does the connect user have root or sudo rights? ({OUTPUT_WITHHELD})",
+                        cmd.failure
+                            .as_deref()
+                            .unwrap_or("reading the restore point failed"),
+                        ended(out)
+                    ),
+                ),
+                Phase::Prove if is_check => (
+                    FaultClass::VerifyFailed,
+                    format!(
+                        "{cred}: {} (`{run}`: {}{expected}); {OUTPUT_WITHHELD}",
+                        cmd.failure
+                            .as_deref()
+                            .unwrap_or("the check rejected the credential"),
+                        ended(out)
+                    ),
+                ),
+                _ => {
+                    let default = match (phase, fill.recipe.kind) {
+                        (Phase::Set, CredentialKind::Password) => {
+                            "the host refused the new password"
+                        }
+                        (Phase::Set, CredentialKind::SshKey) => "the host refused the new key",
+                        (Phase::Undo, CredentialKind::Password) => {
+                            "restoring the saved password hash failed"
+                        }
+                        (Phase::Undo, CredentialKind::SshKey) => "restoring the saved keys failed",
+                        (Phase::Prove, _) => "a proof step failed",
+                        _ => "removing the old credential failed",
+                    };
+                    (
+                        FaultClass::Refused,
+                        format!(
+                            "{cred}: {} (`{run}`: {}{expected}); {OUTPUT_WITHHELD}",
+                            cmd.failure.as_deref().unwrap_or(default),
+                            ended(out)
+                        ),
+                    )
+                }
+            };
+            return Err(ConnectorError::new(class, message));
+        }
+        let Some(save) = &cmd.save else {
+            return Ok(None);
+        };
+        let text = Zeroizing::new(String::from_utf8_lossy(&out.stdout).into_owned());
+        let value = match save.field {
+            None => Some(text.to_string()),
+            Some(field) => account_field(&text, &cred.account, field, &save.separator)
+                .filter(|f| !f.is_empty()),
+        };
+        match value {
+            Some(v) => Ok(Some((save.name.clone(), Zeroizing::new(v)))),
+            None => Err(ConnectorError::new(
+                FaultClass::Protocol,
+                format!("{cred}: unexpected output while reading the restore point"),
+            )),
+        }
+    }
+
+    fn read(&mut self, cred: &CredentialId) -> Result<Parts, ConnectorError> {
+        let mut parts = Vec::new();
+        self.run_phase(cred, Phase::Read, None, &mut parts)?;
+        Ok(parts)
+    }
+
+    fn parts_of(
+        &self,
+        cred: &CredentialId,
+        saved: &Secret,
+    ) -> Result<(Arc<Recipe>, Parts), ConnectorError> {
+        let (recipe, _) = self.assignment(cred)?;
+        let steps = Self::steps(&recipe, cred)?;
+        let parts = decode(steps, saved).ok_or_else(|| {
+            ConnectorError::new(
+                FaultClass::Protocol,
+                format!(
+                    "{cred}: the saved restore point does not have the parts playbook `{}` saves ({}); was the account's playbook changed during a rotation? Put the previous playbook back to settle it",
+                    recipe.name,
+                    steps.parts.join(", ")
+                ),
+            )
+        })?;
+        Ok((recipe, parts))
+    }
+}
+
+fn missing(cred: &CredentialId) -> ConnectorError {
+    ConnectorError::new(
+        FaultClass::AccountMissing,
+        format!(
+            "{cred}: the account does not exist on the host; create it or remove it from the inventory"
+        ),
+    )
+}
+
+fn internal(cred: &CredentialId, what: &str) -> ConnectorError {
+    ConnectorError::new(
+        FaultClass::Protocol,
+        format!("{cred}: internal error: {what}"),
+    )
+}
+
+/// Fills a template. The result may hold a secret (stdin, file content): zeroized on drop.
+fn render(template: &Template, fill: &Fill<'_>) -> Result<Zeroizing<String>, ConnectorError> {
+    let mut out = Zeroizing::new(String::new());
+    for piece in &template.pieces {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Account => out.push_str(fill.cred.account.as_str()),
+            Piece::Host => out.push_str(fill.cred.host.as_str()),
+            Piece::Home => out.push_str(
+                fill.home
+                    .ok_or_else(|| internal(fill.cred, "{home} not read"))?,
+            ),
+            Piece::Var(name) => {
+                let spec = fill
+                    .recipe
+                    .vars
+                    .get(name)
+                    .ok_or_else(|| internal(fill.cred, "an undeclared variable"))?;
+                let value = fill
+                    .vars
+                    .get(name)
+                    .or(spec.default.as_ref())
+                    .ok_or_else(|| {
+                        ConnectorError::new(
+                            FaultClass::Protocol,
+                            format!("{}: playbook `{}` needs variable `{name}` and it has no default: set it in the inventory (`vars: {{ {name}: ... }}`)", fill.cred, fill.recipe.name),
+                        )
+                    })?;
+                // Checked by the inventory already; checked again where it enters a command.
+                spec.kind.check(value).map_err(|why| {
+                    ConnectorError::new(
+                        FaultClass::Protocol,
+                        format!("{}: variable `{name}`: {why}", fill.cred),
+                    )
+                })?;
+                out.push_str(value);
+            }
+            Piece::Secret => out.push_str(
+                fill.secret
+                    .ok_or_else(|| internal(fill.cred, "no secret here"))?
+                    .expose(),
+            ),
+            Piece::Saved(name) => {
+                let part = fill
+                    .parts
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .ok_or_else(|| internal(fill.cred, "a part not saved"))?;
+                out.push_str(&part.1);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A path template filled and checked (it goes into a command line).
+fn render_path(template: &Template, fill: &Fill<'_>) -> Result<String, ConnectorError> {
+    let path = render(template, fill)?;
+    VarKind::Path.check(&path).map_err(|why| {
+        ConnectorError::new(
+            FaultClass::Protocol,
+            format!("{}: the playbook's path {why}", fill.cred),
+        )
+    })?;
+    Ok(path.to_string())
+}
+
+/// Every line of `text` matching `replace.matching` becomes `replace.with`; none matching is
+/// an error (the secret would have nowhere to go).
+fn replace_lines(
+    text: &str,
+    replace: &ReplaceLine,
+    fill: &Fill<'_>,
+    path: &str,
+) -> Result<Zeroizing<String>, ConnectorError> {
+    let with = render(&replace.with, fill)?;
+    let mut out = Zeroizing::new(String::with_capacity(text.len() + with.len()));
+    let mut n_replaced = 0;
+    for line in text.split_inclusive('\n') {
+        let body = line.strip_suffix('\n').unwrap_or(line);
+        if replace.matching.is_match(body) {
+            out.push_str(&with);
+            if line.ends_with('\n') {
+                out.push('\n');
+            }
+            n_replaced += 1;
+        } else {
+            out.push_str(line);
+        }
+    }
+    if n_replaced == 0 {
+        return Err(ConnectorError::new(
+            FaultClass::Refused,
+            format!(
+                "{}: no line of {path} matches `{}`, so the new password has nowhere to go; check the file, or the playbook's replace_line",
+                fill.cred, replace.matching_text
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// The command line of `write-file`: the content arrives on stdin, goes to a temporary file
+/// in the same directory, takes the existing file's owner, group and mode, and replaces it by
+/// a rename (atomic: a reader sees the old file or the new one). Exit 3: no such file. The
+/// path was checked (`VarKind::Path`), so it is safe inside the single quotes.
+pub(crate) fn write_file_script(path: &str) -> String {
+    format!(
+        "sh -c 'f={path}; test -f \"$f\" || exit 3; t=$(mktemp \"$f.rotor-XXXXXX\") || exit 1; if cat > \"$t\" && chown --reference=\"$f\" \"$t\" && chmod --reference=\"$f\" \"$t\" && mv -f \"$t\" \"$f\"; then exit 0; fi; rm -f \"$t\"; exit 1'"
+    )
+}
+
+impl Step {
+    pub(super) fn templates(&self) -> impl Iterator<Item = &Template> {
+        let list: Vec<&Template> = match self {
+            Step::Command(c) | Step::Check(c) => {
+                std::iter::once(&c.run).chain(c.stdin.as_ref()).collect()
+            }
+            Step::ReadFile { path, .. } => vec![path],
+            Step::WriteFile {
+                path,
+                content,
+                replace_line,
+            } => {
+                let mut v = vec![path, content];
+                if let Some(r) = replace_line {
+                    v.push(&r.with);
+                }
+                v
+            }
+            _ => Vec::new(),
+        };
+        list.into_iter()
+    }
+}
+
+impl<S: Shell> Target for RecipeHost<S> {
+    fn read_restore_point(&mut self, cred: &CredentialId) -> Result<Secret, ConnectorError> {
+        let parts = self.read(cred)?;
+        let point = encode(&parts);
+        Ok(point)
+    }
+
+    /// A password hash starting with `!` or `*` means the account is locked or has no
+    /// password login; setting a password would unlock it.
+    fn refuses_rotation(&self, cred: &CredentialId, restore_point: &Secret) -> Option<String> {
+        let (recipe, parts) = self.parts_of(cred, restore_point).ok()?;
+        let steps = Self::steps(&recipe, cred).ok()?;
+        let hash_part = steps.password_hash.as_ref()?;
+        let (_, hash) = parts.iter().find(|(n, _)| n == hash_part)?;
+        hash.starts_with(['!', '*']).then(|| {
+            format!(
+                "{cred}: the account is locked (its password field starts with '!' or '*'); rotor will not give it a working password. Unlock it first (`passwd -u`) or remove it from the inventory"
+            )
+        })
+    }
+
+    fn holds(&self, cred: &CredentialId, now: &Secret, secret: &Secret) -> Option<bool> {
+        let (recipe, parts) = self.parts_of(cred, now).ok()?;
+        let steps = Self::steps(&recipe, cred).ok()?;
+        if let Some(hash_part) = &steps.password_hash {
+            let (_, hash) = parts.iter().find(|(n, _)| n == hash_part)?;
+            return crate::password_hash::matches(&Secret::new(hash.to_string()), secret);
+        }
+        let keys_part = steps.read_restore_point.iter().find_map(|s| match s {
+            Step::AuthorizedKeysRead { save } => Some(save),
+            _ => None,
+        })?;
+        let (_, managed) = parts.iter().find(|(n, _)| n == keys_part)?;
+        self.keys.holds(managed, secret)
+    }
+
+    fn apply(
+        &mut self,
+        cred: &CredentialId,
+        new: &Secret,
+        saved: &Secret,
+    ) -> Result<(), ConnectorError> {
+        let (_, mut parts) = self.parts_of(cred, saved)?;
+        self.run_phase(cred, Phase::Set, Some(new), &mut parts)
+    }
+
+    fn prove(&mut self, cred: &CredentialId, secret: &Secret) -> Result<(), ConnectorError> {
+        self.run_phase(cred, Phase::Prove, Some(secret), &mut Vec::new())
+    }
+
+    fn undo(
+        &mut self,
+        cred: &CredentialId,
+        saved: &Secret,
+        new: &Secret,
+    ) -> Result<(), ConnectorError> {
+        let (recipe, mut parts) = self.parts_of(cred, saved)?;
+        self.run_phase(cred, Phase::Undo, Some(new), &mut parts)?;
+        // Prove the undo: the restore point must read back exactly as saved.
+        let now = self.read(cred)?;
+        let differs = parts
+            .iter()
+            .zip(now.iter())
+            .find(|((_, a), (_, b))| !Secret::new(a.to_string()).ct_eq(&Secret::new(b.to_string())))
+            .map(|((name, _), _)| name.clone());
+        match differs {
+            None if parts.len() == now.len() => Ok(()),
+            which => {
+                let what = match which {
+                    Some(name)
+                        if Some(&name) != Self::steps(&recipe, cred)?.password_hash.as_ref() =>
+                    {
+                        format!("`{name}`")
+                    }
+                    _ => "the password hash".to_owned(),
+                };
+                Err(ConnectorError::new(
+                    FaultClass::Refused,
+                    format!("{cred}: after restoring, {what} on the host is not the saved one"),
+                ))
+            }
+        }
+    }
+
+    fn retires(&self, cred: &CredentialId) -> bool {
+        self.assignment(cred)
+            .ok()
+            .and_then(|(recipe, _)| match &recipe.body {
+                Body::Steps(steps) => Some(!steps.retire.is_empty()),
+                Body::Adapter(_) => None,
+            })
+            .unwrap_or(false)
+    }
+
+    fn retire(
+        &mut self,
+        cred: &CredentialId,
+        saved: &Secret,
+        new: &Secret,
+    ) -> Result<(), ConnectorError> {
+        let (_, mut parts) = self.parts_of(cred, saved)?;
+        self.run_phase(cred, Phase::Retire, Some(new), &mut parts)
+    }
+}
+
+#[cfg(test)]
+pub(super) fn encode_for_test(parts: &Parts) -> Secret {
+    encode(parts)
+}
+
+#[cfg(test)]
+pub(super) fn decode_for_test(steps: &Steps, saved: &Secret) -> Option<Parts> {
+    decode(steps, saved)
+}

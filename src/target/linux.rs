@@ -1,0 +1,154 @@
+//! Linux hosts over SSH: [`SshShell`] is one admin session to a host (the recipe
+//! interpreter's [`Shell`]), and [`SshFleet`] opens a [`RecipeHost`] per host in which every
+//! account runs the playbook the inventory gives it.
+//!
+//! Invariant: the session's command lines never hold a secret (the interpreter's rule); a
+//! broken session is replaced by a fresh login before the next command, so a failed push
+//! cannot make the rollback that follows impossible.
+
+use crate::connector::ssh::{ExecOutput, SshAuth, SshSession, SshTarget, check_password_login};
+use crate::connector::{ConnectorError, FaultClass};
+use crate::credential::{AccountName, HostName};
+use crate::engine::driver::Fleet;
+use crate::inventory::{ConnectAuth, Host};
+use crate::recipe::{RecipeHost, Shell, key_login_not_wired};
+use crate::secret::Secret;
+
+/// One host's admin session, with what it takes to log in again.
+pub struct SshShell {
+    target: SshTarget,
+    session: SshSession,
+    user: AccountName,
+    auth: ConnectWith,
+}
+
+/// The connect identity, kept to log in again when a session breaks.
+enum ConnectWith {
+    KeyFile(std::path::PathBuf),
+    Password(Secret),
+}
+
+impl ConnectWith {
+    fn as_auth(&self) -> SshAuth<'_> {
+        match self {
+            ConnectWith::KeyFile(p) => SshAuth::KeyFile(p),
+            ConnectWith::Password(s) => SshAuth::Password(s),
+        }
+    }
+}
+
+impl SshShell {
+    /// Logs in with the host's connect identity (host key checked first, by the connector).
+    pub fn connect(
+        target: SshTarget,
+        user: &AccountName,
+        auth: SshAuth<'_>,
+    ) -> Result<SshShell, ConnectorError> {
+        let session = SshSession::connect(&target, user, auth)?;
+        let auth = match auth {
+            SshAuth::KeyFile(p) => ConnectWith::KeyFile(p.to_owned()),
+            SshAuth::Password(s) => ConnectWith::Password(s.clone()),
+        };
+        Ok(SshShell {
+            target,
+            session,
+            user: user.clone(),
+            auth,
+        })
+    }
+}
+
+impl Shell for SshShell {
+    fn host(&self) -> &HostName {
+        &self.target.host
+    }
+
+    fn sudo(&self) -> bool {
+        self.user.as_str() != "root"
+    }
+
+    fn exec(&mut self, command: &str, stdin: &[u8]) -> Result<ExecOutput, ConnectorError> {
+        if self.session.is_broken() {
+            tracing::info!(host = %self.target.host, "admin session broke; logging in again");
+            self.session = SshSession::connect(&self.target, &self.user, self.auth.as_auth())?;
+        }
+        self.session.exec(command, stdin)
+    }
+
+    fn password_login(
+        &mut self,
+        account: &AccountName,
+        password: &Secret,
+    ) -> Result<(), ConnectorError> {
+        check_password_login(&self.target, account, password)
+    }
+
+    fn key_login(
+        &mut self,
+        account: &AccountName,
+        private_key: &Secret,
+    ) -> Result<(), ConnectorError> {
+        // To wire: `connector::ssh::check_key_login(&self.target, account, private_key)`.
+        key_login_not_wired(account, private_key)
+    }
+}
+
+/// Opens hosts over SSH with their inventory connect identity: the [`Fleet`] the CLI uses.
+pub struct SshFleet {
+    pub store: std::sync::Arc<dyn crate::engine::Store>,
+    /// Deadline of each SSH step (connect, handshake, each command).
+    pub step_timeout: std::time::Duration,
+}
+
+impl SshFleet {
+    pub fn target(&self, host: &Host) -> SshTarget {
+        SshTarget {
+            host: host.name.clone(),
+            address: host.address.clone(),
+            port: host.port,
+            pin: host.host_key.clone(),
+            timeout: self.step_timeout,
+        }
+    }
+
+    /// The host's admin session and each account's recipe.
+    pub fn open_host(&self, host: &Host) -> Result<RecipeHost<SshShell>, ConnectorError> {
+        let user = &host.connect.user;
+        let target = self.target(host);
+        let shell = match &host.connect.auth {
+            ConnectAuth::KeyFile(path) => SshShell::connect(target, user, SshAuth::KeyFile(path))?,
+            ConnectAuth::Vault(cred) => {
+                let secret = self.store.current(cred).map_err(|e| {
+                    ConnectorError::new(
+                        FaultClass::ConnectAuthRejected,
+                        format!(
+                            "{}: cannot read connect credential {cred} from the vault: {e}",
+                            host.name
+                        ),
+                    )
+                })?;
+                let Some(secret) = secret else {
+                    return Err(ConnectorError::new(
+                        FaultClass::ConnectAuthRejected,
+                        format!(
+                            "{}: the connect credential {cred} is not in the vault; store it with `rotor enroll {cred}`",
+                            host.name
+                        ),
+                    ));
+                };
+                SshShell::connect(target, user, SshAuth::Password(&secret))?
+            }
+        };
+        let accounts = host
+            .accounts
+            .iter()
+            .map(|a| (a.name.clone(), a.recipe.clone(), a.vars.clone()));
+        Ok(RecipeHost::new(shell, accounts))
+    }
+}
+
+impl Fleet for SshFleet {
+    fn open(&self, host: &Host) -> Result<Box<dyn crate::target::Target + Send>, ConnectorError> {
+        Ok(Box::new(self.open_host(host)?))
+    }
+}
