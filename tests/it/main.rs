@@ -1,6 +1,7 @@
 //! The integration tests: one binary (feature `lab`), driving the real `rotor` binary against
 //! real sshd hosts that the lab fixture starts and stops.
 
+mod app_config;
 mod bad_input;
 mod bad_playbooks;
 mod concurrent;
