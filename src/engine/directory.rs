@@ -133,6 +133,7 @@ impl fanout::Work for RotateAccounts {
         let r = rotate_one(
             self.cred(&uid),
             &self.policy,
+            crate::target::CredentialKind::Password,
             self.run,
             &*self.store,
             &mut *target,

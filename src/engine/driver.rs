@@ -29,11 +29,11 @@ use super::ledger::{
 use super::machine::{Command, Event, Fault, FaultKind, Holds, Open, Outcome, Rotation};
 use crate::clock::{Entropy, OsEntropy};
 use crate::connector::{ConnectorError, FaultClass};
-use crate::credential::{AccountName, CredentialId, HostName};
+use crate::credential::{CredentialId, HostName};
 use crate::inventory::{Host, Policy};
 use crate::policy::generate;
 use crate::secret::Secret;
-use crate::target::Target;
+use crate::target::{CredentialKind, Target};
 
 /// Opens a target (one admin session) for a host. The SSH implementation lives with the
 /// playbooks; tests use an in-memory fleet.
@@ -41,11 +41,22 @@ pub trait Fleet: Send + Sync {
     fn open(&self, host: &Host) -> Result<Box<dyn Target + Send>, ConnectorError>;
 }
 
-/// The work for one host: its accounts (in order) with their policies.
+/// The work for one host: its credentials, in order.
 #[derive(Clone, Debug)]
 pub struct HostWork {
     pub host: Host,
-    pub accounts: Vec<(AccountName, Policy)>,
+    pub accounts: Vec<AccountWork>,
+}
+
+/// One credential of a host: its address, the policy its new secrets are drawn from (already
+/// narrowed by its playbook's rules) and what kind of secret it is.
+#[derive(Clone, Debug)]
+pub struct AccountWork {
+    pub cred: CredentialId,
+    /// The playbook's name (for plans and reports).
+    pub playbook: String,
+    pub policy: Policy,
+    pub kind: CredentialKind,
 }
 
 /// How one credential ended, for reports.
@@ -201,10 +212,7 @@ struct RotateHosts {
 }
 
 fn creds_of(work: &HostWork) -> Vec<CredentialId> {
-    work.accounts
-        .iter()
-        .map(|(a, _)| CredentialId::new(work.host.name.clone(), a.clone()))
-        .collect()
+    work.accounts.iter().map(|a| a.cred.clone()).collect()
 }
 
 impl fanout::Work for RotateHosts {
@@ -449,9 +457,9 @@ fn rotate_host(
             return work
                 .accounts
                 .iter()
-                .map(|(account, _)| {
+                .map(|account| {
                     let r = CredentialResult {
-                        cred: CredentialId::new(host.clone(), account.clone()),
+                        cred: account.cred.clone(),
                         outcome: Outcome::NotChanged {
                             cause: Fault::target(e.class, e.message.clone()),
                         },
@@ -470,8 +478,8 @@ fn rotate_host(
     let mut lost: Option<String> = None;
     work.accounts
         .iter()
-        .map(|(account, policy)| {
-            let cred = CredentialId::new(host.clone(), account.clone());
+        .map(|account| {
+            let cred = account.cred.clone();
             // An interrupt lets the account in flight finish, then starts no other.
             let r = if options.stop.load(Ordering::SeqCst) {
                 skipped(
@@ -482,7 +490,15 @@ fn rotate_host(
             } else if let Some(why) = &lost {
                 skipped(cred, SkipReason::HostLost, why)
             } else {
-                let r = rotate_one(cred, policy, run, store, &mut *target, options);
+                let r = rotate_one(
+                    cred,
+                    &account.policy,
+                    account.kind,
+                    run,
+                    store,
+                    &mut *target,
+                    options,
+                );
                 if let Some(cause) = admission::host_lost(&r.outcome) {
                     lost = Some(format!(
                         "not started: {host} stopped answering while rotor worked on {} ({}); run again once the host is back",
@@ -502,17 +518,25 @@ fn rotate_host(
 /// this read only saves a staging attempt where it does. The check that counts is made again
 /// inside the staging transaction ([`Store::stage`]), where no concurrent staging can race it.
 fn generate_unique(
+    cred: &CredentialId,
     policy: &Policy,
+    kind: CredentialKind,
     store: &dyn Store,
     entropy: &dyn Entropy,
 ) -> Result<Secret, Fault> {
     for _ in 0..8 {
-        // Validation refuses unsatisfiable policies, so this error means a policy that cannot
-        // make a password at all: no new secret, like a collision that will not go away.
-        let secret = generate(policy, &mut entropy.rng()).map_err(|e| Fault {
-            class: FaultKind::SecretCollision,
-            message: e.to_string(),
-        })?;
+        let secret = match kind {
+            // Validation refuses unsatisfiable policies, so this error means a policy that
+            // cannot make a password at all: no new secret, like a collision that will not
+            // go away.
+            CredentialKind::Password => {
+                generate(policy, &mut entropy.rng()).map_err(|e| Fault {
+                    class: FaultKind::SecretCollision,
+                    message: e.to_string(),
+                })?
+            }
+            CredentialKind::SshKey => crate::sshkey::generate(&mut *entropy.rng(), cred).private,
+        };
         match store.fingerprint_taken(&secret) {
             Ok(false) => return Ok(secret),
             Ok(true) => continue,
@@ -528,9 +552,11 @@ fn generate_unique(
     })
 }
 
+#[allow(clippy::too_many_arguments)] // each is one fact of the rotation; a struct would only rename them
 pub(super) fn rotate_one(
     cred: CredentialId,
     policy: &Policy,
+    kind: CredentialKind,
     run: RunId,
     store: &dyn Store,
     target: &mut dyn Target,
@@ -573,7 +599,7 @@ pub(super) fn rotate_one(
             return early(cred, skip(skipped));
         }
     }
-    let new = match generate_unique(policy, store, &*options.entropy) {
+    let new = match generate_unique(&cred, policy, kind, store, &*options.entropy) {
         Ok(s) => s,
         Err(cause) => {
             give_back(store, &cred, lease);
@@ -640,9 +666,9 @@ fn recover_host(
             let max_failed_logins = work
                 .accounts
                 .iter()
-                .find(|(a, _)| *a == r.cred.account)
-                .map_or(crate::inventory::DEFAULT_MAX_FAILED_LOGINS, |(_, p)| {
-                    p.max_failed_logins
+                .find(|a| a.cred == r.cred)
+                .map_or(crate::inventory::DEFAULT_MAX_FAILED_LOGINS, |a| {
+                    a.policy.max_failed_logins
                 });
             recover_one(r, max_failed_logins, store, target, by, lease_ttl)
         })

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::connector::{ConnectorError, FaultClass, PasswordTarget};
 use crate::credential::{AccountName, CredentialId, HostName};
-use crate::engine::driver::{Fleet, HostWork};
+use crate::engine::driver::{AccountWork, Fleet, HostWork};
 use crate::engine::ledger::{Actor, Leases, Ledger, LoginBudget, Runs, Secrets, StoreFailure};
 use crate::engine::{Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, UnreadableRotation};
 use crate::inventory::{ConnectAuth, ConnectIdentity, Host, HostKeyPin, Policy};
@@ -387,7 +387,15 @@ pub(crate) fn setup(hosts: &[&str]) -> (&'static FakeFleet, Arc<MemStore>, Vec<H
             host: host(h),
             accounts: ["svc_app", "svc_backup"]
                 .iter()
-                .map(|a| (AccountName::parse(a).unwrap(), policy()))
+                .map(|a| AccountWork {
+                    cred: CredentialId::new(
+                        HostName::parse(h).unwrap(),
+                        AccountName::parse(a).unwrap(),
+                    ),
+                    playbook: "linux-password".into(),
+                    policy: policy(),
+                    kind: crate::target::CredentialKind::Password,
+                })
                 .collect(),
         });
     }

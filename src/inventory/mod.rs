@@ -395,10 +395,24 @@ pub enum ConnectAuth {
 #[derive(Debug, Clone)]
 pub struct Account {
     pub name: AccountName,
+    /// Which of the account's credentials this listing is (`Key` for the SSH-key listing of
+    /// an account listed with a password playbook too).
+    pub slot: crate::credential::Slot,
     pub playbook: String,
     /// The playbook `playbook` names, loaded and checked.
     pub recipe: Arc<Recipe>,
     /// Every variable the playbook declares, with the inventory's value or its default.
     pub vars: BTreeMap<String, String>,
     pub policy: String,
+}
+
+impl Account {
+    /// The credential this listing is, on `host`.
+    pub fn credential(&self, host: &crate::credential::HostName) -> CredentialId {
+        CredentialId {
+            host: host.clone(),
+            account: self.name.clone(),
+            slot: self.slot,
+        }
+    }
 }

@@ -185,7 +185,19 @@ fn duplicates() {
         full_host("")
     );
     assert_snapshot!(check(&yaml), @r#"lab/inventory.yaml:7:11: hosts[1].name: duplicate host "h1" (first defined at line 3): host and directory names must be unique"#);
-    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: linux-password }\n  - { name: a, playbook: linux-password }")), @r#"lab/inventory.yaml:9:17: hosts[0].accounts[1].name: duplicate account "a" on host "h1" (first listed at line 8): list each account once per host"#);
+    assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbook: linux-password }\n  - { name: a, playbook: linux-password }")), @r#"lab/inventory.yaml:9:17: hosts[0].accounts[1].name: duplicate account "a" on host "h1" (first listed at line 8): list each account once per host, or twice with one password playbook and one SSH-key playbook (two credentials: h1/a and h1/a:key)"#);
+    // Twice with a password and a key playbook: two credentials, the key one `:key`.
+    let inv = crate::inventory::parse(
+        &full_host("accounts:\n  - { name: a, playbook: linux-ssh-key }\n  - { name: a, playbook: linux-password }"),
+        std::path::Path::new("lab/inventory.yaml"),
+    )
+    .unwrap();
+    let creds: Vec<String> = inv.hosts[0]
+        .accounts
+        .iter()
+        .map(|a| a.credential(&inv.hosts[0].name).to_string())
+        .collect();
+    assert_eq!(creds, ["h1/a:key", "h1/a"]);
     assert_snapshot!(check(&full_host("groups: [emr, emr]")), @"lab/inventory.yaml:7:19: hosts[0].groups[1]: group `emr` is listed twice: list it once");
 }
 

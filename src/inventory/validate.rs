@@ -17,8 +17,9 @@ use super::{
     Account, CharClass, ConnectAuth, ConnectIdentity, Directory, DirectoryAccounts, Host,
     HostKeyPin, Inventory, LdapScope, Policy, uid_of,
 };
-use crate::credential::{AccountName, CredentialId, HostName};
+use crate::credential::{AccountName, CredentialId, HostName, Slot};
 use crate::recipe::{Body, Catalog};
+use crate::target::CredentialKind;
 
 /// `playbooks_dir:` resolved: relative paths from the inventory file's directory. `None`
 /// when empty.
@@ -523,21 +524,30 @@ impl Checker<'_> {
         };
 
         let mut accounts: Vec<Account> = Vec::with_capacity(raw.accounts.len());
-        // Account name -> line of its first definition on this host.
-        let mut seen_accounts: HashMap<String, u64> = HashMap::new();
+        // Account name -> line of its first definition on this host, and its playbook's kind
+        // once known. An account may be listed twice when one listing is a password playbook
+        // and the other an SSH-key one: two credentials, the key one `HOST/ACCOUNT:key`.
+        let mut seen_accounts: HashMap<String, (u64, Option<CredentialKind>, bool)> =
+            HashMap::new();
         for (account_idx, raw_account) in raw.accounts.into_iter().enumerate() {
             let account_field = format!("{field}.accounts[{account_idx}]");
             let name = raw_account.value.name.value.clone();
             let line = raw_account.value.name.referenced.line();
-            if let Some(first_line) = seen_accounts.get(&name) {
+            let name_at = raw_account.value.name.referenced;
+            let kind = self.kind_of(&raw_account.value.playbook.value);
+            if let Some((first_line, first_kind, twice)) = seen_accounts.get(&name)
+                && (*twice || kind.is_none() || *first_kind == kind)
+            {
                 self.report(
-                    raw_account.value.name.referenced,
+                    name_at,
                     format!("{account_field}.name"),
                     ProblemKind::Duplicate,
                     format!(
                         "duplicate account \"{name}\" on host \"{}\" (first listed at line \
-                         {first_line}): list each account once per host",
-                        raw.name.value
+                         {first_line}): list each account once per host, or twice with one \
+                         password playbook and one SSH-key playbook (two credentials: \
+                         {}/{name} and {}/{name}:key)",
+                        raw.name.value, raw.name.value, raw.name.value
                     ),
                 );
                 ok = false;
@@ -560,10 +570,23 @@ impl Checker<'_> {
                 );
                 ok = false;
             }
-            seen_accounts.insert(name, line);
+            seen_accounts
+                .entry(name)
+                .and_modify(|seen| seen.2 = true)
+                .or_insert((line, kind, false));
             match self.account(&account_field, raw_account, policies) {
                 Some(account) => accounts.push(account),
                 None => ok = false,
+            }
+        }
+        // Of an account listed twice, the SSH-key listing is the `:key` credential.
+        for account in &mut accounts {
+            if account.recipe.kind == CredentialKind::SshKey
+                && seen_accounts
+                    .get(account.name.as_str())
+                    .is_some_and(|seen| seen.2)
+            {
+                account.slot = Slot::Key;
             }
         }
 
@@ -634,6 +657,11 @@ impl Checker<'_> {
             user: user?,
             auth: auth?,
         })
+    }
+
+    /// The kind of the playbook `name`, if it is a loaded one.
+    fn kind_of(&self, name: &str) -> Option<CredentialKind> {
+        self.playbooks.get(name).map(|recipe| recipe.kind)
     }
 
     fn account(
@@ -728,6 +756,7 @@ impl Checker<'_> {
         let recipe = recipe?;
         Some(Account {
             name: name?,
+            slot: Slot::Main,
             playbook: recipe.name.clone(),
             recipe,
             vars: vars?,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::connector::{ConnectorError, FaultClass};
 use crate::credential::{AccountName, CredentialId, HostName};
 use crate::engine::directory::{Directories, DirectoryWork, OpenDirectory};
-use crate::engine::driver::{CredentialResult, HostWork};
+use crate::engine::driver::{AccountWork, CredentialResult, HostWork};
 use crate::engine::machine::Fault;
 use crate::engine::{Outcome, Store};
 use crate::inventory::{Directory, DirectorySelection, Host, Inventory, same_dn};
@@ -227,13 +227,20 @@ pub fn host_work(inv: &Inventory, hosts: Vec<Host>) -> Vec<HostWork> {
                 .accounts
                 .iter()
                 .map(|a| {
-                    // The inventory validates that every account's policy exists.
-                    let policy = inv
-                        .policies
-                        .get(&a.policy)
-                        .expect("validated policy")
-                        .clone();
-                    (a.name.clone(), policy)
+                    // The inventory validates that every account's policy exists, and that
+                    // its length is within the playbook's bounds.
+                    let policy = inv.policies.get(&a.policy).expect("validated policy");
+                    let policy = a
+                        .recipe
+                        .secret
+                        .constrain(policy, &a.playbook)
+                        .unwrap_or_else(|_| policy.clone());
+                    AccountWork {
+                        cred: a.credential(&host.name),
+                        playbook: a.playbook.clone(),
+                        policy,
+                        kind: a.recipe.kind,
+                    }
                 })
                 .collect();
             HostWork { host, accounts }

@@ -62,13 +62,14 @@ pub trait Targets: Send + Sync {
     fn hosts(&self, step_timeout: Duration) -> Arc<dyn Fleet>;
     /// Directories (rotor's bind, searches resolved).
     fn directories(&self, step_timeout: Duration) -> Arc<dyn Directories>;
-    /// A fresh login as `account` on `host` with `secret` (the heartbeat): no admin session,
-    /// nothing changed.
+    /// A fresh login as `account` on `host` with `secret`, a password or a private key as
+    /// `kind` says (the heartbeat): no admin session, nothing changed.
     fn check_login(
         &self,
         host: &Host,
         step_timeout: Duration,
         account: &AccountName,
+        kind: crate::target::CredentialKind,
         secret: &Secret,
     ) -> Result<(), ConnectorError>;
 }
@@ -116,13 +117,22 @@ impl Targets for Network {
         host: &Host,
         step_timeout: Duration,
         account: &AccountName,
+        kind: crate::target::CredentialKind,
         secret: &Secret,
     ) -> Result<(), ConnectorError> {
         let fleet = crate::playbook::SshFleet {
             store: self.store.clone(),
             step_timeout,
         };
-        crate::connector::ssh::check_password_login(&fleet.target(host), account, secret)
+        let target = fleet.target(host);
+        match kind {
+            crate::target::CredentialKind::Password => {
+                crate::connector::ssh::check_password_login(&target, account, secret)
+            }
+            crate::target::CredentialKind::SshKey => {
+                crate::connector::ssh::check_key_login(&target, account, secret)
+            }
+        }
     }
 }
 
@@ -217,6 +227,7 @@ pub(crate) mod testkit {
             host: &Host,
             _: Duration,
             account: &AccountName,
+            _: crate::target::CredentialKind,
             secret: &Secret,
         ) -> Result<(), ConnectorError> {
             let cred = CredentialId::new(host.name.clone(), account.clone());

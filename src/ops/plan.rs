@@ -163,8 +163,8 @@ pub fn plan(ctx: &Context, req: PlanRequest<'_>) -> Result<Plan, OpsError> {
         }
     }
     for w in host_work(inv, req.selection.hosts) {
-        for (account, policy) in w.accounts {
-            let cred = CredentialId::new(w.host.name.clone(), account);
+        for account in w.accounts {
+            let cred = account.cred;
             let why = match status.get(&cred) {
                 None => Why::NeverRotated,
                 Some(s) if s.open_rotation => Why::Interrupted,
@@ -175,8 +175,8 @@ pub fn plan(ctx: &Context, req: PlanRequest<'_>) -> Result<Plan, OpsError> {
             };
             plan.credentials.push(PlannedCredential {
                 cred,
-                playbook: "linux-password".to_owned(),
-                policy,
+                playbook: account.playbook,
+                policy: account.policy,
                 why,
             });
         }

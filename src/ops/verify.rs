@@ -166,11 +166,7 @@ enum Item {
 impl Item {
     fn creds(&self) -> Vec<CredentialId> {
         match self {
-            Item::Host(w) => w
-                .accounts
-                .iter()
-                .map(|(a, _)| CredentialId::new(w.host.name.clone(), a.clone()))
-                .collect(),
+            Item::Host(w) => w.accounts.iter().map(|a| a.cred.clone()).collect(),
             Item::Account { directory, uid, .. } => {
                 vec![CredentialId::new(directory.clone(), uid.clone())]
             }
@@ -270,11 +266,16 @@ impl fanout::Work for Heartbeat {
             Item::Host(w) => w
                 .accounts
                 .iter()
-                .map(|(account, policy)| {
-                    let cred = CredentialId::new(w.host.name.clone(), account.clone());
-                    self.check(cred, policy.max_failed_logins, |secret| {
-                        self.targets
-                            .check_login(&w.host, self.step_timeout, account, secret)
+                .map(|account| {
+                    let cred = account.cred.clone();
+                    self.check(cred, account.policy.max_failed_logins, |secret| {
+                        self.targets.check_login(
+                            &w.host,
+                            self.step_timeout,
+                            &account.cred.account,
+                            account.kind,
+                            secret,
+                        )
                     })
                 })
                 .collect(),

@@ -16,6 +16,7 @@
 //!   cannot carry shell syntax into a command line.
 //! - No error built here carries a step's output (see `run`).
 
+mod keys;
 mod load;
 mod run;
 mod template;
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use self::load::{PlaybookError, load_file, parse};
-pub use self::run::{AuthorizedKeys, NotWiredKeys, RecipeHost, Shell, key_login_not_wired};
+pub use self::run::{AuthorizedKeys, RecipeHost, Shell};
 pub use self::template::Template;
 use crate::inventory::Problem;
 use crate::target::CredentialKind;

@@ -54,14 +54,14 @@ pub trait AuthorizedKeys: Send {
     fn read(
         &self,
         shell: &mut dyn Shell,
-        account: &AccountName,
+        cred: &CredentialId,
         home: &str,
     ) -> Result<String, ConnectorError>;
     /// Adds the public half of `new` (an OpenSSH private key).
     fn add(
         &self,
         shell: &mut dyn Shell,
-        account: &AccountName,
+        cred: &CredentialId,
         home: &str,
         new: &Secret,
     ) -> Result<(), ConnectorError>;
@@ -70,7 +70,7 @@ pub trait AuthorizedKeys: Send {
     fn remove(
         &self,
         shell: &mut dyn Shell,
-        account: &AccountName,
+        cred: &CredentialId,
         home: &str,
         which: WhichKey,
         managed: &str,
@@ -78,58 +78,6 @@ pub trait AuthorizedKeys: Send {
     ) -> Result<(), ConnectorError>;
     /// Whether `managed` (read just now) lists the public half of `key`.
     fn holds(&self, managed: &str, key: &Secret) -> Option<bool>;
-}
-
-/// The hook until `src/sshkey.rs` provides one: every call fails with a message that says so.
-pub struct NotWiredKeys;
-
-fn not_wired(what: &str) -> ConnectorError {
-    ConnectorError::new(
-        FaultClass::Protocol,
-        format!(
-            "{what} is not available in this build of rotor yet (src/sshkey.rs); use a password playbook for this account"
-        ),
-    )
-}
-
-impl AuthorizedKeys for NotWiredKeys {
-    fn read(&self, _: &mut dyn Shell, _: &AccountName, _: &str) -> Result<String, ConnectorError> {
-        Err(not_wired("editing authorized_keys"))
-    }
-    fn add(
-        &self,
-        _: &mut dyn Shell,
-        _: &AccountName,
-        _: &str,
-        _: &Secret,
-    ) -> Result<(), ConnectorError> {
-        Err(not_wired("editing authorized_keys"))
-    }
-    fn remove(
-        &self,
-        _: &mut dyn Shell,
-        _: &AccountName,
-        _: &str,
-        _: WhichKey,
-        _: &str,
-        _: &Secret,
-    ) -> Result<(), ConnectorError> {
-        Err(not_wired("editing authorized_keys"))
-    }
-    fn holds(&self, _: &str, _: &Secret) -> Option<bool> {
-        None
-    }
-}
-
-/// The `ssh-key-login` proof until `connector::ssh::check_key_login` exists: the SSH shell
-/// calls this; wiring it is replacing the call.
-pub fn key_login_not_wired(
-    _account: &AccountName,
-    _private_key: &Secret,
-) -> Result<(), ConnectorError> {
-    Err(not_wired(
-        "an SSH key login (connector::ssh::check_key_login)",
-    ))
 }
 
 /// What the error says instead of the output of a step that handled a secret.
@@ -227,7 +175,7 @@ struct Assignment {
 /// A host's credentials and their recipes, over one shell: implements [`Target`].
 pub struct RecipeHost<S> {
     shell: S,
-    accounts: HashMap<AccountName, Assignment>,
+    accounts: HashMap<CredentialId, Assignment>,
     keys: Box<dyn AuthorizedKeys>,
     /// Home directories read so far (`{home}`), by account.
     homes: HashMap<AccountName, String>,
@@ -254,11 +202,11 @@ enum Phase {
 }
 
 impl<S: Shell> RecipeHost<S> {
-    /// `accounts`: each account on the host with its recipe and its variables' values (the
+    /// `accounts`: each credential on the host with its recipe and its variables' values (the
     /// inventory checked them; a missing one takes the playbook's default).
     pub fn new(
         shell: S,
-        accounts: impl IntoIterator<Item = (AccountName, Arc<Recipe>, BTreeMap<String, String>)>,
+        accounts: impl IntoIterator<Item = (CredentialId, Arc<Recipe>, BTreeMap<String, String>)>,
     ) -> RecipeHost<S> {
         RecipeHost {
             shell,
@@ -266,7 +214,7 @@ impl<S: Shell> RecipeHost<S> {
                 .into_iter()
                 .map(|(name, recipe, vars)| (name, Assignment { recipe, vars }))
                 .collect(),
-            keys: Box::new(NotWiredKeys),
+            keys: Box::new(super::keys::ShellAuthorizedKeys),
             homes: HashMap::new(),
         }
     }
@@ -285,7 +233,7 @@ impl<S: Shell> RecipeHost<S> {
         &self,
         cred: &CredentialId,
     ) -> Result<(Arc<Recipe>, BTreeMap<String, String>), ConnectorError> {
-        let Some(a) = self.accounts.get(&cred.account) else {
+        let Some(a) = self.accounts.get(cred) else {
             return Err(ConnectorError::new(
                 FaultClass::Protocol,
                 format!("{cred}: the inventory gives this account no playbook on the host"),
@@ -461,6 +409,12 @@ impl<S: Shell> RecipeHost<S> {
                 )?;
                 match out.status {
                     0 => Ok(None),
+                    4 => Err(ConnectorError::new(
+                        FaultClass::Refused,
+                        format!(
+                            "{cred}: {path} is a symbolic link; rotor replaces files atomically and would replace the link, not its target: name the real file in the playbook's path (or the account's vars)"
+                        ),
+                    )),
                     3 => Err(ConnectorError::new(
                         FaultClass::Refused,
                         format!(
@@ -478,14 +432,14 @@ impl<S: Shell> RecipeHost<S> {
             }
             Step::AuthorizedKeysRead { save } => {
                 let home = fill.home.unwrap_or_default().to_owned();
-                let managed = self.keys.read(&mut self.shell, &cred.account, &home)?;
+                let managed = self.keys.read(&mut self.shell, cred, &home)?;
                 Ok(Some((save.clone(), Zeroizing::new(managed))))
             }
             Step::AuthorizedKeysAdd => {
                 let secret = fill.secret.ok_or_else(|| internal(cred, "adding no key"))?;
                 let home = fill.home.unwrap_or_default().to_owned();
                 self.keys
-                    .add(&mut self.shell, &cred.account, &home, secret)
+                    .add(&mut self.shell, cred, &home, secret)
                     .map(|()| None)
             }
             Step::AuthorizedKeysRemove { which } => {
@@ -499,14 +453,7 @@ impl<S: Shell> RecipeHost<S> {
                     .map(|(_, v)| v.to_string())
                     .unwrap_or_default();
                 self.keys
-                    .remove(
-                        &mut self.shell,
-                        &cred.account,
-                        &home,
-                        *which,
-                        &managed,
-                        secret,
-                    )
+                    .remove(&mut self.shell, cred, &home, *which, &managed, secret)
                     .map(|()| None)
             }
         }
@@ -761,11 +708,12 @@ fn replace_lines(
 
 /// The command line of `write-file`: the content arrives on stdin, goes to a temporary file
 /// in the same directory, takes the existing file's owner, group and mode, and replaces it by
-/// a rename (atomic: a reader sees the old file or the new one). Exit 3: no such file. The
+/// a rename (atomic: a reader sees the old file or the new one). Exit 3: no such file; exit
+/// 4: a symbolic link (the rename would replace the link, not its target). The
 /// path was checked (`VarKind::Path`), so it is safe inside the single quotes.
 pub(crate) fn write_file_script(path: &str) -> String {
     format!(
-        "sh -c 'f={path}; test -f \"$f\" || exit 3; t=$(mktemp \"$f.rotor-XXXXXX\") || exit 1; if cat > \"$t\" && chown --reference=\"$f\" \"$t\" && chmod --reference=\"$f\" \"$t\" && mv -f \"$t\" \"$f\"; then exit 0; fi; rm -f \"$t\"; exit 1'"
+        "sh -c 'f={path}; test -L \"$f\" && exit 4; test -f \"$f\" || exit 3; t=$(mktemp \"$f.rotor-XXXXXX\") || exit 1; if cat > \"$t\" && chown --reference=\"$f\" \"$t\" && chmod --reference=\"$f\" \"$t\" && mv -f \"$t\" \"$f\"; then exit 0; fi; rm -f \"$t\"; exit 1'"
     )
 }
 

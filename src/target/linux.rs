@@ -6,12 +6,13 @@
 //! broken session is replaced by a fresh login before the next command, so a failed push
 //! cannot make the rollback that follows impossible.
 
+use crate::connector::ssh::check_key_login;
 use crate::connector::ssh::{ExecOutput, SshAuth, SshSession, SshTarget, check_password_login};
 use crate::connector::{ConnectorError, FaultClass};
 use crate::credential::{AccountName, HostName};
 use crate::engine::driver::Fleet;
 use crate::inventory::{ConnectAuth, Host};
-use crate::recipe::{RecipeHost, Shell, key_login_not_wired};
+use crate::recipe::{RecipeHost, Shell};
 use crate::secret::Secret;
 
 /// One host's admin session, with what it takes to log in again.
@@ -88,8 +89,7 @@ impl Shell for SshShell {
         account: &AccountName,
         private_key: &Secret,
     ) -> Result<(), ConnectorError> {
-        // To wire: `connector::ssh::check_key_login(&self.target, account, private_key)`.
-        key_login_not_wired(account, private_key)
+        check_key_login(&self.target, account, private_key)
     }
 }
 
@@ -142,7 +142,7 @@ impl SshFleet {
         let accounts = host
             .accounts
             .iter()
-            .map(|a| (a.name.clone(), a.recipe.clone(), a.vars.clone()));
+            .map(|a| (a.credential(&host.name), a.recipe.clone(), a.vars.clone()));
         Ok(RecipeHost::new(shell, accounts))
     }
 }

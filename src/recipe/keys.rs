@@ -1,0 +1,253 @@
+//! The `authorized-keys-*` actions over a host's shell: read the account's
+//! `~/.ssh/authorized_keys`, edit it with [`crate::sshkey::authorized_keys`] (every line rotor
+//! does not manage kept byte for byte), and write it back atomically (a temporary file in the
+//! same directory, then a rename; owner, group and mode kept; `~/.ssh` created 0700 when
+//! missing).
+//!
+//! The keys rotor manages are the entries whose comment is the credential's
+//! (`rotor:HOST/ACCOUNT`, [`crate::sshkey::comment_for`]); the restore point lists their
+//! fingerprints, one per line, sorted.
+//!
+//! Invariant: the account owns its home directory and may be hostile (a compromised service
+//! account). rotor, running as root, never follows a link it planted: `~/.ssh` and the file
+//! must not be symbolic links, `~/.ssh` must resolve to itself and be the account's or
+//! root's, and the file must have one link (a hard link to `/etc/shadow` would be read and
+//! written back into the account's own file). The scripts work inside the directory they
+//! checked (`cd -P`), so swapping it afterwards changes nothing.
+
+use super::WhichKey;
+use super::run::{AuthorizedKeys, Shell};
+use crate::connector::{ConnectorError, FaultClass};
+use crate::credential::CredentialId;
+use crate::secret::Secret;
+use crate::sshkey::{self, Fingerprint, authorized_keys};
+
+/// The real editor (the default of every recipe host).
+pub struct ShellAuthorizedKeys;
+
+/// Exit status of the scripts below when `~/.ssh` or the file is not safe to touch.
+const UNSAFE: i32 = 4;
+
+/// Reads the file (empty output when there is none), at most one byte past the editor's cap
+/// so that a larger file is refused rather than cut.
+fn read_script(home: &str, account: &str) -> String {
+    format!(
+        "sh -c 'cd -P -- {home} || exit 1; h=$(pwd -P); test -L .ssh && exit {UNSAFE}; test -d .ssh || exit 0; cd -P .ssh || exit 1; test \"$(pwd -P)\" = \"$h/.ssh\" || exit {UNSAFE}; o=$(stat -c %U .); test \"$o\" = {account} || test \"$o\" = root || exit {UNSAFE}; f=authorized_keys; test -L $f && exit {UNSAFE}; test -e $f || exit 0; test -f $f || exit {UNSAFE}; test \"$(stat -c %h $f)\" = 1 || exit {UNSAFE}; head -c {} $f'",
+        authorized_keys::MAX_BYTES + 1
+    )
+}
+
+/// Writes stdin as the file: `~/.ssh` made 0700 for the account when missing; a temporary
+/// file beside the old one takes its owner, group and mode (the account's and 0600 for a new
+/// file), then replaces it by a rename.
+fn write_script(home: &str, account: &str) -> String {
+    format!(
+        "sh -c 'cd -P -- {home} || exit 1; h=$(pwd -P); test -L .ssh && exit {UNSAFE}; if ! test -e .ssh; then install -d -m 0700 -o {account} -g \"$(id -gn -- {account})\" .ssh || exit 1; fi; cd -P .ssh || exit 1; test \"$(pwd -P)\" = \"$h/.ssh\" || exit {UNSAFE}; o=$(stat -c %U .); test \"$o\" = {account} || test \"$o\" = root || exit {UNSAFE}; f=authorized_keys; test -L $f && exit {UNSAFE}; if test -e $f; then test -f $f || exit {UNSAFE}; test \"$(stat -c %h $f)\" = 1 || exit {UNSAFE}; fi; t=$(mktemp $f.rotor-XXXXXX) || exit 1; if cat > \"$t\" && if test -e $f; then chown --reference=$f \"$t\" && chmod --reference=$f \"$t\"; else chown {account}:\"$(id -gn -- {account})\" \"$t\" && chmod 0600 \"$t\"; fi && mv -f \"$t\" $f; then exit 0; fi; rm -f \"$t\"; exit 1'"
+    )
+}
+
+fn sudo(shell: &dyn Shell, cmd: String) -> String {
+    if shell.sudo() {
+        format!("sudo -n -- {cmd}")
+    } else {
+        cmd
+    }
+}
+
+fn unsafe_file(cred: &CredentialId, home: &str) -> ConnectorError {
+    ConnectorError::new(
+        FaultClass::Refused,
+        format!(
+            "{cred}: {home}/.ssh or its authorized_keys is a link, has more than one link, or belongs to another user; rotor will not edit it. Look at who changed it, make ~/.ssh a directory of the account and authorized_keys a plain file, then rotate again"
+        ),
+    )
+}
+
+/// The current file's bytes.
+fn read_file(
+    shell: &mut dyn Shell,
+    cred: &CredentialId,
+    home: &str,
+) -> Result<Vec<u8>, ConnectorError> {
+    let cmd = sudo(shell, read_script(home, cred.account.as_str()));
+    let out = shell.exec(&cmd, b"")?;
+    match out.status {
+        0 => Ok(out.stdout.to_vec()),
+        UNSAFE => Err(unsafe_file(cred, home)),
+        status => Err(ConnectorError::new(
+            FaultClass::Protocol,
+            format!(
+                "{cred}: reading {home}/.ssh/authorized_keys failed (exit status {status}); does the connect user have root or sudo rights?"
+            ),
+        )),
+    }
+}
+
+fn write_file(
+    shell: &mut dyn Shell,
+    cred: &CredentialId,
+    home: &str,
+    text: &[u8],
+) -> Result<(), ConnectorError> {
+    let cmd = sudo(shell, write_script(home, cred.account.as_str()));
+    let out = shell.exec(&cmd, text)?;
+    match out.status {
+        0 => Ok(()),
+        UNSAFE => Err(unsafe_file(cred, home)),
+        status => Err(ConnectorError::new(
+            FaultClass::Refused,
+            format!(
+                "{cred}: writing {home}/.ssh/authorized_keys failed (exit status {status}); check that the file system is writable and not full"
+            ),
+        )),
+    }
+}
+
+fn edit_error(cred: &CredentialId, e: authorized_keys::AuthorizedKeysError) -> ConnectorError {
+    ConnectorError::new(FaultClass::Refused, format!("{cred}: {e}"))
+}
+
+fn key_error(cred: &CredentialId, e: sshkey::KeyError) -> ConnectorError {
+    ConnectorError::new(
+        FaultClass::Protocol,
+        format!("{cred}: the vault's key cannot be read as an SSH key ({e})"),
+    )
+}
+
+/// The fingerprints of the entries rotor manages for `cred`, sorted.
+fn managed(cred: &CredentialId, text: &[u8]) -> Result<Vec<Fingerprint>, ConnectorError> {
+    let comment = sshkey::comment_for(cred);
+    let lines = authorized_keys::parse(text).map_err(|e| edit_error(cred, e))?;
+    let mut fps: Vec<Fingerprint> = lines
+        .into_iter()
+        .filter_map(|line| match line.kind {
+            authorized_keys::LineKind::Key { fingerprint, .. } => {
+                let text = String::from_utf8_lossy(line.raw);
+                let last = text.split_whitespace().last();
+                (last == Some(comment.as_str())).then_some(fingerprint)
+            }
+            _ => None,
+        })
+        .collect();
+    fps.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    fps.dedup();
+    Ok(fps)
+}
+
+fn listed(managed: &str) -> Vec<Fingerprint> {
+    managed
+        .lines()
+        .filter_map(|l| Fingerprint::parse(l.trim()).ok())
+        .collect()
+}
+
+impl AuthorizedKeys for ShellAuthorizedKeys {
+    fn read(
+        &self,
+        shell: &mut dyn Shell,
+        cred: &CredentialId,
+        home: &str,
+    ) -> Result<String, ConnectorError> {
+        let text = read_file(shell, cred, home)?;
+        let fps = managed(cred, &text)?;
+        Ok(fps
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
+    fn add(
+        &self,
+        shell: &mut dyn Shell,
+        cred: &CredentialId,
+        home: &str,
+        new: &Secret,
+    ) -> Result<(), ConnectorError> {
+        let public = sshkey::public_of(new).map_err(|e| key_error(cred, e))?;
+        let text = read_file(shell, cred, home)?;
+        let edit = authorized_keys::add(&text, &public).map_err(|e| edit_error(cred, e))?;
+        if edit.changed() {
+            write_file(shell, cred, home, &edit.text)?;
+        }
+        Ok(())
+    }
+
+    fn remove(
+        &self,
+        shell: &mut dyn Shell,
+        cred: &CredentialId,
+        home: &str,
+        which: WhichKey,
+        managed: &str,
+        key: &Secret,
+    ) -> Result<(), ConnectorError> {
+        let public = sshkey::public_of(key).map_err(|e| key_error(cred, e))?;
+        let gone: Vec<Fingerprint> = match which {
+            WhichKey::New => vec![public.fingerprint().clone()],
+            WhichKey::Previous => listed(managed)
+                .into_iter()
+                .filter(|f| f != public.fingerprint())
+                .collect(),
+        };
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let text = read_file(shell, cred, home)?;
+        let edit = authorized_keys::remove(&text, &gone).map_err(|e| edit_error(cred, e))?;
+        if edit.changed() {
+            write_file(shell, cred, home, &edit.text)?;
+        }
+        Ok(())
+    }
+
+    fn holds(&self, managed: &str, key: &Secret) -> Option<bool> {
+        let public = sshkey::public_of(key).ok()?;
+        Some(listed(managed).contains(public.fingerprint()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Entropy, SeededEntropy};
+
+    #[test]
+    fn only_entries_with_the_credentials_comment_are_rotors() {
+        let cred = CredentialId::parse("h1/deploy").unwrap();
+        let other = CredentialId::parse("h2/deploy").unwrap();
+        let entropy = SeededEntropy::new(3);
+        let mine = sshkey::generate(&mut *entropy.rng(), &cred);
+        let theirs = sshkey::generate(&mut *entropy.rng(), &other);
+        let text = format!(
+            "# vendor\n{}\n{}\n",
+            mine.public.line(),
+            theirs.public.line()
+        );
+        let fps = managed(&cred, text.as_bytes()).unwrap();
+        assert_eq!(fps, [mine.public.fingerprint().clone()]);
+        let listed_text = fps[0].as_str().to_owned();
+        assert_eq!(
+            ShellAuthorizedKeys.holds(&listed_text, &mine.private),
+            Some(true)
+        );
+        assert_eq!(
+            ShellAuthorizedKeys.holds(&listed_text, &theirs.private),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn the_scripts_refuse_links_and_keep_owner_and_mode() {
+        let read = read_script("/home/deploy", "deploy");
+        let write = write_script("/home/deploy", "deploy");
+        for script in [&read, &write] {
+            assert!(script.contains("test -L .ssh && exit 4"), "{script}");
+            assert!(script.contains("test -L $f && exit 4"), "{script}");
+            assert!(script.contains("stat -c %h $f)\" = 1"), "{script}");
+        }
+        assert!(write.contains("chown --reference=$f"), "{write}");
+        assert!(write.contains("install -d -m 0700 -o deploy"), "{write}");
+        assert!(read.contains("head -c 1048577"), "{read}");
+    }
+}
