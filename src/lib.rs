@@ -8,13 +8,13 @@
 //! - [`policy`]: password generation from a policy (pure; RNG injected).
 //! - [`sshkey`]: ed25519 key pairs (OpenSSH format) and line-preserving `authorized_keys` edits.
 //! - [`password_hash`]: local checks of a password against a target's stored hash (bounded cost).
-//! - [`playbook`]: the LDAP directory adapter (`ldap-password`); Linux hosts moved to `target::linux`.
 //! - [`recipe`]: playbooks as recipes: YAML model, loading with file:line errors, the interpreter.
 //! - [`engine`]: the rotation state machine (pure), recovery decisions, and the driver.
 //! - [`ops`]: the operations (rotate, recover, verify, plan, status) every front-end calls.
 //! - [`connector`]: edges to targets (`ssh`), typed faults.
 //! - [`store`]: the vault (SQLite, encrypted rows), ledger and audit log.
-//! - [`target`]: targets by capability (`Target`: read restore point, apply, prove, undo, retire).
+//! - [`target`]: targets by capability (`Target`: read restore point, apply, prove, undo,
+//!   retire) and their adapters: `linux` (a recipe over an SSH session), `directory` (LDAP).
 //! - [`report`]: run summaries as tables and JSON.
 //! - [`text`]: outside text made safe to print (control characters escaped).
 //! - [`cli`]: command-line parsing and one module per subcommand.
@@ -27,7 +27,6 @@ pub mod engine;
 pub mod inventory;
 pub mod ops;
 pub mod password_hash;
-pub mod playbook;
 pub mod policy;
 pub mod recipe;
 pub mod report;

@@ -8,11 +8,12 @@ use clap::Args;
 
 use super::output::open_vault;
 use super::{CliResult, Global, usage};
-use crate::credential::CredentialId;
+use crate::credential::{CredentialId, Slot};
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// The credential, HOST/ACCOUNT.
+    /// The credential, HOST/ACCOUNT (HOST/ACCOUNT:key for the SSH key of an account that
+    /// also has a password).
     pub cred: String,
     /// Why you need it (recorded in the audit log).
     #[arg(long)]
@@ -33,10 +34,32 @@ pub fn run(g: &Global, a: ShowArgs) -> CliResult {
             out!("{}{}", secret.expose(), line_end(secret.expose()));
             Ok(0)
         }
-        None => Err(anyhow::anyhow!(
-            "the vault holds no current secret for {cred}: rotate it (`rotor rotate --scope cred:{cred}`) or enroll it (`rotor enroll {cred}`)"
-        )
-        .into()),
+        None => {
+            // The account's other credential (its key beside a password, or the password
+            // beside a key) may be what was meant: say which names exist.
+            let other = CredentialId {
+                slot: match cred.slot {
+                    Slot::Main => Slot::Key,
+                    Slot::Key => Slot::Main,
+                },
+                ..cred.clone()
+            };
+            if vault.current(&other).ok().flatten().is_some() {
+                return Err(anyhow::anyhow!(
+                    "the vault holds no current secret for {cred}, but it does for {other}: this account has {}; name the one you mean",
+                    if other.slot == Slot::Key {
+                        format!("its SSH key as {other}")
+                    } else {
+                        format!("its password as {other}")
+                    }
+                )
+                .into());
+            }
+            Err(anyhow::anyhow!(
+                "the vault holds no current secret for {cred}: rotate it (`rotor rotate --scope cred:{cred}`) or enroll it (`rotor enroll {cred}`)"
+            )
+            .into())
+        }
     }
 }
 

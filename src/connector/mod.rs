@@ -1,6 +1,6 @@
 //! Connectors: the edges that talk to targets. The engine never sees `ssh2` or `ldap3` types; it
-//! sees the [`PasswordTarget`] trait, the [`ldap`] module's own types and [`ConnectorError`]s
-//! that carry a [`FaultClass`] it can branch on.
+//! sees `crate::target::Target` (whose adapters use these connectors), the [`ldap`] module's
+//! own types and [`ConnectorError`]s that carry a [`FaultClass`] it can branch on.
 //!
 //! Invariant: no error message built here contains a secret (the new password, a saved shadow
 //! hash, a key passphrase). Messages name the host, the account and the step.
@@ -11,9 +11,6 @@ pub mod ssh;
 use std::fmt;
 
 use serde::Serialize;
-
-use crate::credential::AccountName;
-use crate::secret::Secret;
 
 /// Why a step against a target failed, as the engine and the report need to know it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -80,34 +77,4 @@ impl ConnectorError {
             message: message.into(),
         }
     }
-}
-
-/// What the engine needs from a host to rotate a password credential on it. One value per host,
-/// holding one admin session that is reused for every account on that host.
-pub trait PasswordTarget {
-    /// Reads what is needed to undo a change (for Linux: the account's shadow hash).
-    /// `AccountMissing` when the account does not exist.
-    fn restore_point(&mut self, account: &AccountName) -> Result<Secret, ConnectorError>;
-    /// Whether the account must not be rotated, judging by its restore point (e.g. a locked
-    /// Linux account: giving it a working password would unlock it). `Some(why)` refuses.
-    fn refuses_rotation(&self, _account: &AccountName, _restore_point: &Secret) -> Option<String> {
-        None
-    }
-    /// Whether `restore_point` (read from the target now) was made from `secret`, checked
-    /// locally without a login: `None` when the target's hash scheme cannot be checked.
-    /// Recovery uses it to undo only what rotor changed.
-    fn holds_secret(&self, restore_point: &Secret, secret: &Secret) -> Option<bool> {
-        crate::password_hash::matches(restore_point, secret)
-    }
-    /// Sets the new password (secret on stdin, never on a command line).
-    fn set_password(&mut self, account: &AccountName, new: &Secret) -> Result<(), ConnectorError>;
-    /// Puts the saved restore point back and checks it is back.
-    fn restore(&mut self, account: &AccountName, saved: &Secret) -> Result<(), ConnectorError>;
-    /// Proves a secret on a fresh connection as the account itself. `VerifyFailed` when the
-    /// target answered and rejected it; other classes when the proof could not be attempted.
-    fn verify_login(
-        &mut self,
-        account: &AccountName,
-        secret: &Secret,
-    ) -> Result<(), ConnectorError>;
 }

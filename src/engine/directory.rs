@@ -278,15 +278,20 @@ mod tests {
         ConnectorError::new(FaultClass::Refused, "constraint violation")
     }
 
-    impl crate::connector::PasswordTarget for FakeAccount {
-        fn restore_point(&mut self, _: &AccountName) -> Result<Secret, ConnectorError> {
+    impl Target for FakeAccount {
+        fn read_restore_point(&mut self, _cred: &CredentialId) -> Result<Secret, ConnectorError> {
             let passwords = self.directory.passwords.lock().unwrap();
             let current = passwords
                 .get(&self.dn)
                 .ok_or_else(|| ConnectorError::new(FaultClass::AccountMissing, "no such entry"))?;
             Ok(Secret::new(current.clone()))
         }
-        fn set_password(&mut self, _: &AccountName, new: &Secret) -> Result<(), ConnectorError> {
+        fn apply(
+            &mut self,
+            _cred: &CredentialId,
+            new: &Secret,
+            _saved: &Secret,
+        ) -> Result<(), ConnectorError> {
             if self.directory.refuse.contains(&self.dn) {
                 return Err(refused());
             }
@@ -294,10 +299,15 @@ mod tests {
             passwords.insert(self.dn.clone(), new.expose().to_owned());
             Ok(())
         }
-        fn restore(&mut self, a: &AccountName, saved: &Secret) -> Result<(), ConnectorError> {
-            self.set_password(a, saved)
+        fn undo(
+            &mut self,
+            cred: &CredentialId,
+            saved: &Secret,
+            _new: &Secret,
+        ) -> Result<(), ConnectorError> {
+            self.apply(cred, saved, saved)
         }
-        fn verify_login(&mut self, _: &AccountName, s: &Secret) -> Result<(), ConnectorError> {
+        fn prove(&mut self, _cred: &CredentialId, s: &Secret) -> Result<(), ConnectorError> {
             let passwords = self.directory.passwords.lock().unwrap();
             match passwords.get(&self.dn) {
                 Some(p) if p == s.expose() => Ok(()),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::connector::{ConnectorError, FaultClass, PasswordTarget};
+use crate::connector::{ConnectorError, FaultClass};
 use crate::credential::{AccountName, CredentialId, HostName};
 use crate::engine::driver::{AccountWork, Fleet, HostWork};
 use crate::engine::ledger::{Actor, Leases, Ledger, LoginBudget, Runs, Secrets, StoreFailure};
@@ -64,8 +64,9 @@ pub(crate) fn err(class: FaultClass) -> ConnectorError {
     ConnectorError::new(class, format!("{class}"))
 }
 
-impl PasswordTarget for FakeTarget<'_> {
-    fn restore_point(&mut self, a: &AccountName) -> Result<Secret, ConnectorError> {
+impl Target for FakeTarget<'_> {
+    fn read_restore_point(&mut self, cred: &CredentialId) -> Result<Secret, ConnectorError> {
+        let a = &cred.account;
         self.fleet.note(&self.host, "read");
         let hosts = self.fleet.hosts.lock().unwrap();
         let h = &hosts[&self.host];
@@ -77,13 +78,19 @@ impl PasswordTarget for FakeTarget<'_> {
             .map(|p| Secret::new(p.clone()))
             .ok_or(err(FaultClass::AccountMissing))
     }
-    fn refuses_rotation(&self, _: &AccountName, restore_point: &Secret) -> Option<String> {
+    fn refuses_rotation(&self, _cred: &CredentialId, restore_point: &Secret) -> Option<String> {
         restore_point
             .expose()
             .starts_with('!')
             .then(|| "locked".to_owned())
     }
-    fn set_password(&mut self, a: &AccountName, new: &Secret) -> Result<(), ConnectorError> {
+    fn apply(
+        &mut self,
+        cred: &CredentialId,
+        new: &Secret,
+        _saved: &Secret,
+    ) -> Result<(), ConnectorError> {
+        let a = &cred.account;
         self.fleet.note(&self.host, "set");
         let mut hosts = self.fleet.hosts.lock().unwrap();
         let h = hosts.get_mut(&self.host).unwrap();
@@ -97,7 +104,13 @@ impl PasswordTarget for FakeTarget<'_> {
         h.passwords.insert(a.to_string(), new.expose().to_owned());
         Ok(())
     }
-    fn restore(&mut self, a: &AccountName, saved: &Secret) -> Result<(), ConnectorError> {
+    fn undo(
+        &mut self,
+        cred: &CredentialId,
+        saved: &Secret,
+        _new: &Secret,
+    ) -> Result<(), ConnectorError> {
+        let a = &cred.account;
         self.fleet.note(&self.host, "restore");
         let mut hosts = self.fleet.hosts.lock().unwrap();
         let h = hosts.get_mut(&self.host).unwrap();
@@ -107,10 +120,11 @@ impl PasswordTarget for FakeTarget<'_> {
         h.passwords.insert(a.to_string(), saved.expose().to_owned());
         Ok(())
     }
-    fn holds_secret(&self, restore_point: &Secret, secret: &Secret) -> Option<bool> {
+    fn holds(&self, _: &CredentialId, restore_point: &Secret, secret: &Secret) -> Option<bool> {
         Some(restore_point.ct_eq(secret))
     }
-    fn verify_login(&mut self, a: &AccountName, s: &Secret) -> Result<(), ConnectorError> {
+    fn prove(&mut self, cred: &CredentialId, s: &Secret) -> Result<(), ConnectorError> {
+        let a = &cred.account;
         self.fleet.note(&self.host, "verify");
         let hosts = self.fleet.hosts.lock().unwrap();
         let h = &hosts[&self.host];

@@ -53,7 +53,7 @@ impl Inventory {
             .flat_map(|h| h.accounts.iter().map(|a| a.playbook.clone()))
             .collect();
         if !self.directories.is_empty() {
-            playbooks.push(crate::playbook::LDAP_PASSWORD.to_owned());
+            playbooks.push(crate::target::directory::LDAP_PASSWORD.to_owned());
         }
         playbooks.sort_unstable();
         playbooks.dedup();

@@ -100,13 +100,13 @@ pub struct Network {
 
 impl Targets for Network {
     fn hosts(&self, step_timeout: Duration) -> Arc<dyn Fleet> {
-        Arc::new(crate::playbook::SshFleet {
+        Arc::new(crate::target::linux::SshFleet {
             store: self.store.clone(),
             step_timeout,
         })
     }
     fn directories(&self, step_timeout: Duration) -> Arc<dyn Directories> {
-        Arc::new(crate::playbook::LdapDirectories {
+        Arc::new(crate::target::directory::LdapDirectories {
             store: self.store.clone(),
             step_timeout,
             runtime: self.runtime.clone(),
@@ -120,7 +120,7 @@ impl Targets for Network {
         kind: crate::target::CredentialKind,
         secret: &Secret,
     ) -> Result<(), ConnectorError> {
-        let fleet = crate::playbook::SshFleet {
+        let fleet = crate::target::linux::SshFleet {
             store: self.store.clone(),
             step_timeout,
         };

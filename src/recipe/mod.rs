@@ -90,7 +90,7 @@ pub enum Body {
     /// Steps over a host's SSH session.
     Steps(Steps),
     /// A platform adapter written in Rust that the playbook names (`ldap`: the directory
-    /// adapter in `playbook.rs`); it has no steps and is not run on hosts.
+    /// adapter in `target::directory`); it has no steps and is not run on hosts.
     Adapter(String),
 }
 

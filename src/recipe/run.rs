@@ -846,6 +846,65 @@ impl<S: Shell> Target for RecipeHost<S> {
     }
 }
 
+/// The most a host may print for its account list: a hostile host answers a listing with as
+/// much as it likes.
+const MAX_LISTING_BYTES: usize = 4 << 20;
+
+impl<S: Shell> crate::target::ListAccounts for RecipeHost<S> {
+    /// `getent passwd` and `getent shadow` (one command each), joined by name.
+    fn list_accounts(&mut self) -> Result<Vec<crate::target::AccountFacts>, ConnectorError> {
+        let host = self.shell.host().clone();
+        let mut read = |what: &str| -> Result<Zeroizing<String>, ConnectorError> {
+            let out = self
+                .shell
+                .exec(&self.command_line(&format!("getent {what}")), b"")?;
+            if out.status != 0 || out.stdout.len() > MAX_LISTING_BYTES {
+                return Err(ConnectorError::new(
+                    FaultClass::Protocol,
+                    format!(
+                        "{host}: listing accounts failed (`getent {what}`: {}); does the connect user have root or sudo rights?",
+                        if out.status != 0 {
+                            ended(&out)
+                        } else {
+                            format!("more than {MAX_LISTING_BYTES} bytes")
+                        }
+                    ),
+                ));
+            }
+            Ok(Zeroizing::new(
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            ))
+        };
+        let passwd = read("passwd")?;
+        let shadow = read("shadow")?;
+        let shadow: HashMap<&str, Vec<&str>> = shadow
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .filter(|f| f.len() >= 3)
+            .map(|f| (f[0], f))
+            .collect();
+        Ok(passwd
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .filter(|f| f.len() >= 7)
+            .map(|f| {
+                let entry = shadow.get(f[0]);
+                let hash = entry.map_or("", |s| s[1]);
+                crate::target::AccountFacts {
+                    name: f[0].to_owned(),
+                    uid: f[2].parse().ok(),
+                    home: f[5].to_owned(),
+                    shell: f[6].to_owned(),
+                    password_hash: (!hash.is_empty() && !hash.starts_with(['!', '*']))
+                        .then(|| Secret::new(hash.to_owned())),
+                    empty_password: entry.is_some() && hash.is_empty(),
+                    last_change_day: entry.and_then(|s| s[2].parse().ok()),
+                }
+            })
+            .collect())
+    }
+}
+
 #[cfg(test)]
 pub(super) fn encode_for_test(parts: &Parts) -> Secret {
     encode(parts)

@@ -482,3 +482,52 @@ fn secret_rules_meet_the_policy() {
 fn a_set_that_never_uses_the_secret_is_refused() {
     assert_snapshot!(check(&bad("      stdin: \"{account}:{secret}\\n\"\n  prove", "  prove")), @r#"site/bad.yaml:7:3: steps.set: no `set` step hands the target the new secret: give one `{secret}` in its stdin (e.g. `stdin: "{account}:{secret}\n"`) or in a written file's content"#);
 }
+
+#[test]
+fn a_host_lists_its_accounts_and_their_credential_facts() {
+    use crate::target::ListAccounts;
+    let mut h = host(
+        "linux-password",
+        &[],
+        &[
+            (
+                "sudo -n -- getent passwd",
+                0,
+                "root:x:0:0:root:/root:/bin/bash\nsvc:x:1000:1000::/home/svc:/bin/sh\nnopw:x:1001:1001::/home/nopw:/bin/sh\ngone:x:1002:1002::/home/gone:/usr/sbin/nologin\n",
+            ),
+            (
+                "sudo -n -- getent shadow",
+                0,
+                "root:!:19000:0:99999:7:::\nsvc:$y$j9T$salt$hash:19500:0:99999:7:::\nnopw::19600:0:99999:7:::\n",
+            ),
+        ],
+    );
+    let facts = h.list_accounts().unwrap();
+    let shown: Vec<String> = facts
+        .iter()
+        .map(|f| {
+            format!(
+                "{} uid={:?} shell={} hash={} empty={} changed={:?}",
+                f.name,
+                f.uid,
+                f.shell,
+                f.password_hash.is_some(),
+                f.empty_password,
+                f.last_change_day
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "root uid=Some(0) shell=/bin/bash hash=false empty=false changed=Some(19000)",
+            "svc uid=Some(1000) shell=/bin/sh hash=true empty=false changed=Some(19500)",
+            "nopw uid=Some(1001) shell=/bin/sh hash=false empty=true changed=Some(19600)",
+            "gone uid=Some(1002) shell=/usr/sbin/nologin hash=false empty=false changed=None",
+        ]
+    );
+    assert_eq!(
+        facts[1].password_hash.as_ref().unwrap().expose(),
+        "$y$j9T$salt$hash"
+    );
+}

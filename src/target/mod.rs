@@ -9,6 +9,7 @@
 //! Invariant: no error built by a target contains a secret or a target's words from a step
 //! that handled one (see `connector`).
 
+pub mod directory;
 pub mod linux;
 
 use crate::connector::ConnectorError;
@@ -41,7 +42,10 @@ pub trait Target {
     /// Whether `now` (a restore point read from the target just now) shows that the target
     /// holds `secret`, checked without a login. `None` when it cannot be told. Recovery uses
     /// it to undo only what rotor changed.
-    fn holds(&self, cred: &CredentialId, now: &Secret, secret: &Secret) -> Option<bool>;
+    /// The default reads `now` as a password hash (shadow, LDAP `{CRYPT}`/`{SSHA}`...).
+    fn holds(&self, _cred: &CredentialId, now: &Secret, secret: &Secret) -> Option<bool> {
+        crate::password_hash::matches(now, secret)
+    }
 
     /// Applies the new credential (a secret only on stdin or inside the protocol).
     fn apply(
@@ -82,36 +86,25 @@ pub trait Target {
     }
 }
 
-/// The password targets written before capabilities (the LDAP account, the in-memory test
-/// targets) are targets: apply sets the password, undo restores the saved hash, nothing is
-/// retired. Kept while the adapters move to [`Target`] directly.
-impl<T: crate::connector::PasswordTarget + ?Sized> Target for T {
-    fn read_restore_point(&mut self, cred: &CredentialId) -> Result<Secret, ConnectorError> {
-        self.restore_point(&cred.account)
-    }
-    fn refuses_rotation(&self, cred: &CredentialId, restore_point: &Secret) -> Option<String> {
-        crate::connector::PasswordTarget::refuses_rotation(self, &cred.account, restore_point)
-    }
-    fn holds(&self, _cred: &CredentialId, now: &Secret, secret: &Secret) -> Option<bool> {
-        self.holds_secret(now, secret)
-    }
-    fn apply(
-        &mut self,
-        cred: &CredentialId,
-        new: &Secret,
-        _saved: &Secret,
-    ) -> Result<(), ConnectorError> {
-        self.set_password(&cred.account, new)
-    }
-    fn prove(&mut self, cred: &CredentialId, secret: &Secret) -> Result<(), ConnectorError> {
-        self.verify_login(&cred.account, secret)
-    }
-    fn undo(
-        &mut self,
-        cred: &CredentialId,
-        saved: &Secret,
-        _new: &Secret,
-    ) -> Result<(), ConnectorError> {
-        self.restore(&cred.account, saved)
-    }
+/// What a host says about one of its accounts, for the fleet scan (shared, unmanaged and
+/// stale credentials): read-only, nothing changed. The stored hash is a secret of the host's
+/// (it is compared, never shown).
+#[derive(Debug)]
+pub struct AccountFacts {
+    /// The name as the host lists it (outside text: escape it before showing it).
+    pub name: String,
+    pub uid: Option<u32>,
+    pub home: String,
+    pub shell: String,
+    /// The shadow hash when the account has a usable password (not locked, not empty).
+    pub password_hash: Option<Secret>,
+    /// The password field is empty: a login without a password.
+    pub empty_password: bool,
+    /// Days since 1970-01-01 of the last password change (shadow's 3rd field).
+    pub last_change_day: Option<u64>,
+}
+
+/// Listing a target's accounts and their credential facts (the scan's capability).
+pub trait ListAccounts {
+    fn list_accounts(&mut self) -> Result<Vec<AccountFacts>, ConnectorError>;
 }

@@ -100,16 +100,7 @@ fn ssh_keys_rotate_on_twenty_hosts_beside_passwords_and_keep_what_rotor_does_not
     for host in lab.host_names() {
         install_outside_key(&lab, host, &outside_public);
     }
-    let rotate = || {
-        rotor.run(&[
-            "rotate",
-            "-i",
-            inv.to_str().unwrap(),
-            "--all",
-            "--output",
-            "json",
-        ])
-    };
+    let rotate = || rotor.rotate_all(inv.to_str().unwrap());
 
     // First rotation: an account with no rotor key gets one; nothing is removed.
     let first = rotate();
@@ -233,14 +224,7 @@ fn a_host_whose_authorized_keys_cannot_be_written_is_rolled_back() {
     );
     assert!(out.status.success(), "{out:?}");
 
-    let out = rotor.run(&[
-        "rotate",
-        "-i",
-        inv.to_str().unwrap(),
-        "--all",
-        "--output",
-        "json",
-    ]);
+    let out = rotor.rotate_all(inv.to_str().unwrap());
     let report = json(&out);
     assert_eq!(out.status.code(), Some(3), "{report:#}");
     let r = result_of(&report, "host-002/svc_backup");
@@ -264,4 +248,39 @@ fn a_host_whose_authorized_keys_cannot_be_written_is_rolled_back() {
     let new = key_of(&rotor, "host-001/svc_backup");
     assert!(lab.key_login_works("host-001", "svc_backup", &new));
     assert!(!lab.key_login_works("host-001", "svc_backup", &before[0]));
+}
+
+#[test]
+fn an_account_with_a_password_and_a_key_has_two_credentials() {
+    let lab = Lab::start(1);
+    let rotor = Rotor::init();
+    let text = std::fs::read_to_string(lab.inventory_path()).unwrap();
+    let both = text.replace(
+        "      - { name: svc_backup, playbook: linux-password }",
+        "      - { name: svc_backup, playbook: linux-password }\n      - { name: svc_backup, playbook: linux-ssh-key }",
+    );
+    assert_ne!(text, both);
+    let inv = lab.dir().join("both.yaml");
+    std::fs::write(&inv, both).unwrap();
+    let out = rotor.rotate_all(inv.to_str().unwrap());
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["counts"]["committed"], 3, "{report:#}");
+    assert_eq!(
+        result_of(&report, "host-001/svc_backup")["result"],
+        "committed"
+    );
+    assert_eq!(
+        result_of(&report, "host-001/svc_backup:key")["result"],
+        "committed"
+    );
+    let password = rotor.show("host-001/svc_backup").unwrap();
+    assert!(lab.login_works("host-001", "svc_backup", &password));
+    let key = key_of(&rotor, "host-001/svc_backup:key");
+    assert!(lab.key_login_works("host-001", "svc_backup", &key));
+    // Asked for a name that does not exist, rotor says which one does.
+    let out = rotor.run(&["show", "host-001/svc_app:key", "--reason", "test"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("but it does for host-001/svc_app"), "{err}");
 }

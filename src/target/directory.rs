@@ -5,8 +5,9 @@
 //! Invariant: no error built here carries an LDAP server's words from an operation that
 //! handled a secret (see `connector::ldap`).
 
-use crate::connector::{ConnectorError, FaultClass, PasswordTarget};
-use crate::credential::{AccountName, HostName};
+use crate::connector::{ConnectorError, FaultClass};
+use crate::credential::{AccountName, CredentialId, HostName};
+use crate::target::Target;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -19,9 +20,6 @@ use crate::secret::Secret;
 
 /// The playbook of directory accounts (implemented by [`LdapDirectories`]).
 pub const LDAP_PASSWORD: &str = "ldap-password";
-
-/// Linux hosts moved to `target::linux`; re-exported for the CLI until it names them there.
-pub use crate::target::linux::SshFleet;
 
 /// Opens LDAP directories with rotor's bind account (its secret from the vault): the
 /// [`Directories`] the CLI uses for the `ldap-password` playbook.
@@ -327,8 +325,8 @@ struct LdapAccount {
     lock_hidden: bool,
 }
 
-impl PasswordTarget for LdapAccount {
-    fn restore_point(&mut self, _: &AccountName) -> Result<Secret, ConnectorError> {
+impl Target for LdapAccount {
+    fn read_restore_point(&mut self, _cred: &CredentialId) -> Result<Secret, ConnectorError> {
         let read = self
             .runtime
             .block_on(self.admin.read_restore_point(&self.dn))?;
@@ -345,7 +343,7 @@ impl PasswordTarget for LdapAccount {
         }
         Ok(read.hash)
     }
-    fn refuses_rotation(&self, _: &AccountName, _: &Secret) -> Option<String> {
+    fn refuses_rotation(&self, _cred: &CredentialId, _: &Secret) -> Option<String> {
         if self.lock_hidden {
             return Some(format!(
                 "{} ({}): rotor's bind account may not read pwdAccountLockedTime on {}, so it cannot tell whether the account is locked, which a new password would unlock; it is not rotated. Grant rotor's bind account read access to pwdAccountLockedTime on it, then run again",
@@ -370,15 +368,25 @@ impl PasswordTarget for LdapAccount {
             )
         })
     }
-    fn set_password(&mut self, _: &AccountName, new: &Secret) -> Result<(), ConnectorError> {
+    fn apply(
+        &mut self,
+        _cred: &CredentialId,
+        new: &Secret,
+        _saved: &Secret,
+    ) -> Result<(), ConnectorError> {
         self.runtime
             .block_on(self.admin.set_password(&self.dn, new))
     }
-    fn restore(&mut self, _: &AccountName, saved: &Secret) -> Result<(), ConnectorError> {
+    fn undo(
+        &mut self,
+        _cred: &CredentialId,
+        saved: &Secret,
+        _new: &Secret,
+    ) -> Result<(), ConnectorError> {
         self.runtime
             .block_on(self.admin.restore_password_hash(&self.dn, saved))
     }
-    fn verify_login(&mut self, _: &AccountName, secret: &Secret) -> Result<(), ConnectorError> {
+    fn prove(&mut self, _cred: &CredentialId, secret: &Secret) -> Result<(), ConnectorError> {
         // A verify bind is a fresh connection that nothing else shares, so it runs on this
         // worker thread's own runtime: its TLS handshake and bind then take no hand-offs
         // between this thread and the shared runtime's workers (measured: they were most of
