@@ -269,14 +269,21 @@ impl Inventory {
                 Scope::Cred(id) => {
                     let host_idx = self.host_idx(&id.host)?;
                     let accounts = &self.hosts[host_idx].accounts;
-                    match accounts.iter().position(|a| a.name == id.account) {
+                    // The slot too: an account with a password and a key has two credentials,
+                    // `HOST/ACCOUNT` and `HOST/ACCOUNT:key`.
+                    let host_name = &self.hosts[host_idx].name;
+                    match accounts.iter().position(|a| a.credential(host_name) == *id) {
                         Some(account_idx) => mark(host_idx, Some(account_idx)),
                         None => {
+                            let names: Vec<String> = accounts
+                                .iter()
+                                .map(|a| a.credential(host_name).to_string())
+                                .collect();
                             return Err(self.not_found(
-                                format!("account `{}` on host `{}`", id.account, id.host),
-                                id.account.as_str(),
-                                accounts.iter().map(|a| a.name.as_str()),
-                                "accounts on that host",
+                                format!("credential `{id}`"),
+                                &id.to_string(),
+                                names.iter().map(String::as_str),
+                                "credentials on that host",
                             ));
                         }
                     }

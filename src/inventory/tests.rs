@@ -583,7 +583,7 @@ fn scopes_select() {
     assert_snapshot!(select(LAB, &["group:emrr"]), @"no group `emrr` in lab/inventory.yaml; did you mean `emr`?");
     assert_snapshot!(select(LAB, &["group:x"]), @"no group `x` in lab/inventory.yaml; known groups: `db`, `emr`");
     assert_snapshot!(select(LAB, &["account:svc_ap"]), @"no account `svc_ap` on any host in lab/inventory.yaml; did you mean `svc_app`?");
-    assert_snapshot!(select(LAB, &["cred:emr-db-01/rotor"]), @"no account `rotor` on host `emr-db-01` in lab/inventory.yaml; known accounts on that host: `svc_app`, `svc_backup`");
+    assert_snapshot!(select(LAB, &["cred:emr-db-01/rotor"]), @"no credential `emr-db-01/rotor` in lab/inventory.yaml; known credentials on that host: `emr-db-01/svc_app`, `emr-db-01/svc_backup`");
     assert_snapshot!(select(LAB, &["cred:emr-db-02/svc_app"]), @"no host `emr-db-02` in lab/inventory.yaml; did you mean `emr-db-01`?");
 }
 

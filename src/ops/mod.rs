@@ -79,15 +79,15 @@ pub trait Targets: Send + Sync {
 pub trait Records: Send + Sync {
     fn status(&self) -> Result<Vec<CredentialStatus>, StoreError>;
     /// Reopens the credential's stuck rotation so recovery settles it; false when none is.
-    fn reopen_stuck(&self, cred: &CredentialId) -> Result<bool, StoreError>;
+    fn reopen_stuck(&self, by: &Actor, cred: &CredentialId) -> Result<bool, StoreError>;
 }
 
 impl Records for Vault {
     fn status(&self) -> Result<Vec<CredentialStatus>, StoreError> {
         Vault::status(self)
     }
-    fn reopen_stuck(&self, cred: &CredentialId) -> Result<bool, StoreError> {
-        Vault::reopen_stuck(self, cred)
+    fn reopen_stuck(&self, by: &Actor, cred: &CredentialId) -> Result<bool, StoreError> {
+        Vault::reopen_stuck_as(self, by.as_str(), cred)
     }
 }
 
@@ -260,7 +260,7 @@ pub(crate) mod testkit {
                 })
                 .collect())
         }
-        fn reopen_stuck(&self, _: &CredentialId) -> Result<bool, StoreError> {
+        fn reopen_stuck(&self, _: &Actor, _: &CredentialId) -> Result<bool, StoreError> {
             Ok(false)
         }
     }

@@ -74,7 +74,7 @@ pub fn recover(
             ctx.store.unpark(&req.actor, &cred)?;
             vouched.push(Vouched::Unparked(cred.clone()));
         }
-        if ctx.records.reopen_stuck(&cred)? {
+        if ctx.records.reopen_stuck(&req.actor, &cred)? {
             vouched.push(Vouched::Reopened(cred));
         }
     }

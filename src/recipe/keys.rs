@@ -9,11 +9,14 @@
 //! fingerprints, one per line, sorted.
 //!
 //! Invariant: the account owns its home directory and may be hostile (a compromised service
-//! account). rotor, running as root, never follows a link it planted: `~/.ssh` and the file
-//! must not be symbolic links, `~/.ssh` must resolve to itself and be the account's or
-//! root's, and the file must have one link (a hard link to `/etc/shadow` would be read and
-//! written back into the account's own file). The scripts work inside the directory they
-//! checked (`cd -P`), so swapping it afterwards changes nothing.
+//! account): whatever it plants in `~/.ssh` (a link to `/etc/shadow`, a swap between a check
+//! and a write) must not make rotor read or write anything the account could not itself.
+//! So the file is read and written **as the account** (`runuser -u ACCOUNT`, the command
+//! run as root or through `sudo -n`), never as root: through any link or race the account
+//! reaches only what it could reach anyway. On top of that, `~/.ssh` and the file must not be
+//! symbolic links, the file must have one link and belong to the account, and a file the
+//! account cannot write (a root-owned `~/.ssh`, a read-only file system) fails the step with
+//! its own words.
 
 use super::WhichKey;
 use super::run::{AuthorizedKeys, Shell};
@@ -28,21 +31,32 @@ pub struct ShellAuthorizedKeys;
 /// Exit status of the scripts below when `~/.ssh` or the file is not safe to touch.
 const UNSAFE: i32 = 4;
 
+/// `script` run as the account itself (see the module's invariant).
+fn as_account(account: &str, script: &str) -> String {
+    format!("runuser -u {account} -- sh -c '{script}'")
+}
+
 /// Reads the file (empty output when there is none), at most one byte past the editor's cap
 /// so that a larger file is refused rather than cut.
 fn read_script(home: &str, account: &str) -> String {
-    format!(
-        "sh -c 'cd -P -- {home} || exit 1; h=$(pwd -P); test -L .ssh && exit {UNSAFE}; test -d .ssh || exit 0; cd -P .ssh || exit 1; test \"$(pwd -P)\" = \"$h/.ssh\" || exit {UNSAFE}; o=$(stat -c %U .); test \"$o\" = {account} || test \"$o\" = root || exit {UNSAFE}; f=authorized_keys; test -L $f && exit {UNSAFE}; test -e $f || exit 0; test -f $f || exit {UNSAFE}; test \"$(stat -c %h $f)\" = 1 || exit {UNSAFE}; head -c {} $f'",
-        authorized_keys::MAX_BYTES + 1
+    as_account(
+        account,
+        &format!(
+            "cd -P -- {home} || exit 1; h=$(pwd -P); test -L .ssh && exit {UNSAFE}; test -d .ssh || exit 0; cd -P .ssh || exit 1; test \"$(pwd -P)\" = \"${{h%/}}/.ssh\" || exit {UNSAFE}; f=authorized_keys; test -L $f && exit {UNSAFE}; test -e $f || exit 0; test -f $f || exit {UNSAFE}; test \"$(stat -c %U:%h $f)\" = {account}:1 || exit {UNSAFE}; head -c {} $f",
+            authorized_keys::MAX_BYTES + 1
+        ),
     )
 }
 
-/// Writes stdin as the file: `~/.ssh` made 0700 for the account when missing; a temporary
-/// file beside the old one takes its owner, group and mode (the account's and 0600 for a new
-/// file), then replaces it by a rename.
+/// Writes stdin as the file, as the account: `~/.ssh` made 0700 when missing; a temporary
+/// file beside the old one takes its group and mode (0600 for a new file), then replaces it
+/// by a rename.
 fn write_script(home: &str, account: &str) -> String {
-    format!(
-        "sh -c 'cd -P -- {home} || exit 1; h=$(pwd -P); test -L .ssh && exit {UNSAFE}; if ! test -e .ssh; then install -d -m 0700 -o {account} -g \"$(id -gn -- {account})\" .ssh || exit 1; fi; cd -P .ssh || exit 1; test \"$(pwd -P)\" = \"$h/.ssh\" || exit {UNSAFE}; o=$(stat -c %U .); test \"$o\" = {account} || test \"$o\" = root || exit {UNSAFE}; f=authorized_keys; test -L $f && exit {UNSAFE}; if test -e $f; then test -f $f || exit {UNSAFE}; test \"$(stat -c %h $f)\" = 1 || exit {UNSAFE}; fi; t=$(mktemp $f.rotor-XXXXXX) || exit 1; if cat > \"$t\" && if test -e $f; then chown --reference=$f \"$t\" && chmod --reference=$f \"$t\"; else chown {account}:\"$(id -gn -- {account})\" \"$t\" && chmod 0600 \"$t\"; fi && mv -f \"$t\" $f; then exit 0; fi; rm -f \"$t\"; exit 1'"
+    as_account(
+        account,
+        &format!(
+            "umask 077; cd -P -- {home} || exit 1; h=$(pwd -P); test -L .ssh && exit {UNSAFE}; if ! test -e .ssh; then mkdir -m 0700 .ssh || exit 1; fi; cd -P .ssh || exit 1; test \"$(pwd -P)\" = \"${{h%/}}/.ssh\" || exit {UNSAFE}; f=authorized_keys; test -L $f && exit {UNSAFE}; if test -e $f; then test -f $f || exit {UNSAFE}; test \"$(stat -c %U:%h $f)\" = {account}:1 || exit {UNSAFE}; fi; t=$(mktemp $f.rotor-XXXXXX) || exit 1; if cat > \"$t\" && if test -e $f; then chown --reference=$f \"$t\" && chmod --reference=$f \"$t\"; else chmod 0600 \"$t\"; fi && mv -f \"$t\" $f; then exit 0; fi; rm -f \"$t\"; exit 1"
+        ),
     )
 }
 
@@ -58,7 +72,7 @@ fn unsafe_file(cred: &CredentialId, home: &str) -> ConnectorError {
     ConnectorError::new(
         FaultClass::Refused,
         format!(
-            "{cred}: {home}/.ssh or its authorized_keys is a link, has more than one link, or belongs to another user; rotor will not edit it. Look at who changed it, make ~/.ssh a directory of the account and authorized_keys a plain file, then rotate again"
+            "{cred}: {home}/.ssh or its authorized_keys is a link, has more than one link, or belongs to another user; rotor will not edit it. Look at who changed it, make ~/.ssh a directory of the account and authorized_keys a plain file of the account's, then rotate again"
         ),
     )
 }
@@ -97,7 +111,7 @@ fn write_file(
         status => Err(ConnectorError::new(
             FaultClass::Refused,
             format!(
-                "{cred}: writing {home}/.ssh/authorized_keys failed (exit status {status}); check that the file system is writable and not full"
+                "{cred}: writing {home}/.ssh/authorized_keys as the account failed (exit status {status}); check that the account can write its ~/.ssh (it is edited as the account, never as root) and that the file system is writable and not full"
             ),
         )),
     }
@@ -238,16 +252,25 @@ mod tests {
     }
 
     #[test]
-    fn the_scripts_refuse_links_and_keep_owner_and_mode() {
+    fn the_scripts_run_as_the_account_refuse_links_and_keep_group_and_mode() {
         let read = read_script("/home/deploy", "deploy");
         let write = write_script("/home/deploy", "deploy");
         for script in [&read, &write] {
+            assert!(
+                script.starts_with("runuser -u deploy -- sh -c '"),
+                "{script}"
+            );
             assert!(script.contains("test -L .ssh && exit 4"), "{script}");
             assert!(script.contains("test -L $f && exit 4"), "{script}");
-            assert!(script.contains("stat -c %h $f)\" = 1"), "{script}");
+            assert!(
+                script.contains("stat -c %U:%h $f)\" = deploy:1"),
+                "{script}"
+            );
+            assert!(script.contains("\"${h%/}/.ssh\""), "{script}");
         }
         assert!(write.contains("chown --reference=$f"), "{write}");
-        assert!(write.contains("install -d -m 0700 -o deploy"), "{write}");
+        assert!(write.contains("umask 077;"), "{write}");
+        assert!(write.contains("mkdir -m 0700 .ssh"), "{write}");
         assert!(read.contains("head -c 1048577"), "{read}");
     }
 }

@@ -374,8 +374,21 @@ impl<S: Shell> RecipeHost<S> {
             }
             Step::ReadFile { path, save } => {
                 let path = render_path(path, fill)?;
-                let shown = format!("cat -- {path}");
-                let out = self.shell.exec(&self.command_line(&shown), b"")?;
+                let shown = format!("read-file {path}");
+                let out = self
+                    .shell
+                    .exec(&self.command_line(&read_file_script(&path)), b"")?;
+                if let Some(refusal) = unsafe_file(cred, &path, out.status) {
+                    return Err(refusal);
+                }
+                if out.stdout.len() > MAX_FILE_BYTES {
+                    return Err(ConnectorError::new(
+                        FaultClass::Refused,
+                        format!(
+                            "{cred}: {path} is larger than the {MAX_FILE_BYTES} bytes rotor edits; is it the right file?"
+                        ),
+                    ));
+                }
                 if out.status != 0 {
                     return Err(ConnectorError::new(
                         FaultClass::Protocol,
@@ -407,14 +420,11 @@ impl<S: Shell> RecipeHost<S> {
                     &self.command_line(&write_file_script(&path)),
                     text.as_bytes(),
                 )?;
+                if let Some(refusal) = unsafe_file(cred, &path, out.status) {
+                    return Err(refusal);
+                }
                 match out.status {
                     0 => Ok(None),
-                    4 => Err(ConnectorError::new(
-                        FaultClass::Refused,
-                        format!(
-                            "{cred}: {path} is a symbolic link; rotor replaces files atomically and would replace the link, not its target: name the real file in the playbook's path (or the account's vars)"
-                        ),
-                    )),
                     3 => Err(ConnectorError::new(
                         FaultClass::Refused,
                         format!(
@@ -706,6 +716,45 @@ fn replace_lines(
     Ok(out)
 }
 
+/// The most `read-file` takes: a config file, not a database.
+const MAX_FILE_BYTES: usize = 1 << 20;
+
+/// What `read-file` and `write-file` check before touching `$f` (as root): a symbolic link is
+/// refused (4: the rename would replace the link, not its target), and so is a file whose
+/// directory someone other than root owns or may write (5: they could swap the file or plant
+/// a link between rotor's check and its write), or a file with more than one link (6: a hard
+/// link to another file, which would be read or replaced in its stead).
+const FILE_CHECKS: &str = "test -L \"$f\" && exit 4; d=$(dirname -- \"$f\"); test \"$(stat -c %u -- \"$d\")\" = 0 || exit 5; case \"$(stat -c %A -- \"$d\")\" in ?????w*|????????w*) exit 5;; esac; if test -e \"$f\"; then test \"$(stat -c %h -- \"$f\")\" = 1 || exit 6; fi;";
+
+/// The command line of `read-file`: the checks of [`FILE_CHECKS`], then at most one byte past
+/// [`MAX_FILE_BYTES`] of the file.
+pub(crate) fn read_file_script(path: &str) -> String {
+    format!(
+        "sh -c 'f={path}; {FILE_CHECKS} head -c {} -- \"$f\"'",
+        MAX_FILE_BYTES + 1
+    )
+}
+
+/// The refusal for a [`FILE_CHECKS`] exit status, if it is one.
+fn unsafe_file(cred: &CredentialId, path: &str, status: i32) -> Option<ConnectorError> {
+    let why = match status {
+        4 => {
+            "is a symbolic link; rotor replaces files atomically and would replace the link, not its target: name the real file in the playbook's path (or the account's vars)"
+        }
+        5 => {
+            "is in a directory that someone other than root owns or may write; rotor will not edit a file there as root (it could be swapped between rotor's check and its write): make the directory root's and not writable by group or others"
+        }
+        6 => {
+            "has more than one hard link; rotor would read or replace another file through it: make it a file of its own"
+        }
+        _ => return None,
+    };
+    Some(ConnectorError::new(
+        FaultClass::Refused,
+        format!("{cred}: {path} {why}"),
+    ))
+}
+
 /// The command line of `write-file`: the content arrives on stdin, goes to a temporary file
 /// in the same directory, takes the existing file's owner, group and mode, and replaces it by
 /// a rename (atomic: a reader sees the old file or the new one). Exit 3: no such file; exit
@@ -713,7 +762,7 @@ fn replace_lines(
 /// path was checked (`VarKind::Path`), so it is safe inside the single quotes.
 pub(crate) fn write_file_script(path: &str) -> String {
     format!(
-        "sh -c 'f={path}; test -L \"$f\" && exit 4; test -f \"$f\" || exit 3; t=$(mktemp \"$f.rotor-XXXXXX\") || exit 1; if cat > \"$t\" && chown --reference=\"$f\" \"$t\" && chmod --reference=\"$f\" \"$t\" && mv -f \"$t\" \"$f\"; then exit 0; fi; rm -f \"$t\"; exit 1'"
+        "sh -c 'f={path}; {FILE_CHECKS} test -f \"$f\" || exit 3; t=$(mktemp \"$f.rotor-XXXXXX\") || exit 1; if cat > \"$t\" && chown --reference=\"$f\" \"$t\" && chmod --reference=\"$f\" \"$t\" && mv -f \"$t\" \"$f\"; then exit 0; fi; rm -f \"$t\"; exit 1'"
     )
 }
 

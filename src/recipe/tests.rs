@@ -349,7 +349,7 @@ fn app_config_password_steps() {
         ],
         &[
             ("sudo -n -- getent shadow", 0, SHADOW),
-            ("sudo -n -- cat -- /etc/emr/app.conf", 0, conf),
+            ("sudo -n -- sh -c 'f=/etc/emr/app.conf;", 0, conf),
         ],
     );
     let saved = h.read_restore_point(&cred()).unwrap();
@@ -359,9 +359,12 @@ fn app_config_password_steps() {
     h.prove(&cred(), &new).unwrap();
     h.undo(&cred(), &saved, &new).unwrap();
     assert_eq!(h.holds(&cred(), &saved, &new), Some(false));
-    assert_snapshot!(transcript(&h).replace(&super::run::write_file_script("/etc/emr/app.conf"), "WRITE"), @r#"
+    let log = transcript(&h)
+        .replace(&super::run::write_file_script("/etc/emr/app.conf"), "WRITE")
+        .replace(&super::run::read_file_script("/etc/emr/app.conf"), "READ");
+    assert_snapshot!(log, @r#"
 $ sudo -n -- getent shadow -- svc
-$ sudo -n -- cat -- /etc/emr/app.conf
+$ sudo -n -- READ
 $ sudo -n -- chpasswd
 < svc:N3w-Secret-Value-123
 $ sudo -n -- WRITE
@@ -380,9 +383,9 @@ $ sudo -n -- WRITE
 < password = old-one
 $ sudo -n -- /usr/local/bin/emr-reload
 $ sudo -n -- getent shadow -- svc
-$ sudo -n -- cat -- /etc/emr/app.conf
+$ sudo -n -- READ
 "#);
-    assert_snapshot!(super::run::write_file_script("/etc/emr/app.conf"), @r#"sh -c 'f=/etc/emr/app.conf; test -L "$f" && exit 4; test -f "$f" || exit 3; t=$(mktemp "$f.rotor-XXXXXX") || exit 1; if cat > "$t" && chown --reference="$f" "$t" && chmod --reference="$f" "$t" && mv -f "$t" "$f"; then exit 0; fi; rm -f "$t"; exit 1'"#);
+    assert_snapshot!(super::run::write_file_script("/etc/emr/app.conf"), @r#"sh -c 'f=/etc/emr/app.conf; test -L "$f" && exit 4; d=$(dirname -- "$f"); test "$(stat -c %u -- "$d")" = 0 || exit 5; case "$(stat -c %A -- "$d")" in ?????w*|????????w*) exit 5;; esac; if test -e "$f"; then test "$(stat -c %h -- "$f")" = 1 || exit 6; fi; test -f "$f" || exit 3; t=$(mktemp "$f.rotor-XXXXXX") || exit 1; if cat > "$t" && chown --reference="$f" "$t" && chmod --reference="$f" "$t" && mv -f "$t" "$f"; then exit 0; fi; rm -f "$t"; exit 1'"#);
 }
 
 #[test]
@@ -419,7 +422,11 @@ fn linux_ssh_key_steps_call_the_hooks() {
                 "svc:x:1000:1000::/home/svc:/bin/sh\n",
             ),
             // No authorized_keys yet: the read script prints nothing.
-            ("sudo -n -- sh -c 'cd -P -- /home/svc", 0, ""),
+            (
+                "sudo -n -- runuser -u svc -- sh -c 'cd -P -- /home/svc",
+                0,
+                "",
+            ),
         ],
     );
     assert!(h.retires(&cred()));
@@ -430,7 +437,7 @@ fn linux_ssh_key_steps_call_the_hooks() {
     let log = transcript(&h);
     assert!(
         log.starts_with(
-            "$ sudo -n -- getent passwd -- svc\n$ sudo -n -- sh -c 'cd -P -- /home/svc || exit 1;"
+            "$ sudo -n -- getent passwd -- svc\n$ sudo -n -- runuser -u svc -- sh -c 'cd -P -- /home/svc || exit 1;"
         ),
         "{log}"
     );

@@ -523,7 +523,9 @@ impl Vault {
         })
     }
 
-    /// Names who acts in audit entries from now on (default: `$USER`, else `rotor`).
+    /// Names who acts in audit entries of this handle's own operations from now on (default:
+    /// the OS user of the real uid, `SUDO_USER` beside it as claimed). The engine's port
+    /// names the actor with each call instead.
     pub fn with_actor(mut self, actor: impl Into<String>) -> Vault {
         self.actor = actor.into();
         self
@@ -886,6 +888,11 @@ impl Vault {
     /// (check the target, probe the pending secret, restore the saved state). Both secrets
     /// were kept while it was stuck. Returns whether there was a stuck rotation. Audited.
     pub fn reopen_stuck(&self, cred: &CredentialId) -> Result<bool, StoreError> {
+        self.reopen_stuck_as(&self.actor, cred)
+    }
+
+    /// [`Vault::reopen_stuck`] for the actor a request names.
+    pub fn reopen_stuck_as(&self, by: &str, cred: &CredentialId) -> Result<bool, StoreError> {
         let cred_text = cred.to_string();
         self.write(|tx| {
             let Some(credential_row) = Vault::credential_row(tx, &cred_text)? else {
@@ -910,7 +917,7 @@ impl Vault {
                 &self.now_text(),
             )?;
             let detail = serde_json::json!({ "rotation": id }).to_string();
-            self.audit_in(tx, "reopen_stuck", Some(&cred_text), &detail)?;
+            self.audit_as(by, tx, "reopen_stuck", Some(&cred_text), &detail)?;
             Ok(true)
         })
     }
@@ -1113,8 +1120,17 @@ impl Vault {
                 |r| r.get(0),
             )
             .optional()?;
-        // A retiring rotation was committed: its version is current by now.
+        // A retiring rotation was committed: its version is current by now, and only the
+        // writes that finish it are allowed (the fence before retiring, recovery adopting
+        // it, closing it); a rollback or a second commit would undo a commit.
         let expected = if row.phase == Phase::Retiring {
+            if !matches!(wanted, "written to the target" | "adopted" | "retired") {
+                return Err(StoreError::NotOpen {
+                    id: id.0,
+                    phase: row.phase.to_string(),
+                    wanted,
+                });
+            }
             "current"
         } else {
             "pending"

@@ -27,15 +27,26 @@ pub struct SshShell {
 enum ConnectWith {
     KeyFile(std::path::PathBuf),
     Password(Secret),
+    /// A private key from the vault (a connect credential that is an SSH key).
+    KeyMemory(Secret),
 }
 
 impl ConnectWith {
-    fn as_auth(&self) -> SshAuth<'_> {
+    fn login(&self, target: &SshTarget, user: &AccountName) -> Result<SshSession, ConnectorError> {
         match self {
-            ConnectWith::KeyFile(p) => SshAuth::KeyFile(p),
-            ConnectWith::Password(s) => SshAuth::Password(s),
+            ConnectWith::KeyFile(p) => SshSession::connect(target, user, SshAuth::KeyFile(p)),
+            ConnectWith::Password(s) => SshSession::connect(target, user, SshAuth::Password(s)),
+            ConnectWith::KeyMemory(k) => SshSession::connect_with_key(target, user, k),
         }
     }
+}
+
+/// Whether a vault secret is an OpenSSH private key (a key credential), not a password: it
+/// is then offered as a key, never sent as a password.
+fn is_private_key(secret: &Secret) -> bool {
+    secret
+        .expose()
+        .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----")
 }
 
 impl SshShell {
@@ -45,11 +56,12 @@ impl SshShell {
         user: &AccountName,
         auth: SshAuth<'_>,
     ) -> Result<SshShell, ConnectorError> {
-        let session = SshSession::connect(&target, user, auth)?;
         let auth = match auth {
             SshAuth::KeyFile(p) => ConnectWith::KeyFile(p.to_owned()),
+            SshAuth::Password(s) if is_private_key(s) => ConnectWith::KeyMemory(s.clone()),
             SshAuth::Password(s) => ConnectWith::Password(s.clone()),
         };
+        let session = auth.login(&target, user)?;
         Ok(SshShell {
             target,
             session,
@@ -71,7 +83,7 @@ impl Shell for SshShell {
     fn exec(&mut self, command: &str, stdin: &[u8]) -> Result<ExecOutput, ConnectorError> {
         if self.session.is_broken() {
             tracing::info!(host = %self.target.host, "admin session broke; logging in again");
-            self.session = SshSession::connect(&self.target, &self.user, self.auth.as_auth())?;
+            self.session = self.auth.login(&self.target, &self.user)?;
         }
         self.session.exec(command, stdin)
     }

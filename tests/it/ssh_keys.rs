@@ -278,6 +278,33 @@ fn an_account_with_a_password_and_a_key_has_two_credentials() {
     assert!(lab.login_works("host-001", "svc_backup", &password));
     let key = key_of(&rotor, "host-001/svc_backup:key");
     assert!(lab.key_login_works("host-001", "svc_backup", &key));
+    // A scope names one of the two: only the key is rotated.
+    let scope = ["--scope", "cred:host-001/svc_backup:key"];
+    let out = rotor.run(
+        &[
+            &["rotate", "-i", inv.to_str().unwrap()][..],
+            &scope[..],
+            &["--output", "json"],
+        ]
+        .concat(),
+    );
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["results"].as_array().unwrap().len(), 1, "{report:#}");
+    assert_eq!(
+        result_of(&report, "host-001/svc_backup:key")["result"],
+        "committed"
+    );
+    assert_eq!(
+        rotor.show("host-001/svc_backup").unwrap(),
+        password,
+        "the password stays"
+    );
+    assert_ne!(
+        key_of(&rotor, "host-001/svc_backup:key"),
+        key,
+        "the key rotated"
+    );
     // Asked for a name that does not exist, rotor says which one does.
     let out = rotor.run(&["show", "host-001/svc_app:key", "--reason", "test"]);
     let err = String::from_utf8_lossy(&out.stderr);
