@@ -2,16 +2,17 @@
 //!
 //! Module map (see ARCHITECTURE.md for the invariants each keeps):
 //! - [`clock`]: injected time (`Clock`) and randomness (`Entropy`); the only `now()` and `OsRng`.
-//! - [`secret`]: the `Secret` type; redacted, zeroized, exposed only to connectors and store.
+//! - [`secret`]: the `Secret` type; redacted, zeroized, exposed only where ARCHITECTURE.md says.
 //! - [`credential`]: `HostName`, `AccountName`, `CredentialId` newtypes.
 //! - [`inventory`]: YAML inventory parsing and validation, scopes.
 //! - [`policy`]: password generation from a policy (pure; RNG injected).
 //! - [`sshkey`]: ed25519 key pairs (OpenSSH format) and line-preserving `authorized_keys` edits.
 //! - [`password_hash`]: local checks of a password against a target's stored hash (bounded cost).
 //! - [`recipe`]: playbooks as recipes: YAML model, loading with file:line errors, the interpreter.
-//! - [`engine`]: the rotation state machine (pure), recovery decisions, and the driver.
+//! - [`engine`]: the rotation state machine and admission rules (pure), the store port, the
+//!   one fan-out and the driver.
 //! - [`ops`]: the operations (rotate, recover, verify, plan, status) every front-end calls.
-//! - [`connector`]: edges to targets (`ssh`), typed faults.
+//! - [`connector`]: edges to targets (`ssh`, `ldap`), typed faults.
 //! - [`store`]: the vault (SQLite, encrypted rows), ledger and audit log.
 //! - [`target`]: targets by capability (`Target`: read restore point, apply, prove, undo,
 //!   retire) and their adapters: `linux` (a recipe over an SSH session), `directory` (LDAP).
