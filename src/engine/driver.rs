@@ -607,6 +607,7 @@ pub(super) fn rotate_one(
         }
     };
     let retires = target.retires(&cred);
+    tell_current(store, target, &cred, kind);
     let mut job = Job {
         cred,
         run,
@@ -725,10 +726,15 @@ pub(super) fn recover_one(
         give_back(store, &r.cred, lease);
         return unsettled(Fault::store(e.to_string()));
     }
+    let retires = target.retires(&r.cred);
+    if retires {
+        // As the run did before it read the restore point (the saved one lists the same keys).
+        tell_current(store, target, &r.cred, CredentialKind::SshKey);
+    }
     let open = Open {
         rotation: r.id,
         restore_point: r.restore_point,
-        retires: target.retires(&r.cred),
+        retires,
     };
     let mut job = Job {
         cred: r.cred,
@@ -781,6 +787,26 @@ fn log_outcome(cred: &CredentialId, outcome: &Outcome) {
             cred = %cred,
             "kept the new secret: {}; rollback refused: {}", cause.message, rollback_refused.message
         ),
+    }
+}
+
+/// Tells a key credential's target the vault's current key ([`Target::known_current`]), so
+/// that a key stored with `enroll` (installed by someone else) is retired like rotor's own.
+/// Nothing for passwords: no vault read on their path.
+fn tell_current(
+    store: &dyn Store,
+    target: &mut dyn Target,
+    cred: &CredentialId,
+    kind: CredentialKind,
+) {
+    if kind != CredentialKind::SshKey {
+        return;
+    }
+    match store.current(cred) {
+        Ok(Some(current)) => target.known_current(cred, &current),
+        Ok(None) => {}
+        // The run goes on: a key rotor installed is still found by its comment.
+        Err(e) => warn!(cred = %cred, "could not read the current key: {e}"),
     }
 }
 

@@ -5,8 +5,9 @@
 //! missing).
 //!
 //! The keys rotor manages are the entries whose comment is the credential's
-//! (`rotor:HOST/ACCOUNT`, [`crate::sshkey::comment_for`]); the restore point lists their
-//! fingerprints, one per line, sorted.
+//! (`rotor:HOST/ACCOUNT`, [`crate::sshkey::comment_for`]), and the vault's current key where
+//! the file has it (an enrolled key, installed by someone else); the restore point lists
+//! their fingerprints, one per line, sorted.
 //!
 //! Invariant: the account owns its home directory and may be hostile (a compromised service
 //! account): whatever it plants in `~/.ssh` (a link to `/etc/shadow`, a swap between a check
@@ -161,9 +162,21 @@ impl AuthorizedKeys for ShellAuthorizedKeys {
         shell: &mut dyn Shell,
         cred: &CredentialId,
         home: &str,
+        known: Option<&Secret>,
     ) -> Result<String, ConnectorError> {
         let text = read_file(shell, cred, home)?;
-        let fps = managed(cred, &text)?;
+        let mut fps = managed(cred, &text)?;
+        // The vault's current key, installed by someone else (enrolled): it is the key this
+        // rotation replaces, so it is rotor's to remove once the new one is current.
+        if let Some(public) = known.and_then(|k| sshkey::public_of(k).ok()) {
+            let present = authorized_keys::fingerprints(&text)
+                .map_err(|e| edit_error(cred, e))?
+                .contains(public.fingerprint());
+            if present && !fps.contains(public.fingerprint()) {
+                fps.push(public.fingerprint().clone());
+                fps.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            }
+        }
         Ok(fps
             .iter()
             .map(|f| f.as_str())

@@ -50,12 +50,14 @@ pub trait Shell {
 /// The `authorized-keys-*` actions: editing `~/.ssh/authorized_keys` is the SSH-key work's
 /// (`src/sshkey.rs`); the interpreter calls it through this hook with the host's shell.
 pub trait AuthorizedKeys: Send {
-    /// The entries rotor manages, as the restore point part (`authorized-keys-read`).
+    /// The entries rotor manages, as the restore point part (`authorized-keys-read`): those
+    /// it installed, and the key `known` (the vault's current one) where the file has it.
     fn read(
         &self,
         shell: &mut dyn Shell,
         cred: &CredentialId,
         home: &str,
+        known: Option<&Secret>,
     ) -> Result<String, ConnectorError>;
     /// Adds the public half of `new` (an OpenSSH private key).
     fn add(
@@ -179,6 +181,9 @@ pub struct RecipeHost<S> {
     keys: Box<dyn AuthorizedKeys>,
     /// Home directories read so far (`{home}`), by account.
     homes: HashMap<AccountName, String>,
+    /// The vault's current secret per credential, as the driver told it
+    /// ([`Target::known_current`]): for a key, the account's previous key.
+    known: HashMap<CredentialId, Secret>,
 }
 
 /// The values a step is filled with.
@@ -216,6 +221,7 @@ impl<S: Shell> RecipeHost<S> {
                 .collect(),
             keys: Box::new(super::keys::ShellAuthorizedKeys),
             homes: HashMap::new(),
+            known: HashMap::new(),
         }
     }
 
@@ -442,7 +448,8 @@ impl<S: Shell> RecipeHost<S> {
             }
             Step::AuthorizedKeysRead { save } => {
                 let home = fill.home.unwrap_or_default().to_owned();
-                let managed = self.keys.read(&mut self.shell, cred, &home)?;
+                let known = self.known.get(cred);
+                let managed = self.keys.read(&mut self.shell, cred, &home, known)?;
                 Ok(Some((save.clone(), Zeroizing::new(managed))))
             }
             Step::AuthorizedKeysAdd => {
@@ -872,6 +879,10 @@ impl<S: Shell> Target for RecipeHost<S> {
                 ))
             }
         }
+    }
+
+    fn known_current(&mut self, cred: &CredentialId, current: &Secret) {
+        self.known.insert(cred.clone(), current.clone());
     }
 
     fn retires(&self, cred: &CredentialId) -> bool {

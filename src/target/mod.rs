@@ -68,6 +68,12 @@ pub trait Target {
         new: &Secret,
     ) -> Result<(), ConnectorError>;
 
+    /// The vault's current secret of the credential, told before a rotation or a recovery
+    /// reads the restore point: a key it names is the account's previous key even where rotor
+    /// did not install it (a key pair stored with `rotor enroll --ssh-key`), so retiring
+    /// removes it too. Password targets need nothing of it.
+    fn known_current(&mut self, _cred: &CredentialId, _current: &Secret) {}
+
     /// Whether this credential has work after commit (SSH keys: remove the old key). When it
     /// does, the rotation passes through `retiring` and recovery finishes it.
     fn retires(&self, _cred: &CredentialId) -> bool {

@@ -311,3 +311,47 @@ fn an_account_with_a_password_and_a_key_has_two_credentials() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("but it does for host-001/svc_app"), "{err}");
 }
+
+/// The post-incident case: a key installed by someone else (the vendor's, enrolled into the
+/// vault with `enroll --ssh-key`) is the previous key, and the rotation removes it.
+#[test]
+fn rotating_an_enrolled_key_removes_it_once_the_new_one_works() {
+    let lab = Lab::start(1);
+    let rotor = Rotor::init();
+    let inv = key_inventory(&lab);
+    let (enrolled_private, enrolled_public) = outside_key(lab.dir(), "enrolled");
+    let (other_private, other_public) = outside_key(lab.dir(), "other");
+    install_outside_key(
+        &lab,
+        "host-001",
+        &format!("{enrolled_public}\n{other_public}"),
+    );
+    let key_file = lab.dir().join("enrolled");
+    let out = rotor.run(&[
+        "enroll",
+        "host-001/svc_backup",
+        "--ssh-key",
+        key_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(lab.key_login_works("host-001", "svc_backup", &enrolled_private));
+
+    let out = rotor.run(&[
+        "rotate",
+        "-i",
+        inv.to_str().unwrap(),
+        "--scope",
+        "cred:host-001/svc_backup",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let new = key_of(&rotor, "host-001/svc_backup");
+    assert!(lab.key_login_works("host-001", "svc_backup", &new));
+    assert!(
+        !lab.key_login_works("host-001", "svc_backup", &enrolled_private),
+        "the enrolled key is the previous one: removed"
+    );
+    assert!(
+        lab.key_login_works("host-001", "svc_backup", &other_private),
+        "a key the vault does not hold stays"
+    );
+}
