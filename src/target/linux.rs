@@ -164,3 +164,27 @@ impl Fleet for SshFleet {
         Ok(Box::new(self.open_host(host)?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Entropy, SeededEntropy};
+
+    /// A connect credential that is a key pair is offered as a key, never sent as a password.
+    #[test]
+    fn a_private_key_from_the_vault_is_told_from_a_password() {
+        let cred = crate::credential::CredentialId::parse("h1/deploy").unwrap();
+        let key = crate::sshkey::generate(&mut *SeededEntropy::new(5).rng(), &cred);
+        assert!(is_private_key(&key.private));
+        for password in [
+            "hunter2-very-long",
+            "-----BEGIN",
+            " -----BEGIN OPENSSH PRIVATE KEY-----",
+        ] {
+            assert!(
+                !is_private_key(&Secret::new(password.to_owned())),
+                "{password}"
+            );
+        }
+    }
+}
