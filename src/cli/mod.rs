@@ -27,6 +27,7 @@ macro_rules! outln {
 
 mod context;
 mod enroll;
+mod export;
 mod init;
 mod inventory_check;
 mod output;
@@ -109,6 +110,9 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Print one credential's current secret (recorded in the audit log with the reason).
     Show(show::ShowArgs),
+    /// Write every current credential to a file encrypted to an age public key (offline
+    /// escrow: `age -d` recovers them without rotor).
+    Export(export::ExportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,5 +214,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Recover(a) => rotate::recover(g, a),
         Command::Status(a) => status::run(g, a),
         Command::Show(a) => show::run(g, a),
+        Command::Export(a) => export::run(g, a),
     }
 }

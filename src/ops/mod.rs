@@ -16,6 +16,7 @@
 //! an async front-end; they run their concurrent work on `Context::runtime`.
 
 pub mod directories;
+pub mod export;
 pub mod plan;
 pub mod recover;
 pub mod rotate;
@@ -80,7 +81,12 @@ pub trait Records: Send + Sync {
     fn status(&self) -> Result<Vec<CredentialStatus>, StoreError>;
     /// Reopens the credential's stuck rotation so recovery settles it; false when none is.
     fn reopen_stuck(&self, by: &Actor, cred: &CredentialId) -> Result<bool, StoreError>;
+    /// Every current secret with the time it became current, in one audited read (escrow).
+    fn export_current(&self, by: &Actor, to: &str) -> Result<Vec<CurrentSecret>, StoreError>;
 }
+
+/// A credential's current secret and since when it is current (`Records::export_current`).
+pub type CurrentSecret = (CredentialId, Secret, Option<chrono::DateTime<chrono::Utc>>);
 
 impl Records for Vault {
     fn status(&self) -> Result<Vec<CredentialStatus>, StoreError> {
@@ -88,6 +94,9 @@ impl Records for Vault {
     }
     fn reopen_stuck(&self, by: &Actor, cred: &CredentialId) -> Result<bool, StoreError> {
         Vault::reopen_stuck_as(self, by.as_str(), cred)
+    }
+    fn export_current(&self, by: &Actor, to: &str) -> Result<Vec<CurrentSecret>, StoreError> {
+        Vault::export_current(self, by.as_str(), to)
     }
 }
 
@@ -262,6 +271,16 @@ pub(crate) mod testkit {
         }
         fn reopen_stuck(&self, _: &Actor, _: &CredentialId) -> Result<bool, StoreError> {
             Ok(false)
+        }
+        fn export_current(&self, _: &Actor, _: &str) -> Result<Vec<CurrentSecret>, StoreError> {
+            let m = self.inner.lock().unwrap();
+            let mut out: Vec<CurrentSecret> = m
+                .current
+                .iter()
+                .map(|(c, s)| (c.clone(), Secret::new(s.clone()), None))
+                .collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(out)
         }
     }
 

@@ -7,6 +7,7 @@ mod bad_playbooks;
 mod concurrent;
 mod data_dir;
 mod enroll_ssh_key;
+mod export;
 mod faults;
 mod hardening;
 mod hostile;

@@ -1,0 +1,66 @@
+//! `rotor export --recipient AGE_PUBLIC_KEY -o FILE`: offline escrow of every current
+//! credential, encrypted to an `age` recipient (`ops::export`). The file is created new
+//! (never overwritten) with mode 0600; the plaintext never reaches a disk.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{CliResult, Global, context};
+use crate::ops::Actor;
+use crate::ops::export::{Recipient, export};
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The age public key to encrypt to (`age1...`, as `age-keygen` prints it). Keep its
+    /// identity (private key) off this machine: it is what recovers the credentials.
+    #[arg(long, value_name = "AGE_PUBLIC_KEY", value_parser = clap::value_parser!(String))]
+    pub recipient: String,
+    /// The file to write (created; an existing file is never overwritten).
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+pub fn run(g: &Global, a: ExportArgs) -> CliResult {
+    let recipient: Recipient = a.recipient.parse().map_err(super::usage)?;
+    let session = context::open(g)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&a.out)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create {}: {e}; name a new file (an export never overwrites one)",
+                a.out.display()
+            )
+        })?;
+    let done = match export(
+        &session.ctx,
+        &Actor::of_this_process(),
+        &recipient,
+        &mut file,
+    ) {
+        Ok(done) => done,
+        Err(e) => {
+            // Never leave a truncated file that looks like an export.
+            drop(file);
+            let _ = std::fs::remove_file(&a.out);
+            return Err(anyhow::Error::new(e).into());
+        }
+    };
+    file.sync_all()
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", a.out.display()))?;
+    drop(file);
+    let mut err = std::io::stderr();
+    let _ = writeln!(
+        err,
+        "exported {} credentials to {}, encrypted to {recipient}; recover them with `age -d -i IDENTITY {}`",
+        done.n_credentials,
+        a.out.display(),
+        a.out.display()
+    );
+    Ok(0)
+}
