@@ -203,6 +203,15 @@ pub fn generate(rng: &mut dyn SecureRng, cred: &CredentialId) -> KeyPair {
     }
 }
 
+/// Whether a stored secret is an OpenSSH private key (a key credential) rather than a
+/// password: what a connection offers it as, and what an export calls it. By its armor only;
+/// [`public_of`] reads it.
+pub fn is_private_key(secret: &Secret) -> bool {
+    secret
+        .expose()
+        .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----")
+}
+
 /// The public half of a private key rotor stored (generated or enrolled).
 pub fn public_of(private: &Secret) -> Result<PublicKey, KeyError> {
     let key = decode(private.expose())?;

@@ -607,7 +607,9 @@ pub(super) fn rotate_one(
         }
     };
     let retires = target.retires(&cred);
-    tell_current(store, target, &cred, kind);
+    if kind == CredentialKind::SshKey {
+        tell_current(store, target, &cred);
+    }
     let mut job = Job {
         cred,
         run,
@@ -729,7 +731,7 @@ pub(super) fn recover_one(
     let retires = target.retires(&r.cred);
     if retires {
         // As the run did before it read the restore point (the saved one lists the same keys).
-        tell_current(store, target, &r.cred, CredentialKind::SshKey);
+        tell_current(store, target, &r.cred);
     }
     let open = Open {
         rotation: r.id,
@@ -792,16 +794,8 @@ fn log_outcome(cred: &CredentialId, outcome: &Outcome) {
 
 /// Tells a key credential's target the vault's current key ([`Target::known_current`]), so
 /// that a key stored with `enroll` (installed by someone else) is retired like rotor's own.
-/// Nothing for passwords: no vault read on their path.
-fn tell_current(
-    store: &dyn Store,
-    target: &mut dyn Target,
-    cred: &CredentialId,
-    kind: CredentialKind,
-) {
-    if kind != CredentialKind::SshKey {
-        return;
-    }
+/// Called for keys only: passwords need no vault read on their path.
+fn tell_current(store: &dyn Store, target: &mut dyn Target, cred: &CredentialId) {
     match store.current(cred) {
         Ok(Some(current)) => target.known_current(cred, &current),
         Ok(None) => {}
@@ -1076,7 +1070,7 @@ mod tests {
     //! rotation, and recovery, in milliseconds.
     use super::*;
     use crate::engine::ledger::{Ledger, LoginBudget, Secrets};
-    use crate::engine::testkit::{FakeFleet, FleetRef, LEASE, MemStore, by, setup};
+    use crate::engine::testkit::{FakeFleet, FleetRef, MemStore, setup};
 
     fn run_rotate(
         fleet: &'static FakeFleet,
@@ -1435,36 +1429,12 @@ mod tests {
     #[test]
     fn recovery_settles_staged_and_applied() {
         let (fleet, store, work) = setup(&["a"]);
-        let app = CredentialId::parse("a/svc_app").unwrap();
         let backup = CredentialId::parse("a/svc_backup").unwrap();
-        let rp = Secret::new("shared".into());
-        let id1 = store
-            .stage(
-                &by(),
-                LEASE,
-                RunId(1),
-                &app,
-                &Secret::new("new-app".into()),
-                &rp,
-            )
-            .unwrap();
-        let _ = id1;
-        let id2 = store
-            .stage(
-                &by(),
-                LEASE,
-                RunId(1),
-                &backup,
-                &Secret::new("new-backup".into()),
-                &rp,
-            )
-            .unwrap();
+        store.left_open("a/svc_app", "new-app", "shared", Phase::Staged);
         fleet.with("a", |h| {
             h.passwords.insert("svc_backup".into(), "new-backup".into());
         });
-        store
-            .record_phase(&by(), LEASE, id2, Phase::Applied, None)
-            .unwrap();
+        store.left_open("a/svc_backup", "new-backup", "shared", Phase::Applied);
         let mut results = run_recover(fleet, &store, &work);
         results.sort_by(|a, b| a.cred.cmp(&b.cred));
         assert_eq!(
@@ -1483,20 +1453,7 @@ mod tests {
     /// host that holds `on_host` for svc_app (the fake's "hash" is the password itself).
     fn recover_applied_with(on_host: &str, break_login: bool) -> (Vec<String>, String) {
         let (fleet, store, work) = setup(&["a"]);
-        let app = CredentialId::parse("a/svc_app").unwrap();
-        let id = store
-            .stage(
-                &by(),
-                LEASE,
-                RunId(1),
-                &app,
-                &Secret::new("new-app".into()),
-                &Secret::new("shared".into()),
-            )
-            .unwrap();
-        store
-            .record_phase(&by(), LEASE, id, Phase::Applied, None)
-            .unwrap();
+        store.left_open("a/svc_app", "new-app", "shared", Phase::Applied);
         fleet.with("a", |h| {
             h.passwords.insert("svc_app".into(), on_host.into());
             h.break_login = break_login;
@@ -1510,20 +1467,7 @@ mod tests {
     #[test]
     fn recovery_refuses_a_tampered_rotation_and_settles_the_others() {
         let (fleet, store, work) = setup(&["a", "b"]);
-        let app = CredentialId::parse("a/svc_app").unwrap();
-        let id = store
-            .stage(
-                &by(),
-                LEASE,
-                RunId(1),
-                &app,
-                &Secret::new("new-app".into()),
-                &Secret::new("shared".into()),
-            )
-            .unwrap();
-        store
-            .record_phase(&by(), LEASE, id, Phase::Applied, None)
-            .unwrap();
+        store.left_open("a/svc_app", "new-app", "shared", Phase::Applied);
         fleet.with("a", |h| {
             h.passwords.insert("svc_app".into(), "new-app".into());
         });
@@ -1532,17 +1476,7 @@ mod tests {
             m.tampered = Some(CredentialId::parse("a/svc_backup").unwrap());
             m.held_elsewhere = Some(CredentialId::parse("b/svc_app").unwrap());
         }
-        let b_app = CredentialId::parse("b/svc_app").unwrap();
-        store
-            .stage(
-                &by(),
-                LEASE,
-                RunId(1),
-                &b_app,
-                &Secret::new("new-b".into()),
-                &Secret::new("shared".into()),
-            )
-            .unwrap();
+        store.left_open("b/svc_app", "new-b", "shared", Phase::Staged);
         let results = run_recover(fleet, &store, &work);
         let mut got = labels(&results);
         got.sort();

@@ -217,6 +217,32 @@ impl MemStore {
         self.inner.lock().unwrap().rotations[id.0 as usize].1 = p;
         Ok(())
     }
+
+    /// What a run that died leaves: `cred` staged with `pending` over `saved` and, with
+    /// `phase` `Applied`, recorded as pushed. Returns the rotation's id.
+    pub(crate) fn left_open(
+        &self,
+        cred: &str,
+        pending: &str,
+        saved: &str,
+        phase: Phase,
+    ) -> RotationId {
+        let cred = CredentialId::parse(cred).expect("test credential");
+        let id = self
+            .stage(
+                &by(),
+                LEASE,
+                RunId(1),
+                &cred,
+                &Secret::new(pending.into()),
+                &Secret::new(saved.into()),
+            )
+            .expect("the in-memory store stages");
+        if phase != Phase::Staged {
+            self.set_phase(id, phase).expect("in memory");
+        }
+        id
+    }
 }
 
 impl Ledger for MemStore {

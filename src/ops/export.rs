@@ -93,10 +93,7 @@ pub fn export(
             .iter()
             .map(|(cred, secret, since)| Entry {
                 cred: cred.to_string(),
-                kind: if secret
-                    .expose()
-                    .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----")
-                {
+                kind: if crate::sshkey::is_private_key(secret) {
                     "ssh-key"
                 } else {
                     "password"

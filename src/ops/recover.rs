@@ -139,12 +139,11 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::engine::Phase;
     use crate::engine::ledger::{Ledger, LoginBudget};
     use crate::engine::testkit::by;
-    use crate::engine::testkit::{FakeFleet, LEASE, MemStore};
-    use crate::engine::{Phase, RunId};
+    use crate::engine::testkit::{FakeFleet, MemStore};
     use crate::ops::testkit::{context, inventory, runtime};
-    use crate::secret::Secret;
 
     fn crashed(hosts: &[&str]) -> (&'static FakeFleet, Arc<MemStore>) {
         let fleet: &'static FakeFleet = Box::leak(Box::default());
@@ -154,20 +153,7 @@ mod tests {
                 fh.passwords.insert("svc_app".into(), "new".into());
                 fh.passwords.insert("svc_backup".into(), "shared".into());
             });
-            let cred = CredentialId::parse(&format!("{h}/svc_app")).unwrap();
-            let id = store
-                .stage(
-                    &by(),
-                    LEASE,
-                    RunId(1),
-                    &cred,
-                    &Secret::new("new".into()),
-                    &Secret::new("shared".into()),
-                )
-                .unwrap();
-            store
-                .record_phase(&by(), LEASE, id, Phase::Applied, None)
-                .unwrap();
+            store.left_open(&format!("{h}/svc_app"), "new", "shared", Phase::Applied);
         }
         (fleet, store)
     }

@@ -197,13 +197,12 @@ fn hold_after_begin() {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::ledger::Ledger;
+
     use crate::engine::testkit::setup;
-    use crate::engine::testkit::{LEASE, by};
-    use crate::engine::{Phase, RunId};
+
+    use crate::engine::Phase;
     use crate::inventory::Scope;
     use crate::ops::testkit::{context, inventory, runtime};
-    use crate::secret::Secret;
 
     fn labels(report: &RunReport) -> Vec<String> {
         report
@@ -218,20 +217,7 @@ mod tests {
         let rt = runtime();
         let (fleet, store, _) = setup(&["a", "b"]);
         // An earlier run died with b/svc_app applied: its new password is on the host.
-        let b_app = crate::credential::CredentialId::parse("b/svc_app").unwrap();
-        let id = store
-            .stage(
-                &by(),
-                LEASE,
-                RunId(1),
-                &b_app,
-                &Secret::new("left-by-crash".into()),
-                &Secret::new("shared".into()),
-            )
-            .unwrap();
-        store
-            .record_phase(&by(), LEASE, id, Phase::Applied, None)
-            .unwrap();
+        store.left_open("b/svc_app", "left-by-crash", "shared", Phase::Applied);
         fleet.with("b", |h| {
             h.passwords.insert("svc_app".into(), "left-by-crash".into());
         });

@@ -876,14 +876,24 @@ impl Vault {
     /// export, in one audited read (`export`, with `detail`: never a secret). The caller
     /// encrypts them before anything reaches a disk.
     pub fn export_current(&self, by: &str, detail: &str) -> Result<Vec<CurrentSecret>, StoreError> {
-        let listed = self.status()?;
         self.write(|tx| {
+            // One pass over the current versions, read and audited in one transaction.
+            let mut stmt = tx.prepare(
+                "SELECT c.cred, v.id, v.secret, v.state_changed_at
+                 FROM versions v JOIN credentials c ON c.id = v.credential_id
+                 WHERE v.state = 'current' ORDER BY c.cred",
+            )?;
+            let mut rows = stmt.query([])?;
             let mut out = Vec::new();
-            for s in listed.iter().filter(|s| s.has_current) {
-                if let Some(secret) = self.current_in(tx, &s.cred.to_string())? {
-                    out.push((s.cred.clone(), secret, s.current_since));
-                }
+            while let Some(row) = rows.next()? {
+                let (cred, id, blob, since): (String, i64, Vec<u8>, Option<String>) =
+                    (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+                let secret = self.decrypt_version(&cred, id, &blob)?;
+                let since = since.as_deref().map(parse_time).transpose()?;
+                out.push((parse_cred(&cred)?, secret, since));
             }
+            drop(rows);
+            drop(stmt);
             let detail =
                 serde_json::json!({ "n_credentials": out.len(), "to": detail }).to_string();
             self.audit_as(by, tx, "export", None, &detail)?;

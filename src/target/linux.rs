@@ -14,6 +14,7 @@ use crate::engine::driver::Fleet;
 use crate::inventory::{ConnectAuth, Host};
 use crate::recipe::{RecipeHost, Shell};
 use crate::secret::Secret;
+use crate::sshkey::is_private_key;
 
 /// One host's admin session, with what it takes to log in again.
 pub struct SshShell {
@@ -41,14 +42,6 @@ impl ConnectWith {
     }
 }
 
-/// Whether a vault secret is an OpenSSH private key (a key credential), not a password: it
-/// is then offered as a key, never sent as a password.
-fn is_private_key(secret: &Secret) -> bool {
-    secret
-        .expose()
-        .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----")
-}
-
 impl SshShell {
     /// Logs in with the host's connect identity (host key checked first, by the connector).
     pub fn connect(
@@ -58,6 +51,8 @@ impl SshShell {
     ) -> Result<SshShell, ConnectorError> {
         let auth = match auth {
             SshAuth::KeyFile(p) => ConnectWith::KeyFile(p.to_owned()),
+            // A vault connect credential that is a key pair is offered as a key, never sent as
+            // a password.
             SshAuth::Password(s) if is_private_key(s) => ConnectWith::KeyMemory(s.clone()),
             SshAuth::Password(s) => ConnectWith::Password(s.clone()),
         };
