@@ -8,6 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -38,11 +39,61 @@ fn run(cmd: &mut Command) {
     );
 }
 
+/// A loopback port for a lab listener. Ports come from below the kernel's ephemeral range
+/// (32768 and up on Debian), so no outgoing connection of a concurrent test (the bench opens
+/// hundreds) can be holding one, and from a counter shared by this test binary, so two labs of
+/// one run never draw the same port; the base depends on the PID, so concurrent test binaries
+/// rarely meet, and `spawn` proves that the listener it waits for is its own slapd's.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let base = (std::process::id() % 1_000) * 12;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(FIRST + (base + n) % SPAN).expect("below 32768");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The socket inodes of TCP listeners on 127.0.0.1:`port` or 0.0.0.0:`port`, from
+/// `/proc/net/tcp` (fields: sl, local address as hex IP:port, remote, state (0A = LISTEN), ...,
+/// inode is the tenth).
+fn listener_inodes(port: u16) -> Vec<String> {
+    let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let wanted = [
+        format!("0100007F:{port:04X}"),
+        format!("00000000:{port:04X}"),
+    ];
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.len() > 9 && wanted.contains(&f[1].to_owned()) && f[3] == "0A")
+                .then(|| f[9].to_owned())
+        })
+        .collect()
+}
+
+/// Whether process `pid` holds the listening socket on `port` (one of its descriptors is
+/// `socket:[INODE]` for a listener's inode).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let inodes = listener_inodes(port);
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok).any(|fd| {
+        fs::read_link(fd.path()).is_ok_and(|target| {
+            let target = target.to_string_lossy();
+            inodes.iter().any(|i| target == format!("socket:[{i}]"))
+        })
+    })
 }
 
 /// `{SSHA}` hash by `slappasswd`, with the password in a file (never on a command line).
@@ -210,11 +261,30 @@ access to dn.subtree="{SUFFIX}"
             rotor_secret,
             shared_secret,
         };
-        lab.spawn();
-        lab
+        // Another process may take a port between the check and slapd's bind (slapd then exits
+        // without a word at `-d 0`): draw new ones.
+        for _ in 0..5 {
+            match lab.spawn() {
+                Err(_)
+                    if [lab.port, lab.port_tls]
+                        .iter()
+                        .any(|p| !listener_inodes(*p).is_empty()) =>
+                {
+                    lab.port = free_port();
+                    lab.port_tls = free_port();
+                }
+                other => {
+                    other.unwrap_or_else(|log| panic!("{log}"));
+                    return lab;
+                }
+            }
+        }
+        panic!("five pairs of lab ports were taken while slapd started");
     }
 
-    fn spawn(&mut self) {
+    /// Starts slapd on the lab's ports and waits until it listens on both; `Err` holds its log
+    /// when it exited instead.
+    fn spawn(&mut self) -> Result<(), String> {
         let d = self.dir.path();
         let log = fs::File::create(d.join("slapd.log")).unwrap();
         let urls = format!(
@@ -234,17 +304,21 @@ access to dn.subtree="{SUFFIX}"
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
+            // Up means slapd itself listens on both ports: a connect alone could reach another
+            // process that took a port meanwhile, while this slapd exits on EADDRINUSE.
+            let pid = self.pid();
             let up = [self.port, self.port_tls]
                 .iter()
-                .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok());
+                .all(|p| listens_on(pid, *p) && TcpStream::connect(("127.0.0.1", *p)).is_ok());
             if up {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
+                self.child = None;
+                return Err(format!(
                     "slapd exited ({status}): {}",
                     fs::read_to_string(d.join("slapd.log")).unwrap_or_default()
-                );
+                ));
             }
             assert!(Instant::now() < deadline, "slapd did not listen within 15s");
             std::thread::sleep(Duration::from_millis(20));
@@ -285,7 +359,9 @@ access to dn.subtree="{SUFFIX}"
             ca_file: Some(self.path("ca.pem")),
             danger_accept_invalid_certs: false,
             bind_dn: ROTOR_DN.into(),
-            timeout: Duration::from_secs(2),
+            // Generous: the unit tests share two cores with the bench and the memory-hard
+            // hash tests. The deadline test sets its own.
+            timeout: Duration::from_secs(5),
             limits: SearchLimits::DEFAULT,
         }
     }
@@ -549,8 +625,12 @@ async fn untrusted_or_mismatched_certificates_are_tls_invalid() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_or_killed_slapd_fails_within_the_deadline_and_the_admin_reconnects() {
     let mut lab = Lab::start(2, None);
-    let target = lab.target();
-    let admin = lab.admin().await;
+    let mut spec = lab.spec(lab.starttls_url());
+    spec.timeout = Duration::from_secs(2);
+    let target = DirectoryTarget::prepare(&spec).unwrap();
+    let admin = LdapAdmin::connect(&target, &lab.rotor_secret)
+        .await
+        .unwrap();
     let limit = target.timeout() + Duration::from_secs(1);
 
     // Frozen (SIGSTOP): TCP is up, nothing answers.
@@ -587,7 +667,7 @@ async fn a_stopped_or_killed_slapd_fails_within_the_deadline_and_the_admin_recon
     assert!(t0.elapsed() < limit, "took {:?}", t0.elapsed());
 
     // Back up on the same ports: the same admin value reconnects.
-    lab.spawn();
+    lab.spawn().unwrap();
     admin.read_password_hash(&svc(1)).await.unwrap();
 }
 
