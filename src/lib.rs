@@ -20,6 +20,7 @@
 //! - [`text`]: outside text made safe to print (control characters escaped).
 //! - [`cli`]: command-line parsing and one module per subcommand.
 
+pub mod checkout;
 pub mod cli;
 pub mod clock;
 pub mod connector;

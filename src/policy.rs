@@ -101,6 +101,7 @@ mod tests {
             max_age: None,
             timezone: None,
             max_failed_logins: 2,
+            checkout: Default::default(),
         }
     }
 

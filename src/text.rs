@@ -83,3 +83,39 @@ mod tests {
         assert_eq!(escape_lines("one\ntwo\x1b"), "one\ntwo\\u{1b}");
     }
 }
+
+/// A duration as a person reads it in a message: `2h`, `1h 30m`, `3d 4h`, `45s`.
+pub fn duration_words(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let (days, hours, mins, s) = (
+        secs / 86_400,
+        secs % 86_400 / 3_600,
+        secs % 3_600 / 60,
+        secs % 60,
+    );
+    let parts: Vec<String> = [(days, "d"), (hours, "h"), (mins, "m"), (s, "s")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if parts.is_empty() {
+        "0s".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use std::time::Duration;
+
+    #[test]
+    fn durations_in_words() {
+        let words = |s| super::duration_words(Duration::from_secs(s));
+        assert_eq!(words(0), "0s");
+        assert_eq!(words(45), "45s");
+        assert_eq!(words(5_400), "1h 30m");
+        assert_eq!(words(8 * 3_600), "8h");
+        assert_eq!(words(3 * 86_400 + 4 * 3_600), "3d 4h");
+    }
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::output::open_vault;
 use super::{Failure, Global};
-use crate::clock::{OsEntropy, SystemClock};
+use crate::clock::OsEntropy;
 use crate::engine::Store;
 use crate::ops;
 
@@ -27,12 +27,13 @@ pub fn open(g: &Global) -> Result<Session, Failure> {
     let store: Arc<dyn Store> = vault.clone();
     let ctx = ops::Context {
         store: store.clone(),
-        records: vault,
+        records: vault.clone(),
+        checkouts: vault,
         targets: Arc::new(ops::Network {
             store,
             runtime: runtime.handle().clone(),
         }),
-        clock: Arc::new(SystemClock),
+        clock: super::output::clock(),
         entropy: Arc::new(OsEntropy),
         runtime: runtime.handle().clone(),
     };

@@ -25,6 +25,7 @@ macro_rules! outln {
     };
 }
 
+mod checkout;
 mod context;
 mod enroll;
 mod export;
@@ -113,6 +114,15 @@ pub enum Command {
     /// Write every current credential to a file encrypted to an age public key (offline
     /// escrow: `age -d` recovers them without rotor).
     Export(export::ExportArgs),
+    /// Check out one credential for a ticket and a time limit (break-glass access); with the
+    /// policy's approval, another person approves first. It is rotated at check-in or expiry.
+    Checkout(checkout::CheckoutArgs),
+    /// Approve another person's pending checkout.
+    Approve(checkout::ApproveArgs),
+    /// End a checkout: the credential is rotated now and the checked-out secret stops working.
+    Checkin(checkout::CheckinArgs),
+    /// Pending, open and ending checkouts (`--all`: closed ones too).
+    Checkouts(checkout::CheckoutsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +213,15 @@ pub fn main() -> i32 {
 
 pub fn run(cli: Cli) -> CliResult {
     let g = &cli.global;
+    // Durable deadlines: a checkout that expired while no rotor ran is rotated before any
+    // command that uses the vault does its own work. Not before `init` (no vault yet),
+    // the inventory and playbook tools (no vault) and `plan` (it connects nowhere).
+    if !matches!(
+        cli.command,
+        Command::Init | Command::Inventory(_) | Command::Playbook(_) | Command::Plan(_)
+    ) {
+        checkout::settle(g);
+    }
     match cli.command {
         Command::Init => init::run(g),
         Command::Inventory(InventoryCommand::Check(a)) => inventory_check::run(a),
@@ -215,5 +234,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Status(a) => status::run(g, a),
         Command::Show(a) => show::run(g, a),
         Command::Export(a) => export::run(g, a),
+        Command::Checkout(a) => checkout::checkout(g, a),
+        Command::Approve(a) => checkout::approve(g, a),
+        Command::Checkin(a) => checkout::checkin(g, a),
+        Command::Checkouts(a) => checkout::list(g, a),
     }
 }

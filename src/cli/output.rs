@@ -80,13 +80,27 @@ pub fn open_vault(g: &Global) -> Result<Arc<Vault>, Failure> {
     let dir = data_dir(g)?;
     let source = key_source(g, &dir);
     match Vault::open(&dir, source) {
-        Ok(v) => Ok(Arc::new(v)),
+        Ok(v) => Ok(Arc::new(v.with_clock(clock()))),
         // Database-level failures do not know the path; name it for the operator.
         Err(e @ (StoreError::Unwritable(_) | StoreError::Db(_))) => Err(anyhow::Error::new(e)
             .context(format!("cannot open the vault in {}", dir.display()))
             .into()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The clock every command runs with: the system's. Lab builds (feature `lab`) read
+/// `ROTOR_LAB_CLOCK_OFFSET_SECS` and run that many seconds ahead, so a lab test can let a
+/// checkout expire while no rotor runs without waiting for it; release builds lack it.
+pub fn clock() -> Arc<dyn crate::clock::Clock> {
+    #[cfg(feature = "lab")]
+    if let Some(secs) = std::env::var("ROTOR_LAB_CLOCK_OFFSET_SECS")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+    {
+        return Arc::new(crate::clock::OffsetClock(chrono::Duration::seconds(secs)));
+    }
+    Arc::new(crate::clock::SystemClock)
 }
 
 /// What became of stdout: 0 open, [`BROKEN_PIPE`] its reader has gone, [`WRITE_FAILED`]

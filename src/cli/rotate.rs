@@ -55,6 +55,10 @@ pub struct RotateArgs {
     /// fixed why their logins failed).
     #[arg(long)]
     pub retry_parked: bool,
+    /// Rotate checked-out credentials too (post-incident): their checkouts end and the
+    /// holders' secrets stop working (recorded). Without it they are skipped.
+    #[arg(long)]
+    pub include_checked_out: bool,
     /// Stop starting new hosts once more than this many hosts failed: a count (5) or a
     /// percentage of the run's hosts (10%). Unreachable hosts count as failed.
     #[arg(long, value_name = "N|P%", value_parser = parse_failure_limit)]
@@ -150,6 +154,7 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
         canary: a.canary,
         max_failures: a.max_failures.unwrap_or(FailureLimit::Unlimited),
         retry_parked: a.retry_parked,
+        include_checked_out: a.include_checked_out,
         progress: Some(bar),
         // The report is printed before the end of the run is recorded, which can fail.
         deliver: Some(Box::new(move |report: &RunReport| {

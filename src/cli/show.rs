@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::output::open_vault;
 use super::{CliResult, Global, usage};
+use crate::checkout::Read;
 use crate::credential::{CredentialId, Slot};
 
 #[derive(Debug, Args)]
@@ -28,7 +29,21 @@ pub fn run(g: &Global, a: ShowArgs) -> CliResult {
         ));
     }
     let vault = open_vault(g)?;
-    match vault.show(&cred, &a.reason)? {
+    let by = crate::ops::Actor::of_this_process();
+    let shown = crate::ops::checkout::Checkouts::show(&*vault, &by, &cred, &a.reason)?;
+    if let Some((c, read)) = &shown.checkout {
+        match read {
+            Read::ByHolder => eprintln!(
+                "{cred} is checked out to you ({}); this read is recorded.",
+                crate::text::escape(&c.holder_words())
+            ),
+            Read::Override => eprintln!(
+                "warning: {cred} is checked out: {}. Your read is recorded as an override of that checkout.",
+                crate::text::escape(&c.holder_words())
+            ),
+        }
+    }
+    match shown.secret {
         Some(secret) => {
             // The one place rotor prints a secret, on purpose, to stdout only.
             out!("{}{}", secret.expose(), line_end(secret.expose()));

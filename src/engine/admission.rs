@@ -33,6 +33,21 @@ pub fn admit(cred: &CredentialId, parked: Option<&str>, retry_parked: bool) -> A
     }
 }
 
+/// A credential whose secret is out with someone through an open checkout is left alone: a
+/// rotation would take the secret from under the holder's work. Check-in, expiry or
+/// `--include-checked-out` first end the checkout, and then nobody holds it.
+pub fn checked_out(cred: &CredentialId, holder: Option<&str>) -> Admission {
+    match holder {
+        None => Admission::Start,
+        Some(holder) => Admission::Skip(
+            SkipReason::CheckedOut,
+            format!(
+                "checked out ({holder}); it rotates at check-in or expiry. To rotate it now and end the checkout (the holder's secret stops working), run with --include-checked-out --scope cred:{cred}"
+            ),
+        ),
+    }
+}
+
 /// Another live rotor holds the credential's lease.
 pub fn busy(holder: impl std::fmt::Display) -> Admission {
     Admission::Skip(
@@ -65,6 +80,22 @@ mod tests {
 
     fn cred() -> CredentialId {
         CredentialId::parse("h1/svc").unwrap()
+    }
+
+    #[test]
+    fn a_checked_out_credential_is_skipped_with_its_holder_and_the_way_to_force_it() {
+        assert_eq!(checked_out(&cred(), None), Admission::Start);
+        let Admission::Skip(reason, detail) =
+            checked_out(&cred(), Some("checkout 3 by alice, ticket T-1"))
+        else {
+            panic!("a checked-out credential must be skipped");
+        };
+        assert_eq!(reason, SkipReason::CheckedOut);
+        assert!(
+            detail.contains("checkout 3 by alice, ticket T-1"),
+            "{detail}"
+        );
+        assert!(detail.contains("--include-checked-out"), "{detail}");
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub enum SkipReason {
     OpenRotation,
     /// Its host stopped answering during an earlier account of the same run.
     HostLost,
+    /// Its secret is out with someone through an open checkout.
+    CheckedOut,
 }
 
 impl fmt::Display for SkipReason {
@@ -78,6 +80,7 @@ impl fmt::Display for SkipReason {
             SkipReason::Busy => "in use by another rotor",
             SkipReason::OpenRotation => "earlier rotation open",
             SkipReason::HostLost => "host stopped answering",
+            SkipReason::CheckedOut => "checked out",
         })
     }
 }

@@ -585,6 +585,17 @@ pub(super) fn rotate_one(
             return early(cred, store_fault(e));
         }
     };
+    let holder = match store.checked_out(&cred) {
+        Ok(holder) => holder,
+        Err(e) => {
+            give_back(store, &cred, lease);
+            return early(cred, store_fault(e));
+        }
+    };
+    if let skipped @ Admission::Skip(..) = admission::checked_out(&cred, holder.as_deref()) {
+        give_back(store, &cred, lease);
+        return early(cred, skip(skipped));
+    }
     match admission::admit(&cred, parked.as_deref(), options.retry_parked) {
         Admission::Start => {}
         Admission::UnparkThenStart => {

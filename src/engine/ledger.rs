@@ -203,48 +203,117 @@ impl StoreFailure {
     }
 }
 
-/// Who acts, recorded with every audited write: the OS user of the real uid for the CLI (with
-/// a `SUDO_USER` beside it, as claimed), an API token's principal later. Passed with each
-/// call, so one store serves many requests for many people.
+/// Who acts, recorded with every audited write: the OS user of the real uid for the CLI, or
+/// the person sudo ran rotor for when rotor's parent is sudo itself (else `SUDO_USER` is only
+/// recorded as claimed), an API token's principal later. Passed with each call, so one store
+/// serves many requests for many people.
+///
+/// `person` is who the rules compare (dual control: an approver must be another person);
+/// `shown` is what the audit log records, starting with the person's name.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Actor(String);
+pub struct Actor {
+    person: String,
+    shown: String,
+}
+
+/// What sudo says about who started this process, and whether that can be believed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SudoClaim {
+    /// No `SUDO_USER`.
+    None,
+    /// `SUDO_USER` set, and rotor's parent process is sudo running as root: sudo set it.
+    Trusted(String),
+    /// `SUDO_USER` set by someone else (the parent is not a root sudo): recorded, not believed.
+    Claimed(String),
+}
 
 impl Actor {
     /// An actor by the name the audit log shows (outside text is escaped and cut).
     pub fn named(name: &str) -> Actor {
-        Actor(clean(name))
-    }
-
-    /// The OS user `real_user` (of the real uid), run through sudo for `sudo_user` if set:
-    /// `SUDO_USER` is an environment variable anyone can set, so it is recorded as claimed.
-    pub fn os_user(real_user: &str, sudo_user: Option<&str>) -> Actor {
-        match sudo_user.map(clean).filter(|s| !s.is_empty()) {
-            Some(claimed) => Actor(format!(
-                "{} (via sudo, SUDO_USER={claimed}, as claimed)",
-                clean(real_user)
-            )),
-            None => Actor(clean(real_user)),
+        let name = clean(name);
+        Actor {
+            person: name.clone(),
+            shown: name,
         }
     }
 
-    /// The user this process runs as (real uid; never `$USER`).
+    /// The OS user `real_user` (of the real uid), and what sudo says.
+    pub fn os_user(real_user: &str, sudo: SudoClaim) -> Actor {
+        let real = clean(real_user);
+        match sudo {
+            SudoClaim::Trusted(user) if !clean(&user).is_empty() => {
+                let person = clean(&user);
+                Actor {
+                    shown: format!("{person} (via sudo as {real})"),
+                    person,
+                }
+            }
+            SudoClaim::Claimed(user) if !clean(&user).is_empty() => Actor {
+                shown: format!(
+                    "{real} (SUDO_USER={}, as claimed: the parent is not sudo)",
+                    clean(&user)
+                ),
+                person: real,
+            },
+            _ => Actor {
+                person: real.clone(),
+                shown: real,
+            },
+        }
+    }
+
+    /// The person running this process: the real uid's user, or the user sudo ran it for.
     pub fn of_this_process() -> Actor {
         let uid = nix::unistd::getuid();
         let name = nix::unistd::User::from_uid(uid)
             .ok()
             .flatten()
             .map_or_else(|| format!("uid {uid}"), |user| user.name);
-        Actor::os_user(&name, std::env::var("SUDO_USER").ok().as_deref())
+        let claim = match std::env::var("SUDO_USER") {
+            Err(_) => SudoClaim::None,
+            Ok(user) if parent_is_root_sudo(&user) => SudoClaim::Trusted(user),
+            Ok(user) => SudoClaim::Claimed(user),
+        };
+        Actor::os_user(&name, claim)
+    }
+
+    /// The person the rules compare (without the sudo note).
+    pub fn person(&self) -> &str {
+        &self.person
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.shown
     }
+}
+
+/// Whether `SUDO_USER=user` was set by sudo: rotor's parent process is named `sudo`, runs
+/// with effective uid 0 (a setuid-root sudo; a user's own program called sudo cannot), its
+/// real uid is the invoking user's (`SUDO_UID`), and that is `user`'s uid.
+fn parent_is_root_sudo(user: &str) -> bool {
+    let ppid = std::os::unix::process::parent_id();
+    let comm = std::fs::read_to_string(format!("/proc/{ppid}/comm")).unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{ppid}/status")).unwrap_or_default();
+    let Ok(sudo_uid) = std::env::var("SUDO_UID") else {
+        return false;
+    };
+    // `Uid:` real, effective, saved, filesystem.
+    let parent = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .map(|uids| uids.split_whitespace().collect::<Vec<_>>())
+        .unwrap_or_default();
+    let sudo_ran_it = parent.len() >= 2 && parent[1] == "0" && parent[0] == sudo_uid;
+    let uid_is_users = nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .is_some_and(|u| u.uid.to_string() == sudo_uid);
+    comm.trim_end() == "sudo" && sudo_ran_it && uid_is_users
 }
 
 impl fmt::Display for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.shown)
     }
 }
 
@@ -372,6 +441,14 @@ pub trait LoginBudget {
 /// rotation may be lost to power loss only as a suffix, and recovery repairs that by probing.
 /// Implementations are shared across workers, hence `&self` and `Sync`; they hold no state
 /// about who calls them: the lease and the actor come with each call.
-pub trait Store: Runs + Secrets + Ledger + Leases + LoginBudget + Send + Sync {}
+/// Break-glass checkouts, as admission sees them.
+pub trait Grants {
+    /// Who holds the credential's secret through an open checkout, in words (checkout id,
+    /// holder, ticket, end); `None` when nobody does. A run leaves such a credential alone
+    /// unless the checkout was ended first (`--include-checked-out`, check-in, expiry).
+    fn checked_out(&self, cred: &CredentialId) -> Res<Option<String>>;
+}
 
-impl<T: Runs + Secrets + Ledger + Leases + LoginBudget + Send + Sync> Store for T {}
+pub trait Store: Runs + Secrets + Ledger + Leases + LoginBudget + Grants + Send + Sync {}
+
+impl<T: Runs + Secrets + Ledger + Leases + LoginBudget + Grants + Send + Sync> Store for T {}

@@ -9,7 +9,9 @@ use std::time::Duration;
 use crate::connector::{ConnectorError, FaultClass};
 use crate::credential::{AccountName, CredentialId, HostName};
 use crate::engine::driver::{AccountWork, Fleet, HostWork};
-use crate::engine::ledger::{Actor, Leases, Ledger, LoginBudget, Runs, Secrets, StoreFailure};
+use crate::engine::ledger::{
+    Actor, Grants, Leases, Ledger, LoginBudget, Runs, Secrets, StoreFailure,
+};
 use crate::engine::{Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, UnreadableRotation};
 use crate::inventory::{ConnectAuth, ConnectIdentity, Host, HostKeyPin, Policy};
 use crate::secret::Secret;
@@ -166,6 +168,8 @@ pub(crate) struct Mem {
     pub(crate) last_token: i64,
     pub(crate) failed_logins: HashMap<CredentialId, u32>,
     pub(crate) parked: HashMap<CredentialId, String>,
+    /// Open checkouts: who holds the secret, in words.
+    pub(crate) checked_out: HashMap<CredentialId, String>,
     /// Lease proofs made right before a write to a target (`renew_lease`).
     pub(crate) n_fences: usize,
     /// `renew_lease` fails: another process took the credential over.
@@ -390,6 +394,12 @@ impl LoginBudget for MemStore {
     }
     fn parked(&self, cred: &CredentialId) -> Res<Option<String>> {
         Ok(self.inner.lock().unwrap().parked.get(cred).cloned())
+    }
+}
+
+impl Grants for MemStore {
+    fn checked_out(&self, cred: &CredentialId) -> Res<Option<String>> {
+        Ok(self.inner.lock().unwrap().checked_out.get(cred).cloned())
     }
 }
 

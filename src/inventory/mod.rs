@@ -37,7 +37,7 @@ pub(crate) use self::error::from_serde;
 pub use self::error::{InventoryError, MAX_PROBLEMS, Problem, ProblemKind};
 pub use self::scope::{DirectorySelection, Scope, ScopeError, Selection};
 pub use self::summary::{HostRow, Summary};
-pub use self::validate::{DEFAULT_MAX_FAILED_LOGINS, default_policy};
+pub use self::validate::{DEFAULT_MAX_FAILED_LOGINS, default_policy, parse_age};
 pub(crate) use self::validate::{close_matches, did_you_mean};
 use crate::credential::{AccountName, CredentialId, HostName};
 use crate::recipe::{Catalog, Recipe};
@@ -310,6 +310,33 @@ pub struct Policy {
     /// Lockout budget: consecutive failed logins rotor makes as an account (verification,
     /// recovery probe, heartbeat) before it parks the credential.
     pub max_failed_logins: u32,
+    /// How the credentials under this policy may be checked out (break-glass access).
+    pub checkout: CheckoutPolicy,
+}
+
+/// A policy's `checkout:` rules. Default: approval required, 2 h, at most 8 h.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckoutPolicy {
+    pub approval: Approval,
+    pub max_ttl: Duration,
+    pub default_ttl: Duration,
+}
+
+impl Default for CheckoutPolicy {
+    fn default() -> Self {
+        CheckoutPolicy {
+            approval: Approval::Required,
+            max_ttl: Duration::from_secs(8 * 3600),
+            default_ttl: Duration::from_secs(2 * 3600),
+        }
+    }
+}
+
+/// Whether a checkout waits for a second person's approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    Required,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -414,5 +441,27 @@ impl Account {
             account: self.name.clone(),
             slot: self.slot,
         }
+    }
+}
+
+impl Inventory {
+    /// The policy that governs `cred`: its host account's, or its directory's (a directory's
+    /// accounts are known only once its searches run, so any UID of a listed directory
+    /// counts). `None` when the inventory does not list the credential.
+    pub fn policy_for(&self, cred: &CredentialId) -> Option<&Policy> {
+        let name = self
+            .hosts
+            .iter()
+            .filter(|h| h.name == cred.host)
+            .flat_map(|h| h.accounts.iter().map(move |a| (h, a)))
+            .find(|(h, a)| a.credential(&h.name) == *cred)
+            .map(|(_, a)| &a.policy)
+            .or_else(|| {
+                self.directories
+                    .iter()
+                    .find(|d| d.name == cred.host && cred.slot == crate::credential::Slot::Main)
+                    .map(|d| &d.policy)
+            })?;
+        self.policies.get(name)
     }
 }

@@ -69,6 +69,15 @@ pub(super) struct RawPolicy {
     pub max_age: Option<Spanned<String>>,
     pub timezone: Option<Spanned<String>>,
     pub max_failed_logins: Option<Spanned<u64>>,
+    pub checkout: Option<Spanned<RawCheckout>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCheckout {
+    pub approval: Option<Spanned<String>>,
+    pub max_ttl: Option<Spanned<String>>,
+    pub default_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,10 +12,12 @@ use serde_saphyr::{Location, Spanned};
 
 use super::InventoryError;
 use super::error::{Problem, ProblemKind, Problems};
-use super::raw::{RawAccount, RawConnect, RawDirectory, RawHost, RawInventory, RawPolicy};
+use super::raw::{
+    RawAccount, RawCheckout, RawConnect, RawDirectory, RawHost, RawInventory, RawPolicy,
+};
 use super::{
-    Account, CharClass, ConnectAuth, ConnectIdentity, Directory, DirectoryAccounts, Host,
-    HostKeyPin, Inventory, LdapScope, Policy, uid_of,
+    Account, Approval, CharClass, CheckoutPolicy, ConnectAuth, ConnectIdentity, Directory,
+    DirectoryAccounts, Host, HostKeyPin, Inventory, LdapScope, Policy, uid_of,
 };
 use crate::credential::{AccountName, CredentialId, HostName, Slot};
 use crate::recipe::{Body, Catalog};
@@ -50,6 +52,8 @@ const MAX_LENGTH: u64 = 128;
 const MIN_POLICY_BITS: f64 = 64.0;
 const DEFAULT_LENGTH: usize = 24;
 const DEFAULT_PORT: u16 = 22;
+/// The longest checkout a policy may allow.
+const MAX_CHECKOUT_TTL: Duration = Duration::from_secs(7 * 86_400);
 /// Below pam_faillock's default `deny = 3`, so rotor's own failed logins never lock an account.
 pub const DEFAULT_MAX_FAILED_LOGINS: u32 = 2;
 
@@ -64,6 +68,7 @@ pub fn default_policy() -> Policy {
         max_age: None,
         timezone: None,
         max_failed_logins: DEFAULT_MAX_FAILED_LOGINS,
+        checkout: CheckoutPolicy::default(),
     }
 }
 
@@ -386,6 +391,12 @@ impl Checker<'_> {
             }
         };
 
+        let checkout = match raw.checkout {
+            None => Some(CheckoutPolicy::default()),
+            Some(checkout) => self.checkout_policy(&field, checkout),
+        };
+        ok &= checkout.is_some();
+
         ok.then(|| Policy {
             name: name.to_owned(),
             length,
@@ -395,7 +406,86 @@ impl Checker<'_> {
             max_age,
             timezone,
             max_failed_logins,
+            checkout: checkout.unwrap_or_default(),
         })
+    }
+
+    /// `checkout: { approval: required | none, max_ttl: 8h, default_ttl: 2h }`.
+    fn checkout_policy(
+        &mut self,
+        field: &str,
+        raw: Spanned<RawCheckout>,
+    ) -> Option<CheckoutPolicy> {
+        let at_checkout = raw.referenced;
+        let raw = raw.value;
+        let mut policy = CheckoutPolicy::default();
+        let mut ok = true;
+        if let Some(approval) = raw.approval {
+            match approval.value.as_str() {
+                "required" => policy.approval = Approval::Required,
+                "none" => policy.approval = Approval::None,
+                other => {
+                    self.report(
+                        approval.referenced,
+                        format!("{field}.checkout.approval"),
+                        ProblemKind::InvalidValue,
+                        format!(
+                            "approval `{other}` is not one rotor knows: write `required` (a second \
+                             person approves each checkout) or `none`"
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        for (name, raw_ttl, slot) in [
+            ("max_ttl", raw.max_ttl, &mut policy.max_ttl),
+            ("default_ttl", raw.default_ttl, &mut policy.default_ttl),
+        ] {
+            let Some(ttl) = raw_ttl else { continue };
+            match parse_age(&ttl.value) {
+                Ok(d) if d <= MAX_CHECKOUT_TTL => *slot = d,
+                Ok(_) => {
+                    self.report(
+                        ttl.referenced,
+                        format!("{field}.checkout.{name}"),
+                        ProblemKind::InvalidValue,
+                        format!(
+                            "{name} \"{}\" is longer than 7d, the longest checkout rotor grants: \
+                             a vendor's access should end with the work",
+                            ttl.value
+                        ),
+                    );
+                    ok = false;
+                }
+                Err(why) => {
+                    self.report(
+                        ttl.referenced,
+                        format!("{field}.checkout.{name}"),
+                        ProblemKind::InvalidValue,
+                        format!(
+                            "{name} \"{}\" {why}: write a number and a unit, e.g. 8h, 90m or 1d",
+                            ttl.value
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if ok && policy.default_ttl > policy.max_ttl {
+            self.report(
+                at_checkout,
+                format!("{field}.checkout"),
+                ProblemKind::InvalidValue,
+                format!(
+                    "default_ttl ({}) is longer than max_ttl ({}): make default_ttl at most max_ttl",
+                    crate::text::duration_words(policy.default_ttl),
+                    crate::text::duration_words(policy.max_ttl)
+                ),
+            );
+            ok = false;
+        }
+        ok.then_some(policy)
     }
 
     fn host(
@@ -1177,7 +1267,7 @@ pub(super) fn check_group_name(name: &str) -> Result<(), String> {
 }
 
 /// `30d`, `12h`, `90m`: a positive whole number and one unit.
-fn parse_age(text: &str) -> Result<Duration, &'static str> {
+pub fn parse_age(text: &str) -> Result<Duration, &'static str> {
     let text = text.trim();
     let Some(unit) = text.chars().last().filter(char::is_ascii_alphabetic) else {
         return Err("has no unit");

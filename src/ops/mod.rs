@@ -15,6 +15,7 @@
 //! drive the async LDAP client): call them from a plain thread, or from `spawn_blocking` in
 //! an async front-end; they run their concurrent work on `Context::runtime`.
 
+pub mod checkout;
 pub mod directories;
 pub mod export;
 pub mod plan;
@@ -49,6 +50,8 @@ pub struct Context {
     pub store: Arc<dyn Store>,
     /// What the operations read and settle beyond the engine's port.
     pub records: Arc<dyn Records>,
+    /// Break-glass checkouts.
+    pub checkouts: Arc<dyn checkout::Checkouts>,
     /// Hosts and directories.
     pub targets: Arc<dyn Targets>,
     pub clock: Arc<dyn Clock>,
@@ -284,6 +287,61 @@ pub(crate) mod testkit {
         }
     }
 
+    /// The in-memory store has no checkouts: nothing is due, nothing to end.
+    impl super::checkout::Checkouts for MemStore {
+        fn request(
+            &self,
+            _: &Actor,
+            _: &crate::store::NewCheckout<'_>,
+        ) -> Result<(crate::store::CheckoutRecord, Option<Secret>), StoreError> {
+            Err(StoreError::CheckoutRefused("no checkouts in memory".into()))
+        }
+        fn approve(&self, _: &Actor, id: i64) -> Result<crate::store::CheckoutRecord, StoreError> {
+            Err(StoreError::UnknownCheckout(id))
+        }
+        fn claim(
+            &self,
+            _: &Actor,
+            id: i64,
+        ) -> Result<(crate::store::CheckoutRecord, Secret), StoreError> {
+            Err(StoreError::UnknownCheckout(id))
+        }
+        fn checkin(&self, _: &Actor, id: i64) -> Result<crate::store::CheckoutRecord, StoreError> {
+            Err(StoreError::UnknownCheckout(id))
+        }
+        fn due(&self, _: &Actor) -> Result<Vec<crate::store::CheckoutRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn force_end(
+            &self,
+            _: &Actor,
+            _: &[CredentialId],
+        ) -> Result<Vec<crate::store::CheckoutRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn rotated(&self, _: &Actor, id: i64) -> Result<crate::store::CheckoutRecord, StoreError> {
+            Err(StoreError::UnknownCheckout(id))
+        }
+        fn rotation_failed(&self, _: &Actor, _: i64, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn list(&self, _: bool) -> Result<Vec<crate::store::CheckoutRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn show(
+            &self,
+            _: &Actor,
+            cred: &CredentialId,
+            _: &str,
+        ) -> Result<crate::store::Shown, StoreError> {
+            let m = self.inner.lock().unwrap();
+            Ok(crate::store::Shown {
+                secret: m.current.get(cred).map(|s| Secret::new(s.clone())),
+                checkout: None,
+            })
+        }
+    }
+
     /// A context over `fleet` and `store`, its clock at 2026-12-01 00:00 UTC.
     pub(crate) fn context(
         fleet: &'static FakeFleet,
@@ -293,6 +351,7 @@ pub(crate) mod testkit {
         Context {
             store: store.clone(),
             records: store.clone(),
+            checkouts: store.clone(),
             targets: Arc::new(FakeTargets(fleet)),
             clock: Arc::new(TestClock::at(
                 chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use super::directories::{OpenOnce, Purpose, directories_to_recover, host_work, open_directories};
 use super::{Actor, Context, OpsError, Progress, watch_shutdown};
+use crate::credential::CredentialId;
 use crate::engine::Outcome;
 use crate::engine::blast::FailureLimit;
 use crate::engine::directory::rotate_directory;
@@ -40,6 +41,9 @@ pub struct RotateRequest<'a> {
     pub max_failures: FailureLimit,
     /// Unpark parked credentials and try them again.
     pub retry_parked: bool,
+    /// Rotate checked-out credentials too: their checkouts end first (recorded as an
+    /// override) and the holder's secret stops working. Otherwise they are skipped.
+    pub include_checked_out: bool,
     pub progress: Option<Arc<dyn Progress>>,
     /// Given the report as soon as it exists, before the end of the run is recorded.
     pub deliver: Option<Deliver<'a>>,
@@ -62,6 +66,7 @@ impl<'a> RotateRequest<'a> {
             canary: 0,
             max_failures: FailureLimit::Unlimited,
             retry_parked: false,
+            include_checked_out: false,
             progress: None,
             deliver: None,
         }
@@ -136,6 +141,25 @@ pub fn rotate(
         }),
         ..options
     };
+    // `--include-checked-out`: the checkouts of what this run rotates end first (recorded),
+    // so admission lets them through; each is closed below once its rotation committed.
+    let forced = if req.include_checked_out {
+        let mut creds: Vec<CredentialId> = work
+            .iter()
+            .flat_map(|w| w.accounts.iter().map(|a| a.cred.clone()))
+            .collect();
+        for d in &dir_work {
+            creds.extend(
+                d.accounts
+                    .iter()
+                    .chain(&d.bind_account)
+                    .map(|(uid, _)| CredentialId::new(d.name.clone(), uid.clone())),
+            );
+        }
+        ctx.checkouts.force_end(&req.actor, &creds)?
+    } else {
+        Vec::new()
+    };
     let run = store.begin_run(&req.actor, &req.reason, &req.label)?;
     hold_after_begin();
     let started = ctx.clock.monotonic();
@@ -164,6 +188,18 @@ pub fn rotate(
     .with_recovered(recovered)
     .with_failed_directories(failed_dirs)
     .with_directories(inv.directories.iter().map(|d| d.name.as_str()));
+    for c in forced {
+        let rotated = report.results.iter().any(|r| {
+            r.cred == c.cred && matches!(r.outcome, Outcome::Committed | Outcome::KeptNew { .. })
+        });
+        // Not rotated: it stays ending, and the next rotor command tries again.
+        if rotated && let Err(e) = ctx.checkouts.rotated(&req.actor, c.id) {
+            tracing::error!(
+                checkout = c.id,
+                "could not record the end of the checkout: {e}"
+            );
+        }
+    }
     // The report first: it is what the operator needs, even if the vault cannot record the
     // end of the run (a full disk, say).
     if let Some(deliver) = req.deliver {

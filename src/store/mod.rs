@@ -32,7 +32,10 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use keys::KeySource;
-pub use vault::{CredentialStatus, EnrollOutcome, LastRotation, RotationRecord, Vault};
+pub use vault::{
+    CheckoutRecord, CredentialStatus, EnrollOutcome, LastRotation, NewCheckout, RotationRecord,
+    Shown, Vault,
+};
 
 /// Errors from the vault. Each message says what went wrong and what to do; none carries a
 /// secret.
@@ -102,6 +105,10 @@ pub enum StoreError {
     SecretCollision(String),
     #[error("credential {0} is not in the vault: enroll it with `rotor enroll {0}`")]
     UnknownCredential(String),
+    #[error("{0}")]
+    CheckoutRefused(String),
+    #[error("checkout {0} is not in the vault: `rotor checkouts --all` lists them")]
+    UnknownCheckout(i64),
     #[error("rotation {0} is not in the vault")]
     UnknownRotation(i64),
     #[error("run {0} is not in the vault")]

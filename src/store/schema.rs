@@ -172,6 +172,38 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX rotations_credential ON rotations(credential_id, id);
     CREATE INDEX rotations_version ON rotations(version_id);
     "#,
+    // 6: break-glass checkouts (see `crate::checkout` for the states). `ends_at` is the
+    // durable deadline: an open checkout expires then, a pending or approved one lapses;
+    // any rotor command that starts after it settles it, so no timer in memory is needed.
+    // `inventory` is the file the checkout was made with: check-in and expiry rotate the
+    // credential with it. At most one active checkout per credential.
+    r#"
+    CREATE TABLE checkouts (
+        id              INTEGER PRIMARY KEY,
+        cred            TEXT NOT NULL,
+        state           TEXT NOT NULL
+                        CHECK (state IN ('pending', 'approved', 'open', 'ending', 'closed')),
+        requester       TEXT NOT NULL,
+        requester_shown TEXT NOT NULL,
+        for_name        TEXT,
+        ticket          TEXT NOT NULL,
+        reason          TEXT NOT NULL,
+        ttl_secs        INTEGER NOT NULL CHECK (ttl_secs > 0),
+        inventory       TEXT NOT NULL,
+        requested_at    TEXT NOT NULL,
+        approved_by     TEXT,
+        approved_at     TEXT,
+        granted_at      TEXT,
+        ends_at         TEXT,
+        ended_at        TEXT,
+        end_reason      TEXT,
+        ended_by        TEXT,
+        rotation_id     INTEGER,
+        failure         TEXT
+    );
+    CREATE UNIQUE INDEX checkouts_one_active ON checkouts(cred) WHERE state != 'closed';
+    CREATE INDEX checkouts_due ON checkouts(state, ends_at);
+    "#,
 ];
 
 /// The schema version this build writes and understands.

@@ -35,9 +35,14 @@ use super::schema::CachedSql;
 use super::{StoreError, audit, files, schema};
 use crate::clock::{Clock, Entropy, OsEntropy, SystemClock};
 use crate::credential::CredentialId;
-use crate::engine::ledger::{Actor, Leases, Ledger, LoginBudget, Runs, Secrets, StoreFailure};
+use crate::engine::ledger::{
+    Actor, Grants, Leases, Ledger, LoginBudget, Runs, Secrets, StoreFailure,
+};
 use crate::engine::{Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, UnreadableRotation};
 use crate::secret::Secret;
+
+mod checkout;
+pub use checkout::{CheckoutRecord, NewCheckout, Shown};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "rotor.db";
@@ -2069,6 +2074,12 @@ impl LoginBudget for Vault {
     }
 }
 
+impl Grants for Vault {
+    fn checked_out(&self, cred: &CredentialId) -> Result<Option<String>, StoreFailure> {
+        Ok(Vault::open_checkout_words(self, cred)?)
+    }
+}
+
 #[cfg(test)]
 pub(super) mod test_support {
     use super::*;
@@ -2248,15 +2259,27 @@ mod lease_holder_tests {
 
     #[test]
     fn the_actor_is_the_real_user_and_sudo_is_only_claimed() {
-        assert_eq!(Actor::os_user("alice", None).to_string(), "alice");
-        assert_eq!(Actor::os_user("alice", Some("")).to_string(), "alice");
+        use crate::engine::ledger::SudoClaim;
         assert_eq!(
-            Actor::os_user("rotor", Some("bob")).to_string(),
-            "rotor (via sudo, SUDO_USER=bob, as claimed)"
+            Actor::os_user("alice", SudoClaim::None).to_string(),
+            "alice"
         );
         assert_eq!(
-            Actor::os_user("rotor", Some("b\x1b[2Job\u{202e}")).to_string(),
-            "rotor (via sudo, SUDO_USER=b\\u{1b}[2Job\\u{202e}, as claimed)"
+            Actor::os_user("alice", SudoClaim::Claimed(String::new())).to_string(),
+            "alice"
+        );
+        let claimed = Actor::os_user("rotor", SudoClaim::Claimed("bob".into()));
+        assert_eq!(
+            claimed.to_string(),
+            "rotor (SUDO_USER=bob, as claimed: the parent is not sudo)"
+        );
+        assert_eq!(claimed.person(), "rotor");
+        let trusted = Actor::os_user("rotor", SudoClaim::Trusted("bob".into()));
+        assert_eq!(trusted.to_string(), "bob (via sudo as rotor)");
+        assert_eq!(trusted.person(), "bob");
+        assert_eq!(
+            Actor::os_user("rotor", SudoClaim::Claimed("b\x1b[2Job\u{202e}".into())).to_string(),
+            "rotor (SUDO_USER=b\\u{1b}[2Job\\u{202e}, as claimed: the parent is not sudo)"
         );
         // The tests run as root, whatever $USER says.
         let actor = default_actor();

@@ -73,13 +73,16 @@ fn a_running_rotor_cannot_be_dumped_or_traced() {
 }
 
 /// The audit log names the OS user of the real uid, never `$USER` (which anyone can set); a
-/// `SUDO_USER` is recorded beside it as claimed.
+/// `SUDO_USER` set by hand (rotor's parent is not sudo) is recorded beside it as claimed.
 #[test]
 fn the_audit_log_names_the_real_user_not_user() {
     let rotor = crate::support::Rotor::init();
     for (sudo_user, expect) in [
         (None, "root"),
-        (Some("bob"), "root (via sudo, SUDO_USER=bob, as claimed)"),
+        (
+            Some("bob"),
+            "root (SUDO_USER=bob, as claimed: the parent is not sudo)",
+        ),
     ] {
         let mut cmd = rotor.cmd(&["enroll", "h1/svc"]);
         cmd.env("USER", "mallory").env_remove("SUDO_USER");

@@ -4,6 +4,7 @@
 mod app_config;
 mod bad_input;
 mod bad_playbooks;
+mod checkout;
 mod concurrent;
 mod data_dir;
 mod enroll_ssh_key;

@@ -1,0 +1,277 @@
+//! Break-glass checkout rules, pure: how long a grant may last, who may approve and claim it,
+//! who may read a checked-out secret, and what a checkout's deadline means once it has
+//! passed. Time comes in as an argument (the caller's injected clock); the vault records the
+//! states and enforces these rules inside its transactions; `ops::checkout` drives them.
+//!
+//! A checkout's life: `pending` (waiting for a second person) → `approved` (waiting for the
+//! requester to claim it) → `open` (the secret was shown; `ends_at` is the deadline) →
+//! `ending` (checked in or expired: the credential must be rotated; a failed rotation keeps
+//! it here, and every later rotor command retries) → `closed` (rotated; or, for a request
+//! that never showed the secret, cancelled or lapsed without a rotation).
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::inventory::{Approval, CheckoutPolicy};
+
+/// Where a checkout is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    Approved,
+    Open,
+    Ending,
+    Closed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Approved => "approved",
+            State::Open => "open",
+            State::Ending => "ending",
+            State::Closed => "closed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<State> {
+        Some(match text {
+            "pending" => State::Pending,
+            "approved" => State::Approved,
+            "open" => State::Open,
+            "ending" => State::Ending,
+            "closed" => State::Closed,
+            _ => return None,
+        })
+    }
+
+    /// Whether the checkout holds its credential (no second checkout; `rotate` skips an
+    /// open or ending one).
+    pub fn is_active(self) -> bool {
+        self != State::Closed
+    }
+
+    /// Whether the secret may be out: it was shown and the credential is not rotated yet.
+    pub fn secret_is_out(self) -> bool {
+        matches!(self, State::Open | State::Ending)
+    }
+}
+
+/// Why a checkout ended (or is ending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// `rotor checkin`.
+    CheckIn,
+    /// Its deadline passed while the secret was out.
+    Expired,
+    /// A run with `--include-checked-out` rotated it.
+    Forced,
+    /// A request that was never claimed: cancelled by `checkin` or lapsed at its deadline.
+    Cancelled,
+    Lapsed,
+}
+
+impl End {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            End::CheckIn => "checked_in",
+            End::Expired => "expired",
+            End::Forced => "forced",
+            End::Cancelled => "cancelled",
+            End::Lapsed => "lapsed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<End> {
+        Some(match text {
+            "checked_in" => End::CheckIn,
+            "expired" => End::Expired,
+            "forced" => End::Forced,
+            "cancelled" => End::Cancelled,
+            "lapsed" => End::Lapsed,
+            _ => return None,
+        })
+    }
+}
+
+/// A rule said no; the message says why and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub String);
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The grant's length: `--ttl` if given (at most the policy's `max_ttl`), else the policy's
+/// `default_ttl`.
+pub fn ttl(requested: Option<Duration>, policy: &CheckoutPolicy) -> Result<Duration, Refused> {
+    match requested {
+        None => Ok(policy.default_ttl),
+        Some(d) if d.is_zero() => Err(Refused("--ttl must be longer than zero".into())),
+        Some(d) if d > policy.max_ttl => Err(Refused(format!(
+            "--ttl {} is longer than this credential's policy allows (max_ttl {}): ask for at most {}, and check out again if the work takes longer",
+            crate::text::duration_words(d),
+            crate::text::duration_words(policy.max_ttl),
+            crate::text::duration_words(policy.max_ttl),
+        ))),
+        Some(d) => Ok(d),
+    }
+}
+
+/// Whether a request under `policy` is granted at once or waits for approval.
+pub fn needs_approval(policy: &CheckoutPolicy) -> bool {
+    policy.approval == Approval::Required
+}
+
+/// Dual control: the approver must be neither the requester nor the engineer the request
+/// names (`--for`).
+pub fn may_approve(approver: &str, requester: &str, for_name: Option<&str>) -> Result<(), Refused> {
+    if approver == requester {
+        return Err(Refused(format!(
+            "{approver} requested this checkout and cannot approve it: another person must run `rotor approve`"
+        )));
+    }
+    if for_name == Some(approver) {
+        return Err(Refused(format!(
+            "the checkout is for {approver}, who cannot approve it: another person must run `rotor approve`"
+        )));
+    }
+    Ok(())
+}
+
+/// Only the requester claims an approved checkout (the secret goes to the person of record).
+pub fn may_claim(claimer: &str, requester: &str) -> Result<(), Refused> {
+    if claimer == requester {
+        Ok(())
+    } else {
+        Err(Refused(format!(
+            "only {requester}, who requested this checkout, can claim it"
+        )))
+    }
+}
+
+/// How a read of a checked-out credential's secret is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// The holder reads it again.
+    ByHolder,
+    /// Someone else: allowed (with the reason `show` always asks for), recorded as an
+    /// override and told who holds it.
+    Override,
+}
+
+pub fn read_by(reader: &str, holder: &str) -> Read {
+    if reader == holder {
+        Read::ByHolder
+    } else {
+        Read::Override
+    }
+}
+
+/// What a passed deadline means for a checkout in `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Nothing yet.
+    No,
+    /// The secret was out: the checkout expires and its credential is rotated.
+    Expire,
+    /// The secret was never shown: the request lapses, nothing to rotate.
+    Lapse,
+}
+
+pub fn due(state: State, ends_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Due {
+    match (state, ends_at) {
+        (State::Open, Some(end)) if end <= now => Due::Expire,
+        (State::Pending | State::Approved, Some(end)) if end <= now => Due::Lapse,
+        _ => Due::No,
+    }
+}
+
+/// The deadline of a checkout granted, approved or requested `at` for `ttl`: an open one ends
+/// then; a pending or approved one lapses then if nobody acted.
+pub fn deadline(at: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+    at + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(approval: Approval) -> CheckoutPolicy {
+        CheckoutPolicy {
+            approval,
+            max_ttl: Duration::from_secs(8 * 3600),
+            default_ttl: Duration::from_secs(2 * 3600),
+        }
+    }
+
+    #[test]
+    fn the_ttl_defaults_and_is_capped_with_the_maximum_named() {
+        let p = policy(Approval::Required);
+        assert_eq!(ttl(None, &p), Ok(Duration::from_secs(7200)));
+        assert_eq!(
+            ttl(Some(Duration::from_secs(4 * 3600)), &p),
+            Ok(Duration::from_secs(4 * 3600))
+        );
+        assert_eq!(ttl(Some(p.max_ttl), &p), Ok(p.max_ttl));
+        let err = ttl(Some(Duration::from_secs(9 * 3600)), &p).unwrap_err();
+        assert!(err.0.contains("max_ttl 8h"), "{err}");
+        assert!(ttl(Some(Duration::ZERO), &p).is_err());
+        assert!(needs_approval(&p));
+        assert!(!needs_approval(&policy(Approval::None)));
+    }
+
+    #[test]
+    fn nobody_approves_their_own_checkout_nor_the_named_engineer() {
+        assert!(may_approve("bob", "alice", Some("vendor-kato")).is_ok());
+        let own = may_approve("alice", "alice", None).unwrap_err();
+        assert!(own.0.contains("cannot approve"), "{own}");
+        let named = may_approve("vendor-kato", "alice", Some("vendor-kato")).unwrap_err();
+        assert!(named.0.contains("is for vendor-kato"), "{named}");
+        assert!(may_claim("alice", "alice").is_ok());
+        assert!(may_claim("bob", "alice").is_err());
+        assert_eq!(read_by("alice", "alice"), Read::ByHolder);
+        assert_eq!(read_by("bob", "alice"), Read::Override);
+    }
+
+    #[test]
+    fn a_passed_deadline_expires_an_open_checkout_and_lapses_a_request() {
+        let t0 = DateTime::parse_from_rfc3339("2026-12-01T09:00:00Z")
+            .unwrap()
+            .to_utc();
+        let end = deadline(t0, Duration::from_secs(3600));
+        let before = end - chrono::Duration::seconds(1);
+        assert_eq!(due(State::Open, Some(end), before), Due::No);
+        assert_eq!(due(State::Open, Some(end), end), Due::Expire);
+        assert_eq!(due(State::Pending, Some(end), end), Due::Lapse);
+        assert_eq!(due(State::Approved, Some(end), end), Due::Lapse);
+        // An ending checkout is already being rotated; a closed one is done.
+        assert_eq!(due(State::Ending, Some(end), end), Due::No);
+        assert_eq!(due(State::Closed, Some(end), end), Due::No);
+        for s in [
+            State::Pending,
+            State::Approved,
+            State::Open,
+            State::Ending,
+            State::Closed,
+        ] {
+            assert_eq!(State::parse(s.as_str()), Some(s));
+        }
+        for e in [
+            End::CheckIn,
+            End::Expired,
+            End::Forced,
+            End::Cancelled,
+            End::Lapsed,
+        ] {
+            assert_eq!(End::parse(e.as_str()), Some(e));
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! Break-glass checkout commands: `checkout` (request, or `--claim` an approved one),
+//! `approve`, `checkin`, `checkouts`; and [`settle`], which every command that uses the vault
+//! runs first, so a checkout that expired while no rotor ran is rotated by the next one.
+//! Each parses, builds the context, calls one `ops::checkout` function and prints.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::context::{self, interrupt};
+use super::{CliResult, Global, OutputFormat, usage};
+use crate::credential::CredentialId;
+use crate::ops::checkout::{self as ops_checkout, CheckoutRequest, Ended, Requested};
+use crate::ops::{Actor, Context};
+use crate::report::table;
+use crate::store::CheckoutRecord;
+use crate::text::escape;
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["cred", "claim"])))]
+pub struct CheckoutArgs {
+    /// The credential, HOST/ACCOUNT (or DIRECTORY/UID).
+    pub cred: Option<String>,
+    /// Claim an approved checkout (the requester, after `rotor approve ID` by someone else):
+    /// the secret is shown once.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["ticket", "reason", "ttl", "for_name", "inventory"])]
+    pub claim: Option<i64>,
+    /// The inventory file (YAML): the credential's policy sets approval and the longest ttl,
+    /// and check-in and expiry rotate the credential with this file.
+    #[arg(short, long, value_name = "FILE", required_unless_present = "claim")]
+    pub inventory: Option<PathBuf>,
+    /// The ticket the work is done under (recorded, shown to the approver).
+    #[arg(long, required_unless_present = "claim")]
+    pub ticket: Option<String>,
+    /// Why the credential is needed (recorded).
+    #[arg(long, required_unless_present = "claim")]
+    pub reason: Option<String>,
+    /// How long the grant lasts (e.g. 90m, 4h, 1d) [default: the policy's default_ttl].
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    pub ttl: Option<Duration>,
+    /// The vendor engineer who will use it (you stay the requester of record; they cannot
+    /// approve it).
+    #[arg(long = "for", value_name = "NAME")]
+    pub for_name: Option<String>,
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    crate::inventory::parse_age(s)
+        .map_err(|why| format!("`{s}` {why}: write a number and a unit, e.g. 90m, 4h or 1d"))
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The checkout's number (`rotor checkouts` lists the pending ones).
+    pub id: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckinArgs {
+    /// The checkout's number.
+    pub id: i64,
+    /// `text` for people, `json` for programs (the rotation's report).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckoutsArgs {
+    /// Every checkout ever made, not only the active ones.
+    #[arg(long)]
+    pub all: bool,
+    /// `text` for people, `json` for programs.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// Prints a granted secret: the secret alone on stdout (as `rotor show` does), what it is and
+/// until when on stderr.
+fn print_grant(c: &CheckoutRecord, secret: &crate::secret::Secret) {
+    let until = c
+        .ends_at
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    eprintln!(
+        "Checkout {} of {} granted until {until} (ticket {}). The secret is shown once, below. When the work is done, run `rotor checkin {}`: rotor then rotates {} and this secret stops working; at {until} it does so by itself.",
+        c.id,
+        c.cred,
+        escape(&c.ticket),
+        c.id,
+        c.cred
+    );
+    let s = secret.expose();
+    // The one other place rotor prints a secret, on purpose, to stdout only.
+    out!("{s}{}", if s.ends_with('\n') { "" } else { "\n" });
+}
+
+pub fn checkout(g: &Global, a: CheckoutArgs) -> CliResult {
+    let session = context::open(g)?;
+    let by = Actor::of_this_process();
+    if let Some(id) = a.claim {
+        let (c, secret) = ops_checkout::claim(&session.ctx, &by, id)?;
+        print_grant(&c, &secret);
+        return Ok(0);
+    }
+    let (Some(cred), Some(path), Some(ticket), Some(reason)) =
+        (a.cred, a.inventory, a.ticket, a.reason)
+    else {
+        return Err(usage(
+            "say what to check out: CRED with -i FILE, --ticket and --reason (or --claim ID)",
+        ));
+    };
+    let cred = CredentialId::parse(&cred).map_err(usage)?;
+    let inventory = crate::inventory::load(&path)?;
+    let req = CheckoutRequest {
+        inventory: &inventory,
+        inventory_path: &path,
+        cred,
+        ticket,
+        reason,
+        ttl: a.ttl,
+        for_name: a.for_name,
+        actor: by,
+    };
+    match ops_checkout::checkout(&session.ctx, req)? {
+        Requested::Granted(c, secret) => print_grant(&c, &secret),
+        Requested::Waiting(c) => {
+            eprintln!(
+                "Checkout {} of {} requested (ticket {}); it needs approval by another person: `rotor approve {}`. Then run `rotor checkout --claim {}` to see the secret. Unless approved, it lapses at {}.",
+                c.id,
+                c.cred,
+                escape(&c.ticket),
+                c.id,
+                c.id,
+                c.ends_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default()
+            );
+            outln!("{}", c.id);
+        }
+    }
+    Ok(0)
+}
+
+pub fn approve(g: &Global, a: ApproveArgs) -> CliResult {
+    let session = context::open(g)?;
+    let by = Actor::of_this_process();
+    let c = ops_checkout::approve(&session.ctx, &by, a.id)?;
+    eprintln!(
+        "Approved checkout {} of {} for {} (ticket {}). {} can now run `rotor checkout --claim {}`.",
+        c.id,
+        c.cred,
+        escape(&c.requester),
+        escape(&c.ticket),
+        escape(&c.requester),
+        c.id
+    );
+    Ok(0)
+}
+
+pub fn checkin(g: &Global, a: CheckinArgs) -> CliResult {
+    let session = context::open(g)?;
+    let by = Actor::of_this_process();
+    let ended = ops_checkout::checkin(&session.ctx, &by, a.id, interrupt())?;
+    let code = tell_ended(&ended, a.output);
+    Ok(code)
+}
+
+/// Prints how a checkout ended; the exit code: 0 closed, 3 its rotation failed (retried).
+fn tell_ended(ended: &Ended, format: OutputFormat) -> i32 {
+    if let Some(report) = &ended.report {
+        match format {
+            OutputFormat::Json => outln!("{}", report.to_json()),
+            OutputFormat::Text => out!("{}", report.to_text()),
+        }
+    }
+    let c = &ended.checkout;
+    match &ended.failure {
+        None if ended.report.is_some() => {
+            eprintln!(
+                "Checkout {} of {} is {}: {} was rotated, the checked-out secret no longer works.",
+                c.id,
+                c.cred,
+                c.state_words(),
+                c.cred
+            );
+            0
+        }
+        None => {
+            eprintln!(
+                "Checkout {} of {} is {} (its secret was never shown, nothing to rotate).",
+                c.id,
+                c.cred,
+                c.state_words()
+            );
+            0
+        }
+        Some(why) => {
+            eprintln!(
+                "Checkout {} of {} ended, but rotating {} failed: {}. The checked-out secret may still work; every rotor command tries the rotation again (or run `rotor checkin {}`).",
+                c.id,
+                c.cred,
+                c.cred,
+                escape(why),
+                c.id
+            );
+            3
+        }
+    }
+}
+
+/// Settles checkout deadlines before a command's own work: expires and rotates what is due
+/// and retries rotations that failed. Never fails the command: what cannot be settled now
+/// is said on stderr and stays recorded for the next command.
+pub fn settle(g: &Global) {
+    let Ok(vault) = super::output::open_vault(g) else {
+        return; // The command itself says why the vault cannot be opened.
+    };
+    let by = Actor::of_this_process();
+    match vault.checkouts_due(&by) {
+        Ok(ending) if ending.is_empty() => return,
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("rotor: cannot check the checkouts' deadlines: {e}");
+            return;
+        }
+    }
+    drop(vault);
+    let session = match context::open(g) {
+        Ok(s) => s,
+        Err(f) => {
+            eprintln!(
+                "rotor: cannot settle the checkouts that ended: {:#}",
+                f.error
+            );
+            return;
+        }
+    };
+    settle_with(&session.ctx, &by);
+}
+
+fn settle_with(ctx: &Context, by: &Actor) {
+    match ops_checkout::settle_due(ctx, by) {
+        Ok(ended) => {
+            for e in &ended {
+                eprintln!(
+                    "rotor: checkout {} of {} (ticket {}) ended ({}); settling it first.",
+                    e.checkout.id,
+                    e.checkout.cred,
+                    escape(&e.checkout.ticket),
+                    e.checkout.end.map(|x| x.as_str()).unwrap_or("ending")
+                );
+                // Its report goes to stderr: stdout belongs to the command that was asked for.
+                if let Some(report) = &e.report {
+                    eprint!("{}", report.to_text());
+                }
+                match &e.failure {
+                    None => eprintln!(
+                        "rotor: {} was rotated; the checked-out secret no longer works.",
+                        e.checkout.cred
+                    ),
+                    Some(why) => eprintln!(
+                        "rotor: rotating {} failed: {}; the next rotor command tries again.",
+                        e.checkout.cred,
+                        escape(why)
+                    ),
+                }
+            }
+        }
+        Err(e) => eprintln!("rotor: cannot settle the checkouts that ended: {e}"),
+    }
+}
+
+pub fn list(g: &Global, a: CheckoutsArgs) -> CliResult {
+    let session = context::open(g)?;
+    let all = ops_checkout::list(&session.ctx, a.all)?;
+    if a.output == OutputFormat::Json {
+        let rows: Vec<serde_json::Value> = all.iter().map(json).collect();
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "schema_version": crate::report::SCHEMA_VERSION,
+                "checkouts": rows,
+            }))?
+        );
+        return Ok(0);
+    }
+    if all.is_empty() {
+        outln!(
+            "{}",
+            if a.all {
+                "No checkouts were ever made."
+            } else {
+                "No active checkouts (`--all` lists the closed ones too)."
+            }
+        );
+        return Ok(0);
+    }
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or_else(
+            || "-".to_owned(),
+            |t| t.format("%Y-%m-%d %H:%M").to_string(),
+        )
+    };
+    let rows: Vec<[String; 8]> = all
+        .iter()
+        .map(|c| {
+            [
+                c.id.to_string(),
+                c.cred.to_string(),
+                c.state_words(),
+                match &c.for_name {
+                    Some(f) => format!("{} (for {f})", c.requester),
+                    None => c.requester.clone(),
+                },
+                c.ticket.clone(),
+                c.approved_by.clone().unwrap_or_else(|| "-".into()),
+                time(c.ends_at.filter(|_| c.state.is_active()).or(c.ended_at)),
+                c.rotation.map_or_else(|| "-".into(), |r| r.to_string()),
+            ]
+        })
+        .collect();
+    out!(
+        "{}",
+        table(
+            &[
+                "ID",
+                "CREDENTIAL",
+                "STATE",
+                "HOLDER",
+                "TICKET",
+                "APPROVED BY",
+                "ENDS/ENDED (UTC)",
+                "ROTATION"
+            ],
+            &rows
+        )
+    );
+    Ok(0)
+}
+
+fn json(c: &CheckoutRecord) -> serde_json::Value {
+    let t = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339());
+    serde_json::json!({
+        "id": c.id,
+        "cred": c.cred.to_string(),
+        "state": c.state.as_str(),
+        "state_words": c.state_words(),
+        "requester": c.requester,
+        "requester_shown": c.requester_shown,
+        "for": c.for_name,
+        "ticket": c.ticket,
+        "reason": c.reason,
+        "ttl_secs": c.ttl.as_secs(),
+        "requested_at": c.requested_at.to_rfc3339(),
+        "approved_by": c.approved_by,
+        "approved_at": t(c.approved_at),
+        "granted_at": t(c.granted_at),
+        "ends_at": t(c.ends_at),
+        "ended_at": t(c.ended_at),
+        "end": c.end.map(|e| e.as_str()),
+        "ended_by": c.ended_by,
+        "rotation": c.rotation,
+        "failure": c.failure,
+    })
+}

@@ -1,0 +1,374 @@
+//! Break-glass checkout against a real sshd host, checked with the system `ssh` client: dual
+//! control between two OS users who run rotor through sudo as the vault's owner (the README's
+//! shared rotor machine; `scripts/setup` creates `rotor-lab-vault`, `rotor-lab-alice` and
+//! `rotor-lab-bob` and the sudoers line), exclusivity, `rotate` skipping a checked-out
+//! credential, check-in rotating it, and an expiry that passed while no rotor ran, handled by
+//! the next command of any kind.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::lab::Lab;
+use crate::support::{Leaks, Rotor, json};
+
+const VAULT_USER: &str = "rotor-lab-vault";
+const ALICE: &str = "rotor-lab-alice";
+const BOB: &str = "rotor-lab-bob";
+const CRED: &str = "host-001/svc_app";
+
+/// A shared rotor machine: a directory owned by the vault's service account holding the
+/// vault, the inventory and the admin key; people reach it only through sudo.
+struct Shared {
+    dir: tempfile::TempDir,
+}
+
+impl Shared {
+    fn new(lab: &Lab) -> Shared {
+        let dir = tempfile::Builder::new()
+            .prefix("rotor-shared-")
+            .tempdir()
+            .unwrap();
+        let d = dir.path();
+        let key = d.join("admin_ed25519");
+        std::fs::copy(lab.dir().join("admin_ed25519"), &key).unwrap();
+        let inventory = std::fs::read_to_string(lab.inventory_path())
+            .unwrap()
+            .replace(lab.dir().to_str().unwrap(), d.to_str().unwrap());
+        std::fs::write(d.join("inventory.yaml"), inventory).unwrap();
+        let chown = Command::new("chown")
+            .args(["-R", &format!("{VAULT_USER}:")])
+            .arg(d)
+            .output()
+            .unwrap();
+        assert!(chown.status.success(), "{chown:?}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let shared = Shared { dir };
+        let out = shared.as_vault_owner(&["init"], &[]);
+        assert!(out.status.success(), "{out:?}");
+        shared
+    }
+
+    fn inventory(&self) -> PathBuf {
+        self.dir.path().join("inventory.yaml")
+    }
+
+    fn vault(&self) -> PathBuf {
+        self.dir.path().join("vault")
+    }
+
+    fn rotor_args(&self, args: &[&str]) -> Vec<String> {
+        let mut all = vec![
+            env!("CARGO_BIN_EXE_rotor").to_owned(),
+            "--data-dir".to_owned(),
+            self.vault().to_str().unwrap().to_owned(),
+        ];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        all
+    }
+
+    /// `person` runs `sudo -u rotor-lab-vault rotor ARGS`, as on a shared rotor machine.
+    fn as_person(&self, person: &str, args: &[&str]) -> Output {
+        Command::new("runuser")
+            .args(["-u", person, "--", "sudo", "-n", "-u", VAULT_USER, "--"])
+            .args(self.rotor_args(args))
+            .current_dir("/")
+            .output()
+            .unwrap()
+    }
+
+    /// The vault's owner runs rotor directly, with `env` set (e.g. a hand-made SUDO_USER).
+    fn as_vault_owner(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", VAULT_USER, "--"])
+            .args(self.rotor_args(args))
+            .current_dir("/")
+            .env_remove("SUDO_USER")
+            .env_remove("SUDO_UID");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        out.status,
+        stderr(out)
+    );
+}
+
+/// The audit rows as text (actor, action, cred, detail), for checks and leak searches.
+fn audit_rows(vault: &Path) -> Vec<String> {
+    let db = rusqlite::Connection::open(vault.join("rotor.db")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT actor, action, COALESCE(cred, ''), detail FROM audit ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |row| {
+        Ok(format!(
+            "{} | {} | {} | {}",
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?
+        ))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+#[test]
+fn a_checkout_with_dual_control_is_exclusive_skipped_by_rotate_and_rotated_at_checkin() {
+    let lab = Lab::start(1);
+    let shared = Shared::new(&lab);
+    let inv = shared.inventory();
+    let inv = inv.to_str().unwrap();
+    // A first rotation gives every account its own secret in the vault.
+    ok(
+        &shared.as_person(ALICE, &["rotate", "-i", inv, "--all"]),
+        "first rotation",
+    );
+
+    // Approval is required by default; the requester names the vendor's engineer.
+    let out = shared.as_person(
+        ALICE,
+        &[
+            "checkout",
+            CRED,
+            "-i",
+            inv,
+            "--ticket",
+            "INC-4711",
+            "--reason",
+            "vendor maintenance of the EMR database",
+            "--for",
+            "kato-vendor",
+            "--ttl",
+            "1h",
+        ],
+    );
+    ok(&out, "checkout request");
+    let id = stdout(&out).trim().to_owned();
+    assert!(stderr(&out).contains("needs approval"), "{}", stderr(&out));
+
+    // The requester cannot approve it, nor can a hand-made SUDO_USER make the vault's owner
+    // into the requester to claim it.
+    let own = shared.as_person(ALICE, &["approve", &id]);
+    assert_eq!(own.status.code(), Some(1), "{own:?}");
+    assert!(stderr(&own).contains("cannot approve"), "{}", stderr(&own));
+    let early = shared.as_person(ALICE, &["checkout", "--claim", &id]);
+    assert!(stderr(&early).contains("not approved yet"), "{early:?}");
+
+    // A second person approves, through sudo.
+    ok(&shared.as_person(BOB, &["approve", &id]), "approval by bob");
+    let forged = shared.as_vault_owner(&["checkout", "--claim", &id], &[("SUDO_USER", ALICE)]);
+    assert_eq!(forged.status.code(), Some(1), "{forged:?}");
+    assert!(
+        stderr(&forged).contains(&format!("only {ALICE}")),
+        "{}",
+        stderr(&forged)
+    );
+
+    // The requester claims it: the secret, once; it logs in as the account.
+    let claim = shared.as_person(ALICE, &["checkout", "--claim", &id]);
+    ok(&claim, "claim");
+    let secret = stdout(&claim).trim_end_matches('\n').to_owned();
+    assert!(lab.login_works("host-001", "svc_app", &secret));
+    let again = shared.as_person(ALICE, &["checkout", "--claim", &id]);
+    assert!(stderr(&again).contains("already claimed"), "{again:?}");
+
+    // Exclusive: a second checkout names the holder, the ticket and the end time.
+    let second = shared.as_person(
+        BOB,
+        &[
+            "checkout", CRED, "-i", inv, "--ticket", "INC-9", "--reason", "other",
+        ],
+    );
+    assert_eq!(second.status.code(), Some(1), "{second:?}");
+    let said = stderr(&second);
+    assert!(said.contains("already checked out"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "{ALICE} (for kato-vendor), ticket INC-4711, until "
+        )),
+        "{said}"
+    );
+
+    // `rotate --all` skips it and says so; the host's other account rotates.
+    let run = shared.as_person(ALICE, &["rotate", "-i", inv, "--all", "--output", "json"]);
+    let report = json(&run);
+    let result = crate::support::result_of(&report, CRED);
+    assert_eq!(result["result"], "skipped", "{report:#}");
+    assert!(
+        result["detail"]
+            .as_str()
+            .unwrap()
+            .contains("checked out (checkout"),
+        "{report:#}"
+    );
+    assert_eq!(
+        crate::support::result_of(&report, "host-001/svc_backup")["result"],
+        "committed"
+    );
+    assert!(lab.login_works("host-001", "svc_app", &secret));
+
+    // Another person's read is an override, said and recorded; the holder's is recorded.
+    let peek = shared.as_person(BOB, &["show", CRED, "--reason", "audit check"]);
+    ok(&peek, "override read");
+    assert!(
+        stderr(&peek).contains("recorded as an override"),
+        "{}",
+        stderr(&peek)
+    );
+    ok(
+        &shared.as_person(ALICE, &["show", CRED, "--reason", "lost it"]),
+        "holder read",
+    );
+
+    // Check-in rotates: the checked-out secret is rejected, the vault's new one works.
+    let checkin = shared.as_person(ALICE, &["checkin", &id]);
+    ok(&checkin, "checkin");
+    assert!(!lab.login_works("host-001", "svc_app", &secret));
+    let shown = shared.as_person(ALICE, &["show", CRED, "--reason", "after checkin"]);
+    let new = stdout(&shown).trim_end_matches('\n').to_owned();
+    assert_ne!(new, secret);
+    assert!(lab.login_works("host-001", "svc_app", &new));
+
+    let list = shared.as_person(ALICE, &["checkouts", "--all", "--output", "json"]);
+    let doc = json(&list);
+    let c = &doc["checkouts"][0];
+    assert_eq!(c["state"], "closed", "{doc:#}");
+    assert_eq!(c["end"], "checked_in");
+    assert_eq!(c["requester"], ALICE);
+    assert!(
+        c["approved_by"].as_str().unwrap().starts_with(BOB),
+        "{doc:#}"
+    );
+    assert!(c["rotation"].as_i64().is_some(), "{doc:#}");
+    let text = shared.as_person(ALICE, &["checkouts", "--all"]);
+
+    // The audit trail names the people sudo ran rotor for, and the forged claim as claimed.
+    let rows = audit_rows(&shared.vault());
+    let has = |needle: &str| rows.iter().any(|r| r.contains(needle));
+    assert!(
+        has(&format!(
+            "{ALICE} (via sudo as {VAULT_USER}) | checkout_request"
+        )),
+        "{rows:#?}"
+    );
+    assert!(
+        has(&format!(
+            "{BOB} (via sudo as {VAULT_USER}) | checkout_approve"
+        )),
+        "{rows:#?}"
+    );
+    assert!(
+        has(&format!("{BOB} (via sudo as {VAULT_USER}) | show_override")),
+        "{rows:#?}"
+    );
+    assert!(has("| show_by_holder |"), "{rows:#?}");
+    assert!(has("| checkin |"), "{rows:#?}");
+    assert!(has("| checkout_close |"), "{rows:#?}");
+
+    // No secret in the audit log or the checkouts listings.
+    let leaks = Leaks::new([
+        ("the checked-out secret", secret.as_str()),
+        ("the new secret", new.as_str()),
+    ]);
+    leaks.assert_absent("the audit log", rows.join("\n").as_bytes());
+    leaks.assert_absent("rotor checkouts --output json", &list.stdout);
+    leaks.assert_absent("rotor checkouts", &text.stdout);
+    leaks.assert_absent("rotor checkouts's stderr", &text.stderr);
+}
+
+#[test]
+fn an_expiry_that_passed_while_no_rotor_ran_is_rotated_by_the_next_command() {
+    let lab = Lab::start(1);
+    let rotor = Rotor::init();
+    // This inventory's policy grants checkouts without approval, for at most 2 hours.
+    let text = std::fs::read_to_string(lab.inventory_path()).unwrap();
+    let inv = lab.dir().join("no-approval.yaml");
+    let policy = "  default: { length: 24, classes: [lower, upper, digit, symbol], checkout: { approval: none, max_ttl: 2h, default_ttl: 30m } }";
+    let edited = text.replace(
+        "  default: { length: 24, classes: [lower, upper, digit, symbol] }",
+        policy,
+    );
+    assert_ne!(
+        edited, text,
+        "the lab inventory's default policy line changed"
+    );
+    std::fs::write(&inv, edited).unwrap();
+    let inv = inv.to_str().unwrap();
+    assert_eq!(rotor.rotate_all(inv).status.code(), Some(0));
+
+    let too_long = rotor.run(&[
+        "checkout", CRED, "-i", inv, "--ticket", "T-1", "--reason", "r", "--ttl", "3h",
+    ]);
+    assert_eq!(too_long.status.code(), Some(1));
+    assert!(stderr(&too_long).contains("max_ttl 2h"), "{too_long:?}");
+
+    let out = rotor.run(&[
+        "checkout",
+        CRED,
+        "-i",
+        inv,
+        "--ticket",
+        "T-2",
+        "--reason",
+        "night work",
+        "--ttl",
+        "10m",
+    ]);
+    ok(&out, "checkout without approval");
+    let secret = stdout(&out).trim_end_matches('\n').to_owned();
+    assert!(lab.login_works("host-001", "svc_app", &secret));
+
+    // Before the deadline nothing happens; past it (the lab clock runs 11 minutes ahead) the
+    // next command, here `rotor status`, rotates it first.
+    ok(&rotor.run(&["status"]), "status before the deadline");
+    assert!(lab.login_works("host-001", "svc_app", &secret));
+    let late = rotor
+        .cmd(&["status"])
+        .env("ROTOR_LAB_CLOCK_OFFSET_SECS", "660")
+        .output()
+        .unwrap();
+    ok(&late, "status after the deadline");
+    assert!(
+        stderr(&late).contains("ended (expired)"),
+        "{}",
+        stderr(&late)
+    );
+    assert!(!lab.login_works("host-001", "svc_app", &secret));
+    let new = rotor.show(CRED).unwrap();
+    assert!(lab.login_works("host-001", "svc_app", &new));
+
+    let list = rotor.run(&["checkouts", "--all", "--output", "json"]);
+    let doc = json(&list);
+    assert_eq!(doc["checkouts"][0]["state"], "closed", "{doc:#}");
+    assert_eq!(doc["checkouts"][0]["end"], "expired", "{doc:#}");
+    let rows = audit_rows(&rotor.vault_dir());
+    assert!(
+        rows.iter().any(|r| r.contains("| checkout_expire |")),
+        "{rows:#?}"
+    );
+    let leaks = Leaks::new([
+        ("the checked-out secret", secret.as_str()),
+        ("the new secret", new.as_str()),
+    ]);
+    leaks.assert_absent("the audit log", rows.join("\n").as_bytes());
+    leaks.assert_absent("rotor checkouts --output json", &list.stdout);
+    leaks.assert_absent("the expiring command's stderr", &late.stderr);
+}
