@@ -157,7 +157,7 @@ fn unknown_fields() {
     assert_snapshot!(check("version: 1\nhost:\n  - name: h1\n"), @"lab/inventory.yaml:2:1: host: unknown field `host`: allowed here are version, playbooks_dir, policies, hosts, directories; did you mean `hosts`?");
     assert_snapshot!(check(&full_host("hostkey: x")), @"lab/inventory.yaml:7:5: hosts[0].hostkey: unknown field `hostkey`: allowed here are name, address, port, host_key, known_hosts, groups, connect, accounts; did you mean `host_key`?");
     assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbok: linux-password }")), @"lab/inventory.yaml:8:20: hosts[0].accounts[0].playbok: unknown field `playbok`: allowed here are name, playbook, policy, vars; did you mean `playbook`?");
-    assert_snapshot!(check("version: 1\npolicies:\n  default: { lenght: 30 }\n"), @"lab/inventory.yaml:3:14: policies.default.lenght: unknown field `lenght`: allowed here are length, classes, exclude, schedule, max_age, timezone, max_failed_logins; did you mean `length`?");
+    assert_snapshot!(check("version: 1\npolicies:\n  default: { lenght: 30 }\n"), @"lab/inventory.yaml:3:14: policies.default.lenght: unknown field `lenght`: allowed here are length, classes, exclude, schedule, max_age, timezone, max_failed_logins, checkout; did you mean `length`?");
 }
 
 #[test]
@@ -630,4 +630,37 @@ proptest! {
     fn scope_parse_never_panics(text in "\\PC{0,40}") {
         let _ = Scope::parse(&text);
     }
+}
+
+#[test]
+fn checkout_policies() {
+    use super::{Approval, CheckoutPolicy};
+    use std::time::Duration;
+    let policy =
+        |body: &str| format!("version: 1\npolicies:\n  default: {{ checkout: {{ {body} }} }}\n");
+    let inv = parse(&policy("approval: none, max_ttl: 4h"), Path::new(FILE)).unwrap();
+    assert_eq!(
+        inv.policies["default"].checkout,
+        CheckoutPolicy {
+            approval: Approval::None,
+            max_ttl: Duration::from_secs(4 * 3600),
+            default_ttl: Duration::from_secs(2 * 3600),
+        }
+    );
+    // Without `checkout:`, approval is required, 2 h by default, at most 8 h.
+    let plain = parse("version: 1\n", Path::new(FILE)).unwrap();
+    assert_eq!(
+        plain.policies["default"].checkout,
+        CheckoutPolicy::default()
+    );
+    assert_eq!(
+        CheckoutPolicy::default().approval,
+        Approval::Required,
+        "safe default"
+    );
+    assert_snapshot!(check(&policy("approval: maybe")), @"lab/inventory.yaml:3:36: policies.default.checkout.approval: approval `maybe` is not one rotor knows: write `required` (a second person approves each checkout) or `none`");
+    assert_snapshot!(check(&policy("max_ttl: 8")), @r#"lab/inventory.yaml:3:35: policies.default.checkout.max_ttl: max_ttl "8" has no unit: write a number and a unit, e.g. 8h, 90m or 1d"#);
+    assert_snapshot!(check(&policy("max_ttl: 30d")), @r#"lab/inventory.yaml:3:35: policies.default.checkout.max_ttl: max_ttl "30d" is longer than 7d, the longest checkout rotor grants: a vendor's access should end with the work"#);
+    assert_snapshot!(check(&policy("max_ttl: 1h, default_ttl: 2h")), @"lab/inventory.yaml:3:24: policies.default.checkout: default_ttl (2h) is longer than max_ttl (1h): make default_ttl at most max_ttl");
+    assert_snapshot!(check(&policy("ttl: 2h")), @"lab/inventory.yaml:3:26: policies.default.checkout.ttl: unknown field `ttl`: allowed here are approval, max_ttl, default_ttl");
 }
