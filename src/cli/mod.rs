@@ -25,6 +25,7 @@ macro_rules! outln {
     };
 }
 
+mod audit;
 mod context;
 mod enroll;
 mod export;
@@ -113,6 +114,9 @@ pub enum Command {
     /// Write every current credential to a file encrypted to an age public key (offline
     /// escrow: `age -d` recovers them without rotor).
     Export(export::ExportArgs),
+    /// The audit log: `verify [--heads FILE]`, `head`, `log [filters]`.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,5 +219,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Status(a) => status::run(g, a),
         Command::Show(a) => show::run(g, a),
         Command::Export(a) => export::run(g, a),
+        Command::Audit(c) => audit::run(g, c),
     }
 }
