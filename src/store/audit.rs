@@ -890,40 +890,23 @@ mod tests {
             },
             &[3, 4],
         );
-        check(
-            Filter {
-                actor: Some("alice".into()),
-                ..Filter::default()
-            },
-            &[2, 4],
-        );
+        let actor = |u: &str| Filter {
+            actor: Some(u.into()),
+            ..Filter::default()
+        };
+        let ticket = |t: &str| Filter {
+            ticket: Some(t.into()),
+            ..Filter::default()
+        };
+        check(actor("alice"), &[2, 4]);
         // The person is the actor's first word; a claimed SUDO_USER is not the person.
+        check(actor("bob"), &[3]);
+        check(actor("carol"), &[]);
+        check(ticket("T-9"), &[5]);
         check(
             Filter {
-                actor: Some("bob".into()),
-                ..Filter::default()
-            },
-            &[3],
-        );
-        check(
-            Filter {
-                actor: Some("carol".into()),
-                ..Filter::default()
-            },
-            &[],
-        );
-        check(
-            Filter {
-                ticket: Some("T-9".into()),
-                ..Filter::default()
-            },
-            &[5],
-        );
-        check(
-            Filter {
-                ticket: Some("T-9".into()),
                 cred: Some("h1/b".into()),
-                ..Filter::default()
+                ..ticket("T-9")
             },
             &[],
         );

@@ -16,6 +16,8 @@
 //! every state change runs in one `BEGIN IMMEDIATE` transaction that has committed when
 //! the method returns: fsynced (synchronous=FULL) for `write`, and for `write_lazy` only on
 //! the next durable write or checkpoint (writes that recovery repairs if power loss drops them).
+//! Once a transaction that appended audit entries has committed (never before), its new head
+//! goes to the system log ([`super::syslog`]).
 
 use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
