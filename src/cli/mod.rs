@@ -25,6 +25,7 @@ macro_rules! outln {
     };
 }
 
+mod audit;
 mod checkout;
 mod context;
 mod enroll;
@@ -123,6 +124,9 @@ pub enum Command {
     Checkin(checkout::CheckinArgs),
     /// Pending, open and ending checkouts (`--all`: closed ones too).
     Checkouts(checkout::CheckoutsArgs),
+    /// The audit log: `verify [--heads FILE]`, `head`, `log [filters]`.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,5 +242,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Approve(a) => checkout::approve(g, a),
         Command::Checkin(a) => checkout::checkin(g, a),
         Command::Checkouts(a) => checkout::list(g, a),
+        Command::Audit(c) => audit::run(g, c),
     }
 }

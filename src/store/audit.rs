@@ -1,30 +1,398 @@
-//! The audit log: append-only rows chained by SHA-256, kept in the vault database.
+//! The audit log: append-only rows chained by SHA-256, kept in the vault database, written
+//! as typed [`Event`]s.
 //!
 //! Each row's `hash` is SHA-256 over the previous row's hash, a newline, and the canonical JSON
 //! array `[seq, at, actor, action, cred, detail]`; the first row's `prev_hash` is 64 zeros.
-//! An edited row breaks its own hash, a deleted row leaves a gap in `seq`. Deleting rows at the
-//! end would leave a valid shorter chain, so the chain's head (`seq:hash`) is also kept in
-//! `meta.audit_head` with an HMAC under a key derived from the vault's HMAC key: truncating the
-//! log without the master key is detected too.
+//! `action` is the event's name (`stage`, `show`, ...) and `detail` its fields as compact JSON
+//! (rows written before typed events hold free text there: they verify and display as they
+//! are). An edited row breaks its own hash, a deleted row leaves a gap in `seq`, a moved row
+//! breaks the link to the row before it. Deleting rows at the end would leave a valid shorter
+//! chain, so the chain's head (`seq:hash`) is also kept in `meta.audit_head` with an HMAC under
+//! a key derived from the vault's HMAC key: truncating the log without the master key is
+//! detected too. Truncating it *and* putting back an older authentic head (copied from a
+//! backup) is not detectable from the file alone: every committed head is also sent to the
+//! system log ([`super::syslog`]), and [`check_heads`] compares heads recorded there with the
+//! chain.
 //!
-//! Entries never contain a secret, a fingerprint or key material: callers pass names, ids and
-//! the operator's reason only.
+//! Entries never contain a secret, a fingerprint or key material: an [`Event`] holds names,
+//! ids, counts and the operator's words only, and [`crate::secret::Secret`] cannot be
+//! serialized, so no variant can carry one.
 
+use std::fmt;
+use std::io::BufRead;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::StoreError;
 use super::crypto::{KeyBytes, hex, hmac_tag, sha256_hex};
 use super::schema::CachedSql;
+use crate::engine::{Phase, RotationId, RunId};
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// Something rotor records. The variant's name is the entry's `action` (its `event` in
+/// `rotor audit log`), its fields the entry's `detail`, as JSON. Field names are part of the
+/// record: old vaults hold them, so a field is renamed only with a new variant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    // The vault itself.
+    /// `rotor init` created the vault; where its master key lives (a path or keyring entry).
+    Init { master_key: String },
+
+    // Secrets stored and read by people.
+    /// An operator stored a credential's current secret (`rotor enroll`).
+    Enroll {
+        version: i64,
+        /// Other credentials whose current or pending secret is the same.
+        shared_with: i64,
+    },
+    /// The enrolment settled the credential's stuck rotation (its pending secret retired).
+    SettleStuck {
+        #[serde(deserialize_with = "rotation_id")]
+        rotation: RotationId,
+    },
+    /// A person read the current secret (`rotor show`); `found` is false for a credential
+    /// without one.
+    Show { reason: String, found: bool },
+    /// Every current secret was exported for offline escrow, encrypted to `to`.
+    Export { n_credentials: usize, to: String },
+
+    // Rotations (the engine's ledger).
+    Stage {
+        #[serde(deserialize_with = "rotation_id")]
+        rotation: RotationId,
+        #[serde(deserialize_with = "run_id")]
+        run: RunId,
+        /// The pending version that holds the new secret.
+        version: i64,
+        lease_token: i64,
+    },
+    Phase {
+        #[serde(deserialize_with = "rotation_id")]
+        rotation: RotationId,
+        #[serde(deserialize_with = "phase")]
+        from: Phase,
+        #[serde(deserialize_with = "phase")]
+        to: Phase,
+    },
+    /// The new secret was proven and is current (the outcome of a successful rotation).
+    Commit {
+        #[serde(deserialize_with = "rotation_id")]
+        rotation: RotationId,
+        version: i64,
+    },
+    /// The old credential was removed from the target after commit (SSH keys).
+    Retired {
+        #[serde(deserialize_with = "rotation_id")]
+        rotation: RotationId,
+    },
+    /// The old credential was restored and proven; the new one never became current.
+    RollBack {
+        #[serde(deserialize_with = "rotation_id")]
+        rotation: RotationId,
+        reason: String,
+    },
+    /// Neither could be settled: an operator must look (both secrets kept).
+    MarkStuck {
+        #[serde(deserialize_with = "rotation_id")]
+        rotation: RotationId,
+        reason: String,
+    },
+    /// An operator asked for a stuck rotation to be tried again (`rotor recover --cred`).
+    ReopenStuck {
+        #[serde(deserialize_with = "rotation_id")]
+        rotation: RotationId,
+    },
+    /// Recovery took an open rotation over under a new lease.
+    Adopt {
+        #[serde(deserialize_with = "rotation_id")]
+        rotation: RotationId,
+        previous_token: Option<i64>,
+        token: i64,
+    },
+    /// A holder took over another holder's expired (or dead) lease.
+    LeaseTakeover {
+        previous_holder: String,
+        previous_holder_gone: bool,
+        previous_token: i64,
+        expired_at: DateTime<Utc>,
+        holder: String,
+        token: i64,
+    },
+
+    // The lockout budget.
+    /// rotor stopped logging in as the account (repeated rejected logins).
+    Park { reason: String, failed_logins: i64 },
+    /// An operator let rotor log in as it again; `was_parked` is the reason it had.
+    Unpark { was_parked: Option<String> },
+
+    // Break-glass checkouts (`crate::checkout`). Each names its checkout and ticket.
+    /// A person asked for a checkout (`approval`: `required` or `none`).
+    CheckoutRequested {
+        checkout: i64,
+        ticket: String,
+        reason: String,
+        /// The vendor engineer the requester named (`--for`).
+        for_name: Option<String>,
+        ttl_secs: u64,
+        approval: String,
+    },
+    /// A second person approved it.
+    CheckoutApproved { checkout: i64, ticket: String },
+    /// The secret was shown to the requester, once; the checkout ends `until`.
+    CheckoutGranted {
+        checkout: i64,
+        ticket: String,
+        until: DateTime<Utc>,
+    },
+    /// The holder read the checked-out secret again (`rotor show`).
+    ShowByHolder {
+        checkout: i64,
+        ticket: String,
+        reason: String,
+        found: bool,
+    },
+    /// Someone other than the holder read a checked-out secret (`rotor show`).
+    ShowOverride {
+        checkout: i64,
+        ticket: String,
+        reason: String,
+        found: bool,
+    },
+    /// The holder (or anyone) checked it in: its credential is rotated now.
+    CheckIn { checkout: i64, ticket: String },
+    /// Its deadline passed while the secret was out: its credential is rotated now.
+    CheckoutExpired { checkout: i64, ticket: String },
+    /// A run with `--include-checked-out` ended it to rotate its credential.
+    CheckoutOverridden { checkout: i64, ticket: String },
+    /// Closed: `end` says how; `rotation` is the rotation that ended it, if one did.
+    CheckoutClosed {
+        checkout: i64,
+        ticket: String,
+        end: String,
+        rotation: Option<i64>,
+    },
+    /// The rotation that should end it failed; it is retried by the next rotor command.
+    CheckoutRotationFailed {
+        checkout: i64,
+        ticket: String,
+        failure: String,
+    },
+}
+
+fn rotation_id<'de, D: Deserializer<'de>>(d: D) -> Result<RotationId, D::Error> {
+    i64::deserialize(d).map(RotationId)
+}
+
+fn run_id<'de, D: Deserializer<'de>>(d: D) -> Result<RunId, D::Error> {
+    i64::deserialize(d).map(RunId)
+}
+
+fn phase<'de, D: Deserializer<'de>>(d: D) -> Result<Phase, D::Error> {
+    let text = String::deserialize(d)?;
+    Phase::from_str(&text).map_err(serde::de::Error::custom)
+}
+
+impl Event {
+    /// The entry's `action` and `detail` columns: the variant's name and its other fields as
+    /// compact JSON.
+    fn columns(&self) -> (String, String) {
+        // Invariant: an `Event` is plain data (strings, numbers, booleans, a time), which
+        // serde_json always serializes, as an object because of the `event` tag.
+        let value = serde_json::to_value(self).expect("an audit event serializes to JSON");
+        let serde_json::Value::Object(mut fields) = value else {
+            unreachable!("a tagged enum serializes to an object")
+        };
+        let name = match fields.remove("event") {
+            Some(serde_json::Value::String(name)) => name,
+            _ => unreachable!("the `event` tag is the variant's name"),
+        };
+        (name, serde_json::Value::Object(fields).to_string())
+    }
+
+    /// What happened, in words, for `rotor audit log` (outside text such as reasons is
+    /// escaped by whoever prints it).
+    pub fn describe(&self) -> String {
+        match self {
+            Event::Init { master_key } => format!("vault created; master key in the {master_key}"),
+            Event::Enroll {
+                version,
+                shared_with,
+            } => match shared_with {
+                0 => format!("secret stored as version {version}"),
+                n => format!(
+                    "secret stored as version {version}; the same secret is held by {n} other credential(s)"
+                ),
+            },
+            Event::SettleStuck { rotation } => {
+                format!("stuck rotation {rotation} settled by the enrolment")
+            }
+            Event::Show {
+                reason,
+                found: true,
+            } => format!("secret shown; reason: {reason}"),
+            Event::Show {
+                reason,
+                found: false,
+            } => format!("no current secret to show; reason: {reason}"),
+            Event::Export { n_credentials, to } => {
+                format!("{n_credentials} current secret(s) exported, encrypted to {to}")
+            }
+            Event::Stage {
+                rotation,
+                run,
+                version,
+                lease_token,
+            } => format!(
+                "rotation {rotation} (run {run}) staged pending version {version} under lease token {lease_token}"
+            ),
+            Event::Phase { rotation, from, to } => format!("rotation {rotation}: {from} -> {to}"),
+            Event::Commit { rotation, version } => {
+                format!("rotation {rotation} committed: version {version} is current")
+            }
+            Event::Retired { rotation } => {
+                format!("rotation {rotation}: the old credential was removed from the target")
+            }
+            Event::RollBack { rotation, reason } => {
+                format!("rotation {rotation} rolled back: {reason}")
+            }
+            Event::MarkStuck { rotation, reason } => {
+                format!("rotation {rotation} is stuck, an operator must settle it: {reason}")
+            }
+            Event::ReopenStuck { rotation } => {
+                format!("stuck rotation {rotation} reopened for recovery")
+            }
+            Event::Adopt {
+                rotation,
+                previous_token,
+                token,
+            } => match previous_token {
+                Some(previous) => format!(
+                    "rotation {rotation} adopted by recovery (lease token {previous} -> {token})"
+                ),
+                None => format!("rotation {rotation} adopted by recovery (lease token {token})"),
+            },
+            Event::LeaseTakeover {
+                previous_holder,
+                previous_holder_gone,
+                previous_token,
+                expired_at,
+                holder,
+                token,
+            } => format!(
+                "lease of {previous_holder} (token {previous_token}, {}) taken over by {holder} (token {token})",
+                if *previous_holder_gone {
+                    "its process was gone".to_owned()
+                } else {
+                    format!("expired {}", expired_at.format("%Y-%m-%d %H:%M:%S"))
+                }
+            ),
+            Event::Park {
+                reason,
+                failed_logins,
+            } => format!("parked after {failed_logins} failed login(s): {reason}"),
+            Event::Unpark { was_parked } => match was_parked {
+                Some(reason) => format!("unparked (was parked: {reason})"),
+                None => "unparked (was not parked)".to_owned(),
+            },
+            Event::CheckoutRequested {
+                checkout,
+                ticket,
+                reason,
+                for_name,
+                ttl_secs,
+                approval,
+            } => format!(
+                "checkout {checkout} requested for ticket {ticket}{} for {}, approval {approval}; reason: {reason}",
+                for_name
+                    .as_ref()
+                    .map(|n| format!(" (for {n})"))
+                    .unwrap_or_default(),
+                crate::text::duration_words(std::time::Duration::from_secs(*ttl_secs))
+            ),
+            Event::CheckoutApproved { checkout, ticket } => {
+                format!("checkout {checkout} (ticket {ticket}) approved")
+            }
+            Event::CheckoutGranted {
+                checkout,
+                ticket,
+                until,
+            } => format!(
+                "checkout {checkout} (ticket {ticket}) granted: secret shown once, until {}",
+                until.format("%Y-%m-%d %H:%M UTC")
+            ),
+            Event::ShowByHolder {
+                checkout,
+                ticket,
+                reason,
+                ..
+            } => format!(
+                "checked-out secret shown to its holder (checkout {checkout}, ticket {ticket}); reason: {reason}"
+            ),
+            Event::ShowOverride {
+                checkout,
+                ticket,
+                reason,
+                ..
+            } => format!(
+                "OVERRIDE: checked-out secret shown to someone other than its holder (checkout {checkout}, ticket {ticket}); reason: {reason}"
+            ),
+            Event::CheckIn { checkout, ticket } => {
+                format!("checkout {checkout} (ticket {ticket}) checked in; rotating")
+            }
+            Event::CheckoutExpired { checkout, ticket } => {
+                format!("checkout {checkout} (ticket {ticket}) expired; rotating")
+            }
+            Event::CheckoutOverridden { checkout, ticket } => format!(
+                "OVERRIDE: checkout {checkout} (ticket {ticket}) ended by a run with --include-checked-out"
+            ),
+            Event::CheckoutClosed {
+                checkout,
+                ticket,
+                end,
+                rotation,
+            } => match rotation {
+                Some(r) => {
+                    format!("checkout {checkout} (ticket {ticket}) closed ({end}) by rotation {r}")
+                }
+                None => format!("checkout {checkout} (ticket {ticket}) closed ({end})"),
+            },
+            Event::CheckoutRotationFailed {
+                checkout,
+                ticket,
+                failure,
+            } => format!(
+                "checkout {checkout} (ticket {ticket}): the rotation ending it failed, retried later: {failure}"
+            ),
+        }
+    }
+}
+
+/// The head of the chain: its last entry's sequence number and hash. Printed (and sent to the
+/// system log) as `seq=N hash=HEX`, which [`head_in_line`] finds again in any line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Head {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl fmt::Display for Head {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "seq={} hash={}", self.seq, self.hash)
+    }
+}
+
 /// One entry to append, before it gets its sequence number and hashes.
-pub struct Entry<'a> {
-    pub at: &'a str,
-    pub actor: &'a str,
-    pub action: &'a str,
-    pub cred: Option<&'a str>,
-    pub detail: &'a str,
+struct Entry<'a> {
+    at: &'a str,
+    actor: &'a str,
+    action: &'a str,
+    cred: Option<&'a str>,
+    detail: &'a str,
 }
 
 fn row_hash(prev_hash: &str, seq: i64, entry: &Entry<'_>) -> String {
@@ -49,12 +417,24 @@ fn head_mac(hmac_key: &KeyBytes, seq: i64, hash: &str) -> String {
     hex(&hmac_tag(&head_key, format!("{seq}:{hash}").as_bytes()))
 }
 
-/// Appends an entry inside the caller's transaction; returns its sequence number.
-pub fn append(
+/// Appends `event` inside the caller's transaction; returns the new head. The caller
+/// announces the head once the transaction has committed, never before.
+pub(super) fn append(
     conn: &Connection,
     hmac_key: &KeyBytes,
-    entry: &Entry<'_>,
-) -> Result<i64, StoreError> {
+    at: &str,
+    actor: &str,
+    event: &Event,
+    cred: Option<&str>,
+) -> Result<Head, StoreError> {
+    let (action, detail) = event.columns();
+    let entry = Entry {
+        at,
+        actor,
+        action: &action,
+        cred,
+        detail: &detail,
+    };
     let (last_seq, prev_hash): (i64, String) = conn
         .row(
             "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
@@ -64,7 +444,7 @@ pub fn append(
         .optional()?
         .unwrap_or((0, GENESIS.to_owned()));
     let seq = last_seq + 1;
-    let hash = row_hash(&prev_hash, seq, entry);
+    let hash = row_hash(&prev_hash, seq, &entry);
     conn.exec(
         "INSERT INTO audit (seq, at, actor, action, cred, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -85,12 +465,22 @@ pub fn append(
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [head],
     )?;
-    Ok(seq)
+    Ok(Head { seq, hash })
 }
 
-/// Walks the whole chain; returns the number of entries, or where it breaks.
-pub fn verify(conn: &Connection, hmac_key: &KeyBytes) -> Result<usize, StoreError> {
-    let tampered = |seq: i64, reason: String| StoreError::AuditTampered { seq, reason };
+/// A chain that verified: how many entries, and its head (`None` for an empty log).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verified {
+    pub n_entries: usize,
+    pub head: Option<Head>,
+}
+
+fn tampered(seq: i64, reason: String) -> StoreError {
+    StoreError::AuditTampered { seq, reason }
+}
+
+/// Walks the whole chain; returns its length and head, or the entry where it breaks.
+pub fn verify(conn: &Connection, hmac_key: &KeyBytes) -> Result<Verified, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT seq, at, actor, action, cred, detail, prev_hash, hash FROM audit ORDER BY seq",
     )?;
@@ -105,15 +495,22 @@ pub fn verify(conn: &Connection, hmac_key: &KeyBytes) -> Result<usize, StoreErro
         let detail: String = row.get(5)?;
         let (stored_prev, stored_hash): (String, String) = (row.get(6)?, row.get(7)?);
         if seq != expected_seq {
+            let missing = match seq - 1 {
+                last if last == expected_seq => format!("entry {expected_seq} is missing"),
+                last => format!("entries {expected_seq} to {last} are missing"),
+            };
             return Err(tampered(
                 expected_seq,
-                format!("entries {expected_seq} to {} are missing", seq - 1),
+                format!("{missing} (deleted: the log goes on at entry {seq})"),
             ));
         }
         if stored_prev != prev_hash {
             return Err(tampered(
                 seq,
-                "its link to the previous entry is wrong".into(),
+                format!(
+                    "its link to entry {} is wrong (entries were reordered, replaced or inserted)",
+                    seq - 1
+                ),
             ));
         }
         let entry = Entry {
@@ -134,44 +531,526 @@ pub fn verify(conn: &Connection, hmac_key: &KeyBytes) -> Result<usize, StoreErro
         n_entries += 1;
     }
     let last_seq = expected_seq - 1;
-    let head: Option<String> = conn
+    let head = (last_seq > 0).then(|| Head {
+        seq: last_seq,
+        hash: prev_hash.clone(),
+    });
+    let recorded: Option<String> = conn
         .row(
             "SELECT CAST(value AS TEXT) FROM meta WHERE key = 'audit_head'",
             [],
             |row| row.get(0),
         )
         .optional()?;
-    match head {
-        None if last_seq == 0 => Ok(0),
-        None => Err(tampered(
-            last_seq,
-            "the recorded head of the log is missing".into(),
-        )),
-        Some(head) => {
-            let mut parts = head.splitn(3, ':');
-            let (head_seq, head_hash, mac) = (parts.next(), parts.next(), parts.next());
-            let head_seq: Option<i64> = head_seq.and_then(|s| s.parse().ok());
-            match (head_seq, head_hash, mac) {
-                (Some(head_seq), Some(head_hash), Some(mac))
-                    if mac == head_mac(hmac_key, head_seq, head_hash) =>
-                {
-                    if head_seq != last_seq || head_hash != prev_hash {
-                        Err(tampered(
-                            last_seq + 1,
-                            format!(
-                                "the log ends at entry {last_seq} but entry {head_seq} was written \
-                                 (entries at the end were deleted or replaced)"
-                            ),
-                        ))
-                    } else {
-                        Ok(n_entries)
-                    }
-                }
-                _ => Err(tampered(
-                    last_seq,
-                    "the recorded head of the log is not authentic".into(),
-                )),
+    let Some(recorded) = recorded else {
+        return match head {
+            None => Ok(Verified {
+                n_entries,
+                head: None,
+            }),
+            Some(_) => Err(tampered(
+                last_seq,
+                "the recorded head of the log is missing".into(),
+            )),
+        };
+    };
+    let mut parts = recorded.splitn(3, ':');
+    let (head_seq, head_hash, mac) = (parts.next(), parts.next(), parts.next());
+    let head_seq: Option<i64> = head_seq.and_then(|s| s.parse().ok());
+    match (head_seq, head_hash, mac) {
+        (Some(head_seq), Some(head_hash), Some(mac))
+            if mac == head_mac(hmac_key, head_seq, head_hash) =>
+        {
+            if head_seq != last_seq || head_hash != prev_hash {
+                Err(tampered(
+                    last_seq + 1,
+                    format!(
+                        "the log ends at entry {last_seq} but entry {head_seq} was written \
+                         (entries at the end were deleted or replaced)"
+                    ),
+                ))
+            } else {
+                Ok(Verified { n_entries, head })
             }
         }
+        _ => Err(tampered(
+            last_seq,
+            "the recorded head of the log is not authentic".into(),
+        )),
+    }
+}
+
+/// The head of the chain as stored (its last entry), without verifying anything.
+pub fn head(conn: &Connection) -> Result<Option<Head>, StoreError> {
+    Ok(conn
+        .row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| {
+                Ok(Head {
+                    seq: row.get(0)?,
+                    hash: row.get(1)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// A head recorded outside the vault, and the line it was read from (1-based).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedHead {
+    pub head: Head,
+    pub line: usize,
+}
+
+/// The head a line holds: the first `seq=N hash=HEX` in it (64 hex digits), wherever the
+/// line comes from: `rotor audit head`, the system log (`journalctl -t rotor`), a copy.
+pub fn head_in_line(line: &str) -> Option<Head> {
+    line.match_indices("seq=").find_map(|(at, _)| {
+        let rest = &line[at + "seq=".len()..];
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let seq: i64 = rest[..digits].parse().ok().filter(|&seq| seq >= 1)?;
+        let tail = rest[digits..].strip_prefix(" hash=")?;
+        let hash = tail.get(..64)?;
+        let longer = tail[64..].starts_with(|c: char| c.is_ascii_hexdigit());
+        (hash.bytes().all(|b| b.is_ascii_hexdigit()) && !longer).then(|| Head {
+            seq,
+            hash: hash.to_ascii_lowercase(),
+        })
+    })
+}
+
+/// Every head in `input`, one line at a time (lines that hold none are skipped; bytes that are
+/// not UTF-8 are read as replacement characters, so a binary journal export cannot stop it).
+pub fn heads_in(input: impl BufRead) -> std::io::Result<Vec<RecordedHead>> {
+    let mut heads = Vec::new();
+    for (idx, line) in input.split(b'\n').enumerate() {
+        if let Some(head) = head_in_line(&String::from_utf8_lossy(&line?)) {
+            heads.push(RecordedHead {
+                head,
+                line: idx + 1,
+            });
+        }
+    }
+    Ok(heads)
+}
+
+/// Checks heads recorded elsewhere against a chain that [`verify`] accepted: each must name an
+/// entry of the chain with that very hash. A head beyond the chain's end means entries at the
+/// end were deleted (and an older head put back in `meta`, or `verify` would have said so):
+/// the first missing entry is named. `source` names where the heads came from (a file).
+pub fn check_heads(
+    conn: &Connection,
+    chain: &Verified,
+    heads: &[RecordedHead],
+    source: &str,
+) -> Result<(), StoreError> {
+    let last_seq = chain.head.as_ref().map_or(0, |h| h.seq);
+    if let Some(beyond) = heads.iter().max_by_key(|h| h.head.seq)
+        && beyond.head.seq > last_seq
+    {
+        return Err(tampered(
+            last_seq + 1,
+            format!(
+                "the log ends at entry {last_seq}, but {source} line {} records entry {} as written \
+                 (entries {} to {} were deleted, and an older head of the log was put back)",
+                beyond.line,
+                beyond.head.seq,
+                last_seq + 1,
+                beyond.head.seq
+            ),
+        ));
+    }
+    for recorded in heads {
+        let stored: Option<String> = conn
+            .row(
+                "SELECT hash FROM audit WHERE seq = ?1",
+                [recorded.head.seq],
+                |row| row.get(0),
+            )
+            .optional()?;
+        match stored {
+            Some(hash) if hash == recorded.head.hash => {}
+            _ => {
+                return Err(tampered(
+                    recorded.head.seq,
+                    format!(
+                        "it is not the entry {source} line {} records (another hash): the log \
+                         was rewritten from this entry or before",
+                        recorded.line
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One entry read back, for `rotor audit log`. Text in it comes from outside (actors,
+/// credentials, reasons): escape it before it reaches a terminal.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Record {
+    pub seq: i64,
+    /// RFC 3339, UTC, as written.
+    pub at: String,
+    pub actor: String,
+    /// The event's name (the `action` column).
+    pub event: String,
+    pub cred: Option<String>,
+    pub fields: Fields,
+}
+
+/// An entry's fields: the event's JSON object, or the free text of an entry written before
+/// typed events.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Fields {
+    Json(serde_json::Map<String, serde_json::Value>),
+    Text(String),
+}
+
+impl Record {
+    fn new(
+        seq: i64,
+        at: String,
+        actor: String,
+        event: String,
+        cred: Option<String>,
+        detail: String,
+    ) -> Record {
+        let fields = match serde_json::from_str::<serde_json::Value>(&detail) {
+            Ok(serde_json::Value::Object(map)) => Fields::Json(map),
+            _ => Fields::Text(detail),
+        };
+        Record {
+            seq,
+            at,
+            actor,
+            event,
+            cred,
+            fields,
+        }
+    }
+
+    /// The typed event, for entries this rotor knows (`None` for free text, and for events
+    /// a newer rotor wrote).
+    pub fn typed(&self) -> Option<Event> {
+        let Fields::Json(map) = &self.fields else {
+            return None;
+        };
+        let mut map = map.clone();
+        map.insert(
+            "event".into(),
+            serde_json::Value::String(self.event.clone()),
+        );
+        serde_json::from_value(serde_json::Value::Object(map)).ok()
+    }
+
+    /// What happened, in words: the event's sentence, else its fields as `name=value`, else
+    /// the old entry's text.
+    pub fn describe(&self) -> String {
+        if let Some(event) = self.typed() {
+            return event.describe();
+        }
+        match &self.fields {
+            Fields::Text(text) => text.clone(),
+            Fields::Json(map) => map
+                .iter()
+                .map(|(name, value)| match value {
+                    serde_json::Value::String(s) => format!("{name}={s}"),
+                    other => format!("{name}={other}"),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+
+    fn time(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&self.at)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+}
+
+/// Which entries `rotor audit log` shows; every condition set must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// At or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// The credential, exactly (`HOST/ACCOUNT`).
+    pub cred: Option<String>,
+    /// The person: the actor's first word (the actor reads `alice`, or `alice (via sudo ...)`).
+    pub actor: Option<String>,
+    /// Events whose `ticket` field is this.
+    pub ticket: Option<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, record: &Record) -> bool {
+        let time_ok = match (self.since, self.until) {
+            (None, None) => true,
+            // An entry whose time cannot be read is not "in" any range.
+            _ => record.time().is_some_and(|at| {
+                self.since.is_none_or(|since| at >= since)
+                    && self.until.is_none_or(|until| at < until)
+            }),
+        };
+        let cred_ok = self
+            .cred
+            .as_ref()
+            .is_none_or(|c| record.cred.as_ref() == Some(c));
+        let actor_ok = self.actor.as_ref().is_none_or(|u| {
+            record.actor == *u || record.actor.split_whitespace().next() == Some(u.as_str())
+        });
+        let ticket_ok = self.ticket.as_ref().is_none_or(|t| match &record.fields {
+            Fields::Json(map) => map.get("ticket").and_then(|v| v.as_str()) == Some(t.as_str()),
+            Fields::Text(_) => false,
+        });
+        time_ok && cred_ok && actor_ok && ticket_ok
+    }
+}
+
+/// The entries `filter` selects, in order.
+pub fn log(conn: &Connection, filter: &Filter) -> Result<Vec<Record>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT seq, at, actor, action, cred, detail FROM audit ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let record = Record::new(
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+            row.get(5)?,
+        );
+        if filter.matches(&record) {
+            out.push(record);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: i64, event: &Event, actor: &str, cred: Option<&str>) -> Record {
+        let (action, detail) = event.columns();
+        Record::new(
+            seq,
+            format!("2026-03-0{seq}T10:00:00.000000Z"),
+            actor.into(),
+            action,
+            cred.map(str::to_owned),
+            detail,
+        )
+    }
+
+    fn samples() -> Vec<Event> {
+        vec![
+            Event::Init {
+                master_key: "key file /v/master.key".into(),
+            },
+            Event::Enroll {
+                version: 3,
+                shared_with: 2,
+            },
+            Event::Show {
+                reason: "INC-42".into(),
+                found: true,
+            },
+            Event::Stage {
+                rotation: RotationId(7),
+                run: RunId(2),
+                version: 9,
+                lease_token: 11,
+            },
+            Event::Phase {
+                rotation: RotationId(7),
+                from: Phase::Staged,
+                to: Phase::RollingBack,
+            },
+            Event::Adopt {
+                rotation: RotationId(7),
+                previous_token: None,
+                token: 12,
+            },
+            Event::LeaseTakeover {
+                previous_holder: "rotor pid 1".into(),
+                previous_holder_gone: true,
+                previous_token: 4,
+                expired_at: DateTime::parse_from_rfc3339("2026-03-01T10:00:00.123456Z")
+                    .unwrap()
+                    .with_timezone(&Utc),
+                holder: "rotor pid 2".into(),
+                token: 5,
+            },
+            Event::Unpark { was_parked: None },
+        ]
+    }
+
+    #[test]
+    fn an_event_reads_back_as_itself_from_its_columns() {
+        for event in samples() {
+            let (action, detail) = event.columns();
+            assert!(!detail.contains("\"event\""), "{detail}");
+            let back = record(1, &event, "alice", None);
+            assert_eq!(back.event, action);
+            assert_eq!(back.typed().as_ref(), Some(&event), "{detail}");
+            assert!(!back.describe().is_empty());
+        }
+        let (action, detail) = samples()[4].columns();
+        assert_eq!(
+            (action.as_str(), detail.as_str()),
+            (
+                "phase",
+                r#"{"from":"staged","rotation":7,"to":"rolling_back"}"#
+            )
+        );
+    }
+
+    /// Entries written before typed events: free text shows as it is, and the JSON details of
+    /// that time read as today's events.
+    #[test]
+    fn old_entries_still_display() {
+        let text = Record::new(
+            5,
+            "2025-01-01T00:00:00Z".into(),
+            "root".into(),
+            "stage".into(),
+            Some("h1/a".into()),
+            "rotation 5; run 2; pending version 7; lease token 3".into(),
+        );
+        assert_eq!(text.typed(), None);
+        assert_eq!(
+            text.describe(),
+            "rotation 5; run 2; pending version 7; lease token 3"
+        );
+        assert_eq!(
+            serde_json::to_value(&text).unwrap()["fields"],
+            "rotation 5; run 2; pending version 7; lease token 3"
+        );
+        let show = Record::new(
+            6,
+            "2025-01-01T00:00:00Z".into(),
+            "root".into(),
+            "show".into(),
+            Some("h1/a".into()),
+            r#"{"reason":"T-1","found":true}"#.into(),
+        );
+        assert_eq!(show.describe(), "secret shown; reason: T-1");
+        // An event of a newer rotor: its fields in words.
+        let newer = Record::new(
+            7,
+            "2025-01-01T00:00:00Z".into(),
+            "root".into(),
+            "teleport".into(),
+            None,
+            r#"{"to":"mars","n":2}"#.into(),
+        );
+        assert_eq!(newer.describe(), "n=2, to=mars");
+    }
+
+    #[test]
+    fn filters_select_by_time_credential_person_and_ticket() {
+        let show = |reason: &str| Event::Show {
+            reason: reason.into(),
+            found: true,
+        };
+        let mut records = vec![
+            record(1, &samples()[0], "root", None),
+            record(2, &show("a"), "alice", Some("h1/a")),
+            record(
+                3,
+                &show("b"),
+                "bob (via sudo, SUDO_USER=carol, as claimed)",
+                Some("h1/b"),
+            ),
+            record(4, &show("c"), "alice", Some("h1/b")),
+        ];
+        // A checkout-like event with a ticket (variants to come carry one).
+        records.push(Record::new(
+            5,
+            "2026-03-05T10:00:00Z".into(),
+            "dave".into(),
+            "checkout_requested".into(),
+            Some("h1/a".into()),
+            r#"{"ticket":"T-9","reason":"vendor"}"#.into(),
+        ));
+        let at = |s: &str| Some(DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc));
+        let check = |filter: Filter, expect: &[i64]| {
+            let got: Vec<i64> = records
+                .iter()
+                .filter(|r| filter.matches(r))
+                .map(|r| r.seq)
+                .collect();
+            assert_eq!(got, expect, "{filter:?}");
+        };
+        check(Filter::default(), &[1, 2, 3, 4, 5]);
+        check(
+            Filter {
+                since: at("2026-03-02T10:00:00Z"),
+                until: at("2026-03-04T10:00:00Z"),
+                ..Filter::default()
+            },
+            &[2, 3],
+        );
+        check(
+            Filter {
+                cred: Some("h1/b".into()),
+                ..Filter::default()
+            },
+            &[3, 4],
+        );
+        let actor = |u: &str| Filter {
+            actor: Some(u.into()),
+            ..Filter::default()
+        };
+        let ticket = |t: &str| Filter {
+            ticket: Some(t.into()),
+            ..Filter::default()
+        };
+        check(actor("alice"), &[2, 4]);
+        // The person is the actor's first word; a claimed SUDO_USER is not the person.
+        check(actor("bob"), &[3]);
+        check(actor("carol"), &[]);
+        check(ticket("T-9"), &[5]);
+        check(
+            Filter {
+                cred: Some("h1/b".into()),
+                ..ticket("T-9")
+            },
+            &[],
+        );
+    }
+
+    #[test]
+    fn heads_are_found_in_any_line_that_holds_one() {
+        let hash = "3fa9".repeat(16);
+        let check = |line: &str, expect: Option<i64>| {
+            assert_eq!(head_in_line(line).map(|h| h.seq), expect, "{line}");
+        };
+        check(&format!("seq=42 hash={hash}"), Some(42));
+        check(
+            &format!("Mar 05 10:00:00 box rotor[77]: audit head seq=9 hash={hash} vault=/v"),
+            Some(9),
+        );
+        check(&format!("xseq=3 hash={}", hash.to_uppercase()), Some(3));
+        check(&format!("seq=1 hash={}", &hash[..63]), None);
+        check(&format!("seq=1 hash={hash}f"), None);
+        check(&format!("seq=0 hash={hash}"), None);
+        check(&format!("seq= hash={hash}"), None);
+        check(&format!("seq=99999999999999999999 hash={hash}"), None);
+        check(&format!("seq=1  hash={hash}"), None);
+        check(&format!("seq=é hash=é{hash}"), None);
+        check("", None);
+        let heads = heads_in(&b"noise\n\xff\xfe\nseq=2 hash=00000000000000000000000000000000000000000000000000000000000000ab\n"[..]).unwrap();
+        assert_eq!(heads.len(), 1);
+        assert_eq!(heads[0].line, 3);
+        assert_eq!(heads[0].head.seq, 2);
     }
 }

@@ -16,14 +16,17 @@
 //!
 //! Files: [`vault`] (the `Vault` type, the `Store` impl and the CLI's queries), [`schema`]
 //! (tables and migrations), [`crypto`] (sealing, key wrapping, fingerprints: the only caller of
-//! `Secret::expose` here), [`keys`] (master key sources), [`audit`] (the hash-chained log),
-//! [`files`] (who may change the data directory, the database and the key file).
+//! `Secret::expose` here), [`keys`] (master key sources), [`audit`] (the hash-chained log of
+//! typed events, its verification and queries), [`syslog`] (each committed audit head sent to
+//! the system log), [`files`] (who may change the data directory, the database and the key
+//! file).
 
 pub mod audit;
 pub mod crypto;
 pub mod files;
 pub mod keys;
 pub mod schema;
+pub mod syslog;
 pub mod vault;
 
 #[cfg(test)]

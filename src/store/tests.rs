@@ -566,11 +566,14 @@ fn show_is_audited_and_the_chain_verifies() {
     let shown = f.vault.show(&c, "INC-42 vendor call").unwrap();
     assert_eq!(shown.unwrap().expose(), "shown-secret");
     assert!(f.vault.show(&cred("h1/none"), "typo").unwrap().is_none());
-    f.vault
-        .audit_append("checkout", Some(&c), "ticket T-1")
-        .unwrap();
-    let n_entries = f.vault.audit_verify().unwrap();
-    // init, enroll, show, show, checkout
+    let by = crate::engine::ledger::Actor::named("alice");
+    let event = audit::Event::Park {
+        reason: "ticket T-1".into(),
+        failed_logins: 0,
+    };
+    f.vault.audit_append(&by, &event, Some(&c)).unwrap();
+    let n_entries = f.vault.audit_verify().unwrap().n_entries;
+    // init, enroll, show, show, park
     assert_eq!(n_entries, 5);
     let conn = raw(&f.dir);
     let actions: Vec<(String, String)> = conn
@@ -613,7 +616,7 @@ fn audit_tampering_is_detected() {
         let f = fixture();
         f.vault.enroll(&cred("h1/a"), &secret("x1")).unwrap();
         f.vault.show(&cred("h1/a"), "check").unwrap();
-        assert_eq!(f.vault.audit_verify().unwrap(), 3, "{name}");
+        assert_eq!(f.vault.audit_verify().unwrap().n_entries, 3, "{name}");
         let conn = raw(&f.dir);
         // The triggers keep rotor itself (and a careless operator) from changing the log.
         assert!(conn.execute("DELETE FROM audit", []).is_err(), "{name}");
@@ -627,6 +630,118 @@ fn audit_tampering_is_detected() {
             "{name}: {err}"
         );
     }
+}
+
+/// Truncating the tail and putting back an older (authentic) head passes `audit_verify`,
+/// which sees only the file; heads recorded elsewhere catch it and name the first deleted
+/// entry. A recorded head whose hash differs (the log rewritten) names its entry.
+#[test]
+fn heads_recorded_elsewhere_catch_a_truncated_tail_with_an_older_head_restored() {
+    use audit::{Head, RecordedHead};
+    let f = fixture();
+    f.vault.enroll(&cred("h1/a"), &secret("x1")).unwrap();
+    let older_head: String = raw(&f.dir)
+        .query_row(
+            "SELECT CAST(value AS TEXT) FROM meta WHERE key = 'audit_head'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let mut recorded = Vec::new();
+    for reason in ["one", "two", "three"] {
+        f.vault.show(&cred("h1/a"), reason).unwrap();
+        let head = f.vault.audit_verify().unwrap().head.unwrap();
+        recorded.push(RecordedHead {
+            line: recorded.len() + 1,
+            head,
+        });
+    }
+    assert_eq!(recorded[2].head.seq, 5);
+    let verified = f.vault.audit_verify_heads(&recorded, "heads.txt").unwrap();
+    assert_eq!(verified.n_entries, 5);
+    raw(&f.dir)
+        .execute_batch(&format!(
+            "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq > 2;
+             UPDATE meta SET value = '{older_head}' WHERE key = 'audit_head';"
+        ))
+        .unwrap();
+    assert_eq!(f.vault.audit_verify().unwrap().n_entries, 2);
+    let err = f
+        .vault
+        .audit_verify_heads(&recorded, "heads.txt")
+        .unwrap_err();
+    let StoreError::AuditTampered { seq, reason } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(*seq, 3, "{err}");
+    assert!(
+        reason.contains("heads.txt line 3 records entry 5") && reason.contains("entries 3 to 5"),
+        "{err}"
+    );
+    // Heads within the chain must have its hashes.
+    let forged = [RecordedHead {
+        line: 9,
+        head: Head {
+            seq: 2,
+            hash: "ab".repeat(32),
+        },
+    }];
+    let err = f
+        .vault
+        .audit_verify_heads(&forged, "heads.txt")
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::AuditTampered { seq: 2, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("heads.txt line 9"), "{err}");
+}
+
+/// A head is sent once per committed transaction (its last entry), never for one that
+/// rolled back.
+#[test]
+fn heads_are_sent_after_commit_only_and_once_per_transaction() {
+    use crate::engine::ledger::Actor;
+    let mut f = fixture();
+    let socket_dir = TempDir::new().unwrap();
+    let socket = socket_dir.path().join("log.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    test_support::send_heads_to(&mut f.vault, &socket);
+    let received = || {
+        let mut lines = Vec::new();
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = listener.recv(&mut buf) {
+            lines.push(audit::head_in_line(&String::from_utf8_lossy(&buf[..n])).unwrap());
+        }
+        lines
+    };
+    let by = Actor::named("alice");
+    let event = audit::Event::Unpark { was_parked: None };
+    let failed: Result<(), StoreError> = f.vault.write(|tx| {
+        f.vault.audit_append_in(&by, tx, &event, None)?;
+        Err(StoreError::Corrupt(
+            "the test fails this transaction".into(),
+        ))
+    });
+    assert!(failed.is_err());
+    assert_eq!(received(), []);
+    f.vault
+        .write(|tx| {
+            f.vault.audit_append_in(&by, tx, &event, None)?;
+            f.vault.audit_append_in(&by, tx, &event, Some("h1/a"))
+        })
+        .unwrap();
+    let heads = received();
+    // init was entry 1; the rolled-back entry took no number.
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert_eq!(
+        Some(&heads[0]),
+        f.vault.audit_verify().unwrap().head.as_ref()
+    );
+    assert_eq!(heads[0].seq, 3);
+    f.vault.show(&cred("h1/a"), "read").unwrap();
+    assert_eq!(received().len(), 1);
 }
 
 #[test]
@@ -1230,7 +1345,7 @@ fn a_schema_1_vault_migrates_on_open_and_keeps_its_data() {
         "v0-before-migration"
     );
     // init, enroll: the chain made before the migration still verifies.
-    assert_eq!(vault.audit_verify().unwrap(), 2);
+    assert_eq!(vault.audit_verify().unwrap().n_entries, 2);
     let status = vault.status().unwrap();
     assert_eq!(
         (status[0].parked.clone(), status[0].lease_holder.clone()),
@@ -1247,7 +1362,7 @@ fn a_schema_1_vault_migrates_on_open_and_keeps_its_data() {
     drop(vault);
     // Opening again finds nothing to migrate.
     let vault = Vault::open(&dir, KeySource::default_file(&dir)).unwrap();
-    assert_eq!(vault.audit_verify().unwrap(), 4);
+    assert_eq!(vault.audit_verify().unwrap().n_entries, 4);
 }
 
 #[test]
@@ -1309,7 +1424,7 @@ fn lockout_budget_counts_parks_and_unparks() {
     );
     assert!(actions[1].1.contains("was_parked"));
     // init, park, unpark, stage (the refused stage wrote nothing).
-    assert_eq!(f.vault.audit_verify().unwrap(), 4);
+    assert_eq!(f.vault.audit_verify().unwrap().n_entries, 4);
 }
 
 /// A lease whose holding process on this machine is gone (SIGKILL) is taken over at once,

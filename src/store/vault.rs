@@ -16,6 +16,8 @@
 //! every state change runs in one `BEGIN IMMEDIATE` transaction that has committed when
 //! the method returns: fsynced (synchronous=FULL) for `write`, and for `write_lazy` only on
 //! the next durable write or checkpoint (writes that recovery repairs if power loss drops them).
+//! Once a transaction that appended audit entries has committed (never before), its new head
+//! goes to the system log ([`super::syslog`]).
 
 use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -29,10 +31,11 @@ use rusqlite::{
 };
 use serde::Serialize;
 
+use super::audit::{self, Event};
 use super::crypto::{self, KeyBytes};
 use super::keys::KeySource;
 use super::schema::CachedSql;
-use super::{StoreError, audit, files, schema};
+use super::{StoreError, files, schema, syslog};
 use crate::clock::{Clock, Entropy, OsEntropy, SystemClock};
 use crate::credential::CredentialId;
 use crate::engine::ledger::{
@@ -77,6 +80,10 @@ pub struct Vault {
     /// fence knows the caller's token: without it, a stalled process could write a rotation
     /// that another process has adopted (its row then carries the new holder's token).
     held: Mutex<HashMap<String, HeldLease>>,
+    /// Where committed audit heads are sent (the system log).
+    heads: syslog::HeadLog,
+    /// The head the transaction in progress appended, announced once it has committed.
+    appended: Mutex<Option<audit::Head>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -457,6 +464,8 @@ impl Vault {
             clock: Arc::new(SystemClock),
             entropy,
             held: Mutex::default(),
+            heads: syslog::HeadLog::from_env(data_dir),
+            appended: Mutex::default(),
         };
         vault.write(|tx| {
             for (name, aad, key) in [
@@ -473,9 +482,10 @@ impl Vault {
             }
             vault.audit_in(
                 tx,
-                "init",
+                &Event::Init {
+                    master_key: source.describe(),
+                },
                 None,
-                &format!("master key: {}", source.describe()),
             )?;
             Ok(())
         })?;
@@ -528,6 +538,8 @@ impl Vault {
             clock: Arc::new(SystemClock),
             entropy: Arc::new(OsEntropy),
             held: Mutex::default(),
+            heads: syslog::HeadLog::from_env(data_dir),
+            appended: Mutex::default(),
         })
     }
 
@@ -594,7 +606,7 @@ impl Vault {
     /// A write that is on disk when it returns (synchronous=FULL: the WAL is fsynced at
     /// commit). For what must survive power loss the moment it returns: the staged secret
     /// (invariant 1), enrolled secrets, audited secret reads, operator decisions.
-    fn write<T>(
+    pub(super) fn write<T>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -602,10 +614,7 @@ impl Vault {
         // Set here, not only restored by `write_lazy`: should that restore ever have failed,
         // this write is still durable.
         conn.exec("PRAGMA synchronous = FULL", [])?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = f(&tx)?;
-        tx.commit()?;
-        Ok(value)
+        self.commit_announcing(&mut conn, f)
     }
 
     /// A write that survives a crash of rotor at once, and power loss once the next durable
@@ -613,31 +622,48 @@ impl Vault {
     /// recovery repairs by itself: phase records, commits and rollbacks of rotations (the
     /// rotation is then found open again and settled by probing), leases, login counters.
     /// Skipping their fsync is what lets thousands of directory accounts rotate per minute.
-    fn write_lazy<T>(
+    pub(super) fn write_lazy<T>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.lock();
         conn.exec("PRAGMA synchronous = NORMAL", [])?;
-        let result = (|| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
-        })();
+        let result = self.commit_announcing(&mut conn, f);
         // Every other write is durable: put FULL back whatever happened.
         conn.exec("PRAGMA synchronous = FULL", [])?;
         result
     }
 
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction, commits it, and only then sends the
+    /// audit head it appended (if any) to the system log: a transaction that rolls back
+    /// announces nothing. Sent under the connection lock, so heads leave in `seq` order.
+    fn commit_announcing<T>(
+        &self,
+        conn: &mut Connection,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx);
+        let appended = self
+            .appended
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let value = value?;
+        tx.commit()?;
+        if let Some(head) = appended {
+            self.heads.announce(&head, self.now());
+        }
+        Ok(value)
+    }
+
     fn audit_in(
         &self,
         conn: &Connection,
-        action: &str,
+        event: &Event,
         cred: Option<&str>,
-        detail: &str,
     ) -> Result<i64, StoreError> {
-        self.audit_as(&self.actor, conn, action, cred, detail)
+        self.audit_as(&self.actor, conn, event, cred)
     }
 
     /// [`Vault::audit_in`] for the actor a call names.
@@ -645,38 +671,62 @@ impl Vault {
         &self,
         by: &str,
         conn: &Connection,
-        action: &str,
+        event: &Event,
         cred: Option<&str>,
-        detail: &str,
     ) -> Result<i64, StoreError> {
-        audit::append(
-            conn,
-            &self.hmac_key,
-            &audit::Entry {
-                at: &self.now_text(),
-                actor: by,
-                action,
-                cred,
-                detail,
-            },
-        )
+        let head = audit::append(conn, &self.hmac_key, &self.now_text(), by, event, cred)?;
+        let seq = head.seq;
+        *self.appended.lock().unwrap_or_else(PoisonError::into_inner) = Some(head);
+        Ok(seq)
     }
 
-    /// Appends an audit entry (for events outside the store: checkouts, approvals...). The
-    /// detail must never contain a secret.
+    /// Appends `event` (about `cred`, if it concerns one) to the audit log in the caller's
+    /// transaction, which must be one of [`Vault::write`] or [`Vault::write_lazy`] (they send
+    /// the new head to the system log once it has committed). Returns the entry's `seq`.
+    pub(crate) fn audit_append_in(
+        &self,
+        by: &Actor,
+        tx: &Connection,
+        event: &Event,
+        cred: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        self.audit_as(by.as_str(), tx, event, cred)
+    }
+
+    /// Appends `event` to the audit log in a transaction of its own (durable when it
+    /// returns; its head sent to the system log). Returns the entry's `seq`.
     pub fn audit_append(
         &self,
-        action: &str,
+        by: &Actor,
+        event: &Event,
         cred: Option<&CredentialId>,
-        detail: &str,
     ) -> Result<i64, StoreError> {
         let cred = cred.map(ToString::to_string);
-        self.write(|tx| self.audit_in(tx, action, cred.as_deref(), detail))
+        self.write(|tx| self.audit_append_in(by, tx, event, cred.as_deref()))
     }
 
-    /// Verifies the whole audit chain; returns the number of entries.
-    pub fn audit_verify(&self) -> Result<usize, StoreError> {
+    /// Verifies the whole audit chain; returns its length and head.
+    pub fn audit_verify(&self) -> Result<audit::Verified, StoreError> {
         audit::verify(&self.lock(), &self.hmac_key)
+    }
+
+    /// Verifies the chain, then checks heads recorded elsewhere against it (read from
+    /// `source`, named in errors), in one read transaction.
+    pub fn audit_verify_heads(
+        &self,
+        heads: &[audit::RecordedHead],
+        source: &str,
+    ) -> Result<audit::Verified, StoreError> {
+        let conn = self.lock();
+        let tx = conn.unchecked_transaction()?;
+        let verified = audit::verify(&tx, &self.hmac_key)?;
+        audit::check_heads(&tx, &verified, heads, source)?;
+        Ok(verified)
+    }
+
+    /// The entries of the audit log that `filter` selects, in order.
+    pub fn audit_log(&self, filter: &audit::Filter) -> Result<Vec<audit::Record>, StoreError> {
+        audit::log(&self.lock(), filter)
     }
 
     fn credential_row(conn: &Connection, cred: &str) -> Result<Option<i64>, StoreError> {
@@ -837,8 +887,13 @@ impl Vault {
                     Some("settled by an operator: `rotor enroll` stored the account's password"),
                     &at,
                 )?;
-                let detail = serde_json::json!({ "rotation": rotation }).to_string();
-                self.audit_in(tx, "settle_stuck", Some(&cred_text), &detail)?;
+                self.audit_in(
+                    tx,
+                    &Event::SettleStuck {
+                        rotation: RotationId(rotation),
+                    },
+                    Some(&cred_text),
+                )?;
             }
             let shared_with: i64 = tx.row(
                 "SELECT COUNT(DISTINCT credential_id) FROM versions
@@ -861,9 +916,11 @@ impl Vault {
                 self.insert_version(tx, credential_row, &cred_text, "current", secret, &at)?;
             self.audit_in(
                 tx,
-                "enroll",
+                &Event::Enroll {
+                    version,
+                    shared_with,
+                },
                 Some(&cred_text),
-                &format!("version {version}; shared with {shared_with} other credentials"),
             )?;
             Ok(EnrollOutcome {
                 shared_with: usize::try_from(shared_with)
@@ -899,9 +956,11 @@ impl Vault {
             }
             drop(rows);
             drop(stmt);
-            let detail =
-                serde_json::json!({ "n_credentials": out.len(), "to": detail }).to_string();
-            self.audit_as(by, tx, "export", None, &detail)?;
+            let event = Event::Export {
+                n_credentials: out.len(),
+                to: detail.to_owned(),
+            };
+            self.audit_as(by, tx, &event, None)?;
             Ok(out)
         })
     }
@@ -910,12 +969,11 @@ impl Vault {
         let cred_text = cred.to_string();
         self.write(|tx| {
             let secret = self.current_in(tx, &cred_text)?;
-            let detail = serde_json::json!({
-                "reason": reason,
-                "found": secret.is_some(),
-            })
-            .to_string();
-            self.audit_in(tx, "show", Some(&cred_text), &detail)?;
+            let event = Event::Show {
+                reason: reason.to_owned(),
+                found: secret.is_some(),
+            };
+            self.audit_in(tx, &event, Some(&cred_text))?;
             Ok(secret)
         })
     }
@@ -953,8 +1011,10 @@ impl Vault {
                 Some("reopened by an operator"),
                 &self.now_text(),
             )?;
-            let detail = serde_json::json!({ "rotation": id }).to_string();
-            self.audit_as(by, tx, "reopen_stuck", Some(&cred_text), &detail)?;
+            let event = Event::ReopenStuck {
+                rotation: RotationId(id),
+            };
+            self.audit_as(by, tx, &event, Some(&cred_text))?;
             Ok(true)
         })
     }
@@ -1488,16 +1548,13 @@ impl Vault {
                 "UPDATE rotations SET restore_point = ?1, restore_aad = ?3 WHERE id = ?2",
                 params![sealed, id, RESTORE_AAD_SCHEME],
             )?;
-            self.audit_as(
-                by,
-                tx,
-                "stage",
-                Some(&cred_text),
-                &format!(
-                    "rotation {id}; run {run}; pending version {version}; lease token {}",
-                    lease.token
-                ),
-            )?;
+            let event = Event::Stage {
+                rotation: RotationId(id),
+                run,
+                version,
+                lease_token: lease.token,
+            };
+            self.audit_as(by, tx, &event, Some(&cred_text))?;
             Ok(RotationId(id))
         })
     }
@@ -1516,13 +1573,12 @@ impl Vault {
         self.write_lazy(|tx| {
             let row = self.fenced_rotation_row(tx, id, mine, "moved to another phase")?;
             Vault::set_phase(tx, id, phase, note, &self.now_text())?;
-            self.audit_as(
-                by,
-                tx,
-                "phase",
-                Some(&row.cred),
-                &format!("rotation {id}: {} -> {phase}", row.phase),
-            )?;
+            let event = Event::Phase {
+                rotation: id,
+                from: row.phase,
+                to: phase,
+            };
+            self.audit_as(by, tx, &event, Some(&row.cred))?;
             Ok(())
         })
     }
@@ -1571,13 +1627,11 @@ impl Vault {
                 Phase::Committed
             };
             Vault::set_phase(tx, id, phase, None, &at)?;
-            self.audit_as(
-                by,
-                tx,
-                "commit",
-                Some(&row.cred),
-                &format!("rotation {id}; version {} is current", row.version_id),
-            )?;
+            let event = Event::Commit {
+                rotation: id,
+                version: row.version_id,
+            };
+            self.audit_as(by, tx, &event, Some(&row.cred))?;
             if then_retire {
                 return Ok(None);
             }
@@ -1607,13 +1661,7 @@ impl Vault {
                 });
             }
             Vault::set_phase(tx, id, Phase::Retired, None, &self.now_text())?;
-            self.audit_as(
-                by,
-                tx,
-                "retired",
-                Some(&row.cred),
-                &format!("rotation {id}; the old credential was removed from the target"),
-            )?;
+            self.audit_as(by, tx, &Event::Retired { rotation: id }, Some(&row.cred))?;
             Vault::end_lease_in(tx, &row)?;
             Ok(row)
         })
@@ -1636,8 +1684,11 @@ impl Vault {
                 params![row.version_id, at],
             )?;
             Vault::set_phase(tx, id, Phase::RolledBack, Some(reason), &at)?;
-            let detail = serde_json::json!({ "rotation": id.0, "reason": reason }).to_string();
-            self.audit_as(by, tx, "roll_back", Some(&row.cred), &detail)?;
+            let event = Event::RollBack {
+                rotation: id,
+                reason: reason.to_owned(),
+            };
+            self.audit_as(by, tx, &event, Some(&row.cred))?;
             Vault::end_lease_in(tx, &row)?;
             Ok(row)
         })
@@ -1654,8 +1705,11 @@ impl Vault {
         self.write(|tx| {
             let row = self.fenced_rotation_row(tx, id, mine, "marked stuck")?;
             Vault::set_phase(tx, id, Phase::Stuck, Some(reason), &self.now_text())?;
-            let detail = serde_json::json!({ "rotation": id.0, "reason": reason }).to_string();
-            self.audit_as(by, tx, "mark_stuck", Some(&row.cred), &detail)?;
+            let event = Event::MarkStuck {
+                rotation: id,
+                reason: reason.to_owned(),
+            };
+            self.audit_as(by, tx, &event, Some(&row.cred))?;
             tracing::error!(cred = %row.cred, rotation = id.0, "rotation is stuck, operator needed");
             Vault::end_lease_in(tx, &row)?;
             Ok(row)
@@ -1728,16 +1782,15 @@ impl Vault {
                 ],
             )?;
             if let Some(expired) = previous.filter(|p| p.holder != holder) {
-                let detail = serde_json::json!({
-                    "previous_holder": expired.holder,
-                    "previous_holder_gone": expired.holder_is_gone(),
-                    "previous_token": expired.token,
-                    "expired_at": time_text(expired.expires_at),
-                    "holder": holder,
-                    "token": token,
-                })
-                .to_string();
-                self.audit_as(by, tx, "lease_takeover", Some(&cred_text), &detail)?;
+                let event = Event::LeaseTakeover {
+                    previous_holder: expired.holder.clone(),
+                    previous_holder_gone: expired.holder_is_gone(),
+                    previous_token: expired.token,
+                    expired_at: expired.expires_at,
+                    holder: holder.to_owned(),
+                    token,
+                };
+                self.audit_as(by, tx, &event, Some(&cred_text))?;
                 tracing::warn!(
                     cred = %cred_text, previous_holder = %expired.holder, token,
                     "took over an expired lease"
@@ -1804,13 +1857,12 @@ impl Vault {
                 "UPDATE rotations SET lease_token = ?2 WHERE id = ?1",
                 params![id.0, lease.token],
             )?;
-            let detail = serde_json::json!({
-                "rotation": id.0,
-                "previous_token": row.lease_token,
-                "token": lease.token,
-            })
-            .to_string();
-            self.audit_as(by, tx, "adopt", Some(&row.cred), &detail)?;
+            let event = Event::Adopt {
+                rotation: id,
+                previous_token: row.lease_token,
+                token: lease.token,
+            };
+            self.audit_as(by, tx, &event, Some(&row.cred))?;
             Ok(())
         })
     }
@@ -1862,9 +1914,11 @@ impl Vault {
                 params![credential_row, reason, at],
                 |row| row.get(0),
             )?;
-            let detail =
-                serde_json::json!({ "reason": reason, "failed_logins": n_failed }).to_string();
-            self.audit_as(by, tx, "park", Some(&cred_text), &detail)?;
+            let event = Event::Park {
+                reason: reason.to_owned(),
+                failed_logins: n_failed,
+            };
+            self.audit_as(by, tx, &event, Some(&cred_text))?;
             tracing::error!(cred = %cred_text, reason, "credential parked, operator needed");
             Ok(())
         })
@@ -1882,8 +1936,7 @@ impl Vault {
                  WHERE id = ?1",
                 [credential_row],
             )?;
-            let detail = serde_json::json!({ "was_parked": was_parked }).to_string();
-            self.audit_as(by, tx, "unpark", Some(&cred_text), &detail)?;
+            self.audit_as(by, tx, &Event::Unpark { was_parked }, Some(&cred_text))?;
             Ok(())
         })
     }
@@ -2093,6 +2146,11 @@ pub(super) mod test_support {
         schema_version: i64,
     ) -> Result<Vault, StoreError> {
         Vault::init_at_schema(data_dir, source, schema_version)
+    }
+
+    /// Sends the vault's audit heads to the socket at `path` from now on.
+    pub fn send_heads_to(vault: &mut Vault, path: &Path) {
+        vault.heads = super::syslog::HeadLog::at(path.to_owned(), &vault.data_dir);
     }
 
     /// Seals rotation `id`'s restore point as rotor did before schema 4 (associated data: the

@@ -265,13 +265,13 @@ fn a_checkout_with_dual_control_is_exclusive_skipped_by_rotate_and_rotated_at_ch
     let has = |needle: &str| rows.iter().any(|r| r.contains(needle));
     assert!(
         has(&format!(
-            "{ALICE} (via sudo as {VAULT_USER}) | checkout_request"
+            "{ALICE} (via sudo as {VAULT_USER}) | checkout_requested"
         )),
         "{rows:#?}"
     );
     assert!(
         has(&format!(
-            "{BOB} (via sudo as {VAULT_USER}) | checkout_approve"
+            "{BOB} (via sudo as {VAULT_USER}) | checkout_approved"
         )),
         "{rows:#?}"
     );
@@ -280,8 +280,8 @@ fn a_checkout_with_dual_control_is_exclusive_skipped_by_rotate_and_rotated_at_ch
         "{rows:#?}"
     );
     assert!(has("| show_by_holder |"), "{rows:#?}");
-    assert!(has("| checkin |"), "{rows:#?}");
-    assert!(has("| checkout_close |"), "{rows:#?}");
+    assert!(has("| check_in |"), "{rows:#?}");
+    assert!(has("| checkout_closed |"), "{rows:#?}");
 
     // No secret in the audit log or the checkouts listings.
     let leaks = Leaks::new([
@@ -361,7 +361,7 @@ fn an_expiry_that_passed_while_no_rotor_ran_is_rotated_by_the_next_command() {
     assert_eq!(doc["checkouts"][0]["end"], "expired", "{doc:#}");
     let rows = audit_rows(&rotor.vault_dir());
     assert!(
-        rows.iter().any(|r| r.contains("| checkout_expire |")),
+        rows.iter().any(|r| r.contains("| checkout_expired |")),
         "{rows:#?}"
     );
     let leaks = Leaks::new([

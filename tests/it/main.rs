@@ -2,6 +2,7 @@
 //! real sshd hosts that the lab fixture starts and stops.
 
 mod app_config;
+mod audit;
 mod bad_input;
 mod bad_playbooks;
 mod checkout;

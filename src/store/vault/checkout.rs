@@ -14,6 +14,7 @@ use crate::credential::CredentialId;
 use crate::engine::ledger::Actor;
 use crate::secret::Secret;
 use crate::store::StoreError;
+use crate::store::audit::Event;
 use crate::store::schema::CachedSql;
 
 /// One checkout as recorded.
@@ -317,7 +318,8 @@ impl Vault {
                 // Nothing to grant later either: say so now, not at the claim.
                 self.secret_for_grant(tx, &cred)?;
             }
-            let ends_at = time_text(checkout::deadline(now, new.ttl));
+            let ends = checkout::deadline(now, new.ttl);
+            let ends_at = time_text(ends);
             tx.exec(
                 "INSERT INTO checkouts (cred, state, requester, requester_shown, for_name, ticket,
                      reason, ttl_secs, inventory, requested_at, granted_at, ends_at)
@@ -338,18 +340,17 @@ impl Vault {
                 ],
             )?;
             let id = tx.last_insert_rowid();
-            let detail = serde_json::json!({
-                "checkout": id,
-                "ticket": new.ticket,
-                "reason": new.reason,
-                "for": new.for_name,
-                "ttl_secs": ttl_secs,
-                "approval": if new.needs_approval { "required" } else { "none" },
-            })
-            .to_string();
-            self.audit_as(by.as_str(), tx, "checkout_request", Some(&cred), &detail)?;
+            let event = Event::CheckoutRequested {
+                checkout: id,
+                ticket: new.ticket.to_owned(),
+                reason: new.reason.to_owned(),
+                for_name: new.for_name.map(str::to_owned),
+                ttl_secs: new.ttl.as_secs(),
+                approval: if new.needs_approval { "required" } else { "none" }.to_owned(),
+            };
+            self.audit_append_in(by, tx, &event, Some(&cred))?;
             if secret.is_some() {
-                self.audit_granted(by, tx, &cred, id, new.ticket, &ends_at)?;
+                self.audit_granted(by, tx, &cred, id, new.ticket, ends)?;
             }
             Ok((Vault::checkout_by_id(tx, id)?, secret))
         })
@@ -362,11 +363,14 @@ impl Vault {
         cred: &str,
         id: i64,
         ticket: &str,
-        ends_at: &str,
+        until: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let detail =
-            serde_json::json!({ "checkout": id, "ticket": ticket, "until": ends_at }).to_string();
-        self.audit_as(by.as_str(), conn, "checkout_grant", Some(cred), &detail)?;
+        let event = Event::CheckoutGranted {
+            checkout: id,
+            ticket: ticket.to_owned(),
+            until,
+        };
+        self.audit_append_in(by, conn, &event, Some(cred))?;
         Ok(())
     }
 
@@ -390,14 +394,11 @@ impl Vault {
                      ends_at = ?4 WHERE id = ?1",
                 params![id, by.as_str(), time_text(now), ends_at],
             )?;
-            let detail = serde_json::json!({ "checkout": id, "ticket": c.ticket }).to_string();
-            self.audit_as(
-                by.as_str(),
-                tx,
-                "checkout_approve",
-                Some(&c.cred.to_string()),
-                &detail,
-            )?;
+            let event = Event::CheckoutApproved {
+                checkout: id,
+                ticket: c.ticket.clone(),
+            };
+            self.audit_append_in(by, tx, &event, Some(&c.cred.to_string()))?;
             Vault::checkout_by_id(tx, id)
         })
     }
@@ -436,12 +437,12 @@ impl Vault {
             self.refuse_while_rotating(tx, &cred)?;
             let secret = self.secret_for_grant(tx, &cred)?;
             let now = self.now();
-            let ends_at = time_text(checkout::deadline(now, c.ttl));
+            let ends = checkout::deadline(now, c.ttl);
             tx.exec(
                 "UPDATE checkouts SET state = 'open', granted_at = ?2, ends_at = ?3 WHERE id = ?1",
-                params![id, time_text(now), ends_at],
+                params![id, time_text(now), time_text(ends)],
             )?;
-            self.audit_granted(by, tx, &cred, id, &c.ticket, &ends_at)?;
+            self.audit_granted(by, tx, &cred, id, &c.ticket, ends)?;
             Ok((Vault::checkout_by_id(tx, id)?, secret))
         })
     }
@@ -479,21 +480,13 @@ impl Vault {
             "UPDATE checkouts SET state = 'ending', end_reason = ?2, ended_by = ?3 WHERE id = ?1",
             params![c.id, end.as_str(), by.as_str()],
         )?;
-        let action = match end {
-            End::Expired => "checkout_expire",
-            End::Forced => "checkout_override",
-            _ => "checkin",
+        let (checkout, ticket) = (c.id, c.ticket.clone());
+        let event = match end {
+            End::Expired => Event::CheckoutExpired { checkout, ticket },
+            End::Forced => Event::CheckoutOverridden { checkout, ticket },
+            _ => Event::CheckIn { checkout, ticket },
         };
-        let detail =
-            serde_json::json!({ "checkout": c.id, "ticket": c.ticket, "end": end.as_str() })
-                .to_string();
-        self.audit_as(
-            by.as_str(),
-            conn,
-            action,
-            Some(&c.cred.to_string()),
-            &detail,
-        )?;
+        self.audit_append_in(by, conn, &event, Some(&c.cred.to_string()))?;
         Ok(())
     }
 
@@ -523,20 +516,13 @@ impl Vault {
                  ended_at = ?4, rotation_id = ?5, failure = NULL WHERE id = ?1",
             params![c.id, end.as_str(), by.as_str(), self.now_text(), rotation],
         )?;
-        let detail = serde_json::json!({
-            "checkout": c.id,
-            "ticket": c.ticket,
-            "end": end.as_str(),
-            "rotation": rotation,
-        })
-        .to_string();
-        self.audit_as(
-            by.as_str(),
-            conn,
-            "checkout_close",
-            Some(&c.cred.to_string()),
-            &detail,
-        )?;
+        let event = Event::CheckoutClosed {
+            checkout: c.id,
+            ticket: c.ticket.clone(),
+            end: end.as_str().to_owned(),
+            rotation,
+        };
+        self.audit_append_in(by, conn, &event, Some(&c.cred.to_string()))?;
         Ok(())
     }
 
@@ -631,15 +617,12 @@ impl Vault {
                 "UPDATE checkouts SET failure = ?2 WHERE id = ?1 AND state = 'ending'",
                 params![id, why],
             )?;
-            let detail = serde_json::json!({ "checkout": id, "ticket": c.ticket, "failure": why })
-                .to_string();
-            self.audit_as(
-                by.as_str(),
-                tx,
-                "checkout_rotation_failed",
-                Some(&c.cred.to_string()),
-                &detail,
-            )?;
+            let event = Event::CheckoutRotationFailed {
+                checkout: id,
+                ticket: c.ticket.clone(),
+                failure: why.clone(),
+            };
+            self.audit_append_in(by, tx, &event, Some(&c.cred.to_string()))?;
             Ok(())
         })
     }
@@ -661,19 +644,23 @@ impl Vault {
             let read = held
                 .as_ref()
                 .map(|c| checkout::read_by(by.person(), &c.requester));
-            let (action, checkout) = match (&held, read) {
-                (Some(c), Some(Read::ByHolder)) => ("show_by_holder", Some(c.id)),
-                (Some(c), _) => ("show_override", Some(c.id)),
-                (None, _) => ("show", None),
+            let (reason, found) = (reason.to_owned(), secret.is_some());
+            let event = match (&held, read) {
+                (Some(c), Some(Read::ByHolder)) => Event::ShowByHolder {
+                    checkout: c.id,
+                    ticket: c.ticket.clone(),
+                    reason,
+                    found,
+                },
+                (Some(c), _) => Event::ShowOverride {
+                    checkout: c.id,
+                    ticket: c.ticket.clone(),
+                    reason,
+                    found,
+                },
+                (None, _) => Event::Show { reason, found },
             };
-            let detail = serde_json::json!({
-                "reason": reason,
-                "found": secret.is_some(),
-                "checkout": checkout,
-                "ticket": held.as_ref().map(|c| c.ticket.clone()),
-            })
-            .to_string();
-            self.audit_as(by.as_str(), tx, action, Some(&cred_text), &detail)?;
+            self.audit_append_in(by, tx, &event, Some(&cred_text))?;
             Ok(Shown {
                 secret,
                 checkout: held.zip(read),
