@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::{CliResult, Global, context};
 use crate::ops::Actor;
-use crate::ops::export::{Recipient, export};
+use crate::ops::export::{ExportScope, Recipient, export};
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -21,10 +21,40 @@ pub struct ExportArgs {
     /// The file to write (created; an existing file is never overwritten).
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     pub out: PathBuf,
+    /// Only what these scopes select (all, host:NAME, group:NAME, account:NAME,
+    /// directory:NAME, cred:HOST/ACCOUNT; repeatable) in the inventory `-i FILE`.
+    /// Without it: every current credential in the vault.
+    #[arg(long = "scope", value_name = "SCOPE", requires = "inventory")]
+    pub scopes: Vec<String>,
+    /// The inventory the scopes are resolved in.
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
 }
 
 pub fn run(g: &Global, a: ExportArgs) -> CliResult {
     let recipient: Recipient = a.recipient.parse().map_err(super::usage)?;
+    let resolved = match &a.inventory {
+        Some(inventory) if !a.scopes.is_empty() => {
+            Some(super::rotate::resolve(&super::rotate::Selection {
+                inventory: inventory.clone(),
+                scopes: a.scopes.clone(),
+                all: false,
+            })?)
+        }
+        Some(_) => {
+            return Err(super::usage(
+                "-i FILE is only for --scope: give the scopes to export, or leave both out to export everything",
+            ));
+        }
+        None => None,
+    };
+    let scope = match &resolved {
+        Some(r) => ExportScope::Selected {
+            selection: &r.selected,
+            label: r.label.clone(),
+        },
+        None => ExportScope::All,
+    };
     let session = context::open(g)?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -41,6 +71,7 @@ pub fn run(g: &Global, a: ExportArgs) -> CliResult {
         &session.ctx,
         &Actor::of_this_process(),
         &recipient,
+        &scope,
         &mut file,
     ) {
         Ok(done) => done,

@@ -152,6 +152,20 @@ impl Selection {
         self.hosts.iter().map(|h| h.accounts.len()).sum()
     }
 
+    /// Whether the selection names `cred`: one of its hosts' listed accounts, or an account of
+    /// one of its directories (all of them, or the UIDs its `cred:` scopes named).
+    pub fn names(&self, cred: &CredentialId) -> bool {
+        self.hosts.iter().any(|h| {
+            h.name == cred.host && h.accounts.iter().any(|a| a.credential(&h.name) == *cred)
+        }) || self.directories.iter().any(|d| {
+            d.directory.name == cred.host
+                && cred.slot == crate::credential::Slot::Main
+                && d.only
+                    .as_ref()
+                    .is_none_or(|only| only.contains(&cred.account))
+        })
+    }
+
     /// The selected credentials, in inventory order.
     pub fn credentials(&self) -> impl Iterator<Item = CredentialId> + '_ {
         self.hosts.iter().flat_map(|host| {

@@ -14,6 +14,8 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use super::{Actor, Context};
+use crate::credential::CredentialId;
+use crate::inventory::Selection;
 use crate::store::StoreError;
 
 /// The plaintext's format name.
@@ -75,15 +77,49 @@ struct Document<'a> {
     credentials: Vec<Entry<'a>>,
 }
 
-/// Encrypts every current credential of the context's vault to `recipient` and writes the armored `age`
-/// file to `out`. One audited read (`export`, naming the recipient).
+/// Which credentials an export holds.
+pub enum ExportScope<'a> {
+    /// Every current credential in the vault.
+    All,
+    /// Those an inventory's selection names (`--scope`, as written in `label`).
+    Selected {
+        selection: &'a Selection,
+        label: String,
+    },
+}
+
+impl ExportScope<'_> {
+    fn keeps(&self, cred: &CredentialId) -> bool {
+        match self {
+            ExportScope::All => true,
+            ExportScope::Selected { selection, .. } => selection.names(cred),
+        }
+    }
+
+    fn label(&self) -> Option<&str> {
+        match self {
+            ExportScope::All => None,
+            ExportScope::Selected { label, .. } => Some(label),
+        }
+    }
+}
+
+/// Encrypts every current credential of the context's vault in `scope` to `recipient` and
+/// writes the armored `age` file to `out`. One audited read (`export`, naming the recipient
+/// and the scope).
 pub fn export(
     ctx: &Context,
     by: &Actor,
     recipient: &Recipient,
+    scope: &ExportScope<'_>,
     out: &mut dyn Write,
 ) -> Result<Exported, ExportError> {
-    let current = ctx.records.export_current(by, &recipient.to_string())?;
+    let current = ctx.records.export_current(
+        by,
+        &recipient.to_string(),
+        scope.label(),
+        &|cred: &CredentialId| scope.keeps(cred),
+    )?;
     let write = |e: &dyn std::fmt::Display| ExportError::Write(e.to_string());
     let doc = Document {
         format: FORMAT,
@@ -138,7 +174,14 @@ mod tests {
         let identity = age::x25519::Identity::generate();
         let recipient: Recipient = identity.to_public().to_string().parse().unwrap();
         let mut file = Vec::new();
-        let done = export(&ctx, &Actor::named("test"), &recipient, &mut file).unwrap();
+        let done = export(
+            &ctx,
+            &Actor::named("test"),
+            &recipient,
+            &ExportScope::All,
+            &mut file,
+        )
+        .unwrap();
         assert_eq!(done.n_credentials, 2);
         let text = String::from_utf8(file.clone()).unwrap();
         assert!(
@@ -156,6 +199,28 @@ mod tests {
         assert_eq!(doc["credentials"][0]["cred"], "a/svc_app");
         assert_eq!(doc["credentials"][0]["secret"], "pw-one-xyz");
         assert_eq!(doc["credentials"][1]["kind"], "password");
+        // A scope exports only what it names.
+        let inv = crate::ops::testkit::inventory(&["a"]);
+        let selection = inv
+            .select(&[crate::inventory::Scope::parse("cred:a/svc_backup").unwrap()])
+            .unwrap();
+        let scope = ExportScope::Selected {
+            selection: &selection,
+            label: "cred:a/svc_backup".into(),
+        };
+        let mut scoped = Vec::new();
+        let done = export(&ctx, &Actor::named("test"), &recipient, &scope, &mut scoped).unwrap();
+        assert_eq!(done.n_credentials, 1);
+        let mut binary = Vec::new();
+        std::io::Read::read_to_end(
+            &mut age::armor::ArmoredReader::new(&scoped[..]),
+            &mut binary,
+        )
+        .unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_slice(&age::decrypt(&identity, &binary).unwrap()).unwrap();
+        assert_eq!(doc["credentials"].as_array().unwrap().len(), 1);
+        assert_eq!(doc["credentials"][0]["cred"], "a/svc_backup");
         assert!(
             "age1nope"
                 .parse::<Recipient>()

@@ -85,7 +85,13 @@ pub trait Records: Send + Sync {
     /// Reopens the credential's stuck rotation so recovery settles it; false when none is.
     fn reopen_stuck(&self, by: &Actor, cred: &CredentialId) -> Result<bool, StoreError>;
     /// Every current secret with the time it became current, in one audited read (escrow).
-    fn export_current(&self, by: &Actor, to: &str) -> Result<Vec<CurrentSecret>, StoreError>;
+    fn export_current(
+        &self,
+        by: &Actor,
+        to: &str,
+        scope: Option<&str>,
+        keep: &dyn Fn(&CredentialId) -> bool,
+    ) -> Result<Vec<CurrentSecret>, StoreError>;
 }
 
 /// A credential's current secret and since when it is current (`Records::export_current`).
@@ -98,8 +104,14 @@ impl Records for Vault {
     fn reopen_stuck(&self, by: &Actor, cred: &CredentialId) -> Result<bool, StoreError> {
         Vault::reopen_stuck_as(self, by.as_str(), cred)
     }
-    fn export_current(&self, by: &Actor, to: &str) -> Result<Vec<CurrentSecret>, StoreError> {
-        Vault::export_current(self, by.as_str(), to)
+    fn export_current(
+        &self,
+        by: &Actor,
+        to: &str,
+        scope: Option<&str>,
+        keep: &dyn Fn(&CredentialId) -> bool,
+    ) -> Result<Vec<CurrentSecret>, StoreError> {
+        Vault::export_current(self, by.as_str(), to, scope, keep)
     }
 }
 
@@ -275,11 +287,18 @@ pub(crate) mod testkit {
         fn reopen_stuck(&self, _: &Actor, _: &CredentialId) -> Result<bool, StoreError> {
             Ok(false)
         }
-        fn export_current(&self, _: &Actor, _: &str) -> Result<Vec<CurrentSecret>, StoreError> {
+        fn export_current(
+            &self,
+            _: &Actor,
+            _: &str,
+            _: Option<&str>,
+            keep: &dyn Fn(&CredentialId) -> bool,
+        ) -> Result<Vec<CurrentSecret>, StoreError> {
             let m = self.inner.lock().unwrap();
             let mut out: Vec<CurrentSecret> = m
                 .current
                 .iter()
+                .filter(|(c, _)| keep(c))
                 .map(|(c, s)| (c.clone(), Secret::new(s.clone()), None))
                 .collect();
             out.sort_by(|a, b| a.0.cmp(&b.0));

@@ -59,7 +59,13 @@ pub enum Event {
     /// without one.
     Show { reason: String, found: bool },
     /// Every current secret was exported for offline escrow, encrypted to `to`.
-    Export { n_credentials: usize, to: String },
+    Export {
+        n_credentials: usize,
+        to: String,
+        /// The scopes as written (`--scope`); none: every credential.
+        #[serde(default)]
+        scope: Option<String>,
+    },
 
     // Rotations (the engine's ledger).
     Stage {
@@ -239,9 +245,17 @@ impl Event {
                 reason,
                 found: false,
             } => format!("no current secret to show; reason: {reason}"),
-            Event::Export { n_credentials, to } => {
-                format!("{n_credentials} current secret(s) exported, encrypted to {to}")
-            }
+            Event::Export {
+                n_credentials,
+                to,
+                scope,
+            } => format!(
+                "{n_credentials} current secret(s){} exported, encrypted to {to}",
+                scope
+                    .as_ref()
+                    .map(|s| format!(" of scope {s}"))
+                    .unwrap_or_default()
+            ),
             Event::Stage {
                 rotation,
                 run,

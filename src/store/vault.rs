@@ -931,13 +931,17 @@ impl Vault {
         })
     }
 
-    /// The credential's current secret for a person, audited with their reason (the entry is
-    /// committed before the secret is returned; a read of an unknown credential is audited
-    /// too).
-    /// Every credential's current secret with the time it became current, for an escrow
-    /// export, in one audited read (`export`, with `detail`: never a secret). The caller
-    /// encrypts them before anything reaches a disk.
-    pub fn export_current(&self, by: &str, detail: &str) -> Result<Vec<CurrentSecret>, StoreError> {
+    /// Every current secret of a credential `keep` accepts, with the time it became current,
+    /// for an escrow export, in one audited read (`export`, with the recipient `to` and the
+    /// `scope` as written: never a secret). The caller encrypts them before anything reaches
+    /// a disk.
+    pub fn export_current(
+        &self,
+        by: &str,
+        to: &str,
+        scope: Option<&str>,
+        keep: &dyn Fn(&CredentialId) -> bool,
+    ) -> Result<Vec<CurrentSecret>, StoreError> {
         self.write(|tx| {
             // One pass over the current versions, read and audited in one transaction.
             let mut stmt = tx.prepare(
@@ -950,15 +954,20 @@ impl Vault {
             while let Some(row) = rows.next()? {
                 let (cred, id, blob, since): (String, i64, Vec<u8>, Option<String>) =
                     (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+                let parsed = parse_cred(&cred)?;
+                if !keep(&parsed) {
+                    continue;
+                }
                 let secret = self.decrypt_version(&cred, id, &blob)?;
                 let since = since.as_deref().map(parse_time).transpose()?;
-                out.push((parse_cred(&cred)?, secret, since));
+                out.push((parsed, secret, since));
             }
             drop(rows);
             drop(stmt);
             let event = Event::Export {
                 n_credentials: out.len(),
-                to: detail.to_owned(),
+                to: to.to_owned(),
+                scope: scope.map(str::to_owned),
             };
             self.audit_as(by, tx, &event, None)?;
             Ok(out)

@@ -85,6 +85,42 @@ fn an_export_decrypted_with_age_holds_every_current_credential_exactly() {
             secrets.push(shown);
         }
     }
+    // A scope exports exactly what it selects in the inventory.
+    let scoped = lab.dir().join("escrow-host-001.age");
+    let out = rotor.run(&[
+        "export",
+        "--recipient",
+        &public,
+        "-i",
+        inv.to_str().unwrap(),
+        "--scope",
+        "host:host-001",
+        "-o",
+        scoped.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let decrypted = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&identity)
+        .arg(&scoped)
+        .output()
+        .unwrap();
+    assert!(decrypted.status.success(), "{decrypted:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&decrypted.stdout).unwrap();
+    let mut names: Vec<&str> = doc["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["cred"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["host-001/svc_app", "host-001/svc_backup"], "{doc:#}");
+    for e in doc["credentials"].as_array().unwrap() {
+        let shown = rotor.show(e["cred"].as_str().unwrap()).unwrap();
+        assert_eq!(e["secret"].as_str().unwrap().trim_end_matches('\n'), shown);
+    }
+
     // The file on disk is ciphertext only.
     let bytes = std::fs::read(&file).unwrap();
     assert!(bytes.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----"));
