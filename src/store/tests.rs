@@ -1598,3 +1598,232 @@ fn a_restore_point_sealed_before_schema_4_still_opens() {
         .unwrap();
     assert_eq!(f.vault.unreadable_rotations().unwrap().len(), 1);
 }
+
+mod checkouts {
+    use super::*;
+    use crate::checkout::{End, State};
+    use crate::engine::ledger::Actor;
+
+    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+    fn request<'a>(c: &'a CredentialId, approval: bool) -> NewCheckout<'a> {
+        NewCheckout {
+            cred: c,
+            ticket: "INC-1",
+            reason: "vendor maintenance",
+            for_name: Some("kato"),
+            ttl: HOUR,
+            inventory: "/etc/rotor/inventory.yaml",
+            needs_approval: approval,
+        }
+    }
+
+    fn setup() -> (Fixture, TestClock, CredentialId) {
+        let mut f = fixture();
+        let clock = TestClock::new();
+        clock.install(&mut f.vault);
+        let c = cred("h1/svc_app");
+        f.vault.enroll(&c, &secret("the-current-secret-1")).unwrap();
+        (f, clock, c)
+    }
+
+    fn refusal(e: StoreError) -> String {
+        match e {
+            StoreError::CheckoutRefused(why) => why,
+            other => panic!("expected a refusal, got {other}"),
+        }
+    }
+
+    #[test]
+    fn dual_control_then_one_claim_then_checkin_leaves_it_ending_until_rotated() {
+        let (f, clock, c) = setup();
+        let (alice, bob, kato) = (
+            Actor::named("alice"),
+            Actor::named("bob"),
+            Actor::named("kato"),
+        );
+        let (pending, secret) = f
+            .vault
+            .checkout_request(&alice, &request(&c, true))
+            .unwrap();
+        assert!(secret.is_none());
+        assert_eq!(pending.state, State::Pending);
+        // Exclusive even while pending.
+        let again = refusal(
+            f.vault
+                .checkout_request(&bob, &request(&c, true))
+                .unwrap_err(),
+        );
+        assert!(
+            again.contains("already checked out: checkout 1 by alice (for kato), ticket INC-1"),
+            "{again}"
+        );
+        // Neither the requester nor the named engineer approves; nobody claims before approval.
+        assert!(
+            refusal(f.vault.checkout_approve(&alice, 1).unwrap_err()).contains("cannot approve")
+        );
+        assert!(refusal(f.vault.checkout_approve(&kato, 1).unwrap_err()).contains("is for kato"));
+        assert!(
+            refusal(f.vault.checkout_claim(&alice, 1).unwrap_err()).contains("not approved yet")
+        );
+        let approved = f.vault.checkout_approve(&bob, 1).unwrap();
+        assert_eq!(approved.state, State::Approved);
+        assert_eq!(approved.approved_by.as_deref(), Some("bob"));
+        assert!(refusal(f.vault.checkout_claim(&bob, 1).unwrap_err()).contains("only alice"));
+        clock.advance(600);
+        let (open, secret) = f.vault.checkout_claim(&alice, 1).unwrap();
+        assert_eq!(secret.expose(), "the-current-secret-1");
+        assert_eq!(open.state, State::Open);
+        // The grant's hour starts at the claim.
+        assert_eq!(open.ends_at, Some(clock.now() + chrono::Duration::hours(1)));
+        assert!(
+            refusal(f.vault.checkout_claim(&alice, 1).unwrap_err()).contains("already claimed")
+        );
+        // Admission sees the open checkout.
+        let words = crate::engine::ledger::Grants::checked_out(&f.vault, &c)
+            .unwrap()
+            .unwrap();
+        assert!(
+            words.starts_with("checkout 1 by alice (for kato), ticket INC-1, until "),
+            "{words}"
+        );
+
+        let ending = f.vault.checkout_checkin(&alice, 1).unwrap();
+        assert_eq!(
+            (ending.state, ending.end),
+            (State::Ending, Some(End::CheckIn))
+        );
+        // Ending: admission lets the rotation through, and every `due` returns it.
+        assert_eq!(
+            crate::engine::ledger::Grants::checked_out(&f.vault, &c).unwrap(),
+            None
+        );
+        f.vault
+            .checkout_rotation_failed(&alice, 1, "host down")
+            .unwrap();
+        let due = f.vault.checkouts_due(&alice).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].failure.as_deref(), Some("host down"));
+        assert_eq!(due[0].state_words(), "checked in, rotation failed");
+        let closed = f.vault.checkout_rotated(&alice, 1).unwrap();
+        assert_eq!(
+            (closed.state, closed.end),
+            (State::Closed, Some(End::CheckIn))
+        );
+        assert!(f.vault.checkouts_due(&alice).unwrap().is_empty());
+        assert_eq!(f.vault.checkouts(false).unwrap(), Vec::new());
+        assert_eq!(f.vault.checkouts(true).unwrap().len(), 1);
+        // A new checkout is possible once closed.
+        f.vault.checkout_request(&bob, &request(&c, false)).unwrap();
+        assert_eq!(f.vault.audit_verify().unwrap().n_entries, raw_count(&f.dir));
+    }
+
+    fn raw_count(dir: &Path) -> usize {
+        raw(dir)
+            .query_row("SELECT COUNT(*) FROM audit", [], |row| row.get::<_, i64>(0))
+            .unwrap() as usize
+    }
+
+    #[test]
+    fn deadlines_expire_open_checkouts_and_lapse_requests_by_the_vault_clock() {
+        let (f, clock, c) = setup();
+        let other = cred("h1/svc_backup");
+        f.vault
+            .enroll(&other, &secret("the-other-secret-2"))
+            .unwrap();
+        let alice = Actor::named("alice");
+        let (open, secret) = f
+            .vault
+            .checkout_request(&alice, &request(&c, false))
+            .unwrap();
+        assert_eq!(open.state, State::Open);
+        assert_eq!(secret.unwrap().expose(), "the-current-secret-1");
+        f.vault
+            .checkout_request(&alice, &request(&other, true))
+            .unwrap();
+        clock.advance(3599);
+        assert!(f.vault.checkouts_due(&alice).unwrap().is_empty());
+        clock.advance(1);
+        let due = f.vault.checkouts_due(&alice).unwrap();
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert_eq!(
+            (due[0].cred.clone(), due[0].end),
+            (c.clone(), Some(End::Expired))
+        );
+        // The request nobody approved lapsed: closed, nothing to rotate.
+        let all = f.vault.checkouts(true).unwrap();
+        let lapsed = all.iter().find(|x| x.cred == other).unwrap();
+        assert_eq!(
+            (lapsed.state, lapsed.end),
+            (State::Closed, Some(End::Lapsed))
+        );
+        let actions: Vec<String> = raw(&f.dir)
+            .prepare("SELECT action FROM audit WHERE action LIKE 'checkout%' ORDER BY seq")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            actions,
+            [
+                "checkout_requested",
+                "checkout_granted",
+                "checkout_requested",
+                "checkout_expired",
+                "checkout_closed"
+            ]
+        );
+    }
+
+    #[test]
+    fn no_grant_while_the_credential_is_being_rotated_or_has_no_secret() {
+        let (f, _clock, c) = setup();
+        let alice = Actor::named("alice");
+        let lease = f.vault.acquire_lease(&c, "a run", TTL).unwrap().unwrap();
+        let busy = refusal(
+            f.vault
+                .checkout_request(&alice, &request(&c, false))
+                .unwrap_err(),
+        );
+        assert!(busy.contains("is being rotated"), "{busy}");
+        f.vault.release_lease(&c, lease).unwrap();
+        f.vault
+            .checkout_request(&alice, &request(&c, false))
+            .unwrap();
+        let none = cred("h2/nobody");
+        let missing = refusal(
+            f.vault
+                .checkout_request(&alice, &request(&none, true))
+                .unwrap_err(),
+        );
+        assert!(missing.contains("holds no current secret"), "{missing}");
+    }
+
+    #[test]
+    fn a_read_of_a_checked_out_secret_is_the_holders_or_an_override() {
+        let (f, _clock, c) = setup();
+        let (alice, bob) = (Actor::named("alice"), Actor::named("bob"));
+        let shown = f.vault.show_checked(&bob, &c, "before").unwrap();
+        assert!(shown.checkout.is_none());
+        f.vault
+            .checkout_request(&alice, &request(&c, false))
+            .unwrap();
+        let by_holder = f.vault.show_checked(&alice, &c, "lost it").unwrap();
+        assert_eq!(
+            by_holder.checkout.unwrap().1,
+            crate::checkout::Read::ByHolder
+        );
+        let peek = f.vault.show_checked(&bob, &c, "audit").unwrap();
+        assert_eq!(peek.checkout.unwrap().1, crate::checkout::Read::Override);
+        assert_eq!(peek.secret.unwrap().expose(), "the-current-secret-1");
+        let actions: Vec<String> = raw(&f.dir)
+            .prepare("SELECT action FROM audit WHERE action LIKE 'show%' ORDER BY seq")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(actions, ["show", "show_by_holder", "show_override"]);
+    }
+}

@@ -283,6 +283,41 @@ fn a_checkout_with_dual_control_is_exclusive_skipped_by_rotate_and_rotated_at_ch
     assert!(has("| check_in |"), "{rows:#?}");
     assert!(has("| checkout_closed |"), "{rows:#?}");
 
+    // The responsible person's review of the ticket: every step, with its person.
+    let review = shared.as_person(
+        BOB,
+        &["audit", "log", "--ticket", "INC-4711", "--output", "json"],
+    );
+    ok(&review, "audit log --ticket");
+    let events: Vec<serde_json::Value> = stdout(&review)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "checkout_requested",
+        "checkout_approved",
+        "checkout_granted",
+        "show_override",
+        "show_by_holder",
+        "check_in",
+        "checkout_closed",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing: {kinds:?}");
+    }
+    let by_actor = shared.as_person(BOB, &["audit", "log", "--actor", BOB, "--output", "json"]);
+    assert!(
+        stdout(&by_actor).contains("checkout_approved"),
+        "{by_actor:?}"
+    );
+    assert!(
+        !stdout(&by_actor).contains("checkout_requested"),
+        "{by_actor:?}"
+    );
+
     // No secret in the audit log or the checkouts listings.
     let leaks = Leaks::new([
         ("the checked-out secret", secret.as_str()),
@@ -292,12 +327,72 @@ fn a_checkout_with_dual_control_is_exclusive_skipped_by_rotate_and_rotated_at_ch
     leaks.assert_absent("rotor checkouts --output json", &list.stdout);
     leaks.assert_absent("rotor checkouts", &text.stdout);
     leaks.assert_absent("rotor checkouts's stderr", &text.stderr);
+    leaks.assert_absent("rotor audit log --output json", &review.stdout);
+}
+
+/// The system log as rotor sees it (`ROTOR_SYSLOG_SOCKET`): a thread receives every
+/// datagram while the test runs (the kernel queues only 10 unread ones).
+struct Syslog {
+    path: PathBuf,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    _dir: tempfile::TempDir,
+}
+
+impl Syslog {
+    fn new() -> Syslog {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_millis(50)))
+            .unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (l, st) = (lines.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 4096];
+            while !st.load(Ordering::SeqCst) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    l.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+            }
+        });
+        Syslog {
+            path,
+            lines,
+            stop,
+            _dir: dir,
+        }
+    }
+
+    fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Syslog {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 #[test]
 fn an_expiry_that_passed_while_no_rotor_ran_is_rotated_by_the_next_command() {
     let lab = Lab::start(1);
     let rotor = Rotor::init();
+    let syslog = Syslog::new();
+    let run = |args: &[&str], clock_ahead_secs: u64| {
+        rotor
+            .cmd(args)
+            .env("ROTOR_SYSLOG_SOCKET", &syslog.path)
+            .env("ROTOR_LAB_CLOCK_OFFSET_SECS", clock_ahead_secs.to_string())
+            .output()
+            .unwrap()
+    };
     // This inventory's policy grants checkouts without approval, for at most 2 hours.
     let text = std::fs::read_to_string(lab.inventory_path()).unwrap();
     let inv = lab.dir().join("no-approval.yaml");
@@ -312,63 +407,125 @@ fn an_expiry_that_passed_while_no_rotor_ran_is_rotated_by_the_next_command() {
     );
     std::fs::write(&inv, edited).unwrap();
     let inv = inv.to_str().unwrap();
-    assert_eq!(rotor.rotate_all(inv).status.code(), Some(0));
+    ok(&run(&["rotate", "-i", inv, "--all"], 0), "first rotation");
+    let first = rotor.show(CRED).unwrap();
 
-    let too_long = rotor.run(&[
-        "checkout", CRED, "-i", inv, "--ticket", "T-1", "--reason", "r", "--ttl", "3h",
-    ]);
+    let too_long = run(
+        &[
+            "checkout", CRED, "-i", inv, "--ticket", "T-1", "--reason", "r", "--ttl", "3h",
+        ],
+        0,
+    );
     assert_eq!(too_long.status.code(), Some(1));
     assert!(stderr(&too_long).contains("max_ttl 2h"), "{too_long:?}");
 
-    let out = rotor.run(&[
-        "checkout",
-        CRED,
-        "-i",
-        inv,
-        "--ticket",
-        "T-2",
-        "--reason",
-        "night work",
-        "--ttl",
-        "10m",
-    ]);
+    let out = run(
+        &[
+            "checkout",
+            CRED,
+            "-i",
+            inv,
+            "--ticket",
+            "T-2",
+            "--reason",
+            "night work",
+            "--ttl",
+            "10m",
+        ],
+        0,
+    );
     ok(&out, "checkout without approval");
     let secret = stdout(&out).trim_end_matches('\n').to_owned();
+    assert_eq!(secret, first);
     assert!(lab.login_works("host-001", "svc_app", &secret));
 
-    // Before the deadline nothing happens; past it (the lab clock runs 11 minutes ahead) the
-    // next command, here `rotor status`, rotates it first.
-    ok(&rotor.run(&["status"]), "status before the deadline");
+    // Before the deadline nothing happens.
+    ok(&run(&["status"], 0), "status before the deadline");
     assert!(lab.login_works("host-001", "svc_app", &secret));
-    let late = rotor
-        .cmd(&["status"])
-        .env("ROTOR_LAB_CLOCK_OFFSET_SECS", "660")
-        .output()
-        .unwrap();
-    ok(&late, "status after the deadline");
+
+    // Past it (the lab clock 11 minutes ahead), with the host refusing password changes:
+    // the next command tries, the rotation rolls back, the checkout stays `expired, rotation
+    // failed`, and the command itself still runs.
+    lab.fault("host-001", crate::lab::Fault::ChpasswdFails);
+    let failed = run(&["status"], 660);
+    ok(&failed, "status while the rotation fails");
     assert!(
-        stderr(&late).contains("ended (expired)"),
+        stderr(&failed).contains("ended (expired)"),
         "{}",
-        stderr(&late)
+        stderr(&failed)
     );
+    assert!(
+        stderr(&failed).contains("the next rotor command tries again"),
+        "{}",
+        stderr(&failed)
+    );
+    assert!(
+        stdout(&failed).contains(CRED),
+        "status still printed: {failed:?}"
+    );
+    let listed = run(&["checkouts"], 660);
+    assert!(
+        stdout(&listed).contains("expired, rotation failed"),
+        "{listed:?}"
+    );
+
+    // The host is fixed (restarted without the fault): the next command of any kind, here
+    // `audit log`, rotates it first, and the checked-out secret is rejected.
+    lab.fault("host-001", crate::lab::Fault::Kill);
+    lab.fault("host-001", crate::lab::Fault::Start);
+    let late = run(&["audit", "log", "--output", "json"], 660);
+    ok(&late, "audit log after the fix");
+    assert!(stderr(&late).contains("was rotated"), "{}", stderr(&late));
     assert!(!lab.login_works("host-001", "svc_app", &secret));
     let new = rotor.show(CRED).unwrap();
+    assert_ne!(new, secret);
     assert!(lab.login_works("host-001", "svc_app", &new));
 
-    let list = rotor.run(&["checkouts", "--all", "--output", "json"]);
+    let list = run(&["checkouts", "--all", "--output", "json"], 660);
     let doc = json(&list);
     assert_eq!(doc["checkouts"][0]["state"], "closed", "{doc:#}");
     assert_eq!(doc["checkouts"][0]["end"], "expired", "{doc:#}");
     let rows = audit_rows(&rotor.vault_dir());
-    assert!(
-        rows.iter().any(|r| r.contains("| checkout_expired |")),
-        "{rows:#?}"
+    for event in [
+        "| checkout_expired |",
+        "| checkout_rotation_failed |",
+        "| checkout_closed |",
+        "| roll_back |",
+        "| commit |",
+    ] {
+        assert!(rows.iter().any(|r| r.contains(event)), "{event}: {rows:#?}");
+    }
+    let review = run(
+        &["audit", "log", "--ticket", "T-2", "--output", "json"],
+        660,
     );
+    ok(&review, "audit log --ticket");
+    let events: Vec<serde_json::Value> = stdout(&review)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        events.iter().any(|e| e["event"] == "checkout_expired"),
+        "{events:#?}"
+    );
+    assert!(
+        syslog.text().contains("audit head seq="),
+        "{}",
+        syslog.text()
+    );
+
+    // No secret anywhere a person or a log collector reads.
     let leaks = Leaks::new([
         ("the checked-out secret", secret.as_str()),
         ("the new secret", new.as_str()),
     ]);
     leaks.assert_absent("the audit log", rows.join("\n").as_bytes());
+    leaks.assert_absent("rotor audit log --output json", &late.stdout);
+    leaks.assert_absent("rotor audit log --ticket", &review.stdout);
     leaks.assert_absent("rotor checkouts --output json", &list.stdout);
-    leaks.assert_absent("the expiring command's stderr", &late.stderr);
+    leaks.assert_absent("rotor checkouts", &listed.stdout);
+    leaks.assert_absent("the system log lines", syslog.text().as_bytes());
+    for (what, out) in [("failed", &failed), ("late", &late)] {
+        leaks.assert_absent(&format!("the {what} command's stderr"), &out.stderr);
+    }
 }

@@ -115,7 +115,11 @@ fn an_export_decrypted_with_age_holds_every_current_credential_exactly() {
         .map(|e| e["cred"].as_str().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["host-001/svc_app", "host-001/svc_backup"], "{doc:#}");
+    assert_eq!(
+        names,
+        ["host-001/svc_app", "host-001/svc_backup"],
+        "{doc:#}"
+    );
     for e in doc["credentials"].as_array().unwrap() {
         let shown = rotor.show(e["cred"].as_str().unwrap()).unwrap();
         assert_eq!(e["secret"].as_str().unwrap().trim_end_matches('\n'), shown);
