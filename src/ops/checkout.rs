@@ -277,3 +277,199 @@ pub fn show(
 ) -> Result<Shown, OpsError> {
     Ok(ctx.checkouts.show(by, cred, reason)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::checkout::{End, State};
+    use crate::clock::{Clock, SeededEntropy, TestClock};
+    use crate::engine::testkit::{FakeFleet, setup};
+    use crate::ops::testkit::{FakeTargets, runtime};
+    use crate::store::KeySource;
+
+    const INVENTORY: &str = "version: 1
+policies:
+  default: { checkout: { approval: none, max_ttl: 4h, default_ttl: 1h } }
+hosts:
+  - name: a
+    address: 127.0.0.1
+    host_key: \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"
+    connect: { user: root, key: /k }
+    accounts:
+      - { name: svc_app, playbook: linux-password }
+      - { name: svc_backup, playbook: linux-password }
+";
+
+    struct World {
+        _tmp: tempfile::TempDir,
+        path: PathBuf,
+        inventory: Inventory,
+        clock: Arc<TestClock>,
+        ctx: Context,
+        fleet: &'static FakeFleet,
+        _rt: tokio::runtime::Runtime,
+    }
+
+    /// A real vault (on a test clock) over the in-memory fleet of host `a`, and the
+    /// inventory file checkouts record.
+    fn world() -> World {
+        let (fleet, _, _) = setup(&["a"]);
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("inventory.yaml");
+        std::fs::write(&path, INVENTORY).unwrap();
+        let inventory = crate::inventory::load(&path).unwrap();
+        let clock = Arc::new(TestClock::at(
+            chrono::DateTime::parse_from_rfc3339("2026-12-01T09:00:00Z")
+                .unwrap()
+                .to_utc(),
+        ));
+        let dir = tmp.path().join("vault");
+        let vault = Arc::new(
+            Vault::init(&dir, KeySource::default_file(&dir))
+                .unwrap()
+                .with_clock(clock.clone()),
+        );
+        vault
+            .enroll(&cred(), &Secret::new("shared".into()))
+            .unwrap();
+        let rt = runtime();
+        let ctx = Context {
+            store: vault.clone(),
+            records: vault.clone(),
+            checkouts: vault,
+            targets: Arc::new(FakeTargets(fleet)),
+            clock: clock.clone(),
+            entropy: Arc::new(SeededEntropy::new(7)),
+            runtime: rt.handle().clone(),
+        };
+        World {
+            _tmp: tmp,
+            path,
+            inventory,
+            clock,
+            ctx,
+            fleet,
+            _rt: rt,
+        }
+    }
+
+    fn cred() -> CredentialId {
+        CredentialId::parse("a/svc_app").unwrap()
+    }
+
+    fn request(w: &World, ttl: Option<Duration>) -> CheckoutRequest<'_> {
+        CheckoutRequest {
+            inventory: &w.inventory,
+            inventory_path: &w.path,
+            cred: cred(),
+            ticket: "T-1".into(),
+            reason: "vendor".into(),
+            ttl,
+            for_name: None,
+            actor: Actor::named("alice"),
+        }
+    }
+
+    fn granted(w: &World, ttl: Option<Duration>) -> (CheckoutRecord, Secret) {
+        match checkout(&w.ctx, request(w, ttl)).unwrap() {
+            Requested::Granted(c, s) => (c, s),
+            Requested::Waiting(_) => panic!("this policy needs no approval"),
+        }
+    }
+
+    #[test]
+    fn checkin_rotates_the_credential_so_the_checked_out_secret_stops_working() {
+        let w = world();
+        let err = checkout(&w.ctx, request(&w, Some(Duration::from_secs(5 * 3600))))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("max_ttl 4h"), "{err}");
+        let (c, secret) = granted(&w, None);
+        assert_eq!(secret.expose(), "shared");
+        assert_eq!(c.ends_at, Some(w.clock.now() + chrono::Duration::hours(1)));
+        assert_eq!(c.inventory, w.path.to_string_lossy());
+
+        let ended = checkin(&w.ctx, &Actor::named("alice"), c.id, std::future::pending()).unwrap();
+        assert_eq!(ended.failure, None);
+        assert_eq!(ended.checkout.state, State::Closed);
+        assert_eq!(ended.checkout.end, Some(End::CheckIn));
+        assert!(ended.checkout.rotation.is_some());
+        let now = w.fleet.password("a", "svc_app").unwrap();
+        assert_ne!(
+            now, "shared",
+            "the checked-out secret must no longer be the password"
+        );
+        let shown = list(&w.ctx, true).unwrap();
+        assert_eq!(shown.len(), 1);
+        // Only that credential was rotated.
+        assert_eq!(
+            w.fleet.password("a", "svc_backup").as_deref(),
+            Some("shared")
+        );
+    }
+
+    #[test]
+    fn an_expired_checkout_whose_rotation_fails_is_retried_until_it_succeeds() {
+        let w = world();
+        let by = Actor::named("bob");
+        let (c, _) = granted(&w, Some(Duration::from_secs(600)));
+        assert!(settle_due(&w.ctx, &by).unwrap().is_empty(), "not due yet");
+
+        w.clock.advance(Duration::from_secs(601));
+        w.fleet.with("a", |h| h.down = true);
+        let ended = settle_due(&w.ctx, &by).unwrap();
+        assert_eq!(ended.len(), 1);
+        assert!(ended[0].failure.is_some(), "the host is down");
+        let kept = &list(&w.ctx, false).unwrap()[0];
+        assert_eq!(kept.state_words(), "expired, rotation failed");
+        assert_eq!(w.fleet.password("a", "svc_app").as_deref(), Some("shared"));
+
+        w.fleet.with("a", |h| h.down = false);
+        let ended = settle_due(&w.ctx, &by).unwrap();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].failure, None);
+        assert_eq!(ended[0].checkout.id, c.id);
+        assert_eq!(ended[0].checkout.end, Some(End::Expired));
+        assert_ne!(w.fleet.password("a", "svc_app").as_deref(), Some("shared"));
+        assert!(settle_due(&w.ctx, &by).unwrap().is_empty(), "settled once");
+    }
+
+    #[test]
+    fn a_run_skips_an_open_checkout_unless_it_ends_it() {
+        let w = world();
+        let (c, _) = granted(&w, None);
+        let selection = w.inventory.select(&[Scope::All]).unwrap();
+        let run = |include| {
+            let req = RotateRequest {
+                include_checked_out: include,
+                actor: Actor::named("carol"),
+                ..RotateRequest::new(&w.inventory, selection.clone(), "all".into())
+            };
+            rotate(&w.ctx, req, std::future::pending()).unwrap().report
+        };
+        let report = run(false);
+        let skipped = report.results.iter().find(|r| r.cred == cred()).unwrap();
+        assert!(
+            matches!(
+                &skipped.outcome,
+                Outcome::Skipped {
+                    reason: crate::engine::blast::SkipReason::CheckedOut,
+                    ..
+                }
+            ),
+            "{:?}",
+            skipped.outcome
+        );
+        assert_eq!(w.fleet.password("a", "svc_app").as_deref(), Some("shared"));
+        let report = run(true);
+        let rotated = report.results.iter().find(|r| r.cred == cred()).unwrap();
+        assert_eq!(rotated.outcome, Outcome::Committed);
+        let closed = &list(&w.ctx, true).unwrap()[0];
+        assert_eq!(
+            (closed.id, closed.state, closed.end),
+            (c.id, State::Closed, Some(End::Forced))
+        );
+    }
+}
