@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::engine::ledger::Identified;
 use crate::inventory::{Approval, CheckoutPolicy};
 
 /// Where a checkout is in its life.
@@ -130,25 +131,55 @@ pub fn needs_approval(policy: &CheckoutPolicy) -> bool {
     policy.approval == Approval::Required
 }
 
-/// Dual control: the approver must be neither the requester nor the engineer the request
-/// names (`--for`).
-pub fn may_approve(approver: &str, requester: &str, for_name: Option<&str>) -> Result<(), Refused> {
-    if approver == requester {
+/// Names as the rules compare them: `Kato` and ` kato` are the same person.
+fn same(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
+/// Requesting, approving and claiming depend on who acts: an actor rotor cannot vouch for
+/// (a `SUDO_USER` that sudo did not set) may do none of them.
+pub fn may_act(how: Identified) -> Result<(), Refused> {
+    if how == Identified::Claimed {
+        return Err(Refused(
+            "rotor cannot tell who you are: SUDO_USER is set, but rotor was not started by sudo itself (a shell, a script or a killed sudo in between). Run `sudo -u OWNER rotor ...` directly, as yourself".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Dual control: the approver must be a person rotor can vouch for, neither the requester nor
+/// the engineer the request names (`--for`); and where the request came through sudo (a
+/// shared rotor machine), through sudo too: the vault's own account is nobody.
+pub fn may_approve(
+    approver: &str,
+    how: Identified,
+    requester: &str,
+    requester_via_sudo: bool,
+    for_name: Option<&str>,
+) -> Result<(), Refused> {
+    may_act(how)?;
+    if same(approver, requester) {
         return Err(Refused(format!(
             "{approver} requested this checkout and cannot approve it: another person must run `rotor approve`"
         )));
     }
-    if for_name == Some(approver) {
+    if for_name.is_some_and(|f| same(f, approver)) {
         return Err(Refused(format!(
             "the checkout is for {approver}, who cannot approve it: another person must run `rotor approve`"
+        )));
+    }
+    if requester_via_sudo && how != Identified::Sudo {
+        return Err(Refused(format!(
+            "{requester} requested this checkout through sudo, so it must be approved by a person through sudo too (`sudo -u {approver} rotor approve ...` as yourself), not by the account {approver} directly"
         )));
     }
     Ok(())
 }
 
 /// Only the requester claims an approved checkout (the secret goes to the person of record).
-pub fn may_claim(claimer: &str, requester: &str) -> Result<(), Refused> {
-    if claimer == requester {
+pub fn may_claim(claimer: &str, how: Identified, requester: &str) -> Result<(), Refused> {
+    may_act(how)?;
+    if same(claimer, requester) {
         Ok(())
     } else {
         Err(Refused(format!(
@@ -167,8 +198,8 @@ pub enum Read {
     Override,
 }
 
-pub fn read_by(reader: &str, holder: &str) -> Read {
-    if reader == holder {
+pub fn read_by(reader: &str, how: Identified, holder: &str) -> Read {
+    if how != Identified::Claimed && same(reader, holder) {
         Read::ByHolder
     } else {
         Read::Override
@@ -230,15 +261,30 @@ mod tests {
 
     #[test]
     fn nobody_approves_their_own_checkout_nor_the_named_engineer() {
-        assert!(may_approve("bob", "alice", Some("vendor-kato")).is_ok());
-        let own = may_approve("alice", "alice", None).unwrap_err();
+        use Identified::{Claimed, Named, Os, Sudo};
+        assert!(may_approve("bob", Named, "alice", false, Some("vendor-kato")).is_ok());
+        assert!(may_approve("bob", Sudo, "alice", true, None).is_ok());
+        let own = may_approve("alice", Sudo, "alice", true, None).unwrap_err();
         assert!(own.0.contains("cannot approve"), "{own}");
-        let named = may_approve("vendor-kato", "alice", Some("vendor-kato")).unwrap_err();
+        let named =
+            may_approve("vendor-kato", Os, "alice", false, Some("vendor-kato")).unwrap_err();
         assert!(named.0.contains("is for vendor-kato"), "{named}");
-        assert!(may_claim("alice", "alice").is_ok());
-        assert!(may_claim("bob", "alice").is_err());
-        assert_eq!(read_by("alice", "alice"), Read::ByHolder);
-        assert_eq!(read_by("bob", "alice"), Read::Override);
+        // Case and spaces make nobody someone else.
+        assert!(may_approve("Alice", Os, " alice", false, None).is_err());
+        assert!(may_approve("kato", Os, "alice", false, Some("Kato ")).is_err());
+        // An identity only claimed acts in no checkout; the vault's own account, outside
+        // sudo, approves no request that came through sudo.
+        let claimed = may_approve("rotor", Claimed, "alice", true, None).unwrap_err();
+        assert!(claimed.0.contains("cannot tell who you are"), "{claimed}");
+        let owner = may_approve("rotor", Os, "alice", true, None).unwrap_err();
+        assert!(owner.0.contains("through sudo"), "{owner}");
+        assert!(may_act(Claimed).is_err() && may_act(Os).is_ok());
+        assert!(may_claim("alice", Sudo, "alice").is_ok());
+        assert!(may_claim("alice", Claimed, "alice").is_err());
+        assert!(may_claim("bob", Sudo, "alice").is_err());
+        assert_eq!(read_by("alice", Sudo, "alice"), Read::ByHolder);
+        assert_eq!(read_by("alice", Claimed, "alice"), Read::Override);
+        assert_eq!(read_by("bob", Sudo, "alice"), Read::Override);
     }
 
     #[test]

@@ -112,7 +112,13 @@ pub fn run(g: &Global, c: AuditCommand) -> CliResult {
 }
 
 fn verify(g: &Global, a: VerifyArgs) -> CliResult {
-    let heads = a.heads.as_ref().map(read_heads).transpose()?;
+    let this_vault =
+        crate::text::escape(&super::output::data_dir(g)?.display().to_string()).into_owned();
+    let heads = a
+        .heads
+        .as_ref()
+        .map(|path| read_heads(path, &this_vault))
+        .transpose()?;
     let vault = open_vault(g)?;
     let result = match &heads {
         Some((source, heads)) => vault.audit_verify_heads(heads, source),
@@ -162,7 +168,7 @@ fn verify(g: &Global, a: VerifyArgs) -> CliResult {
 
 /// The heads in FILE (or standard input for `-`), with the name errors give the file.
 /// A file with none is refused: checking nothing must not look like a pass.
-fn read_heads(path: &PathBuf) -> Result<(String, Vec<RecordedHead>), Failure> {
+fn read_heads(path: &PathBuf, this_vault: &str) -> Result<(String, Vec<RecordedHead>), Failure> {
     let stdin = path.as_os_str() == "-";
     let source = if stdin {
         "standard input".to_owned()
@@ -175,10 +181,10 @@ fn read_heads(path: &PathBuf) -> Result<(String, Vec<RecordedHead>), Failure> {
         )
     };
     let mut heads = if stdin {
-        audit::heads_in(std::io::stdin().lock()).map_err(cannot_read)?
+        audit::heads_in(std::io::stdin().lock(), this_vault).map_err(cannot_read)?
     } else {
         let file = std::fs::File::open(path).map_err(cannot_read)?;
-        audit::heads_in(BufReader::new(file)).map_err(cannot_read)?
+        audit::heads_in(BufReader::new(file), this_vault).map_err(cannot_read)?
     };
     // The same head copied many times (a journal keeps every one) is checked once.
     heads.sort_by(|a, b| {

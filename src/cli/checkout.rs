@@ -10,6 +10,7 @@ use clap::Args;
 
 use super::context::{self, interrupt};
 use super::{CliResult, Global, OutputFormat, usage};
+use crate::checkout::State;
 use crate::credential::CredentialId;
 use crate::ops::checkout::{self as ops_checkout, CheckoutRequest, Ended, Requested};
 use crate::ops::{Actor, Context};
@@ -60,6 +61,10 @@ pub struct ApproveArgs {
 pub struct CheckinArgs {
     /// The checkout's number.
     pub id: i64,
+    /// Rotate with this inventory instead of the one the checkout was made with (if that
+    /// one is gone or has changed hands). It must be root's or the vault owner's.
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
     /// `text` for people, `json` for programs (the rotation's report).
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -161,7 +166,8 @@ pub fn approve(g: &Global, a: ApproveArgs) -> CliResult {
 pub fn checkin(g: &Global, a: CheckinArgs) -> CliResult {
     let session = context::open(g)?;
     let by = Actor::of_this_process();
-    let ended = ops_checkout::checkin(&session.ctx, &by, a.id, interrupt())?;
+    let ended =
+        ops_checkout::checkin(&session.ctx, &by, a.id, a.inventory.as_deref(), interrupt())?;
     let code = tell_ended(&ended, a.output);
     Ok(code)
 }
@@ -187,15 +193,25 @@ fn tell_ended(ended: &Ended, format: OutputFormat) -> i32 {
             0
         }
         None => {
-            eprintln!(
-                "Checkout {} of {} is {} (its secret was never shown, nothing to rotate).",
-                c.id,
-                c.cred,
-                c.state_words()
-            );
+            match c.rotation {
+                Some(r) => eprintln!(
+                    "Checkout {} of {} is already {}: rotation {r} rotated {}, the checked-out secret no longer works.",
+                    c.id,
+                    c.cred,
+                    c.state_words(),
+                    c.cred
+                ),
+                None => eprintln!(
+                    "Checkout {} of {} is {} (its secret was never shown, nothing to rotate).",
+                    c.id,
+                    c.cred,
+                    c.state_words()
+                ),
+            }
             0
         }
         Some(why) => {
+            let code = ended.report.as_ref().map_or(1, |r| r.exit_code().max(3));
             eprintln!(
                 "Checkout {} of {} ended, but rotating {} failed: {}. The checked-out secret may still work; every rotor command tries the rotation again (or run `rotor checkin {}`).",
                 c.id,
@@ -204,7 +220,7 @@ fn tell_ended(ended: &Ended, format: OutputFormat) -> i32 {
                 escape(why),
                 c.id
             );
-            3
+            code
         }
     }
 }
@@ -240,7 +256,7 @@ pub fn settle(g: &Global) {
 }
 
 fn settle_with(ctx: &Context, by: &Actor) {
-    match ops_checkout::settle_due(ctx, by) {
+    match ops_checkout::settle_due(ctx, by, interrupt()) {
         Ok(ended) => {
             for e in &ended {
                 eprintln!(
@@ -315,7 +331,10 @@ pub fn list(g: &Global, a: CheckoutsArgs) -> CliResult {
                 },
                 c.ticket.clone(),
                 c.approved_by.clone().unwrap_or_else(|| "-".into()),
-                time(c.ends_at.filter(|_| c.state.is_active()).or(c.ended_at)),
+                time(match c.state {
+                    State::Ending | State::Closed => c.ended_at,
+                    _ => c.ends_at,
+                }),
                 c.rotation.map_or_else(|| "-".into(), |r| r.to_string()),
             ]
         })

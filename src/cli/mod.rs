@@ -219,10 +219,15 @@ pub fn run(cli: Cli) -> CliResult {
     let g = &cli.global;
     // Durable deadlines: a checkout that expired while no rotor ran is rotated before any
     // command that uses the vault does its own work. Not before `init` (no vault yet),
-    // the inventory and playbook tools (no vault) and `plan` (it connects nowhere).
+    // the inventory and playbook tools (no vault), `plan` (it connects nowhere) and `audit`
+    // (the review reads the log as it was found, and writes nothing to it).
     if !matches!(
         cli.command,
-        Command::Init | Command::Inventory(_) | Command::Playbook(_) | Command::Plan(_)
+        Command::Init
+            | Command::Inventory(_)
+            | Command::Playbook(_)
+            | Command::Plan(_)
+            | Command::Audit(_)
     ) {
         checkout::settle(g);
     }

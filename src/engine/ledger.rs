@@ -214,6 +214,21 @@ impl StoreFailure {
 pub struct Actor {
     person: String,
     shown: String,
+    how: Identified,
+}
+
+/// How rotor knows who the actor is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Identified {
+    /// The OS user of the real uid, no sudo involved.
+    Os,
+    /// The user sudo ran rotor for (sudo itself is rotor's parent).
+    Sudo,
+    /// The real uid's user, with a `SUDO_USER` nobody can vouch for: the person may be
+    /// someone else. Rules that depend on who acts (dual control) refuse such an actor.
+    Claimed,
+    /// A name a front-end gives (an API token's principal, a test).
+    Named,
 }
 
 /// What sudo says about who started this process, and whether that can be believed.
@@ -234,6 +249,7 @@ impl Actor {
         Actor {
             person: name.clone(),
             shown: name,
+            how: Identified::Named,
         }
     }
 
@@ -246,6 +262,7 @@ impl Actor {
                 Actor {
                     shown: format!("{person} (via sudo as {real})"),
                     person,
+                    how: Identified::Sudo,
                 }
             }
             SudoClaim::Claimed(user) if !clean(&user).is_empty() => Actor {
@@ -254,10 +271,12 @@ impl Actor {
                     clean(&user)
                 ),
                 person: real,
+                how: Identified::Claimed,
             },
             _ => Actor {
                 person: real.clone(),
                 shown: real,
+                how: Identified::Os,
             },
         }
     }
@@ -282,6 +301,11 @@ impl Actor {
         &self.person
     }
 
+    /// How rotor knows who this is.
+    pub fn identified(&self) -> Identified {
+        self.how
+    }
+
     pub fn as_str(&self) -> &str {
         &self.shown
     }
@@ -292,23 +316,30 @@ impl Actor {
 /// real uid is the invoking user's (`SUDO_UID`), and that is `user`'s uid.
 fn parent_is_root_sudo(user: &str) -> bool {
     let ppid = std::os::unix::process::parent_id();
-    let comm = std::fs::read_to_string(format!("/proc/{ppid}/comm")).unwrap_or_default();
+    // One read of the parent's status gives its name and uids together; the parent is asked
+    // again afterwards, so a parent that exited meanwhile (its pid reused) is not believed.
     let status = std::fs::read_to_string(format!("/proc/{ppid}/status")).unwrap_or_default();
+    if std::os::unix::process::parent_id() != ppid {
+        return false;
+    }
     let Ok(sudo_uid) = std::env::var("SUDO_UID") else {
         return false;
     };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_default()
+    };
     // `Uid:` real, effective, saved, filesystem.
-    let parent = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .map(|uids| uids.split_whitespace().collect::<Vec<_>>())
-        .unwrap_or_default();
-    let sudo_ran_it = parent.len() >= 2 && parent[1] == "0" && parent[0] == sudo_uid;
+    let uids: Vec<&str> = field("Uid:").split_whitespace().collect();
+    let sudo_ran_it = uids.len() >= 2 && uids[1] == "0" && uids[0] == sudo_uid;
     let uid_is_users = nix::unistd::User::from_name(user)
         .ok()
         .flatten()
         .is_some_and(|u| u.uid.to_string() == sudo_uid);
-    comm.trim_end() == "sudo" && sudo_ran_it && uid_is_users
+    field("Name:") == "sudo" && sudo_ran_it && uid_is_users
 }
 
 impl fmt::Display for Actor {

@@ -41,7 +41,8 @@ pub trait Checkouts: Send + Sync {
         by: &Actor,
         creds: &[CredentialId],
     ) -> Result<Vec<CheckoutRecord>, StoreError>;
-    fn rotated(&self, by: &Actor, id: i64) -> Result<CheckoutRecord, StoreError>;
+    /// One checkout as recorded now.
+    fn get(&self, id: i64) -> Result<CheckoutRecord, StoreError>;
     fn rotation_failed(&self, by: &Actor, id: i64, why: &str) -> Result<(), StoreError>;
     fn list(&self, all: bool) -> Result<Vec<CheckoutRecord>, StoreError>;
     fn show(&self, by: &Actor, cred: &CredentialId, reason: &str) -> Result<Shown, StoreError>;
@@ -74,8 +75,8 @@ impl Checkouts for Vault {
     ) -> Result<Vec<CheckoutRecord>, StoreError> {
         self.checkouts_force_end(by, creds)
     }
-    fn rotated(&self, by: &Actor, id: i64) -> Result<CheckoutRecord, StoreError> {
-        self.checkout_rotated(by, id)
+    fn get(&self, id: i64) -> Result<CheckoutRecord, StoreError> {
+        self.checkout(id)
     }
     fn rotation_failed(&self, by: &Actor, id: i64, why: &str) -> Result<(), StoreError> {
         self.checkout_rotation_failed(by, id, why)
@@ -129,11 +130,17 @@ pub fn checkout(ctx: &Context, req: CheckoutRequest<'_>) -> Result<Requested, Op
     };
     let ttl = checkout::ttl(req.ttl, &policy.checkout).map_err(|e| refused(e.0))?;
     let inventory = absolute(req.inventory_path);
+    crate::store::check_trusted_file("inventory", &inventory)?;
+    let for_name = req
+        .for_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
     let new = NewCheckout {
         cred: &req.cred,
         ticket: &req.ticket,
         reason: &req.reason,
-        for_name: req.for_name.as_deref(),
+        for_name,
         ttl,
         inventory: &inventory.to_string_lossy(),
         needs_approval: checkout::needs_approval(&policy.checkout),
@@ -165,12 +172,14 @@ pub struct Ended {
     pub failure: Option<String>,
 }
 
-/// `rotor checkin ID`: the credential is rotated now, so the checked-out secret stops
-/// working. A request never claimed is simply closed.
+/// `rotor checkin ID [-i FILE]`: the credential is rotated now (with `inventory`, or the one
+/// the checkout was made with), so the checked-out secret stops working. A request never
+/// claimed is simply closed; one already closed is returned as it is.
 pub fn checkin(
     ctx: &Context,
     by: &Actor,
     id: i64,
+    inventory: Option<&Path>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Ended, OpsError> {
     let c = ctx.checkouts.checkin(by, id)?;
@@ -181,29 +190,72 @@ pub fn checkin(
             failure: None,
         });
     }
-    Ok(end_by_rotation(ctx, by, c, shutdown))
+    Ok(end_by_rotation(ctx, by, c, inventory, shutdown))
 }
 
 /// Settles every checkout whose deadline passed and rotates every one that is ending
 /// (expired, checked in, or ended by a run, whose rotation failed before). Front-ends call
-/// it before their own work.
-pub fn settle_due(ctx: &Context, by: &Actor) -> Result<Vec<Ended>, OpsError> {
+/// it before their own work. Once `shutdown` completes no further checkout starts.
+pub fn settle_due(
+    ctx: &Context,
+    by: &Actor,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Vec<Ended>, OpsError> {
     let ending = ctx.checkouts.due(by)?;
-    Ok(ending
-        .into_iter()
-        .map(|c| end_by_rotation(ctx, by, c, std::future::pending()))
-        .collect())
+    if ending.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One shutdown for several rotations: each gets a receiver of the same signal.
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let watcher = ctx.runtime.spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let mut ended = Vec::new();
+    for c in ending {
+        if *rx.borrow() {
+            break;
+        }
+        // Another rotor may have settled it since the list was read.
+        let now = ctx.checkouts.get(c.id)?;
+        if now.state != checkout::State::Ending {
+            continue;
+        }
+        let mut rx = rx.clone();
+        let stop = async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        };
+        ended.push(end_by_rotation(ctx, by, now, None, stop));
+    }
+    watcher.abort();
+    Ok(ended)
 }
 
-/// Rotates an ending checkout's credential with the inventory it was made with.
+/// Why a rotation did not end the checkout, in words (with the fault's own message).
+fn why_not(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Committed => "it committed, but the old secret was not retired yet".into(),
+        Outcome::NotChanged { cause }
+        | Outcome::RolledBack { cause }
+        | Outcome::Unsettled { cause, .. }
+        | Outcome::Stuck { cause, .. }
+        | Outcome::KeptNew { cause, .. } => format!("{}: {}", outcome.label(), cause.message),
+        Outcome::Skipped { detail, .. } => format!("skipped: {detail}"),
+    }
+}
+
+/// Rotates an ending checkout's credential with the inventory it was made with (or the one
+/// given). The vault closes the checkout in the transaction that makes the old secret stop
+/// working; afterwards the record says whether that happened.
 fn end_by_rotation(
     ctx: &Context,
     by: &Actor,
     c: CheckoutRecord,
+    inventory: Option<&Path>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Ended {
-    let failed = |c: CheckoutRecord, report: Option<RunReport>, why: String| {
-        if let Err(e) = ctx.checkouts.rotation_failed(by, c.id, &why) {
+    let failed = |c: CheckoutRecord, report: Option<RunReport>, why: String, record: bool| {
+        if record && let Err(e) = ctx.checkouts.rotation_failed(by, c.id, &why) {
             tracing::error!(checkout = c.id, error = %e, "cannot record a failed checkout rotation");
         }
         Ended {
@@ -212,20 +264,28 @@ fn end_by_rotation(
             failure: Some(why),
         }
     };
-    let path = PathBuf::from(&c.inventory);
+    let path = inventory.map_or_else(|| PathBuf::from(&c.inventory), Path::to_owned);
+    if let Err(e) = crate::store::check_trusted_file("inventory", &path) {
+        let why = format!(
+            "{e}. Or end it with another inventory: `rotor checkin {} -i FILE`",
+            c.id
+        );
+        return failed(c, None, why, true);
+    }
     let inventory = match crate::inventory::load(&path) {
         Ok(inventory) => inventory,
         Err(e) => {
             let why = format!(
-                "cannot read the inventory it was checked out with: {e}. Restore the file, or rotate {} with another inventory",
-                c.cred
+                "cannot read the inventory {}: {e}. Restore it, or end the checkout with another inventory: `rotor checkin {} -i FILE`",
+                path.display(),
+                c.id
             );
-            return failed(c, None, why);
+            return failed(c, None, why, true);
         }
     };
     let selection = match inventory.select(&[Scope::Cred(c.cred.clone())]) {
         Ok(selection) => selection,
-        Err(e) => return failed(c, None, format!("{e}")),
+        Err(e) => return failed(c, None, format!("{e}"), true),
     };
     let end = c
         .end
@@ -238,30 +298,36 @@ fn end_by_rotation(
     };
     let report = match rotate(ctx, req, shutdown) {
         Ok(done) => done.report,
-        Err(e) => return failed(c, None, e.to_string()),
+        Err(e) => return failed(c, None, e.to_string(), true),
     };
-    let rotated = report.results.iter().any(|r| {
-        r.cred == c.cred && matches!(r.outcome, Outcome::Committed | Outcome::KeptNew { .. })
-    });
-    if !rotated {
-        let why = report
-            .results
-            .iter()
-            .find(|r| r.cred == c.cred)
-            .map_or_else(
-                || format!("the run did not rotate {}", c.cred),
-                |r| format!("the rotation of {} ended {}", c.cred, r.outcome.label()),
-            );
-        return failed(c, Some(report), why);
-    }
-    match ctx.checkouts.rotated(by, c.id) {
-        Ok(closed) => Ended {
-            checkout: closed,
+    let now = match ctx.checkouts.get(c.id) {
+        Ok(now) => now,
+        Err(e) => return failed(c, Some(report), e.to_string(), false),
+    };
+    if now.state == checkout::State::Closed {
+        return Ended {
+            checkout: now,
             report: Some(report),
             failure: None,
-        },
-        Err(e) => failed(c, Some(report), e.to_string()),
+        };
     }
+    let result = report.results.iter().find(|r| r.cred == c.cred);
+    // Another rotor holds the credential: most likely settling this very checkout. Not a
+    // failure to record; the next command sees how it ended.
+    let busy = result.is_some_and(|r| {
+        matches!(
+            r.outcome,
+            Outcome::Skipped {
+                reason: crate::engine::blast::SkipReason::Busy,
+                ..
+            }
+        )
+    });
+    let why = result.map_or_else(
+        || format!("the run did not rotate {}", c.cred),
+        |r| format!("the rotation of {} ended {}", c.cred, why_not(&r.outcome)),
+    );
+    failed(now, Some(report), why, !busy)
 }
 
 pub fn list(ctx: &Context, all: bool) -> Result<Vec<CheckoutRecord>, OpsError> {
@@ -391,7 +457,14 @@ hosts:
         assert_eq!(c.ends_at, Some(w.clock.now() + chrono::Duration::hours(1)));
         assert_eq!(c.inventory, w.path.to_string_lossy());
 
-        let ended = checkin(&w.ctx, &Actor::named("alice"), c.id, std::future::pending()).unwrap();
+        let ended = checkin(
+            &w.ctx,
+            &Actor::named("alice"),
+            c.id,
+            None,
+            std::future::pending(),
+        )
+        .unwrap();
         assert_eq!(ended.failure, None);
         assert_eq!(ended.checkout.state, State::Closed);
         assert_eq!(ended.checkout.end, Some(End::CheckIn));
@@ -415,11 +488,16 @@ hosts:
         let w = world();
         let by = Actor::named("bob");
         let (c, _) = granted(&w, Some(Duration::from_secs(600)));
-        assert!(settle_due(&w.ctx, &by).unwrap().is_empty(), "not due yet");
+        assert!(
+            settle_due(&w.ctx, &by, std::future::pending())
+                .unwrap()
+                .is_empty(),
+            "not due yet"
+        );
 
         w.clock.advance(Duration::from_secs(601));
         w.fleet.with("a", |h| h.down = true);
-        let ended = settle_due(&w.ctx, &by).unwrap();
+        let ended = settle_due(&w.ctx, &by, std::future::pending()).unwrap();
         assert_eq!(ended.len(), 1);
         assert!(ended[0].failure.is_some(), "the host is down");
         let kept = &list(&w.ctx, false).unwrap()[0];
@@ -427,13 +505,18 @@ hosts:
         assert_eq!(w.fleet.password("a", "svc_app").as_deref(), Some("shared"));
 
         w.fleet.with("a", |h| h.down = false);
-        let ended = settle_due(&w.ctx, &by).unwrap();
+        let ended = settle_due(&w.ctx, &by, std::future::pending()).unwrap();
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].failure, None);
         assert_eq!(ended[0].checkout.id, c.id);
         assert_eq!(ended[0].checkout.end, Some(End::Expired));
         assert_ne!(w.fleet.password("a", "svc_app").as_deref(), Some("shared"));
-        assert!(settle_due(&w.ctx, &by).unwrap().is_empty(), "settled once");
+        assert!(
+            settle_due(&w.ctx, &by, std::future::pending())
+                .unwrap()
+                .is_empty(),
+            "settled once"
+        );
     }
 
     #[test]

@@ -338,7 +338,7 @@ pub(crate) mod testkit {
         ) -> Result<Vec<crate::store::CheckoutRecord>, StoreError> {
             Ok(Vec::new())
         }
-        fn rotated(&self, _: &Actor, id: i64) -> Result<crate::store::CheckoutRecord, StoreError> {
+        fn get(&self, id: i64) -> Result<crate::store::CheckoutRecord, StoreError> {
             Err(StoreError::UnknownCheckout(id))
         }
         fn rotation_failed(&self, _: &Actor, _: i64, _: &str) -> Result<(), StoreError> {

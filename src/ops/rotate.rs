@@ -142,8 +142,9 @@ pub fn rotate(
         ..options
     };
     // `--include-checked-out`: the checkouts of what this run rotates end first (recorded),
-    // so admission lets them through; each is closed below once its rotation committed.
-    let forced = if req.include_checked_out {
+    // so admission lets them through; the vault closes each in the transaction that makes
+    // its old secret stop working, and one not rotated stays ending for the next command.
+    if req.include_checked_out {
         let mut creds: Vec<CredentialId> = work
             .iter()
             .flat_map(|w| w.accounts.iter().map(|a| a.cred.clone()))
@@ -156,10 +157,8 @@ pub fn rotate(
                     .map(|(uid, _)| CredentialId::new(d.name.clone(), uid.clone())),
             );
         }
-        ctx.checkouts.force_end(&req.actor, &creds)?
-    } else {
-        Vec::new()
-    };
+        ctx.checkouts.force_end(&req.actor, &creds)?;
+    }
     let run = store.begin_run(&req.actor, &req.reason, &req.label)?;
     hold_after_begin();
     let started = ctx.clock.monotonic();
@@ -188,18 +187,6 @@ pub fn rotate(
     .with_recovered(recovered)
     .with_failed_directories(failed_dirs)
     .with_directories(inv.directories.iter().map(|d| d.name.as_str()));
-    for c in forced {
-        let rotated = report.results.iter().any(|r| {
-            r.cred == c.cred && matches!(r.outcome, Outcome::Committed | Outcome::KeptNew { .. })
-        });
-        // Not rotated: it stays ending, and the next rotor command tries again.
-        if rotated && let Err(e) = ctx.checkouts.rotated(&req.actor, c.id) {
-            tracing::error!(
-                checkout = c.id,
-                "could not record the end of the checkout: {e}"
-            );
-        }
-    }
     // The report first: it is what the operator needs, even if the vault cannot record the
     // end of the run (a full disk, say).
     if let Some(deliver) = req.deliver {

@@ -449,7 +449,7 @@ pub(super) fn append(
         cred,
         detail: &detail,
     };
-    let (last_seq, prev_hash): (i64, String) = conn
+    let (last_seq, last_hash): (i64, String) = conn
         .row(
             "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
             [],
@@ -457,7 +457,7 @@ pub(super) fn append(
         )
         .optional()?
         .unwrap_or((0, GENESIS.to_owned()));
-    let seq = last_seq + 1;
+    let (seq, prev_hash) = next_link(conn, hmac_key, last_seq, last_hash)?;
     let hash = row_hash(&prev_hash, seq, &entry);
     conn.exec(
         "INSERT INTO audit (seq, at, actor, action, cred, detail, prev_hash, hash)
@@ -480,6 +480,72 @@ pub(super) fn append(
         [head],
     )?;
     Ok(Head { seq, hash })
+}
+
+/// Where the next entry goes. Normally right after the last row. But a new entry must never
+/// hide tampering that `verify` would have found: if the recorded head is authentic and
+/// ahead of the last row (entries at the end were deleted), the new entry continues after
+/// the head, so the gap stays and `verify` still names the missing entries; if the recorded
+/// head is missing, not authentic, or behind the last row (rows forged after it) while rows
+/// exist, the new entry leaves a one-entry gap for the same reason. Either way the vault keeps working (every write audits) and the
+/// evidence stays.
+fn next_link(
+    conn: &Connection,
+    hmac_key: &KeyBytes,
+    last_seq: i64,
+    last_hash: String,
+) -> Result<(i64, String), StoreError> {
+    let recorded: Option<String> = conn
+        .row(
+            "SELECT CAST(value AS TEXT) FROM meta WHERE key = 'audit_head'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let authentic = recorded.as_deref().and_then(|r| {
+        let mut parts = r.splitn(3, ':');
+        let (seq, hash, mac) = (parts.next()?, parts.next()?, parts.next()?);
+        let seq: i64 = seq.parse().ok()?;
+        (mac == head_mac(hmac_key, seq, hash)).then(|| (seq, hash.to_owned()))
+    });
+    Ok(match authentic {
+        Some((head_seq, head_hash)) if head_seq == last_seq && head_hash == last_hash => {
+            (last_seq + 1, last_hash)
+        }
+        Some((head_seq, head_hash)) if head_seq > last_seq => {
+            tracing::error!(
+                head_seq,
+                last_seq,
+                "the audit log ends before its recorded head: entries were deleted; the gap is kept"
+            );
+            (head_seq + 1, head_hash)
+        }
+        None if last_seq == 0 => (1, last_hash),
+        _ => {
+            tracing::error!(
+                last_seq,
+                "the audit log does not end at its recorded head (missing, not authentic, or rows added after it); the gap is kept"
+            );
+            (last_seq + 2, last_hash)
+        }
+    })
+}
+
+/// A row as someone without the key could forge it after `prev_hash` (tests): its time,
+/// detail and a correct chain hash.
+#[cfg(test)]
+pub(super) fn forge_row_for_tests(prev_hash: &str, seq: i64) -> (String, String, String) {
+    let at = "2030-01-01T00:00:00.000000Z".to_owned();
+    let detail = r#"{"reason":"forged","found":true}"#.to_owned();
+    let entry = Entry {
+        at: &at,
+        actor: "mallory",
+        action: "show",
+        cred: None,
+        detail: &detail,
+    };
+    let hash = row_hash(prev_hash, seq, &entry);
+    (at, detail, hash)
 }
 
 /// A chain that verified: how many entries, and its head (`None` for an empty log).
@@ -636,10 +702,20 @@ pub fn head_in_line(line: &str) -> Option<Head> {
 
 /// Every head in `input`, one line at a time (lines that hold none are skipped; bytes that are
 /// not UTF-8 are read as replacement characters, so a binary journal export cannot stop it).
-pub fn heads_in(input: impl BufRead) -> std::io::Result<Vec<RecordedHead>> {
+/// A line that names another vault (`vault=DIR`, as rotor's system log lines do) is skipped:
+/// a machine with several vaults, or a forged line for another one, says nothing about this.
+pub fn heads_in(input: impl BufRead, this_vault: &str) -> std::io::Result<Vec<RecordedHead>> {
     let mut heads = Vec::new();
     for (idx, line) in input.split(b'\n').enumerate() {
-        if let Some(head) = head_in_line(&String::from_utf8_lossy(&line?)) {
+        let line = String::from_utf8_lossy(&line?).into_owned();
+        let other_vault = line.split_whitespace().any(|word| {
+            word.strip_prefix("vault=")
+                .is_some_and(|named| named != this_vault)
+        });
+        if other_vault {
+            continue;
+        }
+        if let Some(head) = head_in_line(&line) {
             heads.push(RecordedHead {
                 head,
                 line: idx + 1,
@@ -1062,9 +1138,16 @@ mod tests {
         check(&format!("seq=1  hash={hash}"), None);
         check(&format!("seq=é hash=é{hash}"), None);
         check("", None);
-        let heads = heads_in(&b"noise\n\xff\xfe\nseq=2 hash=00000000000000000000000000000000000000000000000000000000000000ab\n"[..]).unwrap();
+        let heads = heads_in(&b"noise\n\xff\xfe\nseq=2 hash=00000000000000000000000000000000000000000000000000000000000000ab\n"[..], "/v").unwrap();
         assert_eq!(heads.len(), 1);
         assert_eq!(heads[0].line, 3);
         assert_eq!(heads[0].head.seq, 2);
+        // A line naming another vault is none of this one's business.
+        let lines = format!(
+            "rotor[1]: audit head seq=7 hash={hash} vault=/other\nrotor[2]: audit head seq=3 hash={hash} vault=/v\n"
+        );
+        let heads = heads_in(lines.as_bytes(), "/v").unwrap();
+        assert_eq!(heads.len(), 1);
+        assert_eq!((heads[0].line, heads[0].head.seq), (2, 3));
     }
 }

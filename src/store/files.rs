@@ -97,6 +97,28 @@ pub(super) fn check_containing_dirs(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A file whose content decides what rotor may do for a person (the inventory of a
+/// checkout: its policy says whether approval is needed and for how long; check-in and
+/// expiry rotate with it): it and the directories holding it must be root's or this user's
+/// and writable by nobody else, or a requester could hand rotor a policy of their own.
+pub fn check_trusted_file(what: &'static str, path: &Path) -> Result<(), StoreError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|err| StoreError::io(path, "check the owner and mode of", err))?;
+    if !meta.is_file() {
+        return Err(unsafe_path(
+            what,
+            path,
+            PathProblem::WrongType {
+                found: crate::text::file_kind(&meta),
+            },
+        ));
+    }
+    check_owner_and_mode(what, path, &meta, true, false)?;
+    let real = std::fs::canonicalize(path)
+        .map_err(|err| StoreError::io(path, "check the owner and mode of", err))?;
+    check_containing_dirs(&real)
+}
+
 /// The directories above a data directory: those above the path as given (where a link to
 /// it would live) and those above where it really is.
 fn check_ancestors(dir: &Path) -> Result<(), StoreError> {

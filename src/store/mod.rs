@@ -34,6 +34,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
+pub use files::check_trusted_file;
 pub use keys::KeySource;
 pub use vault::{
     CheckoutRecord, CredentialStatus, EnrollOutcome, LastRotation, NewCheckout, RotationRecord,

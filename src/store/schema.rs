@@ -185,6 +185,8 @@ const MIGRATIONS: &[&str] = &[
                         CHECK (state IN ('pending', 'approved', 'open', 'ending', 'closed')),
         requester       TEXT NOT NULL,
         requester_shown TEXT NOT NULL,
+        -- 1 when the request came through sudo: then so must its approval.
+        requester_via_sudo INTEGER NOT NULL DEFAULT 0,
         for_name        TEXT,
         ticket          TEXT NOT NULL,
         reason          TEXT NOT NULL,
@@ -195,6 +197,7 @@ const MIGRATIONS: &[&str] = &[
         approved_at     TEXT,
         granted_at      TEXT,
         ends_at         TEXT,
+        -- When it started ending (checked in, expired, overridden), then when it closed.
         ended_at        TEXT,
         end_reason      TEXT,
         ended_by        TEXT,

@@ -629,7 +629,44 @@ fn audit_tampering_is_detected() {
             matches!(err, StoreError::AuditTampered { .. }),
             "{name}: {err}"
         );
+        // The next write of any rotor command does not paper over it: its entry leaves the
+        // gap (or the broken row) in place, and the chain still fails, naming an entry.
+        f.vault.show(&cred("h1/a"), "after").unwrap();
+        let err = f.vault.audit_verify().unwrap_err();
+        assert!(
+            matches!(err, StoreError::AuditTampered { .. }),
+            "{name}, after a write: {err}"
+        );
     }
+    // Rows forged after the head (the chain's hashes need no key) are caught, and stay caught.
+    let f = fixture();
+    f.vault.enroll(&cred("h1/a"), &secret("x1")).unwrap();
+    let conn = raw(&f.dir);
+    let (seq, hash): (i64, String) = conn
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let forged = audit::forge_row_for_tests(&hash, seq + 1);
+    conn.execute(
+        "INSERT INTO audit (seq, at, actor, action, cred, detail, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7)",
+        rusqlite::params![
+            seq + 1,
+            forged.0,
+            "mallory",
+            "show",
+            forged.1,
+            hash,
+            forged.2
+        ],
+    )
+    .unwrap();
+    assert!(f.vault.audit_verify().is_err());
+    f.vault.show(&cred("h1/a"), "after").unwrap();
+    assert!(f.vault.audit_verify().is_err());
 }
 
 /// Truncating the tail and putting back an older (authentic) head passes `audit_verify`,
@@ -1705,10 +1742,27 @@ mod checkouts {
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].failure.as_deref(), Some("host down"));
         assert_eq!(due[0].state_words(), "checked in, rotation failed");
-        let closed = f.vault.checkout_rotated(&alice, 1).unwrap();
+        // The same failure again is not recorded again.
+        let before = raw_count(&f.dir);
+        f.vault
+            .checkout_rotation_failed(&alice, 1, "host down")
+            .unwrap();
+        assert_eq!(raw_count(&f.dir), before);
+        // The rotation that makes the old secret stop working closes it, in its commit.
+        let run = f.run();
+        let rotation = f
+            .stage(
+                run,
+                &c,
+                &super::secret("the-next-secret-2"),
+                &super::secret("saved"),
+            )
+            .unwrap();
+        f.vault.commit(rotation, false).unwrap();
+        let closed = f.vault.checkout(1).unwrap();
         assert_eq!(
-            (closed.state, closed.end),
-            (State::Closed, Some(End::CheckIn))
+            (closed.state, closed.end, closed.rotation, closed.failure),
+            (State::Closed, Some(End::CheckIn), Some(rotation.0), None)
         );
         assert!(f.vault.checkouts_due(&alice).unwrap().is_empty());
         assert_eq!(f.vault.checkouts(false).unwrap(), Vec::new());

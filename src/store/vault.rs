@@ -1644,6 +1644,8 @@ impl Vault {
             if then_retire {
                 return Ok(None);
             }
+            // The old secret no longer works: a checkout ending on this credential is over.
+            self.close_ending_checkout_in(by, tx, &row.cred, id)?;
             Vault::end_lease_in(tx, &row)?;
             Ok(Some(row))
         })
@@ -1671,6 +1673,8 @@ impl Vault {
             }
             Vault::set_phase(tx, id, Phase::Retired, None, &self.now_text())?;
             self.audit_as(by, tx, &Event::Retired { rotation: id }, Some(&row.cred))?;
+            // The old key is gone from the target: a checkout ending on it is over.
+            self.close_ending_checkout_in(by, tx, &row.cred, id)?;
             Vault::end_lease_in(tx, &row)?;
             Ok(row)
         })

@@ -172,12 +172,30 @@ fn a_checkout_with_dual_control_is_exclusive_skipped_by_rotate_and_rotated_at_ch
     let early = shared.as_person(ALICE, &["checkout", "--claim", &id]);
     assert!(stderr(&early).contains("not approved yet"), "{early:?}");
 
+    // Nobody approves as the vault's own account: not with a SUDO_USER set by hand (rotor
+    // cannot tell who that is), not without one (a request made through sudo needs an
+    // approval through sudo).
+    let forged = shared.as_vault_owner(&["approve", &id], &[("SUDO_USER", BOB)]);
+    assert_eq!(forged.status.code(), Some(1), "{forged:?}");
+    assert!(
+        stderr(&forged).contains("cannot tell who you are"),
+        "{}",
+        stderr(&forged)
+    );
+    let owner = shared.as_vault_owner(&["approve", &id], &[]);
+    assert_eq!(owner.status.code(), Some(1), "{owner:?}");
+    assert!(
+        stderr(&owner).contains("approved by a person through sudo"),
+        "{}",
+        stderr(&owner)
+    );
+
     // A second person approves, through sudo.
     ok(&shared.as_person(BOB, &["approve", &id]), "approval by bob");
     let forged = shared.as_vault_owner(&["checkout", "--claim", &id], &[("SUDO_USER", ALICE)]);
     assert_eq!(forged.status.code(), Some(1), "{forged:?}");
     assert!(
-        stderr(&forged).contains(&format!("only {ALICE}")),
+        stderr(&forged).contains("cannot tell who you are"),
         "{}",
         stderr(&forged)
     );
@@ -239,8 +257,10 @@ fn a_checkout_with_dual_control_is_exclusive_skipped_by_rotate_and_rotated_at_ch
     );
 
     // Check-in rotates: the checked-out secret is rejected, the vault's new one works.
-    let checkin = shared.as_person(ALICE, &["checkin", &id]);
+    let checkin = shared.as_person(ALICE, &["checkin", &id, "--output", "json"]);
     ok(&checkin, "checkin");
+    let checkin_rotation = crate::support::result_of(&json(&checkin), CRED)["rotation"].clone();
+    assert!(checkin_rotation.as_i64().is_some(), "{checkin:?}");
     assert!(!lab.login_works("host-001", "svc_app", &secret));
     let shown = shared.as_person(ALICE, &["show", CRED, "--reason", "after checkin"]);
     let new = stdout(&shown).trim_end_matches('\n').to_owned();
@@ -257,7 +277,7 @@ fn a_checkout_with_dual_control_is_exclusive_skipped_by_rotate_and_rotated_at_ch
         c["approved_by"].as_str().unwrap().starts_with(BOB),
         "{doc:#}"
     );
-    assert!(c["rotation"].as_i64().is_some(), "{doc:#}");
+    assert_eq!(c["rotation"], checkin_rotation, "{doc:#}");
     let text = shared.as_person(ALICE, &["checkouts", "--all"]);
 
     // The audit trail names the people sudo ran rotor for, and the forged claim as claimed.
@@ -469,12 +489,23 @@ fn an_expiry_that_passed_while_no_rotor_ran_is_rotated_by_the_next_command() {
         "{listed:?}"
     );
 
-    // The host is fixed (restarted without the fault): the next command of any kind, here
-    // `audit log`, rotates it first, and the checked-out secret is rejected.
+    // The host is fixed (restarted without the fault): the next command, here
+    // `enroll` of another credential, rotates it first, and the checked-out secret is
+    // rejected. (`audit` commands alone leave it: the review reads the log as it is.)
     lab.fault("host-001", crate::lab::Fault::Kill);
     lab.fault("host-001", crate::lab::Fault::Start);
-    let late = run(&["audit", "log", "--output", "json"], 660);
-    ok(&late, "audit log after the fix");
+    let audit_first = run(&["audit", "log", "--output", "json"], 660);
+    ok(&audit_first, "audit log");
+    assert!(
+        !stderr(&audit_first).contains("was rotated"),
+        "{audit_first:?}"
+    );
+    let mut enroll = rotor.cmd(&["enroll", "elsewhere/other"]);
+    enroll
+        .env("ROTOR_SYSLOG_SOCKET", &syslog.path)
+        .env("ROTOR_LAB_CLOCK_OFFSET_SECS", "660");
+    let late = crate::support::run_with_stdin(enroll, "an-unrelated-secret-77\n");
+    ok(&late, "enroll after the fix");
     assert!(stderr(&late).contains("was rotated"), "{}", stderr(&late));
     assert!(!lab.login_works("host-001", "svc_app", &secret));
     let new = rotor.show(CRED).unwrap();
@@ -520,7 +551,8 @@ fn an_expiry_that_passed_while_no_rotor_ran_is_rotated_by_the_next_command() {
         ("the new secret", new.as_str()),
     ]);
     leaks.assert_absent("the audit log", rows.join("\n").as_bytes());
-    leaks.assert_absent("rotor audit log --output json", &late.stdout);
+    let log = run(&["audit", "log", "--output", "json"], 660);
+    leaks.assert_absent("rotor audit log --output json", &log.stdout);
     leaks.assert_absent("rotor audit log --ticket", &review.stdout);
     leaks.assert_absent("rotor checkouts --output json", &list.stdout);
     leaks.assert_absent("rotor checkouts", &listed.stdout);

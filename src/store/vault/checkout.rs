@@ -11,7 +11,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{Vault, parse_cred, parse_time, time_text};
 use crate::checkout::{self, Due, End, Read, State};
 use crate::credential::CredentialId;
-use crate::engine::ledger::Actor;
+use crate::engine::RotationId;
+use crate::engine::ledger::{Actor, Identified};
 use crate::secret::Secret;
 use crate::store::StoreError;
 use crate::store::audit::Event;
@@ -27,6 +28,8 @@ pub struct CheckoutRecord {
     pub requester: String,
     /// The requester as the audit log shows them (with the sudo note).
     pub requester_shown: String,
+    /// The request came through sudo (a shared rotor machine): so must its approval.
+    pub requester_via_sudo: bool,
     /// The vendor engineer the operator named (`--for`).
     pub for_name: Option<String>,
     pub ticket: String,
@@ -114,7 +117,7 @@ pub struct Shown {
 
 const COLUMNS: &str = "id, cred, state, requester, requester_shown, for_name, ticket, reason, \
      ttl_secs, inventory, requested_at, approved_by, approved_at, granted_at, ends_at, ended_at, \
-     end_reason, ended_by, rotation_id, failure";
+     end_reason, ended_by, rotation_id, failure, requester_via_sudo";
 
 fn record(row: &Row<'_>) -> rusqlite::Result<RawRecord> {
     Ok(RawRecord {
@@ -140,6 +143,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<RawRecord> {
         ended_by: row.get(17)?,
         rotation: row.get(18)?,
         failure: row.get(19)?,
+        via_sudo: row.get(20)?,
     })
 }
 
@@ -161,6 +165,7 @@ struct RawRecord {
     ended_by: Option<String>,
     rotation: Option<i64>,
     failure: Option<String>,
+    via_sudo: bool,
 }
 
 impl RawRecord {
@@ -175,6 +180,7 @@ impl RawRecord {
             })?,
             requester: self.requester,
             requester_shown: self.requester_shown,
+            requester_via_sudo: self.via_sudo,
             for_name: self.for_name,
             ticket: self.ticket,
             reason: self.reason,
@@ -296,6 +302,7 @@ impl Vault {
     ) -> Result<(CheckoutRecord, Option<Secret>), StoreError> {
         let cred = new.cred.to_string();
         let ttl_secs = i64::try_from(new.ttl.as_secs()).unwrap_or(i64::MAX);
+        checkout::may_act(by.identified()).map_err(refused)?;
         self.write(|tx| {
             if let Some(held) = Vault::active_checkout_in(tx, &cred)? {
                 return Err(StoreError::CheckoutRefused(format!(
@@ -322,8 +329,9 @@ impl Vault {
             let ends_at = time_text(ends);
             tx.exec(
                 "INSERT INTO checkouts (cred, state, requester, requester_shown, for_name, ticket,
-                     reason, ttl_secs, inventory, requested_at, granted_at, ends_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     reason, ttl_secs, inventory, requested_at, granted_at, ends_at,
+                     requester_via_sudo)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     cred,
                     state.as_str(),
@@ -336,7 +344,8 @@ impl Vault {
                     new.inventory,
                     now_text,
                     granted_at,
-                    ends_at
+                    ends_at,
+                    by.identified() == Identified::Sudo
                 ],
             )?;
             let id = tx.last_insert_rowid();
@@ -385,8 +394,14 @@ impl Vault {
                     c.state_words()
                 )));
             }
-            checkout::may_approve(by.person(), &c.requester, c.for_name.as_deref())
-                .map_err(refused)?;
+            checkout::may_approve(
+                by.person(),
+                by.identified(),
+                &c.requester,
+                c.requester_via_sudo,
+                c.for_name.as_deref(),
+            )
+            .map_err(refused)?;
             let now = self.now();
             let ends_at = time_text(checkout::deadline(now, c.ttl));
             tx.exec(
@@ -432,7 +447,7 @@ impl Vault {
                     )));
                 }
             }
-            checkout::may_claim(by.person(), &c.requester).map_err(refused)?;
+            checkout::may_claim(by.person(), by.identified(), &c.requester).map_err(refused)?;
             let cred = c.cred.to_string();
             self.refuse_while_rotating(tx, &cred)?;
             let secret = self.secret_for_grant(tx, &cred)?;
@@ -449,20 +464,15 @@ impl Vault {
 
     /// Ends a checkout on `rotor checkin`: an open one goes to `ending` (its credential must be
     /// rotated); a request never claimed is closed at once (no secret was shown). An ending
-    /// one is returned as it is (the rotation is retried).
+    /// one is returned as it is (the rotation is retried), and so is a closed one.
     pub fn checkout_checkin(&self, by: &Actor, id: i64) -> Result<CheckoutRecord, StoreError> {
         self.write(|tx| {
             let c = Vault::checkout_by_id(tx, id)?;
             match c.state {
                 State::Open => self.end_in(by, tx, &c, End::CheckIn)?,
                 State::Pending | State::Approved => self.close_in(by, tx, &c, End::Cancelled)?,
-                State::Ending => {}
-                State::Closed => {
-                    return Err(StoreError::CheckoutRefused(format!(
-                        "checkout {id} is already {}",
-                        c.state_words()
-                    )));
-                }
+                // Being rotated (the caller retries), or already over: returned as it is.
+                State::Ending | State::Closed => {}
             }
             Vault::checkout_by_id(tx, id)
         })
@@ -477,8 +487,9 @@ impl Vault {
         end: End,
     ) -> Result<(), StoreError> {
         conn.exec(
-            "UPDATE checkouts SET state = 'ending', end_reason = ?2, ended_by = ?3 WHERE id = ?1",
-            params![c.id, end.as_str(), by.as_str()],
+            "UPDATE checkouts SET state = 'ending', end_reason = ?2, ended_by = ?3, ended_at = ?4
+             WHERE id = ?1",
+            params![c.id, end.as_str(), by.as_str(), self.now_text()],
         )?;
         let (checkout, ticket) = (c.id, c.ticket.clone());
         let event = match end {
@@ -490,6 +501,25 @@ impl Vault {
         Ok(())
     }
 
+    /// The rotation that just made the old secret stop working (its commit, or for a key its
+    /// retirement) closes the credential's ending checkout in the same transaction, whichever
+    /// run it was: a check-in's, an expiry's, or an operator's own `rotor rotate`.
+    pub(super) fn close_ending_checkout_in(
+        &self,
+        by: &str,
+        conn: &Connection,
+        cred: &str,
+        rotation: RotationId,
+    ) -> Result<(), StoreError> {
+        let Some(c) = Vault::active_checkout_in(conn, cred)? else {
+            return Ok(());
+        };
+        if c.state != State::Ending {
+            return Ok(());
+        }
+        self.close_as(by, conn, &c, End::CheckIn, Some(rotation.0))
+    }
+
     /// → closed, audited (with the rotation that ended it, if one did).
     fn close_in(
         &self,
@@ -498,23 +528,22 @@ impl Vault {
         c: &CheckoutRecord,
         end: End,
     ) -> Result<(), StoreError> {
-        let rotation: Option<i64> = if c.state.secret_is_out() {
-            conn.row(
-                "SELECT r.id FROM rotations r JOIN credentials cr ON cr.id = r.credential_id
-                 WHERE cr.cred = ?1 AND r.phase IN ('committed', 'retired')
-                 ORDER BY r.id DESC LIMIT 1",
-                [c.cred.to_string()],
-                |row| row.get(0),
-            )
-            .optional()?
-        } else {
-            None
-        };
+        self.close_as(by.as_str(), conn, c, end, None)
+    }
+
+    fn close_as(
+        &self,
+        by: &str,
+        conn: &Connection,
+        c: &CheckoutRecord,
+        end: End,
+        rotation: Option<i64>,
+    ) -> Result<(), StoreError> {
         let end = c.end.filter(|_| c.state == State::Ending).unwrap_or(end);
         conn.exec(
             "UPDATE checkouts SET state = 'closed', end_reason = ?2, ended_by = COALESCE(ended_by, ?3),
                  ended_at = ?4, rotation_id = ?5, failure = NULL WHERE id = ?1",
-            params![c.id, end.as_str(), by.as_str(), self.now_text(), rotation],
+            params![c.id, end.as_str(), by, self.now_text(), rotation],
         )?;
         let event = Event::CheckoutClosed {
             checkout: c.id,
@@ -522,7 +551,7 @@ impl Vault {
             end: end.as_str().to_owned(),
             rotation,
         };
-        self.audit_append_in(by, conn, &event, Some(&c.cred.to_string()))?;
+        self.audit_as(by, conn, &event, Some(&c.cred.to_string()))?;
         Ok(())
     }
 
@@ -592,15 +621,9 @@ impl Vault {
         })
     }
 
-    /// The rotation that ends an `ending` checkout committed: closed.
-    pub fn checkout_rotated(&self, by: &Actor, id: i64) -> Result<CheckoutRecord, StoreError> {
-        self.write(|tx| {
-            let c = Vault::checkout_by_id(tx, id)?;
-            if c.state == State::Ending {
-                self.close_in(by, tx, &c, End::CheckIn)?;
-            }
-            Vault::checkout_by_id(tx, id)
-        })
+    /// One checkout as recorded now.
+    pub fn checkout(&self, id: i64) -> Result<CheckoutRecord, StoreError> {
+        Vault::checkout_by_id(&self.lock(), id)
     }
 
     /// The rotation that should end an `ending` checkout failed: recorded, retried later.
@@ -613,10 +636,16 @@ impl Vault {
         let why: String = crate::text::escape(why).chars().take(500).collect();
         self.write(|tx| {
             let c = Vault::checkout_by_id(tx, id)?;
-            tx.exec(
-                "UPDATE checkouts SET failure = ?2 WHERE id = ?1 AND state = 'ending'",
+            // Recorded (and audited) once per distinct failure, and only while it is ending:
+            // a retry every command that fails the same way adds nothing.
+            let changed = tx.exec(
+                "UPDATE checkouts SET failure = ?2
+                 WHERE id = ?1 AND state = 'ending' AND failure IS NOT ?2",
                 params![id, why],
             )?;
+            if changed == 0 {
+                return Ok(());
+            }
             let event = Event::CheckoutRotationFailed {
                 checkout: id,
                 ticket: c.ticket.clone(),
@@ -643,7 +672,7 @@ impl Vault {
                 Vault::active_checkout_in(tx, &cred_text)?.filter(|c| c.state.secret_is_out());
             let read = held
                 .as_ref()
-                .map(|c| checkout::read_by(by.person(), &c.requester));
+                .map(|c| checkout::read_by(by.person(), by.identified(), &c.requester));
             let (reason, found) = (reason.to_owned(), secret.is_some());
             let event = match (&held, read) {
                 (Some(c), Some(Read::ByHolder)) => Event::ShowByHolder {
