@@ -8,6 +8,33 @@
 pub mod ldap;
 pub mod ssh;
 
+/// Loopback ports for the lab tests' own servers (sshd, slapd), shared by every lab test of
+/// this binary.
+#[cfg(all(test, feature = "lab"))]
+pub(crate) mod lab_ports {
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A loopback port for a lab listener. Ports come from below the kernel's ephemeral range
+    /// (32768 and up on Debian), so no outgoing connection of a concurrent test (the bench opens
+    /// hundreds) can be holding one, and from a counter shared by this test binary, so two labs of
+    /// one run never draw the same port; the base depends on the PID, so concurrent test binaries
+    /// rarely meet, and `spawn` proves that the listener it waits for is its own slapd's.
+    pub(crate) fn free_port() -> u16 {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        const FIRST: u32 = 20_000;
+        const SPAN: u32 = 12_000;
+        let base = (std::process::id() % 1_000) * 12;
+        loop {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = u16::try_from(FIRST + (base + n) % SPAN).expect("below 32768");
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
+}
+
 use std::fmt;
 
 use serde::Serialize;

@@ -1211,7 +1211,6 @@ mod tests {
 #[cfg(all(test, feature = "lab"))]
 mod lab {
     use std::fs;
-    use std::net::TcpListener;
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
     use std::process::{Command, Stdio};
@@ -1244,7 +1243,7 @@ mod lab {
     /// Writes an sshd_config (the shared settings plus `extra`) named `name` in `d` and starts
     /// sshd with it on a free port.
     fn start_sshd(d: &Path, name: &str, extra: &str) -> Sshd {
-        let port = free_port();
+        let port = crate::connector::lab_ports::free_port();
         let config = d.join(format!("{name}_config"));
         let log = d.join(format!("{name}.log"));
         let pid_file = d.join(format!("{name}.pid"));
@@ -1265,17 +1264,20 @@ mod lab {
             .arg(&config)
             .arg("-E")
             .arg(&log));
+        // Up once sshd wrote its whole pid (the file exists a moment before it is filled)
+        // and the port answers.
+        let read_pid = || {
+            fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok())
+        };
         assert!(
-            poll(Duration::from_secs(5), || pid_file.exists()
+            poll(Duration::from_secs(5), || read_pid().is_some()
                 && TcpStream::connect(("127.0.0.1", port)).is_ok()),
             "sshd did not start: {}",
             fs::read_to_string(&log).unwrap_or_default()
         );
-        let pid = fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let pid = read_pid().expect("polled until it parsed");
         Sshd { port, pid, log }
     }
 
@@ -1297,14 +1299,6 @@ mod lab {
             .unwrap()
             .trim()
             .to_owned()
-    }
-
-    fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
     }
 
     /// Polls `f` until it returns true or `within` passes.
@@ -1796,7 +1790,7 @@ mod lab {
 
     fn refused_port(lab: &Lab) {
         let mut target = lab.target(Duration::from_secs(5));
-        target.port = free_port();
+        target.port = crate::connector::lab_ports::free_port();
         let started = Instant::now();
         let (class, msg) = class_of(check_password_login(
             &target,

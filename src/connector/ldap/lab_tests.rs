@@ -4,14 +4,14 @@
 
 use std::fs;
 use std::io::Write as _;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::connector::lab_ports::free_port;
 
 const SUFFIX: &str = "dc=rotor,dc=test";
 const ROTOR_DN: &str = "cn=rotor,ou=system,dc=rotor,dc=test";
@@ -37,25 +37,6 @@ fn run(cmd: &mut Command) {
         "{cmd:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A loopback port for a lab listener. Ports come from below the kernel's ephemeral range
-/// (32768 and up on Debian), so no outgoing connection of a concurrent test (the bench opens
-/// hundreds) can be holding one, and from a counter shared by this test binary, so two labs of
-/// one run never draw the same port; the base depends on the PID, so concurrent test binaries
-/// rarely meet, and `spawn` proves that the listener it waits for is its own slapd's.
-fn free_port() -> u16 {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    const FIRST: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    let base = (std::process::id() % 1_000) * 12;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = u16::try_from(FIRST + (base + n) % SPAN).expect("below 32768");
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// The socket inodes of TCP listeners on 127.0.0.1:`port` or 0.0.0.0:`port`, from

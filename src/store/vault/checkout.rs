@@ -207,6 +207,21 @@ impl RawRecord {
     }
 }
 
+/// Every checkout `sql` (selecting [`COLUMNS`]) returns.
+fn records(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<CheckoutRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, record)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row?.parse()?);
+    }
+    Ok(out)
+}
+
 fn refused(e: checkout::Refused) -> StoreError {
     StoreError::CheckoutRefused(e.0)
 }
@@ -253,13 +268,7 @@ impl Vault {
         } else {
             format!("SELECT {COLUMNS} FROM checkouts WHERE state != 'closed' ORDER BY id DESC")
         };
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map([], record)?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(row?.parse()?);
-        }
-        Ok(out)
+        records(&conn, &sql, [])
     }
 
     /// Refuses a grant while the credential is being rotated: a live lease or an open
@@ -563,17 +572,12 @@ impl Vault {
         let now_text = time_text(now);
         let candidates: Vec<CheckoutRecord> = {
             let conn = self.lock();
-            let mut stmt = conn.prepare_cached(&format!(
+            let sql = format!(
                 "SELECT {COLUMNS} FROM checkouts
                  WHERE state = 'ending' OR (state IN ('pending', 'approved', 'open') AND ends_at <= ?1)
                  ORDER BY id"
-            ))?;
-            let rows = stmt.query_map([&now_text], record)?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(row?.parse()?);
-            }
-            out
+            );
+            records(&conn, &sql, [&now_text])?
         };
         if candidates.iter().all(|c| c.state == State::Ending) {
             return Ok(candidates);
@@ -588,15 +592,8 @@ impl Vault {
                     Due::No => {}
                 }
             }
-            let mut stmt = tx.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM checkouts WHERE state = 'ending' ORDER BY id"
-            ))?;
-            let rows = stmt.query_map([], record)?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(row?.parse()?);
-            }
-            Ok(out)
+            let sql = format!("SELECT {COLUMNS} FROM checkouts WHERE state = 'ending' ORDER BY id");
+            records(tx, &sql, [])
         })
     }
 
