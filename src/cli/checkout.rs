@@ -235,7 +235,10 @@ pub fn settle(g: &Global) {
     let by = Actor::of_this_process();
     match vault.checkouts_due(&by) {
         Ok(ending) if ending.is_empty() => return,
-        Ok(_) => {}
+        Ok(ending) => eprintln!(
+            "rotor: {} checkout(s) ended (checked in, expired or overridden): rotating their credentials first, so the checked-out secrets stop working.",
+            ending.len()
+        ),
         Err(e) => {
             eprintln!("rotor: cannot check the checkouts' deadlines: {e}");
             return;
@@ -260,7 +263,7 @@ fn settle_with(ctx: &Context, by: &Actor) {
         Ok(ended) => {
             for e in &ended {
                 eprintln!(
-                    "rotor: checkout {} of {} (ticket {}) ended ({}); settling it first.",
+                    "rotor: checkout {} of {} (ticket {}) ended ({}).",
                     e.checkout.id,
                     e.checkout.cred,
                     escape(&e.checkout.ticket),
