@@ -1,14 +1,62 @@
-//! `status`: every credential in the vault, its age (by the context's clock) and its state.
+//! `status`: every credential in the vault, its age (by the context's clock), its state, its
+//! open checkout, and, given the inventory, whether it is stale (its current secret older
+//! than its policy's `max_age`) and which listed credentials the vault does not hold yet.
 
 use chrono::{DateTime, Utc};
 
 use super::{Context, OpsError};
-use crate::store::CredentialStatus;
+use crate::credential::CredentialId;
+use crate::inventory::Inventory;
+use crate::store::{CheckoutRecord, CredentialStatus};
 
 /// The vault's credentials, read at `now`.
 pub struct Status {
     pub now: DateTime<Utc>,
     pub credentials: Vec<CredentialStatus>,
+    /// Each credential's freshness against its policy (same order as `credentials`); all
+    /// `Unknown` without an inventory.
+    pub freshness: Vec<Freshness>,
+    /// Active checkouts (pending, approved, open, ending).
+    pub checkouts: Vec<CheckoutRecord>,
+    /// Credentials the inventory lists (hosts' accounts, directories' bind accounts) that
+    /// the vault holds no secret for: never rotated nor enrolled.
+    pub missing: Vec<CredentialId>,
+}
+
+/// How old a credential's current secret is against its policy's `max_age`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// Younger than `max_age`.
+    Fresh { max_age: std::time::Duration },
+    /// Older than `max_age` (or with no current secret at all): rotate it.
+    Stale { max_age: std::time::Duration },
+    /// Its policy sets no `max_age`.
+    NoMaxAge,
+    /// Not known: no inventory given, or the inventory does not list it.
+    Unknown,
+}
+
+impl Freshness {
+    pub fn is_stale(self) -> bool {
+        matches!(self, Freshness::Stale { .. })
+    }
+}
+
+/// A secret current since `since` is stale at `now` once it is older than `max_age`; a
+/// credential without a current secret is stale as soon as its policy has a `max_age`.
+pub fn freshness(
+    since: Option<DateTime<Utc>>,
+    max_age: Option<std::time::Duration>,
+    now: DateTime<Utc>,
+) -> Freshness {
+    let Some(max_age) = max_age else {
+        return Freshness::NoMaxAge;
+    };
+    let limit = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
+    match since {
+        Some(since) if now - since <= limit => Freshness::Fresh { max_age },
+        _ => Freshness::Stale { max_age },
+    }
 }
 
 /// What a credential needs, most urgent first.
@@ -20,6 +68,8 @@ pub enum State<'a> {
     InUse(&'a str),
     /// A rotation is open: recovery must settle it.
     Open,
+    /// Its secret is out with someone (or being taken back).
+    CheckedOut(&'a CheckoutRecord),
     Ok,
     NoCurrentSecret,
 }
@@ -29,35 +79,91 @@ impl Status {
     pub fn age(&self, s: &CredentialStatus) -> Option<chrono::Duration> {
         s.current_since.map(|t| self.now - t)
     }
-}
 
-pub fn state(s: &CredentialStatus) -> State<'_> {
-    if let Some(why) = &s.parked {
-        State::Parked(why)
-    } else if let Some(holder) = &s.lease_holder {
-        State::InUse(holder)
-    } else if s.open_rotation {
-        State::Open
-    } else if s.has_current {
-        State::Ok
-    } else {
-        State::NoCurrentSecret
+    /// The credential's active checkout, if any.
+    pub fn checkout(&self, s: &CredentialStatus) -> Option<&CheckoutRecord> {
+        self.checkouts
+            .iter()
+            .find(|c| c.cred == s.cred && c.state.secret_is_out())
+    }
+
+    /// What the credential needs.
+    pub fn state<'a>(&'a self, s: &'a CredentialStatus) -> State<'a> {
+        if let Some(why) = &s.parked {
+            State::Parked(why)
+        } else if let Some(holder) = &s.lease_holder {
+            State::InUse(holder)
+        } else if s.open_rotation {
+            State::Open
+        } else if let Some(c) = self.checkout(s) {
+            State::CheckedOut(c)
+        } else if s.has_current {
+            State::Ok
+        } else {
+            State::NoCurrentSecret
+        }
+    }
+
+    /// `--check`: 0 all well, 3 something is stale or missing (rotate it), 4 an operator
+    /// is needed (parked, or a rotation left open).
+    pub fn check_code(&self) -> i32 {
+        let operator = self
+            .credentials
+            .iter()
+            .any(|s| s.parked.is_some() || s.open_rotation);
+        let stale = self.freshness.iter().any(|f| f.is_stale()) || !self.missing.is_empty();
+        if operator {
+            4
+        } else if stale {
+            3
+        } else {
+            0
+        }
     }
 }
 
-pub fn status(ctx: &Context) -> Result<Status, OpsError> {
+/// The vault's status; with `inventory`, each credential's freshness against its policy and
+/// the listed credentials the vault lacks.
+pub fn status(ctx: &Context, inventory: Option<&Inventory>) -> Result<Status, OpsError> {
+    let now = ctx.clock.now();
+    let credentials = ctx.records.status()?;
+    let freshness = credentials
+        .iter()
+        .map(
+            |s| match inventory.and_then(|inv| inv.policy_for(&s.cred)) {
+                Some(policy) => freshness(s.current_since, policy.max_age, now),
+                None => Freshness::Unknown,
+            },
+        )
+        .collect();
+    let missing = match inventory {
+        None => Vec::new(),
+        Some(inv) => {
+            let held: std::collections::BTreeSet<&CredentialId> =
+                credentials.iter().map(|s| &s.cred).collect();
+            let listed = inv
+                .hosts
+                .iter()
+                .flat_map(|h| h.accounts.iter().map(move |a| a.credential(&h.name)))
+                .chain(inv.directories.iter().map(|d| d.bind_credential.clone()));
+            listed.filter(|c| !held.contains(c)).collect()
+        }
+    };
     Ok(Status {
-        now: ctx.clock.now(),
-        credentials: ctx.records.status()?,
+        now,
+        credentials,
+        freshness,
+        checkouts: ctx.checkouts.list(false)?,
+        missing,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::time::Duration;
 
     use super::*;
-    use crate::credential::CredentialId;
     use crate::engine::testkit::{FakeFleet, MemStore};
     use crate::ops::testkit::{context, runtime};
 
@@ -75,9 +181,60 @@ mod tests {
             .parked
             .insert(CredentialId::parse("a/svc_app").unwrap(), "2 failed".into());
         let ctx = context(fleet, &store, &rt);
-        let st = status(&ctx).unwrap();
+        let st = status(&ctx, None).unwrap();
         // The test clock reads 2026-12-01; the secret was set 2026-11-01.
         assert_eq!(st.age(&st.credentials[0]).unwrap().num_days(), 30);
-        assert_eq!(state(&st.credentials[0]), State::Parked("2 failed"));
+        assert_eq!(st.state(&st.credentials[0]), State::Parked("2 failed"));
+        assert_eq!(st.freshness, [Freshness::Unknown]);
+        assert_eq!(st.check_code(), 4);
+    }
+
+    #[test]
+    fn a_secret_older_than_max_age_is_stale_and_a_listed_credential_without_one_is_missing() {
+        let rt = runtime();
+        let fleet: &'static FakeFleet = Box::leak(Box::default());
+        let store = Arc::new(MemStore::default());
+        store
+            .inner
+            .lock()
+            .unwrap()
+            .current
+            .insert(CredentialId::parse("a/svc_app").unwrap(), "s".into());
+        let ctx = context(fleet, &store, &rt);
+        let mut inv = crate::ops::testkit::inventory(&["a"]);
+        inv.policies.get_mut("default").unwrap().max_age = Some(Duration::from_secs(29 * 86_400));
+        let st = status(&ctx, Some(&inv)).unwrap();
+        assert!(st.freshness[0].is_stale(), "30 days old, max_age 29d");
+        assert_eq!(
+            st.missing,
+            [CredentialId::parse("a/svc_backup").unwrap()],
+            "listed, never rotated"
+        );
+        assert_eq!(st.check_code(), 3);
+        inv.policies.get_mut("default").unwrap().max_age = Some(Duration::from_secs(31 * 86_400));
+        let st = status(&ctx, Some(&inv)).unwrap();
+        assert!(matches!(st.freshness[0], Freshness::Fresh { .. }));
+    }
+
+    #[test]
+    fn freshness_is_measured_from_the_current_secret() {
+        let now = DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let day = Duration::from_secs(86_400);
+        let ago = |days: i64| Some(now - chrono::Duration::days(days));
+        assert_eq!(freshness(ago(5), None, now), Freshness::NoMaxAge);
+        assert_eq!(
+            freshness(ago(5), Some(day * 5), now),
+            Freshness::Fresh { max_age: day * 5 }
+        );
+        assert_eq!(
+            freshness(ago(6), Some(day * 5), now),
+            Freshness::Stale { max_age: day * 5 }
+        );
+        assert_eq!(
+            freshness(None, Some(day), now),
+            Freshness::Stale { max_age: day }
+        );
     }
 }

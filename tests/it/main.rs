@@ -23,6 +23,7 @@ mod recover_changed;
 mod rotate;
 mod smoke;
 mod ssh_keys;
+mod status;
 mod stress;
 mod support;
 mod timeouts;
