@@ -38,6 +38,7 @@ mod playbook;
 mod rotate;
 mod show;
 mod status;
+mod token;
 mod verify;
 
 use std::path::PathBuf;
@@ -127,6 +128,9 @@ pub enum Command {
     /// The audit log: `verify [--heads FILE]`, `head`, `log [filters]`.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// API tokens for `rotor serve` (to come): `create --role R --name N`, `list`, `revoke ID`.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,5 +252,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Checkin(a) => checkout::checkin(g, a),
         Command::Checkouts(a) => checkout::list(g, a),
         Command::Audit(c) => audit::run(g, c),
+        Command::Token(c) => token::run(g, c),
     }
 }

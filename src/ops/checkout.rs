@@ -111,7 +111,7 @@ pub enum Requested {
 }
 
 fn refused(message: impl Into<String>) -> OpsError {
-    OpsError::Store(StoreError::CheckoutRefused(message.into()))
+    OpsError::Store(StoreError::Refused(message.into()))
 }
 
 /// Requests a checkout under the credential's policy (`checkout:` of its policy).

@@ -313,7 +313,7 @@ pub(crate) mod testkit {
             _: &Actor,
             _: &crate::store::NewCheckout<'_>,
         ) -> Result<(crate::store::CheckoutRecord, Option<Secret>), StoreError> {
-            Err(StoreError::CheckoutRefused("no checkouts in memory".into()))
+            Err(StoreError::Refused("no checkouts in memory".into()))
         }
         fn approve(&self, _: &Actor, id: i64) -> Result<crate::store::CheckoutRecord, StoreError> {
             Err(StoreError::UnknownCheckout(id))

@@ -182,6 +182,15 @@ pub enum Event {
         end: String,
         rotation: Option<i64>,
     },
+    /// An API token was made for `name` with `role` (`rotor token create`).
+    TokenCreated {
+        token: i64,
+        name: String,
+        role: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// An API token was revoked.
+    TokenRevoked { token: i64 },
     /// The rotation that should end it failed; it is retried by the next rotor command.
     CheckoutRotationFailed {
         checkout: i64,
@@ -375,6 +384,16 @@ impl Event {
                 }
                 None => format!("checkout {checkout} (ticket {ticket}) closed ({end})"),
             },
+            Event::TokenCreated {
+                token,
+                name,
+                role,
+                expires_at,
+            } => format!(
+                "API token {token} made for {name} ({role}), valid until {}",
+                expires_at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            Event::TokenRevoked { token } => format!("API token {token} revoked"),
             Event::CheckoutRotationFailed {
                 checkout,
                 ticket,

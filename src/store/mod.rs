@@ -37,8 +37,8 @@ use std::path::{Path, PathBuf};
 pub use files::check_trusted_file;
 pub use keys::KeySource;
 pub use vault::{
-    CheckoutRecord, CredentialStatus, EnrollOutcome, LastRotation, NewCheckout, RotationRecord,
-    Shown, Vault,
+    CheckoutRecord, CredentialStatus, EnrollOutcome, LastRotation, MAX_TOKEN_TTL, NewCheckout,
+    Principal, Role, RotationRecord, Shown, TokenRecord, Vault,
 };
 
 /// Errors from the vault. Each message says what went wrong and what to do; none carries a
@@ -109,8 +109,9 @@ pub enum StoreError {
     SecretCollision(String),
     #[error("credential {0} is not in the vault: enroll it with `rotor enroll {0}`")]
     UnknownCredential(String),
+    /// A rule said no (a checkout's or a token's); the message says why and what to do.
     #[error("{0}")]
-    CheckoutRefused(String),
+    Refused(String),
     #[error("checkout {0} is not in the vault: `rotor checkouts --all` lists them")]
     UnknownCheckout(i64),
     #[error("rotation {0} is not in the vault")]

@@ -207,6 +207,21 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX checkouts_one_active ON checkouts(cred) WHERE state != 'closed';
     CREATE INDEX checkouts_due ON checkouts(state, ends_at);
     "#,
+    // 7: API tokens for the daemon (`rotor token`). Only a keyed hash of each token is kept
+    // (HMAC-SHA256 under a key derived from the vault's HMAC key): the file alone lets
+    // nobody call the API. `name` is the actor the audit log records for its calls.
+    r#"
+    CREATE TABLE api_tokens (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL,
+        role        TEXT NOT NULL CHECK (role IN ('admin', 'approver', 'requester')),
+        hash        TEXT NOT NULL UNIQUE,
+        created_at  TEXT NOT NULL,
+        created_by  TEXT NOT NULL,
+        expires_at  TEXT NOT NULL,
+        revoked_at  TEXT
+    );
+    "#,
 ];
 
 /// The schema version this build writes and understands.

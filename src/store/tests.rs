@@ -1666,7 +1666,7 @@ mod checkouts {
 
     fn refusal(e: StoreError) -> String {
         match e {
-            StoreError::CheckoutRefused(why) => why,
+            StoreError::Refused(why) => why,
             other => panic!("expected a refusal, got {other}"),
         }
     }
@@ -1879,5 +1879,70 @@ mod checkouts {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(actions, ["show", "show_by_holder", "show_override"]);
+    }
+}
+
+mod tokens {
+    use super::*;
+    use crate::engine::ledger::Actor;
+
+    #[test]
+    fn a_token_speaks_for_its_name_until_it_expires_or_is_revoked_and_only_its_hash_is_kept() {
+        let mut f = fixture();
+        let clock = TestClock::new();
+        clock.install(&mut f.vault);
+        let admin = Actor::named("root");
+        let day = std::time::Duration::from_secs(86_400);
+        let (t, token) = f
+            .vault
+            .token_create(&admin, "vendor-kato", Role::Requester, day)
+            .unwrap();
+        assert!(token.expose().starts_with(&format!("rotor_{}_", t.id)));
+        let p = f.vault.token_principal(&token).unwrap().unwrap();
+        assert_eq!((p.name.as_str(), p.role), ("vendor-kato", Role::Requester));
+        // A wrong token, a changed one, or something else entirely: nobody.
+        for wrong in [
+            format!("{}x", token.expose()),
+            token.expose().replace('_', "-"),
+            "rotor_1_".to_owned(),
+            String::new(),
+        ] {
+            assert_eq!(f.vault.token_principal(&secret(&wrong)).unwrap(), None);
+        }
+        // Not stored, not audited: only a keyed hash.
+        let bytes = std::fs::read(f.dir.join("rotor.db")).unwrap();
+        let needle = token.expose().split('_').next_back().unwrap().as_bytes();
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+        clock.advance(86_399);
+        assert!(f.vault.token_principal(&token).unwrap().is_some());
+        clock.advance(1);
+        assert_eq!(f.vault.token_principal(&token).unwrap(), None, "expired");
+
+        let (t2, second) = f
+            .vault
+            .token_create(&admin, "dr-sato", Role::Approver, day)
+            .unwrap();
+        assert_eq!(t2.id, t.id + 1);
+        f.vault.token_revoke(&admin, t2.id).unwrap();
+        assert_eq!(f.vault.token_principal(&second).unwrap(), None, "revoked");
+        let listed = f.vault.tokens().unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed[1].revoked_at.is_some());
+        assert!(f.vault.token_revoke(&admin, 99).is_err());
+        assert!(f.vault.token_create(&admin, " ", Role::Admin, day).is_err());
+        assert!(
+            f.vault
+                .token_create(&admin, "x", Role::Admin, day * 400)
+                .is_err()
+        );
+        let actions: Vec<String> = raw(&f.dir)
+            .prepare("SELECT action FROM audit WHERE action LIKE 'token%' ORDER BY seq")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(actions, ["token_created", "token_created", "token_revoked"]);
+        f.vault.audit_verify().unwrap();
     }
 }

@@ -45,7 +45,9 @@ use crate::engine::{Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, Un
 use crate::secret::Secret;
 
 mod checkout;
+mod tokens;
 pub use checkout::{CheckoutRecord, NewCheckout, Shown};
+pub use tokens::{MAX_TOKEN_TTL, Principal, Role, TokenRecord};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "rotor.db";

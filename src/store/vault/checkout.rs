@@ -223,7 +223,7 @@ fn records(
 }
 
 fn refused(e: checkout::Refused) -> StoreError {
-    StoreError::CheckoutRefused(e.0)
+    StoreError::Refused(e.0)
 }
 
 impl Vault {
@@ -286,7 +286,7 @@ impl Vault {
             |row| row.get(0),
         )?;
         if busy {
-            return Err(StoreError::CheckoutRefused(format!(
+            return Err(StoreError::Refused(format!(
                 "{cred} is being rotated, or a rotation of it is open: wait for it to finish (`rotor status` shows it), then check out again"
             )));
         }
@@ -296,7 +296,7 @@ impl Vault {
     /// The current secret of `cred` for a grant, or why there is none.
     fn secret_for_grant(&self, conn: &Connection, cred: &str) -> Result<Secret, StoreError> {
         self.current_in(conn, cred)?.ok_or_else(|| {
-            StoreError::CheckoutRefused(format!(
+            StoreError::Refused(format!(
                 "the vault holds no current secret for {cred}: rotate it (`rotor rotate --scope cred:{cred}`) or enroll it before it can be checked out"
             ))
         })
@@ -314,7 +314,7 @@ impl Vault {
         checkout::may_act(by.identified()).map_err(refused)?;
         self.write(|tx| {
             if let Some(held) = Vault::active_checkout_in(tx, &cred)? {
-                return Err(StoreError::CheckoutRefused(format!(
+                return Err(StoreError::Refused(format!(
                     "{cred} is already checked out: {} ({}). Wait for it to end, or ask its holder to run `rotor checkin {}`",
                     held.holder_words(),
                     held.state_words(),
@@ -398,7 +398,7 @@ impl Vault {
         self.write(|tx| {
             let c = Vault::checkout_by_id(tx, id)?;
             if c.state != State::Pending {
-                return Err(StoreError::CheckoutRefused(format!(
+                return Err(StoreError::Refused(format!(
                     "checkout {id} is {}, not pending: only a pending request can be approved",
                     c.state_words()
                 )));
@@ -439,18 +439,18 @@ impl Vault {
             match c.state {
                 State::Approved => {}
                 State::Pending => {
-                    return Err(StoreError::CheckoutRefused(format!(
+                    return Err(StoreError::Refused(format!(
                         "checkout {id} is not approved yet: another person must run `rotor approve {id}` first"
                     )));
                 }
                 State::Open | State::Ending => {
-                    return Err(StoreError::CheckoutRefused(format!(
+                    return Err(StoreError::Refused(format!(
                         "checkout {id} was already claimed and its secret shown once; its holder can read it again with `rotor show {} --reason ...` (recorded)",
                         c.cred
                     )));
                 }
                 State::Closed => {
-                    return Err(StoreError::CheckoutRefused(format!(
+                    return Err(StoreError::Refused(format!(
                         "checkout {id} is {}: request a new one",
                         c.state_words()
                     )));
