@@ -38,6 +38,9 @@ pub use self::error::{InventoryError, MAX_PROBLEMS, Problem, ProblemKind};
 pub use self::scope::{DirectorySelection, Scope, ScopeError, Selection};
 pub use self::summary::{HostRow, Summary};
 pub use self::validate::{DEFAULT_MAX_FAILED_LOGINS, default_policy, parse_age};
+
+/// The most aliases (`*name`) the YAML reader replays in an inventory or a playbook.
+pub const MAX_YAML_ALIASES: usize = 5_000;
 pub(crate) use self::validate::{close_matches, did_you_mean};
 use crate::credential::{AccountName, CredentialId, HostName};
 use crate::recipe::{Catalog, Recipe};
@@ -189,6 +192,11 @@ fn read_raw(text: &str, file: &Path) -> Result<raw::RawInventory, InventoryError
         });
     }
     let mut options = serde_saphyr::Options::default();
+    // An inventory or a playbook has no use for thousands of aliases; the reader's own cap
+    // (50,000) would let a hostile file cost seconds of CPU before it is refused.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_aliases = crate::inventory::MAX_YAML_ALIASES;
+    options.budget = Some(budget);
     // We print our own one-line messages with file:line:column; no source snippets.
     options.with_snippet = false;
     let mut track = serde_path_to_error::Track::new();

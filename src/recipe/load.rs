@@ -149,6 +149,11 @@ pub fn parse(text: &str, file: &Path) -> Result<Recipe, PlaybookError> {
         )]));
     }
     let mut options = serde_saphyr::Options::default();
+    // An inventory or a playbook has no use for thousands of aliases; the reader's own cap
+    // (50,000) would let a hostile file cost seconds of CPU before it is refused.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_aliases = crate::inventory::MAX_YAML_ALIASES;
+    options.budget = Some(budget);
     options.with_snippet = false;
     let mut track = serde_path_to_error::Track::new();
     let raw = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
