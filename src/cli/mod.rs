@@ -36,6 +36,7 @@ mod output;
 mod plan;
 mod playbook;
 mod rotate;
+mod schedule;
 mod show;
 mod status;
 mod verify;
@@ -127,6 +128,9 @@ pub enum Command {
     /// The audit log: `verify [--heads FILE]`, `head`, `log [filters]`.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Schedule tools: `explain "EXPR"` says what a crontab schedule means and when it runs.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,8 +223,9 @@ pub fn run(cli: Cli) -> CliResult {
     let g = &cli.global;
     // Durable deadlines: a checkout that expired while no rotor ran is rotated before any
     // command that uses the vault does its own work. Not before `init` (no vault yet),
-    // the inventory and playbook tools (no vault), `plan` (it connects nowhere) and `audit`
-    // (the review reads the log as it was found, and writes nothing to it).
+    // the inventory and playbook tools (no vault), `plan` (it connects nowhere), `audit`
+    // (the review reads the log as it was found, and writes nothing to it) and `schedule`
+    // (it computes times only).
     if !matches!(
         cli.command,
         Command::Init
@@ -228,6 +233,7 @@ pub fn run(cli: Cli) -> CliResult {
             | Command::Playbook(_)
             | Command::Plan(_)
             | Command::Audit(_)
+            | Command::Schedule(_)
     ) {
         checkout::settle(g);
     }
@@ -248,5 +254,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Checkin(a) => checkout::checkin(g, a),
         Command::Checkouts(a) => checkout::list(g, a),
         Command::Audit(c) => audit::run(g, c),
+        Command::Schedule(c) => schedule::run(c),
     }
 }
