@@ -5,7 +5,8 @@
 //!
 //! Architecture invariant: `SystemTime::now`, `Utc::now` and `OsRng` appear only in the
 //! implementations below ([`SystemClock`], [`OsEntropy`]). A test sets a [`TestClock`] and
-//! moves it; nothing else in rotor can tell.
+//! moves it; nothing else in rotor can tell. Likewise the machine's time zone is read only
+//! by [`machine_timezone`]; schedules take a zone as an argument.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -99,6 +100,42 @@ impl Clock for TestClock {
     }
 }
 
+/// The machine's time zone, for policies that name none: `TZ` (a zone name, `:Name`, or a
+/// path into a zoneinfo directory), else `/etc/timezone`, else the zone `/etc/localtime`
+/// links to; UTC when none of them names a zone rotor knows.
+pub fn machine_timezone() -> chrono_tz::Tz {
+    let tz_env = std::env::var("TZ").ok();
+    let etc_timezone = std::fs::read_to_string("/etc/timezone").ok();
+    let localtime = std::fs::read_link("/etc/localtime").ok();
+    timezone_from(
+        tz_env.as_deref(),
+        etc_timezone.as_deref(),
+        localtime.as_deref().and_then(|p| p.to_str()),
+    )
+}
+
+/// [`machine_timezone`]'s choice, from what it read (pure, for tests).
+fn timezone_from(
+    tz_env: Option<&str>,
+    etc_timezone: Option<&str>,
+    localtime_target: Option<&str>,
+) -> chrono_tz::Tz {
+    // A zoneinfo path names its zone by what follows `zoneinfo/`.
+    let zone_of_path = |text: &str| -> Option<chrono_tz::Tz> {
+        let text = text.trim().trim_start_matches(':');
+        let name = match text.rsplit_once("zoneinfo/") {
+            Some((_, name)) => name,
+            None => text,
+        };
+        name.parse().ok()
+    };
+    [tz_env, etc_timezone, localtime_target]
+        .into_iter()
+        .flatten()
+        .find_map(zone_of_path)
+        .unwrap_or(chrono_tz::Tz::UTC)
+}
+
 /// A cryptographically secure random number generator, boxed so it can cross trait objects.
 pub trait SecureRng: RngCore + CryptoRng + Send {}
 impl<R: RngCore + CryptoRng + Send> SecureRng for R {}
@@ -162,6 +199,32 @@ mod tests {
         clock.advance(Duration::from_secs(90));
         assert_eq!(clock.now(), start + chrono::Duration::seconds(90));
         assert_eq!(clock.monotonic() - m0, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn the_machine_zone_comes_from_tz_then_etc_timezone_then_the_localtime_link() {
+        use chrono_tz::Tz;
+        let from = timezone_from;
+        assert_eq!(
+            from(Some("Asia/Tokyo"), Some("Europe/Berlin\n"), None),
+            Tz::Asia__Tokyo
+        );
+        assert_eq!(from(Some(":Asia/Tokyo"), None, None), Tz::Asia__Tokyo);
+        assert_eq!(
+            from(Some("/usr/share/zoneinfo/Asia/Tokyo"), None, None),
+            Tz::Asia__Tokyo
+        );
+        // A TZ rotor cannot read (a POSIX rule string) gives way to the files.
+        assert_eq!(
+            from(Some("JST-9"), Some("Europe/Berlin\n"), None),
+            Tz::Europe__Berlin
+        );
+        assert_eq!(
+            from(None, None, Some("../usr/share/zoneinfo/Europe/Berlin")),
+            Tz::Europe__Berlin
+        );
+        assert_eq!(from(None, Some("nonsense"), None), Tz::UTC);
+        assert_eq!(from(None, None, None), Tz::UTC);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`credential`]: `HostName`, `AccountName`, `CredentialId` newtypes.
 //! - [`inventory`]: YAML inventory parsing and validation, scopes.
 //! - [`policy`]: password generation from a policy (pure; RNG injected).
+//! - [`schedule`]: crontab schedules, time zones, maintenance windows, due times (pure).
 //! - [`sshkey`]: ed25519 key pairs (OpenSSH format) and line-preserving `authorized_keys` edits.
 //! - [`password_hash`]: local checks of a password against a target's stored hash (bounded cost).
 //! - [`recipe`]: playbooks as recipes: YAML model, loading with file:line errors, the interpreter.
@@ -32,6 +33,7 @@ pub mod password_hash;
 pub mod policy;
 pub mod recipe;
 pub mod report;
+pub mod schedule;
 pub mod secret;
 pub mod sshkey;
 pub mod store;

@@ -100,6 +100,7 @@ mod tests {
             schedule: None,
             max_age: None,
             timezone: None,
+            window: None,
             max_failed_logins: 2,
             checkout: Default::default(),
         }

@@ -36,6 +36,7 @@ mod output;
 mod plan;
 mod playbook;
 mod rotate;
+mod schedule;
 mod show;
 mod status;
 mod token;
@@ -131,6 +132,9 @@ pub enum Command {
     /// API tokens for `rotor serve` (to come): `create --role R --name N`, `list`, `revoke ID`.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Schedule tools: `explain "EXPR"` says what a crontab schedule means and when it runs.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,8 +227,9 @@ pub fn run(cli: Cli) -> CliResult {
     let g = &cli.global;
     // Durable deadlines: a checkout that expired while no rotor ran is rotated before any
     // command that uses the vault does its own work. Not before `init` (no vault yet),
-    // the inventory and playbook tools (no vault), `plan` (it connects nowhere) and `audit`
-    // (the review reads the log as it was found, and writes nothing to it).
+    // the inventory and playbook tools (no vault), `plan` (it connects nowhere), `audit`
+    // (the review reads the log as it was found, and writes nothing to it) and `schedule`
+    // (it computes times only).
     if !matches!(
         cli.command,
         Command::Init
@@ -232,6 +237,7 @@ pub fn run(cli: Cli) -> CliResult {
             | Command::Playbook(_)
             | Command::Plan(_)
             | Command::Audit(_)
+            | Command::Schedule(_)
     ) {
         checkout::settle(g);
     }
@@ -253,5 +259,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Checkouts(a) => checkout::list(g, a),
         Command::Audit(c) => audit::run(g, c),
         Command::Token(c) => token::run(g, c),
+        Command::Schedule(c) => schedule::run(c),
     }
 }

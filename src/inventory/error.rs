@@ -432,6 +432,7 @@ fn field_words(field: &str) -> Option<&'static str> {
         "schedule" => "a crontab schedule (text)",
         "max_age" => "an age (text such as 30d, 12h or 90m)",
         "timezone" => "a time zone name (text)",
+        "hours" => "a range of local times (text such as \"01:00-05:00\")",
         _ => return None,
     })
 }

@@ -311,10 +311,15 @@ pub struct Policy {
     pub classes: Vec<CharClass>,
     /// Characters never used (e.g. ones that confuse a target's shell or a person reading aloud).
     pub exclude: String,
-    /// Crontab syntax, 5 fields (validated later by the scheduler work).
-    pub schedule: Option<String>,
+    /// When scheduled rotations happen (crontab syntax, parsed).
+    pub schedule: Option<crate::schedule::Schedule>,
+    /// Older than this since the last verified rotation: stale.
     pub max_age: Option<Duration>,
-    pub timezone: Option<String>,
+    /// The zone of `schedule` and `window`; `None`: the machine's
+    /// (`clock::machine_timezone`, read by the front-end, never here).
+    pub timezone: Option<chrono_tz::Tz>,
+    /// When scheduled rotations may run; `None`: any time.
+    pub window: Option<crate::schedule::Window>,
     /// Lockout budget: consecutive failed logins rotor makes as an account (verification,
     /// recovery probe, heartbeat) before it parks the credential.
     pub max_failed_logins: u32,

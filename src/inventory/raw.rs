@@ -70,6 +70,15 @@ pub(super) struct RawPolicy {
     pub timezone: Option<Spanned<String>>,
     pub max_failed_logins: Option<Spanned<u64>>,
     pub checkout: Option<Spanned<RawCheckout>>,
+    pub window: Option<Spanned<RawWindow>>,
+}
+
+/// `window: { days: [mon-fri], hours: "01:00-05:00" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWindow {
+    pub days: Option<Spanned<Vec<Spanned<String>>>>,
+    pub hours: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

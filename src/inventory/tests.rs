@@ -65,7 +65,7 @@ fn select(yaml: &str, scopes: &[&str]) -> String {
 const LAB: &str = r#"
 version: 1
 policies:
-  default: { length: 24, classes: [lower, upper, digit, symbol], exclude: "\"'\\`", schedule: "0 3 * * 0", max_age: 30d, timezone: Asia/Tokyo }
+  default: { length: 24, classes: [lower, upper, digit, symbol], exclude: "\"'\\`", schedule: "0 3 * * 0", max_age: 30d, timezone: Asia/Tokyo, window: { days: [mon-fri, sun], hours: "22:00-04:00" } }
   short-lived: { length: 32, max_age: 12h }
 hosts:
   - name: emr-db-01
@@ -109,7 +109,14 @@ fn valid_inventory() {
     let default = &inventory.policies["default"];
     assert_eq!(default.exclude, "\"'\\`");
     assert_eq!(default.max_age, Some(Duration::from_secs(30 * 86_400)));
-    assert_eq!(default.schedule.as_deref(), Some("0 3 * * 0"));
+    let schedule = default.schedule.as_ref().map(|s| s.as_str());
+    assert_eq!(schedule, Some("0 3 * * 0"));
+    assert_eq!(default.timezone, Some(chrono_tz::Tz::Asia__Tokyo));
+    assert_eq!(
+        default.window.map(|w| w.to_string()).as_deref(),
+        Some("mon,tue,wed,thu,fri,sun 22:00-04:00")
+    );
+    assert_eq!(inventory.policies["short-lived"].window, None);
     let short = &inventory.policies["short-lived"];
     assert_eq!((short.length, short.classes.len()), (32, 4));
     // Relative paths are taken from the inventory's directory.
@@ -157,7 +164,7 @@ fn unknown_fields() {
     assert_snapshot!(check("version: 1\nhost:\n  - name: h1\n"), @"lab/inventory.yaml:2:1: host: unknown field `host`: allowed here are version, playbooks_dir, policies, hosts, directories; did you mean `hosts`?");
     assert_snapshot!(check(&full_host("hostkey: x")), @"lab/inventory.yaml:7:5: hosts[0].hostkey: unknown field `hostkey`: allowed here are name, address, port, host_key, known_hosts, groups, connect, accounts; did you mean `host_key`?");
     assert_snapshot!(check(&full_host("accounts:\n  - { name: a, playbok: linux-password }")), @"lab/inventory.yaml:8:20: hosts[0].accounts[0].playbok: unknown field `playbok`: allowed here are name, playbook, policy, vars; did you mean `playbook`?");
-    assert_snapshot!(check("version: 1\npolicies:\n  default: { lenght: 30 }\n"), @"lab/inventory.yaml:3:14: policies.default.lenght: unknown field `lenght`: allowed here are length, classes, exclude, schedule, max_age, timezone, max_failed_logins, checkout; did you mean `length`?");
+    assert_snapshot!(check("version: 1\npolicies:\n  default: { lenght: 30 }\n"), @"lab/inventory.yaml:3:14: policies.default.lenght: unknown field `lenght`: allowed here are length, classes, exclude, schedule, max_age, timezone, max_failed_logins, checkout, window; did you mean `length`?");
 }
 
 #[test]
@@ -364,13 +371,31 @@ fn policies() {
     assert_snapshot!(policy("length: 12, classes: [digit]"), @"lab/inventory.yaml:3:22: policies.default: policy `default` is too weak: 12 characters from 10 allowed give about 40 bits, and rotor refuses policies below 64 bits (two accounts could get the same password); use a length of at least 20 with these classes, or allow more characters (more classes, fewer exclusions)");
     // 20 digits: about 66 bits, accepted.
     assert!(policy("length: 20, classes: [digit]").starts_with("lab/inventory.yaml: 0 hosts"));
-    assert_snapshot!(policy("schedule: \"0 3 * *\""), @r#"lab/inventory.yaml:3:24: policies.default.schedule: schedule "0 3 * *" has 4 fields: write 5 crontab fields, minute hour day-of-month month day-of-week, e.g. "0 3 * * 0" for Sundays at 03:00"#);
-    assert_snapshot!(policy("schedule: \"0 0 3 * * 0\""), @r#"lab/inventory.yaml:3:24: policies.default.schedule: schedule "0 0 3 * * 0" has 6 fields (rotor takes crontab syntax, without a seconds field): write 5 crontab fields, minute hour day-of-month month day-of-week, e.g. "0 3 * * 0" for Sundays at 03:00"#);
+    assert_snapshot!(policy("schedule: \"0 3 * *\""), @r#"lab/inventory.yaml:3:24: policies.default.schedule: schedule "0 3 * *": it has 4 fields: write 5 crontab fields, minute hour day-of-month month day-of-week, e.g. "0 3 * * 0" for Sundays at 03:00"#);
+    assert_snapshot!(policy("schedule: \"0 0 3 * * 0\""), @r#"lab/inventory.yaml:3:24: policies.default.schedule: schedule "0 0 3 * * 0": it has 6 fields (rotor takes crontab syntax, without a seconds field): write 5 crontab fields, minute hour day-of-month month day-of-week, e.g. "0 3 * * 0" for Sundays at 03:00"#);
+    assert_snapshot!(policy("schedule: \"0 3 * * 8\""), @r#"lab/inventory.yaml:3:24: policies.default.schedule: schedule "0 3 * * 8": the day-of-week field `8` has 8, out of range: use 0 to 7 (0 and 7 are Sunday, 1 is Monday) or sun to sat"#);
+    assert_snapshot!(policy("schedule: \"@reboot\""), @r#"lab/inventory.yaml:3:24: policies.default.schedule: schedule "@reboot": `@reboot` is not a schedule rotor knows: use @hourly, @daily, @weekly, @monthly or @yearly, or 5 crontab fields"#);
+    assert!(policy("schedule: \"@weekly\"").starts_with("lab/inventory.yaml: 0 hosts"));
     assert_snapshot!(policy("max_age: 30"), @r#"lab/inventory.yaml:3:23: policies.default.max_age: max_age "30" has no unit: write a number and a unit, e.g. 30d, 12h or 90m"#);
     assert_snapshot!(policy("max_age: 30w"), @r#"lab/inventory.yaml:3:23: policies.default.max_age: max_age "30w" has an unknown unit (use d, h or m): write a number and a unit, e.g. 30d, 12h or 90m"#);
     assert_snapshot!(policy("max_age: 0d"), @r#"lab/inventory.yaml:3:23: policies.default.max_age: max_age "0d" is zero: write a number and a unit, e.g. 30d, 12h or 90m"#);
     assert_snapshot!(policy("max_age: 99999999999999999999d"), @r#"lab/inventory.yaml:3:23: policies.default.max_age: max_age "99999999999999999999d" is not a whole number with a unit: write a number and a unit, e.g. 30d, 12h or 90m"#);
-    assert_snapshot!(policy("timezone: \"Asia Tokyo\""), @"lab/inventory.yaml:3:24: policies.default.timezone: `Asia Tokyo` is not a time zone name: use an IANA name such as Asia/Tokyo or UTC");
+    assert_snapshot!(policy("timezone: \"Asia Tokyo\""), @"lab/inventory.yaml:3:24: policies.default.timezone: `Asia Tokyo` is not a time zone rotor knows: use an IANA name such as Asia/Tokyo, Europe/Berlin or UTC; did you mean `Asia/Tokyo`?");
+    assert_snapshot!(policy("timezone: Asia/Tokio"), @"lab/inventory.yaml:3:24: policies.default.timezone: `Asia/Tokio` is not a time zone rotor knows: use an IANA name such as Asia/Tokyo, Europe/Berlin or UTC; did you mean one of `Asia/Tokyo`, `Asia/Tomsk`?");
+    assert_snapshot!(policy("window: {}"), @r#"lab/inventory.yaml:3:22: policies.default.window: an empty window: give `days` (e.g. [mon-fri]), `hours` (e.g. "01:00-05:00") or both, or leave `window` out to rotate at any time"#);
+    assert_snapshot!(policy("window: { days: [] }"), @r#"lab/inventory.yaml:3:30: policies.default.window.days: no days: list the days the window opens, e.g. [mon-fri] or [sat, sun], or leave `days` out for every day"#);
+    assert_snapshot!(policy("window: { days: [mon-fry, 1], hours: \"1-5\" }"), @r#"
+    lab/inventory.yaml:3:31: policies.default.window.days[0]: `fry` is not a day: write mon, tue, wed, thu, fri, sat or sun, or a range such as mon-fri
+    lab/inventory.yaml:3:40: policies.default.window.days[1]: `1` is not a day: write mon, tue, wed, thu, fri, sat or sun, or a range such as mon-fri
+    lab/inventory.yaml:3:51: policies.default.window.hours: hours "1-5" is not a range of times: write HH:MM-HH:MM, e.g. "01:00-05:00", or "22:00-04:00" for a window over midnight
+    "#);
+    assert_snapshot!(policy("window: { hours: \"03:00-03:00\" }"), @r#"lab/inventory.yaml:3:31: policies.default.window.hours: hours "03:00-03:00" starts and ends at the same time: for the whole day leave `hours` out (or write "00:00-24:00")"#);
+    assert_snapshot!(policy("window: { days: mon }"), @r#"lab/inventory.yaml:3:30: policies.default.window.days: expected a list here"#);
+    assert_snapshot!(policy("window: { day: [mon] }"), @r#"lab/inventory.yaml:3:24: policies.default.window.day: unknown field `day`: allowed here are days, hours; did you mean `days`?"#);
+    assert!(policy("window: { days: [sat, sun] }").starts_with("lab/inventory.yaml: 0 hosts"));
+    assert!(
+        policy("window: { hours: \"22:00-04:00\" }").starts_with("lab/inventory.yaml: 0 hosts")
+    );
     assert_snapshot!(check("version: 1\npolicies:\n  \"bad name\": { length: 20 }\n"), @"lab/inventory.yaml:3:15: policies.bad name: `bad name` is not a valid policy name: use letters, digits, '.', '-' or '_'");
 }
 

@@ -13,7 +13,7 @@ use serde_saphyr::{Location, Spanned};
 use super::InventoryError;
 use super::error::{Problem, ProblemKind, Problems};
 use super::raw::{
-    RawAccount, RawCheckout, RawConnect, RawDirectory, RawHost, RawInventory, RawPolicy,
+    RawAccount, RawCheckout, RawConnect, RawDirectory, RawHost, RawInventory, RawPolicy, RawWindow,
 };
 use super::{
     Account, Approval, CharClass, CheckoutPolicy, ConnectAuth, ConnectIdentity, Directory,
@@ -21,6 +21,7 @@ use super::{
 };
 use crate::credential::{AccountName, CredentialId, HostName, Slot};
 use crate::recipe::{Body, Catalog};
+use crate::schedule::{Hours, Weekdays, Window};
 use crate::target::CredentialKind;
 
 /// `playbooks_dir:` resolved: relative paths from the inventory file's directory. `None`
@@ -67,6 +68,7 @@ pub fn default_policy() -> Policy {
         schedule: None,
         max_age: None,
         timezone: None,
+        window: None,
         max_failed_logins: DEFAULT_MAX_FAILED_LOGINS,
         checkout: CheckoutPolicy::default(),
     }
@@ -297,35 +299,19 @@ impl Checker<'_> {
 
         let schedule = match raw.schedule {
             None => None,
-            Some(schedule) => {
-                let n_fields = schedule.value.split_whitespace().count();
-                if n_fields != 5 {
-                    let extra = if n_fields == 6 {
-                        " (rotor takes crontab syntax, without a seconds field)"
-                    } else {
-                        ""
-                    };
+            Some(schedule) => match crate::schedule::Schedule::parse(&schedule.value) {
+                Ok(parsed) => Some(parsed),
+                Err(e) => {
                     self.report(
                         schedule.referenced,
                         format!("{field}.schedule"),
                         ProblemKind::InvalidValue,
-                        format!(
-                            "schedule \"{}\" has {n_fields} fields{extra}: write 5 crontab \
-                             fields, minute hour day-of-month month day-of-week, \
-                             e.g. \"0 3 * * 0\" for Sundays at 03:00",
-                            schedule.value
-                        ),
+                        format!("schedule \"{}\": {e}", schedule.value),
                     );
                     ok = false;
+                    None
                 }
-                Some(
-                    schedule
-                        .value
-                        .split_whitespace()
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                )
-            }
+            },
         };
 
         let max_age = match raw.max_age {
@@ -350,25 +336,27 @@ impl Checker<'_> {
 
         let timezone = match raw.timezone {
             None => None,
-            Some(tz) => {
-                let valid = !tz.value.is_empty()
-                    && tz
-                        .value
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "/_-+".contains(c));
-                if !valid {
+            Some(tz) => match crate::schedule::parse_timezone(&tz.value) {
+                Ok(zone) => Some(zone),
+                Err(e) => {
                     self.report(
                         tz.referenced,
                         format!("{field}.timezone"),
                         ProblemKind::InvalidValue,
-                        format!(
-                            "`{}` is not a time zone name: use an IANA name such as Asia/Tokyo or UTC",
-                            tz.value
-                        ),
+                        e.to_string(),
                     );
                     ok = false;
+                    None
                 }
-                Some(tz.value)
+            },
+        };
+
+        let window = match raw.window {
+            None => None,
+            Some(window) => {
+                let window = self.window(&field, window);
+                ok &= window.is_some();
+                window
             }
         };
 
@@ -405,9 +393,77 @@ impl Checker<'_> {
             schedule,
             max_age,
             timezone,
+            window,
             max_failed_logins,
             checkout: checkout.unwrap_or_default(),
         })
+    }
+
+    /// `window: { days: [mon-fri], hours: "01:00-05:00" }`: either may be left out (every
+    /// day; all day), not both.
+    fn window(&mut self, field: &str, raw: Spanned<RawWindow>) -> Option<Window> {
+        let at_window = raw.referenced;
+        let raw = raw.value;
+        let field = format!("{field}.window");
+        let mut ok = true;
+        if raw.days.is_none() && raw.hours.is_none() {
+            self.report(
+                at_window,
+                &field,
+                ProblemKind::MissingField,
+                "an empty window: give `days` (e.g. [mon-fri]), `hours` (e.g. \"01:00-05:00\") \
+                 or both, or leave `window` out to rotate at any time",
+            );
+            return None;
+        }
+        let days = match raw.days {
+            None => Weekdays::ALL,
+            Some(list) => {
+                if list.value.is_empty() {
+                    self.report(
+                        list.referenced,
+                        format!("{field}.days"),
+                        ProblemKind::InvalidValue,
+                        "no days: list the days the window opens, e.g. [mon-fri] or [sat, sun], \
+                         or leave `days` out for every day",
+                    );
+                    ok = false;
+                }
+                let mut days = Weekdays::NONE;
+                for (day_idx, item) in list.value.into_iter().enumerate() {
+                    match Weekdays::parse_item(&item.value) {
+                        Ok(d) => days = days.union(d),
+                        Err(e) => {
+                            self.report(
+                                item.referenced,
+                                format!("{field}.days[{day_idx}]"),
+                                ProblemKind::InvalidValue,
+                                e.to_string(),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+                days
+            }
+        };
+        let hours = match raw.hours {
+            None => Hours::ALL_DAY,
+            Some(hours) => match Hours::parse(&hours.value) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.report(
+                        hours.referenced,
+                        format!("{field}.hours"),
+                        ProblemKind::InvalidValue,
+                        e.to_string(),
+                    );
+                    ok = false;
+                    Hours::ALL_DAY
+                }
+            },
+        };
+        ok.then_some(Window { days, hours })
     }
 
     /// `checkout: { approval: required | none, max_ttl: 8h, default_ttl: 2h }`.

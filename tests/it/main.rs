@@ -21,6 +21,7 @@ mod ldap;
 mod ldap_lab;
 mod recover_changed;
 mod rotate;
+mod schedule;
 mod smoke;
 mod ssh_keys;
 mod status;
