@@ -896,9 +896,12 @@ pub fn due(
 /// `rng_value * (spread + 1) / 2^64`, whose bias (below 2^-32 for spreads under a century)
 /// does not matter for spreading load.
 pub fn jitter(due: DateTime<Utc>, spread: Duration, rng_value: u64) -> DateTime<Utc> {
-    let span = u128::from(spread.as_secs()) + 1;
+    // A spread of more than a year is no spread rotor means: capped, so the offset always
+    // fits a `chrono::Duration`.
+    let span = u128::from(spread.as_secs().min(366 * 86_400)) + 1;
     let offset = ((u128::from(rng_value) * span) >> 64) as i64;
-    due.checked_add_signed(chrono::Duration::seconds(offset))
+    chrono::Duration::try_seconds(offset)
+        .and_then(|d| due.checked_add_signed(d))
         .unwrap_or(due)
 }
 

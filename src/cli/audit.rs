@@ -112,8 +112,7 @@ pub fn run(g: &Global, c: AuditCommand) -> CliResult {
 }
 
 fn verify(g: &Global, a: VerifyArgs) -> CliResult {
-    let this_vault =
-        crate::text::escape(&super::output::data_dir(g)?.display().to_string()).into_owned();
+    let this_vault = crate::store::syslog::vault_name(&super::output::data_dir(g)?);
     let heads = a
         .heads
         .as_ref()

@@ -116,6 +116,9 @@ pub fn checkout(g: &Global, a: CheckoutArgs) -> CliResult {
         ));
     };
     let cred = CredentialId::parse(&cred).map_err(usage)?;
+    // Its policy decides approval and the ttl: read only a file nobody else could have
+    // written, at its resolved path.
+    let path = crate::store::check_trusted_file("inventory", &path)?;
     let inventory = crate::inventory::load(&path)?;
     let req = CheckoutRequest {
         inventory: &inventory,

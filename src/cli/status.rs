@@ -103,6 +103,10 @@ pub fn run(g: &Global, a: StatusArgs) -> CliResult {
                 ),
                 State::InUse(holder) => format!("in use by {holder}"),
                 State::Open => "OPEN: run `rotor recover`".to_owned(),
+                State::Stuck => format!(
+                    "STUCK: check the account, then `rotor enroll {}` its working secret or `rotor recover --cred {}`",
+                    s.cred, s.cred
+                ),
                 State::CheckedOut(c) => format!("checked out ({})", c.holder_words()),
                 State::Ok if f.is_stale() => {
                     format!("rotate it: `rotor rotate --scope cred:{}`", s.cred)

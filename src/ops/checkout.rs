@@ -129,8 +129,8 @@ pub fn checkout(ctx: &Context, req: CheckoutRequest<'_>) -> Result<Requested, Op
         )));
     };
     let ttl = checkout::ttl(req.ttl, &policy.checkout).map_err(|e| refused(e.0))?;
-    let inventory = absolute(req.inventory_path);
-    crate::store::check_trusted_file("inventory", &inventory)?;
+    // Checked again here (a front-end may not have), and recorded resolved.
+    let inventory = crate::store::check_trusted_file("inventory", req.inventory_path)?;
     let for_name = req
         .for_name
         .as_deref()
@@ -149,10 +149,6 @@ pub fn checkout(ctx: &Context, req: CheckoutRequest<'_>) -> Result<Requested, Op
         (record, Some(secret)) => Requested::Granted(record, secret),
         (record, None) => Requested::Waiting(record),
     })
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 pub fn approve(ctx: &Context, by: &Actor, id: i64) -> Result<CheckoutRecord, OpsError> {
@@ -217,10 +213,14 @@ pub fn settle_due(
             break;
         }
         // Another rotor may have settled it since the list was read.
-        let now = ctx.checkouts.get(c.id)?;
-        if now.state != checkout::State::Ending {
-            continue;
-        }
+        let now = match ctx.checkouts.get(c.id) {
+            Ok(now) if now.state == checkout::State::Ending => now,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::error!(checkout = c.id, error = %e, "cannot read the checkout; next time");
+                continue;
+            }
+        };
         let mut rx = rx.clone();
         let stop = async move {
             let _ = rx.wait_for(|stopped| *stopped).await;
@@ -264,14 +264,17 @@ fn end_by_rotation(
             failure: Some(why),
         }
     };
-    let path = inventory.map_or_else(|| PathBuf::from(&c.inventory), Path::to_owned);
-    if let Err(e) = crate::store::check_trusted_file("inventory", &path) {
-        let why = format!(
-            "{e}. Or end it with another inventory: `rotor checkin {} -i FILE`",
-            c.id
-        );
-        return failed(c, None, why, true);
-    }
+    let given = inventory.map_or_else(|| PathBuf::from(&c.inventory), Path::to_owned);
+    let path = match crate::store::check_trusted_file("inventory", &given) {
+        Ok(path) => path,
+        Err(e) => {
+            let why = format!(
+                "{e}. Or end it with another inventory: `rotor checkin {} -i FILE`",
+                c.id
+            );
+            return failed(c, None, why, true);
+        }
+    };
     let inventory = match crate::inventory::load(&path) {
         Ok(inventory) => inventory,
         Err(e) => {
@@ -481,6 +484,42 @@ hosts:
             w.fleet.password("a", "svc_backup").as_deref(),
             Some("shared")
         );
+    }
+
+    #[test]
+    fn the_inventory_must_be_a_file_nobody_else_could_write_and_is_recorded_resolved() {
+        use std::os::unix::fs::PermissionsExt;
+        let w = world();
+        let link = w._tmp.path().join("link.yaml");
+        std::os::unix::fs::symlink(&w.path, &link).unwrap();
+        let req = CheckoutRequest {
+            inventory_path: &link,
+            ..request(&w, None)
+        };
+        let Requested::Granted(c, _) = checkout(&w.ctx, req).unwrap() else {
+            panic!("this policy needs no approval");
+        };
+        let resolved = std::fs::canonicalize(&w.path).unwrap();
+        assert_eq!(
+            c.inventory,
+            resolved.to_string_lossy(),
+            "the link is not recorded"
+        );
+        checkin(
+            &w.ctx,
+            &Actor::named("alice"),
+            c.id,
+            None,
+            std::future::pending(),
+        )
+        .unwrap();
+        // Writable by others: its policy could be anyone's.
+        std::fs::set_permissions(&w.path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = checkout(&w.ctx, request(&w, None))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("inventory"), "{err}");
     }
 
     #[test]

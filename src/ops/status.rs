@@ -68,6 +68,8 @@ pub enum State<'a> {
     InUse(&'a str),
     /// A rotation is open: recovery must settle it.
     Open,
+    /// A rotation is stuck (both secrets kept): an operator must settle it.
+    Stuck,
     /// Its secret is out with someone (or being taken back).
     CheckedOut(&'a CheckoutRecord),
     Ok,
@@ -95,6 +97,8 @@ impl Status {
             State::InUse(holder)
         } else if s.open_rotation {
             State::Open
+        } else if is_stuck(s) {
+            State::Stuck
         } else if let Some(c) = self.checkout(s) {
             State::CheckedOut(c)
         } else if s.has_current {
@@ -110,7 +114,7 @@ impl Status {
         let operator = self
             .credentials
             .iter()
-            .any(|s| s.parked.is_some() || s.open_rotation);
+            .any(|s| s.parked.is_some() || s.open_rotation || is_stuck(s));
         let stale = self.freshness.iter().any(|f| f.is_stale()) || !self.missing.is_empty();
         if operator {
             4
@@ -120,6 +124,12 @@ impl Status {
             0
         }
     }
+}
+
+fn is_stuck(s: &CredentialStatus) -> bool {
+    s.last_rotation
+        .as_ref()
+        .is_some_and(|r| r.phase == crate::engine::Phase::Stuck)
 }
 
 /// The vault's status; with `inventory`, each credential's freshness against its policy and
@@ -214,6 +224,37 @@ mod tests {
         inv.policies.get_mut("default").unwrap().max_age = Some(Duration::from_secs(31 * 86_400));
         let st = status(&ctx, Some(&inv)).unwrap();
         assert!(matches!(st.freshness[0], Freshness::Fresh { .. }));
+    }
+
+    #[test]
+    fn a_stuck_rotation_needs_an_operator() {
+        let now = DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let stuck = CredentialStatus {
+            cred: CredentialId::parse("a/svc_app").unwrap(),
+            has_current: true,
+            current_since: Some(now),
+            has_pending: true,
+            last_rotation: Some(crate::store::LastRotation {
+                id: crate::engine::RotationId(7),
+                phase: crate::engine::Phase::Stuck,
+                at: now,
+                note: None,
+            }),
+            open_rotation: false,
+            parked: None,
+            lease_holder: None,
+        };
+        let st = Status {
+            now,
+            credentials: vec![stuck],
+            freshness: vec![Freshness::NoMaxAge],
+            checkouts: Vec::new(),
+            missing: Vec::new(),
+        };
+        assert_eq!(st.state(&st.credentials[0]), State::Stuck);
+        assert_eq!(st.check_code(), 4);
     }
 
     #[test]

@@ -727,10 +727,10 @@ pub fn heads_in(input: impl BufRead, this_vault: &str) -> std::io::Result<Vec<Re
     let mut heads = Vec::new();
     for (idx, line) in input.split(b'\n').enumerate() {
         let line = String::from_utf8_lossy(&line?).into_owned();
-        let other_vault = line.split_whitespace().any(|word| {
-            word.strip_prefix("vault=")
-                .is_some_and(|named| named != this_vault)
-        });
+        // `vault=DIR` is the last field: the rest of the line.
+        let other_vault = line
+            .rsplit_once(" vault=")
+            .is_some_and(|(_, named)| named.trim_end() != this_vault);
         if other_vault {
             continue;
         }

@@ -101,8 +101,14 @@ pub(super) fn check_containing_dirs(path: &Path) -> Result<(), StoreError> {
 /// checkout: its policy says whether approval is needed and for how long; check-in and
 /// expiry rotate with it): it and the directories holding it must be root's or this user's
 /// and writable by nobody else, or a requester could hand rotor a policy of their own.
-pub fn check_trusted_file(what: &'static str, path: &Path) -> Result<(), StoreError> {
-    let meta = std::fs::metadata(path)
+/// Returns the resolved path (no link left in it): read the file there, and record that, so
+/// a link the caller controls cannot point elsewhere between the check and the read, nor
+/// later.
+pub fn check_trusted_file(what: &'static str, path: &Path) -> Result<PathBuf, StoreError> {
+    let real = std::fs::canonicalize(path)
+        .map_err(|err| StoreError::io(path, "check the owner and mode of", err))?;
+    let path = real.as_path();
+    let meta = std::fs::symlink_metadata(path)
         .map_err(|err| StoreError::io(path, "check the owner and mode of", err))?;
     if !meta.is_file() {
         return Err(unsafe_path(
@@ -114,9 +120,8 @@ pub fn check_trusted_file(what: &'static str, path: &Path) -> Result<(), StoreEr
         ));
     }
     check_owner_and_mode(what, path, &meta, true, false)?;
-    let real = std::fs::canonicalize(path)
-        .map_err(|err| StoreError::io(path, "check the owner and mode of", err))?;
-    check_containing_dirs(&real)
+    check_containing_dirs(path)?;
+    Ok(real)
 }
 
 /// The directories above a data directory: those above the path as given (where a link to

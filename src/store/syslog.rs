@@ -40,6 +40,13 @@ pub struct HeadLog {
     said_failure: AtomicBool,
 }
 
+/// How a vault is named in its head lines: its data directory resolved (so every spelling of
+/// the path names it the same), escaped. The last field of the line: it may hold spaces.
+pub fn vault_name(data_dir: &Path) -> String {
+    let real = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    crate::text::escape(&real.display().to_string()).into_owned()
+}
+
 impl HeadLog {
     /// Sends to `ROTOR_SYSLOG_SOCKET`, else `/dev/log`.
     pub fn from_env(data_dir: &Path) -> HeadLog {
@@ -53,7 +60,7 @@ impl HeadLog {
     pub fn at(path: PathBuf, data_dir: &Path) -> HeadLog {
         HeadLog {
             path,
-            vault: crate::text::escape(&data_dir.display().to_string()).into_owned(),
+            vault: vault_name(data_dir),
             socket: OnceLock::new(),
             said_failure: AtomicBool::new(false),
         }

@@ -93,16 +93,14 @@ impl Vault {
         role: Role,
         ttl: Duration,
     ) -> Result<(TokenRecord, Secret), StoreError> {
-        let name = crate::text::escape(name.trim())
-            .chars()
-            .take(64)
-            .collect::<String>();
+        let cut: String = name.trim().chars().take(64).collect();
+        let name = crate::text::escape(&cut).into_owned();
         if name.is_empty() {
             return Err(StoreError::Refused(
                 "a token needs a --name: it is who the audit log says made each call".into(),
             ));
         }
-        if ttl.is_zero() || ttl > MAX_TOKEN_TTL {
+        if ttl < Duration::from_secs(60) || ttl > MAX_TOKEN_TTL {
             return Err(StoreError::Refused(
                 "a token's --ttl must be between 1m and 366d".into(),
             ));
