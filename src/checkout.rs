@@ -49,12 +49,6 @@ impl State {
         })
     }
 
-    /// Whether the checkout holds its credential (no second checkout; `rotate` skips an
-    /// open or ending one).
-    pub fn is_active(self) -> bool {
-        self != State::Closed
-    }
-
     /// Whether the secret may be out: it was shown and the credential is not rotated yet.
     pub fn secret_is_out(self) -> bool {
         matches!(self, State::Open | State::Ending)

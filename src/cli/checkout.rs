@@ -38,17 +38,12 @@ pub struct CheckoutArgs {
     #[arg(long, required_unless_present = "claim")]
     pub reason: Option<String>,
     /// How long the grant lasts (e.g. 90m, 4h, 1d) [default: the policy's default_ttl].
-    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    #[arg(long, value_name = "DURATION", value_parser = super::duration_arg)]
     pub ttl: Option<Duration>,
     /// The vendor engineer who will use it (you stay the requester of record; they cannot
     /// approve it).
     #[arg(long = "for", value_name = "NAME")]
     pub for_name: Option<String>,
-}
-
-fn parse_ttl(s: &str) -> Result<Duration, String> {
-    crate::inventory::parse_age(s)
-        .map_err(|why| format!("`{s}` {why}: write a number and a unit, e.g. 90m, 4h or 1d"))
 }
 
 #[derive(Debug, Args)]
@@ -97,7 +92,7 @@ fn print_grant(c: &CheckoutRecord, secret: &crate::secret::Secret) {
     );
     let s = secret.expose();
     // The one other place rotor prints a secret, on purpose, to stdout only.
-    out!("{s}{}", if s.ends_with('\n') { "" } else { "\n" });
+    out!("{s}{}", super::show::line_end(s));
 }
 
 pub fn checkout(g: &Global, a: CheckoutArgs) -> CliResult {

@@ -159,6 +159,12 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// A duration on the command line (`--ttl 4h`), in the inventory's units (d, h, m).
+fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    crate::inventory::parse_age(s)
+        .map_err(|why| format!("`{s}` {why}: write a number and a unit, e.g. 90m, 4h or 30d"))
+}
+
 /// A usage error (exit code 2): the command line itself is wrong.
 pub fn usage(msg: impl std::fmt::Display) -> Failure {
     Failure {

@@ -79,7 +79,7 @@ pub fn run(g: &Global, a: ShowArgs) -> CliResult {
 }
 
 /// What follows the secret so that the output ends with exactly one newline.
-fn line_end(secret: &str) -> &'static str {
+pub(super) fn line_end(secret: &str) -> &'static str {
     if secret.ends_with('\n') { "" } else { "\n" }
 }
 

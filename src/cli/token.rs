@@ -39,13 +39,8 @@ pub struct CreateArgs {
     #[arg(long)]
     pub name: String,
     /// How long it is valid (e.g. 30d, 12h) [at most 366d].
-    #[arg(long, default_value = "30d", value_parser = parse_ttl)]
+    #[arg(long, default_value = "30d", value_parser = super::duration_arg)]
     pub ttl: Duration,
-}
-
-fn parse_ttl(s: &str) -> Result<Duration, String> {
-    crate::inventory::parse_age(s)
-        .map_err(|why| format!("`{s}` {why}: write a number and a unit, e.g. 30d or 12h"))
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use super::{Vault, parse_time, time_text};
 use crate::engine::ledger::Actor;
@@ -154,37 +154,7 @@ impl Vault {
 
     /// Every token ever made, oldest first.
     pub fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare(
-            "SELECT id, name, role, created_at, created_by, expires_at, revoked_at
-             FROM api_tokens ORDER BY id",
-        )?;
-        let rows = stmt.query_map([], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, String>(4)?,
-                row.get::<_, String>(5)?,
-                row.get::<_, Option<String>>(6)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, name, role, created, by, expires, revoked) = row?;
-            out.push(TokenRecord {
-                id,
-                name,
-                role: Role::parse(&role)
-                    .ok_or_else(|| StoreError::Corrupt(format!("token {id} has role `{role}`")))?,
-                created_at: parse_time(&created)?,
-                created_by: by,
-                expires_at: parse_time(&expires)?,
-                revoked_at: revoked.as_deref().map(parse_time).transpose()?,
-            });
-        }
-        Ok(out)
+        token_records(&self.lock(), "1 ORDER BY id", [])
     }
 
     /// Revokes token `id` (its calls are refused from now on). Audited.
@@ -199,10 +169,8 @@ impl Vault {
             }
             Ok(changed)
         })?;
-        let record = self
-            .tokens()?
-            .into_iter()
-            .find(|t| t.id == id)
+        let record = token_records(&self.lock(), "id = ?1", [id])?
+            .pop()
             .ok_or_else(|| {
                 StoreError::Refused(format!(
                     "there is no token {id}: `rotor token list` shows them"
@@ -221,32 +189,51 @@ impl Vault {
         if !token.starts_with(PREFIX) || token.len() > 200 {
             return Ok(None);
         }
-        let conn = self.lock();
-        let row: Option<(i64, String, String, String, Option<String>)> = conn
-            .row(
-                "SELECT id, name, role, expires_at, revoked_at FROM api_tokens WHERE hash = ?1",
-                [self.token_hash(token)],
-                |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                    ))
-                },
-            )
-            .optional()?;
-        let Some((id, name, role, expires, revoked)) = row else {
-            return Ok(None);
-        };
-        if revoked.is_some() || parse_time(&expires)? <= self.now() {
-            return Ok(None);
-        }
-        Ok(Role::parse(&role).map(|role| Principal {
-            token_id: id,
-            name,
-            role,
-        }))
+        let found = token_records(&self.lock(), "hash = ?1", [self.token_hash(token)])?.pop();
+        Ok(found
+            .filter(|t| t.revoked_at.is_none() && t.expires_at > self.now())
+            .map(|t| Principal {
+                token_id: t.id,
+                name: t.name,
+                role: t.role,
+            }))
     }
+}
+
+/// The tokens `WHERE condition` selects (the one query every lookup goes through).
+fn token_records(
+    conn: &Connection,
+    condition: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<TokenRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT id, name, role, created_at, created_by, expires_at, revoked_at
+         FROM api_tokens WHERE {condition}"
+    ))?;
+    let rows = stmt.query_map(params, |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, String>(4)?,
+            row.get::<_, String>(5)?,
+            row.get::<_, Option<String>>(6)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, name, role, created, by, expires, revoked) = row?;
+        out.push(TokenRecord {
+            id,
+            name,
+            role: Role::parse(&role)
+                .ok_or_else(|| StoreError::Corrupt(format!("token {id} has role `{role}`")))?,
+            created_at: parse_time(&created)?,
+            created_by: by,
+            expires_at: parse_time(&expires)?,
+            revoked_at: revoked.as_deref().map(parse_time).transpose()?,
+        });
+    }
+    Ok(out)
 }
