@@ -19,6 +19,7 @@
 //!   retire) and their adapters: `linux` (a recipe over an SSH session), `directory` (LDAP).
 //! - [`report`]: run summaries as tables and JSON.
 //! - [`text`]: outside text made safe to print (control characters escaped).
+//! - [`server`]: `rotor serve`: the scheduler loop, HTTP API, checkout page and metrics.
 //! - [`cli`]: command-line parsing and one module per subcommand.
 
 pub mod checkout;
@@ -35,6 +36,7 @@ pub mod recipe;
 pub mod report;
 pub mod schedule;
 pub mod secret;
+pub mod server;
 pub mod sshkey;
 pub mod store;
 pub mod target;

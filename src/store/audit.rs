@@ -191,6 +191,14 @@ pub enum Event {
     },
     /// An API token was revoked.
     TokenRevoked { token: i64 },
+    /// A call to the daemon's API or page: who by the entry's actor, the answer's status.
+    ApiCall {
+        method: String,
+        path: String,
+        status: u16,
+        /// The token presented, when it was valid.
+        token: Option<i64>,
+    },
     /// The rotation that should end it failed; it is retried by the next rotor command.
     CheckoutRotationFailed {
         checkout: i64,
@@ -394,6 +402,15 @@ impl Event {
                 expires_at.format("%Y-%m-%d %H:%M UTC")
             ),
             Event::TokenRevoked { token } => format!("API token {token} revoked"),
+            Event::ApiCall {
+                method,
+                path,
+                status,
+                token,
+            } => match token {
+                Some(t) => format!("API {method} {path}: {status} (token {t})"),
+                None => format!("API {method} {path}: {status}"),
+            },
             Event::CheckoutRotationFailed {
                 checkout,
                 ticket,
