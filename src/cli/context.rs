@@ -2,12 +2,8 @@
 //! (SSH hosts, LDAP directories), the system clock and entropy, and one tokio runtime per
 //! command; and the shutdown future the long commands pass (SIGINT/SIGTERM).
 
-use std::sync::Arc;
-
 use super::output::open_vault;
 use super::{Failure, Global};
-use crate::clock::OsEntropy;
-use crate::engine::Store;
 use crate::ops;
 
 /// An operations context and the runtime its handle points into (dropped together).
@@ -24,19 +20,7 @@ pub fn open(g: &Global) -> Result<Session, Failure> {
         // A directory's accounts each take a blocking worker while rotated at once.
         .max_blocking_threads(1024)
         .build()?;
-    let store: Arc<dyn Store> = vault.clone();
-    let ctx = ops::Context {
-        store: store.clone(),
-        records: vault.clone(),
-        checkouts: vault,
-        targets: Arc::new(ops::Network {
-            store,
-            runtime: runtime.handle().clone(),
-        }),
-        clock: super::output::clock(),
-        entropy: Arc::new(OsEntropy),
-        runtime: runtime.handle().clone(),
-    };
+    let ctx = ops::Context::for_vault(vault, super::output::clock(), runtime.handle().clone());
     Ok(Session {
         ctx,
         _runtime: runtime,

@@ -60,6 +60,31 @@ pub struct Context {
     pub runtime: tokio::runtime::Handle,
 }
 
+impl Context {
+    /// The context of a front-end over one vault: the vault for every port, the real
+    /// targets, the given clock, the system's entropy, and `runtime` (built by the caller,
+    /// which keeps it alive as long as the context).
+    pub fn for_vault(
+        vault: Arc<Vault>,
+        clock: Arc<dyn Clock>,
+        runtime: tokio::runtime::Handle,
+    ) -> Context {
+        let store: Arc<dyn Store> = vault.clone();
+        Context {
+            store: store.clone(),
+            records: vault.clone(),
+            checkouts: vault,
+            targets: Arc::new(Network {
+                store,
+                runtime: runtime.clone(),
+            }),
+            clock,
+            entropy: Arc::new(crate::clock::OsEntropy),
+            runtime,
+        }
+    }
+}
+
 /// Opens the targets of a request, with its step deadline.
 pub trait Targets: Send + Sync {
     /// Hosts (one admin session each).

@@ -155,3 +155,15 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .merge(web::routes())
         .with_state(shared)
 }
+
+/// Serves `router(shared)` on `listener` until `shutdown` completes; requests in flight
+/// are answered first (axum's graceful shutdown).
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(shared))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
