@@ -7,6 +7,7 @@
 //! - [`inventory`]: YAML inventory parsing and validation, scopes.
 //! - [`policy`]: password generation from a policy (pure; RNG injected).
 //! - [`schedule`]: crontab schedules, time zones, maintenance windows, due times (pure).
+//! - [`scheduler`]: the daemon's decisions per credential: rotate now, wait, catch up, retry (pure).
 //! - [`sshkey`]: ed25519 key pairs (OpenSSH format) and line-preserving `authorized_keys` edits.
 //! - [`password_hash`]: local checks of a password against a target's stored hash (bounded cost).
 //! - [`recipe`]: playbooks as recipes: YAML model, loading with file:line errors, the interpreter.
@@ -35,6 +36,7 @@ pub mod policy;
 pub mod recipe;
 pub mod report;
 pub mod schedule;
+pub mod scheduler;
 pub mod secret;
 pub mod server;
 pub mod sshkey;

@@ -37,6 +37,7 @@ mod plan;
 mod playbook;
 mod rotate;
 mod schedule;
+mod serve;
 mod show;
 mod status;
 mod token;
@@ -129,12 +130,15 @@ pub enum Command {
     /// The audit log: `verify [--heads FILE]`, `head`, `log [filters]`.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// API tokens for `rotor serve` (to come): `create --role R --name N`, `list`, `revoke ID`.
+    /// API tokens for `rotor serve`: `create --role R --name N`, `list`, `revoke ID`.
     #[command(subcommand)]
     Token(token::TokenCommand),
     /// Schedule tools: `explain "EXPR"` says what a crontab schedule means and when it runs.
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
+    /// The daemon: rotates what its schedules make due, ends checkouts as they expire, and
+    /// serves the HTTP API, the checkout page and Prometheus metrics.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,7 +194,9 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    output::init_logging(cli.global.verbose);
+    // A daemon says what it does at info level; a command only what went wrong.
+    let serving = matches!(cli.command, Command::Serve(_));
+    output::init_logging(cli.global.verbose.max(u8::from(serving)));
     // A panic's message may quote a target's bytes (ldap3 panics on some malformed answers,
     // and the engine turns such a panic into a failed target): printed escaped and cut short,
     // never raw to the terminal.
@@ -235,7 +241,7 @@ pub fn run(cli: Cli) -> CliResult {
     // command that uses the vault does its own work. Not before `init` (no vault yet),
     // the inventory and playbook tools (no vault), `plan` (it connects nowhere), `audit`
     // (the review reads the log as it was found, and writes nothing to it) and `schedule`
-    // (it computes times only).
+    // (it computes times only); `serve` settles them in every pass of its own.
     if !matches!(
         cli.command,
         Command::Init
@@ -244,6 +250,7 @@ pub fn run(cli: Cli) -> CliResult {
             | Command::Plan(_)
             | Command::Audit(_)
             | Command::Schedule(_)
+            | Command::Serve(_)
     ) {
         checkout::settle(g);
     }
@@ -266,5 +273,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Audit(c) => audit::run(g, c),
         Command::Token(c) => token::run(g, c),
         Command::Schedule(c) => schedule::run(c),
+        Command::Serve(a) => serve::run(g, a),
     }
 }

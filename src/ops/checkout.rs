@@ -407,7 +407,8 @@ hosts:
         let ctx = Context {
             store: vault.clone(),
             records: vault.clone(),
-            checkouts: vault,
+            checkouts: vault.clone(),
+            schedules: vault,
             targets: Arc::new(FakeTargets(fleet)),
             clock: clock.clone(),
             entropy: Arc::new(SeededEntropy::new(7)),

@@ -21,6 +21,7 @@ pub mod export;
 pub mod plan;
 pub mod recover;
 pub mod rotate;
+pub mod scheduled;
 pub mod status;
 pub mod verify;
 
@@ -52,6 +53,8 @@ pub struct Context {
     pub records: Arc<dyn Records>,
     /// Break-glass checkouts.
     pub checkouts: Arc<dyn checkout::Checkouts>,
+    /// The scheduler's remembered due times.
+    pub schedules: Arc<dyn scheduled::Schedules>,
     /// Hosts and directories.
     pub targets: Arc<dyn Targets>,
     pub clock: Arc<dyn Clock>,
@@ -73,7 +76,8 @@ impl Context {
         Context {
             store: store.clone(),
             records: vault.clone(),
-            checkouts: vault,
+            checkouts: vault.clone(),
+            schedules: vault,
             targets: Arc::new(Network {
                 store,
                 runtime: runtime.clone(),
@@ -331,6 +335,22 @@ pub(crate) mod testkit {
         }
     }
 
+    /// The in-memory store keeps no schedules: every pass computes them afresh.
+    impl super::scheduled::Schedules for MemStore {
+        fn rows(
+            &self,
+        ) -> Result<std::collections::HashMap<CredentialId, crate::scheduler::Stored>, StoreError>
+        {
+            Ok(std::collections::HashMap::new())
+        }
+        fn write(
+            &self,
+            _: &[(CredentialId, Option<crate::scheduler::Stored>)],
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
     /// The in-memory store has no checkouts: nothing is due, nothing to end.
     impl super::checkout::Checkouts for MemStore {
         fn request(
@@ -396,6 +416,7 @@ pub(crate) mod testkit {
             store: store.clone(),
             records: store.clone(),
             checkouts: store.clone(),
+            schedules: store.clone(),
             targets: Arc::new(FakeTargets(fleet)),
             clock: Arc::new(TestClock::at(
                 chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")

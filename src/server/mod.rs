@@ -9,8 +9,13 @@
 
 pub mod api;
 pub mod auth;
+mod daemon;
 pub mod metrics;
 pub mod web;
+
+pub use daemon::{
+    ServeError, ServeOptions, load_inventory, run, run_pass, scheduler_actor, scheduler_loop,
+};
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -166,4 +171,26 @@ pub async fn serve_http(
     axum::serve(listener, router(shared))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// TLS settings from a certificate chain and key (PEM). (Placeholder until the TLS edge
+/// lands: refuses.)
+pub fn tls_config(
+    _cert: &std::path::Path,
+    _key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    Err("TLS is not built yet: listen on a loopback address".into())
+}
+
+/// Serves HTTP, or HTTPS with `tls`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shared: Arc<Shared>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match tls {
+        None => serve_http(listener, shared, shutdown).await,
+        Some(_) => Err(std::io::Error::other("TLS is not built yet")),
+    }
 }

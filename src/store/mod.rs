@@ -37,8 +37,8 @@ use std::path::{Path, PathBuf};
 pub use files::check_trusted_file;
 pub use keys::KeySource;
 pub use vault::{
-    CheckoutRecord, CredentialStatus, EnrollOutcome, LastRotation, MAX_TOKEN_TTL, NewCheckout,
-    Principal, Role, RotationRecord, Shown, TokenRecord, Vault,
+    CheckoutRecord, CredentialStatus, EnrollOutcome, LastRotation, Leader, MAX_TOKEN_TTL,
+    NewCheckout, Principal, Role, RotationRecord, Shown, TokenRecord, Vault,
 };
 
 /// Errors from the vault. Each message says what went wrong and what to do; none carries a

@@ -222,6 +222,28 @@ const MIGRATIONS: &[&str] = &[
         revoked_at  TEXT
     );
     "#,
+    // 8: the daemon. `daemon_leader` holds at most one row: the `rotor serve` that owns the
+    // vault (its process named as leases name theirs, so a dead one is taken over at once).
+    // `schedule_state` is each credential's next scheduled rotation, computed from its plan
+    // and its last rotation (`scheduler::Stored`), so a restart neither forgets nor repeats.
+    r#"
+    CREATE TABLE daemon_leader (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        holder      TEXT NOT NULL,
+        owner_host  TEXT NOT NULL,
+        owner_pid   INTEGER NOT NULL,
+        acquired_at TEXT NOT NULL,
+        expires_at  TEXT NOT NULL
+    );
+    CREATE TABLE schedule_state (
+        cred        TEXT PRIMARY KEY,
+        plan        TEXT NOT NULL,
+        basis       TEXT,
+        due_at      TEXT,
+        failures    INTEGER NOT NULL DEFAULT 0,
+        updated_at  TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes and understands.

@@ -45,8 +45,10 @@ use crate::engine::{Lease, LeaseHeld, OpenRotation, Phase, RotationId, RunId, Un
 use crate::secret::Secret;
 
 mod checkout;
+mod daemon;
 mod tokens;
 pub use checkout::{CheckoutRecord, NewCheckout, Shown};
+pub use daemon::Leader;
 pub use tokens::{MAX_TOKEN_TTL, Principal, Role, TokenRecord};
 
 /// The database file inside the data directory.

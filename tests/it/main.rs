@@ -22,6 +22,7 @@ mod ldap_lab;
 mod recover_changed;
 mod rotate;
 mod schedule;
+mod serve;
 mod smoke;
 mod ssh_keys;
 mod status;

@@ -351,3 +351,16 @@ pub fn tear_down(script: &str, dir: &std::path::Path, what: &str) {
         Err(err) => eprintln!("could not run scripts/{script} down: {err}"),
     }
 }
+
+/// Polls `ready` until it holds, failing the test after `limit` with `what` (the one
+/// poll-with-deadline of the tests: no sleep-and-hope).
+pub fn poll(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

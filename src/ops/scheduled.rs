@@ -1,0 +1,321 @@
+//! One pass of the scheduler (`rotor serve`'s loop calls it every tick): end the checkouts
+//! that are due, decide for every scheduled credential of the inventory whether it rotates
+//! now (`crate::scheduler`, pure), remember the decisions in the vault, and rotate what is
+//! due in one `ops::rotate` run, exactly as `rotor rotate` would (recovery first, leases,
+//! admission, canary and breaker options). Failures are tried again after a backoff;
+//! credentials past their policy's `max_age` are logged at warning once a day.
+//!
+//! The daemon is a front-end: nothing here is a second engine. A directory's accounts found
+//! by searches are known only once its searches run: they are listed (`discover`) when the
+//! inventory is loaded and again every `discover_every`, and each account the vault already
+//! holds counts too.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+
+use super::directories::{Purpose, open_directories};
+use super::rotate::{RotateRequest, rotate};
+use super::{Actor, Context, OpsError, checkout};
+use crate::credential::{CredentialId, HostName};
+use crate::engine::Outcome;
+use crate::engine::blast::{FailureLimit, SkipReason};
+use crate::inventory::{Inventory, Policy, Scope};
+use crate::report::RunReport;
+use crate::scheduler::{self, Plan, Settings, Stored};
+use crate::store::{StoreError, Vault};
+
+/// Where the scheduler remembers each credential's next due time (the vault).
+pub trait Schedules: Send + Sync {
+    fn rows(&self) -> Result<HashMap<CredentialId, Stored>, StoreError>;
+    /// Writes (`Some`) or forgets (`None`) rows, in one transaction.
+    fn write(&self, rows: &[(CredentialId, Option<Stored>)]) -> Result<(), StoreError>;
+}
+
+impl Schedules for Vault {
+    fn rows(&self) -> Result<HashMap<CredentialId, Stored>, StoreError> {
+        self.schedule_rows()
+    }
+    fn write(&self, rows: &[(CredentialId, Option<Stored>)]) -> Result<(), StoreError> {
+        self.schedule_write(rows)
+    }
+}
+
+/// The scheduler's state between passes (owned by the daemon's loop).
+pub struct Scheduler {
+    pub settings: Settings,
+    /// The zone of policies that name none (the machine's).
+    pub default_tz: Tz,
+    /// How often directories' searches are run again to find new accounts.
+    pub discover_every: Duration,
+    /// Hosts at once and accounts of a directory at once, as `rotor rotate --concurrency`.
+    pub concurrency: usize,
+    /// Deadline of each SSH or LDAP step.
+    pub step_timeout: Duration,
+    /// Accounts each directory's searches found, and when.
+    discovered: HashMap<HostName, Vec<CredentialId>>,
+    discovered_at: Option<DateTime<Utc>>,
+    /// The day each stale credential was last warned about.
+    warned: HashMap<CredentialId, NaiveDate>,
+}
+
+impl Scheduler {
+    pub fn new(settings: Settings, default_tz: Tz) -> Scheduler {
+        Scheduler {
+            settings,
+            default_tz,
+            discover_every: Duration::from_secs(3600),
+            concurrency: 32,
+            step_timeout: Duration::from_secs(20),
+            discovered: HashMap::new(),
+            discovered_at: None,
+            warned: HashMap::new(),
+        }
+    }
+
+    /// A new inventory is in force: its directories are searched again at the next pass.
+    pub fn inventory_changed(&mut self) {
+        self.discovered.clear();
+        self.discovered_at = None;
+    }
+}
+
+/// What one pass did.
+#[derive(Default)]
+pub struct Pass {
+    pub at: Option<DateTime<Utc>>,
+    /// Scheduled credentials considered.
+    pub n_scheduled: usize,
+    /// Credentials due in this pass (rotated, unless the daemon stopped first).
+    pub due: Vec<CredentialId>,
+    /// The run that rotated them.
+    pub run: Option<RunReport>,
+    /// The daemon stopped during the run: what had not started is left for later.
+    pub interrupted: bool,
+    /// Checkouts that came due and were ended (or failed to, and stay ending).
+    pub checkouts: Vec<checkout::Ended>,
+    /// The earliest due time of the credentials this pass did not rotate (those it rotated
+    /// are counted from their new rotation by the next pass).
+    pub next_due: Option<DateTime<Utc>>,
+    /// Credentials whose last verified rotation is older than their `max_age`.
+    pub stale: Vec<CredentialId>,
+    /// Directories whose searches failed in this pass: their unknown accounts wait.
+    pub undiscovered: Vec<(String, String)>,
+}
+
+/// A scheduled credential: its id and the policy that governs it.
+struct Item<'a> {
+    cred: CredentialId,
+    policy: &'a Policy,
+}
+
+/// Runs one pass at the context clock's now. `shutdown` makes a fresh stop future for each
+/// operation the pass starts (checkout ends, the run).
+pub fn pass<F>(
+    ctx: &Context,
+    sched: &mut Scheduler,
+    inventory: &Inventory,
+    actor: &Actor,
+    shutdown: impl Fn() -> F,
+) -> Result<Pass, OpsError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut pass = Pass {
+        checkouts: checkout::settle_due(ctx, actor, shutdown())?,
+        ..Pass::default()
+    };
+    let now = ctx.clock.now();
+    pass.at = Some(now);
+    if sched.discovered_at.is_none_or(|at| {
+        now - at
+            >= chrono::Duration::from_std(sched.discover_every).unwrap_or(chrono::Duration::MAX)
+    }) {
+        pass.undiscovered = discover(ctx, sched, inventory);
+        sched.discovered_at = Some(now);
+    }
+    let statuses = ctx.records.status()?;
+    let items = scheduled_items(inventory, &statuses, &sched.discovered);
+    pass.n_scheduled = items.len();
+    let since: HashMap<&CredentialId, DateTime<Utc>> = statuses
+        .iter()
+        .filter_map(|s| Some((&s.cred, s.current_since.filter(|_| s.has_current)?)))
+        .collect();
+    let rows = ctx.schedules.rows()?;
+    let mut writes = Vec::new();
+    let mut plans: HashMap<CredentialId, (Plan<'_>, Option<DateTime<Utc>>, u32)> = HashMap::new();
+    for item in &items {
+        let Some(schedule) = item.policy.schedule.as_ref() else {
+            continue;
+        };
+        let plan = Plan {
+            schedule,
+            tz: item.policy.timezone.unwrap_or(sched.default_tz),
+            window: item.policy.window.as_ref(),
+        };
+        let last = since.get(&item.cred).copied();
+        let stored = rows.get(&item.cred);
+        let rng_value = ctx.entropy.rng().next_u64();
+        let decision = scheduler::decide(plan, last, stored, now, sched.settings, rng_value);
+        if decision.rotate {
+            tracing::info!(cred = %item.cred, why = ?decision.why, "due");
+            pass.due.push(item.cred.clone());
+        } else if let Some(at) = decision.due_at {
+            pass.next_due = Some(pass.next_due.map_or(at, |n| n.min(at)));
+        }
+        let failures = decision.store.as_ref().or(stored).map_or(0, |s| s.failures);
+        plans.insert(item.cred.clone(), (plan, last, failures));
+        if let Some(row) = decision.store {
+            writes.push((item.cred.clone(), Some(row)));
+        }
+        if let Some(max_age) = item.policy.max_age
+            && super::status::freshness(last, Some(max_age), now).is_stale()
+        {
+            pass.stale.push(item.cred.clone());
+            let today = now.date_naive();
+            if sched.warned.get(&item.cred) != Some(&today) {
+                sched.warned.insert(item.cred.clone(), today);
+                tracing::warn!(
+                    cred = %item.cred,
+                    max_age = %crate::text::duration_words(max_age),
+                    last_verified = ?last,
+                    "stale: the last verified rotation is older than the policy's max_age"
+                );
+            }
+        }
+    }
+    // Rows of credentials the inventory no longer schedules are forgotten.
+    for cred in rows.keys() {
+        if !plans.contains_key(cred) {
+            writes.push((cred.clone(), None));
+        }
+    }
+    ctx.schedules.write(&writes)?;
+    if pass.due.is_empty() {
+        return Ok(pass);
+    }
+    let scopes: Vec<Scope> = pass.due.iter().cloned().map(Scope::Cred).collect();
+    let selection = match inventory.select(&scopes) {
+        Ok(selection) => selection,
+        Err(e) => {
+            // Every scope names an inventory credential; a failure here is a bug to see.
+            tracing::error!(error = %e, "cannot select the due credentials");
+            return Ok(pass);
+        }
+    };
+    let label = match pass.due.as_slice() {
+        [one] => format!("schedule: cred:{one}"),
+        many => format!("schedule: {} credentials", many.len()),
+    };
+    let req = RotateRequest {
+        reason: "scheduled rotation".to_owned(),
+        actor: actor.clone(),
+        concurrency: sched.concurrency,
+        step_timeout: sched.step_timeout,
+        max_failures: FailureLimit::Unlimited,
+        ..RotateRequest::new(inventory, selection, label)
+    };
+    let done = rotate(ctx, req, shutdown())?;
+    pass.interrupted = done.interrupted;
+    let mut failed = Vec::new();
+    for r in &done.report.results {
+        let Some((plan, last, failures)) = plans.get(&r.cred) else {
+            continue;
+        };
+        match &r.outcome {
+            Outcome::Committed => {}
+            // Not started (the daemon stops, or another rotor holds it): due again next pass.
+            Outcome::Skipped {
+                reason: SkipReason::Busy | SkipReason::Interrupted,
+                ..
+            } => {}
+            other => {
+                tracing::warn!(cred = %r.cred, outcome = other.label(), "scheduled rotation failed; retried after a backoff");
+                failed.push((
+                    r.cred.clone(),
+                    Some(scheduler::after_failure(*plan, *last, *failures, now)),
+                ));
+            }
+        }
+    }
+    ctx.schedules.write(&failed)?;
+    pass.run = Some(done.report);
+    Ok(pass)
+}
+
+/// Every credential the inventory schedules: hosts' accounts, and directories' accounts the
+/// vault holds or their searches found (never rotor's own bind account: rotated only when
+/// named).
+fn scheduled_items<'a>(
+    inventory: &'a Inventory,
+    statuses: &[crate::store::CredentialStatus],
+    discovered: &HashMap<HostName, Vec<CredentialId>>,
+) -> Vec<Item<'a>> {
+    let mut items = Vec::new();
+    for h in &inventory.hosts {
+        for a in &h.accounts {
+            if let Some(policy) = inventory.policies.get(&a.policy) {
+                items.push(Item {
+                    cred: a.credential(&h.name),
+                    policy,
+                });
+            }
+        }
+    }
+    for d in &inventory.directories {
+        let Some(policy) = inventory.policies.get(&d.policy) else {
+            continue;
+        };
+        let mut creds: BTreeSet<CredentialId> = statuses
+            .iter()
+            .map(|s| &s.cred)
+            .filter(|c| c.host == d.name && c.slot == crate::credential::Slot::Main)
+            .cloned()
+            .collect();
+        creds.extend(discovered.get(&d.name).into_iter().flatten().cloned());
+        creds.remove(&d.bind_credential);
+        items.extend(creds.into_iter().map(|cred| Item { cred, policy }));
+    }
+    items
+}
+
+/// Runs every directory's searches (a read-only bind) and remembers the accounts found.
+fn discover(ctx: &Context, sched: &mut Scheduler, inventory: &Inventory) -> Vec<(String, String)> {
+    if inventory.directories.is_empty() {
+        return Vec::new();
+    }
+    let scopes: Vec<Scope> = inventory
+        .directories
+        .iter()
+        .map(|d| Scope::Directory(d.name.clone()))
+        .collect();
+    let Ok(selection) = inventory.select(&scopes) else {
+        return Vec::new();
+    };
+    let dirs = ctx.targets.directories(sched.step_timeout);
+    let (works, failed, _) = open_directories(
+        inventory,
+        &selection.directories,
+        &*dirs,
+        Purpose::RecoverOrVerify,
+    );
+    sched.discovered.clear();
+    for w in works {
+        let creds = w
+            .accounts
+            .iter()
+            .map(|(uid, _)| CredentialId::new(w.name.clone(), uid.clone()))
+            .collect();
+        sched.discovered.insert(w.name.clone(), creds);
+    }
+    failed
+        .into_iter()
+        .map(|f| {
+            tracing::warn!(directory = %f.directory, error = %f.message, "cannot search the directory; its new accounts wait for the next try");
+            (f.directory, f.message)
+        })
+        .collect()
+}
