@@ -28,6 +28,7 @@ mod ssh_keys;
 mod status;
 mod stress;
 mod support;
+mod systemd;
 mod timeouts;
 mod uniqueness;
 mod unpark;
