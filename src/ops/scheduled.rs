@@ -102,6 +102,8 @@ pub struct Pass {
     pub next_due: Option<DateTime<Utc>>,
     /// Credentials whose last verified rotation is older than their `max_age`.
     pub stale: Vec<CredentialId>,
+    /// Those of them logged at warning in this pass (each at most once a day).
+    pub warned: Vec<CredentialId>,
     /// Directories whose searches failed in this pass: their unknown accounts wait.
     pub undiscovered: Vec<(String, String)>,
 }
@@ -138,7 +140,7 @@ where
         sched.discovered_at = Some(now);
     }
     let statuses = ctx.records.status()?;
-    let items = scheduled_items(inventory, &statuses, &sched.discovered);
+    let items = inventory_items(inventory, &statuses, &sched.discovered);
     pass.n_scheduled = items.len();
     let since: HashMap<&CredentialId, DateTime<Utc>> = statuses
         .iter()
@@ -171,20 +173,26 @@ where
         if let Some(row) = decision.store {
             writes.push((item.cred.clone(), Some(row)));
         }
-        if let Some(max_age) = item.policy.max_age
-            && super::status::freshness(last, Some(max_age), now).is_stale()
-        {
-            pass.stale.push(item.cred.clone());
-            let today = now.date_naive();
-            if sched.warned.get(&item.cred) != Some(&today) {
-                sched.warned.insert(item.cred.clone(), today);
-                tracing::warn!(
-                    cred = %item.cred,
-                    max_age = %crate::text::duration_words(max_age),
-                    last_verified = ?last,
-                    "stale: the last verified rotation is older than the policy's max_age"
-                );
-            }
+    }
+    for item in &items {
+        let last = since.get(&item.cred).copied();
+        let Some(max_age) = item.policy.max_age else {
+            continue;
+        };
+        if !super::status::freshness(last, Some(max_age), now).is_stale() {
+            continue;
+        }
+        pass.stale.push(item.cred.clone());
+        let today = now.date_naive();
+        if sched.warned.get(&item.cred) != Some(&today) {
+            sched.warned.insert(item.cred.clone(), today);
+            tracing::warn!(
+                cred = %item.cred,
+                max_age = %crate::text::duration_words(max_age),
+                last_verified = ?last,
+                "stale: the last verified rotation is older than the policy's max_age"
+            );
+            pass.warned.push(item.cred.clone());
         }
     }
     // Rows of credentials the inventory no longer schedules are forgotten.
@@ -246,10 +254,10 @@ where
     Ok(pass)
 }
 
-/// Every credential the inventory schedules: hosts' accounts, and directories' accounts the
+/// Every credential of the inventory: hosts' accounts, and directories' accounts the
 /// vault holds or their searches found (never rotor's own bind account: rotated only when
 /// named).
-fn scheduled_items<'a>(
+fn inventory_items<'a>(
     inventory: &'a Inventory,
     statuses: &[crate::store::CredentialStatus],
     discovered: &HashMap<HostName, Vec<CredentialId>>,
@@ -318,4 +326,89 @@ fn discover(ctx: &Context, sched: &mut Scheduler, inventory: &Inventory) -> Vec<
             (f.directory, f.message)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::TestClock;
+    use crate::engine::testkit::setup;
+    use crate::ops::testkit::{context, runtime};
+
+    fn inventory(policy: &str) -> Inventory {
+        let yaml = format!(
+            "version: 1\npolicies:\n  default: {{ length: 24, classes: [lower, upper, digit, symbol]{policy} }}\nhosts:\n  - name: a\n    address: 127.0.0.1\n    host_key: \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"\n    connect: {{ user: root, key: /k }}\n    accounts:\n      - {{ name: svc_app, playbook: linux-password }}\n"
+        );
+        crate::inventory::parse(&yaml, std::path::Path::new("test.yaml")).unwrap()
+    }
+
+    fn scheduler(ctx: &Context) -> Scheduler {
+        Scheduler::new(
+            Settings {
+                started_at: ctx.clock.now(),
+                catch_up_spread: Duration::ZERO,
+            },
+            chrono_tz::UTC,
+        )
+    }
+
+    #[test]
+    fn a_stale_credential_is_warned_about_once_a_day_scheduled_or_not() {
+        let rt = runtime();
+        let (fleet, store, _) = setup(&["a"]);
+        let app = CredentialId::parse("a/svc_app").unwrap();
+        // Current since 2026-11-01 (the in-memory store's time); the clock reads 2026-12-01.
+        store
+            .inner
+            .lock()
+            .unwrap()
+            .current
+            .insert(app.clone(), "s".into());
+        let clock = Arc::new(TestClock::at(
+            DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+                .unwrap()
+                .to_utc(),
+        ));
+        let ctx = Context {
+            clock: clock.clone(),
+            ..context(fleet, &store, &rt)
+        };
+        let inv = inventory(", max_age: 7d");
+        let mut sched = scheduler(&ctx);
+        let by = Actor::named("test");
+        let first = pass(&ctx, &mut sched, &inv, &by, std::future::pending).unwrap();
+        assert_eq!(first.stale, vec![app.clone()]);
+        assert_eq!(first.warned, vec![app.clone()]);
+        assert!(first.run.is_none(), "no schedule: nothing rotates");
+        clock.advance(Duration::from_secs(3600));
+        let later = pass(&ctx, &mut sched, &inv, &by, std::future::pending).unwrap();
+        assert_eq!(later.stale, vec![app.clone()]);
+        assert!(later.warned.is_empty(), "once a day");
+        clock.advance(Duration::from_secs(86_400));
+        let next_day = pass(&ctx, &mut sched, &inv, &by, std::future::pending).unwrap();
+        assert_eq!(next_day.warned, [app]);
+    }
+
+    #[test]
+    fn a_due_credential_rotates_through_the_engine_and_a_stopping_daemon_starts_nothing() {
+        let rt = runtime();
+        let (fleet, store, _) = setup(&["a"]);
+        let ctx = context(fleet, &store, &rt);
+        let inv = inventory(", schedule: \"@daily\"");
+        let by = Actor::named("test");
+        // Stopping already: the due credential is not started, and stays due.
+        let mut sched = scheduler(&ctx);
+        let stopped = pass(&ctx, &mut sched, &inv, &by, || std::future::ready(())).unwrap();
+        assert_eq!(stopped.due.len(), 1);
+        assert!(stopped.interrupted);
+        assert_eq!(fleet.password("a", "svc_app").unwrap(), "shared");
+        // Never rotated: due at once, rotated by the same run as `rotor rotate`.
+        let ran = pass(&ctx, &mut sched, &inv, &by, std::future::pending).unwrap();
+        let run = ran.run.expect("a run");
+        assert_eq!(run.results.len(), 1);
+        assert_eq!(run.results[0].outcome.label(), "committed");
+        assert_ne!(fleet.password("a", "svc_app").unwrap(), "shared");
+    }
 }
