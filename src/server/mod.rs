@@ -10,6 +10,7 @@
 pub mod api;
 pub mod auth;
 pub mod metrics;
+pub mod tls;
 pub mod web;
 
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ pub struct Shared {
     loaded: RwLock<Arc<Loaded>>,
     pub health: Health,
     pub metrics: metrics::Metrics,
+    /// Rotations started through the API (`/api/v1/rotations`), the last few kept.
+    pub(crate) jobs: api::Jobs,
     /// Set once the daemon stops: no new work starts.
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -56,6 +59,7 @@ impl Shared {
             loaded: RwLock::new(Arc::new(loaded)),
             health: Health::new(tick),
             metrics: metrics::Metrics::new(),
+            jobs: api::Jobs::default(),
             stopping,
         }
     }
@@ -151,9 +155,29 @@ impl Health {
 /// The HTTP side: the API, `/health`, `/metrics` and the page.
 pub fn router(shared: Arc<Shared>) -> axum::Router {
     axum::Router::new()
-        .merge(api::routes())
+        .merge(api::routes(&shared))
         .merge(web::routes())
         .with_state(shared)
+}
+
+/// Serves `router(shared)` on `listener`, over TLS when `tls` is given (from
+/// [`tls::listen_policy`], which decides whether the address may be plain), until `shutdown`
+/// completes; requests in flight are answered first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shared: Arc<Shared>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match tls {
+        None => serve_http(listener, shared, shutdown).await,
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config)?;
+            axum::serve(listener, router(shared))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 /// Serves `router(shared)` on `listener` until `shutdown` completes; requests in flight
