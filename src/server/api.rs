@@ -47,7 +47,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -83,6 +83,9 @@ pub fn routes(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
         .route("/api/v1/checkouts/{id}/claim", post(claim))
         .route("/api/v1/checkouts/{id}/checkin", post(checkin))
         .route("/api/v1/audit", get(audit))
+        // Below the named routes (matchit prefers them): an unknown API path is a JSON 404,
+        // authenticated and audited like any other call.
+        .route("/api/v1/{*rest}", any(unknown))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(shared.clone(), guard));
     Router::new()
@@ -272,6 +275,13 @@ async fn guard(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) 
     })
     .await;
     no_store(response).await
+}
+
+async fn unknown(Path(rest): Path<String>) -> ApiError {
+    let shown: String = crate::text::escape(&rest).chars().take(80).collect();
+    ApiError::not_found(format!(
+        "no API route /api/v1/{shown}: see the API section of the README for the routes"
+    ))
 }
 
 async fn health(State(shared): State<Arc<Shared>>) -> Response {
@@ -1111,6 +1121,8 @@ hosts:
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
         );
+        let nowhere = w.call("GET", "/api/v1/nowhere", Some(&admin), "").await;
+        check(&nowhere, StatusCode::NOT_FOUND, "not_found");
         let job = w.call("GET", "/api/v1/rotations/5", Some(&admin), "").await;
         check(&job, StatusCode::NOT_FOUND, "not_found");
         let bad_time = w
