@@ -1,5 +1,6 @@
 //! `rotor serve`: the daemon. A scheduler loop that rotates what is due (`ops::scheduled`),
 //! the HTTP API (`api`), the checkout web page (`web`) and Prometheus metrics (`metrics`),
+//! served plain on loopback or over TLS elsewhere (`tls::listen_policy`, [`serve`]),
 //! all front-ends over `ops` sharing one [`Shared`]: the operations context, the vault, the
 //! inventory in force (replaced whole on SIGHUP), the scheduler's health and the metrics.
 //!
