@@ -397,7 +397,7 @@ async fn start_rotation(
     let actor = auth::actor(&p);
     let include_checked_out = body.include_checked_out;
     let runner = shared.clone();
-    tokio::task::spawn_blocking(move || {
+    let rotation = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let req = RotateRequest {
             reason,
@@ -407,13 +407,17 @@ async fn start_rotation(
         };
         let result = ops::rotate::rotate(&runner.ctx, req, runner.shutdown());
         if let Ok(done) = &result {
-            for r in &done.report.results {
-                let policy = loaded.inventory.policy_name_for(&r.cred).unwrap_or("none");
-                runner.metrics.rotation(policy, r.outcome.label());
-            }
-            runner.metrics.run_duration(started.elapsed().as_secs_f64());
+            count_rotations(&runner, &done.report, started);
         }
-        runner.jobs.finish(job, runner.ctx.clock.now(), result);
+        result.map_err(|e| e.to_string())
+    });
+    // A rotation that panicked still ends its job: as failed, not running forever.
+    let recorder = shared.clone();
+    tokio::spawn(async move {
+        let result = rotation
+            .await
+            .unwrap_or_else(|e| Err(format!("the rotation task failed: {e}")));
+        recorder.jobs.finish(job, recorder.ctx.clock.now(), result);
     });
     let location =
         HeaderValue::from_str(&format!("/api/v1/rotations/{job}")).map_err(ApiError::internal)?;
@@ -423,6 +427,17 @@ async fn start_rotation(
         Json(json!({ "job": answer })),
     )
         .into_response())
+}
+
+/// Counts a run's rotations in the metrics: by the policy of the inventory in force (a
+/// credential it no longer lists counts under `none`) and outcome.
+fn count_rotations(shared: &Shared, report: &crate::report::RunReport, started: Instant) {
+    let loaded = shared.loaded();
+    for r in &report.results {
+        let policy = loaded.inventory.policy_name_for(&r.cred).unwrap_or("none");
+        shared.metrics.rotation(policy, r.outcome.label());
+    }
+    shared.metrics.run_duration(started.elapsed().as_secs_f64());
 }
 
 async fn rotations(
@@ -586,7 +601,11 @@ async fn checkin(
     let actor = auth::actor(&p);
     blocking(move || {
         // The rotation that ends it runs here (seconds); SIGTERM lets it finish.
+        let started = Instant::now();
         let ended = ops::checkout::checkin(&shared.ctx, &actor, id, None, shared.shutdown())?;
+        if let Some(report) = &ended.report {
+            count_rotations(&shared, report, started);
+        }
         Ok(Json(json!({
             "checkout": ops::checkout::json(&ended.checkout),
             "rotated": ended.report.is_some() && ended.failure.is_none(),
@@ -747,14 +766,14 @@ impl Jobs {
         id
     }
 
-    fn finish(&self, id: u64, now: DateTime<Utc>, result: Result<Rotated, OpsError>) {
+    fn finish(&self, id: u64, now: DateTime<Utc>, result: Result<Rotated, String>) {
         let state = match result {
             Ok(done) => JobState::Finished {
                 exit_code: done.report.exit_code(),
                 report: serde_json::to_value(&done.report).unwrap_or_default(),
                 interrupted: done.interrupted,
             },
-            Err(e) => JobState::Failed(e.to_string()),
+            Err(why) => JobState::Failed(why),
         };
         let mut list = self.lock();
         if let Some(job) = list.jobs.iter_mut().find(|j| j.id == id) {

@@ -115,6 +115,20 @@ impl Daemon {
         (status, json)
     }
 
+    /// The value of one series on `/metrics` (no token needed there).
+    fn metric(&self, series: &str) -> f64 {
+        let mut response = self
+            .agent
+            .get(format!("{}/metrics", self.base))
+            .call()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let text = response.body_mut().read_to_string().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+    }
+
     /// Polls a rotation job until it finishes (a deadline, no sleeps of fixed length).
     fn wait_for_job(&self, token: &str, id: u64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -159,6 +173,10 @@ fn the_full_checkout_flow_works_over_http_with_two_tokens() {
     assert_eq!(job["state"], "finished", "{job:#}");
     assert_eq!(job["report"]["counts"]["committed"], 2, "{job:#}");
     assert_eq!(job["by"], "ops-admin");
+    assert_eq!(
+        daemon.metric("rotor_rotations_total{policy=\"default\",result=\"committed\"}"),
+        2.0
+    );
 
     // Alice asks (approval is required by default); she cannot approve it herself.
     let (status, asked) = daemon.call(
@@ -233,6 +251,7 @@ fn the_full_checkout_flow_works_over_http_with_two_tokens() {
         .find(|c| c["cred"] == CRED)
         .unwrap();
     assert_eq!(row["checkout"], id, "{st:#}");
+    assert_eq!(daemon.metric("rotor_checkouts{state=\"open\"}"), 1.0);
 
     // Check-in rotates: the checked-out secret stops working.
     let (status, ended) = daemon.call(
@@ -245,6 +264,11 @@ fn the_full_checkout_flow_works_over_http_with_two_tokens() {
     assert_eq!(ended["rotated"], true, "{ended:#}");
     assert_eq!(ended["checkout"]["state"], "closed", "{ended:#}");
     assert!(!lab.login_works("host-001", "svc_app", &secret));
+    assert_eq!(
+        daemon.metric("rotor_rotations_total{policy=\"default\",result=\"committed\"}"),
+        3.0
+    );
+    assert_eq!(daemon.metric("rotor_checkouts{state=\"open\"}"), 0.0);
 
     // The audit log, read with the admin token: the steps and the API calls, the tokens'
     // names as actors; a requester or an approver may not read it.
