@@ -827,9 +827,13 @@ hosts:
     /// A real vault holding `a/svc_app`, the daemon's shared state over it (the scheduler's
     /// tick as given), and no network: nothing here reaches a host.
     fn world(tick: Duration) -> World {
+        world_with(tick, INVENTORY)
+    }
+
+    fn world_with(tick: Duration, inventory: &str) -> World {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("inventory.yaml");
-        std::fs::write(&file, INVENTORY).unwrap();
+        std::fs::write(&file, inventory).unwrap();
         let path = crate::store::check_trusted_file("inventory", &file).unwrap();
         let inventory = crate::inventory::load(&path).unwrap();
         let dir = tmp.path().join("vault");
@@ -1085,6 +1089,46 @@ hosts:
             .await;
         assert_eq!(again.code(), "refused", "{}", again.text);
         assert!(!again.text.contains("the-enrolled-secret"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_checkout_needing_no_approval_answers_the_secret_once() {
+        let inventory = INVENTORY.replace(
+            "version: 1\n",
+            "version: 1\npolicies:\n  default: { checkout: { approval: none, max_ttl: 4h, default_ttl: 1h } }\n",
+        );
+        let w = world_with(HOUR, &inventory);
+        let alice = w.token("alice", Role::Requester);
+        let body = r#"{"credential":"a/svc_app","ticket":"INC-9","reason":"restore a backup"}"#;
+        let granted = w
+            .call("POST", "/api/v1/checkouts", Some(&alice), body)
+            .await;
+        assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
+        assert_eq!(granted.body["secret"], "the-enrolled-secret");
+        assert_eq!(granted.body["checkout"]["state"], "open");
+        assert_eq!(granted.headers["cache-control"], "no-store");
+        let id = granted.body["checkout"]["id"].as_i64().unwrap();
+        let again = w
+            .call(
+                "POST",
+                &format!("/api/v1/checkouts/{id}/claim"),
+                Some(&alice),
+                "",
+            )
+            .await;
+        assert_eq!(again.code(), "refused", "{}", again.text);
+        // Exclusive: a second request names the first.
+        let second = w
+            .call("POST", "/api/v1/checkouts", Some(&alice), body)
+            .await;
+        assert_eq!(second.code(), "refused", "{}", second.text);
+        assert!(!second.text.contains("the-enrolled-secret"));
+        let audit = w.vault.audit_log(&Filter::default()).unwrap();
+        let all = serde_json::to_string(&audit).unwrap();
+        assert!(
+            !all.contains("the-enrolled-secret"),
+            "no secret in the audit log"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
