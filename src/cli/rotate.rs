@@ -112,6 +112,10 @@ pub fn resolve(sel: &Selection) -> Result<Resolved, Failure> {
     } else {
         sel.scopes.clone()
     };
+    // A scope that cannot be read is said before the inventory is (as it always was).
+    for s in &scopes {
+        Scope::parse(s).map_err(usage)?;
+    }
     let inv = crate::inventory::load(&sel.inventory)?;
     let (selected, label) = ops::rotate::select(&inv, &scopes).map_err(usage)?;
     Ok(Resolved {

@@ -146,10 +146,6 @@ impl ApiError {
         }
         ApiError::bad_request(rejection.body_text())
     }
-
-    pub fn code(&self) -> &'static str {
-        self.code
-    }
 }
 
 impl IntoResponse for ApiError {
