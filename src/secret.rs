@@ -3,7 +3,9 @@
 //! It prints as `Secret(<redacted>)`, has no `Display` and no `Serialize`, and is zeroized on
 //! drop. The plaintext is reachable only through [`Secret::expose`], which is called by the
 //! connectors (to hand the secret to a target over stdin or inside a protocol) and the store
-//! (to encrypt it). Everything else, logs, errors and reports included, sees only the wrapper.
+//! (to encrypt it), and by the front-ends that show it on purpose (`rotor show`, a checkout's
+//! grant, in the terminal or in the API's answer). Everything else, logs, errors and reports
+//! included, sees only the wrapper.
 
 use std::fmt;
 

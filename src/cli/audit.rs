@@ -5,7 +5,7 @@
 use std::io::BufReader;
 use std::path::PathBuf;
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 
 use super::output::open_vault;
@@ -13,7 +13,7 @@ use super::{CliResult, Failure, Global, OutputFormat, usage};
 use crate::credential::CredentialId;
 use crate::report::table;
 use crate::store::StoreError;
-use crate::store::audit::{self, Filter, RecordedHead};
+use crate::store::audit::{self, Filter, RecordedHead, TimeArg, parse_time};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -65,42 +65,6 @@ pub struct LogArgs {
     /// `text` (a table) for people, `json` (one object per line) for programs.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
-}
-
-/// A time on the command line: an instant, or a whole day (UTC).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TimeArg {
-    At(DateTime<Utc>),
-    Day(NaiveDate),
-}
-
-impl TimeArg {
-    /// The first instant it names (a day: its midnight).
-    fn start(self) -> DateTime<Utc> {
-        match self {
-            TimeArg::At(at) => at,
-            TimeArg::Day(day) => day.and_time(chrono::NaiveTime::MIN).and_utc(),
-        }
-    }
-
-    /// The instant after it (a day: the next midnight).
-    fn end(self) -> DateTime<Utc> {
-        match self {
-            TimeArg::At(at) => at,
-            TimeArg::Day(_) => self.start() + TimeDelta::days(1),
-        }
-    }
-}
-
-fn parse_time(text: &str) -> Result<TimeArg, String> {
-    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-        return Ok(TimeArg::At(at.with_timezone(&Utc)));
-    }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map(TimeArg::Day)
-        .map_err(|_| {
-            "expected an RFC 3339 time (2026-03-05T09:00:00Z, or with an offset: +09:00) or a day (2026-03-05)".to_owned()
-        })
 }
 
 pub fn run(g: &Global, c: AuditCommand) -> CliResult {

@@ -292,7 +292,7 @@ pub fn list(g: &Global, a: CheckoutsArgs) -> CliResult {
     let session = context::open(g)?;
     let all = ops_checkout::list(&session.ctx, a.all)?;
     if a.output == OutputFormat::Json {
-        let rows: Vec<serde_json::Value> = all.iter().map(json).collect();
+        let rows: Vec<serde_json::Value> = all.iter().map(ops_checkout::json).collect();
         outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
@@ -357,30 +357,4 @@ pub fn list(g: &Global, a: CheckoutsArgs) -> CliResult {
         )
     );
     Ok(0)
-}
-
-fn json(c: &CheckoutRecord) -> serde_json::Value {
-    let t = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339());
-    serde_json::json!({
-        "id": c.id,
-        "cred": c.cred.to_string(),
-        "state": c.state.as_str(),
-        "state_words": c.state_words(),
-        "requester": c.requester,
-        "requester_shown": c.requester_shown,
-        "for": c.for_name,
-        "ticket": c.ticket,
-        "reason": c.reason,
-        "ttl_secs": c.ttl.as_secs(),
-        "requested_at": c.requested_at.to_rfc3339(),
-        "approved_by": c.approved_by,
-        "approved_at": t(c.approved_at),
-        "granted_at": t(c.granted_at),
-        "ends_at": t(c.ends_at),
-        "ended_at": t(c.ended_at),
-        "end": c.end.map(|e| e.as_str()),
-        "ended_by": c.ended_by,
-        "rotation": c.rotation,
-        "failure": c.failure,
-    })
 }

@@ -107,21 +107,17 @@ pub fn resolve(sel: &Selection) -> Result<Resolved, Failure> {
             "say what to act on: --all, or one or more --scope (all, host:NAME, group:NAME, account:NAME, directory:NAME, cred:HOST/ACCOUNT)",
         ));
     }
-    let mut scopes = Vec::new();
-    if sel.all {
-        scopes.push(Scope::All);
-    }
-    for s in &sel.scopes {
-        scopes.push(Scope::parse(s).map_err(usage)?);
-    }
-    let label = if sel.all {
+    let scopes = if sel.all {
         vec!["all".to_owned()]
     } else {
         sel.scopes.clone()
+    };
+    // A scope that cannot be read is said before the inventory is (as it always was).
+    for s in &scopes {
+        Scope::parse(s).map_err(usage)?;
     }
-    .join(" ");
     let inv = crate::inventory::load(&sel.inventory)?;
-    let selected = inv.select(&scopes).map_err(usage)?;
+    let (selected, label) = ops::rotate::select(&inv, &scopes).map_err(usage)?;
     Ok(Resolved {
         inv,
         selected,

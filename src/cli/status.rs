@@ -48,34 +48,7 @@ pub fn run(g: &Global, a: StatusArgs) -> CliResult {
     let status = ops::status::status(&session.ctx, inventory.as_ref())?;
     let code = if a.check { status.check_code() } else { 0 };
     if a.output == OutputFormat::Json {
-        let credentials: Vec<serde_json::Value> = status
-            .credentials
-            .iter()
-            .zip(&status.freshness)
-            .map(|(s, f)| {
-                let mut v = serde_json::to_value(s).unwrap_or_default();
-                if let serde_json::Value::Object(m) = &mut v {
-                    let (stale, max_age) = match f {
-                        Freshness::Fresh { max_age } => (Some(false), Some(max_age.as_secs())),
-                        Freshness::Stale { max_age } => (Some(true), Some(max_age.as_secs())),
-                        Freshness::NoMaxAge => (Some(false), None),
-                        Freshness::Unknown => (None, None),
-                    };
-                    m.insert("stale".into(), stale.into());
-                    m.insert("max_age_secs".into(), max_age.into());
-                    m.insert("checkout".into(), status.checkout(s).map(|c| c.id).into());
-                }
-                v
-            })
-            .collect();
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "schema_version": crate::report::SCHEMA_VERSION,
-                "credentials": credentials,
-                "missing": status.missing.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            }))?
-        );
+        outln!("{}", serde_json::to_string_pretty(&status.to_json())?);
         return Ok(code);
     }
     let rows: Vec<[String; 4]> = status

@@ -462,19 +462,23 @@ impl Inventory {
     /// accounts are known only once its searches run, so any UID of a listed directory
     /// counts). `None` when the inventory does not list the credential.
     pub fn policy_for(&self, cred: &CredentialId) -> Option<&Policy> {
-        let name = self
-            .hosts
+        self.policies.get(self.policy_name_for(cred)?)
+    }
+
+    /// The name of the policy that governs `cred` (as [`Inventory::policy_for`]): a bounded
+    /// label for metrics, since the inventory declares its policies.
+    pub fn policy_name_for(&self, cred: &CredentialId) -> Option<&str> {
+        self.hosts
             .iter()
             .filter(|h| h.name == cred.host)
             .flat_map(|h| h.accounts.iter().map(move |a| (h, a)))
             .find(|(h, a)| a.credential(&h.name) == *cred)
-            .map(|(_, a)| &a.policy)
+            .map(|(_, a)| a.policy.as_str())
             .or_else(|| {
                 self.directories
                     .iter()
                     .find(|d| d.name == cred.host && cred.slot == crate::credential::Slot::Main)
-                    .map(|d| &d.policy)
-            })?;
-        self.policies.get(name)
+                    .map(|d| d.policy.as_str())
+            })
     }
 }

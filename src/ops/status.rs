@@ -126,6 +126,39 @@ impl Status {
     }
 }
 
+impl Status {
+    /// The JSON form `rotor status --output json` prints and `GET /api/v1/status` answers:
+    /// each credential's record (no secret: the vault's status holds none) with its
+    /// freshness and active checkout, and the listed credentials the vault lacks.
+    pub fn to_json(&self) -> serde_json::Value {
+        let credentials: Vec<serde_json::Value> = self
+            .credentials
+            .iter()
+            .zip(&self.freshness)
+            .map(|(s, f)| {
+                let mut v = serde_json::to_value(s).unwrap_or_default();
+                if let serde_json::Value::Object(m) = &mut v {
+                    let (stale, max_age) = match f {
+                        Freshness::Fresh { max_age } => (Some(false), Some(max_age.as_secs())),
+                        Freshness::Stale { max_age } => (Some(true), Some(max_age.as_secs())),
+                        Freshness::NoMaxAge => (Some(false), None),
+                        Freshness::Unknown => (None, None),
+                    };
+                    m.insert("stale".into(), stale.into());
+                    m.insert("max_age_secs".into(), max_age.into());
+                    m.insert("checkout".into(), self.checkout(s).map(|c| c.id).into());
+                }
+                v
+            })
+            .collect();
+        serde_json::json!({
+            "schema_version": crate::report::SCHEMA_VERSION,
+            "credentials": credentials,
+            "missing": self.missing.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        })
+    }
+}
+
 fn is_stuck(s: &CredentialStatus) -> bool {
     s.last_rotation
         .as_ref()

@@ -1,5 +1,6 @@
 //! `rotor serve`: the daemon. A scheduler loop that rotates what is due (`ops::scheduled`),
 //! the HTTP API (`api`), the checkout web page (`web`) and Prometheus metrics (`metrics`),
+//! served plain on loopback or over TLS elsewhere (`tls::listen_policy`, [`serve`]),
 //! all front-ends over `ops` sharing one [`Shared`]: the operations context, the vault, the
 //! inventory in force (replaced whole on SIGHUP), the scheduler's health and the metrics.
 //!
@@ -11,6 +12,7 @@ pub mod api;
 pub mod auth;
 mod daemon;
 pub mod metrics;
+pub mod tls;
 pub mod web;
 
 pub use daemon::{
@@ -43,6 +45,8 @@ pub struct Shared {
     loaded: RwLock<Arc<Loaded>>,
     pub health: Health,
     pub metrics: metrics::Metrics,
+    /// Rotations started through the API (`/api/v1/rotations`), the last few kept.
+    pub(crate) jobs: api::Jobs,
     /// Set once the daemon stops: no new work starts.
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -61,6 +65,7 @@ impl Shared {
             loaded: RwLock::new(Arc::new(loaded)),
             health: Health::new(tick),
             metrics: metrics::Metrics::new(),
+            jobs: api::Jobs::default(),
             stopping,
         }
     }
@@ -156,9 +161,29 @@ impl Health {
 /// The HTTP side: the API, `/health`, `/metrics` and the page.
 pub fn router(shared: Arc<Shared>) -> axum::Router {
     axum::Router::new()
-        .merge(api::routes())
+        .merge(api::routes(&shared))
         .merge(web::routes())
         .with_state(shared)
+}
+
+/// Serves `router(shared)` on `listener`, over TLS when `tls` is given (from
+/// [`tls::listen_policy`], which decides whether the address may be plain), until `shutdown`
+/// completes; requests in flight are answered first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shared: Arc<Shared>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match tls {
+        None => serve_http(listener, shared, shutdown).await,
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config)?;
+            axum::serve(listener, router(shared))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 /// Serves `router(shared)` on `listener` until `shutdown` completes; requests in flight

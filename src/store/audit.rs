@@ -938,6 +938,44 @@ impl Filter {
     }
 }
 
+/// A time bound of `rotor audit log --since/--until` and `GET /api/v1/audit?since=&until=`:
+/// an instant, or a whole day (UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeArg {
+    At(DateTime<Utc>),
+    Day(chrono::NaiveDate),
+}
+
+impl TimeArg {
+    /// The first instant it names (a day: its midnight).
+    pub fn start(self) -> DateTime<Utc> {
+        match self {
+            TimeArg::At(at) => at,
+            TimeArg::Day(day) => day.and_time(chrono::NaiveTime::MIN).and_utc(),
+        }
+    }
+
+    /// The instant after it (a day: the next midnight).
+    pub fn end(self) -> DateTime<Utc> {
+        match self {
+            TimeArg::At(at) => at,
+            TimeArg::Day(_) => self.start() + chrono::TimeDelta::days(1),
+        }
+    }
+}
+
+/// Reads a time bound: RFC 3339, or a day (`2026-03-05`).
+pub fn parse_time(text: &str) -> Result<TimeArg, String> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(TimeArg::At(at.with_timezone(&Utc)));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(TimeArg::Day)
+        .map_err(|_| {
+            "expected an RFC 3339 time (2026-03-05T09:00:00Z, or with an offset: +09:00) or a day (2026-03-05)".to_owned()
+        })
+}
+
 /// The entries `filter` selects, in order.
 pub fn log(conn: &Connection, filter: &Filter) -> Result<Vec<Record>, StoreError> {
     let mut stmt =

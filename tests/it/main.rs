@@ -1,6 +1,7 @@
 //! The integration tests: one binary (feature `lab`), driving the real `rotor` binary against
 //! real sshd hosts that the lab fixture starts and stops.
 
+mod api;
 mod app_config;
 mod audit;
 mod bad_input;
