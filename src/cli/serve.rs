@@ -67,12 +67,6 @@ pub fn run(g: &Global, a: ServeArgs) -> CliResult {
         (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
         _ => None,
     };
-    if tls.is_none() && !a.listen.ip().is_loopback() {
-        return Err(usage(format!(
-            "--listen {} is not a loopback address: API tokens and secrets would cross the network in clear. Give --tls-cert FILE --tls-key FILE, or listen on 127.0.0.1",
-            a.listen
-        )));
-    }
     let vault = open_vault(g)?;
     let options = ServeOptions {
         inventory: a.inventory,

@@ -73,6 +73,13 @@ pub fn load_inventory(path: &Path) -> Result<Loaded, ServeError> {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(vault: Arc<Vault>, o: ServeOptions) -> Result<(), ServeError> {
+    // Before the lease: a listen address refused without TLS fails at once.
+    let tls = super::tls::listen_policy(
+        o.listen,
+        o.tls.as_ref().map(|(cert, _)| cert.as_path()),
+        o.tls.as_ref().map(|(_, key)| key.as_path()),
+    )
+    .map_err(|e| ServeError::Tls(e.to_string()))?;
     let loaded = load_inventory(&o.inventory)?;
     let holder = format!(
         "rotor serve pid {} as {}, listening on {}",
@@ -81,7 +88,7 @@ pub fn run(vault: Arc<Vault>, o: ServeOptions) -> Result<(), ServeError> {
         o.listen
     );
     let leader = vault.leader_acquire(&holder, leader_ttl(o.tick))?;
-    let result = run_as_leader(&vault, &leader, loaded, &o);
+    let result = run_as_leader(&vault, &leader, loaded, tls, &o);
     if let Err(e) = vault.leader_release(leader) {
         tracing::warn!(error = %e, "cannot give the leader lease back; the next daemon takes it over");
     }
@@ -92,6 +99,7 @@ fn run_as_leader(
     vault: &Arc<Vault>,
     leader: &crate::store::Leader,
     loaded: Loaded,
+    tls: Option<Arc<rustls::ServerConfig>>,
     o: &ServeOptions,
 ) -> Result<(), ServeError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -100,10 +108,6 @@ fn run_as_leader(
         .max_blocking_threads(1024)
         .build()
         .map_err(ServeError::Runtime)?;
-    let tls = match &o.tls {
-        Some((cert, key)) => Some(super::tls_config(cert, key).map_err(ServeError::Tls)?),
-        None => None,
-    };
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(o.listen))
         .map_err(|source| ServeError::Listen {

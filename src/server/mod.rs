@@ -197,25 +197,3 @@ pub async fn serve_http(
         .with_graceful_shutdown(shutdown)
         .await
 }
-
-/// TLS settings from a certificate chain and key (PEM). (Placeholder until the TLS edge
-/// lands: refuses.)
-pub fn tls_config(
-    _cert: &std::path::Path,
-    _key: &std::path::Path,
-) -> Result<Arc<rustls::ServerConfig>, String> {
-    Err("TLS is not built yet: listen on a loopback address".into())
-}
-
-/// Serves HTTP, or HTTPS with `tls`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    shared: Arc<Shared>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    match tls {
-        None => serve_http(listener, shared, shutdown).await,
-        Some(_) => Err(std::io::Error::other("TLS is not built yet")),
-    }
-}
