@@ -38,6 +38,8 @@ pub struct Shared {
     loaded: RwLock<Arc<Loaded>>,
     pub health: Health,
     pub metrics: metrics::Metrics,
+    /// The page's CSRF key (made at start, in memory only) and cookie settings.
+    pub web: web::WebKeys,
     /// Set once the daemon stops: no new work starts.
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -50,14 +52,23 @@ impl Shared {
         tick: Duration,
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Shared {
+        let web = web::WebKeys::generate(&*ctx.entropy);
         Shared {
             ctx,
             vault,
             loaded: RwLock::new(Arc::new(loaded)),
             health: Health::new(tick),
             metrics: metrics::Metrics::new(),
+            web,
             stopping,
         }
+    }
+
+    /// Replaces the page's keys, e.g. `WebKeys::generate(..).secure_cookies(true)` when the
+    /// daemon is served over TLS.
+    pub fn with_web(mut self, web: web::WebKeys) -> Shared {
+        self.web = web;
+        self
     }
 
     /// The inventory in force now (a request keeps the one it started with).
