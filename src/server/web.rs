@@ -742,6 +742,49 @@ fn dashboard(shared: &Shared, s: &Session, flash: &Flash, all: &[CheckoutRecord]
     let mine = |c: &&CheckoutRecord| same_person(&c.requester, &s.who.name);
     let mut body = flash_html(flash);
 
+    // Others' requests, for those who may decide them.
+    if s.who.role >= Role::Approver {
+        let waiting: Vec<&CheckoutRecord> = all
+            .iter()
+            .filter(|c| c.state == CheckoutState::Pending)
+            .collect();
+        body.push_str("<section id=\"approvals\"><h2>Requests waiting for approval</h2>");
+        if waiting.is_empty() {
+            body.push_str("<p class=\"muted\">No requests are waiting.</p>");
+        } else {
+            body.push_str("<table><thead><tr><th>No.</th><th>Credential</th><th>Requested by</th><th>Ticket and reason</th><th>How long</th><th>Decide</th></tr></thead><tbody>");
+            for c in waiting {
+                let involved = same_person(&c.requester, &s.who.name)
+                    || c.for_name
+                        .as_deref()
+                        .is_some_and(|f| same_person(f, &s.who.name));
+                let decide = if involved {
+                    "<span class=\"muted small\">Your own request: another approver must decide it.</span>".to_owned()
+                } else {
+                    format!(
+                        "{}<form method=\"post\" action=\"/checkouts/{id}/refuse\" class=\"refuse\">{csrf}<input type=\"text\" name=\"reason\" required maxlength=\"500\" placeholder=\"Why refused\" aria-label=\"Why checkout {id} is refused\"> <button type=\"submit\" class=\"danger\">Refuse</button></form>",
+                        action_form(s, c.id, "approve", "primary", "Approve"),
+                        id = c.id,
+                        csrf = csrf_field(&s.csrf),
+                    )
+                };
+                let _ = write!(
+                    body,
+                    "<tr data-checkout=\"{id}\"><td>{id}</td><td class=\"mono\">{cred}</td><td>{who}<br><span class=\"muted small\">{at}</span></td><td><strong>{ticket}</strong><br>{reason}</td><td>{ttl}</td><td class=\"actions\">{decide}</td></tr>",
+                    id = c.id,
+                    cred = esc(&c.cred.to_string()),
+                    who = holder(c),
+                    at = esc(&when(c.requested_at)),
+                    ticket = esc(&c.ticket),
+                    reason = esc(&c.reason),
+                    ttl = esc(&crate::text::duration_words(c.ttl)),
+                );
+            }
+            body.push_str("</tbody></table>");
+        }
+        body.push_str("</section>");
+    }
+
     // Their own active checkouts.
     let own: Vec<&CheckoutRecord> = all
         .iter()
@@ -789,7 +832,7 @@ fn dashboard(shared: &Shared, s: &Session, flash: &Flash, all: &[CheckoutRecord]
                 .unwrap_or_default();
             let _ = write!(
                 body,
-                "<tr data-checkout=\"{id}\" data-state=\"{state}\"><td>{id}</td><td class=\"mono\">{cred}</td><td>{ticket}</td><td>{badge}{approved}</td><td>{left}</td><td class=\"actions\">{actions}</td></tr>",
+                "<tr data-checkout=\"{id}\" data-state=\"{state}\"><td>{id}</td><td class=\"mono\">{cred}</td><td class=\"nowrap\">{ticket}</td><td>{badge}{approved}</td><td>{left}</td><td class=\"actions\">{actions}</td></tr>",
                 id = c.id,
                 state = c.state.as_str(),
                 cred = esc(&c.cred.to_string()),
@@ -800,51 +843,6 @@ fn dashboard(shared: &Shared, s: &Session, flash: &Flash, all: &[CheckoutRecord]
         body.push_str("</tbody></table>");
     }
     body.push_str("</section>");
-
-    // Others' requests, for those who may decide them.
-    if s.who.role >= Role::Approver {
-        let waiting: Vec<&CheckoutRecord> = all
-            .iter()
-            .filter(|c| c.state == CheckoutState::Pending)
-            .collect();
-        body.push_str("<section id=\"approvals\"><h2>Requests waiting for approval</h2>");
-        if waiting.is_empty() {
-            body.push_str("<p class=\"muted\">No requests are waiting.</p>");
-        } else {
-            body.push_str("<table><thead><tr><th>No.</th><th>Credential</th><th>Requested by</th><th>Ticket and reason</th><th>For</th><th>Decide</th></tr></thead><tbody>");
-            for c in waiting {
-                let involved = same_person(&c.requester, &s.who.name)
-                    || c.for_name
-                        .as_deref()
-                        .is_some_and(|f| same_person(f, &s.who.name));
-                let decide = if involved {
-                    "<span class=\"muted small\">Your own request: another approver must decide it.</span>".to_owned()
-                } else {
-                    format!(
-                        "{}<form method=\"post\" action=\"/checkouts/{id}/refuse\" class=\"refuse\">{csrf}<input type=\"text\" name=\"reason\" required maxlength=\"500\" placeholder=\"Why refused\" aria-label=\"Why checkout {id} is refused\"> <button type=\"submit\" class=\"danger\">Refuse</button></form>",
-                        action_form(s, c.id, "approve", "primary", "Approve"),
-                        id = c.id,
-                        csrf = csrf_field(&s.csrf),
-                    )
-                };
-                let _ = write!(
-                    body,
-                    "<tr data-checkout=\"{id}\"><td>{id}</td><td class=\"mono\">{cred}</td><td>{who}<br><span class=\"muted small\">{at}</span></td><td><strong>{ticket}</strong><br>{reason}</td><td>{ttl}</td><td class=\"actions\">{decide}</td></tr>",
-                    id = c.id,
-                    cred = esc(&c.cred.to_string()),
-                    who = holder(c),
-                    at = esc(&when(c.requested_at)),
-                    ticket = esc(&c.ticket),
-                    reason = esc(&c.reason),
-                    ttl = esc(&crate::text::duration_words(c.ttl)),
-                );
-            }
-            body.push_str("</tbody></table>");
-        }
-        body.push_str("</section>");
-    }
-
-    body.push_str(&request_form(shared, s));
 
     // What ended lately, so a requester sees a refusal or a finished rotation.
     let ended: Vec<&CheckoutRecord> = all
@@ -872,6 +870,8 @@ fn dashboard(shared: &Shared, s: &Session, flash: &Flash, all: &[CheckoutRecord]
         }
         body.push_str("</tbody></table></section>");
     }
+    body.push_str(&request_form(shared, s));
+
     Page::new("Checkouts", body)
 }
 
@@ -936,7 +936,7 @@ fn request_form(shared: &Shared, s: &Session) -> String {
          <label for=\"cred\">Credential</label><select id=\"cred\" name=\"cred\" required>{options}</select>\
          <label for=\"ticket\">Ticket</label><input type=\"text\" id=\"ticket\" name=\"ticket\" required maxlength=\"200\" placeholder=\"e.g. INC-4711\">\
          <label for=\"reason\">Reason</label><textarea id=\"reason\" name=\"reason\" required maxlength=\"1000\" placeholder=\"What you will do with it\"></textarea>\
-         <label for=\"ttl\">How long<span class=\"hint\">e.g. 90m, 2h; empty: the policy's default</span></label><input type=\"text\" id=\"ttl\" name=\"ttl\" maxlength=\"20\" placeholder=\"2h\">\
+         <label for=\"ttl\">How long<span class=\"hint\">e.g. 90m or 2h</span></label><input type=\"text\" id=\"ttl\" name=\"ttl\" maxlength=\"20\" placeholder=\"the policy's default\">\
          <label for=\"for\">For<span class=\"hint\">optional: the vendor engineer who will use it</span></label><input type=\"text\" id=\"for\" name=\"for\" maxlength=\"64\">\
          <span></span><div><button type=\"submit\" class=\"primary\">Request</button></div>\
          </form></section>",

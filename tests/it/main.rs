@@ -30,3 +30,4 @@ mod support;
 mod timeouts;
 mod uniqueness;
 mod unpark;
+mod web;

@@ -82,7 +82,16 @@
     });
   }
 
+  // A message after an action rides in the query (`?m=...`): shown once, then dropped from
+  // the address so a reload shows the page as it is now.
+  function dropMessage() {
+    if (window.location.search.indexOf("m=") !== -1 && window.history.replaceState) {
+      window.history.replaceState(null, "", window.location.pathname);
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    dropMessage();
     Array.prototype.forEach.call(document.querySelectorAll("[data-ends-at]"), startCountdown);
     Array.prototype.forEach.call(document.querySelectorAll("button[data-copy]"), wireCopy);
   });
