@@ -681,11 +681,17 @@ async fn index(
             return answer(&shared, None, "GET", "/", page.into_response());
         }
     };
-    let listed = blocking(&shared, |sh| ops_checkout::list(&sh.ctx, true)).await;
+    let name = s.who.name.clone();
+    let listed = blocking(&shared, move |sh| {
+        let all = ops_checkout::list(&sh.ctx, true)?;
+        let why = refusal_reasons(sh, &name, &all);
+        Ok::<_, OpsError>((all, why))
+    })
+    .await;
     let page = match listed {
         Err(page) => page,
         Ok(Err(e)) => ops_trouble(&e),
-        Ok(Ok(all)) => dashboard(&shared, &s, &flash, &all),
+        Ok(Ok((all, why))) => dashboard(&shared, &s, &flash, &all, &why),
     };
     answer(
         &shared,
@@ -737,7 +743,68 @@ fn holder(c: &CheckoutRecord) -> String {
     }
 }
 
-fn dashboard(shared: &Shared, s: &Session, flash: &Flash, all: &[CheckoutRecord]) -> Page {
+/// The checkouts `name` requested that ended in the last day, as the dashboard lists them.
+fn recently_ended<'a>(
+    all: &'a [CheckoutRecord],
+    name: &'a str,
+    now: DateTime<Utc>,
+) -> impl Iterator<Item = &'a CheckoutRecord> {
+    all.iter()
+        .filter(|c| c.state == CheckoutState::Closed)
+        .filter(move |c| same_person(&c.requester, name))
+        .filter(move |c| {
+            c.ended_at
+                .is_some_and(|t| now - t < chrono::Duration::days(1))
+        })
+        .take(5)
+}
+
+/// Why each of the person's recently refused requests was refused: the reason is kept in the
+/// audit log's `checkout_refused` entry (the record has no field for it). A log that cannot
+/// be read only leaves the reason out.
+fn refusal_reasons(
+    shared: &Shared,
+    name: &str,
+    all: &[CheckoutRecord],
+) -> std::collections::HashMap<i64, String> {
+    let now = shared.ctx.clock.now();
+    let mut why = std::collections::HashMap::new();
+    for c in recently_ended(all, name, now).filter(|c| c.end == Some(crate::checkout::End::Refused))
+    {
+        let filter = crate::store::audit::Filter {
+            since: c.ended_at.map(|t| t - chrono::Duration::minutes(1)),
+            cred: Some(c.cred.to_string()),
+            ticket: Some(c.ticket.clone()),
+            ..Default::default()
+        };
+        let Ok(records) = shared.vault.audit_log(&filter) else {
+            continue;
+        };
+        let reason = records.iter().rev().find_map(|r| match &r.fields {
+            crate::store::audit::Fields::Json(map)
+                if r.event == "checkout_refused"
+                    && map.get("checkout").and_then(serde_json::Value::as_i64) == Some(c.id) =>
+            {
+                map.get("reason")
+                    .and_then(|v| v.as_str())
+                    .map(|reason| format!("{reason} ({})", r.actor))
+            }
+            _ => None,
+        });
+        if let Some(reason) = reason {
+            why.insert(c.id, reason);
+        }
+    }
+    why
+}
+
+fn dashboard(
+    shared: &Shared,
+    s: &Session,
+    flash: &Flash,
+    all: &[CheckoutRecord],
+    refusals: &std::collections::HashMap<i64, String>,
+) -> Page {
     let now = shared.ctx.clock.now();
     let mine = |c: &&CheckoutRecord| same_person(&c.requester, &s.who.name);
     let mut body = flash_html(flash);
@@ -845,16 +912,7 @@ fn dashboard(shared: &Shared, s: &Session, flash: &Flash, all: &[CheckoutRecord]
     body.push_str("</section>");
 
     // What ended lately, so a requester sees a refusal or a finished rotation.
-    let ended: Vec<&CheckoutRecord> = all
-        .iter()
-        .filter(|c| c.state == CheckoutState::Closed)
-        .filter(mine)
-        .filter(|c| {
-            c.ended_at
-                .is_some_and(|t| now - t < chrono::Duration::days(1))
-        })
-        .take(5)
-        .collect();
+    let ended: Vec<&CheckoutRecord> = recently_ended(all, &s.who.name, now).collect();
     if !ended.is_empty() {
         body.push_str("<section id=\"ended\"><h2>Ended in the last day</h2><table><thead><tr><th>No.</th><th>Credential</th><th>Ticket</th><th>How it ended</th><th>When</th></tr></thead><tbody>");
         for c in ended {
@@ -864,7 +922,14 @@ fn dashboard(shared: &Shared, s: &Session, flash: &Flash, all: &[CheckoutRecord]
                 id = c.id,
                 cred = esc(&c.cred.to_string()),
                 ticket = esc(&c.ticket),
-                how = esc(&c.state_words()),
+                how = match refusals.get(&c.id) {
+                    Some(why) => format!(
+                        "{}<br><span class=\"muted small\">{}</span>",
+                        esc(&c.state_words()),
+                        esc(why)
+                    ),
+                    None => esc(&c.state_words()),
+                },
                 at = c.ended_at.map(|t| esc(&when(t))).unwrap_or_default(),
             );
         }

@@ -2,7 +2,7 @@
 //! signs in with a requester token and requests a checkout; an approver, in a second browser
 //! session, approves it; the engineer claims it (the secret once, a copy button, a countdown)
 //! and the secret logs in with the system ssh client; check-in rotates the credential and the
-//! secret stops working. Every page is saved as a screenshot in `target/screenshots/` and no
+//! secret stops working; a second request is refused with a reason. Every page is saved as a screenshot in `target/screenshots/` and no
 //! console error may appear. The daemon's HTTP side runs in this process (`serve_http` on
 //! `127.0.0.1:0`) over a vault the real `rotor` binary made; Chromium is driven over WebDriver
 //! (Debian's `chromium-driver`, started here and stopped by its PID).
@@ -497,6 +497,62 @@ fn request_approve_in_a_second_session_claim_and_check_in_in_chromium() {
         assert!(flash.contains("Checkout 1 is checked in"), "{flash}");
         find(&engineer, "#ended tr[data-checkout='1']").await;
         shot(&engineer, "8-checked-in").await;
+
+        // A second request, refused with a reason: closed, nothing shown.
+        find(&engineer, "#cred")
+            .await
+            .select_by_value(CRED)
+            .await
+            .unwrap();
+        find(&engineer, "#ticket")
+            .await
+            .send_keys("INC-4712")
+            .await
+            .unwrap();
+        find(&engineer, "#reason")
+            .await
+            .send_keys("One more look")
+            .await
+            .unwrap();
+        find(&engineer, "#request button[type='submit']")
+            .await
+            .click()
+            .await
+            .unwrap();
+        find(
+            &engineer,
+            "#mine tr[data-checkout='2'][data-state='pending']",
+        )
+        .await;
+        approving.refresh().await.unwrap();
+        let row = find(&approving, "#approvals tr[data-checkout='2']").await;
+        row.find(Locator::Css("input[name='reason']"))
+            .await
+            .unwrap()
+            .send_keys("Use the change ticket, not the incident")
+            .await
+            .unwrap();
+        row.find(Locator::Css("form.refuse button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let flash = find(&approving, ".flash").await.text().await.unwrap();
+        assert!(flash.contains("You refused checkout 2"), "{flash}");
+        shot(&approving, "9-refused").await;
+        engineer.refresh().await.unwrap();
+        let ended = find(&engineer, "#ended tr[data-checkout='2']")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(ended.contains("closed (refused)"), "{ended}");
+        assert!(
+            ended.contains("Use the change ticket, not the incident (sato-approver)"),
+            "{ended}"
+        );
+        shot(&engineer, "10-engineer-sees-refused").await;
 
         for (who, c) in [("engineer", &engineer), ("approver", &approving)] {
             let errors = console_errors(c).await;
