@@ -1724,12 +1724,23 @@ hosts:
             "POST",
             "/checkouts/1/refuse",
             &bob,
-            &format!("csrf={bob_csrf}&reason=wrong+ticket"),
+            &format!(
+                "csrf={bob_csrf}&reason={}",
+                enc("wrong ticket <img src=x onerror=alert(1)>")
+            ),
         )
         .await;
         assert_eq!(res.header(header::LOCATION), "/?m=refused&id=1");
         let home = call(&w, "GET", "/", &alice, "").await;
         assert!(home.body.contains("closed (refused)"), "{}", home.body);
+        // The reason is shown to the requester, as text.
+        assert!(
+            home.body
+                .contains("wrong ticket &lt;img src=x onerror=alert(1)&gt; (bob)"),
+            "{}",
+            home.body
+        );
+        assert!(!home.body.contains("<img"));
         // Signing out ends the cookie.
         let out = call(&w, "POST", "/logout", &alice, &format!("csrf={csrf}")).await;
         assert_eq!(out.status, StatusCode::SEE_OTHER);

@@ -554,6 +554,44 @@ fn request_approve_in_a_second_session_claim_and_check_in_in_chromium() {
         );
         shot(&engineer, "10-engineer-sees-refused").await;
 
+        // Up to here, not one console error in either browser.
+        for (who, c) in [("engineer", &engineer), ("approver", &approving)] {
+            let errors = console_errors(c).await;
+            assert!(
+                errors.is_empty(),
+                "console errors in the {who}'s browser: {errors:#?}"
+            );
+        }
+
+        // A request the policy does not allow: a page that says why and what to do. Its
+        // status (409) is all the console reports.
+        find(&engineer, "#ticket")
+            .await
+            .send_keys("INC-4713")
+            .await
+            .unwrap();
+        find(&engineer, "#reason")
+            .await
+            .send_keys("A long job")
+            .await
+            .unwrap();
+        find(&engineer, "#ttl").await.send_keys("9h").await.unwrap();
+        find(&engineer, "#request button[type='submit']")
+            .await
+            .click()
+            .await
+            .unwrap();
+        let said = find(&engineer, ".flash.bad").await.text().await.unwrap();
+        assert!(said.contains("max_ttl 8h"), "{said}");
+        shot(&engineer, "11-refused-by-policy").await;
+        let errors = console_errors(&engineer).await;
+        assert!(
+            errors.len() == 1 && errors[0].contains("status of 409 (Conflict)"),
+            "{errors:#?}"
+        );
+        find(&engineer, "a[href='/']").await.click().await.unwrap();
+        find(&engineer, "#request").await;
+
         for (who, c) in [("engineer", &engineer), ("approver", &approving)] {
             let errors = console_errors(c).await;
             assert!(
