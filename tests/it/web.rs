@@ -622,3 +622,47 @@ fn request_approve_in_a_second_session_claim_and_check_in_in_chromium() {
     );
     drop(driver);
 }
+
+/// The first CSRF field of a page.
+fn csrf_of(body: &str) -> String {
+    let at = body.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    body[at..at + body[at..].find('"').unwrap()].to_owned()
+}
+
+#[test]
+fn a_request_made_on_the_page_is_refused_from_the_shell_and_the_page_says_why() {
+    let rotor = Rotor::init();
+    let inv = rotor.data.path().join("inventory.yaml");
+    std::fs::write(&inv, SMALL_INVENTORY).unwrap();
+    let enroll = rotor.run_stdin(&["enroll", "a/svc_app"], "an-enrolled-secret\n");
+    assert!(enroll.status.success(), "{enroll:?}");
+    let d = Daemon::start(&rotor.vault_dir(), &inv);
+    let session = format!("rotor_session={}", d.token("kato-vendor", Role::Requester));
+    let get = format!(
+        "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nCookie: {session}\r\n\r\n",
+        d.addr
+    );
+    let csrf = csrf_of(&http(d.addr, &get).2);
+    let form = format!("csrf={csrf}&cred=a%2Fsvc_app&ticket=T-7&reason=db");
+    let (status, headers, _) = http(d.addr, &post(d.addr, "/checkouts", &session, &form));
+    assert_eq!(status, 303);
+    assert_eq!(header(&headers, "location"), ["/?m=requested&id=1"]);
+
+    // Without a reason clap refuses; with one, the operator (root, not the requester) can.
+    let bare = rotor.run(&["refuse", "1"]);
+    assert_eq!(bare.status.code(), Some(2), "{bare:?}");
+    let out = rotor.run(&["refuse", "1", "--reason", "Use the change ticket"]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("Refused checkout 1 of a/svc_app"), "{said}");
+    let again = rotor.run(&["refuse", "1", "--reason", "twice"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not pending"),
+        "{again:?}"
+    );
+
+    let (_, _, body) = http(d.addr, &get);
+    assert!(body.contains("closed (refused)"), "{body}");
+    assert!(body.contains("Use the change ticket (root)"), "{body}");
+}
