@@ -274,7 +274,7 @@ async fn blocking<T: Send + 'static>(
             Page::error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong inside rotor",
-                "rotor hit an internal error while doing this. Nothing was shown. Try again; if it happens again, tell the rotor operator (the daemon's log says more).",
+                "rotor hit an internal error while doing this. Go back to the checkout page to see where things stand, and try again; if it happens again, tell the rotor operator (the daemon's log says more).",
             )
         })
 }
@@ -1306,7 +1306,12 @@ async fn checkin(
         Ok(Ok(ended)) => match (&ended.failure, &ended.report) {
             (None, Some(_)) => redirect("checked-in", id),
             (None, None) if ended.checkout.rotation.is_some() => redirect("closed", id),
-            (None, None) => redirect("cancelled", id),
+            // Closed now by this call (a request never claimed), or closed before (refused,
+            // lapsed): the record's end says which message fits.
+            (None, None) if ended.checkout.end == Some(crate::checkout::End::Cancelled) => {
+                redirect("cancelled", id)
+            }
+            (None, None) => redirect("closed", id),
             (Some(why), _) => Page::error(
                 StatusCode::BAD_GATEWAY,
                 "Checked in, but the credential is not changed yet",
