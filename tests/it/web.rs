@@ -620,6 +620,14 @@ fn request_approve_in_a_second_session_claim_and_check_in_in_chromium() {
         !lab.login_works("host-001", "svc_app", &secret),
         "after check-in the checked-out secret must no longer work"
     );
+    // Neither the secret nor a token is anywhere in the vault's files in clear (the audit
+    // log of every page call included).
+    let leaks = crate::support::Leaks::new([
+        ("the checked-out secret", secret.as_str()),
+        ("the engineer's token", vendor.as_str()),
+        ("the approver's token", approver.as_str()),
+    ]);
+    leaks.assert_absent("the vault's files", &rotor.vault_bytes());
     drop(driver);
 }
 
