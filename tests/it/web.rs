@@ -307,8 +307,7 @@ async fn browser(driver: &Driver, profile: &Path) -> Client {
             .await
         {
             Ok(c) => return c,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
+            Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => panic!("chromedriver on port {} never answered: {e}", driver.port),
