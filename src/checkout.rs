@@ -7,7 +7,7 @@
 //! requester to claim it) → `open` (the secret was shown; `ends_at` is the deadline) →
 //! `ending` (checked in or expired: the credential must be rotated; a failed rotation keeps
 //! it here, and every later rotor command retries) → `closed` (rotated; or, for a request
-//! that never showed the secret, cancelled or lapsed without a rotation).
+//! that never showed the secret, cancelled, refused or lapsed without a rotation).
 
 use std::fmt;
 use std::time::Duration;
@@ -67,6 +67,8 @@ pub enum End {
     /// A request that was never claimed: cancelled by `checkin` or lapsed at its deadline.
     Cancelled,
     Lapsed,
+    /// A pending request a second person turned down (`rotor refuse`): nothing was shown.
+    Refused,
 }
 
 impl End {
@@ -77,6 +79,7 @@ impl End {
             End::Forced => "forced",
             End::Cancelled => "cancelled",
             End::Lapsed => "lapsed",
+            End::Refused => "refused",
         }
     }
 
@@ -87,6 +90,7 @@ impl End {
             "forced" => End::Forced,
             "cancelled" => End::Cancelled,
             "lapsed" => End::Lapsed,
+            "refused" => End::Refused,
             _ => return None,
         })
     }
@@ -151,20 +155,64 @@ pub fn may_approve(
     requester_via_sudo: bool,
     for_name: Option<&str>,
 ) -> Result<(), Refused> {
+    second_person(
+        "approve",
+        approver,
+        how,
+        requester,
+        requester_via_sudo,
+        for_name,
+    )
+}
+
+/// Refusing a request is the approver's act, under the same rules: whoever may not approve a
+/// request may not refuse it either (the requester withdraws their own with `rotor checkin`).
+pub fn may_refuse(
+    refuser: &str,
+    how: Identified,
+    requester: &str,
+    requester_via_sudo: bool,
+    for_name: Option<&str>,
+) -> Result<(), Refused> {
+    second_person(
+        "refuse",
+        refuser,
+        how,
+        requester,
+        requester_via_sudo,
+        for_name,
+    )
+}
+
+/// The second person's rules, for `verb` (`approve` or `refuse`, the command named in the
+/// message).
+fn second_person(
+    verb: &str,
+    approver: &str,
+    how: Identified,
+    requester: &str,
+    requester_via_sudo: bool,
+    for_name: Option<&str>,
+) -> Result<(), Refused> {
     may_act(how)?;
     if same(approver, requester) {
+        let withdraw = if verb == "refuse" {
+            " (to withdraw your own request, check it in: `rotor checkin ID`)"
+        } else {
+            ""
+        };
         return Err(Refused(format!(
-            "{approver} requested this checkout and cannot approve it: another person must run `rotor approve`"
+            "{approver} requested this checkout and cannot {verb} it: another person must run `rotor {verb}`{withdraw}"
         )));
     }
     if for_name.is_some_and(|f| same(f, approver)) {
         return Err(Refused(format!(
-            "the checkout is for {approver}, who cannot approve it: another person must run `rotor approve`"
+            "the checkout is for {approver}, who cannot {verb} it: another person must run `rotor {verb}`"
         )));
     }
     if requester_via_sudo && how != Identified::Sudo {
         return Err(Refused(format!(
-            "{requester} requested this checkout through sudo, so it must be approved by a person through sudo too (`sudo -u {approver} rotor approve ...` as yourself), not by the account {approver} directly"
+            "{requester} requested this checkout through sudo, so it must be {verb}d by a person through sudo too (`sudo -u {approver} rotor {verb} ...` as yourself), not by the account {approver} directly"
         )));
     }
     Ok(())
@@ -273,6 +321,15 @@ mod tests {
         let owner = may_approve("rotor", Os, "alice", true, None).unwrap_err();
         assert!(owner.0.contains("through sudo"), "{owner}");
         assert!(may_act(Claimed).is_err() && may_act(Os).is_ok());
+        // Refusing follows the approver's rules, and names its own command.
+        assert!(may_refuse("bob", Named, "alice", false, Some("vendor-kato")).is_ok());
+        let own = may_refuse("alice", Named, "alice", false, None).unwrap_err();
+        assert!(own.0.contains("cannot refuse it"), "{own}");
+        assert!(own.0.contains("rotor checkin"), "{own}");
+        let named = may_refuse("kato", Os, "alice", false, Some("kato")).unwrap_err();
+        assert!(named.0.contains("`rotor refuse`"), "{named}");
+        assert!(may_refuse("rotor", Os, "alice", true, None).is_err());
+        assert!(may_refuse("rotor", Claimed, "alice", false, None).is_err());
         assert!(may_claim("alice", Sudo, "alice").is_ok());
         assert!(may_claim("alice", Claimed, "alice").is_err());
         assert!(may_claim("bob", Sudo, "alice").is_err());
@@ -310,6 +367,7 @@ mod tests {
             End::Forced,
             End::Cancelled,
             End::Lapsed,
+            End::Refused,
         ] {
             assert_eq!(End::parse(e.as_str()), Some(e));
         }

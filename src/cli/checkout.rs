@@ -1,6 +1,6 @@
 //! Break-glass checkout commands: `checkout` (request, or `--claim` an approved one),
-//! `approve`, `checkin`, `checkouts`; and [`settle`], which every command that uses the vault
-//! runs first, so a checkout that expired while no rotor ran is rotated by the next one.
+//! `approve`, `refuse`, `checkin`, `checkouts`; and [`settle`], which every command that uses
+//! the vault runs first, so a checkout that expired while no rotor ran is rotated by the next one.
 //! Each parses, builds the context, calls one `ops::checkout` function and prints.
 
 use std::path::PathBuf;
@@ -50,6 +50,15 @@ pub struct CheckoutArgs {
 pub struct ApproveArgs {
     /// The checkout's number (`rotor checkouts` lists the pending ones).
     pub id: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct RefuseArgs {
+    /// The checkout's number (`rotor checkouts` lists the pending ones).
+    pub id: i64,
+    /// Why it is refused (recorded in the audit log; say what the requester should do).
+    #[arg(long)]
+    pub reason: String,
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +166,20 @@ pub fn approve(g: &Global, a: ApproveArgs) -> CliResult {
         escape(&c.ticket),
         escape(&c.requester),
         c.id
+    );
+    Ok(0)
+}
+
+pub fn refuse(g: &Global, a: RefuseArgs) -> CliResult {
+    let session = context::open(g)?;
+    let by = Actor::of_this_process();
+    let c = ops_checkout::refuse(&session.ctx, &by, a.id, &a.reason)?;
+    eprintln!(
+        "Refused checkout {} of {} requested by {} (ticket {}); it is closed and nothing was shown.",
+        c.id,
+        c.cred,
+        escape(&c.requester),
+        escape(&c.ticket),
     );
     Ok(0)
 }

@@ -123,6 +123,8 @@ pub enum Command {
     Checkout(checkout::CheckoutArgs),
     /// Approve another person's pending checkout.
     Approve(checkout::ApproveArgs),
+    /// Refuse another person's pending checkout (with the reason, recorded); nothing is shown.
+    Refuse(checkout::RefuseArgs),
     /// End a checkout: the credential is rotated now and the checked-out secret stops working.
     Checkin(checkout::CheckinArgs),
     /// Pending, open and ending checkouts (`--all`: closed ones too).
@@ -268,6 +270,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Export(a) => export::run(g, a),
         Command::Checkout(a) => checkout::checkout(g, a),
         Command::Approve(a) => checkout::approve(g, a),
+        Command::Refuse(a) => checkout::refuse(g, a),
         Command::Checkin(a) => checkout::checkin(g, a),
         Command::Checkouts(a) => checkout::list(g, a),
         Command::Audit(c) => audit::run(g, c),

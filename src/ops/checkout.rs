@@ -1,6 +1,6 @@
 //! Break-glass checkout as operations: request (granted at once or waiting for a second
-//! person), approve, claim, check in, and the settling of deadlines that passed. Ending a
-//! checkout is one more call of [`super::rotate::rotate`] for its one credential, with the
+//! person), approve or refuse, claim, check in, and the settling of deadlines that passed.
+//! Ending a checkout is one more call of [`super::rotate::rotate`] for its one credential, with the
 //! inventory the checkout was made with: the same leases, recovery and report as
 //! `rotor rotate`, never a second engine.
 //!
@@ -32,6 +32,8 @@ pub trait Checkouts: Send + Sync {
         new: &NewCheckout<'_>,
     ) -> Result<(CheckoutRecord, Option<Secret>), StoreError>;
     fn approve(&self, by: &Actor, id: i64) -> Result<CheckoutRecord, StoreError>;
+    /// A second person turns a pending request down (`why` is recorded).
+    fn refuse(&self, by: &Actor, id: i64, why: &str) -> Result<CheckoutRecord, StoreError>;
     fn claim(&self, by: &Actor, id: i64) -> Result<(CheckoutRecord, Secret), StoreError>;
     fn checkin(&self, by: &Actor, id: i64) -> Result<CheckoutRecord, StoreError>;
     /// Expires and lapses what is past its deadline; returns every checkout now ending.
@@ -58,6 +60,9 @@ impl Checkouts for Vault {
     }
     fn approve(&self, by: &Actor, id: i64) -> Result<CheckoutRecord, StoreError> {
         self.checkout_approve(by, id)
+    }
+    fn refuse(&self, by: &Actor, id: i64, why: &str) -> Result<CheckoutRecord, StoreError> {
+        self.checkout_refuse(by, id, why)
     }
     fn claim(&self, by: &Actor, id: i64) -> Result<(CheckoutRecord, Secret), StoreError> {
         self.checkout_claim(by, id)
@@ -153,6 +158,12 @@ pub fn checkout(ctx: &Context, req: CheckoutRequest<'_>) -> Result<Requested, Op
 
 pub fn approve(ctx: &Context, by: &Actor, id: i64) -> Result<CheckoutRecord, OpsError> {
     Ok(ctx.checkouts.approve(by, id)?)
+}
+
+/// `rotor refuse ID --reason R`: a pending request is closed, refused; nothing is shown and
+/// nothing rotates.
+pub fn refuse(ctx: &Context, by: &Actor, id: i64, why: &str) -> Result<CheckoutRecord, OpsError> {
+    Ok(ctx.checkouts.refuse(by, id, why)?)
 }
 
 pub fn claim(ctx: &Context, by: &Actor, id: i64) -> Result<(CheckoutRecord, Secret), OpsError> {
@@ -513,6 +524,34 @@ hosts:
             w.fleet.password("a", "svc_backup").as_deref(),
             Some("shared")
         );
+    }
+
+    #[test]
+    fn a_refused_request_closes_without_showing_or_rotating_anything() {
+        let w = world();
+        let new = NewCheckout {
+            cred: &cred(),
+            ticket: "T-2",
+            reason: "vendor",
+            for_name: None,
+            ttl: Duration::from_secs(600),
+            inventory: &w.path.to_string_lossy(),
+            needs_approval: true,
+        };
+        let (pending, _) = w
+            .ctx
+            .checkouts
+            .request(&Actor::named("alice"), &new)
+            .unwrap();
+        let err = refuse(&w.ctx, &Actor::named("alice"), pending.id, "no")
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("cannot refuse"), "{err}");
+        let c = refuse(&w.ctx, &Actor::named("bob"), pending.id, "not this week").unwrap();
+        assert_eq!((c.state, c.end), (State::Closed, Some(End::Refused)));
+        assert!(claim(&w.ctx, &Actor::named("alice"), c.id).is_err());
+        assert_eq!(w.fleet.password("a", "svc_app").as_deref(), Some("shared"));
+        assert!(list(&w.ctx, false).unwrap().is_empty(), "nothing active");
     }
 
     #[test]

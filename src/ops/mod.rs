@@ -363,6 +363,14 @@ pub(crate) mod testkit {
         fn approve(&self, _: &Actor, id: i64) -> Result<crate::store::CheckoutRecord, StoreError> {
             Err(StoreError::UnknownCheckout(id))
         }
+        fn refuse(
+            &self,
+            _: &Actor,
+            id: i64,
+            _: &str,
+        ) -> Result<crate::store::CheckoutRecord, StoreError> {
+            Err(StoreError::UnknownCheckout(id))
+        }
         fn claim(
             &self,
             _: &Actor,

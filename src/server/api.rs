@@ -10,6 +10,7 @@
 //! | `GET /api/v1/checkouts[?all=true]` | any | active (or all) checkouts; a requester sees only their own |
 //! | `POST /api/v1/checkouts` | any | `{"credential", "ticket", "reason", "ttl": "4h", "for"}`: 202 waiting for approval, or 201 with the secret once |
 //! | `POST /api/v1/checkouts/{id}/approve` | approver | never by the requester (or the `for` engineer): the vault refuses, 403 `refused` |
+//! | `POST /api/v1/checkouts/{id}/refuse` | approver | body `{"reason": "..."}`; a pending request only, never by its requester |
 //! | `POST /api/v1/checkouts/{id}/claim` | any | the requester, once approved: the secret, once |
 //! | `POST /api/v1/checkouts/{id}/checkin` | any | the vault decides who; rotates the credential now (may take seconds) |
 //! | `GET /api/v1/audit?since=&until=&cred=&actor=&ticket=&limit=` | admin | the audit log, filtered as `rotor audit log` (the last `limit`, default 1000) |
@@ -80,6 +81,7 @@ pub fn routes(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
         .route("/api/v1/rotations/{id}", get(rotation))
         .route("/api/v1/checkouts", get(checkouts).post(request_checkout))
         .route("/api/v1/checkouts/{id}/approve", post(approve))
+        .route("/api/v1/checkouts/{id}/refuse", post(refuse))
         .route("/api/v1/checkouts/{id}/claim", post(claim))
         .route("/api/v1/checkouts/{id}/checkin", post(checkin))
         .route("/api/v1/audit", get(audit))
@@ -574,6 +576,29 @@ async fn approve(
     .await
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefuseBody {
+    reason: String,
+}
+
+async fn refuse(
+    State(shared): State<Arc<Shared>>,
+    Extension(p): Extension<Principal>,
+    id: Result<Path<i64>, PathRejection>,
+    body: Result<Json<RefuseBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth::require(&p, Role::Approver)?;
+    let id = checkout_id(id)?;
+    let Json(body) = body.map_err(ApiError::from_json)?;
+    let actor = auth::actor(&p);
+    blocking(move || {
+        let c = ops::checkout::refuse(&shared.ctx, &actor, id, &body.reason)?;
+        Ok(Json(json!({ "checkout": ops::checkout::json(&c) })))
+    })
+    .await
+}
+
 async fn claim(
     State(shared): State<Arc<Shared>>,
     Extension(p): Extension<Principal>,
@@ -1025,6 +1050,15 @@ hosts:
             .await;
         assert_eq!(own.status, StatusCode::FORBIDDEN, "{}", own.text);
         assert_eq!(own.code(), "refused");
+        let own_refusal = w
+            .call(
+                "POST",
+                &format!("/api/v1/checkouts/{id}/refuse"),
+                Some(&bob),
+                r#"{"reason": "no"}"#,
+            )
+            .await;
+        assert_eq!(own_refusal.code(), "refused", "{}", own_refusal.text);
         // A requester sees only their own checkouts; an approver sees the waiting one.
         let mine = w.call("GET", "/api/v1/checkouts", Some(&alice), "").await;
         assert_eq!(mine.body["checkouts"], json!([]), "{}", mine.text);

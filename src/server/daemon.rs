@@ -116,7 +116,8 @@ fn run_as_leader(
         })?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let ctx = ops::Context::for_vault(vault.clone(), o.clock.clone(), runtime.handle().clone());
-    let shared = Arc::new(Shared::new(ctx, vault.clone(), loaded, o.tick, stop_rx));
+    let keys = super::web::WebKeys::generate(&*ctx.entropy).secure_cookies(tls.is_some());
+    let shared = Arc::new(Shared::new(ctx, vault.clone(), loaded, o.tick, stop_rx).with_web(keys));
     let wake = Arc::new(tokio::sync::Notify::new());
     let lost = Arc::new(std::sync::Mutex::new(None::<String>));
 
@@ -130,7 +131,14 @@ fn run_as_leader(
         shared.clone(),
         shared.shutdown(),
     ));
+    // Installed here, before READY=1 and the "started" line: a SIGTERM that comes right
+    // after them must find rotor's handler, not the default action (which kills at once).
+    let handlers = {
+        let _in_runtime = runtime.enter();
+        Signals::install().map_err(ServeError::Runtime)?
+    };
     runtime.spawn(signals(
+        handlers,
         shared.clone(),
         stop_tx.clone(),
         wake.clone(),
@@ -259,24 +267,38 @@ pub fn run_pass(shared: &Shared, sched: &mut Scheduler, loaded: &Loaded, actor: 
     }
 }
 
+/// The daemon's signal streams.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (inside the runtime's context).
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// SIGTERM and SIGINT stop the daemon; SIGHUP re-reads the inventory.
 async fn signals(
+    signals: Signals,
     shared: Arc<Shared>,
     stop: tokio::sync::watch::Sender<bool>,
     wake: Arc<tokio::sync::Notify>,
     path: PathBuf,
 ) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!(
-            "cannot install signal handlers; stop the daemon with SIGKILL and run `rotor recover`"
-        );
-        return;
-    };
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => break,

@@ -47,6 +47,8 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     /// Rotations started through the API (`/api/v1/rotations`), the last few kept.
     pub(crate) jobs: api::Jobs,
+    /// The page's CSRF key (made at start, in memory only) and cookie settings.
+    pub web: web::WebKeys,
     /// Set once the daemon stops: no new work starts.
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -59,6 +61,7 @@ impl Shared {
         tick: Duration,
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Shared {
+        let web = web::WebKeys::generate(&*ctx.entropy);
         Shared {
             ctx,
             vault,
@@ -66,8 +69,16 @@ impl Shared {
             health: Health::new(tick),
             metrics: metrics::Metrics::new(),
             jobs: api::Jobs::default(),
+            web,
             stopping,
         }
+    }
+
+    /// Replaces the page's keys, e.g. `WebKeys::generate(..).secure_cookies(true)` when the
+    /// daemon is served over TLS.
+    pub fn with_web(mut self, web: web::WebKeys) -> Shared {
+        self.web = web;
+        self
     }
 
     /// The inventory in force now (a request keeps the one it started with).

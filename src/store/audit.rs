@@ -149,6 +149,12 @@ pub enum Event {
     },
     /// A second person approved it.
     CheckoutApproved { checkout: i64, ticket: String },
+    /// A second person refused the pending request (`reason`); it is closed, nothing shown.
+    CheckoutRefused {
+        checkout: i64,
+        ticket: String,
+        reason: String,
+    },
     /// The secret was shown to the requester, once; the checkout ends `until`.
     CheckoutGranted {
         checkout: i64,
@@ -348,6 +354,11 @@ impl Event {
             Event::CheckoutApproved { checkout, ticket } => {
                 format!("checkout {checkout} (ticket {ticket}) approved")
             }
+            Event::CheckoutRefused {
+                checkout,
+                ticket,
+                reason,
+            } => format!("checkout {checkout} (ticket {ticket}) refused; reason: {reason}"),
             Event::CheckoutGranted {
                 checkout,
                 ticket,

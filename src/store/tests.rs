@@ -1831,6 +1831,67 @@ mod checkouts {
     }
 
     #[test]
+    fn a_second_person_refuses_a_pending_request_which_closes_with_the_reason_audited() {
+        let (f, _clock, c) = setup();
+        let (alice, bob, kato) = (
+            Actor::named("alice"),
+            Actor::named("bob"),
+            Actor::named("kato"),
+        );
+        f.vault
+            .checkout_request(&alice, &request(&c, true))
+            .unwrap();
+        // Not the requester (she withdraws with checkin), not the named engineer, not
+        // without a reason.
+        let own = refusal(f.vault.checkout_refuse(&alice, 1, "no").unwrap_err());
+        assert!(own.contains("cannot refuse"), "{own}");
+        let named = refusal(f.vault.checkout_refuse(&kato, 1, "no").unwrap_err());
+        assert!(named.contains("is for kato"), "{named}");
+        let bare = refusal(f.vault.checkout_refuse(&bob, 1, "  ").unwrap_err());
+        assert!(bare.contains("--reason"), "{bare}");
+        let closed = f
+            .vault
+            .checkout_refuse(&bob, 1, "wrong ticket: use the change ticket")
+            .unwrap();
+        assert_eq!(
+            (closed.state, closed.end, closed.ended_by.as_deref()),
+            (State::Closed, Some(End::Refused), Some("bob"))
+        );
+        assert_eq!(closed.state_words(), "closed (refused)");
+        assert_eq!(closed.failure, None, "a refusal is no failed rotation");
+        // Only a pending request: a refused one is over, an approved one is the requester's.
+        let again = refusal(f.vault.checkout_refuse(&bob, 1, "no").unwrap_err());
+        assert!(again.contains("not pending"), "{again}");
+        f.vault
+            .checkout_request(&alice, &request(&c, true))
+            .unwrap();
+        f.vault.checkout_approve(&bob, 2).unwrap();
+        assert!(
+            refusal(f.vault.checkout_refuse(&bob, 2, "no").unwrap_err()).contains("not pending")
+        );
+        let refused: Vec<String> = raw(&f.dir)
+            .prepare("SELECT detail FROM audit WHERE action = 'checkout_refused'")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            refused,
+            [r#"{"checkout":1,"reason":"wrong ticket: use the change ticket","ticket":"INC-1"}"#]
+        );
+        let event = crate::store::audit::Event::CheckoutRefused {
+            checkout: 1,
+            ticket: "INC-1".into(),
+            reason: "wrong ticket".into(),
+        };
+        assert_eq!(
+            event.describe(),
+            "checkout 1 (ticket INC-1) refused; reason: wrong ticket"
+        );
+    }
+
+    #[test]
     fn no_grant_while_the_credential_is_being_rotated_or_has_no_secret() {
         let (f, _clock, c) = setup();
         let alice = Actor::named("alice");

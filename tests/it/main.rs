@@ -33,3 +33,4 @@ mod systemd;
 mod timeouts;
 mod uniqueness;
 mod unpark;
+mod web;

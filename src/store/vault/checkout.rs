@@ -61,7 +61,7 @@ impl CheckoutRecord {
                     End::Expired => "expired",
                     End::CheckIn => "checked in",
                     End::Forced => "ended by a rotation",
-                    End::Cancelled | End::Lapsed => "ending",
+                    End::Cancelled | End::Lapsed | End::Refused => "ending",
                 };
                 if self.failure.is_some() {
                     format!("{what}, rotation failed")
@@ -75,6 +75,7 @@ impl CheckoutRecord {
                 End::Forced => "closed (rotated by a run)".into(),
                 End::Cancelled => "closed (cancelled)".into(),
                 End::Lapsed => "closed (lapsed)".into(),
+                End::Refused => "closed (refused)".into(),
             },
             (state, _) => state.as_str().into(),
         }
@@ -423,6 +424,50 @@ impl Vault {
                 ticket: c.ticket.clone(),
             };
             self.audit_append_in(by, tx, &event, Some(&c.cred.to_string()))?;
+            Vault::checkout_by_id(tx, id)
+        })
+    }
+
+    /// A second person refuses a pending request: it is closed (refused) at once, nothing was
+    /// shown and nothing is rotated; `why` is recorded in the audit log with the refusal.
+    pub fn checkout_refuse(
+        &self,
+        by: &Actor,
+        id: i64,
+        why: &str,
+    ) -> Result<CheckoutRecord, StoreError> {
+        let why: String = crate::text::escape(why.trim()).chars().take(500).collect();
+        if why.is_empty() {
+            return Err(StoreError::Refused(
+                "refusing a checkout needs a --reason: it is recorded and shown to the requester"
+                    .into(),
+            ));
+        }
+        self.write(|tx| {
+            let c = Vault::checkout_by_id(tx, id)?;
+            if c.state != State::Pending {
+                return Err(StoreError::Refused(format!(
+                    "checkout {id} is {}, not pending: only a pending request can be refused",
+                    c.state_words()
+                )));
+            }
+            checkout::may_refuse(
+                by.person(),
+                by.identified(),
+                &c.requester,
+                c.requester_via_sudo,
+                c.for_name.as_deref(),
+            )
+            .map_err(refused)?;
+            let event = Event::CheckoutRefused {
+                checkout: id,
+                ticket: c.ticket.clone(),
+                reason: why.clone(),
+            };
+            // The reason lives in the audit log (as an approval's context does), not in the
+            // record: `failure` means a rotation that must be retried.
+            self.audit_append_in(by, tx, &event, Some(&c.cred.to_string()))?;
+            self.close_in(by, tx, &c, End::Refused)?;
             Vault::checkout_by_id(tx, id)
         })
     }
