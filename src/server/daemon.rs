@@ -199,7 +199,16 @@ pub fn scheduler_loop(
             sched.inventory_changed();
             current = loaded.clone();
         }
-        run_pass(shared, sched, &loaded, &actor);
+        // A panic in a pass is a bug; it must not end the daemon silently. It is logged,
+        // `/health` turns unhealthy (no pass completed), and the next tick tries again.
+        let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_pass(shared, sched, &loaded, &actor);
+        }));
+        if pass.is_err() {
+            tracing::error!(
+                "a scheduler pass panicked (a bug: please report it); the next tick tries again"
+            );
+        }
         if shared.is_stopping() {
             break;
         }
