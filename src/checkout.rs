@@ -230,6 +230,26 @@ pub fn may_claim(claimer: &str, how: Identified, requester: &str) -> Result<(), 
     }
 }
 
+/// Who may end a checkout through the daemon (API or page), where tokens of many people
+/// meet: its requester, the engineer it was made for, or, when `may_end_others` (an
+/// approver's or admin's token), anyone's. A requester's token cannot end another vendor's
+/// work in the middle of it.
+pub fn may_check_in(
+    person: &str,
+    requester: &str,
+    for_name: Option<&str>,
+    may_end_others: bool,
+) -> Result<(), Refused> {
+    if may_end_others || same(person, requester) || for_name.is_some_and(|f| same(person, f)) {
+        Ok(())
+    } else {
+        Err(Refused(format!(
+            "only {requester}, who requested this checkout{}, or an approver can check it in",
+            for_name.map_or_else(String::new, |f| format!(", or {f}, for whom it was made"))
+        )))
+    }
+}
+
 /// How a read of a checked-out credential's secret is recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Read {
@@ -276,6 +296,18 @@ pub fn deadline(at: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkout_is_ended_through_the_daemon_by_its_people_or_an_approver() {
+        assert!(may_check_in("kato", "kato", None, false).is_ok());
+        assert!(may_check_in("eng", "kato", Some("eng"), false).is_ok());
+        assert!(may_check_in("sato", "kato", None, true).is_ok());
+        let no = may_check_in("other-vendor", "kato", Some("eng"), false).unwrap_err();
+        assert_eq!(
+            no.0,
+            "only kato, who requested this checkout, or eng, for whom it was made, or an approver can check it in"
+        );
+    }
 
     fn policy(approval: Approval) -> CheckoutPolicy {
         CheckoutPolicy {

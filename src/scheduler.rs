@@ -91,8 +91,39 @@ pub enum Why {
 }
 
 /// Decides one credential at `now`; `rng_value` is a uniform random `u64` from the
-/// caller's entropy, used only when a run is spread.
+/// caller's entropy, used only when a run is spread. Whatever made it due (on time, a
+/// catch-up, a retry), nothing rotates outside the plan's window: it waits for the opening.
 pub fn decide(
+    plan: Plan<'_>,
+    last_rotation: Option<DateTime<Utc>>,
+    stored: Option<&Stored>,
+    now: DateTime<Utc>,
+    settings: Settings,
+    rng_value: u64,
+) -> Decision {
+    let d = decide_ignoring_window(plan, last_rotation, stored, now, settings, rng_value);
+    let Some(w) = plan.window else {
+        return d;
+    };
+    if !d.rotate || w.contains(now, plan.tz) {
+        return d;
+    }
+    let opens = w.next_open(now, plan.tz);
+    let failures = d.store.as_ref().or(stored).map_or(0, |s| s.failures);
+    Decision {
+        rotate: false,
+        due_at: opens,
+        why: Why::Waiting,
+        store: Some(Stored {
+            plan: plan.key(),
+            basis: last_rotation,
+            due_at: opens,
+            failures,
+        }),
+    }
+}
+
+fn decide_ignoring_window(
     plan: Plan<'_>,
     last_rotation: Option<DateTime<Utc>>,
     stored: Option<&Stored>,
@@ -381,6 +412,38 @@ mod tests {
             started,
         );
         assert!(d.rotate);
+    }
+
+    #[test]
+    fn a_restart_or_a_late_pass_outside_the_window_waits_for_it_to_open() {
+        let window = Window {
+            days: crate::schedule::Weekdays::parse_item("mon-fri").unwrap(),
+            hours: crate::schedule::Hours::parse("01:00-05:00").unwrap(),
+        };
+        let last = Some(utc(2026, 12, 3, 18, 0));
+        // Remembered: due Monday 01:00 Tokyo (Sunday 16:00 UTC).
+        let stored = Stored {
+            plan: Plan {
+                schedule: &Schedule::parse("0 3 * * *").unwrap(),
+                tz: tokyo(),
+                window: Some(&window),
+            }
+            .key(),
+            basis: last,
+            due_at: Some(utc(2026, 12, 6, 16, 0)),
+            failures: 1,
+        };
+        // Restarted Monday 09:00 Tokyo (00:00 UTC), the window closed since 05:00: a
+        // catch-up, but not now: Tuesday 01:00 Tokyo.
+        let now = utc(2026, 12, 7, 0, 0);
+        let d = check("0 3 * * *", Some(&window), last, Some(&stored), now, now);
+        assert!(!d.rotate);
+        assert_eq!(d.due_at, Some(utc(2026, 12, 7, 16, 0)));
+        assert_eq!(d.store.as_ref().unwrap().failures, 1, "the failure count is kept");
+        // A daemon that ran all along but whose pass came late (after 05:00): the same.
+        let d = check("0 3 * * *", Some(&window), last, Some(&stored), now, utc(2026, 12, 1, 0, 0));
+        assert!(!d.rotate);
+        assert_eq!(d.due_at, Some(utc(2026, 12, 7, 16, 0)));
     }
 
     #[test]

@@ -45,11 +45,21 @@ fn tick_arg(s: &str) -> Result<Duration, String> {
     if d < Duration::from_secs(1) {
         return Err("a tick shorter than 1s would only burn CPU: use 1s or more".into());
     }
+    if d > Duration::from_secs(3600) {
+        return Err(
+            "a tick longer than 1h would leave expired checkouts open that long: use at most 1h"
+                .into(),
+        );
+    }
     Ok(d)
 }
 
 fn spread_arg(s: &str) -> Result<Duration, String> {
-    seconds_or_duration(s)
+    let d = seconds_or_duration(s)?;
+    if d > Duration::from_secs(86_400) {
+        return Err("spread missed runs over at most a day (1d)".into());
+    }
+    Ok(d)
 }
 
 fn seconds_or_duration(s: &str) -> Result<Duration, String> {
@@ -60,8 +70,8 @@ fn seconds_or_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run(g: &Global, a: ServeArgs) -> CliResult {
-    if a.step_timeout == 0 {
-        return Err(usage("--step-timeout must be at least 1 second"));
+    if !(1..=3600).contains(&a.step_timeout) {
+        return Err(usage("--step-timeout is in seconds, from 1 to 3600"));
     }
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),

@@ -179,6 +179,22 @@ pub struct Ended {
     pub failure: Option<String>,
 }
 
+/// A check-in through the daemon (API or page): refused unless the caller may end this
+/// checkout (`checkout::may_check_in`: its requester or engineer, or an approver when
+/// `may_end_others`), then as [`checkin`].
+pub fn checkin_as_caller(
+    ctx: &Context,
+    by: &Actor,
+    may_end_others: bool,
+    id: i64,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Ended, OpsError> {
+    let c = ctx.checkouts.get(id)?;
+    checkout::may_check_in(by.person(), &c.requester, c.for_name.as_deref(), may_end_others)
+        .map_err(|e| refused(e.0))?;
+    checkin(ctx, by, id, None, shutdown)
+}
+
 /// `rotor checkin ID [-i FILE]`: the credential is rotated now (with `inventory`, or the one
 /// the checkout was made with), so the checked-out secret stops working. A request never
 /// claimed is simply closed; one already closed is returned as it is.
@@ -208,7 +224,19 @@ pub fn settle_due(
     by: &Actor,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Vec<Ended>, OpsError> {
-    let ending = ctx.checkouts.due(by)?;
+    settle_due_where(ctx, by, shutdown, &|_| true)
+}
+
+/// [`settle_due`], rotating only the ending checkouts `may_try` lets through now (the
+/// daemon backs off from one whose rotation keeps failing); every expiry is still recorded.
+pub fn settle_due_where(
+    ctx: &Context,
+    by: &Actor,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    may_try: &dyn Fn(&CheckoutRecord) -> bool,
+) -> Result<Vec<Ended>, OpsError> {
+    let mut ending = ctx.checkouts.due(by)?;
+    ending.retain(|c| may_try(c));
     if ending.is_empty() {
         return Ok(Vec::new());
     }

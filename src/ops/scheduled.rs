@@ -55,9 +55,11 @@ pub struct Scheduler {
     pub concurrency: usize,
     /// Deadline of each SSH or LDAP step.
     pub step_timeout: Duration,
-    /// Accounts each directory's searches found, and when.
+    /// Accounts each directory's searches found, and when they run next.
     discovered: HashMap<HostName, Vec<CredentialId>>,
-    discovered_at: Option<DateTime<Utc>>,
+    discover_at: Option<DateTime<Utc>>,
+    /// Ending checkouts whose rotation failed: failures so far, and when to try again.
+    checkout_retry: HashMap<i64, (u32, DateTime<Utc>)>,
     /// The day each stale credential was last warned about.
     warned: HashMap<CredentialId, NaiveDate>,
 }
@@ -71,7 +73,8 @@ impl Scheduler {
             concurrency: 32,
             step_timeout: Duration::from_secs(20),
             discovered: HashMap::new(),
-            discovered_at: None,
+            discover_at: None,
+            checkout_retry: HashMap::new(),
             warned: HashMap::new(),
         }
     }
@@ -79,7 +82,7 @@ impl Scheduler {
     /// A new inventory is in force: its directories are searched again at the next pass.
     pub fn inventory_changed(&mut self) {
         self.discovered.clear();
-        self.discovered_at = None;
+        self.discover_at = None;
     }
 }
 
@@ -126,18 +129,49 @@ pub fn pass<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    let started = ctx.clock.now();
+    let retry = sched.checkout_retry.clone();
+    let may_try = move |c: &crate::store::CheckoutRecord| {
+        retry.get(&c.id).is_none_or(|(_, at)| *at <= started)
+    };
     let mut pass = Pass {
-        checkouts: checkout::settle_due(ctx, actor, shutdown())?,
+        checkouts: checkout::settle_due_where(ctx, actor, shutdown(), &may_try)?,
         ..Pass::default()
     };
     let now = ctx.clock.now();
+    // A checkout whose rotation failed is tried again after the scheduler's backoff, not
+    // every tick: an unreachable host would cost its step timeouts in every pass.
+    for ended in &pass.checkouts {
+        match &ended.failure {
+            None => {
+                sched.checkout_retry.remove(&ended.checkout.id);
+            }
+            Some(_) => {
+                let failures = sched
+                    .checkout_retry
+                    .get(&ended.checkout.id)
+                    .map_or(0, |(n, _)| *n)
+                    .saturating_add(1);
+                let wait = chrono::Duration::from_std(scheduler::retry_backoff(failures))
+                    .unwrap_or(chrono::Duration::hours(6));
+                sched
+                    .checkout_retry
+                    .insert(ended.checkout.id, (failures, now + wait));
+            }
+        }
+    }
     pass.at = Some(now);
-    if sched.discovered_at.is_none_or(|at| {
-        now - at
-            >= chrono::Duration::from_std(sched.discover_every).unwrap_or(chrono::Duration::MAX)
-    }) {
+    if sched.discover_at.is_none_or(|at| at <= now) {
         pass.undiscovered = discover(ctx, sched, inventory);
-        sched.discovered_at = Some(now);
+        // A directory whose search failed is tried again in five minutes; its accounts
+        // found before stay scheduled meanwhile.
+        let next = if pass.undiscovered.is_empty() {
+            sched.discover_every
+        } else {
+            Duration::from_secs(300).min(sched.discover_every)
+        };
+        sched.discover_at =
+            Some(now + chrono::Duration::from_std(next).unwrap_or(chrono::Duration::hours(1)));
     }
     let statuses = ctx.records.status()?;
     let items = inventory_items(inventory, &statuses, &sched.discovered);
@@ -228,6 +262,8 @@ where
     };
     let done = rotate(ctx, req, shutdown())?;
     pass.interrupted = done.interrupted;
+    // Backoffs count from the end of the run, which may have taken longer than the first.
+    let ended_at = ctx.clock.now();
     let mut failed = Vec::new();
     for r in &done.report.results {
         let Some((plan, last, failures)) = plans.get(&r.cred) else {
@@ -244,7 +280,7 @@ where
                 tracing::warn!(cred = %r.cred, outcome = other.label(), "scheduled rotation failed; retried after a backoff");
                 failed.push((
                     r.cred.clone(),
-                    Some(scheduler::after_failure(*plan, *last, *failures, now)),
+                    Some(scheduler::after_failure(*plan, *last, *failures, ended_at)),
                 ));
             }
         }
@@ -310,7 +346,7 @@ fn discover(ctx: &Context, sched: &mut Scheduler, inventory: &Inventory) -> Vec<
         &*dirs,
         Purpose::RecoverOrVerify,
     );
-    sched.discovered.clear();
+    // Replaced directory by directory: one whose search failed keeps what it found before.
     for w in works {
         let creds = w
             .accounts

@@ -623,7 +623,9 @@ async fn checkin(
     blocking(move || {
         // The rotation that ends it runs here (seconds); SIGTERM lets it finish.
         let started = Instant::now();
-        let ended = ops::checkout::checkin(&shared.ctx, &actor, id, None, shared.shutdown())?;
+        let others = p.role >= Role::Approver;
+        let ended =
+            ops::checkout::checkin_as_caller(&shared.ctx, &actor, others, id, shared.shutdown())?;
         if let Some(report) = &ended.report {
             count_rotations(&shared, report, started);
         }
@@ -1097,6 +1099,20 @@ hosts:
             "refused",
             "only the requester claims: {}",
             other.text
+        );
+        let ended_by_other = w
+            .call(
+                "POST",
+                &format!("/api/v1/checkouts/{id}/checkin"),
+                Some(&alice),
+                "",
+            )
+            .await;
+        assert_eq!(
+            ended_by_other.code(),
+            "refused",
+            "another requester cannot end it: {}",
+            ended_by_other.text
         );
         let claimed = w
             .call(

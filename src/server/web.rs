@@ -1294,10 +1294,11 @@ async fn checkin(
         }
     };
     let actor = auth::actor(&s.who);
+    let others = s.who.role >= Role::Approver;
     let shutdown = shared.shutdown();
     // The rotation runs here (over SSH, seconds): the answer comes once it is done.
     let done = blocking(&shared, move |sh| {
-        ops_checkout::checkin(&sh.ctx, &actor, id, None, shutdown)
+        ops_checkout::checkin_as_caller(&sh.ctx, &actor, others, id, shutdown)
     })
     .await;
     let res = match done {

@@ -33,7 +33,7 @@ impl Vault {
         let owner_host = this_process_owner();
         let pid = std::process::id();
         let now = self.now();
-        let expires = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        let expires = expiry(now, ttl);
         self.write(|tx| {
             let found = tx
                 .prepare_cached(
@@ -86,7 +86,7 @@ impl Vault {
     /// Extends the lease by `ttl` from now. Fails when another process took it (this one
     /// was paused past its ttl): the daemon must then stop.
     pub fn leader_renew(&self, leader: &Leader, ttl: Duration) -> Result<(), StoreError> {
-        let expires = self.now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        let expires = expiry(self.now(), ttl);
         let changed = self.write_lazy(|tx| {
             Ok(tx.exec(
                 "UPDATE daemon_leader SET expires_at = ?3
@@ -176,6 +176,14 @@ impl Vault {
             Ok(())
         })
     }
+}
+
+/// `now + ttl`, or the end of time for a ttl no clock reaches.
+fn expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(ttl)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 #[cfg(test)]
