@@ -439,9 +439,20 @@ mod tests {
         let d = check("0 3 * * *", Some(&window), last, Some(&stored), now, now);
         assert!(!d.rotate);
         assert_eq!(d.due_at, Some(utc(2026, 12, 7, 16, 0)));
-        assert_eq!(d.store.as_ref().unwrap().failures, 1, "the failure count is kept");
+        assert_eq!(
+            d.store.as_ref().unwrap().failures,
+            1,
+            "the failure count is kept"
+        );
         // A daemon that ran all along but whose pass came late (after 05:00): the same.
-        let d = check("0 3 * * *", Some(&window), last, Some(&stored), now, utc(2026, 12, 1, 0, 0));
+        let d = check(
+            "0 3 * * *",
+            Some(&window),
+            last,
+            Some(&stored),
+            now,
+            utc(2026, 12, 1, 0, 0),
+        );
         assert!(!d.rotate);
         assert_eq!(d.due_at, Some(utc(2026, 12, 7, 16, 0)));
     }

@@ -190,8 +190,13 @@ pub fn checkin_as_caller(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Ended, OpsError> {
     let c = ctx.checkouts.get(id)?;
-    checkout::may_check_in(by.person(), &c.requester, c.for_name.as_deref(), may_end_others)
-        .map_err(|e| refused(e.0))?;
+    checkout::may_check_in(
+        by.person(),
+        &c.requester,
+        c.for_name.as_deref(),
+        may_end_others,
+    )
+    .map_err(|e| refused(e.0))?;
     checkin(ctx, by, id, None, shutdown)
 }
 

@@ -389,7 +389,7 @@ async fn start_rotation(
         &label,
         reason,
         auth::actor(&p).as_str(),
-    );
+    )?;
     let answer = shared.jobs.json(job).unwrap_or(Value::Null);
     let reason = reason.to_owned();
     let actor = auth::actor(&p);
@@ -429,7 +429,11 @@ async fn start_rotation(
 
 /// Counts a run's rotations in the metrics: by the policy of the inventory in force (a
 /// credential it no longer lists counts under `none`) and outcome.
-fn count_rotations(shared: &Shared, report: &crate::report::RunReport, started: Instant) {
+pub(crate) fn count_rotations(
+    shared: &Shared,
+    report: &crate::report::RunReport,
+    started: Instant,
+) {
     let loaded = shared.loaded();
     for r in &report.results {
         let policy = loaded.inventory.policy_name_for(&r.cred).unwrap_or("none");
@@ -764,8 +768,31 @@ impl Jobs {
     }
 
     /// Records a job that starts now; returns its id.
-    fn start(&self, now: DateTime<Utc>, scope: &str, reason: &str, by: &str) -> u64 {
+    /// Records a new running job, or refuses with the one still running: one rotation
+    /// started through the API at a time (each fans out to dozens of workers; a client
+    /// retrying on its own timeout must not start the same incident run ten times).
+    fn start(
+        &self,
+        now: DateTime<Utc>,
+        scope: &str,
+        reason: &str,
+        by: &str,
+    ) -> Result<u64, ApiError> {
         let mut list = self.lock();
+        if let Some(running) = list
+            .jobs
+            .iter()
+            .find(|j| matches!(j.state, JobState::Running))
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "rotation job {} ({}, by {}) is still running: one at a time. Follow it at /api/v1/rotations/{}, and start the next when it ends",
+                    running.id, running.scope, running.by, running.id
+                ),
+            ));
+        }
         list.last_id += 1;
         let id = list.last_id;
         list.jobs.push_back(Job {
@@ -786,7 +813,7 @@ impl Jobs {
                 .unwrap_or(0);
             list.jobs.remove(idx);
         }
-        id
+        Ok(id)
     }
 
     fn finish(&self, id: u64, now: DateTime<Utc>, result: Result<Rotated, String>) {

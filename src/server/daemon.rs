@@ -168,8 +168,13 @@ fn run_as_leader(
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopping: rotations in flight finish or roll back");
     let _ = stop_tx.send(true);
-    if let Err(e) = runtime.block_on(http) {
-        tracing::warn!(error = %e, "the HTTP server ended with an error");
+    // Requests in flight are answered first, but a client that never finishes its request
+    // must not hold the stop: after 30 s its connection is dropped with the runtime.
+    match runtime.block_on(async { tokio::time::timeout(Duration::from_secs(30), http).await }) {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the HTTP server ended with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server task failed"),
+        Err(_) => tracing::warn!("HTTP connections still open after 30 s are dropped"),
     }
     // Dropping the runtime waits for blocking work in flight (a rotation an API call
     // started): it has seen the stop and starts nothing new.
@@ -231,14 +236,7 @@ pub fn run_pass(shared: &Shared, sched: &mut Scheduler, loaded: &Loaded, actor: 
     }) {
         Ok(pass) => {
             if let Some(run) = &pass.run {
-                for r in &run.results {
-                    let policy = loaded
-                        .inventory
-                        .policy_for(&r.cred)
-                        .map_or("unknown", |p| p.name.as_str());
-                    shared.metrics.rotation(policy, r.outcome.label());
-                }
-                shared.metrics.run_duration(started.elapsed().as_secs_f64());
+                super::api::count_rotations(shared, run, started);
                 tracing::info!(
                     due = pass.due.len(),
                     committed = run

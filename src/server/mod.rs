@@ -49,8 +49,55 @@ pub struct Shared {
     pub(crate) jobs: api::Jobs,
     /// The page's CSRF key (made at start, in memory only) and cookie settings.
     pub web: web::WebKeys,
+    /// How many calls without a valid token the audit log takes per minute.
+    anonymous: AnonymousBudget,
     /// Set once the daemon stops: no new work starts.
     stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Calls without a valid token are recorded up to a budget per minute: anyone who can reach
+/// the port can make them, and each would otherwise be a row in the audit log forever. The
+/// rest are counted and said in the daemon's log once a minute.
+pub struct AnonymousBudget {
+    /// The minute (unix time / 60), calls recorded in it, calls left out.
+    window: Mutex<(i64, u32, u32)>,
+}
+
+impl AnonymousBudget {
+    /// Recorded anonymous calls per minute.
+    pub const PER_MINUTE: u32 = 60;
+
+    fn new() -> AnonymousBudget {
+        AnonymousBudget {
+            window: Mutex::new((0, 0, 0)),
+        }
+    }
+
+    /// Whether a call at `unix_secs` is recorded.
+    fn admit(&self, unix_secs: i64) -> bool {
+        let minute = unix_secs.div_euclid(60);
+        let mut w = self
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if w.0 != minute {
+            if w.2 > 0 {
+                tracing::warn!(
+                    left_out = w.2,
+                    "calls without a valid token beyond {} a minute were not recorded in the audit log",
+                    Self::PER_MINUTE
+                );
+            }
+            *w = (minute, 0, 0);
+        }
+        if w.1 < Self::PER_MINUTE {
+            w.1 += 1;
+            true
+        } else {
+            w.2 += 1;
+            false
+        }
+    }
 }
 
 impl Shared {
@@ -70,6 +117,7 @@ impl Shared {
             metrics: metrics::Metrics::new(),
             jobs: api::Jobs::default(),
             web,
+            anonymous: AnonymousBudget::new(),
             stopping,
         }
     }
@@ -115,6 +163,9 @@ impl Shared {
     /// for a call that presented none or a bad one), the method, the path without its
     /// query, and the status answered. A failure to record is logged, never answered.
     pub fn audit_call(&self, who: Option<&auth::Principal>, method: &str, path: &str, status: u16) {
+        if who.is_none() && !self.anonymous.admit(self.ctx.clock.now().timestamp()) {
+            return;
+        }
         let actor = who.map_or_else(|| Actor::named("anonymous"), auth::actor);
         let event = Event::ApiCall {
             method: method.to_owned(),
@@ -207,4 +258,17 @@ pub async fn serve_http(
     axum::serve(listener, router(shared))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::AnonymousBudget;
+
+    #[test]
+    fn anonymous_calls_are_recorded_up_to_the_budget_per_minute() {
+        let b = AnonymousBudget::new();
+        let recorded = (0..100).filter(|_| b.admit(120)).count();
+        assert_eq!(recorded, AnonymousBudget::PER_MINUTE as usize);
+        assert!(b.admit(180), "a new minute, a new budget");
+    }
 }

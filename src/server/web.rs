@@ -305,7 +305,8 @@ fn store_trouble(e: &StoreError) -> Page {
     Page::error(
         StatusCode::INTERNAL_SERVER_ERROR,
         "rotor cannot read its vault",
-        &format!("{e}. Try again in a moment; if it persists, tell the rotor operator."),
+        // The detail (paths, SQLite's words) is for the operator's log, as the API does.
+        "Try again in a moment; if it persists, tell the rotor operator (the daemon's log says why).",
     )
 }
 
@@ -361,7 +362,17 @@ fn answer(
     path: &str,
     res: Response,
 ) -> Response {
-    shared.audit_call(who, method, path, res.status().as_u16());
+    let status = res.status().as_u16();
+    // A vault write (it may wait behind another writer): off the async worker's other tasks,
+    // as the API's guard does with `spawn_blocking`, so a slow vault stalls no other page or
+    // `/health`. A current-thread runtime (unit tests) has no other worker to hand them to.
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(|| shared.audit_call(who, method, path, status));
+    } else {
+        shared.audit_call(who, method, path, status);
+    }
     res
 }
 
@@ -1027,7 +1038,7 @@ fn ops_trouble(e: &OpsError) -> Page {
             Page::error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "rotor could not do this",
-                &format!("{other}. Try again; if it happens again, tell the rotor operator."),
+                "Try again; if it happens again, tell the rotor operator (the daemon's log says why).",
             )
         }
     }

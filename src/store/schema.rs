@@ -243,6 +243,9 @@ const MIGRATIONS: &[&str] = &[
         failures    INTEGER NOT NULL DEFAULT 0,
         updated_at  TEXT NOT NULL
     );
+    -- One credential's audit entries (`rotor audit log --cred`, the checkout page) without
+    -- reading the whole log, which every API call makes longer.
+    CREATE INDEX audit_cred ON audit(cred, seq);
     "#,
 ];
 

@@ -531,3 +531,33 @@ fn a_second_daemon_on_the_same_vault_refuses_to_start_and_names_the_first() {
     let next = Daemon::start(&rotor, &lab.inventory_path(), &[]);
     assert_eq!(next.stop(Duration::from_secs(30)), 0);
 }
+
+#[test]
+fn a_scheduled_rotation_that_fails_is_retried_after_a_backoff_not_every_tick() {
+    let lab = Lab::start(1);
+    let rotor = Rotor::init();
+    let inv = inventory_with(
+        &lab,
+        "failing.yaml",
+        "  default: { length: 24, classes: [lower, upper, digit, symbol], schedule: \"@daily\" }",
+        None,
+    );
+    let p = InProcess::open(&rotor, &inv, "2026-12-01T00:00:00Z");
+    let mut sched = p.scheduler();
+    // The host refuses the change: the rotation is rolled back, and due again in 5 minutes.
+    lab.fault("host-001", crate::lab::Fault::ChpasswdFails);
+    let failed = p.pass(&mut sched);
+    assert_eq!(failed.due.len(), 2);
+    let rows = p.vault.schedule_rows().unwrap();
+    let row = &rows[&CredentialId::parse(HOST1[0]).unwrap()];
+    assert_eq!(row.failures, 1);
+    assert_eq!(row.due_at, Some(utc("2026-12-01T00:05:00Z")));
+    // The next ticks before then start nothing.
+    p.set("2026-12-01T00:04:59Z");
+    assert!(p.pass(&mut sched).due.is_empty());
+    // The host is mended; at the retry it rotates.
+    lab.fault("host-001", crate::lab::Fault::Kill);
+    lab.fault("host-001", crate::lab::Fault::Start);
+    p.set("2026-12-01T00:05:00Z");
+    assert_eq!(committed(&p.pass(&mut sched)), creds(&HOST1));
+}
