@@ -11,6 +11,7 @@
 pub mod api;
 pub mod auth;
 mod daemon;
+pub mod http;
 pub mod metrics;
 pub mod tls;
 pub mod web;
@@ -237,27 +238,23 @@ pub async fn serve(
     shared: Arc<Shared>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let limits = http::Limits::default();
     match tls {
-        None => serve_http(listener, shared, shutdown).await,
+        None => http::serve_connections(listener, router(shared), limits, shutdown).await,
         Some(config) => {
             let listener = tls::TlsListener::new(listener, config)?;
-            axum::serve(listener, router(shared))
-                .with_graceful_shutdown(shutdown)
-                .await
+            http::serve_connections(listener, router(shared), limits, shutdown).await
         }
     }
 }
 
-/// Serves `router(shared)` on `listener` until `shutdown` completes; requests in flight
-/// are answered first (axum's graceful shutdown).
+/// [`serve`] over plain HTTP (tests, and a loopback daemon).
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(shared))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve(listener, None, shared, shutdown).await
 }
 
 #[cfg(test)]
