@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// TLS private key (PEM), with --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The page is reached over HTTPS through a proxy in front of a loopback daemon: its
+    /// cookies are marked Secure (as they are when rotor serves TLS itself).
+    #[arg(long)]
+    pub secure_cookies: bool,
     /// How often the scheduler looks for due credentials and checkouts.
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = tick_arg)]
     pub tick: Duration,
@@ -82,6 +86,7 @@ pub fn run(g: &Global, a: ServeArgs) -> CliResult {
         inventory: a.inventory,
         listen: a.listen,
         tls,
+        secure_cookies: a.secure_cookies,
         tick: a.tick,
         catch_up_spread: a.catch_up_spread,
         concurrency: usize::from(a.concurrency),

@@ -22,6 +22,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Certificate chain and key files (PEM), for TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Mark the page's cookies Secure without TLS here (a TLS proxy in front).
+    pub secure_cookies: bool,
     pub tick: Duration,
     pub catch_up_spread: Duration,
     pub concurrency: usize,
@@ -116,7 +118,8 @@ fn run_as_leader(
         })?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let ctx = ops::Context::for_vault(vault.clone(), o.clock.clone(), runtime.handle().clone());
-    let keys = super::web::WebKeys::generate(&*ctx.entropy).secure_cookies(tls.is_some());
+    let keys = super::web::WebKeys::generate(&*ctx.entropy)
+        .secure_cookies(tls.is_some() || o.secure_cookies);
     let shared = Arc::new(Shared::new(ctx, vault.clone(), loaded, o.tick, stop_rx).with_web(keys));
     let wake = Arc::new(tokio::sync::Notify::new());
     let lost = Arc::new(std::sync::Mutex::new(None::<String>));

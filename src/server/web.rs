@@ -123,7 +123,19 @@ impl WebKeys {
         self.tag("rotor/web/login-csrf", nonce)
     }
 
+    /// A cookie's name as set and read: with the `__Host-` prefix when `Secure` (the
+    /// browser then takes it only from this origin over HTTPS, never set by a sibling
+    /// subdomain).
+    fn name(&self, base: &str) -> String {
+        if self.secure_cookies {
+            format!("__Host-{base}")
+        } else {
+            base.to_owned()
+        }
+    }
+
     fn cookie(&self, name: &str, value: &str, max_age: Option<u32>) -> HeaderValue {
+        let name = self.name(name);
         let mut c = format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/");
         if let Some(age) = max_age {
             let _ = write!(c, "; Max-Age={age}");
@@ -280,7 +292,8 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn session(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<SessionState, Page> {
-    let Some(token) = cookie(headers, SESSION_COOKIE).filter(|t| !t.is_empty()) else {
+    let Some(token) = cookie(headers, &shared.web.name(SESSION_COOKIE)).filter(|t| !t.is_empty())
+    else {
         return Ok(SessionState::None);
     };
     let token = Zeroizing::new(token.to_owned());
@@ -532,7 +545,7 @@ fn redirect(code: &str, id: i64) -> Response {
 
 fn sign_in_page(shared: &Shared, headers: &HeaderMap, note: Option<(&str, &str)>) -> Page {
     // Reuse the nonce of an earlier visit (two tabs keep working); else make one.
-    let existing = cookie(headers, LOGIN_COOKIE)
+    let existing = cookie(headers, &shared.web.name(LOGIN_COOKIE))
         .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(str::to_owned);
     let mut cookies = Vec::new();
@@ -583,7 +596,7 @@ async fn login(
 ) -> Response {
     let form = form.map(|Form(f)| f).unwrap_or_default();
     let token = Zeroizing::new(form.token);
-    let nonce_ok = cookie(&headers, LOGIN_COOKIE)
+    let nonce_ok = cookie(&headers, &shared.web.name(LOGIN_COOKIE))
         .is_some_and(|nonce| same_secret(&shared.web.login_csrf(nonce), &form.csrf));
     if cross_site(&headers) || !nonce_ok {
         let page = Page::error(
@@ -1540,7 +1553,7 @@ hosts:
         let secure = keys.secure_cookies(true).cookie(SESSION_COOKIE, "t", None);
         assert_eq!(
             secure.to_str().unwrap(),
-            "rotor_session=t; HttpOnly; SameSite=Strict; Path=/; Secure"
+            "__Host-rotor_session=t; HttpOnly; SameSite=Strict; Path=/; Secure"
         );
     }
 
