@@ -18,6 +18,7 @@
 //! - [`store`]: the vault (SQLite, encrypted rows), ledger and audit log.
 //! - [`target`]: targets by capability (`Target`: read restore point, apply, prove, undo,
 //!   retire) and their adapters: `linux` (a recipe over an SSH session), `directory` (LDAP).
+//! - [`scan`]: `rotor scan`'s findings from what hosts and directories hold (pure).
 //! - [`report`]: run summaries as tables and JSON.
 //! - [`text`]: outside text made safe to print (control characters escaped).
 //! - [`server`]: `rotor serve`: the scheduler loop, HTTP API, checkout page and metrics.
@@ -35,6 +36,7 @@ pub mod password_hash;
 pub mod policy;
 pub mod recipe;
 pub mod report;
+pub mod scan;
 pub mod schedule;
 pub mod scheduler;
 pub mod secret;
