@@ -8,6 +8,8 @@
 //! keyed fingerprint under a key made for this scan alone ([`GroupId`]), so two scans'
 //! reports cannot be joined to attack a hash.
 
+pub mod html;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
