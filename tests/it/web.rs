@@ -12,19 +12,17 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fantoccini::wd::WebDriverCompatibleCommand;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use rotor::checkout::{End, State};
 use rotor::ops::Actor;
 use rotor::server::{Loaded, Shared};
 use rotor::store::{KeySource, Role, Vault};
 
+use crate::browser::{Driver, browser, console_errors, find};
 use crate::lab::Lab;
 use crate::support::Rotor;
 
@@ -218,141 +216,9 @@ fn the_page_has_a_strict_policy_and_refuses_a_form_without_its_csrf_field() {
     );
 }
 
-/// Chromedriver on a free loopback port, stopped by its PID when dropped.
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Driver {
-    fn start(log: &Path) -> Driver {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        // A process group of its own: the browsers it starts are in it too, so a test that
-        // fails before closing its sessions still stops them (see `Drop`).
-        let child = Command::new("/usr/bin/chromedriver")
-            .process_group(0)
-            .arg(format!("--port={port}"))
-            .arg(format!("--log-path={}", log.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start /usr/bin/chromedriver (Debian package chromium-driver)");
-        Driver { child, port }
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // The group's id is the driver's pid: only what this test started.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Chromedriver's log of the browser's console since the last call (`goog:loggingPrefs`).
-#[derive(Debug)]
-struct BrowserLog;
-
-impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!(
-            "session/{}/se/log",
-            session_id.unwrap_or_default()
-        ))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
-    }
-}
-
-/// One browser session of its own (a fresh profile), through the driver.
-async fn browser(driver: &Driver, profile: &Path) -> Client {
-    let caps = serde_json::json!({
-        "browserName": "chrome",
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                "--window-size=1280,1100",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        },
-        "goog:loggingPrefs": { "browser": "ALL" },
-    });
-    let caps = match caps {
-        serde_json::Value::Object(map) => map,
-        _ => unreachable!("a JSON object literal"),
-    };
-    let url = format!("http://127.0.0.1:{}", driver.port);
-    // The driver takes a moment to listen: poll until it answers, with a deadline.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match ClientBuilder::new(connector)
-            .capabilities(caps.clone())
-            .connect(&url)
-            .await
-        {
-            Ok(c) => return c,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("chromedriver on port {} never answered: {e}", driver.port),
-        }
-    }
-}
-
-/// Waits for `css` to be on the page (the WebDriver wait polls with its own deadline).
-async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
-    c.wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| {
-            panic!("`{css}` never appeared: {e}");
-        })
-}
-
 /// Saves the page as `target/screenshots/web-NAME.png`.
 async fn shot(c: &Client, name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("web-{name}.png"));
-    std::fs::write(&path, c.screenshot().await.unwrap()).unwrap();
-    path
-}
-
-/// Every console entry of level SEVERE (errors, CSP violations, failed loads) since the
-/// last call.
-async fn console_errors(c: &Client) -> Vec<String> {
-    let log = c.issue_cmd(BrowserLog).await.unwrap();
-    log.as_array()
-        .expect("chromedriver's log is a list")
-        .iter()
-        .filter(|e| e["level"] == "SEVERE")
-        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
-        .collect()
+    crate::browser::screenshot(c, &format!("web-{name}.png")).await
 }
 
 async fn sign_in(c: &Client, base: &str, token: &str) {
