@@ -82,12 +82,15 @@ fn head(out: &mut String, report: &ScanReport) {
     out.push_str("<style>\n");
     out.push_str(include_str!("report.css"));
     out.push_str("</style>\n</head>\n<body>\n");
+    let mut read = vec![count(report.n_hosts, "server", "servers")];
+    if report.n_directories > 0 {
+        read.push(count(report.n_directories, "directory", "directories"));
+    }
     let _ = writeln!(
         out,
-        "<header class=\"bar\"><h1>Credential scan</h1><p>{}: {}, {} and {} read.</p></header>",
+        "<header class=\"bar\"><h1>Credential scan</h1><p>{}: {} and {} read.</p></header>",
         esc(&when),
-        count(report.n_hosts, "server", "servers"),
-        count(report.n_directories, "directory", "directories"),
+        read.join(", "),
         count(report.n_accounts, "account", "accounts"),
     );
 }
@@ -191,8 +194,12 @@ pub fn summary_lines(report: &ScanReport) -> Vec<String> {
     let passwords = Groups::of_passwords(report);
     let mut shared: Vec<&Vec<&CredentialRow>> =
         passwords.members.iter().filter(|m| m.len() > 1).collect();
-    // Largest first; ties keep the order of first appearance (the sort is stable).
-    shared.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    // One password on many servers first (the story behind rotor), then the largest
+    // groups; ties keep the order of first appearance (the sort is stable).
+    shared.sort_by_key(|m| {
+        let n_targets = distinct(m.iter().map(|r| r.target.as_str()));
+        (std::cmp::Reverse(n_targets), std::cmp::Reverse(m.len()))
+    });
     for members in &shared {
         lines.push(shared_password_line(report, members));
     }
@@ -271,8 +278,8 @@ pub fn summary_lines(report: &ScanReport) -> Vec<String> {
     lines
 }
 
-/// One shared password group in words, as the issue asks: "root: 14 of 20 servers accept
-/// the same password".
+/// One shared password group in words, as the issue asks: "14 of 20 servers accept the
+/// same root password".
 fn shared_password_line(report: &ScanReport, members: &[&CredentialRow]) -> String {
     let first = members[0];
     let n_targets = distinct(members.iter().map(|r| r.target.as_str()));
@@ -298,10 +305,10 @@ fn shared_password_line(report: &ScanReport, members: &[&CredentialRow]) -> Stri
                 .map(|r| r.target.as_str()),
         );
         return format!(
-            "{}: {} of {} servers accept the same password.",
-            first.account,
+            "{} of {} servers accept the same {} password.",
             members.len(),
-            n_having
+            n_having,
+            first.account,
         );
     }
     format!(
@@ -378,21 +385,25 @@ fn grid(out: &mut String, report: &ScanReport, passwords: &Groups, keys: &Groups
         out.push_str("<p class=\"muted\">No account was read.</p></section>\n");
         return;
     }
-    legend(out, passwords);
     let all = targets(report);
     let (narrow, wide): (Vec<_>, Vec<_>) = all
         .into_iter()
         .partition(|(_, rows)| rows.len() <= GRID_MAX_ACCOUNTS);
+    // The legend beside the grid, read while reading it (below it on a narrow screen).
+    out.push_str("<div class=\"grid-layout\">");
     if !narrow.is_empty() {
         grid_table(out, &narrow, passwords, keys);
     }
+    legend(out, report, passwords);
+    out.push_str("</div>\n");
     for (target, rows) in &wide {
         wide_target(out, target, rows, passwords, keys);
     }
     out.push_str("</section>\n");
 }
 
-fn legend(out: &mut String, passwords: &Groups) {
+/// What the grid's marks mean: the groups, then only the marks this report uses.
+fn legend(out: &mut String, report: &ScanReport, passwords: &Groups) {
     out.push_str("<div class=\"legend\"><strong>Same colour and letter = same password.</strong>");
     for (idx, members) in passwords
         .members
@@ -409,15 +420,35 @@ fn legend(out: &mut String, passwords: &Groups) {
             count(members.len(), "account", "accounts"),
         );
     }
-    out.push_str(
-        "<span><span class=\"cell unique\">own</span> a password of its own</span>\
-         <span><span class=\"cell nopass\">none</span> no password (locked)</span>\
-         <span><span class=\"cell empty\">empty</span> empty password: no password needed</span>\
-         <span><span class=\"cell unique unmanaged\">&nbsp;</span> dashed: not managed by rotor</span>\
-         <span><span class=\"badge-key\">K1</span> SSH key shared with other accounts</span>\
-         <span><span class=\"cell unique\"><span class=\"age over\">400 d</span></span> \
-         older than its policy allows</span></div>\n",
-    );
+    out.push_str("<span><span class=\"cell unique\">own</span> a password of its own</span>");
+    let rows = &report.credentials;
+    let marks = [
+        (
+            rows.iter().any(|r| r.password == "none"),
+            "<span><span class=\"cell nopass\">none</span> no password (locked)</span>",
+        ),
+        (
+            rows.iter().any(|r| r.password == "empty"),
+            "<span><span class=\"cell empty\">empty</span> empty password: no password needed</span>",
+        ),
+        (
+            rows.iter().any(|r| !r.managed),
+            "<span><span class=\"cell unique unmanaged\">&nbsp;</span> dashed: not managed by rotor</span>",
+        ),
+        (
+            rows.iter().any(|r| !r.key_groups.is_empty()),
+            "<span><span class=\"badge-key\">K1</span> an SSH key shared with other accounts</span>",
+        ),
+        (
+            rows.iter().any(over_age),
+            "<span><span class=\"cell unique\"><span class=\"age over\">400 d</span></span> \
+             days since the last change, red: older than its policy allows</span>",
+        ),
+    ];
+    for (_, mark) in marks.iter().filter(|(used, _)| *used) {
+        out.push_str(mark);
+    }
+    out.push_str("</div>\n");
 }
 
 /// One account's cell: its group's colour and letter (or none/empty/own), its age, a badge
@@ -559,11 +590,18 @@ fn wide_target(
             )),
         );
     }
-    let _ = writeln!(
-        out,
-        "<tr><td><span class=\"cell unique\">own</span></td><td>{own}</td><td class=\"muted\">a password of its own</td></tr>\
-         <tr><td><span class=\"cell nopass\">none</span></td><td>{none}</td><td class=\"muted\">no password</td></tr>",
-    );
+    if own > 0 {
+        let _ = writeln!(
+            out,
+            "<tr><td><span class=\"cell unique\">own</span></td><td>{own}</td><td class=\"muted\">a password of its own</td></tr>",
+        );
+    }
+    if none > 0 {
+        let _ = writeln!(
+            out,
+            "<tr><td><span class=\"cell nopass\">none</span></td><td>{none}</td><td class=\"muted\">no password</td></tr>",
+        );
+    }
     let unmanaged: Vec<&str> = rows
         .iter()
         .filter(|r| !r.managed)
@@ -933,7 +971,7 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "root: 14 of 20 servers accept the same password.",
+                "14 of 20 servers accept the same root password.",
                 "No shared SSH keys found.",
             ]
         );
