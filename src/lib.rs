@@ -18,7 +18,8 @@
 //! - [`store`]: the vault (SQLite, encrypted rows), ledger and audit log.
 //! - [`target`]: targets by capability (`Target`: read restore point, apply, prove, undo,
 //!   retire) and their adapters: `linux` (a recipe over an SSH session), `directory` (LDAP).
-//! - [`scan`]: `rotor scan`'s findings from what hosts and directories hold (pure).
+//! - [`scan`]: `rotor scan`'s findings from what hosts and directories hold (pure); its
+//!   self-contained HTML report (`scan::html`).
 //! - [`report`]: run summaries as tables and JSON.
 //! - [`text`]: outside text made safe to print (control characters escaped).
 //! - [`server`]: `rotor serve`: the scheduler loop, HTTP API, checkout page and metrics.

@@ -21,6 +21,14 @@ use super::{CredentialRow, Finding, GroupId, Kind, ScanReport, Severity};
 /// would make the grid unreadable.
 const GRID_MAX_ACCOUNTS: usize = 40;
 
+/// At most this many account columns in the grid; the accounts of the columns past it (the
+/// least widespread: local users of one server) share one "other accounts" column, each
+/// cell named.
+const GRID_MAX_COLUMNS: usize = 12;
+
+/// A grid of at most this many columns has its legend beside it, a wider one above it.
+const LEGEND_BESIDE_MAX_COLUMNS: usize = 6;
+
 /// At most this many credentials of a finding are listed before the rest folds away.
 const FINDING_CREDENTIALS_SHOWN: usize = 12;
 
@@ -389,12 +397,23 @@ fn grid(out: &mut String, report: &ScanReport, passwords: &Groups, keys: &Groups
     let (narrow, wide): (Vec<_>, Vec<_>) = all
         .into_iter()
         .partition(|(_, rows)| rows.len() <= GRID_MAX_ACCOUNTS);
-    // The legend beside the grid, read while reading it (below it on a narrow screen).
-    out.push_str("<div class=\"grid-layout\">");
+    // The legend beside a narrow grid, read before it and while reading it; above a wide
+    // one, in a row.
+    let n_columns = distinct(
+        narrow
+            .iter()
+            .flat_map(|(_, rows)| rows.iter().map(|r| r.account.as_str())),
+    );
+    let layout = if n_columns > LEGEND_BESIDE_MAX_COLUMNS {
+        "grid-layout wide"
+    } else {
+        "grid-layout"
+    };
+    let _ = write!(out, "<div class=\"{layout}\">");
+    legend(out, report, passwords);
     if !narrow.is_empty() {
         grid_table(out, &narrow, passwords, keys);
     }
-    legend(out, report, passwords);
     out.push_str("</div>\n");
     for (target, rows) in &wide {
         wide_target(out, target, rows, passwords, keys);
@@ -453,7 +472,7 @@ fn legend(out: &mut String, report: &ScanReport, passwords: &Groups) {
 
 /// One account's cell: its group's colour and letter (or none/empty/own), its age, a badge
 /// per shared key, a dashed outline when rotor does not manage it.
-fn cell(out: &mut String, row: &CredentialRow, passwords: &Groups, keys: &Groups) {
+fn cell(out: &mut String, row: &CredentialRow, named: bool, passwords: &Groups, keys: &Groups) {
     let shared = row
         .password_group
         .as_ref()
@@ -476,10 +495,13 @@ fn cell(out: &mut String, row: &CredentialRow, passwords: &Groups, keys: &Groups
     }
     let _ = write!(
         out,
-        "<span class=\"cell {class}{managed}\"{style} title=\"{}\"><span class=\"label\">{}</span>",
-        esc(&title),
-        esc(&label)
+        "<span class=\"cell {class}{managed}\"{style} title=\"{}\">",
+        esc(&title)
     );
+    if named {
+        let _ = write!(out, "<span class=\"name\">{}</span>", esc(&row.account));
+    }
+    let _ = write!(out, "<span class=\"label\">{}</span>", esc(&label));
     for group in &row.key_groups {
         if let Some(idx) = keys.of(group) {
             let _ = write!(out, "<span class=\"badge-key\">{}</span>", key_label(idx));
@@ -513,9 +535,21 @@ fn grid_table(
         }
     }
     columns.sort_by_key(|&(_, n, first)| (std::cmp::Reverse(n), first));
+    let others: Vec<&str> = if columns.len() > GRID_MAX_COLUMNS {
+        columns
+            .split_off(GRID_MAX_COLUMNS - 1)
+            .into_iter()
+            .map(|(name, _, _)| name)
+            .collect()
+    } else {
+        Vec::new()
+    };
     out.push_str("<div class=\"grid-wrap\"><table class=\"grid\"><thead><tr><th></th>");
     for (name, _, _) in &columns {
         let _ = write!(out, "<th class=\"account\">{}</th>", esc(name));
+    }
+    if !others.is_empty() {
+        out.push_str("<th class=\"account\">other accounts</th>");
     }
     out.push_str("</tr></thead><tbody>\n");
     for (target, rows) in targets {
@@ -523,8 +557,15 @@ fn grid_table(
         for (name, _, _) in &columns {
             out.push_str("<td>");
             match rows.iter().find(|r| r.account == *name) {
-                Some(row) => cell(out, row, passwords, keys),
+                Some(row) => cell(out, row, false, passwords, keys),
                 None => out.push_str("<span class=\"cell absent\">–</span>"),
+            }
+            out.push_str("</td>");
+        }
+        if !others.is_empty() {
+            out.push_str("<td class=\"others\">");
+            for row in rows.iter().filter(|r| others.contains(&r.account.as_str())) {
+                cell(out, row, true, passwords, keys);
             }
             out.push_str("</td>");
         }
@@ -1063,6 +1104,24 @@ mod tests {
             html.contains("u0000, u0001, u0002, u0003, u0004, u0005, u0006, u0007 and 1492 more")
         );
         assert!(html.len() < 100_000, "{} bytes", html.len());
+    }
+
+    #[test]
+    fn accounts_past_the_column_limit_share_a_named_column() {
+        let mut rows = Vec::new();
+        for host in ["a", "b"] {
+            rows.push(row(host, "root", None));
+            for i in 0..20 {
+                rows.push(row(host, &format!("{host}-user{i:02}"), None));
+            }
+        }
+        let html = render(&report(rows, Vec::new()));
+        assert_eq!(
+            html.matches("<th class=\"account\">").count(),
+            GRID_MAX_COLUMNS
+        );
+        assert!(html.contains("<th class=\"account\">other accounts</th>"));
+        assert!(html.contains("<span class=\"name\">b-user19</span>"));
     }
 
     #[test]

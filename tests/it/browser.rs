@@ -165,6 +165,16 @@ pub async fn full_page_screenshot(c: &Client, file: &str) -> PathBuf {
     path
 }
 
+/// Renders the page as for paper (`@media print`) or, with `None`, for the screen again.
+pub async fn emulate_media(c: &Client, media: Option<&str>) {
+    c.issue_cmd(Cdp::new(
+        "Emulation.setEmulatedMedia",
+        serde_json::json!({ "media": media.unwrap_or_default() }),
+    ))
+    .await
+    .unwrap();
+}
+
 /// `target/screenshots/`, made if missing.
 pub fn screenshots_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");

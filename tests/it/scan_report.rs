@@ -3,14 +3,15 @@
 //! answer, a directory of 50 accounts with one password) and a clean one are rendered by
 //! `rotor::scan::html::render`, opened from disk (`file://`), checked for console errors
 //! (the report's own CSP would report anything it blocks) and saved as full-page
-//! screenshots: `target/screenshots/scan-report.png` and `scan-report-clean.png`.
+//! screenshots: `target/screenshots/scan-report.png`, `scan-report-print.png` (as printed)
+//! and `scan-report-clean.png`.
 
 use chrono::{TimeZone as _, Utc};
 use fantoccini::Client;
 use rotor::scan::{CredentialRow, Finding, GroupId, Kind, ScanReport, Severity, Unreachable, html};
 
 use crate::browser::{
-    Driver, browser, console_errors, find, full_page_screenshot, screenshots_dir,
+    Driver, browser, console_errors, emulate_media, find, full_page_screenshot, screenshots_dir,
 };
 
 fn row(target: &str, account: &str, group: Option<&str>, age: i64) -> CredentialRow {
@@ -33,7 +34,7 @@ fn group(id: &str) -> GroupId {
 }
 
 /// 20 servers with `root` (14 share one password) and `svc_app` (6 share another), a
-/// `backup` account nobody manages on host-07, root's key on three servers, some passwords
+/// `backup` account nobody manages on host-07, a locked service account on each of 12, root's key on three servers, some passwords
 /// past their 90 days, host-21 unreachable, and `ldap-main` with 50 accounts of one password.
 fn fleet() -> ScanReport {
     let mut credentials = Vec::new();
@@ -47,6 +48,18 @@ fn fleet() -> ScanReport {
         credentials.push(root);
         let app_age = if i % 4 == 0 { 150 } else { 20 + i };
         credentials.push(row(&host, "svc_app", (i <= 6).then_some("g-app"), app_age));
+        // Service accounts of one server each, locked: the grid's last columns, and past
+        // its 12 columns one "other accounts" column.
+        let services = [
+            "postgres", "nginx", "redis", "mysql", "tomcat", "jenkins", "grafana", "mongodb",
+            "rabbitmq", "elastic", "zabbix", "pacs",
+        ];
+        if i >= 9 {
+            let mut service = row(&host, services[(i - 9) as usize], None, 0);
+            service.password = "none";
+            service.age_days = None;
+            credentials.push(service);
+        }
         if i == 7 {
             let mut backup = row(&host, "backup", None, 1200);
             backup.managed = false;
@@ -210,11 +223,16 @@ fn the_scan_report_renders_in_chromium_without_console_errors() {
         ] {
             assert!(summary.contains(said), "{said:?} not in {summary}");
         }
+        // As on paper: the print styles, saved for a look (`scan-report-print.png`).
+        emulate_media(&c, Some("print")).await;
+        full_page_screenshot(&c, "scan-report-print.png").await;
+        emulate_media(&c, None).await;
         let grid = find(&c, "#grid").await.text().await.unwrap();
         assert!(
             grid.contains("Same colour and letter = same password."),
             "{grid}"
         );
+        assert!(grid.contains("other accounts"), "{grid}");
         let unreachable = find(&c, "#unreachable").await.text().await.unwrap();
         assert!(unreachable.contains("host-21"), "{unreachable}");
 
