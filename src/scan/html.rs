@@ -9,7 +9,8 @@
 //!
 //! Invariants: no JavaScript and no external resource (fonts, images, links): the file is
 //! opened from disk or from a mail, often on a closed network, and its policy (`default-src
-//! 'none'`) says so to the browser. Every value from the report goes through [`esc`].
+//! 'none'`) says so to the browser. Every value from the report goes through one escape
+//! function, `esc`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -785,7 +786,16 @@ fn findings(out: &mut String, report: &ScanReport, passwords: &Groups, keys: &Gr
         report.findings.len()
     );
     if report.findings.is_empty() {
-        out.push_str("<p class=\"ok\">No findings: nothing shared, nothing unmanaged, nothing too old.</p>\n</section>\n");
+        // Said of what was read: a target that did not answer is listed below, unjudged.
+        let of_what = if report.unreachable.is_empty() {
+            ""
+        } else {
+            " in what could be read"
+        };
+        let _ = writeln!(
+            out,
+            "<p class=\"ok\">No findings{of_what}: nothing shared, nothing unmanaged, nothing too old.</p>\n</section>",
+        );
         return;
     }
     let mut sorted: Vec<&Finding> = report.findings.iter().collect();

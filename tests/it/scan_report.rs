@@ -4,7 +4,8 @@
 //! `rotor::scan::html::render`, opened from disk (`file://`), checked for console errors
 //! (the report's own CSP would report anything it blocks) and saved as full-page
 //! screenshots: `target/screenshots/scan-report.png`, `scan-report-print.png` (as printed)
-//! and `scan-report-clean.png`.
+//! and `scan-report-clean.png`; a report whose names are markup shows them as text
+//! (`scan-report-hostile.png`).
 
 use chrono::{TimeZone as _, Utc};
 use fantoccini::Client;
@@ -176,6 +177,24 @@ fn clean() -> ScanReport {
     }
 }
 
+const HOSTILE_NAME: &str =
+    "<script>console.error('ran')</script><img src=x onerror=console.error(1)>";
+
+/// One server whose account and error message are markup.
+fn hostile() -> ScanReport {
+    let mut report = clean();
+    report.credentials.truncate(1);
+    report.n_hosts = 2;
+    report.n_accounts = 1;
+    report.credentials[0].account = HOSTILE_NAME.to_owned();
+    report.credentials[0].credential = format!("host-01/{HOSTILE_NAME}");
+    report.unreachable.push(Unreachable {
+        target: "host-02\"><b>bold</b>".to_owned(),
+        error: HOSTILE_NAME.to_owned(),
+    });
+    report
+}
+
 /// Writes the report beside its screenshot, opens it from disk, waits for it, checks the
 /// console and saves the whole page; the page's text comes back.
 async fn open_and_shoot(c: &Client, report: &ScanReport, name: &str) -> String {
@@ -239,6 +258,19 @@ fn the_scan_report_renders_in_chromium_without_console_errors() {
         let summary = open_and_shoot(&c, &clean(), "scan-report-clean").await;
         assert!(summary.contains("No shared passwords found."), "{summary}");
         assert!(summary.contains("No shared SSH keys found."), "{summary}");
+
+        // Names from a host are outside text: shown as text, run never (a script the
+        // escaping missed would also be blocked, and reported, by the page's CSP).
+        let hostile = hostile();
+        open_and_shoot(&c, &hostile, "scan-report-hostile").await;
+        let grid = find(&c, "#grid").await.text().await.unwrap();
+        assert!(grid.contains(HOSTILE_NAME), "{grid}");
+        let n_images = c
+            .find_all(fantoccini::Locator::Css("img"))
+            .await
+            .unwrap()
+            .len();
+        assert_eq!(n_images, 0, "a name became an element");
 
         // The console check above sees errors: a probe shows up.
         c.execute("console.error('rotor-probe')", Vec::new())

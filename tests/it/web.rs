@@ -5,7 +5,7 @@
 //! secret stops working; a second request is refused with a reason. Every page is saved as a screenshot in `target/screenshots/` and no
 //! console error may appear. The daemon's HTTP side runs in this process (`serve_http` on
 //! `127.0.0.1:0`) over a vault the real `rotor` binary made; Chromium is driven over WebDriver
-//! (Debian's `chromium-driver`, started here and stopped by its PID).
+//! (Debian's `chromium-driver`, started and stopped by its PID in `browser.rs`).
 //!
 //! A second test, without a browser, holds the page's guards: the strict headers and a 403
 //! for a form posted without its CSRF field.
