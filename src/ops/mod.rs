@@ -21,6 +21,7 @@ pub mod export;
 pub mod plan;
 pub mod recover;
 pub mod rotate;
+pub mod scan;
 pub mod scheduled;
 pub mod status;
 pub mod verify;
