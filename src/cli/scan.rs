@@ -48,7 +48,11 @@ pub struct ScanArgs {
 /// Most bytes of a candidates file.
 const MAX_CANDIDATES_BYTES: usize = 1 << 20;
 
-pub fn run(g: &Global, a: ScanArgs) -> CliResult {
+pub fn run(g: &Global, mut a: ScanArgs) -> CliResult {
+    // A scan changes nothing, so no scope means the whole inventory.
+    if a.selection.scopes.is_empty() {
+        a.selection.all = true;
+    }
     let candidates = match &a.candidates {
         Some(path) => read_candidates(path)?,
         None => Vec::new(),

@@ -22,6 +22,7 @@ mod ldap;
 mod ldap_lab;
 mod recover_changed;
 mod rotate;
+mod scan;
 mod schedule;
 mod serve;
 mod smoke;
