@@ -207,3 +207,76 @@ fn after_rotate_all_no_managed_credential_is_shared() {
         .collect();
     assert_eq!(seen.len(), 4, "{report:#}");
 }
+
+/// The LDAP lab's accounts share the hosts' initial password under random `{SSHA}` salts: no
+/// hash string is equal, so only a candidate list can tell, and then the directory and the
+/// hosts are one group.
+#[test]
+fn a_directory_sharing_the_hosts_password_is_found_by_a_candidate() {
+    let lab = Lab::start(2);
+    let ldap = crate::ldap_lab::LdapLab::start(3, false);
+    assert_eq!(ldap.shared_password(), lab.shared_password());
+    let inv = ldap.dir().join("inventory.yaml");
+    let hosts = std::fs::read_to_string(lab.inventory_path()).unwrap();
+    std::fs::write(&inv, format!("{hosts}\n{}", ldap.inventory_fragment())).unwrap();
+    let rotor = Rotor::init();
+    let out = rotor.run_stdin(&["enroll", "hospital-ldap/rotor"], &ldap.bind_password());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inv = inv.to_str().unwrap();
+
+    let plain = rotor.run(&["scan", "-i", inv, "--output", "json"]);
+    let report = json(&plain);
+    assert_eq!(report["n_directories"], 1, "{report:#}");
+    assert!(
+        report["unreachable"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    let dir_creds: Vec<String> = (1..=3)
+        .map(|i| format!("hospital-ldap/svc-{i:04}"))
+        .collect();
+    for g in groups(&report, "shared_password") {
+        assert!(
+            g.iter().all(|c| !c.starts_with("hospital-ldap/")),
+            "salts differ: {g:?}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let candidates = dir.path().join("candidates.txt");
+    std::fs::write(&candidates, format!("{}\n", lab.shared_password())).unwrap();
+    let with = rotor.run(&[
+        "scan",
+        "-i",
+        inv,
+        "--output",
+        "json",
+        "--candidates",
+        candidates.to_str().unwrap(),
+    ]);
+    let report = json(&with);
+    let mut all: Vec<String> = on_hosts(&lab, "svc_app");
+    all.extend(on_hosts(&lab, "svc_backup"));
+    all.extend(dir_creds);
+    all.sort();
+    assert_eq!(
+        groups(&report, "known_candidate"),
+        vec![all.clone()],
+        "{report:#}"
+    );
+    assert!(
+        groups(&report, "shared_password").contains(&all),
+        "{report:#}"
+    );
+    let secrets = vec![
+        (
+            "the shared password".to_owned(),
+            lab.shared_password().to_owned(),
+        ),
+        ("the bind password".to_owned(), ldap.bind_password()),
+    ];
+    assert_no_leak(&secrets, &rotor, &[&plain, &with]);
+}
