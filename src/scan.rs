@@ -330,7 +330,7 @@ pub fn findings(input: ScanInput<'_>) -> ScanReport {
             kind: Kind::SharedPassword,
             severity: Severity::High,
             summary: shared_summary(&seen, members, n_hosts, "password", mixed),
-            advice: "one stolen password opens all of them: add each account to the inventory and rotate them, so each gets its own".into(),
+            advice: shared_advice(&seen, members, "one stolen password opens all of them"),
             credentials: creds,
             group: Some(group),
         });
@@ -358,7 +358,7 @@ pub fn findings(input: ScanInput<'_>) -> ScanReport {
             kind: Kind::SharedKey,
             severity: Severity::High,
             summary: shared_summary(&seen, members, n_hosts, "SSH key", false),
-            advice: "whoever holds the private key logs in to all of them: give each account its own key (`linux-ssh-key` in the inventory, then rotate) and remove the shared one".into(),
+            advice: "whoever holds the private key logs in to all of them: give each account its own key (`linux-ssh-key` in the inventory, then `rotor rotate`) and remove the shared one".into(),
             credentials: members.iter().map(|&i| seen[i].cred.clone()).collect(),
             group: Some(group),
         });
@@ -467,6 +467,17 @@ pub fn findings(input: ScanInput<'_>) -> ScanReport {
         findings: out,
         credentials: rows,
         unreachable,
+    }
+}
+
+/// What to do about a shared password: rotate what rotor manages, add what it does not.
+fn shared_advice(seen: &[Seen<'_>], members: &[usize], why: &str) -> String {
+    if members.iter().all(|&i| seen[i].managed) {
+        format!(
+            "{why}: rotor manages them all; rotate them (`rotor rotate --scope ...`) so each gets its own"
+        )
+    } else {
+        format!("{why}: add each account to the inventory and rotate them, so each gets its own")
     }
 }
 

@@ -305,6 +305,42 @@ mod tests {
     use crate::clock::{Entropy, SeededEntropy};
 
     #[test]
+    fn scan_lines_are_read_per_account_and_a_file_cannot_forge_another_line() {
+        use base64::Engine as _;
+        let cred = CredentialId::parse("h1/alice").unwrap();
+        let key = sshkey::generate(&mut *SeededEntropy::new(9).rng(), &cred);
+        // A hostile file holding what looks like another account's line: base64 keeps it
+        // inside alice's.
+        let file = format!("{}\nbob keys AAAA\n", key.public.line());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(file);
+        let out = format!("alice keys {b64}\nbob none\ncarol unsafe\ndave failed\nerin keys !!\n");
+        let got: Vec<String> = parse_scan(out.as_bytes())
+            .into_iter()
+            .map(|(name, k)| match k {
+                ScannedKeys::Keys(fps) => format!("{name} {}", fps.join(",")),
+                ScannedKeys::Absent => format!("{name} absent"),
+                ScannedKeys::Unreadable(_) => format!("{name} unreadable"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                format!("alice {}", key.public.fingerprint()),
+                "bob absent".into(),
+                "carol unreadable".into(),
+                "dave unreadable".into(),
+                "erin unreadable".into(),
+            ]
+        );
+        let names = [crate::credential::AccountName::parse("alice").unwrap()];
+        let script = scan_script(&names);
+        assert!(
+            script.starts_with("printf '%s ' alice; runuser -u alice -- sh -c '"),
+            "{script}"
+        );
+    }
+
+    #[test]
     fn only_entries_with_the_credentials_comment_are_rotors() {
         let cred = CredentialId::parse("h1/deploy").unwrap();
         let other = CredentialId::parse("h2/deploy").unwrap();
