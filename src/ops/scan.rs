@@ -214,12 +214,12 @@ fn read_directories(ctx: &Context, req: &ScanRequest<'_>) -> Vec<DirectoryFacts>
         let mut errors = Vec::new();
         for (uid, dn) in &w.accounts {
             let cred = CredentialId::new(w.name.clone(), uid.clone());
-            let password = match w.open.target(dn).read_restore_point(&cred) {
-                Ok(hash) if hash.expose().is_empty() => PasswordFact::Empty,
-                Ok(hash) => PasswordFact::Hash(hash),
+            let (password, changed) = match w.open.scan_account(&cred, dn) {
+                Ok((hash, changed)) if hash.expose().is_empty() => (PasswordFact::Empty, changed),
+                Ok((hash, changed)) => (PasswordFact::Hash(hash), changed),
                 Err(e) => {
                     errors.push(e.message);
-                    PasswordFact::None
+                    (PasswordFact::None, None)
                 }
             };
             accounts.push(ScannedAccount {
@@ -227,7 +227,7 @@ fn read_directories(ctx: &Context, req: &ScanRequest<'_>) -> Vec<DirectoryFacts>
                 uid: None,
                 login_shell: false,
                 password,
-                changed: None,
+                changed,
                 keys: Vec::new(),
             });
         }
