@@ -51,7 +51,7 @@ pub fn scan(
 ) -> Result<ScanReport, OpsError> {
     let _span = tracing::info_span!("scan").entered();
     let (stop, _watch) = watch_shutdown(&ctx.runtime, shutdown);
-    let managed = managed(req.inventory);
+    let mut managed = managed(req.inventory);
     let work = Arc::new(ReadHosts {
         fleet: ctx.targets.hosts(req.step_timeout),
     });
@@ -62,7 +62,7 @@ pub fn scan(
     let hosts: Vec<HostFacts> =
         ctx.runtime
             .block_on(fanout::run(work, req.selection.hosts.clone(), &limits));
-    let directories = read_directories(ctx, &req);
+    let directories = read_directories(ctx, &req, &mut managed);
     let mut key = zeroize::Zeroizing::new([0u8; GROUP_KEY_BYTES]);
     ctx.entropy.rng().fill_bytes(&mut key[..]);
     Ok(crate::scan::findings(ScanInput {
@@ -77,8 +77,7 @@ pub fn scan(
 
 /// Every credential the inventory manages (all of it, whatever the scan's scope: an account
 /// managed on a host outside the scope is still managed), with its policy's `max_age`.
-/// Directory accounts are those its searches find: every account a scan reads in a
-/// directory is managed.
+/// Directory accounts are those its searches find: `read_directories` adds each one it reads.
 fn managed(inv: &Inventory) -> Managed {
     let mut m = Managed::default();
     for w in host_work(inv, inv.hosts.clone()) {
@@ -190,7 +189,13 @@ impl fanout::Work for ReadHosts {
 /// Each selected directory's accounts with their stored `userPassword` (the hash), read with
 /// rotor's bind. A directory that cannot be opened is reported unreachable; an account whose
 /// hash cannot be read is counted without a password.
-fn read_directories(ctx: &Context, req: &ScanRequest<'_>) -> Vec<DirectoryFacts> {
+/// Every account found is managed (the inventory's DNs and searches name it): it is added
+/// to `managed` with its directory's `max_age`.
+fn read_directories(
+    ctx: &Context,
+    req: &ScanRequest<'_>,
+    managed: &mut Managed,
+) -> Vec<DirectoryFacts> {
     if req.selection.directories.is_empty() {
         return Vec::new();
     }
@@ -214,6 +219,9 @@ fn read_directories(ctx: &Context, req: &ScanRequest<'_>) -> Vec<DirectoryFacts>
         let mut errors = Vec::new();
         for (uid, dn) in &w.accounts {
             let cred = CredentialId::new(w.name.clone(), uid.clone());
+            managed
+                .credentials
+                .insert(cred.to_string(), w.policy.max_age);
             let (password, changed) = match w.open.scan_account(&cred, dn) {
                 Ok((hash, changed)) if hash.expose().is_empty() => (PasswordFact::Empty, changed),
                 Ok((hash, changed)) => (PasswordFact::Hash(hash), changed),

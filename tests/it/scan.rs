@@ -238,6 +238,24 @@ fn a_directory_sharing_the_hosts_password_is_found_by_a_candidate() {
     let dir_creds: Vec<String> = (1..=3)
         .map(|i| format!("hospital-ldap/svc-{i:04}"))
         .collect();
+    for g in groups(&report, "unmanaged_account") {
+        assert!(
+            g.iter().all(|c| !c.starts_with("hospital-ldap/")),
+            "found by the inventory's search: {g:?}"
+        );
+    }
+    let rows = report["credentials"].as_array().unwrap();
+    for uid in &dir_creds {
+        let row = rows
+            .iter()
+            .find(|r| r["credential"] == uid.as_str())
+            .expect(uid);
+        assert_eq!(
+            (row["managed"].as_bool(), row["password"].as_str()),
+            (Some(true), Some("password")),
+            "{row}"
+        );
+    }
     for g in groups(&report, "shared_password") {
         assert!(
             g.iter().all(|c| !c.starts_with("hospital-ldap/")),
