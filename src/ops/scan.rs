@@ -25,6 +25,7 @@ use crate::engine::fanout;
 use crate::inventory::{Host, Inventory, Selection};
 use crate::scan::{
     DirectoryFacts, HostFacts, Managed, PasswordFact, ScanInput, ScanReport, ScannedAccount,
+    Unreachable,
 };
 use crate::secret::Secret;
 use crate::target::{AccountFacts, ScannedHost, is_login_shell};
@@ -59,20 +60,26 @@ pub fn scan(
         stop: stop.clone(),
         ..fanout::Limits::new(req.concurrency)
     };
-    let hosts: Vec<HostFacts> =
+    let read: Vec<(HostFacts, Vec<Unreachable>)> =
         ctx.runtime
             .block_on(fanout::run(work, req.selection.hosts.clone(), &limits));
+    let (hosts, unread): (Vec<HostFacts>, Vec<Vec<Unreachable>>) = read.into_iter().unzip();
+
     let directories = read_directories(ctx, &req, &mut managed);
     let mut key = zeroize::Zeroizing::new([0u8; GROUP_KEY_BYTES]);
     ctx.entropy.rng().fill_bytes(&mut key[..]);
-    Ok(crate::scan::findings(ScanInput {
+    let mut report = crate::scan::findings(ScanInput {
         hosts,
         directories,
         managed: &managed,
         candidates: &req.candidates,
         now: ctx.clock.now(),
         key: &key[..],
-    }))
+    });
+    // Files read in part (an account's `authorized_keys` refused as unsafe) are listed by
+    // credential beside the targets not read at all.
+    report.unreachable.extend(unread.into_iter().flatten());
+    Ok(report)
 }
 
 /// Every credential the inventory manages (all of it, whatever the scan's scope: an account
@@ -109,25 +116,23 @@ fn scanned(a: AccountFacts, keys: Vec<String>) -> ScannedAccount {
     }
 }
 
+/// The host's facts, and the accounts whose keys could not be read safely (by credential).
 fn host_facts(
     host: &Host,
     read: Result<ScannedHost, crate::connector::ConnectorError>,
-) -> HostFacts {
+) -> (HostFacts, Vec<Unreachable>) {
     match read {
-        Err(e) => HostFacts {
-            host: host.name.to_string(),
-            accounts: Vec::new(),
-            error: Some(e.message),
-        },
+        Err(e) => (unread_host(host.name.to_string(), e.message), Vec::new()),
         Ok(mut s) => {
-            let error = (!s.unreadable_keys.is_empty()).then(|| {
-                s.unreadable_keys
-                    .iter()
-                    .map(|(name, why)| format!("{}/{name}: {why}", host.name))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            });
-            HostFacts {
+            let partial = s
+                .unreadable_keys
+                .drain(..)
+                .map(|(name, why)| Unreachable {
+                    target: format!("{}/{name}", host.name),
+                    error: why,
+                })
+                .collect();
+            let facts = HostFacts {
                 host: host.name.to_string(),
                 accounts: s
                     .accounts
@@ -137,9 +142,18 @@ fn host_facts(
                         scanned(a, keys)
                     })
                     .collect(),
-                error,
-            }
+                error: None,
+            };
+            (facts, partial)
         }
+    }
+}
+
+fn unread_host(host: String, why: String) -> HostFacts {
+    HostFacts {
+        host,
+        accounts: Vec::new(),
+        error: Some(why),
     }
 }
 
@@ -150,7 +164,7 @@ struct ReadHosts {
 
 impl fanout::Work for ReadHosts {
     type Item = Host;
-    type Output = HostFacts;
+    type Output = (HostFacts, Vec<Unreachable>);
     type Receipt = String;
 
     fn name(&self, host: &Host) -> String {
@@ -159,7 +173,7 @@ impl fanout::Work for ReadHosts {
     fn receipt(&self, host: &Host) -> String {
         host.name.to_string()
     }
-    fn run(&self, host: Host) -> HostFacts {
+    fn run(&self, host: Host) -> Self::Output {
         let _span = tracing::info_span!("scan_host", host = %host.name).entered();
         let read = self.fleet.scan_host(&host);
         if let Err(e) = &read {
@@ -167,21 +181,14 @@ impl fanout::Work for ReadHosts {
         }
         host_facts(&host, read)
     }
-    fn skip(&self, host: Host, _: SkipReason, _: &str) -> HostFacts {
-        HostFacts {
-            host: host.name.to_string(),
-            accounts: Vec::new(),
-            error: Some("the scan was stopped before this host was read".into()),
-        }
+    fn skip(&self, host: Host, _: SkipReason, _: &str) -> Self::Output {
+        let why = "the scan was stopped before this host was read".to_owned();
+        (unread_host(host.name.to_string(), why), Vec::new())
     }
-    fn panicked(&self, host: String, panic: &JoinError) -> HostFacts {
-        HostFacts {
-            host,
-            accounts: Vec::new(),
-            error: Some(fanout::panic_text(panic)),
-        }
+    fn panicked(&self, host: String, panic: &JoinError) -> Self::Output {
+        (unread_host(host, fanout::panic_text(panic)), Vec::new())
     }
-    fn failed(&self, _: &HostFacts) -> bool {
+    fn failed(&self, _: &Self::Output) -> bool {
         false
     }
 }

@@ -74,6 +74,13 @@ fn shared_planted_and_candidate_credentials_are_reported_without_a_secret() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // A link planted where the keys are: reported, never followed.
+    let out = lab.exec(hosts[1], "ln -s /etc ~svc_backup/.ssh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Every hash the scan reads of the lab's accounts, to look for in its output.
     let leaks = LeakCheck::before(&lab, &hosts);
     let mut planted_hash = String::from_utf8(lab.exec(hosts[0], "getent shadow planted").stdout)
@@ -111,6 +118,13 @@ fn shared_planted_and_candidate_credentials_are_reported_without_a_secret() {
         groups(&report, "shared_key").contains(&on_hosts(&lab, "svc_app")),
         "{report:#}"
     );
+    let unread: Vec<&str> = report["unreachable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(unread, [format!("{}/svc_backup", hosts[1])], "{report:#}");
     let planted = format!("{}/planted", hosts[0]);
     assert!(
         groups(&report, "unmanaged_account").contains(&vec![planted.clone()]),
