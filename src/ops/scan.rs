@@ -302,4 +302,27 @@ mod tests {
         assert_eq!(report.unreachable.len(), 1);
         assert_eq!(report.unreachable[0].target, "c");
     }
+
+    #[test]
+    fn a_scan_after_shutdown_reads_no_host() {
+        let rt = runtime();
+        let fleet: &'static FakeFleet = Box::leak(Box::default());
+        fleet.with("a", |h| {
+            h.passwords.insert("svc_app".into(), "x".into());
+        });
+        let store = Arc::new(MemStore::default());
+        let ctx = context(fleet, &store, &rt);
+        let inv = inventory(&["a"]);
+        let req = ScanRequest {
+            inventory: &inv,
+            selection: inv.select(&[Scope::All]).unwrap(),
+            concurrency: 4,
+            step_timeout: Duration::from_secs(1),
+            candidates: Vec::new(),
+        };
+        let report = scan(&ctx, req, std::future::ready(())).unwrap();
+        assert!(fleet.log.lock().unwrap().is_empty(), "no host was read");
+        assert_eq!(report.unreachable.len(), 1);
+        assert!(report.findings.is_empty());
+    }
 }
