@@ -268,25 +268,18 @@ pub fn findings(input: ScanInput<'_>) -> ScanReport {
     let mut out: Vec<Finding> = Vec::new();
 
     // Each distinct hash is checked against each candidate once: with a template shadow most
-    // hashes are the same string, and a yescrypt check costs milliseconds.
-    let mut by_hash: BTreeMap<&str, Option<usize>> = BTreeMap::new();
+    // hashes are the same string, and a yescrypt check costs tens of milliseconds.
+    let mut distinct: BTreeMap<&str, &Secret> = BTreeMap::new();
     for s in &seen {
         if let PasswordFact::Hash(h) = &s.account.password {
-            by_hash.entry(h.expose()).or_insert(None);
+            distinct.entry(h.expose()).or_insert(h);
         }
     }
-    for s in &seen {
-        if let PasswordFact::Hash(h) = &s.account.password
-            && by_hash.get(h.expose()) == Some(&None)
-        {
-            let hit = candidates
-                .iter()
-                .position(|c| crate::password_hash::matches(h, c) == Some(true));
-            if hit.is_some() {
-                by_hash.insert(h.expose(), hit);
-            }
-        }
-    }
+    let by_hash: BTreeMap<&str, Option<usize>> = if candidates.is_empty() {
+        distinct.keys().map(|h| (*h, None)).collect()
+    } else {
+        candidate_hits(distinct.into_iter().collect(), candidates)
+    };
     let mut classes: BTreeMap<PasswordClass<'_>, Vec<usize>> = BTreeMap::new();
     for (idx, s) in seen.iter().enumerate() {
         if let PasswordFact::Hash(h) = &s.account.password {
@@ -479,6 +472,41 @@ fn shared_advice(seen: &[Seen<'_>], members: &[usize], why: &str) -> String {
     } else {
         format!("{why}: add each account to the inventory and rotate them, so each gets its own")
     }
+}
+
+/// Which candidate (its index) each hash comes from, if any. The checks are spread over the
+/// machine's cores (at most 8): after a rotation every hash differs, and hundreds of yescrypt
+/// checks take seconds on one.
+fn candidate_hits<'a>(
+    hashes: Vec<(&'a str, &'a Secret)>,
+    candidates: &[Secret],
+) -> BTreeMap<&'a str, Option<usize>> {
+    let check = |h: &Secret| {
+        candidates
+            .iter()
+            .position(|c| crate::password_hash::matches(h, c) == Some(true))
+    };
+    let n_threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let chunk = hashes.len().div_ceil(n_threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = hashes
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(text, h)| (*text, check(h)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            // A panic inside a check (none is known) is the scan's own bug: passed on.
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 /// "3 accounts", "1 account".
