@@ -65,7 +65,20 @@ pub fn scan(
             .block_on(fanout::run(work, req.selection.hosts.clone(), &limits));
     let (hosts, unread): (Vec<HostFacts>, Vec<Vec<Unreachable>>) = read.into_iter().unzip();
 
-    let directories = read_directories(ctx, &req, &mut managed);
+    // A stop during the hosts' reads leaves the directories unread too.
+    let directories = if stop.load(std::sync::atomic::Ordering::SeqCst) {
+        req.selection
+            .directories
+            .iter()
+            .map(|d| DirectoryFacts {
+                directory: d.directory.name.to_string(),
+                accounts: Vec::new(),
+                error: Some("the scan was stopped before this directory was read".into()),
+            })
+            .collect()
+    } else {
+        read_directories(ctx, &req, &mut managed)
+    };
     let mut key = zeroize::Zeroizing::new([0u8; GROUP_KEY_BYTES]);
     ctx.entropy.rng().fill_bytes(&mut key[..]);
     let mut report = crate::scan::findings(ScanInput {
