@@ -306,7 +306,11 @@ pub fn findings(input: ScanInput<'_>) -> ScanReport {
                     count_words(creds.len(), "account"),
                     if creds.len() == 1 { "s" } else { "" }
                 ),
-                advice: "anyone who knows the vendor default can log in: add these accounts to the inventory and rotate them now (`rotor rotate --scope cred:...`)".into(),
+                advice: shared_advice(
+                    &seen,
+                    members,
+                    "anyone who knows this default password can log in; do it now",
+                ),
                 credentials: creds.clone(),
                 group: Some(group.clone()),
             });
