@@ -13,7 +13,8 @@
 //! - [`recipe`]: playbooks as recipes: YAML model, loading with file:line errors, the interpreter.
 //! - [`engine`]: the rotation state machine and admission rules (pure), the store port, the
 //!   one fan-out and the driver.
-//! - [`ops`]: the operations (rotate, recover, verify, plan, status) every front-end calls.
+//! - [`ops`]: the operations (rotate, recover, verify, plan, status, scan, checkout) every
+//!   front-end calls.
 //! - [`connector`]: edges to targets (`ssh`, `ldap`), typed faults.
 //! - [`store`]: the vault (SQLite, encrypted rows), ledger and audit log.
 //! - [`target`]: targets by capability (`Target`: read restore point, apply, prove, undo,

@@ -36,6 +36,7 @@ mod output;
 mod plan;
 mod playbook;
 mod rotate;
+mod scan;
 mod schedule;
 mod serve;
 mod show;
@@ -109,6 +110,8 @@ pub enum Command {
     Rotate(rotate::RotateArgs),
     /// Check that the stored credentials work (a login per credential).
     Verify(verify::VerifyArgs),
+    /// Find shared, unmanaged, stale and empty credentials (read-only; exit 3 on findings).
+    Scan(scan::ScanArgs),
     /// Settle rotations interrupted by a crash or a lost host.
     Recover(rotate::RecoverArgs),
     /// Age, last rotation and state of every credential in the vault.
@@ -264,6 +267,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Plan(a) => plan::run(g, a),
         Command::Rotate(a) => rotate::run(g, a),
         Command::Verify(a) => verify::run(g, a),
+        Command::Scan(a) => scan::run(g, a),
         Command::Recover(a) => rotate::recover(g, a),
         Command::Status(a) => status::run(g, a),
         Command::Show(a) => show::run(g, a),

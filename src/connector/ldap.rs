@@ -560,7 +560,7 @@ impl LdapAdmin {
                     base: dn,
                     scope: Scope::Base,
                     filter: "(objectClass=*)",
-                    attrs: vec!["userPassword", LOCKED_TIME],
+                    attrs: vec!["userPassword", LOCKED_TIME, CHANGED_TIME],
                     paged: false,
                 };
                 capped_search(&mut ldap, timeout, search, limits).await
@@ -578,12 +578,18 @@ impl LdapAdmin {
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(LOCKED_TIME))
             .and_then(|(_, values)| values.first().cloned());
+        let changed = entry
+            .attrs
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(CHANGED_TIME))
+            .and_then(|(_, values)| values.first().cloned());
         let values = entry.attrs.remove("userPassword").unwrap_or_default();
         let n_binary = entry.bin_attrs.get("userPassword").map_or(0, Vec::len);
         match (values.len(), n_binary) {
             (1, 0) => Ok(RestorePoint {
                 hash: Secret::new(values.into_iter().next().unwrap_or_default()),
                 locked_since,
+                changed,
             }),
             (0, 0) => Err(self.error(
                 FaultClass::Protocol,
@@ -894,6 +900,8 @@ async fn replace_password(
 /// The ppolicy attribute that marks an account locked (`000001010000Z`: by an administrator,
 /// until one unlocks it; else the time a lockout began).
 const LOCKED_TIME: &str = "pwdAccountLockedTime";
+/// ppolicy's operational attribute: when the password last changed (asked for by name).
+const CHANGED_TIME: &str = "pwdChangedTime";
 
 /// An account's state before rotor changes its password.
 /// What a compare of `pwdAccountLockedTime` shows (see [`LdapAdmin::compare_lock`]).
@@ -911,6 +919,9 @@ pub struct RestorePoint {
     /// administrator clears the lock (OpenLDAP ppolicy, observed on slapd 2.5.13), so
     /// rotating a locked account would unlock it.
     pub locked_since: Option<String>,
+    /// `pwdChangedTime` (generalized time, e.g. `20261201000000Z`) where the server keeps it
+    /// (ppolicy): when the password last changed, for `rotor scan`'s ages.
+    pub changed: Option<String>,
 }
 
 fn ppolicy_request() -> ldap3::controls::RawControl {

@@ -41,6 +41,18 @@ pub trait OpenDirectory: Send + Sync {
     }
     /// A target for one account, sharing the admin connection.
     fn target(&self, dn: &str) -> Box<dyn Target + Send>;
+
+    /// What `rotor scan` reads of one account: its stored `userPassword` (a hash) and, where
+    /// the server keeps it, when it last changed (`pwdChangedTime`). Read-only, no bind as
+    /// the account. The default reads the restore point and knows no time.
+    fn scan_account(
+        &self,
+        cred: &crate::credential::CredentialId,
+        dn: &str,
+    ) -> Result<(crate::secret::Secret, Option<chrono::DateTime<chrono::Utc>>), ConnectorError>
+    {
+        Ok((self.target(dn).read_restore_point(cred)?, None))
+    }
 }
 
 /// Accounts of an open directory that new rotations must leave alone, and why.

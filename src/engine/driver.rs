@@ -39,6 +39,15 @@ use crate::target::{CredentialKind, Target};
 /// playbooks; tests use an in-memory fleet.
 pub trait Fleet: Send + Sync {
     fn open(&self, host: &Host) -> Result<Box<dyn Target + Send>, ConnectorError>;
+
+    /// Reads the host's accounts and their authorized keys for `rotor scan` over one admin
+    /// session (read-only). A fleet that cannot read hosts says so for each.
+    fn scan_host(&self, host: &Host) -> Result<crate::target::ScannedHost, ConnectorError> {
+        Err(ConnectorError::new(
+            crate::connector::FaultClass::Refused,
+            format!("{}: this fleet cannot scan hosts", host.name),
+        ))
+    }
 }
 
 /// The work for one host: its credentials, in order.

@@ -153,6 +153,35 @@ impl Fleet for FleetRef {
             host: host.name.to_string(),
         }))
     }
+
+    /// Each scripted password as its own "hash" (the fake stores plaintext): equal passwords
+    /// compare equal, which is all a scan test of the gathering needs.
+    fn scan_host(&self, host: &Host) -> Result<crate::target::ScannedHost, ConnectorError> {
+        let hosts = self.0.hosts.lock().unwrap();
+        let h = &hosts[host.name.as_str()];
+        if h.down {
+            return Err(err(FaultClass::Unreachable));
+        }
+        self.0.note(host.name.as_str(), "scan");
+        let mut accounts: Vec<crate::target::AccountFacts> = h
+            .passwords
+            .iter()
+            .map(|(name, pw)| crate::target::AccountFacts {
+                name: name.clone(),
+                uid: Some(1000),
+                home: format!("/home/{name}"),
+                shell: "/bin/bash".into(),
+                password_hash: Some(Secret::new(pw.clone())),
+                empty_password: false,
+                last_change_day: None,
+            })
+            .collect();
+        accounts.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(crate::target::ScannedHost {
+            accounts,
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Default)]

@@ -1,5 +1,5 @@
 //! Operations as a library (cargo's `ops` is the model): [`rotate`], [`recover`],
-//! [`verify`], [`plan`] and [`status`] are what rotor does, whoever asks. Each takes a
+//! [`verify`], [`plan`], [`status`], [`scan`] and [`checkout`] are what rotor does, whoever asks. Each takes a
 //! [`Context`] (the vault, the targets, the clock, the entropy source, one tokio runtime), a
 //! request (the selection already resolved against the inventory, options, the [`Actor`])
 //! and, for the long ones, a shutdown future (mini-redis's `server::run(listener, shutdown)`):
@@ -21,6 +21,7 @@ pub mod export;
 pub mod plan;
 pub mod recover;
 pub mod rotate;
+pub mod scan;
 pub mod scheduled;
 pub mod status;
 pub mod verify;

@@ -234,10 +234,111 @@ impl AuthorizedKeys for ShellAuthorizedKeys {
     }
 }
 
+/// The fleet scan's one command per host (sent as a script on stdin to `sh -s`): for each
+/// account, as the account (the module's invariant; its home from `runuser`'s `HOME`, so no
+/// path from the host enters the script), one line `NAME STATE [BASE64]`: `keys` and the
+/// file's bytes (at most one byte past the cap), or `none`, `nohome`, `unsafe`, `failed`. The
+/// bytes are base64 so a hostile file cannot forge another account's line.
+pub(super) fn scan_script(accounts: &[crate::credential::AccountName]) -> String {
+    let inner = format!(
+        "cd -P ~ 2>/dev/null || {{ echo nohome; exit 0; }}; h=$(pwd -P); test -L .ssh && {{ echo unsafe; exit 0; }}; test -d .ssh || {{ echo none; exit 0; }}; cd -P .ssh || {{ echo unsafe; exit 0; }}; test \"$(pwd -P)\" = \"${{h%/}}/.ssh\" || {{ echo unsafe; exit 0; }}; f=authorized_keys; test -L $f && {{ echo unsafe; exit 0; }}; test -e $f || {{ echo none; exit 0; }}; test -f $f || {{ echo unsafe; exit 0; }}; test \"$(stat -c %U:%h $f)\" = \"$(id -un):1\" || {{ echo unsafe; exit 0; }}; printf \"keys \"; head -c {} $f | base64 -w0; echo",
+        authorized_keys::MAX_BYTES + 1
+    );
+    let mut script = String::new();
+    for a in accounts {
+        // `a` passed the Linux user-name rule: safe unquoted in a command line.
+        script.push_str(&format!(
+            "printf '%s ' {a}; {} </dev/null 2>/dev/null || echo failed\n",
+            as_account(a.as_str(), &inner)
+        ));
+    }
+    script
+}
+
+/// What one account's line of [`scan_script`] says.
+pub(super) enum ScannedKeys {
+    Keys(Vec<String>),
+    Absent,
+    Unreadable(String),
+}
+
+/// Reads [`scan_script`]'s output: each listed account's fingerprints, or why not.
+pub(super) fn parse_scan(out: &[u8]) -> Vec<(String, ScannedKeys)> {
+    use base64::Engine as _;
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split(' ');
+            let name = f.next()?.to_owned();
+            let state = f.next().unwrap_or("");
+            let got = match state {
+                "keys" => {
+                    let text = base64::engine::general_purpose::STANDARD
+                        .decode(f.next().unwrap_or(""))
+                        .map_err(|_| "the host's answer was not base64".to_owned())
+                        .and_then(|bytes| {
+                            authorized_keys::fingerprints(&bytes).map_err(|e| e.to_string())
+                        });
+                    match text {
+                        Ok(fps) => {
+                            ScannedKeys::Keys(fps.iter().map(|f| f.as_str().to_owned()).collect())
+                        }
+                        Err(why) => ScannedKeys::Unreadable(why),
+                    }
+                }
+                "none" | "nohome" => ScannedKeys::Absent,
+                "unsafe" => ScannedKeys::Unreadable(
+                    "~/.ssh or its authorized_keys is a link, has more than one link, or belongs to another user; not read".into(),
+                ),
+                _ => ScannedKeys::Unreadable(
+                    "reading ~/.ssh/authorized_keys as the account failed".into(),
+                ),
+            };
+            Some((name, got))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::{Entropy, SeededEntropy};
+
+    #[test]
+    fn scan_lines_are_read_per_account_and_a_file_cannot_forge_another_line() {
+        use base64::Engine as _;
+        let cred = CredentialId::parse("h1/alice").unwrap();
+        let key = sshkey::generate(&mut *SeededEntropy::new(9).rng(), &cred);
+        // A hostile file holding what looks like another account's line: base64 keeps it
+        // inside alice's.
+        let file = format!("{}\nbob keys AAAA\n", key.public.line());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(file);
+        let out = format!("alice keys {b64}\nbob none\ncarol unsafe\ndave failed\nerin keys !!\n");
+        let got: Vec<String> = parse_scan(out.as_bytes())
+            .into_iter()
+            .map(|(name, k)| match k {
+                ScannedKeys::Keys(fps) => format!("{name} {}", fps.join(",")),
+                ScannedKeys::Absent => format!("{name} absent"),
+                ScannedKeys::Unreadable(_) => format!("{name} unreadable"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                format!("alice {}", key.public.fingerprint()),
+                "bob absent".into(),
+                "carol unreadable".into(),
+                "dave unreadable".into(),
+                "erin unreadable".into(),
+            ]
+        );
+        let names = [crate::credential::AccountName::parse("alice").unwrap()];
+        let script = scan_script(&names);
+        assert!(
+            script.starts_with("printf '%s ' alice; runuser -u alice -- sh -c '"),
+            "{script}"
+        );
+    }
 
     #[test]
     fn only_entries_with_the_credentials_comment_are_rotors() {

@@ -965,6 +965,66 @@ impl<S: Shell> crate::target::ListAccounts for RecipeHost<S> {
     }
 }
 
+/// Most a host may print for the scan's key listing: every account's file, capped at 1 MiB
+/// each, base64; a host that prints more is refused, not read on.
+const MAX_KEY_LISTING_BYTES: usize = 64 << 20;
+
+impl<S: Shell> crate::target::ScanHost for RecipeHost<S> {
+    /// The account listing, then one command (a script on stdin) reading, as each account one
+    /// can log in to, its `authorized_keys`.
+    fn scan_host(&mut self) -> Result<crate::target::ScannedHost, ConnectorError> {
+        use crate::target::ListAccounts as _;
+        let accounts = self.list_accounts()?;
+        let names: Vec<AccountName> = accounts
+            .iter()
+            .filter(|a| {
+                crate::target::is_login_shell(&a.shell)
+                    || a.password_hash.is_some()
+                    || a.empty_password
+            })
+            // A name outside the Linux rule never enters a command line; its keys stay unread.
+            .filter_map(|a| AccountName::parse(&a.name).ok())
+            .collect();
+        let mut scanned = crate::target::ScannedHost {
+            accounts,
+            ..Default::default()
+        };
+        if names.is_empty() {
+            return Ok(scanned);
+        }
+        let host = self.shell.host().clone();
+        let script = super::keys::scan_script(&names);
+        let out = self
+            .shell
+            .exec(&self.command_line("sh -s"), script.as_bytes())?;
+        if out.status != 0 || out.stdout.len() > MAX_KEY_LISTING_BYTES {
+            return Err(ConnectorError::new(
+                FaultClass::Protocol,
+                format!(
+                    "{host}: reading the accounts' authorized_keys failed ({}); does the connect user have root or sudo rights, and is runuser installed?",
+                    if out.status != 0 {
+                        ended(&out)
+                    } else {
+                        format!("more than {MAX_KEY_LISTING_BYTES} bytes")
+                    }
+                ),
+            ));
+        }
+        for (name, got) in super::keys::parse_scan(&out.stdout) {
+            match got {
+                super::keys::ScannedKeys::Keys(fps) if !fps.is_empty() => {
+                    scanned.keys.insert(name, fps);
+                }
+                super::keys::ScannedKeys::Keys(_) | super::keys::ScannedKeys::Absent => {}
+                super::keys::ScannedKeys::Unreadable(why) => {
+                    scanned.unreadable_keys.push((name, why))
+                }
+            }
+        }
+        Ok(scanned)
+    }
+}
+
 #[cfg(test)]
 pub(super) fn encode_for_test(parts: &Parts) -> Secret {
     encode(parts)

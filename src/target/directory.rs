@@ -231,6 +231,22 @@ impl OpenDirectory for LdapOpen {
         &self.accounts
     }
 
+    fn scan_account(
+        &self,
+        _cred: &CredentialId,
+        dn: &str,
+    ) -> Result<(Secret, Option<chrono::DateTime<chrono::Utc>>), ConnectorError> {
+        let read = self.runtime.block_on(self.admin.read_restore_point(dn))?;
+        // Generalized time as OpenLDAP writes it (`YYYYMMDDHHMMSSZ`); another form is
+        // simply not known.
+        let changed = read.changed.as_deref().and_then(|t| {
+            chrono::NaiveDateTime::parse_from_str(t, "%Y%m%d%H%M%SZ")
+                .ok()
+                .map(|t| t.and_utc())
+        });
+        Ok((read.hash, changed))
+    }
+
     fn may_rotate(&self) -> Result<Vec<Refusal>, ConnectorError> {
         // A locked account must be seen as locked (its rotation would unlock it). ACLs differ
         // between subtrees, so one entry of each account source is checked: an account found

@@ -158,6 +158,11 @@ impl Fleet for SshFleet {
     fn open(&self, host: &Host) -> Result<Box<dyn crate::target::Target + Send>, ConnectorError> {
         Ok(Box::new(self.open_host(host)?))
     }
+
+    fn scan_host(&self, host: &Host) -> Result<crate::target::ScannedHost, ConnectorError> {
+        use crate::target::ScanHost as _;
+        self.open_host(host)?.scan_host()
+    }
 }
 
 #[cfg(test)]

@@ -114,3 +114,27 @@ pub struct AccountFacts {
 pub trait ListAccounts {
     fn list_accounts(&mut self) -> Result<Vec<AccountFacts>, ConnectorError>;
 }
+
+/// One host as the fleet scan reads it: its accounts, and the SHA256 fingerprints of the keys
+/// each account's `authorized_keys` lets in (accounts one can log in to only).
+#[derive(Debug, Default)]
+pub struct ScannedHost {
+    pub accounts: Vec<AccountFacts>,
+    /// By account name; accounts whose file was not read, or is absent, are not here.
+    pub keys: std::collections::HashMap<String, Vec<String>>,
+    /// Accounts whose `authorized_keys` could not be read safely, with why (a link, another
+    /// owner): reported, never followed.
+    pub unreadable_keys: Vec<(String, String)>,
+}
+
+/// Whether a login shell lets one in (`nologin`, `false` and `sync`-style commands do not).
+pub fn is_login_shell(shell: &str) -> bool {
+    let name = shell.rsplit('/').next().unwrap_or(shell);
+    !shell.is_empty() && !matches!(name, "nologin" | "false" | "sync" | "halt" | "shutdown")
+}
+
+/// Reading a host for the fleet scan (accounts, then the keys of those one can log in to),
+/// over the one admin session, changing nothing.
+pub trait ScanHost {
+    fn scan_host(&mut self) -> Result<ScannedHost, ConnectorError>;
+}

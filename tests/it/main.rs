@@ -23,6 +23,7 @@ mod ldap;
 mod ldap_lab;
 mod recover_changed;
 mod rotate;
+mod scan;
 mod scan_report;
 mod schedule;
 mod serve;

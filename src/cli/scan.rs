@@ -1,0 +1,173 @@
+//! `rotor scan`: parse the arguments, read the candidates file, call
+//! [`ops::scan`](crate::ops::scan) (read-only: every selected host and directory read once),
+//! print the findings. Exit 0 when nothing above `info` was found, 3 otherwise.
+//!
+//! The candidates file holds known passwords: it is read into `Secret`s (zeroized), never
+//! logged, and no message names a line of it.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use zeroize::Zeroizing;
+
+use super::context;
+use super::rotate::{Resolved, Selection, resolve};
+use super::{CliResult, Failure, Global, OutputFormat};
+use crate::ops;
+use crate::ops::scan::ScanRequest;
+use crate::report::table;
+use crate::scan::ScanReport;
+use crate::secret::Secret;
+use crate::text::escape;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 when nothing above `info` was found, 3 when there are \
+findings (shared, unmanaged, stale, empty or known passwords, shared keys), 1 on error."
+)]
+pub struct ScanArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// A file of known passwords (vendor defaults), one a line, checked locally against the
+    /// hashes read (never by a login). At most 1 MiB; its lines are never shown.
+    #[arg(long, value_name = "FILE")]
+    pub candidates: Option<PathBuf>,
+    /// Hosts read at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// Deadline of each SSH or LDAP step (connect, handshake, each command), in seconds.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub step_timeout: u64,
+    /// `text` for people, `json` for programs.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// Most bytes of a candidates file.
+const MAX_CANDIDATES_BYTES: usize = 1 << 20;
+
+pub fn run(g: &Global, mut a: ScanArgs) -> CliResult {
+    // A scan changes nothing, so no scope means the whole inventory.
+    if a.selection.scopes.is_empty() {
+        a.selection.all = true;
+    }
+    let candidates = match &a.candidates {
+        Some(path) => read_candidates(path)?,
+        None => Vec::new(),
+    };
+    let Resolved { inv, selected, .. } = resolve(&a.selection)?;
+    let session = context::open(g)?;
+    let req = ScanRequest {
+        inventory: &inv,
+        selection: selected,
+        concurrency: a.concurrency as usize,
+        step_timeout: Duration::from_secs(a.step_timeout),
+        candidates,
+    };
+    // No shutdown future: an interrupt stops `rotor scan` at once; it changed nothing.
+    let report = ops::scan::scan(&session.ctx, req, std::future::pending())?;
+    match a.output {
+        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Text => out!("{}", text(&report)),
+    }
+    Ok(report.exit_code())
+}
+
+/// The readable form: what was read, a line per finding (most severe first) with its advice,
+/// then the targets not read.
+fn text(r: &ScanReport) -> String {
+    let mut s = format!(
+        "Scanned {} hosts and {} directories: {} accounts, {} with a password or key.\n",
+        r.n_hosts,
+        r.n_directories,
+        r.n_accounts,
+        r.credentials.len()
+    );
+    if r.findings.is_empty() {
+        s.push_str("No shared, unmanaged, stale or empty credential found.\n");
+    }
+    for f in &r.findings {
+        let severity = serde_json::to_value(f.severity)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_uppercase))
+            .unwrap_or_default();
+        s.push_str(&format!("\n{severity}: {}\n", escape(&f.summary)));
+        let mut creds: Vec<String> = f
+            .credentials
+            .iter()
+            .map(|c| escape(c).into_owned())
+            .collect();
+        const SHOWN: usize = 20;
+        if creds.len() > SHOWN {
+            let rest = creds.len() - SHOWN;
+            creds.truncate(SHOWN);
+            creds.push(format!("and {rest} more (--output json lists them all)"));
+        }
+        s.push_str(&format!("  {}\n", creds.join(", ")));
+        if let Some(g) = &f.group {
+            s.push_str(&format!("  group {}\n", g.0));
+        }
+        s.push_str(&format!("  what to do: {}\n", escape(&f.advice)));
+    }
+    if !r.unreachable.is_empty() {
+        s.push('\n');
+        let rows: Vec<[String; 2]> = r
+            .unreachable
+            .iter()
+            .map(|u| [u.target.clone(), u.error.clone()])
+            .collect();
+        s.push_str(&table(&["NOT READ", "WHY"], &rows));
+    }
+    s
+}
+
+/// Reads the candidates file: a regular file (opened non-blocking, so a FIFO is refused at
+/// once) of at most 1 MiB, one password a line (a trailing `\r` dropped, empty lines skipped).
+/// Every message names the file, never its contents.
+fn read_candidates(path: &Path) -> Result<Vec<Secret>, Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = escape(&path.display().to_string()).into_owned();
+    let fail = |what: String| anyhow::anyhow!("--candidates {shown}: {what}");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| fail(format!("cannot open it: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot read it: {e}")))?;
+    if !meta.is_file() {
+        return Err(fail(format!(
+            "it is {}, not a file; give a file of candidate passwords, one a line",
+            crate::text::file_kind(&meta)
+        ))
+        .into());
+    }
+    let too_large = || {
+        fail(format!(
+            "it is larger than {MAX_CANDIDATES_BYTES} bytes; split it"
+        ))
+    };
+    if meta.len() > MAX_CANDIDATES_BYTES as u64 {
+        return Err(too_large().into());
+    }
+    // A buffer that never grows (a reallocation would leave an unzeroized copy); one byte
+    // more than the limit tells a file that grew since `metadata`.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_CANDIDATES_BYTES + 1));
+    file.take(MAX_CANDIDATES_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read it: {e}")))?;
+    if bytes.len() > MAX_CANDIDATES_BYTES {
+        return Err(too_large().into());
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| fail("it is not UTF-8 text; write one password a line".into()))?;
+    Ok(text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.is_empty())
+        .map(|l| Secret::new(l.to_owned()))
+        .collect())
+}
