@@ -40,9 +40,43 @@ pub struct ScanArgs {
     /// Deadline of each SSH or LDAP step (connect, handshake, each command), in seconds.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub step_timeout: u64,
+    /// Also write the report as one self-contained HTML file (a summary in plain words, a
+    /// host-by-account grid coloured by shared password, an age chart, the findings) for
+    /// the person responsible. It holds no password, hash or salt.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
     /// `text` for people, `json` for programs.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+/// Writes the HTML report whole or not at all: a temporary file beside it, then a rename
+/// (a reader never sees half a report; an existing report is replaced).
+fn write_report(path: &Path, html: &str) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let cannot = |e: std::io::Error| {
+        Failure::from(anyhow::anyhow!(
+            "cannot write the report {}: {e}; give --report a path in a directory you can write",
+            path.display()
+        ))
+    };
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(name);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(html.as_bytes())?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(cannot(e));
+    }
+    Ok(())
 }
 
 /// Most bytes of a candidates file.
@@ -68,6 +102,10 @@ pub fn run(g: &Global, mut a: ScanArgs) -> CliResult {
     };
     // No shutdown future: an interrupt stops `rotor scan` at once; it changed nothing.
     let report = ops::scan::scan(&session.ctx, req, std::future::pending())?;
+    if let Some(path) = &a.report {
+        write_report(path, &crate::scan::html::render(&report))?;
+        eprintln!("rotor: the report is in {}", path.display());
+    }
     match a.output {
         OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Text => out!("{}", text(&report)),

@@ -138,6 +138,7 @@ fn shared_planted_and_candidate_credentials_are_reported_without_a_secret() {
         format!("admin\n{}\nchangeme\n", lab.shared_password()),
     )
     .unwrap();
+    let html_path = dir.path().join("scan.html");
     let with = scan(
         &rotor,
         &lab,
@@ -146,9 +147,22 @@ fn shared_planted_and_candidate_credentials_are_reported_without_a_secret() {
             "json",
             "--candidates",
             candidates.to_str().unwrap(),
+            "--report",
+            html_path.to_str().unwrap(),
         ],
     );
     assert_eq!(with.status.code(), Some(3));
+    // The HTML report, searched for leaks below like every output, and read in Chromium.
+    let html = Output {
+        status: with.status,
+        stdout: std::fs::read(&html_path).unwrap(),
+        stderr: Vec::new(),
+    };
+    let summary = report_in_chromium(&html_path);
+    assert!(
+        summary.contains("6 accounts on 3 servers share one password"),
+        "{summary}"
+    );
     let report = json(&with);
     let known = groups(&report, "known_candidate");
     let all: Vec<String> = app_or_backup.iter().cloned().collect();
@@ -182,8 +196,36 @@ fn shared_planted_and_candidate_credentials_are_reported_without_a_secret() {
         ),
     ];
     secrets.push(("the candidate admin".into(), "changeme".into()));
-    assert_no_leak(&secrets, &rotor, &[&plain, &with, &table]);
-    leaks.assert_clean(&lab, &rotor, &[&plain, &with, &table]);
+    assert_no_leak(&secrets, &rotor, &[&plain, &with, &table, &html]);
+    leaks.assert_clean(&lab, &rotor, &[&plain, &with, &table, &html]);
+}
+
+/// Opens a report `rotor scan --report` wrote in headless Chromium: no console error, a
+/// screenshot kept (`target/screenshots/scan-lab.png`); returns the summary's text.
+fn report_in_chromium(file: &std::path::Path) -> String {
+    use crate::browser::{
+        Driver, browser, console_errors, find, full_page_screenshot, screenshots_dir,
+    };
+    let kept = screenshots_dir().join("scan-lab.html");
+    std::fs::copy(file, &kept).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let driver = Driver::start(&tmp.path().join("chromedriver.log"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = browser(&driver, &tmp.path().join("profile")).await;
+        let url = url::Url::from_file_path(&kept).unwrap();
+        c.goto(url.as_str()).await.unwrap();
+        let summary = find(&c, "#summary").await.text().await.unwrap();
+        find(&c, "#findings").await;
+        full_page_screenshot(&c, "scan-lab.png").await;
+        let errors = console_errors(&c).await;
+        assert!(errors.is_empty(), "console errors: {errors:#?}");
+        c.close().await.unwrap();
+        summary
+    })
 }
 
 #[test]
