@@ -176,6 +176,10 @@ pub struct ScanInput<'a> {
     pub managed: &'a Managed,
     /// Known passwords (vendor defaults) checked locally against each distinct hash.
     pub candidates: &'a [Secret],
+    /// The vault's current secrets (`HOST/ACCOUNT` or `DIRECTORY/UID`, the secret), compared
+    /// in memory with the hashes read: a password rotor keeps for one credential found on
+    /// another account is a shared password. Never into the report.
+    pub vault: &'a [(String, Secret)],
     pub now: DateTime<Utc>,
     /// The per-scan key naming groups ([`GroupId`]); random, never stored.
     pub key: &'a [u8],
@@ -227,6 +231,7 @@ pub fn findings(input: ScanInput<'_>) -> ScanReport {
         directories,
         managed,
         candidates,
+        vault,
         now,
         key,
     } = input;
@@ -331,6 +336,22 @@ pub fn findings(input: ScanInput<'_>) -> ScanReport {
             summary: shared_summary(&seen, members, n_hosts, "password", mixed),
             advice: shared_advice(&seen, members, "one stolen password opens all of them"),
             credentials: creds,
+            group: Some(group),
+        });
+    }
+
+    for (i, v) in vault_reuse(&seen, vault) {
+        let (cred, other) = (&seen[i].cred, &vault[v].0);
+        let group = GroupId::of(key, "password-vault", other.as_bytes());
+        password_group.entry(i).or_insert_with(|| group.clone());
+        out.push(Finding {
+            kind: Kind::SharedPassword,
+            severity: Severity::High,
+            summary: format!("{cred} has the password rotor keeps for {other}"),
+            advice: format!(
+                "whoever knows one knows both: give {cred} its own password (add it to the inventory and rotate it), then rotate {other} (`rotor rotate --scope cred:{other}`)"
+            ),
+            credentials: vec![cred.clone(), other.clone()],
             group: Some(group),
         });
     }
@@ -480,32 +501,33 @@ fn shared_advice(seen: &[Seen<'_>], members: &[usize], why: &str) -> String {
     }
 }
 
-/// Which candidate (its index) each hash comes from, if any. The checks are spread over the
-/// machine's cores (at most 8): after a rotation every hash differs, and hundreds of yescrypt
-/// checks take seconds on one.
+/// Which candidate (its index) each hash comes from, if any.
 fn candidate_hits<'a>(
     hashes: Vec<(&'a str, &'a Secret)>,
     candidates: &[Secret],
 ) -> BTreeMap<&'a str, Option<usize>> {
-    let check = |h: &Secret| {
-        candidates
+    par_map(&hashes, |(text, h)| {
+        let hit = candidates
             .iter()
-            .position(|c| crate::password_hash::matches(h, c) == Some(true))
-    };
+            .position(|c| crate::password_hash::matches(h, c) == Some(true));
+        (*text, hit)
+    })
+    .into_iter()
+    .collect()
+}
+
+/// `f` over `items`, spread over the machine's cores (at most 8): after a rotation every hash
+/// differs, and hundreds of yescrypt checks take seconds on one.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let n_threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
-    let chunk = hashes.len().div_ceil(n_threads).max(1);
+    let chunk = items.len().div_ceil(n_threads).max(1);
+    let f = &f;
     std::thread::scope(|scope| {
-        let workers: Vec<_> = hashes
+        let workers: Vec<_> = items
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(text, h)| (*text, check(h)))
-                        .collect::<Vec<_>>()
-                })
-            })
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
             .collect();
         workers
             .into_iter()
@@ -513,6 +535,52 @@ fn candidate_hits<'a>(
             .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
+}
+
+/// Accounts holding a password rotor keeps for another credential: each hash read is first
+/// checked against its own credential's current secret (one check: a managed account after
+/// a rotation); only those that are not their own are checked against the rest of the
+/// vault, each distinct hash once. Returns (seen index, vault index) pairs.
+fn vault_reuse(seen: &[Seen<'_>], vault: &[(String, Secret)]) -> Vec<(usize, usize)> {
+    if vault.is_empty() {
+        return Vec::new();
+    }
+    let own: HashMap<&str, &Secret> = vault.iter().map(|(c, s)| (c.as_str(), s)).collect();
+    let hashed: Vec<(usize, &Secret)> = seen
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match &s.account.password {
+            PasswordFact::Hash(h) => Some((i, h)),
+            _ => None,
+        })
+        .collect();
+    let is_own = par_map(&hashed, |(i, h)| {
+        own.get(seen[*i].cred.as_str())
+            .is_some_and(|secret| crate::password_hash::matches(h, secret) == Some(true))
+    });
+    let mut foreign: BTreeMap<&str, (&Secret, Vec<usize>)> = BTreeMap::new();
+    for ((i, h), own) in hashed.iter().zip(is_own) {
+        if !own {
+            foreign
+                .entry(h.expose())
+                .or_insert((h, Vec::new()))
+                .1
+                .push(*i);
+        }
+    }
+    let foreign: Vec<(&Secret, Vec<usize>)> = foreign.into_values().collect();
+    let hits = par_map(&foreign, |(h, _)| {
+        vault
+            .iter()
+            .position(|(_, secret)| crate::password_hash::matches(h, secret) == Some(true))
+    });
+    foreign
+        .iter()
+        .zip(hits)
+        .filter_map(|((_, members), hit)| hit.map(|v| (members, v)))
+        .flat_map(|(members, v)| members.iter().map(move |&i| (i, v)))
+        .filter(|&(i, v)| seen[i].cred != vault[v].0)
+        .collect()
 }
 
 /// "3 accounts", "1 account".
@@ -657,18 +725,65 @@ mod tests {
         candidates: &[&str],
         key: &[u8],
     ) -> ScanReport {
+        scan_with_vault(hosts, dirs, m, candidates, &[], key)
+    }
+
+    fn scan_with_vault(
+        hosts: Vec<HostFacts>,
+        dirs: Vec<DirectoryFacts>,
+        m: &Managed,
+        candidates: &[&str],
+        vault: &[(&str, &str)],
+        key: &[u8],
+    ) -> ScanReport {
         let candidates: Vec<Secret> = candidates
             .iter()
             .map(|c| Secret::new(c.to_string()))
+            .collect();
+        let vault: Vec<(String, Secret)> = vault
+            .iter()
+            .map(|(c, s)| (c.to_string(), Secret::new(s.to_string())))
             .collect();
         findings(ScanInput {
             hosts,
             directories: dirs,
             managed: m,
             candidates: &candidates,
+            vault: &vault,
             now: now(),
             key,
         })
+    }
+
+    #[test]
+    fn a_password_the_vault_keeps_for_another_credential_is_found_on_an_account() {
+        // h1/svc_app holds what the vault keeps for it (its own: no finding); h2/copy holds
+        // the same password under another salt, unmanaged; h3/svc_app a password rotor does
+        // not know.
+        let hosts = vec![
+            host("h1", &[&format!("svc_app:{A}")]),
+            host("h2", &[&format!("copy:{B}")]),
+            host("h3", &["svc_app:$6$x$unknown"]),
+        ];
+        let m = managed(&[("h1/svc_app", None), ("h3/svc_app", None)]);
+        let vault = [("h1/svc_app", CANDIDATE), ("h3/svc_app", "another-secret")];
+        let r = scan_with_vault(hosts, vec![], &m, &[], &vault, b"k");
+        check(
+            &r,
+            &[
+                "shared_password high h2/copy h1/svc_app",
+                "unmanaged_account medium h2/copy",
+            ],
+        );
+        assert_eq!(
+            r.findings[0].summary,
+            "h2/copy has the password rotor keeps for h1/svc_app"
+        );
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            !json.contains(CANDIDATE) && !json.contains("salttwo"),
+            "{json}"
+        );
     }
 
     /// The findings as `kind severity creds...`, the report's order.

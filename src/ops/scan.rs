@@ -79,6 +79,16 @@ pub fn scan(
     } else {
         read_directories(ctx, &req, &mut managed)
     };
+    // The vault's current secrets, decrypted in memory only to be compared with the hashes
+    // read (a password rotor keeps for one credential, found on another account).
+    let mut vault = Vec::new();
+    for s in ctx.records.status()? {
+        if s.has_current
+            && let Some(secret) = ctx.store.current(&s.cred)?
+        {
+            vault.push((s.cred.to_string(), secret));
+        }
+    }
     let mut key = zeroize::Zeroizing::new([0u8; GROUP_KEY_BYTES]);
     ctx.entropy.rng().fill_bytes(&mut key[..]);
     let mut report = crate::scan::findings(ScanInput {
@@ -86,6 +96,7 @@ pub fn scan(
         directories,
         managed: &managed,
         candidates: &req.candidates,
+        vault: &vault,
         now: ctx.clock.now(),
         key: &key[..],
     });

@@ -262,6 +262,32 @@ fn after_rotate_all_no_managed_credential_is_shared() {
         .map(|r| r["credential"].as_str().unwrap())
         .collect();
     assert_eq!(seen.len(), 4, "{report:#}");
+
+    // Someone copies the password rotor keeps for host-001/svc_app to an account of their own
+    // on host-002: the scan finds it there (compared in memory, never shown).
+    let shown = rotor.run(&["show", "host-001/svc_app", "--reason", "scan test"]);
+    assert!(shown.status.success(), "{shown:?}");
+    let secret = String::from_utf8(shown.stdout)
+        .unwrap()
+        .trim_end()
+        .to_owned();
+    let out = lab.exec("host-002", "useradd -m -s /bin/bash copy");
+    assert!(out.status.success(), "{out:?}");
+    // The password reaches chpasswd on stdin, through a file only root reads.
+    let file = lab.dir().join("copy-password");
+    std::fs::write(&file, format!("copy:{secret}\n")).unwrap();
+    let out = lab.exec("host-002", &format!("chpasswd < {}", file.display()));
+    assert!(out.status.success(), "{out:?}");
+    let out = scan(&rotor, &lab, &["--output", "json"]);
+    let report = json(&out);
+    assert!(
+        groups(&report, "shared_password").contains(&vec![
+            "host-001/svc_app".to_owned(),
+            "host-002/copy".to_owned()
+        ]),
+        "{report:#}"
+    );
+    assert_no_leak(&[("the copied password".into(), secret)], &rotor, &[&out]);
 }
 
 /// The LDAP lab's accounts share the hosts' initial password under random `{SSHA}` salts: no
