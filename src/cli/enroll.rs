@@ -97,41 +97,17 @@ fn read_secret(cred: &CredentialId, interrupted: &Arc<AtomicBool>) -> Result<Sec
 /// refused at once rather than waited on, as `inventory::load` does) of at most
 /// [`sshkey::MAX_PRIVATE_KEY_BYTES`]. Every message names the file, never its contents.
 fn read_key_file(path: &Path) -> Result<Secret, Failure> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let shown = crate::text::escape(&path.display().to_string()).into_owned();
-    let fail = |what: String| anyhow::anyhow!("--ssh-key {shown}: {what}");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)
-        .map_err(|e| fail(format!("cannot open it: {e}")))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| fail(format!("cannot read it: {e}")))?;
-    if !meta.is_file() {
-        return Err(fail(format!(
-            "it is {}, not a file; give the private key file",
-            crate::text::file_kind(&meta)
-        ))
-        .into());
-    }
-    let limit = sshkey::MAX_PRIVATE_KEY_BYTES;
-    let too_large = |size: u64| {
-        let size = usize::try_from(size).unwrap_or(usize::MAX);
-        fail(sshkey::KeyError::TooLarge { size }.to_string())
-    };
-    if meta.len() > limit as u64 {
-        return Err(too_large(meta.len()).into());
-    }
-    // Read into a buffer that never grows (a reallocation would leave a copy unzeroized); one
-    // byte more than the limit tells a file that grew since `metadata`.
-    let mut bytes = Zeroizing::new(Vec::with_capacity(limit + 1));
-    file.take(limit as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(format!("cannot read it: {e}")))?;
-    if bytes.len() > limit {
-        return Err(too_large(bytes.len() as u64).into());
-    }
+    let fail = |what: String| super::output::file_problem("--ssh-key", path, &what);
+    let bytes = super::output::read_secret_file(
+        "--ssh-key",
+        path,
+        "give the private key file",
+        sshkey::MAX_PRIVATE_KEY_BYTES,
+        |size| {
+            let size = usize::try_from(size).unwrap_or(usize::MAX);
+            sshkey::KeyError::TooLarge { size }.to_string()
+        },
+    )?;
     let text = std::str::from_utf8(&bytes).map_err(|_| {
         fail("it is not text, so not an OpenSSH private key; give the private key file (e.g. ~/.ssh/id_ed25519)".into())
     })?;

@@ -212,3 +212,53 @@ impl crate::ops::Progress for Bar {
         }
     }
 }
+
+/// What is wrong with a file given as `flag` on the command line: the flag, the file (escaped)
+/// and `what`; never a byte of the file.
+pub fn file_problem(flag: &str, path: &std::path::Path, what: &str) -> anyhow::Error {
+    let shown = crate::text::escape(&path.display().to_string()).into_owned();
+    anyhow::anyhow!("{flag} {shown}: {what}")
+}
+
+/// Reads a small file that holds secrets, given as `flag`: a regular file (opened
+/// non-blocking, so a FIFO is refused at once rather than waited on, as `inventory::load`
+/// does) of at most `limit` bytes, into a buffer that never grows (a reallocation would leave
+/// an unzeroized copy); one byte more than the limit tells a file that grew since `metadata`.
+/// `not_a_file` says what to give instead, `too_large(size)` words a file over the limit.
+pub fn read_secret_file(
+    flag: &str,
+    path: &std::path::Path,
+    not_a_file: &str,
+    limit: usize,
+    too_large: impl Fn(u64) -> String,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, Failure> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |what: String| file_problem(flag, path, &what);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| fail(format!("cannot open it: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot read it: {e}")))?;
+    if !meta.is_file() {
+        return Err(fail(format!(
+            "it is {}, not a file; {not_a_file}",
+            crate::text::file_kind(&meta)
+        ))
+        .into());
+    }
+    if meta.len() > limit as u64 {
+        return Err(fail(too_large(meta.len())).into());
+    }
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(limit + 1));
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read it: {e}")))?;
+    if bytes.len() > limit {
+        return Err(fail(too_large(bytes.len() as u64)).into());
+    }
+    Ok(bytes)
+}

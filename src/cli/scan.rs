@@ -5,12 +5,10 @@
 //! The candidates file holds known passwords: it is read into `Secret`s (zeroized), never
 //! logged, and no message names a line of it.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use zeroize::Zeroizing;
 
 use super::context;
 use super::rotate::{Resolved, Selection, resolve};
@@ -165,43 +163,20 @@ fn text(r: &ScanReport) -> String {
 /// once) of at most 1 MiB, one password a line (a trailing `\r` dropped, empty lines skipped).
 /// Every message names the file, never its contents.
 fn read_candidates(path: &Path) -> Result<Vec<Secret>, Failure> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let shown = escape(&path.display().to_string()).into_owned();
-    let fail = |what: String| anyhow::anyhow!("--candidates {shown}: {what}");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)
-        .map_err(|e| fail(format!("cannot open it: {e}")))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| fail(format!("cannot read it: {e}")))?;
-    if !meta.is_file() {
-        return Err(fail(format!(
-            "it is {}, not a file; give a file of candidate passwords, one a line",
-            crate::text::file_kind(&meta)
-        ))
-        .into());
-    }
-    let too_large = || {
-        fail(format!(
-            "it is larger than {MAX_CANDIDATES_BYTES} bytes; split it"
-        ))
-    };
-    if meta.len() > MAX_CANDIDATES_BYTES as u64 {
-        return Err(too_large().into());
-    }
-    // A buffer that never grows (a reallocation would leave an unzeroized copy); one byte
-    // more than the limit tells a file that grew since `metadata`.
-    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_CANDIDATES_BYTES + 1));
-    file.take(MAX_CANDIDATES_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(format!("cannot read it: {e}")))?;
-    if bytes.len() > MAX_CANDIDATES_BYTES {
-        return Err(too_large().into());
-    }
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| fail("it is not UTF-8 text; write one password a line".into()))?;
+    let bytes = super::output::read_secret_file(
+        "--candidates",
+        path,
+        "give a file of candidate passwords, one a line",
+        MAX_CANDIDATES_BYTES,
+        |_| format!("it is larger than {MAX_CANDIDATES_BYTES} bytes; split it"),
+    )?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        super::output::file_problem(
+            "--candidates",
+            path,
+            "it is not UTF-8 text; write one password a line",
+        )
+    })?;
     Ok(text
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
