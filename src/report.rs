@@ -51,6 +51,10 @@ pub struct RunReport {
     /// are not in `results`, because their searches could not run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failed_directories: Vec<FailedDirectory>,
+    /// What the run could not do that the operator asked for, in words with the fix (a breach
+    /// run on a host whose connect identity the inventory does not manage).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A directory a run could not open.
@@ -102,6 +106,7 @@ impl RunReport {
             results,
             recovered: None,
             failed_directories: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -128,6 +133,11 @@ impl RunReport {
 
     /// Attaches the recovery that ran before this run (if it settled anything); the exit code
     /// then covers both.
+    pub fn with_warnings(mut self, warnings: Vec<String>) -> RunReport {
+        self.warnings = warnings;
+        self
+    }
+
     pub fn with_recovered(mut self, recovered: RunReport) -> RunReport {
         if !recovered.results.is_empty() {
             self.recovered = Some(Box::new(recovered));
@@ -225,6 +235,22 @@ impl RunReport {
                 f.class,
                 escape(&f.message)
             );
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "\nWarning: {}", escape(w));
+        }
+        let noted: Vec<&CredentialResult> = self
+            .results
+            .iter()
+            .filter(|r| !r.notes.is_empty())
+            .collect();
+        if !noted.is_empty() {
+            out.push_str("\nNotes:\n");
+            for r in noted {
+                for note in &r.notes {
+                    let _ = writeln!(out, "  {}: {}", r.cred, escape(note));
+                }
+            }
         }
         let failed: Vec<&CredentialResult> = self
             .results
@@ -332,6 +358,7 @@ mod tests {
             outcome,
             rotation: None,
             elapsed_ms: 5,
+            notes: Vec::new(),
         }
     }
 

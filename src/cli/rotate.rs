@@ -59,6 +59,14 @@ pub struct RotateArgs {
     /// holders' secrets stop working (recorded). Without it they are skipped.
     #[arg(long)]
     pub include_checked_out: bool,
+    /// The incident profile: assume the attacker knows every current credential. Also
+    /// rotates the accounts rotor logs in with on the hosts in scope (last on each host, after
+    /// a second login path is proven) and rotor's directory bind accounts, rotates checked-out
+    /// credentials (implies --include-checked-out), replaces each SSH-key account's whole
+    /// authorized_keys with its new key (removed lines listed, kept in the vault), and reports
+    /// accounts the inventory does not know and sessions logged in as rotated accounts.
+    #[arg(long)]
+    pub breach: bool,
     /// Stop starting new hosts once more than this many hosts failed: a count (5) or a
     /// percentage of the run's hosts (10%). Unreachable hosts count as failed.
     #[arg(long, value_name = "N|P%", value_parser = parse_failure_limit)]
@@ -150,7 +158,8 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
         canary: a.canary,
         max_failures: a.max_failures.unwrap_or(FailureLimit::Unlimited),
         retry_parked: a.retry_parked,
-        include_checked_out: a.include_checked_out,
+        include_checked_out: a.include_checked_out || a.breach,
+        breach: a.breach,
         progress: Some(bar),
         // The report is printed before the end of the run is recorded, which can fail.
         deliver: Some(Box::new(move |report: &RunReport| {

@@ -199,6 +199,7 @@ pub async fn recover_directory(
                 rotation: Some(r.id),
                 cred: r.cred,
                 elapsed_ms: 0,
+                notes: Vec::new(),
             }),
         }
     }

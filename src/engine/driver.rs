@@ -76,6 +76,10 @@ pub struct CredentialResult {
     pub outcome: Outcome,
     pub rotation: Option<RotationId>,
     pub elapsed_ms: u64,
+    /// What the target said of the rotation beyond its outcome: the proof used where it was
+    /// not a login as the account, keys removed that rotor had not installed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// How long a credential's lease lasts without a store write. Every write renews it, so it
@@ -159,6 +163,9 @@ pub struct RunOptions {
     pub entropy: Arc<dyn Entropy>,
     /// Who the run is for: named in the audit entry of every write.
     pub actor: Actor,
+    /// The incident profile (`--breach`): key credentials replace every key their account
+    /// had ([`Target::breach`]).
+    pub breach: bool,
 }
 
 impl RunOptions {
@@ -173,6 +180,7 @@ impl RunOptions {
             retry_parked: false,
             entropy: Arc::new(OsEntropy),
             actor: Actor::of_this_process(),
+            breach: false,
         }
     }
 
@@ -276,6 +284,7 @@ pub(super) fn panicked(
         },
         rotation,
         elapsed_ms: 0,
+        notes: Vec::new(),
     }
 }
 
@@ -288,6 +297,7 @@ pub(super) fn skipped(cred: CredentialId, reason: SkipReason, detail: &str) -> C
         },
         rotation: None,
         elapsed_ms: 0,
+        notes: Vec::new(),
     }
 }
 
@@ -319,6 +329,7 @@ pub(super) fn not_reached(r: &OpenRotation) -> CredentialResult {
         },
         rotation: Some(r.id),
         elapsed_ms: 0,
+        notes: Vec::new(),
     }
 }
 
@@ -346,6 +357,7 @@ pub async fn recover(
             },
             rotation: Some(u.id),
             elapsed_ms: 0,
+            notes: Vec::new(),
         })
         .collect();
     for work in directories {
@@ -377,6 +389,7 @@ pub async fn recover(
                     },
                     rotation: Some(r.id),
                     elapsed_ms: 0,
+                    notes: Vec::new(),
                 });
             }
             continue;
@@ -474,6 +487,7 @@ fn rotate_host(
                         },
                         rotation: None,
                         elapsed_ms: started.elapsed().as_millis() as u64,
+                        notes: Vec::new(),
                     };
                     report_progress(progress, &r);
                     r
@@ -481,6 +495,9 @@ fn rotate_host(
                 .collect();
         }
     };
+    if options.breach {
+        target.breach();
+    }
     // Set once an account's host stopped answering (timed out, went away): the host's other
     // accounts are not started, so a hung host is not pushed to again and again, each push
     // waiting out the step timeout and leaving another rotation for recovery.
@@ -577,6 +594,7 @@ pub(super) fn rotate_one(
         outcome,
         rotation: None,
         elapsed_ms: 0,
+        notes: Vec::new(),
     };
     let by = &options.actor;
     let lease = match take_lease(store, by, &cred, &format!("run {run}"), options.lease_ttl) {
@@ -648,6 +666,7 @@ pub(super) fn rotate_one(
     give_back(store, &job.cred, lease);
     log_outcome(&job.cred, &outcome);
     CredentialResult {
+        notes: target.notes(&job.cred),
         cred: job.cred,
         outcome,
         rotation: job.rotation,
@@ -678,6 +697,7 @@ fn recover_host(
                     },
                     rotation: Some(r.id),
                     elapsed_ms: 0,
+                    notes: Vec::new(),
                 })
                 .collect();
         }
@@ -718,6 +738,7 @@ pub(super) fn recover_one(
         },
         rotation: Some(r.id),
         elapsed_ms: 0,
+        notes: Vec::new(),
     };
     let lease = match take_lease(store, by, &r.cred, "recovery", lease_ttl) {
         Ok(lease) => lease,
@@ -729,6 +750,7 @@ pub(super) fn recover_one(
                 outcome: skip(admission),
                 rotation: Some(r.id),
                 elapsed_ms: 0,
+                notes: Vec::new(),
             };
         }
         Err(NoLease::Store(cause)) => return unsettled(cause),
@@ -753,6 +775,7 @@ pub(super) fn recover_one(
         // As the run did before it read the restore point (the saved one lists the same keys).
         tell_current(store, target, &r.cred);
     }
+    target.resume(&r.cred, &r.restore_point);
     let open = Open {
         rotation: r.id,
         restore_point: r.restore_point,
@@ -772,6 +795,7 @@ pub(super) fn recover_one(
     give_back(store, &job.cred, lease);
     log_outcome(&job.cred, &outcome);
     CredentialResult {
+        notes: target.notes(&job.cred),
         cred: job.cred,
         outcome,
         rotation: job.rotation,
@@ -1017,7 +1041,7 @@ impl Job {
 }
 
 /// Test hooks (only with the `lab` feature; release builds do not contain this code):
-/// - `ROTOR_LAB_PAUSE_AT=staged|applied|retiring` makes the process write `$ROTOR_LAB_PAUSE_FILE` and
+/// - `ROTOR_LAB_PAUSE_AT=staged|applied|verified|retiring` makes the process write `$ROTOR_LAB_PAUSE_FILE` and
 ///   hang right after the first rotation reaches that phase, so a test can SIGKILL it there.
 /// - `ROTOR_LAB_HOLD_AT=POINT[,POINT...]` with `ROTOR_LAB_HOLD_DIR=D` holds the first rotation
 ///   that reaches each point (`applied`, or `restore_refused`: the target's policy refused the
@@ -1027,6 +1051,7 @@ fn crash_point(command: &Command, event: &Event) {
     let reached = match (command, event) {
         (Command::Stage { .. }, Event::Staged(_)) => "staged",
         (Command::Record(_, Phase::Applied), Event::Ok) => "applied",
+        (Command::Verify, Event::Ok) => "verified",
         (Command::Commit(verified), Event::Ok) if verified.then_retire() => "retiring",
         (Command::Restore { .. }, Event::Failed(f))
             if f.class

@@ -371,6 +371,11 @@ pub trait Secrets {
     fn fingerprint_taken(&self, secret: &Secret) -> Res<bool>;
     /// The credential's `current` secret, if the vault has one.
     fn current(&self, cred: &CredentialId) -> Res<Option<Secret>>;
+    /// The credential's `pending` secret, while a rotation of it is open or stuck: what the
+    /// target may hold already (rotor's own login tries it first after a crash).
+    fn pending(&self, _cred: &CredentialId) -> Res<Option<Secret>> {
+        Ok(None)
+    }
 }
 
 /// The rotation ledger: staging, phases, commit, rollback, and what recovery must settle.

@@ -408,6 +408,43 @@ pub struct Host {
     pub accounts: Vec<Account>,
 }
 
+impl Host {
+    /// The credential rotor logs in to this host with, when the inventory manages it: the
+    /// connect user's SSH-key listing when rotor connects with a key file (the file is then
+    /// only the bootstrap identity: once the vault holds the host's own key, rotor logs in
+    /// with that), or the listing `connect.credential` names.
+    pub fn connect_credential(&self) -> Option<CredentialId> {
+        let user = &self.connect.user;
+        match &self.connect.auth {
+            ConnectAuth::KeyFile(_) => self
+                .accounts
+                .iter()
+                .find(|a| &a.name == user && a.recipe.kind == crate::target::CredentialKind::SshKey)
+                .map(|a| a.credential(&self.name)),
+            ConnectAuth::Vault(cred) => self
+                .accounts
+                .iter()
+                .map(|a| a.credential(&self.name))
+                .find(|id| id == cred),
+        }
+    }
+
+    /// Whether `cred` is one of the connect user's own credentials on this host (its login
+    /// secret, or the password `sudo` asks a non-root connect user for): rotated last on the
+    /// host, after every other account, so rotor's own session changes only at the end.
+    pub fn is_connect_account(&self, cred: &CredentialId) -> bool {
+        cred.host == self.name && cred.account == self.connect.user
+    }
+
+    /// The connect key file, where rotor connects with one.
+    pub fn bootstrap_key(&self) -> Option<&std::path::Path> {
+        match &self.connect.auth {
+            ConnectAuth::KeyFile(path) => Some(path),
+            ConnectAuth::Vault(_) => None,
+        }
+    }
+}
+
 /// How the host's SSH key is pinned.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HostKeyPin {

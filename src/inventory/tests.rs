@@ -273,37 +273,62 @@ fn connect() {
 }
 
 #[test]
-fn connect_account_is_not_also_rotated() {
+fn the_connect_account_is_rotated_with_what_rotor_logs_in_with() {
     let with = |connect: &str| {
         check(&host(&format!(
             "host_key: \"{KEY}\"\nconnect: {connect}\naccounts:\n  - {{ name: svc_app, playbook: linux-password }}\n  - {{ name: rotor, playbook: linux-password }}"
         )))
     };
-    // A password login as a managed account of the same host: the account's line is named.
-    assert_snapshot!(with("{ user: rotor, credential: h1/rotor }"), @"lab/inventory.yaml:9:17: hosts[0].accounts[1].name: rotor cannot yet rotate the account it connects with on the same host: `connect` (line 6) logs in as rotor with the password of h1/rotor, and rotating rotor here would change that password under rotor's own session: connect with an admin key (`connect: { user: root, key: /path/to/private_key }`), or remove rotor from accounts");
-    // The same when the password is held under another credential: rotating h1/rotor still
-    // changes the password rotor logs in with.
-    assert_snapshot!(with("{ user: rotor, credential: h2/rotor }"), @"lab/inventory.yaml:9:17: hosts[0].accounts[1].name: rotor cannot yet rotate the account it connects with on the same host: `connect` (line 6) logs in as rotor with the password of h2/rotor, and rotating rotor here would change that password under rotor's own session: connect with an admin key (`connect: { user: root, key: /path/to/private_key }`), or remove rotor from accounts");
-    // Fine: a key login survives a password rotation, and a vault password of an account that
-    // is not rotated here stays valid.
-    assert_snapshot!(with("{ user: rotor, key: /k }"), @"
-    lab/inventory.yaml: 1 host, 2 accounts, 0 groups, 1 policy, 1 playbook used
-      groups:    (none)
-      policies:  default
-      playbooks: linux-password
+    // The password rotor logs in with is the account it rotates: fine (rotated last, after a
+    // second login path is proven).
+    assert!(with("{ user: rotor, credential: h1/rotor }").contains("1 host, 2 accounts"));
+    // The password is held under another credential: rotating h1/rotor would change the
+    // password rotor logs in with, and h2/rotor would go stale.
+    assert_snapshot!(with("{ user: rotor, credential: h2/rotor }"), @"lab/inventory.yaml:6:14: hosts[0].connect.credential: `connect` (line 6) logs in as rotor with the password of h2/rotor, but rotor is rotated on this host as h1/rotor (line 9): rotor would change the password under its own login. Write `credential: h1/rotor` so rotor logs in with what it rotates, or remove rotor from accounts");
+    // A key login survives a password rotation; a vault password of an account that is not
+    // rotated here stays valid.
+    assert!(with("{ user: rotor, key: /k }").contains("1 host, 2 accounts"));
+    assert!(with("{ user: admin, credential: h1/admin }").contains("1 host, 2 accounts"));
+}
 
-      HOST  ADDRESS      GROUPS  ACCOUNTS
-      h1    10.0.0.1:22  -       2
-    ");
-    assert_snapshot!(with("{ user: admin, credential: h1/admin }"), @"
-    lab/inventory.yaml: 1 host, 2 accounts, 0 groups, 1 policy, 1 playbook used
-      groups:    (none)
-      policies:  default
-      playbooks: linux-password
-
-      HOST  ADDRESS      GROUPS  ACCOUNTS
-      h1    10.0.0.1:22  -       2
-    ");
+#[test]
+fn the_connect_identity_is_the_listing_rotor_logs_in_with() {
+    let inv = |connect: &str, accounts: &str| {
+        let text = format!(
+            "version: 1\npolicies:\n  default: {{ length: 24, classes: [lower, upper, digit] }}\nhosts:\n  - name: h1\n    address: 10.0.0.1\n    host_key: \"{KEY}\"\n    connect: {connect}\n    accounts:\n{accounts}"
+        );
+        crate::inventory::parse(&text, std::path::Path::new("lab/inventory.yaml")).unwrap()
+    };
+    let both = "      - { name: root, playbook: linux-password }\n      - { name: root, playbook: linux-ssh-key }\n      - { name: svc, playbook: linux-password }\n";
+    // A key login: the connect user's key listing (the file is the bootstrap identity).
+    let i = inv("{ user: root, key: /k }", both);
+    let h = &i.hosts[0];
+    assert_eq!(h.connect_credential().unwrap().to_string(), "h1/root:key");
+    assert_eq!(h.bootstrap_key(), Some(std::path::Path::new("/k")));
+    // A vault password: the listing it names.
+    let i = inv("{ user: root, credential: h1/root }", both);
+    assert_eq!(
+        i.hosts[0].connect_credential().unwrap().to_string(),
+        "h1/root"
+    );
+    // Not managed: a key login with only a password listing, or no listing at all.
+    let i = inv(
+        "{ user: root, key: /k }",
+        "      - { name: root, playbook: linux-password }\n",
+    );
+    assert!(i.hosts[0].connect_credential().is_none());
+    assert!(
+        i.hosts[0].is_connect_account(&crate::credential::CredentialId::parse("h1/root").unwrap())
+    );
+    // The connect user's listings go last on the host, its password before its key.
+    let i = inv("{ user: root, key: /k }", both);
+    let work = crate::ops::directories::host_work(&i, i.hosts.clone());
+    let order: Vec<String> = work[0]
+        .accounts
+        .iter()
+        .map(|a| a.cred.to_string())
+        .collect();
+    assert_eq!(order, ["h1/svc", "h1/root", "h1/root:key"]);
 }
 
 #[test]

@@ -656,18 +656,21 @@ impl Checker<'_> {
             }
         }
 
-        let connect_line = raw.connect.referenced.line();
+        let connect_at = raw.connect.referenced;
+        let connect_line = connect_at.line();
         let connect = self.connect(&format!("{field}.connect"), raw.connect);
-        // The user rotor logs in as with a vault password, if any: rotating that account's
-        // password on this host would change the password of rotor's own session mid-run, and
-        // the second proven login path that makes that safe is not built yet.
-        let password_connect_user = match &connect {
+        // The vault credential rotor logs in with, if any: when the host lists the connect
+        // user among its accounts, rotor rotates that account last on the host and logs in
+        // with what the vault holds for it, so the connect credential must be that listing.
+        let vault_connect = match &connect {
             Some(ConnectIdentity {
                 user,
                 auth: ConnectAuth::Vault(credential),
-            }) => Some((user.as_str().to_owned(), credential.to_string())),
+            }) => Some((user.as_str().to_owned(), credential.clone())),
             _ => None,
         };
+        // Lines of the connect user's listings, with their credential ids.
+        let mut connect_listings: Vec<(u64, String)> = Vec::new();
 
         let mut accounts: Vec<Account> = Vec::with_capacity(raw.accounts.len());
         // Account name -> line of its first definition on this host, and its playbook's kind
@@ -699,22 +702,11 @@ impl Checker<'_> {
                 ok = false;
                 continue;
             }
-            if let Some((user, credential)) = &password_connect_user
-                && *user == name
+            if vault_connect
+                .as_ref()
+                .is_some_and(|(user, _)| *user == name)
             {
-                self.report(
-                    raw_account.value.name.referenced,
-                    format!("{account_field}.name"),
-                    ProblemKind::Unsupported,
-                    format!(
-                        "rotor cannot yet rotate the account it connects with on the same host: \
-                         `connect` (line {connect_line}) logs in as {user} with the password of \
-                         {credential}, and rotating {user} here would change that password under \
-                         rotor's own session: connect with an admin key (`connect: {{ user: \
-                         root, key: /path/to/private_key }}`), or remove {user} from accounts"
-                    ),
-                );
-                ok = false;
+                connect_listings.push((line, name.clone()));
             }
             seen_accounts
                 .entry(name)
@@ -736,6 +728,29 @@ impl Checker<'_> {
             }
         }
 
+        if let (Some((user, credential)), Some(host_name)) = (&vault_connect, &name)
+            && let Some((line, _)) = connect_listings.first()
+            && !accounts
+                .iter()
+                .any(|a| a.name.as_str() == user && a.credential(host_name) == *credential)
+        {
+            let listed: Vec<String> = accounts
+                .iter()
+                .filter(|a| a.name.as_str() == user)
+                .map(|a| a.credential(host_name).to_string())
+                .collect();
+            self.report(
+                connect_at,
+                format!("{field}.connect.credential"),
+                ProblemKind::InvalidValue,
+                format!(
+                    "`connect` (line {connect_line}) logs in as {user} with the password of {credential}, but {user} is rotated on this host as {} (line {line}): rotor would change the password under its own login. Write `credential: {}` so rotor logs in with what it rotates, or remove {user} from accounts",
+                    listed.join(" and "),
+                    listed.first().map_or(credential.to_string(), |c| c.clone())
+                ),
+            );
+            ok = false;
+        }
         Some(Host {
             name: name?,
             address,

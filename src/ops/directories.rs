@@ -104,6 +104,7 @@ pub fn open_directories(
                     },
                     rotation: None,
                     elapsed_ms: 0,
+                    notes: Vec::new(),
                 });
             }
         }
@@ -126,6 +127,7 @@ pub fn open_directories(
                 },
                 rotation: None,
                 elapsed_ms: 0,
+                notes: Vec::new(),
             });
             false
         });
@@ -223,9 +225,19 @@ pub fn host_work(inv: &Inventory, hosts: Vec<Host>) -> Vec<HostWork> {
     hosts
         .into_iter()
         .map(|host| {
-            let accounts = host
-                .accounts
-                .iter()
+            // The connect user's own credentials go last (its password before its key):
+            // rotor's own login changes only once every other account of the host is done,
+            // and its key only once a password rotation through it has settled.
+            let mut listings: Vec<&crate::inventory::Account> = host.accounts.iter().collect();
+            listings.sort_by_key(|a| {
+                let own = host.is_connect_account(&a.credential(&host.name));
+                (
+                    own,
+                    own && a.recipe.kind == crate::target::CredentialKind::SshKey,
+                )
+            });
+            let accounts = listings
+                .into_iter()
                 .map(|a| {
                     // The inventory validates that every account's policy exists, and that
                     // its length is within the playbook's bounds.

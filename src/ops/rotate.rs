@@ -44,6 +44,12 @@ pub struct RotateRequest<'a> {
     /// Rotate checked-out credentials too: their checkouts end first (recorded as an
     /// override) and the holder's secret stops working. Otherwise they are skipped.
     pub include_checked_out: bool,
+    /// The incident profile: assume the attacker knows every current credential. Adds the
+    /// connect identities of the hosts in scope (rotated last on each host) and rotor's bind
+    /// accounts of the directories in scope, rotates checked-out credentials too (their
+    /// checkouts end, recorded), replaces each SSH key account's whole `authorized_keys`,
+    /// and surveys each host for accounts the inventory does not know and live sessions.
+    pub breach: bool,
     pub progress: Option<Arc<dyn Progress>>,
     /// Given the report as soon as it exists, before the end of the run is recorded.
     pub deliver: Option<Deliver<'a>>,
@@ -67,6 +73,7 @@ impl<'a> RotateRequest<'a> {
             max_failures: FailureLimit::Unlimited,
             retry_parked: false,
             include_checked_out: false,
+            breach: false,
             progress: None,
             deliver: None,
         }
@@ -104,6 +111,12 @@ pub fn rotate(
     let _span = tracing::info_span!("rotate", actor = %req.actor).entered();
     let (stop, _watch) = watch_shutdown(&ctx.runtime, shutdown);
     let inv = req.inventory;
+    let mut req = req;
+    let mut warnings = Vec::new();
+    if req.breach {
+        warnings = with_connect_identities(inv, &mut req.selection);
+        req.include_checked_out = true;
+    }
     let store = ctx.store.clone();
     let fleet = ctx.targets.hosts(req.step_timeout);
     let options = RunOptions {
@@ -114,6 +127,7 @@ pub fn rotate(
         stop: stop.clone(),
         entropy: ctx.entropy.clone(),
         actor: req.actor.clone(),
+        breach: req.breach,
         ..RunOptions::new(req.concurrency)
     };
     // Recovery and the run share each directory's admin connection and resolved searches.
@@ -200,7 +214,8 @@ pub fn rotate(
     )
     .with_recovered(recovered)
     .with_failed_directories(failed_dirs)
-    .with_directories(inv.directories.iter().map(|d| d.name.as_str()));
+    .with_directories(inv.directories.iter().map(|d| d.name.as_str()))
+    .with_warnings(warnings);
     // The report first: it is what the operator needs, even if the vault cannot record the
     // end of the run (a full disk, say).
     if let Some(deliver) = req.deliver {
@@ -214,6 +229,52 @@ pub fn rotate(
         report,
         interrupted: stop.load(Ordering::SeqCst),
     })
+}
+
+/// Breach mode's selection: every listing of each selected host's connect user (its login
+/// secret and, for a non-root user, its sudo password), whatever the scopes chose, and rotor's
+/// bind account of each selected directory. Returns a warning for each host whose connect
+/// identity the inventory does not manage (it cannot be rotated: no playbook is listed).
+fn with_connect_identities(
+    inv: &Inventory,
+    selection: &mut crate::inventory::Selection,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for host in &mut selection.hosts {
+        let Some(full) = inv.hosts.iter().find(|h| h.name == host.name) else {
+            continue;
+        };
+        for account in &full.accounts {
+            let cred = account.credential(&full.name);
+            if full.is_connect_account(&cred)
+                && !host
+                    .accounts
+                    .iter()
+                    .any(|a| a.credential(&host.name) == cred)
+            {
+                host.accounts.push(account.clone());
+            }
+        }
+        if full.connect_credential().is_none() {
+            let user = &full.connect.user;
+            let (how, playbook) = match &full.connect.auth {
+                crate::inventory::ConnectAuth::KeyFile(path) => {
+                    (format!("the key {}", path.display()), "linux-ssh-key")
+                }
+                crate::inventory::ConnectAuth::Vault(cred) => {
+                    (format!("the password of {cred}"), "linux-password")
+                }
+            };
+            warnings.push(format!(
+                "{}: rotor logs in as {user} with {how}, which this breach run cannot rotate: the host lists no {playbook} credential of {user} among its accounts. Add `{{ name: {user}, playbook: {playbook} }}` to its accounts and run again",
+                full.name
+            ));
+        }
+    }
+    for d in &mut selection.directories {
+        d.named.insert(d.directory.bind_credential.account.clone());
+    }
+    warnings
 }
 
 /// Test hook (only with the `lab` feature): with `ROTOR_LAB_HOLD_AFTER_BEGIN=FILE`, the run

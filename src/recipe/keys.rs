@@ -20,7 +20,7 @@
 //! its own words.
 
 use super::WhichKey;
-use super::run::{AuthorizedKeys, Shell};
+use super::run::{AuthorizedKeys, Previous, Shell};
 use crate::connector::{ConnectorError, FaultClass};
 use crate::credential::CredentialId;
 use crate::secret::Secret;
@@ -156,27 +156,94 @@ fn listed(managed: &str) -> Vec<Fingerprint> {
         .collect()
 }
 
+/// First line of a restore point read in breach mode ([`Previous::every_key`]): every key of
+/// the file is the credential's previous key, and retiring leaves the new key alone in it.
+const EVERY_KEY: &str = "every-key";
+
+/// Whether a restore point (a key credential's, whole) was read in breach mode.
+pub(super) fn is_every_key(restore_point: &str) -> bool {
+    restore_point.lines().next() == Some(EVERY_KEY)
+}
+
+/// Prefix of a restore point line keeping one line that breach mode removes (base64, so any
+/// bytes fit): the vault keeps it, so an operator can put a line back.
+const KEPT: &str = "kept ";
+
+/// What a line of a file says about itself, for a note: its fingerprint and comment (text
+/// from the host: escaped and cut).
+fn describe(line: &authorized_keys::Line<'_>) -> String {
+    let text = String::from_utf8_lossy(line.raw);
+    let text = text.trim_end();
+    match &line.kind {
+        authorized_keys::LineKind::Key { fingerprint, .. } => {
+            // The comment follows the base64 key body (which starts `AAAA`).
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let comment = words
+                .iter()
+                .position(|w| w.starts_with("AAAA"))
+                .map(|at| words[at + 1..].join(" "))
+                .unwrap_or_default();
+            let comment: String = crate::text::escape(&comment).chars().take(80).collect();
+            if comment.is_empty() {
+                format!("{fingerprint} (no comment)")
+            } else {
+                format!("{fingerprint} \"{comment}\"")
+            }
+        }
+        _ => {
+            let shown: String = crate::text::escape(text).chars().take(60).collect();
+            format!("a line rotor cannot read as a key: \"{shown}\"")
+        }
+    }
+}
+
 impl AuthorizedKeys for ShellAuthorizedKeys {
     fn read(
         &self,
         shell: &mut dyn Shell,
         cred: &CredentialId,
         home: &str,
-        known: Option<&Secret>,
+        previous: &Previous<'_>,
     ) -> Result<String, ConnectorError> {
+        use base64::Engine as _;
         let text = read_file(shell, cred, home)?;
+        if previous.every_key {
+            // Every key line (and every line sshd might read as one) is replaced; each is kept
+            // whole in the restore point, which the vault keeps.
+            let lines = authorized_keys::parse(&text).map_err(|e| edit_error(cred, e))?;
+            let mut fps: Vec<&Fingerprint> = Vec::new();
+            let mut kept: Vec<String> = Vec::new();
+            for line in &lines {
+                match &line.kind {
+                    authorized_keys::LineKind::Key { fingerprint, .. } => {
+                        fps.push(fingerprint);
+                        kept.push(base64::engine::general_purpose::STANDARD.encode(line.raw));
+                    }
+                    authorized_keys::LineKind::Unparsed => {
+                        kept.push(base64::engine::general_purpose::STANDARD.encode(line.raw))
+                    }
+                    _ => {}
+                }
+            }
+            fps.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            fps.dedup();
+            let mut out = vec![EVERY_KEY.to_owned()];
+            out.extend(fps.iter().map(|f| f.as_str().to_owned()));
+            out.extend(kept.into_iter().map(|k| format!("{KEPT}{k}")));
+            return Ok(out.join("\n"));
+        }
         let mut fps = managed(cred, &text)?;
-        // The vault's current key, installed by someone else (enrolled): it is the key this
-        // rotation replaces, so it is rotor's to remove once the new one is current.
-        if let Some(public) = known.and_then(|k| sshkey::public_of(k).ok()) {
-            let present = authorized_keys::fingerprints(&text)
-                .map_err(|e| edit_error(cred, e))?
-                .contains(public.fingerprint());
-            if present && !fps.contains(public.fingerprint()) {
+        // The vault's current key, installed by someone else (enrolled), and the bootstrap
+        // connect key: keys this rotation replaces, so rotor's to remove once the new one is
+        // current.
+        let present = authorized_keys::fingerprints(&text).map_err(|e| edit_error(cred, e))?;
+        let known = previous.known.and_then(|k| sshkey::public_of(k).ok());
+        for public in known.iter().chain(previous.also) {
+            if present.contains(public.fingerprint()) && !fps.contains(public.fingerprint()) {
                 fps.push(public.fingerprint().clone());
-                fps.sort_by(|a, b| a.as_str().cmp(b.as_str()));
             }
         }
+        fps.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         Ok(fps
             .iter()
             .map(|f| f.as_str())
@@ -208,8 +275,30 @@ impl AuthorizedKeys for ShellAuthorizedKeys {
         which: WhichKey,
         managed: &str,
         key: &Secret,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<Vec<String>, ConnectorError> {
         let public = sshkey::public_of(key).map_err(|e| key_error(cred, e))?;
+        let every_key = managed.lines().next() == Some(EVERY_KEY);
+        if which == WhichKey::Previous && every_key {
+            // Breach mode: the new key, proven and current, is left alone in the file.
+            let text = read_file(shell, cred, home)?;
+            let lines = authorized_keys::parse(&text).map_err(|e| edit_error(cred, e))?;
+            let removed: Vec<String> = lines
+                .iter()
+                .filter(|l| match &l.kind {
+                    authorized_keys::LineKind::Key { fingerprint, .. } => {
+                        fingerprint != public.fingerprint()
+                    }
+                    authorized_keys::LineKind::Unparsed => true,
+                    _ => false,
+                })
+                .map(describe)
+                .collect();
+            let only = format!("{}\n", public.line());
+            if text != only.as_bytes() {
+                write_file(shell, cred, home, only.as_bytes())?;
+            }
+            return Ok(removed);
+        }
         let gone: Vec<Fingerprint> = match which {
             WhichKey::New => vec![public.fingerprint().clone()],
             WhichKey::Previous => listed(managed)
@@ -218,14 +307,26 @@ impl AuthorizedKeys for ShellAuthorizedKeys {
                 .collect(),
         };
         if gone.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let text = read_file(shell, cred, home)?;
+        let lines = authorized_keys::parse(&text).map_err(|e| edit_error(cred, e))?;
+        let own = sshkey::comment_for(cred);
+        // Said in the report: keys removed that rotor did not install itself (the bootstrap
+        // connect key, an enrolled key), so the operator sees that they stopped working.
+        let removed: Vec<String> = lines
+            .iter()
+            .filter(|l| {
+                matches!(&l.kind, authorized_keys::LineKind::Key { fingerprint, .. } if gone.contains(fingerprint))
+                    && String::from_utf8_lossy(l.raw).split_whitespace().last() != Some(own.as_str())
+            })
+            .map(describe)
+            .collect();
         let edit = authorized_keys::remove(&text, &gone).map_err(|e| edit_error(cred, e))?;
         if edit.changed() {
             write_file(shell, cred, home, &edit.text)?;
         }
-        Ok(())
+        Ok(removed)
     }
 
     fn holds(&self, managed: &str, key: &Secret) -> Option<bool> {

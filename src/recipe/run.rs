@@ -45,19 +45,22 @@ pub trait Shell {
         account: &AccountName,
         private_key: &Secret,
     ) -> Result<(), ConnectorError>;
+    /// rotor just pushed `new` as `cred`'s secret on this host (`None`: it restored the saved
+    /// one). A shell that logs in (or runs sudo) with that credential uses it from now on.
+    fn secret_changed(&mut self, _cred: &CredentialId, _new: Option<&Secret>) {}
 }
 
 /// The `authorized-keys-*` actions: editing `~/.ssh/authorized_keys` is the SSH-key work's
 /// (`src/sshkey.rs`); the interpreter calls it through this hook with the host's shell.
 pub trait AuthorizedKeys: Send {
     /// The entries rotor manages, as the restore point part (`authorized-keys-read`): those
-    /// it installed, and the key `known` (the vault's current one) where the file has it.
+    /// it installed, and the keys `previous` names where the file has them.
     fn read(
         &self,
         shell: &mut dyn Shell,
         cred: &CredentialId,
         home: &str,
-        known: Option<&Secret>,
+        previous: &Previous<'_>,
     ) -> Result<String, ConnectorError>;
     /// Adds the public half of `new` (an OpenSSH private key).
     fn add(
@@ -77,9 +80,20 @@ pub trait AuthorizedKeys: Send {
         which: WhichKey,
         managed: &str,
         key: &Secret,
-    ) -> Result<(), ConnectorError>;
+    ) -> Result<Vec<String>, ConnectorError>;
     /// Whether `managed` (read just now) lists the public half of `key`.
     fn holds(&self, managed: &str, key: &Secret) -> Option<bool>;
+}
+
+/// Which keys besides those rotor installed a key credential's rotation replaces.
+pub struct Previous<'a> {
+    /// The vault's current key (an enrolled key someone else installed).
+    pub known: Option<&'a Secret>,
+    /// Keys that are the credential's previous ones wherever the file has them (the
+    /// bootstrap connect key every host shared).
+    pub also: &'a [crate::sshkey::PublicKey],
+    /// Breach mode: every key in the file is replaced, and the new key is left alone in it.
+    pub every_key: bool,
 }
 
 /// What the error says instead of the output of a step that handled a secret.
@@ -184,6 +198,17 @@ pub struct RecipeHost<S> {
     /// The vault's current secret per credential, as the driver told it
     /// ([`Target::known_current`]): for a key, the account's previous key.
     known: HashMap<CredentialId, Secret>,
+    /// Keys that are a key credential's previous ones wherever a file has them (the
+    /// bootstrap connect key): [`RecipeHost::also_previous`].
+    also: HashMap<CredentialId, Vec<crate::sshkey::PublicKey>>,
+    /// Breach mode ([`Target::breach`]): every key credential rotated on this host replaces
+    /// its whole `authorized_keys`. Also the key credentials whose open rotation saved its
+    /// restore point that way (recovery, [`Target::resume`]).
+    breach: bool,
+    every_key: std::collections::HashSet<CredentialId>,
+    /// What the report should say about a credential (the proof used, keys removed), until
+    /// the driver takes it ([`Target::notes`]).
+    notes: HashMap<CredentialId, Vec<String>>,
 }
 
 /// The values a step is filled with.
@@ -222,7 +247,44 @@ impl<S: Shell> RecipeHost<S> {
             keys: Box::new(super::keys::ShellAuthorizedKeys),
             homes: HashMap::new(),
             known: HashMap::new(),
+            also: HashMap::new(),
+            breach: false,
+            every_key: Default::default(),
+            notes: HashMap::new(),
         }
+    }
+
+    /// `key` is one of `cred`'s previous keys wherever a file has it (the bootstrap connect
+    /// key): reading the restore point lists it, so retiring removes it.
+    pub fn also_previous(&mut self, cred: &CredentialId, key: crate::sshkey::PublicKey) {
+        self.also.entry(cred.clone()).or_default().push(key);
+    }
+
+    /// Where sshd refuses a password login as the account (Debian's `PermitRootLogin
+    /// prohibit-password` for root, an `AllowUsers` or `Match` rule), the proof is the hash
+    /// the host stores, read back over the admin session and checked here against the new
+    /// password: the password is what the account's `su`, console and sudo take. `Some` when
+    /// that proves it; said in the report.
+    fn proved_by_hash(
+        &mut self,
+        cred: &CredentialId,
+        secret: &Secret,
+        recipe: &Recipe,
+    ) -> Option<()> {
+        let steps = Self::steps(recipe, cred).ok()?;
+        let hash_part = steps.password_hash.as_ref()?;
+        let parts = self.read(cred).ok()?;
+        let (_, hash) = parts.iter().find(|(n, _)| n == hash_part)?;
+        let matches = crate::password_hash::matches(&Secret::new(hash.to_string()), secret);
+        if matches != Some(true) {
+            return None;
+        }
+        tracing::info!(cred = %cred, "sshd refused a password login; the stored hash proves the new password");
+        self.notes.entry(cred.clone()).or_default().push(format!(
+            "proof: the stored password hash (sshd refused a password login as {}, e.g. PermitRootLogin prohibit-password; the hash read back over the admin session matches the new password)",
+            cred.account
+        ));
+        Some(())
     }
 
     /// Connects the `authorized-keys-*` actions to `keys`.
@@ -368,9 +430,14 @@ impl<S: Shell> RecipeHost<S> {
                 let secret = fill
                     .secret
                     .ok_or_else(|| internal(cred, "a login without a secret"))?;
-                self.shell
-                    .password_login(&cred.account, secret)
-                    .map(|()| None)
+                match self.shell.password_login(&cred.account, secret) {
+                    Ok(()) => Ok(None),
+                    Err(e) if e.class == FaultClass::VerifyFailed => self
+                        .proved_by_hash(cred, secret, fill.recipe)
+                        .map(|()| None)
+                        .ok_or(e),
+                    Err(e) => Err(e),
+                }
             }
             Step::KeyLogin => {
                 let secret = fill
@@ -448,8 +515,12 @@ impl<S: Shell> RecipeHost<S> {
             }
             Step::AuthorizedKeysRead { save } => {
                 let home = fill.home.unwrap_or_default().to_owned();
-                let known = self.known.get(cred);
-                let managed = self.keys.read(&mut self.shell, cred, &home, known)?;
+                let previous = Previous {
+                    known: self.known.get(cred),
+                    also: self.also.get(cred).map_or(&[], Vec::as_slice),
+                    every_key: self.every_key.contains(cred),
+                };
+                let managed = self.keys.read(&mut self.shell, cred, &home, &previous)?;
                 Ok(Some((save.clone(), Zeroizing::new(managed))))
             }
             Step::AuthorizedKeysAdd => {
@@ -469,9 +540,16 @@ impl<S: Shell> RecipeHost<S> {
                     .first()
                     .map(|(_, v)| v.to_string())
                     .unwrap_or_default();
-                self.keys
-                    .remove(&mut self.shell, cred, &home, *which, &managed, secret)
-                    .map(|()| None)
+                let removed =
+                    self.keys
+                        .remove(&mut self.shell, cred, &home, *which, &managed, secret)?;
+                let notes = self.notes.entry(cred.clone()).or_default();
+                notes.extend(
+                    removed
+                        .into_iter()
+                        .map(|line| format!("removed from authorized_keys: {line}")),
+                );
+                Ok(None)
             }
         }
     }
@@ -840,7 +918,11 @@ impl<S: Shell> Target for RecipeHost<S> {
         saved: &Secret,
     ) -> Result<(), ConnectorError> {
         let (_, mut parts) = self.parts_of(cred, saved)?;
-        self.run_phase(cred, Phase::Set, Some(new), &mut parts)
+        let set = self.run_phase(cred, Phase::Set, Some(new), &mut parts);
+        // Even a push that failed half-way may have changed it: a login after a broken
+        // session tries the new secret first.
+        self.shell.secret_changed(cred, Some(new));
+        set
     }
 
     fn prove(&mut self, cred: &CredentialId, secret: &Secret) -> Result<(), ConnectorError> {
@@ -855,6 +937,7 @@ impl<S: Shell> Target for RecipeHost<S> {
     ) -> Result<(), ConnectorError> {
         let (recipe, mut parts) = self.parts_of(cred, saved)?;
         self.run_phase(cred, Phase::Undo, Some(new), &mut parts)?;
+        self.shell.secret_changed(cred, None);
         // Prove the undo: the restore point must read back exactly as saved.
         let now = self.read(cred)?;
         let differs = parts
@@ -883,6 +966,30 @@ impl<S: Shell> Target for RecipeHost<S> {
 
     fn known_current(&mut self, cred: &CredentialId, current: &Secret) {
         self.known.insert(cred.clone(), current.clone());
+        if self.breach {
+            self.every_key.insert(cred.clone());
+        }
+    }
+
+    fn breach(&mut self) {
+        self.breach = true;
+        let keys: Vec<CredentialId> = self
+            .accounts
+            .iter()
+            .filter(|(_, a)| a.recipe.kind == CredentialKind::SshKey)
+            .map(|(cred, _)| cred.clone())
+            .collect();
+        self.every_key.extend(keys);
+    }
+
+    fn resume(&mut self, cred: &CredentialId, restore_point: &Secret) {
+        if super::keys::is_every_key(restore_point.expose()) {
+            self.every_key.insert(cred.clone());
+        }
+    }
+
+    fn notes(&mut self, cred: &CredentialId) -> Vec<String> {
+        self.notes.remove(cred).unwrap_or_default()
     }
 
     fn retires(&self, cred: &CredentialId) -> bool {

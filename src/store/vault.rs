@@ -1758,6 +1758,22 @@ impl Vault {
         self.current_in(&self.lock(), &cred.to_string())
     }
 
+    /// The credential's `pending` secret (of an open or stuck rotation), if it has one.
+    pub fn pending(&self, cred: &CredentialId) -> Result<Option<Secret>, StoreError> {
+        let cred = cred.to_string();
+        let conn = self.lock();
+        let row: Option<(i64, Vec<u8>)> = conn
+            .row(
+                "SELECT v.id, v.secret FROM versions v JOIN credentials c ON c.id = v.credential_id
+                 WHERE c.cred = ?1 AND v.state = 'pending'",
+                [&cred],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(id, blob)| self.decrypt_version(&cred, id, &blob))
+            .transpose()
+    }
+
     /// Leases are not audited (every rotation takes and gives back one), except when one
     /// holder takes over another's expired lease: that is where a process stalled or died,
     /// which is worth finding afterwards. `ttl` is capped at one day.
@@ -2057,6 +2073,9 @@ impl Secrets for Vault {
     }
     fn current(&self, cred: &CredentialId) -> Result<Option<Secret>, StoreFailure> {
         Ok(Vault::current(self, cred)?)
+    }
+    fn pending(&self, cred: &CredentialId) -> Result<Option<Secret>, StoreFailure> {
+        Ok(Vault::pending(self, cred)?)
     }
 }
 

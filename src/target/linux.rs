@@ -9,7 +9,7 @@
 use crate::connector::ssh::check_key_login;
 use crate::connector::ssh::{ExecOutput, SshAuth, SshSession, SshTarget, check_password_login};
 use crate::connector::{ConnectorError, FaultClass};
-use crate::credential::{AccountName, HostName};
+use crate::credential::{AccountName, CredentialId, HostName};
 use crate::engine::driver::Fleet;
 use crate::inventory::{ConnectAuth, Host};
 use crate::recipe::{RecipeHost, Shell};
@@ -21,7 +21,18 @@ pub struct SshShell {
     target: SshTarget,
     session: SshSession,
     user: AccountName,
-    auth: ConnectWith,
+    /// What rotor may log in with, best first (see [`SshShell::login`]).
+    logins: Vec<Login>,
+    /// The credential whose secret is the login, where the inventory manages it: a push of it
+    /// puts the new secret first among `logins`, a restore takes it back out of first place.
+    connect_cred: Option<CredentialId>,
+}
+
+/// One way rotor may log in as the connect user, and how to name it in a message.
+pub struct Login {
+    with: ConnectWith,
+    /// E.g. "the vault's current key of h1/root" (never the secret).
+    pub what: String,
 }
 
 /// The connect identity, kept to log in again when a session breaks.
@@ -30,6 +41,34 @@ enum ConnectWith {
     Password(Secret),
     /// A private key from the vault (a connect credential that is an SSH key).
     KeyMemory(Secret),
+}
+
+impl Login {
+    pub fn key_file(path: &std::path::Path, what: String) -> Login {
+        Login {
+            with: ConnectWith::KeyFile(path.to_owned()),
+            what,
+        }
+    }
+
+    /// A vault secret: a private key is offered as a key, never sent as a password.
+    pub fn secret(secret: &Secret, what: String) -> Login {
+        let with = if is_private_key(secret) {
+            ConnectWith::KeyMemory(secret.clone())
+        } else {
+            ConnectWith::Password(secret.clone())
+        };
+        Login { with, what }
+    }
+
+    fn same(&self, other: &Login) -> bool {
+        match (&self.with, &other.with) {
+            (ConnectWith::KeyFile(a), ConnectWith::KeyFile(b)) => a == b,
+            (ConnectWith::Password(a), ConnectWith::Password(b))
+            | (ConnectWith::KeyMemory(a), ConnectWith::KeyMemory(b)) => a.ct_eq(b),
+            _ => false,
+        }
+    }
 }
 
 impl ConnectWith {
@@ -42,6 +81,49 @@ impl ConnectWith {
     }
 }
 
+/// Logs in with the first of `logins` the host accepts: a rejected one gives way to the next;
+/// any other failure (unreachable, host key mismatch, timeout) ends the attempt at once,
+/// since the next secret would meet the same host. The index of the one that worked.
+fn first_login(
+    target: &SshTarget,
+    user: &AccountName,
+    logins: &[Login],
+) -> Result<(SshSession, usize), ConnectorError> {
+    let mut rejected: Vec<&str> = Vec::new();
+    for (idx, login) in logins.iter().enumerate() {
+        match login.with.login(target, user) {
+            Ok(session) => {
+                if !rejected.is_empty() {
+                    tracing::warn!(host = %target.host, user = %user, "logged in with {} after the host rejected {}", login.what, rejected.join(", "));
+                }
+                return Ok((session, idx));
+            }
+            Err(e) if e.class == FaultClass::ConnectAuthRejected && idx + 1 < logins.len() => {
+                rejected.push(&login.what);
+            }
+            Err(e) if e.class == FaultClass::ConnectAuthRejected && !rejected.is_empty() => {
+                rejected.push(&login.what);
+                return Err(ConnectorError::new(
+                    FaultClass::ConnectAuthRejected,
+                    format!(
+                        "{}: {user} rejected every secret rotor has to log in with ({}); check the account on the host (`rotor status` shows its rotations), then set the inventory's `connect` to a working identity",
+                        target.host,
+                        rejected.join(", ")
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ConnectorError::new(
+        FaultClass::ConnectAuthRejected,
+        format!(
+            "{}: rotor has nothing to log in as {user} with",
+            target.host
+        ),
+    ))
+}
+
 impl SshShell {
     /// Logs in with the host's connect identity (host key checked first, by the connector).
     pub fn connect(
@@ -49,20 +131,38 @@ impl SshShell {
         user: &AccountName,
         auth: SshAuth<'_>,
     ) -> Result<SshShell, ConnectorError> {
-        let auth = match auth {
-            SshAuth::KeyFile(p) => ConnectWith::KeyFile(p.to_owned()),
-            // A vault connect credential that is a key pair is offered as a key, never sent as
-            // a password.
-            SshAuth::Password(s) if is_private_key(s) => ConnectWith::KeyMemory(s.clone()),
-            SshAuth::Password(s) => ConnectWith::Password(s.clone()),
+        let login = match auth {
+            SshAuth::KeyFile(p) => Login::key_file(p, format!("the key file {}", p.display())),
+            SshAuth::Password(s) => Login::secret(s, "the vault's secret".to_owned()),
         };
-        let session = auth.login(&target, user)?;
+        SshShell::login(target, user, vec![login], None)
+    }
+
+    /// Logs in with the first of `logins` the host accepts (a rejected one gives way to the
+    /// next), and keeps them all for the next login should the session break. `connect_cred`
+    /// is the credential whose secret the logins are, where the inventory manages it.
+    pub fn login(
+        target: SshTarget,
+        user: &AccountName,
+        mut logins: Vec<Login>,
+        connect_cred: Option<CredentialId>,
+    ) -> Result<SshShell, ConnectorError> {
+        let (session, idx) = first_login(&target, user, &logins)?;
+        // The one that worked is tried first next time.
+        let worked = logins.remove(idx);
+        logins.insert(0, worked);
         Ok(SshShell {
             target,
             session,
             user: user.clone(),
-            auth,
+            logins,
+            connect_cred,
         })
+    }
+
+    /// What the session logged in with (the first of its logins).
+    pub fn logged_in_with(&self) -> &str {
+        self.logins.first().map_or("", |l| l.what.as_str())
     }
 }
 
@@ -78,7 +178,10 @@ impl Shell for SshShell {
     fn exec(&mut self, command: &str, stdin: &[u8]) -> Result<ExecOutput, ConnectorError> {
         if self.session.is_broken() {
             tracing::info!(host = %self.target.host, "admin session broke; logging in again");
-            self.session = self.auth.login(&self.target, &self.user)?;
+            let (session, idx) = first_login(&self.target, &self.user, &self.logins)?;
+            self.session = session;
+            let worked = self.logins.remove(idx);
+            self.logins.insert(0, worked);
         }
         self.session.exec(command, stdin)
     }
@@ -97,6 +200,28 @@ impl Shell for SshShell {
         private_key: &Secret,
     ) -> Result<(), ConnectorError> {
         check_key_login(&self.target, account, private_key)
+    }
+
+    fn secret_changed(&mut self, cred: &CredentialId, new: Option<&Secret>) {
+        if self.connect_cred.as_ref() != Some(cred) {
+            return;
+        }
+        match new {
+            // The host holds the new secret now (or may: a push that failed half-way): a
+            // login after a broken session tries it first, the old one after it.
+            Some(new) => {
+                let login = Login::secret(new, format!("the new secret of {cred}"));
+                self.logins.retain(|l| !l.same(&login));
+                self.logins.insert(0, login);
+            }
+            // The saved one is back: the new one goes last.
+            None => {
+                if self.logins.len() > 1 && self.logins[0].what.starts_with("the new secret") {
+                    let new = self.logins.remove(0);
+                    self.logins.push(new);
+                }
+            }
+        }
     }
 }
 
@@ -118,40 +243,107 @@ impl SshFleet {
         }
     }
 
+    /// What rotor may log in to `host` with, best first. Where the inventory manages the
+    /// connect identity (`Host::connect_credential`): the pending secret of an open rotation
+    /// of it (a run that died after the host took the new secret), then the vault's current
+    /// one, then the connect key file (the bootstrap identity, before the host has a key of
+    /// its own). Otherwise the connect key file, or the vault password `connect` names.
+    fn logins(&self, host: &Host) -> Result<Vec<Login>, ConnectorError> {
+        let vault_error = |cred: &CredentialId, e: crate::engine::ledger::StoreFailure| {
+            ConnectorError::new(
+                FaultClass::ConnectAuthRejected,
+                format!(
+                    "{}: cannot read connect credential {cred} from the vault: {e}",
+                    host.name
+                ),
+            )
+        };
+        let mut logins = Vec::new();
+        let managed = host.connect_credential();
+        if let Some(cred) = &managed {
+            if let Some(pending) = self.store.pending(cred).map_err(|e| vault_error(cred, e))? {
+                logins.push(Login::secret(
+                    &pending,
+                    format!("the pending secret of {cred}"),
+                ));
+            }
+            if let Some(current) = self.store.current(cred).map_err(|e| vault_error(cred, e))? {
+                logins.push(Login::secret(
+                    &current,
+                    format!("the vault's current secret of {cred}"),
+                ));
+            }
+        }
+        match &host.connect.auth {
+            ConnectAuth::KeyFile(path) => logins.push(Login::key_file(
+                path,
+                format!("the bootstrap key {}", path.display()),
+            )),
+            ConnectAuth::Vault(cred) if managed.is_none() => {
+                let secret = self.store.current(cred).map_err(|e| vault_error(cred, e))?;
+                if let Some(secret) = secret {
+                    logins.push(Login::secret(
+                        &secret,
+                        format!("the vault's current secret of {cred}"),
+                    ));
+                }
+            }
+            ConnectAuth::Vault(_) => {}
+        }
+        if logins.is_empty() {
+            let cred = match &host.connect.auth {
+                ConnectAuth::Vault(cred) => cred.to_string(),
+                ConnectAuth::KeyFile(_) => unreachable!("a key file is always a login"),
+            };
+            return Err(ConnectorError::new(
+                FaultClass::ConnectAuthRejected,
+                format!(
+                    "{}: the connect credential {cred} is not in the vault; store it with `rotor enroll {cred}`",
+                    host.name
+                ),
+            ));
+        }
+        Ok(logins)
+    }
+
     /// The host's admin session and each account's recipe.
     pub fn open_host(&self, host: &Host) -> Result<RecipeHost<SshShell>, ConnectorError> {
-        let user = &host.connect.user;
-        let target = self.target(host);
-        let shell = match &host.connect.auth {
-            ConnectAuth::KeyFile(path) => SshShell::connect(target, user, SshAuth::KeyFile(path))?,
-            ConnectAuth::Vault(cred) => {
-                let secret = self.store.current(cred).map_err(|e| {
-                    ConnectorError::new(
-                        FaultClass::ConnectAuthRejected,
-                        format!(
-                            "{}: cannot read connect credential {cred} from the vault: {e}",
-                            host.name
-                        ),
-                    )
-                })?;
-                let Some(secret) = secret else {
-                    return Err(ConnectorError::new(
-                        FaultClass::ConnectAuthRejected,
-                        format!(
-                            "{}: the connect credential {cred} is not in the vault; store it with `rotor enroll {cred}`",
-                            host.name
-                        ),
-                    ));
-                };
-                SshShell::connect(target, user, SshAuth::Password(&secret))?
-            }
-        };
+        let shell = SshShell::login(
+            self.target(host),
+            &host.connect.user,
+            self.logins(host)?,
+            host.connect_credential(),
+        )?;
         let accounts = host
             .accounts
             .iter()
             .map(|a| (a.credential(&host.name), a.recipe.clone(), a.vars.clone()));
-        Ok(RecipeHost::new(shell, accounts))
+        let mut recipe_host = RecipeHost::new(shell, accounts);
+        // The bootstrap key is the connect key credential's previous key wherever the host
+        // still has it: retiring removes it with rotor's own, so that after its first rotation
+        // no host accepts the key every host shared.
+        if let (Some(cred), Some(path)) = (host.connect_credential(), host.bootstrap_key()) {
+            match bootstrap_public(path) {
+                Ok(public) => recipe_host.also_previous(&cred, public),
+                Err(why) => {
+                    tracing::warn!(host = %host.name, "cannot read the public half of the bootstrap key {}: {why}; it stays in authorized_keys", path.display())
+                }
+            }
+        }
+        Ok(recipe_host)
     }
+}
+
+/// The public half of a connect key file: its `.pub` file beside it, else read from the
+/// private key itself.
+fn bootstrap_public(path: &std::path::Path) -> Result<crate::sshkey::PublicKey, String> {
+    let mut public_path = path.as_os_str().to_owned();
+    public_path.push(".pub");
+    if let Ok(text) = std::fs::read_to_string(&public_path) {
+        return crate::sshkey::PublicKey::parse(text.trim()).map_err(|e| e.to_string());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    crate::sshkey::public_of(&Secret::new(text)).map_err(|e| e.to_string())
 }
 
 impl Fleet for SshFleet {

@@ -74,6 +74,23 @@ pub trait Target {
     /// removes it too. Password targets need nothing of it.
     fn known_current(&mut self, _cred: &CredentialId, _current: &Secret) {}
 
+    /// The incident profile (`rotor rotate --breach`): an SSH key credential rotated on this
+    /// target replaces every key its account had (the removed lines are kept in the restore
+    /// point and named in the report), rather than only rotor's previous one.
+    fn breach(&mut self) {}
+
+    /// Recovery is about to settle a rotation that saved `restore_point`: a target that reads
+    /// restore points in more than one way (breach mode) reads this credential's the way the
+    /// rotation did.
+    fn resume(&mut self, _cred: &CredentialId, _restore_point: &Secret) {}
+
+    /// What the report should say about the credential's last rotation beyond its outcome
+    /// (the proof used where it was not a login, keys removed that rotor did not install).
+    /// Taken: a second call gives nothing.
+    fn notes(&mut self, _cred: &CredentialId) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Whether this credential has work after commit (SSH keys: remove the old key). When it
     /// does, the rotation passes through `retiring` and recovery finishes it.
     fn retires(&self, _cred: &CredentialId) -> bool {
