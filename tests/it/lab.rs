@@ -74,6 +74,17 @@ impl Lab {
     /// Starts `n_hosts` hosts (1..=250); panics with `scripts/lab`'s message if they do not
     /// all come up.
     pub fn start(n_hosts: usize) -> Lab {
+        Lab::start_with(n_hosts, &[])
+    }
+
+    /// The story's fleet (`scripts/lab up --root`): root has the shared password too, the
+    /// admin key sits in root's own `~/.ssh/authorized_keys`, and odd hosts permit root
+    /// password logins (even ones keep `PermitRootLogin prohibit-password`).
+    pub fn start_root(n_hosts: usize) -> Lab {
+        Lab::start_with(n_hosts, &["--root"])
+    }
+
+    fn start_with(n_hosts: usize, extra: &[&str]) -> Lab {
         assert!(
             (1..=250).contains(&n_hosts),
             "a lab has 1..=250 hosts, not {n_hosts}"
@@ -97,6 +108,7 @@ impl Lab {
                 .args(["up", "--dir"])
                 .arg(lab.dir())
                 .args(["--hosts", &n_hosts.to_string(), "--net", &net])
+                .args(extra)
                 .stdin(Stdio::null())
                 .output()
                 .expect("run scripts/lab up");
