@@ -116,6 +116,18 @@ pub fn run(g: &Global, a: StatusArgs) -> CliResult {
                 .join(", ")
         );
     }
+    if !status.bootstrap.is_empty() {
+        outln!(
+            "\n{} host(s) still accept the inventory's connect key file (the key rotor first logs in with):",
+            status.bootstrap.len()
+        );
+        let rows: Vec<[String; 3]> = status
+            .bootstrap
+            .iter()
+            .map(|b| [b.host.clone(), b.key_file.clone(), b.why.clone()])
+            .collect();
+        out!("{}", table(&["HOST", "KEY FILE", "WHY"], &rows));
+    }
     if inventory.is_none() && !status.credentials.is_empty() {
         eprintln!("(give -i FILE to check ages against the policies' max_age)");
     }

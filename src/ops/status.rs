@@ -21,6 +21,52 @@ pub struct Status {
     /// Credentials the inventory lists (hosts' accounts, directories' bind accounts) that
     /// the vault holds no secret for: never rotated nor enrolled.
     pub missing: Vec<CredentialId>,
+    /// Hosts that still accept the bootstrap connect key (the key file the inventory names
+    /// in `connect`), as far as the vault knows: rotor has not yet retired it there.
+    pub bootstrap: Vec<BootstrapKey>,
+}
+
+/// A host that still accepts the inventory's connect key file, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BootstrapKey {
+    pub host: String,
+    pub key_file: String,
+    pub why: String,
+}
+
+/// The hosts of `inv` connected with a key file that rotor has not replaced by a key of the
+/// host's own: the connect user's key is not managed there, or its first rotation has not
+/// finished retiring the old key.
+fn bootstrap_keys(inv: &Inventory, credentials: &[CredentialStatus]) -> Vec<BootstrapKey> {
+    use crate::engine::Phase;
+    inv.hosts
+        .iter()
+        .filter_map(|h| {
+            let file = h.bootstrap_key()?;
+            let why = match h.connect_credential() {
+                None => format!(
+                    "{}'s key is not among the host's accounts: add {{ name: {}, playbook: linux-ssh-key }} to give the host a key of its own",
+                    h.connect.user, h.connect.user
+                ),
+                Some(cred) => {
+                    let record = credentials.iter().find(|s| s.cred == cred);
+                    let phase = record.and_then(|s| s.last_rotation.as_ref()).map(|r| r.phase);
+                    match (record.is_some_and(|s| s.has_current), phase) {
+                        (true, Some(Phase::Retired | Phase::Committed)) => return None,
+                        (_, Some(Phase::Retiring)) => format!(
+                            "{cred} is rotated but the old key is not removed yet: run `rotor recover`"
+                        ),
+                        _ => format!("{cred} was never rotated: `rotor rotate --scope cred:{cred}`"),
+                    }
+                }
+            };
+            Some(BootstrapKey {
+                host: h.name.to_string(),
+                key_file: file.display().to_string(),
+                why,
+            })
+        })
+        .collect()
 }
 
 /// How old a credential's current secret is against its policy's `max_age`.
@@ -155,6 +201,7 @@ impl Status {
             "schema_version": crate::report::SCHEMA_VERSION,
             "credentials": credentials,
             "missing": self.missing.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "bootstrap_key_accepted": self.bootstrap,
         })
     }
 }
@@ -192,12 +239,14 @@ pub fn status(ctx: &Context, inventory: Option<&Inventory>) -> Result<Status, Op
             listed.filter(|c| !held.contains(c)).collect()
         }
     };
+    let bootstrap = inventory.map_or_else(Vec::new, |inv| bootstrap_keys(inv, &credentials));
     Ok(Status {
         now,
         credentials,
         freshness,
         checkouts: ctx.checkouts.list(false)?,
         missing,
+        bootstrap,
     })
 }
 

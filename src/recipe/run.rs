@@ -48,6 +48,11 @@ pub trait Shell {
     /// rotor just pushed `new` as `cred`'s secret on this host (`None`: it restored the saved
     /// one). A shell that logs in (or runs sudo) with that credential uses it from now on.
     fn secret_changed(&mut self, _cred: &CredentialId, _new: Option<&Secret>) {}
+    /// Whether a fresh login as the connect user with the inventory's connect key file (the
+    /// bootstrap identity) is accepted. `None` when there is no such file or no answer.
+    fn bootstrap_accepted(&mut self) -> Option<bool> {
+        None
+    }
 }
 
 /// The `authorized-keys-*` actions: editing `~/.ssh/authorized_keys` is the SSH-key work's
@@ -1009,7 +1014,22 @@ impl<S: Shell> Target for RecipeHost<S> {
         new: &Secret,
     ) -> Result<(), ConnectorError> {
         let (_, mut parts) = self.parts_of(cred, saved)?;
-        self.run_phase(cred, Phase::Retire, Some(new), &mut parts)
+        self.run_phase(cred, Phase::Retire, Some(new), &mut parts)?;
+        // The connect key: the bootstrap key must not log in any more. sshd may read keys
+        // from files besides ~/.ssh/authorized_keys (AuthorizedKeysFile), which rotor does not
+        // edit: a fresh login with it tells.
+        if self.also.contains_key(cred) {
+            let note = match self.shell.bootstrap_accepted() {
+                Some(true) => format!(
+                    "warning: the bootstrap key still logs in as {} although rotor removed it from ~/.ssh/authorized_keys: sshd reads it from another file (see AuthorizedKeysFile in sshd_config, e.g. /etc/ssh/authorized_keys/{}); remove it there",
+                    cred.account, cred.account
+                ),
+                Some(false) => "the bootstrap connect key no longer logs in".to_owned(),
+                None => return Ok(()),
+            };
+            self.notes.entry(cred.clone()).or_default().push(note);
+        }
+        Ok(())
     }
 }
 

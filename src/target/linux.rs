@@ -202,6 +202,18 @@ impl Shell for SshShell {
         check_key_login(&self.target, account, private_key)
     }
 
+    fn bootstrap_accepted(&mut self) -> Option<bool> {
+        let path = self.logins.iter().find_map(|l| match &l.with {
+            ConnectWith::KeyFile(path) => Some(path.clone()),
+            _ => None,
+        })?;
+        match SshSession::connect(&self.target, &self.user, SshAuth::KeyFile(&path)) {
+            Ok(_) => Some(true),
+            Err(e) if e.class == FaultClass::ConnectAuthRejected => Some(false),
+            Err(_) => None,
+        }
+    }
+
     fn secret_changed(&mut self, cred: &CredentialId, new: Option<&Secret>) {
         if self.connect_cred.as_ref() != Some(cred) {
             return;
