@@ -2,7 +2,8 @@
 //!
 //! It prints as `Secret(<redacted>)`, has no `Display` and no `Serialize`, and is zeroized on
 //! drop. The plaintext is reachable only through [`Secret::expose`], which is called by the
-//! connectors (to hand the secret to a target over stdin or inside a protocol) and the store
+//! connectors (to hand the secret to a target over stdin or inside a protocol; with
+//! `target::sudo`, which puts a sudo password on a command's stdin) and the store
 //! (to encrypt it), and by the front-ends that show it on purpose (`rotor show`, a checkout's
 //! grant, in the terminal or in the API's answer). Everything else, logs, errors and reports
 //! included, sees only the wrapper.

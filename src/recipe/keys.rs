@@ -13,7 +13,7 @@
 //! account): whatever it plants in `~/.ssh` (a link to `/etc/shadow`, a swap between a check
 //! and a write) must not make rotor read or write anything the account could not itself.
 //! So the file is read and written **as the account** (`runuser -u ACCOUNT`, the command
-//! run as root or through `sudo -n`), never as root: through any link or race the account
+//! run as root by the shell), never as root: through any link or race the account
 //! reaches only what it could reach anyway. On top of that, `~/.ssh` and the file must not be
 //! symbolic links, the file must have one link and belong to the account, and a file the
 //! account cannot write (a root-owned `~/.ssh`, a read-only file system) fails the step with
@@ -61,14 +61,6 @@ fn write_script(home: &str, account: &str) -> String {
     )
 }
 
-fn sudo(shell: &dyn Shell, cmd: String) -> String {
-    if shell.sudo() {
-        format!("sudo -n -- {cmd}")
-    } else {
-        cmd
-    }
-}
-
 fn unsafe_file(cred: &CredentialId, home: &str) -> ConnectorError {
     ConnectorError::new(
         FaultClass::Refused,
@@ -84,7 +76,7 @@ fn read_file(
     cred: &CredentialId,
     home: &str,
 ) -> Result<Vec<u8>, ConnectorError> {
-    let cmd = sudo(shell, read_script(home, cred.account.as_str()));
+    let cmd = read_script(home, cred.account.as_str());
     let out = shell.exec(&cmd, b"")?;
     match out.status {
         0 => Ok(out.stdout.to_vec()),
@@ -104,7 +96,7 @@ fn write_file(
     home: &str,
     text: &[u8],
 ) -> Result<(), ConnectorError> {
-    let cmd = sudo(shell, write_script(home, cred.account.as_str()));
+    let cmd = write_script(home, cred.account.as_str());
     let out = shell.exec(&cmd, text)?;
     match out.status {
         0 => Ok(()),

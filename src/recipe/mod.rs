@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use self::load::{PlaybookError, load_file, parse};
+pub(crate) use self::run::ended;
 pub use self::run::{AuthorizedKeys, RecipeHost, Shell};
 pub use self::template::Template;
 use crate::inventory::Problem;

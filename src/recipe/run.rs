@@ -29,9 +29,8 @@ use crate::target::{CredentialKind, Target};
 /// account. The SSH implementation is `target::linux::SshShell`; tests use a fake.
 pub trait Shell {
     fn host(&self) -> &HostName;
-    /// Whether commands run through `sudo -n --` (the connect user is not root).
-    fn sudo(&self) -> bool;
-    /// Runs one command line (never holding a secret) with `stdin`.
+    /// Runs one command line (never holding a secret) as root, with `stdin`. The shell makes
+    /// it root as its connect user needs (the SSH shell: through sudo, see `target::sudo`).
     fn exec(&mut self, command: &str, stdin: &[u8]) -> Result<ExecOutput, ConnectorError>;
     /// A fresh SSH login as `account` with `password`.
     fn password_login(
@@ -335,10 +334,9 @@ impl<S: Shell> RecipeHost<S> {
             return Ok(home.clone());
         }
         let run = "getent passwd -- {account}";
-        let out = self.shell.exec(
-            &self.command_line(&format!("getent passwd -- {}", cred.account)),
-            b"",
-        )?;
+        let out = self
+            .shell
+            .exec(&format!("getent passwd -- {}", cred.account), b"")?;
         if out.status == 2 {
             return Err(missing(cred));
         }
@@ -358,14 +356,6 @@ impl<S: Shell> RecipeHost<S> {
         };
         self.homes.insert(cred.account.clone(), home.clone());
         Ok(home)
-    }
-
-    fn command_line(&self, cmd: &str) -> String {
-        if self.shell.sudo() {
-            format!("sudo -n -- {cmd}")
-        } else {
-            cmd.to_owned()
-        }
     }
 
     /// Runs one phase's steps. `parts` is the restore point (read so far, in `Read`).
@@ -453,9 +443,7 @@ impl<S: Shell> RecipeHost<S> {
             Step::ReadFile { path, save } => {
                 let path = render_path(path, fill)?;
                 let shown = format!("read-file {path}");
-                let out = self
-                    .shell
-                    .exec(&self.command_line(&read_file_script(&path)), b"")?;
+                let out = self.shell.exec(&read_file_script(&path), b"")?;
                 if let Some(refusal) = unsafe_file(cred, &path, out.status) {
                     return Err(refusal);
                 }
@@ -494,10 +482,9 @@ impl<S: Shell> RecipeHost<S> {
                 if let Some(replace) = replace_line {
                     text = replace_lines(&text, replace, fill, &path)?;
                 }
-                let out = self.shell.exec(
-                    &self.command_line(&write_file_script(&path)),
-                    text.as_bytes(),
-                )?;
+                let out = self
+                    .shell
+                    .exec(&write_file_script(&path), text.as_bytes())?;
                 if let Some(refusal) = unsafe_file(cred, &path, out.status) {
                     return Err(refusal);
                 }
@@ -574,7 +561,7 @@ impl<S: Shell> RecipeHost<S> {
             Some(t) => render(t, fill)?,
             None => Zeroizing::new(String::new()),
         };
-        self.shell.exec(&self.command_line(&line), input.as_bytes())
+        self.shell.exec(&line, input.as_bytes())
     }
 
     /// A command's outcome: its saved part, or the error its phase calls for.
@@ -1042,9 +1029,7 @@ impl<S: Shell> crate::target::ListAccounts for RecipeHost<S> {
     fn list_accounts(&mut self) -> Result<Vec<crate::target::AccountFacts>, ConnectorError> {
         let host = self.shell.host().clone();
         let mut read = |what: &str| -> Result<Zeroizing<String>, ConnectorError> {
-            let out = self
-                .shell
-                .exec(&self.command_line(&format!("getent {what}")), b"")?;
+            let out = self.shell.exec(&format!("getent {what}"), b"")?;
             if out.status != 0 || out.stdout.len() > MAX_LISTING_BYTES {
                 return Err(ConnectorError::new(
                     FaultClass::Protocol,
@@ -1121,9 +1106,7 @@ impl<S: Shell> crate::target::ScanHost for RecipeHost<S> {
         }
         let host = self.shell.host().clone();
         let script = super::keys::scan_script(&names);
-        let out = self
-            .shell
-            .exec(&self.command_line("sh -s"), script.as_bytes())?;
+        let out = self.shell.exec("sh -s", script.as_bytes())?;
         if out.status != 0 || out.stdout.len() > MAX_KEY_LISTING_BYTES {
             return Err(ConnectorError::new(
                 FaultClass::Protocol,

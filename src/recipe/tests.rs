@@ -189,10 +189,13 @@ impl Shell for FakeShell {
     fn host(&self) -> &HostName {
         &self.host
     }
-    fn sudo(&self) -> bool {
-        self.sudo
-    }
     fn exec(&mut self, command: &str, stdin: &[u8]) -> Result<ExecOutput, ConnectorError> {
+        // Commands run as root: like the SSH shell's NOPASSWD mode, the fake adds sudo itself.
+        let command = &if self.sudo {
+            format!("sudo -n -- {command}")
+        } else {
+            command.to_owned()
+        };
         self.sent.push((
             command.to_owned(),
             String::from_utf8_lossy(stdin).into_owned(),

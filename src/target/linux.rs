@@ -2,19 +2,21 @@
 //! interpreter's [`Shell`]), and [`SshFleet`] opens a [`RecipeHost`] per host in which every
 //! account runs the playbook the inventory gives it.
 //!
-//! Invariant: the session's command lines never hold a secret (the interpreter's rule); a
-//! broken session is replaced by a fresh login before the next command, so a failed push
-//! cannot make the rollback that follows impossible.
+//! Invariant: the session's command lines never hold a secret (the interpreter's rule, and
+//! `sudo`'s: a sudo password goes on stdin); a broken session is replaced by a fresh login
+//! before the next command, so a failed push cannot make the rollback that follows
+//! impossible.
 
 use crate::connector::ssh::check_key_login;
 use crate::connector::ssh::{ExecOutput, SshAuth, SshSession, SshTarget, check_password_login};
 use crate::connector::{ConnectorError, FaultClass};
-use crate::credential::{AccountName, CredentialId, HostName};
+use crate::credential::{AccountName, CredentialId, HostName, Slot};
 use crate::engine::driver::Fleet;
 use crate::inventory::{ConnectAuth, Host};
 use crate::recipe::{RecipeHost, Shell};
 use crate::secret::Secret;
 use crate::sshkey::is_private_key;
+use crate::target::sudo::{self, Invocation, Sudo};
 
 /// One host's admin session, with what it takes to log in again.
 pub struct SshShell {
@@ -26,6 +28,8 @@ pub struct SshShell {
     /// The credential whose secret is the login, where the inventory manages it: a push of it
     /// puts the new secret first among `logins`, a restore takes it back out of first place.
     connect_cred: Option<CredentialId>,
+    /// How commands become root (`target::sudo`); found by [`SshShell::use_sudo`].
+    sudo: Sudo,
 }
 
 /// One way rotor may log in as the connect user, and how to name it in a message.
@@ -157,6 +161,7 @@ impl SshShell {
             user: user.clone(),
             logins,
             connect_cred,
+            sudo: Sudo::for_user(user),
         })
     }
 
@@ -164,6 +169,63 @@ impl SshShell {
     pub fn logged_in_with(&self) -> &str {
         self.logins.first().map_or("", |l| l.what.as_str())
     }
+
+    /// Finds how this session's commands become root, once after login, and refuses the
+    /// host when sudo would log their input: root needs nothing; else a NOPASSWD rule; else
+    /// the first of `passwords` (the connect user's, from the vault) that sudo accepts. Then
+    /// `sudo -l` must show that sudo does not write the input of rotor's commands (new
+    /// passwords) to disk. An error means the shell must not be used for the host.
+    pub fn use_sudo(&mut self, passwords: Vec<Secret>) -> Result<(), ConnectorError> {
+        if self.user.as_str() == "root" {
+            self.sudo = Sudo::Root;
+            return Ok(());
+        }
+        self.login_again_if_broken()?;
+        let n_passwords = passwords.len();
+        let session = &mut self.session;
+        let found = Sudo::detect(&self.user, passwords, |inv| succeeds(session, inv))?;
+        let host = &self.target.host;
+        self.sudo = found.ok_or_else(|| sudo::no_way_to_root(host, &self.user, n_passwords))?;
+        let Some(listing) = self.sudo.listing() else {
+            return Ok(());
+        };
+        let out = self.session.exec(&listing.command, &listing.stdin)?;
+        if out.status != 0 {
+            let ended = crate::recipe::ended(&out);
+            return Err(sudo::listing_failed(host, &self.user, &self.sudo, &ended));
+        }
+        let logging = sudo::input_logging(&out.stdout);
+        if logging.logged() {
+            return Err(sudo::refusal(host, &self.user, &self.sudo, &logging));
+        }
+        tracing::debug!(host = %host, user = %self.user, "sudo checked: input is not logged");
+        Ok(())
+    }
+
+    /// rotor has just set the connect user's password to `password`: sudo gets this one from
+    /// now on, validated before its first use (the one before is the fallback: a rollback may
+    /// have restored it). A NOPASSWD or root session sends none.
+    pub fn sudo_password_changed(&mut self, password: Secret) {
+        self.sudo.password_changed(password);
+    }
+
+    fn login_again_if_broken(&mut self) -> Result<(), ConnectorError> {
+        if self.session.is_broken() {
+            tracing::info!(host = %self.target.host, "admin session broke; logging in again");
+            let (session, idx) = first_login(&self.target, &self.user, &self.logins)?;
+            self.session = session;
+            let worked = self.logins.remove(idx);
+            self.logins.insert(0, worked);
+            self.sudo.session_replaced();
+        }
+        Ok(())
+    }
+}
+
+/// Runs `inv` on `session`: did it exit 0? (Its output is not read: a sudo probe's stdin
+/// holds a password.)
+fn succeeds(session: &mut SshSession, inv: &Invocation) -> Result<bool, ConnectorError> {
+    Ok(session.exec(&inv.command, &inv.stdin)?.status == 0)
 }
 
 impl Shell for SshShell {
@@ -171,19 +233,16 @@ impl Shell for SshShell {
         &self.target.host
     }
 
-    fn sudo(&self) -> bool {
-        self.user.as_str() != "root"
-    }
-
     fn exec(&mut self, command: &str, stdin: &[u8]) -> Result<ExecOutput, ConnectorError> {
-        if self.session.is_broken() {
-            tracing::info!(host = %self.target.host, "admin session broke; logging in again");
-            let (session, idx) = first_login(&self.target, &self.user, &self.logins)?;
-            self.session = session;
-            let worked = self.logins.remove(idx);
-            self.logins.insert(0, worked);
+        self.login_again_if_broken()?;
+        let session = &mut self.session;
+        if !self.sudo.validate(|inv| succeeds(session, inv))? {
+            return Err(sudo::no_way_to_root(&self.target.host, &self.user, 1));
         }
-        self.session.exec(command, stdin)
+        let Some(inv) = self.sudo.wrap(command, stdin) else {
+            unreachable!("validate succeeded, so the password is validated on this session")
+        };
+        self.session.exec(&inv.command, &inv.stdin)
     }
 
     fn password_login(
@@ -215,6 +274,16 @@ impl Shell for SshShell {
     }
 
     fn secret_changed(&mut self, cred: &CredentialId, new: Option<&Secret>) {
+        // The connect user's own password is what sudo asks for: sudo takes the new one
+        // (validated before use, the old one its fallback after a rollback).
+        if let Some(new) = new
+            && cred.host == self.target.host
+            && cred.account == self.user
+            && cred.slot == Slot::Main
+            && !is_private_key(new)
+        {
+            self.sudo.password_changed(new.clone());
+        }
         if self.connect_cred.as_ref() != Some(cred) {
             return;
         }
@@ -320,12 +389,13 @@ impl SshFleet {
 
     /// The host's admin session and each account's recipe.
     pub fn open_host(&self, host: &Host) -> Result<RecipeHost<SshShell>, ConnectorError> {
-        let shell = SshShell::login(
+        let mut shell = SshShell::login(
             self.target(host),
             &host.connect.user,
             self.logins(host)?,
             host.connect_credential(),
         )?;
+        shell.use_sudo(self.sudo_passwords(host)?)?;
         let accounts = host
             .accounts
             .iter()
@@ -356,6 +426,47 @@ fn bootstrap_public(path: &std::path::Path) -> Result<crate::sshkey::PublicKey, 
     }
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     crate::sshkey::public_of(&Secret::new(text)).map_err(|e| e.to_string())
+}
+
+impl SshFleet {
+    /// What sudo may be given for a non-root connect user: its password when rotor logs in
+    /// with it, else the vault's secret of `HOST/USER` if there is one; never a private key.
+    fn sudo_passwords(&self, host: &Host) -> Result<Vec<Secret>, ConnectorError> {
+        let user = &host.connect.user;
+        if user.as_str() == "root" {
+            return Ok(Vec::new());
+        }
+        let read = |cred: &CredentialId| -> Result<Option<Secret>, ConnectorError> {
+            let secret = self.store.current(cred).map_err(|e| {
+                ConnectorError::new(
+                    FaultClass::ConnectAuthRejected,
+                    format!(
+                        "{}: cannot read {cred} (for sudo) from the vault: {e}",
+                        host.name
+                    ),
+                )
+            })?;
+            Ok(secret.filter(|s| !is_private_key(s)))
+        };
+        let own = CredentialId {
+            host: host.name.clone(),
+            account: user.clone(),
+            slot: Slot::Main,
+        };
+        let cred = match &host.connect.auth {
+            ConnectAuth::Vault(cred) => cred,
+            ConnectAuth::KeyFile(_) => &own,
+        };
+        // A run that died after the host took the user's new password left it pending: sudo
+        // asks for that one then.
+        let pending = self
+            .store
+            .pending(cred)
+            .ok()
+            .flatten()
+            .filter(|s| !is_private_key(s));
+        Ok(pending.into_iter().chain(read(cred)?).collect())
+    }
 }
 
 impl Fleet for SshFleet {

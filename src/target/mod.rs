@@ -11,6 +11,7 @@
 
 pub mod directory;
 pub mod linux;
+pub mod sudo;
 
 use crate::connector::ConnectorError;
 use crate::credential::CredentialId;

@@ -61,6 +61,28 @@ impl Fault {
     }
 }
 
+/// How `scripts/lab sudo-user` gives a user sudo on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // Each test module uses the modes it needs.
+pub enum SudoMode {
+    /// `USER ALL=(ALL:ALL) ALL`: sudo asks for the user's password.
+    Password,
+    /// `USER ALL=(ALL:ALL) NOPASSWD: ALL`.
+    Nopasswd,
+    /// The password rule plus `Defaults:USER log_input`: sudo would log the commands' stdin.
+    LogInput,
+}
+
+impl SudoMode {
+    fn as_arg(self) -> &'static str {
+        match self {
+            SudoMode::Password => "password",
+            SudoMode::Nopasswd => "nopasswd",
+            SudoMode::LogInput => "log-input",
+        }
+    }
+}
+
 /// A running lab. Dropping it tears the fleet down.
 pub struct Lab {
     // `Drop::drop` (scripts/lab down) runs before the fields drop, so the directory still
@@ -227,6 +249,28 @@ impl Lab {
             .stdin(Stdio::null())
             .output()
             .expect("run scripts/lab exec")
+    }
+
+    /// Creates `user` on `host` only (home, bash) with `password` and gives it sudo as `mode`
+    /// says (`scripts/lab sudo-user`; the password goes on stdin). Panics if the lab could not.
+    pub fn sudo_user(&self, host: &str, user: &str, mode: SudoMode, password: &str) {
+        let mut cmd = self.script();
+        cmd.args(["sudo-user", "--dir"]).arg(self.dir()).args([
+            "--host",
+            host,
+            "--user",
+            user,
+            "--mode",
+            mode.as_arg(),
+        ]);
+        let output = crate::support::run_with_stdin(cmd, &format!("{password}\n"));
+        assert!(
+            output.status.success(),
+            "scripts/lab sudo-user {host} {user} {} failed ({}):\n{}",
+            mode.as_arg(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// Injects `fault` into `host`; panics if the lab could not do it.

@@ -32,6 +32,7 @@ mod smoke;
 mod ssh_keys;
 mod status;
 mod stress;
+mod sudo;
 mod support;
 mod systemd;
 mod timeouts;

@@ -1,0 +1,130 @@
+//! Issue 13 (sudo): rotor connects as a non-root user and runs its commands through sudo, with
+//! a sudo password (on stdin, `sudo -S`) or a NOPASSWD rule, and refuses a host whose sudo
+//! would write the commands' input (the new passwords) to its I/O log. One lab of three
+//! hosts: a password rule, a NOPASSWD rule, a password rule with `Defaults:ops log_input`.
+//! Every password is checked with the system `ssh` client (`scripts/lab login`), not rotor.
+
+use crate::lab::{Lab, SudoMode};
+use crate::support::{Leaks, Rotor, json, result_of};
+
+const OPS: &str = "ops";
+const OPS_PASSWORD: &str = "Ops-Sudo-Passw0rd!";
+
+/// The lab's inventory with each host connecting as `ops` with the vault's `HOST/ops`.
+fn connect_as_ops(lab: &Lab) -> std::path::PathBuf {
+    let inv = lab.inventory_path();
+    let text = std::fs::read_to_string(&inv).unwrap();
+    let mut out = String::new();
+    let mut host = String::new();
+    for line in text.lines() {
+        if let Some(name) = line.trim_start().strip_prefix("- name: ") {
+            host = name.to_owned();
+        }
+        if line.trim_start().starts_with("connect:") {
+            out.push_str(&format!(
+                "    connect: {{ user: {OPS}, credential: {host}/{OPS} }}\n"
+            ));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let path = lab.dir().join("inventory-sudo.yaml");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+#[test]
+fn sudo_with_a_password_and_with_nopasswd_rotates_and_a_host_that_logs_input_is_refused() {
+    let lab = Lab::start(3);
+    let modes = [
+        ("host-001", SudoMode::Password),
+        ("host-002", SudoMode::Nopasswd),
+        ("host-003", SudoMode::LogInput),
+    ];
+    let rotor = Rotor::init();
+    for (host, mode) in modes {
+        lab.sudo_user(host, OPS, mode, OPS_PASSWORD);
+        let cred = format!("{host}/{OPS}");
+        let out = rotor.run_stdin(&["enroll", &cred], &format!("{OPS_PASSWORD}\n"));
+        assert!(
+            out.status.success(),
+            "enroll {cred}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let inv = connect_as_ops(&lab);
+    let out = rotor.rotate_all(inv.to_str().unwrap());
+    let report = json(&out);
+
+    let shared = lab.shared_password();
+    let mut secrets = Vec::new();
+    for host in ["host-001", "host-002"] {
+        for account in ["svc_app", "svc_backup"] {
+            let cred = format!("{host}/{account}");
+            let r = result_of(&report, &cred);
+            assert_eq!(r["result"], "committed", "{cred}: {report:#}");
+            let secret = rotor.show(&cred).expect("the vault has the new secret");
+            assert!(
+                lab.login_works(host, account, &secret),
+                "{cred}: the new password must work"
+            );
+            assert!(
+                !lab.login_works(host, account, shared),
+                "{cred}: the shared password must be rejected"
+            );
+            secrets.push(secret);
+        }
+    }
+
+    // host-003's sudo would log stdin: refused before anything was pushed, with the line to add.
+    for account in ["svc_app", "svc_backup"] {
+        let cred = format!("host-003/{account}");
+        let r = result_of(&report, &cred);
+        assert_eq!(r["result"], "not_changed", "{cred}: {r:#}");
+        assert_eq!(r["cause"]["class"], "refused", "{r:#}");
+        let msg = r["cause"]["message"].as_str().unwrap();
+        for part in [
+            "host-003",
+            "ops",
+            "log_input",
+            "`Defaults:ops !log_input`",
+            "visudo -f /etc/sudoers.d/zz-rotor",
+        ] {
+            assert!(msg.contains(part), "{part:?} not in {msg}");
+        }
+        assert!(
+            lab.login_works("host-003", account, shared),
+            "{cred}: nothing was pushed, the shared password still works"
+        );
+    }
+    assert_eq!(out.status.code(), Some(3), "{report:#}");
+
+    // The probes did run through sudo there (its I/O log exists), and no password reached it.
+    assert!(
+        lab.exec("host-003", "test -d /var/log/sudo-io")
+            .status
+            .success(),
+        "sudo on host-003 logged no command: the check below would prove nothing"
+    );
+    let io = lab.exec(
+        "host-003",
+        "find /var/log/sudo-io -type f -exec zcat -f {} + 2>/dev/null",
+    );
+    let leaks = Leaks::new(
+        secrets
+            .iter()
+            .map(|s| ("a new password", s.as_str()))
+            .chain([
+                ("the sudo password", OPS_PASSWORD),
+                ("the shared password", shared),
+            ]),
+    );
+    leaks.assert_absent("host-003's sudo I/O log", &io.stdout);
+    leaks.assert_absent("the report", &out.stdout);
+    leaks.assert_absent("the logs", &out.stderr);
+    // ops itself was not rotated, and still logs in with its own password.
+    for (host, _) in modes {
+        assert!(lab.login_works(host, OPS, OPS_PASSWORD), "{host}/ops");
+    }
+}
