@@ -334,6 +334,7 @@ mod tests {
             freshness: vec![Freshness::NoMaxAge],
             checkouts: Vec::new(),
             missing: Vec::new(),
+            bootstrap: Vec::new(),
         };
         assert_eq!(st.state(&st.credentials[0]), State::Stuck);
         assert_eq!(st.check_code(), 4);

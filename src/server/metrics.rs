@@ -261,6 +261,7 @@ mod tests {
             freshness: Vec::new(),
             checkouts: Vec::new(),
             missing: Vec::new(),
+            bootstrap: Vec::new(),
         }
     }
 
