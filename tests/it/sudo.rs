@@ -128,3 +128,42 @@ fn sudo_with_a_password_and_with_nopasswd_rotates_and_a_host_that_logs_input_is_
         assert!(lab.login_works(host, OPS, OPS_PASSWORD), "{host}/ops");
     }
 }
+
+/// The connect user's own password (its login and what sudo asks for) rotated with the rest:
+/// last on the host, proven by a fresh login; the next run logs in, and sudo takes, the new one.
+#[test]
+fn a_sudo_user_that_rotor_connects_as_gets_its_own_password_rotated_last() {
+    let lab = Lab::start(1);
+    let rotor = Rotor::init();
+    let host = "host-001";
+    lab.sudo_user(host, OPS, SudoMode::Password, OPS_PASSWORD);
+    let cred = format!("{host}/{OPS}");
+    let out = rotor.run_stdin(&["enroll", &cred], &format!("{OPS_PASSWORD}\n"));
+    assert!(out.status.success(), "{out:?}");
+    let inv = connect_as_ops(&lab);
+    let text = std::fs::read_to_string(&inv).unwrap().replace(
+        "      - { name: svc_backup, playbook: linux-password }\n",
+        "      - { name: svc_backup, playbook: linux-password }\n      - { name: ops, playbook: linux-password }\n",
+    );
+    std::fs::write(&inv, text).unwrap();
+    let inv = inv.to_str().unwrap();
+
+    let mut seen = Vec::new();
+    for round in 0..2 {
+        let out = rotor.rotate_all(inv);
+        let report = json(&out);
+        assert_eq!(out.status.code(), Some(0), "round {round}: {report:#}");
+        assert_eq!(report["counts"]["committed"], 3, "{report:#}");
+        let ops = rotor.show(&cred).unwrap();
+        assert!(lab.login_works(host, OPS, &ops), "round {round}");
+        assert!(!lab.login_works(host, OPS, OPS_PASSWORD), "round {round}");
+        for account in ["svc_app", "svc_backup"] {
+            let pw = rotor.show(&format!("{host}/{account}")).unwrap();
+            assert!(lab.login_works(host, account, &pw), "round {round}");
+        }
+        assert!(!seen.contains(&ops), "a new password each round");
+        seen.push(ops);
+    }
+    // Round two logged in with round one's password and ran every command through sudo
+    // with it: sudo took the new password.
+}
