@@ -307,7 +307,10 @@ mod tests {
         // The invariant: no hash in what the survey says.
         let json = serde_json::to_string(&s).unwrap();
         assert!(!json.contains(HASH) && !json.contains("$y$"), "{json}");
-        assert_eq!(s.needs_attention(), !expect.is_empty() && expect != ["other 1"]);
+        assert_eq!(
+            s.needs_attention(),
+            !expect.is_empty() && expect != ["other 1"]
+        );
     }
 
     fn scanned(accounts: Vec<AccountFacts>) -> ScannedHost {

@@ -1041,10 +1041,7 @@ impl<S: Shell> RecipeHost<S> {
             ),
             Ok(out) if out.status != 0 => (
                 Vec::new(),
-                Some(format!(
-                    "listing the sessions failed ({})",
-                    ended(&out)
-                )),
+                Some(format!("listing the sessions failed ({})", ended(&out))),
             ),
             Ok(out) => super::sessions::parse(&out.stdout),
         }
