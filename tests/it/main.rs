@@ -6,6 +6,7 @@ mod app_config;
 mod audit;
 mod bad_input;
 mod bad_playbooks;
+mod breach;
 mod browser;
 mod checkout;
 mod concurrent;
