@@ -21,11 +21,14 @@
 //!   retire) and their adapters: `linux` (a recipe over an SSH session), `directory` (LDAP).
 //! - [`scan`]: `rotor scan`'s findings from what hosts and directories hold (pure); its
 //!   self-contained HTML report (`scan::html`).
-//! - [`report`]: run summaries as tables and JSON.
+//! - [`breach`]: the breach survey of one host (pure): accounts the inventory does not know
+//!   that can be logged in to, sessions of rotated and unknown accounts, what to do.
+//! - [`report`]: run summaries as tables and JSON; the breach survey's text.
 //! - [`text`]: outside text made safe to print (control characters escaped).
 //! - [`server`]: `rotor serve`: the scheduler loop, HTTP API, checkout page and metrics.
 //! - [`cli`]: command-line parsing and one module per subcommand.
 
+pub mod breach;
 pub mod checkout;
 pub mod cli;
 pub mod clock;

@@ -2,8 +2,10 @@
 //! (`schema_version` 1) for machines. The one place that turns results into output, so the
 //! text and JSON forms never drift apart.
 //!
-//! Invariant: reports are built from `CredentialResult`s, which carry no secrets. Text from
-//! outside (targets' messages, reasons, directory names) is escaped in the text form
+//! Invariant: reports are built from `CredentialResult`s and, for a `--breach` run, the
+//! breach survey's `HostSurvey`s, neither of which carries a secret or a hash. Text from
+//! outside (targets' messages, reasons, directory names, a host's account names and sessions)
+//! is escaped in the text form
 //! ([`crate::text`]); JSON escapes it itself.
 
 use std::collections::BTreeSet;
@@ -11,6 +13,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::breach::{HostSurvey, PasswordState};
 use crate::engine::driver::CredentialResult;
 use crate::engine::machine::Fault;
 use crate::engine::{Outcome, RunId};
@@ -55,6 +58,9 @@ pub struct RunReport {
     /// run on a host whose connect identity the inventory does not manage).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The breach survey of a `--breach` run, one entry per host (`ops::breach`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub breach: Vec<HostSurvey>,
 }
 
 /// A directory a run could not open.
@@ -107,6 +113,7 @@ impl RunReport {
             recovered: None,
             failed_directories: Vec::new(),
             warnings: Vec::new(),
+            breach: Vec::new(),
         }
     }
 
@@ -128,6 +135,13 @@ impl RunReport {
 
     pub fn with_failed_directories(mut self, failed: Vec<FailedDirectory>) -> RunReport {
         self.failed_directories = failed;
+        self
+    }
+
+    /// Attaches the breach survey (`ops::breach::survey_hosts`): in the JSON as `breach`, in
+    /// the text as its own section after the results. It changes no exit code.
+    pub fn with_breach(mut self, surveys: Vec<HostSurvey>) -> RunReport {
+        self.breach = surveys;
         self
     }
 
@@ -252,13 +266,23 @@ impl RunReport {
                 }
             }
         }
+        self.not_rotated_text(&mut out);
+        if !self.breach.is_empty() {
+            out.push('\n');
+            out.push_str(&breach_text(&self.breach));
+        }
+        out
+    }
+
+    /// The table of every credential that did not reach `committed`, if any.
+    fn not_rotated_text(&self, out: &mut String) {
         let failed: Vec<&CredentialResult> = self
             .results
             .iter()
             .filter(|r| r.outcome != Outcome::Committed)
             .collect();
         if failed.is_empty() {
-            return out;
+            return;
         }
         let _ = writeln!(out, "\nNot rotated ({}):", failed.len());
         let rows: Vec<[String; 4]> = failed
@@ -294,8 +318,116 @@ impl RunReport {
             })
             .collect();
         out.push_str(&table(&["CREDENTIAL", "RESULT", "CAUSE", "DETAIL"], &rows));
-        out
     }
+}
+
+/// Hosts named on the line of hosts with nothing to report, before "and N more".
+const QUIET_HOSTS_SHOWN: usize = 20;
+
+/// The breach survey's section of the run report: per host, the accounts the inventory does
+/// not know that can be logged in to and the sessions to look at, each with what to do; a
+/// host that could not be read, said so; hosts with nothing to say, on one line. Every value
+/// from a host is escaped.
+pub fn breach_text(surveys: &[HostSurvey]) -> String {
+    let mut out = String::new();
+    let n_found: usize = surveys
+        .iter()
+        .map(|s| s.unknown_accounts.len() + s.sessions.len() + s.unknown_account_sessions.len())
+        .sum();
+    let _ = writeln!(
+        out,
+        "Breach survey of {}: {} (rotor locks, deletes and logs out nothing itself)",
+        plural(surveys.len(), "host", "hosts"),
+        if n_found == 0 {
+            "no unknown account and no open session of a rotated account found".to_owned()
+        } else {
+            plural(n_found, "thing to look at", "things to look at")
+        }
+    );
+    let mut quiet = Vec::new();
+    for s in surveys {
+        if !s.needs_attention() {
+            quiet.push(escape(&s.host).into_owned());
+            continue;
+        }
+        let _ = writeln!(out, "\n  {}:", escape(&s.host));
+        if let Some(e) = &s.error {
+            let _ = writeln!(
+                out,
+                "    not surveyed: {}; nothing is known of its accounts and sessions: look at it by hand",
+                escape(e)
+            );
+        }
+        for a in &s.unknown_accounts {
+            let mut has = Vec::new();
+            match a.password {
+                PasswordState::Set => has.push("a password".to_owned()),
+                PasswordState::Empty => has.push("an EMPTY password".to_owned()),
+                PasswordState::None => {}
+            }
+            if !a.keys.is_empty() {
+                has.push(format!(
+                    "{} ({})",
+                    plural(a.keys.len(), "SSH key", "SSH keys"),
+                    a.keys
+                        .iter()
+                        .map(|k| escape(k).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            let uid = a.uid.map_or_else(|| "?".to_owned(), |u| u.to_string());
+            let _ = writeln!(
+                out,
+                "    unknown account {} (uid {uid}, shell {}): {}",
+                escape(&a.name),
+                escape(&a.shell),
+                has.join(" and ")
+            );
+            let _ = writeln!(out, "      what to do: {}", escape(&a.what_to_do));
+        }
+        for (findings, whose) in [
+            (&s.sessions, "rotated in this run"),
+            (&s.unknown_account_sessions, "not in the inventory"),
+        ] {
+            for f in findings {
+                let s = &f.session;
+                let mut line = format!("    logged in now: {} ({whose})", escape(&s.account));
+                for (label, value) in [("on", &s.line), ("from", &s.from), ("since", &s.since)] {
+                    if !value.is_empty() {
+                        let _ = write!(line, " {label} {}", escape(value));
+                    }
+                }
+                let _ = writeln!(out, "{line}");
+                let _ = writeln!(out, "      what to do: {}", escape(&f.what_to_do));
+            }
+        }
+        if let Some(why) = &s.sessions_unread {
+            let _ = writeln!(out, "    sessions not (all) read: {}", escape(why));
+        }
+        for k in &s.keys_unread {
+            let _ = writeln!(
+                out,
+                "    keys of {} not read: {}; look at the file by hand",
+                escape(&k.account),
+                escape(&k.why)
+            );
+        }
+    }
+    if !quiet.is_empty() {
+        let n = quiet.len();
+        if n > QUIET_HOSTS_SHOWN {
+            quiet.truncate(QUIET_HOSTS_SHOWN);
+            quiet.push(format!("and {} more", n - QUIET_HOSTS_SHOWN));
+        }
+        let _ = writeln!(
+            out,
+            "\n  Nothing to look at on {}: {}",
+            plural(n, "host", "hosts"),
+            quiet.join(", ")
+        );
+    }
+    out
 }
 
 fn cause_label(f: &Fault) -> String {
@@ -470,6 +602,93 @@ mod tests {
         );
         assert!(text.contains("reason: INC\\u{1b}[2J"), "{text}");
         assert!(text.contains("down\\u{1b}[31m"), "{text}");
+    }
+
+    fn breach_sample() -> Vec<HostSurvey> {
+        use crate::breach::{KeysUnread, SessionFinding, UnknownAccount};
+        use crate::target::Session;
+        let quiet = |h: &str| HostSurvey {
+            error: None,
+            ..HostSurvey::unread(h, String::new())
+        };
+        let mut h1 = quiet("host-001");
+        h1.unknown_accounts = vec![UnknownAccount {
+            name: "planted".into(),
+            uid: Some(1002),
+            shell: "/bin/bash".into(),
+            password: PasswordState::Set,
+            keys: vec!["SHA256:abc".into()],
+            what_to_do: "lock it".into(),
+        }];
+        h1.sessions = vec![SessionFinding {
+            session: Session {
+                account: "svc_app".into(),
+                line: "pts/1".into(),
+                from: "127.0.0.1".into(),
+                since: "Dec 2 07:03".into(),
+            },
+            what_to_do: "end it".into(),
+        }];
+        h1.unknown_account_sessions = vec![SessionFinding {
+            session: Session {
+                account: "ev\x1b[2Jil".into(),
+                line: "tty1".into(),
+                ..Session::default()
+            },
+            what_to_do: "look".into(),
+        }];
+        h1.keys_unread = vec![KeysUnread {
+            account: "svc_backup".into(),
+            why: "a link".into(),
+        }];
+        h1.sessions_unread = None;
+        vec![
+            h1,
+            HostSurvey::unread("host-002", "host-002: unreachable".into()),
+            quiet("host-003"),
+            quiet("host-004"),
+        ]
+    }
+
+    #[test]
+    fn breach_section() {
+        let report = RunReport::new(
+            "rotate",
+            None,
+            None,
+            1000,
+            vec![result("host-001/svc_app", Outcome::Committed)],
+        )
+        .with_breach(breach_sample());
+        insta::assert_snapshot!(report.to_text(), @r"
+        rotor rotate
+        1 credentials on 1 host in 1.0 s (1.0 committed per second)
+
+               1  committed (new secret verified and stored)
+
+        Breach survey of 4 hosts: 3 things to look at (rotor locks, deletes and logs out nothing itself)
+
+          host-001:
+            unknown account planted (uid 1002, shell /bin/bash): a password and 1 SSH key (SHA256:abc)
+              what to do: lock it
+            logged in now: svc_app (rotated in this run) on pts/1 from 127.0.0.1 since Dec 2 07:03
+              what to do: end it
+            logged in now: ev\u{1b}[2Jil (not in the inventory) on tty1
+              what to do: look
+            keys of svc_backup not read: a link; look at the file by hand
+
+          host-002:
+            not surveyed: host-002: unreachable; nothing is known of its accounts and sessions: look at it by hand
+
+          Nothing to look at on 2 hosts: host-003, host-004
+        ");
+        let v: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(v["breach"][0]["unknown_accounts"][0]["password"], "set");
+        assert_eq!(v["breach"][0]["sessions"][0]["account"], "svc_app");
+        assert_eq!(v["breach"][1]["error"], "host-002: unreachable");
+        let plain = RunReport::new("rotate", None, None, 1, Vec::new());
+        assert!(!plain.to_json().contains("breach"));
+        assert!(!plain.to_text().contains("Breach"));
     }
 
     #[test]

@@ -145,6 +145,18 @@ pub struct ScanReport {
     /// Every account read, in target then account order.
     pub credentials: Vec<CredentialRow>,
     pub unreachable: Vec<Unreachable>,
+    /// Who was logged in on each host read, in host order (facts, not findings: `ops::scan`
+    /// adds them as read).
+    pub sessions: Vec<HostSessions>,
+}
+
+/// The sessions open on one host when it was read (`who`), and why not all were read.
+#[derive(Clone, Debug, Serialize)]
+pub struct HostSessions {
+    pub host: String,
+    pub sessions: Vec<crate::target::Session>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread: Option<String>,
 }
 
 /// The report's JSON shape; bump it when a field changes meaning.
@@ -487,6 +499,7 @@ pub fn findings(input: ScanInput<'_>) -> ScanReport {
         findings: out,
         credentials: rows,
         unreachable,
+        sessions: Vec::new(),
     }
 }
 

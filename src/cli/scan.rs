@@ -121,6 +121,7 @@ fn text(r: &ScanReport) -> String {
         r.n_accounts,
         r.credentials.len()
     );
+    s.push_str(&sessions_text(r));
     if r.findings.is_empty() {
         s.push_str("No shared, unmanaged, stale or empty credential found.\n");
     }
@@ -155,6 +156,53 @@ fn text(r: &ScanReport) -> String {
             .map(|u| [u.target.clone(), u.error.clone()])
             .collect();
         s.push_str(&table(&["NOT READ", "WHY"], &rows));
+    }
+    s
+}
+
+/// Sessions listed on the summary line before "and N more".
+const SESSIONS_SHOWN: usize = 20;
+
+/// One line of who was logged in when the hosts were read (`HOST/ACCOUNT (TTY from FROM)`),
+/// and one per host whose sessions could not be read. Escaped: the host's words.
+fn sessions_text(r: &ScanReport) -> String {
+    let mut s = String::new();
+    let all: Vec<String> = r
+        .sessions
+        .iter()
+        .flat_map(|h| {
+            h.sessions.iter().map(move |x| {
+                let mut where_ = vec![x.line.clone()];
+                if !x.from.is_empty() {
+                    where_.push(format!("from {}", x.from));
+                }
+                escape(&format!("{}/{} ({})", h.host, x.account, where_.join(" "))).into_owned()
+            })
+        })
+        .collect();
+    if !all.is_empty() {
+        let n = all.len();
+        let mut shown: Vec<String> = all.into_iter().take(SESSIONS_SHOWN).collect();
+        if n > SESSIONS_SHOWN {
+            shown.push(format!(
+                "and {} more (--output json lists them all)",
+                n - SESSIONS_SHOWN
+            ));
+        }
+        s.push_str(&format!(
+            "Logged in now: {} {}.\n",
+            crate::report::plural(n, "session:", "sessions:"),
+            shown.join(", ")
+        ));
+    }
+    for h in &r.sessions {
+        if let Some(why) = &h.unread {
+            s.push_str(&format!(
+                "Sessions on {} not (all) read: {}\n",
+                escape(&h.host),
+                escape(why)
+            ));
+        }
     }
     s
 }

@@ -1,5 +1,6 @@
 //! Operations as a library (cargo's `ops` is the model): [`rotate`], [`recover`],
-//! [`verify`], [`plan`], [`status`], [`scan`] and [`checkout`] are what rotor does, whoever asks. Each takes a
+//! [`verify`], [`plan`], [`status`], [`scan`], [`breach`] (the survey of `rotate --breach`) and
+//! [`checkout`] are what rotor does, whoever asks. Each takes a
 //! [`Context`] (the vault, the targets, the clock, the entropy source, one tokio runtime), a
 //! request (the selection already resolved against the inventory, options, the [`Actor`])
 //! and, for the long ones, a shutdown future (mini-redis's `server::run(listener, shutdown)`):
@@ -15,6 +16,7 @@
 //! drive the async LDAP client): call them from a plain thread, or from `spawn_blocking` in
 //! an async front-end; they run their concurrent work on `Context::runtime`.
 
+pub mod breach;
 pub mod checkout;
 pub mod directories;
 pub mod export;

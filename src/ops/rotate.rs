@@ -153,6 +153,7 @@ pub fn rotate(
         );
     }
 
+    let breach_hosts = req.breach.then(|| req.selection.hosts.clone());
     let work = host_work(inv, req.selection.hosts);
     let n_creds: usize = work.iter().map(|w| w.accounts.len()).sum::<usize>()
         + dir_work.iter().map(|d| d.accounts.len()).sum::<usize>();
@@ -204,6 +205,20 @@ pub fn rotate(
         h
     });
     results.extend(not_started);
+    // Breach mode: each host is read again once its rotation is done, for what the rotation
+    // cannot fix (accounts nobody manages, sessions opened before it). An interrupted run
+    // skips it and says so per host.
+    let breach = breach_hosts
+        .map(|hosts| {
+            super::breach::survey_hosts(
+                ctx,
+                super::breach::rotated_on_hosts(&hosts, &results),
+                req.concurrency,
+                req.step_timeout,
+                stop.clone(),
+            )
+        })
+        .unwrap_or_default();
     let elapsed = ctx.clock.monotonic().saturating_duration_since(started);
     let report = RunReport::new(
         "rotate",
@@ -215,7 +230,8 @@ pub fn rotate(
     .with_recovered(recovered)
     .with_failed_directories(failed_dirs)
     .with_directories(inv.directories.iter().map(|d| d.name.as_str()))
-    .with_warnings(warnings);
+    .with_warnings(warnings)
+    .with_breach(breach);
     // The report first: it is what the operator needs, even if the vault cannot record the
     // end of the run (a full disk, say).
     if let Some(deliver) = req.deliver {

@@ -1,6 +1,7 @@
 //! `scan`: reads what the fleet holds and judges it (`crate::scan::findings`). Every selected
 //! host is read over one admin session (accounts from `getent`, each loginable account's
-//! `authorized_keys` read as the account), hosts at once through the one fan-out; every
+//! `authorized_keys` read as the account, who is logged in from `who`: listed per host in
+//! the report, not judged), hosts at once through the one fan-out; every
 //! selected directory's accounts (the inventory's DNs and searches) are read with rotor's
 //! bind. Read-only: nothing is changed on any target, no login as an account is tried (so no
 //! lockout budget is spent), and the vault is not written.
@@ -24,8 +25,8 @@ use crate::engine::driver::Fleet;
 use crate::engine::fanout;
 use crate::inventory::{Host, Inventory, Selection};
 use crate::scan::{
-    DirectoryFacts, HostFacts, Managed, PasswordFact, ScanInput, ScanReport, ScannedAccount,
-    Unreachable,
+    DirectoryFacts, HostFacts, HostSessions, Managed, PasswordFact, ScanInput, ScanReport,
+    ScannedAccount, Unreachable,
 };
 use crate::secret::Secret;
 use crate::target::{AccountFacts, ScannedHost, is_login_shell};
@@ -60,10 +61,17 @@ pub fn scan(
         stop: stop.clone(),
         ..fanout::Limits::new(req.concurrency)
     };
-    let read: Vec<(HostFacts, Vec<Unreachable>)> =
+    let read: Vec<HostRead> =
         ctx.runtime
             .block_on(fanout::run(work, req.selection.hosts.clone(), &limits));
-    let (hosts, unread): (Vec<HostFacts>, Vec<Vec<Unreachable>>) = read.into_iter().unzip();
+    let mut hosts = Vec::with_capacity(read.len());
+    let mut unread = Vec::new();
+    let mut sessions = Vec::new();
+    for r in read {
+        hosts.push(r.facts);
+        unread.extend(r.partial);
+        sessions.extend(r.sessions);
+    }
 
     // A stop during the hosts' reads leaves the directories unread too.
     let directories = if stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -102,7 +110,8 @@ pub fn scan(
     });
     // Files read in part (an account's `authorized_keys` refused as unsafe) are listed by
     // credential beside the targets not read at all.
-    report.unreachable.extend(unread.into_iter().flatten());
+    report.unreachable.extend(unread);
+    report.sessions = sessions;
     Ok(report)
 }
 
@@ -140,13 +149,22 @@ fn scanned(a: AccountFacts, keys: Vec<String>) -> ScannedAccount {
     }
 }
 
-/// The host's facts, and the accounts whose keys could not be read safely (by credential).
+/// What one host's read gave the scan.
+struct HostRead {
+    facts: HostFacts,
+    /// Accounts whose keys could not be read safely, by credential.
+    partial: Vec<Unreachable>,
+    /// Who was logged in; `None` for a host not read.
+    sessions: Option<HostSessions>,
+}
+
+/// The host's facts, the accounts whose keys could not be read safely, and its sessions.
 fn host_facts(
     host: &Host,
     read: Result<ScannedHost, crate::connector::ConnectorError>,
-) -> (HostFacts, Vec<Unreachable>) {
+) -> HostRead {
     match read {
-        Err(e) => (unread_host(host.name.to_string(), e.message), Vec::new()),
+        Err(e) => unread_host(host.name.to_string(), e.message),
         Ok(mut s) => {
             let partial = s
                 .unreadable_keys
@@ -168,16 +186,29 @@ fn host_facts(
                     .collect(),
                 error: None,
             };
-            (facts, partial)
+            let sessions = HostSessions {
+                host: host.name.to_string(),
+                sessions: std::mem::take(&mut s.sessions),
+                unread: s.sessions_unread.take(),
+            };
+            HostRead {
+                facts,
+                partial,
+                sessions: Some(sessions),
+            }
         }
     }
 }
 
-fn unread_host(host: String, why: String) -> HostFacts {
-    HostFacts {
-        host,
-        accounts: Vec::new(),
-        error: Some(why),
+fn unread_host(host: String, why: String) -> HostRead {
+    HostRead {
+        facts: HostFacts {
+            host,
+            accounts: Vec::new(),
+            error: Some(why),
+        },
+        partial: Vec::new(),
+        sessions: None,
     }
 }
 
@@ -188,7 +219,7 @@ struct ReadHosts {
 
 impl fanout::Work for ReadHosts {
     type Item = Host;
-    type Output = (HostFacts, Vec<Unreachable>);
+    type Output = HostRead;
     type Receipt = String;
 
     fn name(&self, host: &Host) -> String {
@@ -207,10 +238,10 @@ impl fanout::Work for ReadHosts {
     }
     fn skip(&self, host: Host, _: SkipReason, _: &str) -> Self::Output {
         let why = "the scan was stopped before this host was read".to_owned();
-        (unread_host(host.name.to_string(), why), Vec::new())
+        unread_host(host.name.to_string(), why)
     }
     fn panicked(&self, host: String, panic: &JoinError) -> Self::Output {
-        (unread_host(host, fanout::panic_text(panic)), Vec::new())
+        unread_host(host, fanout::panic_text(panic))
     }
     fn failed(&self, _: &Self::Output) -> bool {
         false
@@ -325,6 +356,9 @@ mod tests {
         );
         assert_eq!(report.unreachable.len(), 1);
         assert_eq!(report.unreachable[0].target, "c");
+        // Sessions are listed for every host read (none here), not for one not read.
+        let read: Vec<&str> = report.sessions.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(read, ["a", "b"]);
     }
 
     #[test]

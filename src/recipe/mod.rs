@@ -7,7 +7,9 @@
 //! - `load`: YAML into a [`Recipe`], every check made there (file, line and a fix for each
 //!   problem), so a bad playbook is refused before anything runs on any host.
 //! - `run`: the interpreter, [`RecipeHost`], which runs recipes over a [`Shell`] (one admin
-//!   session to a host) and implements [`crate::target::Target`].
+//!   session to a host) and implements [`crate::target::Target`]; its `scan_host` reads a
+//!   host for `rotor scan` and the breach survey (keys through `keys`, logins through
+//!   `sessions`).
 //!
 //! Invariants:
 //! - A secret (`{secret}`, `{saved.NAME}`) is only ever substituted into a step's stdin or a
@@ -19,6 +21,7 @@
 mod keys;
 mod load;
 mod run;
+mod sessions;
 mod template;
 #[cfg(test)]
 mod tests;

@@ -1101,6 +1101,7 @@ impl<S: Shell> crate::target::ScanHost for RecipeHost<S> {
             accounts,
             ..Default::default()
         };
+        (scanned.sessions, scanned.sessions_unread) = self.read_sessions();
         if names.is_empty() {
             return Ok(scanned);
         }
@@ -1132,6 +1133,25 @@ impl<S: Shell> crate::target::ScanHost for RecipeHost<S> {
             }
         }
         Ok(scanned)
+    }
+}
+
+impl<S: Shell> RecipeHost<S> {
+    /// Who is logged in (`super::sessions`), over the admin session as root. Never fails
+    /// the scan: a failure is said in the second value.
+    fn read_sessions(&mut self) -> (Vec<crate::target::Session>, Option<String>) {
+        let script = super::sessions::script();
+        match self.shell.exec("sh -s sessions", script.as_bytes()) {
+            Err(e) => (
+                Vec::new(),
+                Some(format!("listing the sessions failed: {}", e.message)),
+            ),
+            Ok(out) if out.status != 0 => (
+                Vec::new(),
+                Some(format!("listing the sessions failed ({})", ended(&out))),
+            ),
+            Ok(out) => super::sessions::parse(&out.stdout),
+        }
     }
 }
 

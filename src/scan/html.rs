@@ -66,6 +66,7 @@ pub fn render(report: &ScanReport) -> String {
     grid(&mut out, report, &passwords, &keys);
     age_chart(&mut out, report);
     findings(&mut out, report, &passwords, &keys);
+    logged_in(&mut out, report);
     unreachable(&mut out, report);
     out.push_str("</main>\n");
     out.push_str(
@@ -850,6 +851,47 @@ fn findings(out: &mut String, report: &ScanReport, passwords: &Groups, keys: &Gr
     out.push_str("</ol>\n</section>\n");
 }
 
+/// Who was logged in on each host when it was read (hosts with a session, or whose
+/// sessions could not be read).
+fn logged_in(out: &mut String, report: &ScanReport) {
+    let hosts: Vec<_> = report
+        .sessions
+        .iter()
+        .filter(|h| !h.sessions.is_empty() || h.unread.is_some())
+        .collect();
+    if hosts.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<section id=\"sessions\"><h2>Logged in now</h2><p class=\"muted\">Sessions open when \
+         each server was read. A session opened before a password changes stays open.</p>\n\
+         <table class=\"list\"><thead><tr><th>Server</th><th>Account</th><th>Terminal</th>\
+         <th>From</th><th>Since</th></tr></thead><tbody>\n",
+    );
+    for h in hosts {
+        for s in &h.sessions {
+            let _ = writeln!(
+                out,
+                "<tr><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td>{}</td></tr>",
+                esc(&h.host),
+                esc(&s.account),
+                esc(&s.line),
+                esc(&s.from),
+                esc(&s.since)
+            );
+        }
+        if let Some(why) = &h.unread {
+            let _ = writeln!(
+                out,
+                "<tr><td class=\"mono\">{}</td><td colspan=\"4\">sessions not (all) read: {}</td></tr>",
+                esc(&h.host),
+                esc(why)
+            );
+        }
+    }
+    out.push_str("</tbody></table></section>\n");
+}
+
 fn unreachable(out: &mut String, report: &ScanReport) {
     if report.unreachable.is_empty() {
         return;
@@ -902,6 +944,7 @@ mod tests {
             findings,
             credentials,
             unreachable: Vec::new(),
+            sessions: Vec::new(),
         }
     }
 
@@ -950,7 +993,20 @@ mod tests {
             target: "h\"><b>".to_owned(),
             error: "bad\u{1b}[2J".to_owned(),
         });
+        fleet.sessions.push(crate::scan::HostSessions {
+            host: "host-01".to_owned(),
+            sessions: vec![crate::target::Session {
+                account: "<i>svc</i>".to_owned(),
+                line: "pts/1".to_owned(),
+                from: "127.0.0.1".to_owned(),
+                since: "Dec 2 07:03".to_owned(),
+            }],
+            unread: Some("<u>cut</u>".to_owned()),
+        });
         let html = render(&fleet);
+        assert!(html.contains("<h2>Logged in now</h2>"), "{html}");
+        assert!(html.contains("&lt;i&gt;svc&lt;/i&gt;"), "{html}");
+        assert!(!html.contains("<i>") && !html.contains("<u>"), "{html}");
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("<img"), "{html}");
         assert!(!html.contains("<b>"), "{html}");

@@ -143,6 +143,25 @@ pub struct ScannedHost {
     /// Accounts whose `authorized_keys` could not be read safely, with why (a link, another
     /// owner): reported, never followed.
     pub unreadable_keys: Vec<(String, String)>,
+    /// Who is logged in now (`who`, or `loginctl` where `who` is missing).
+    pub sessions: Vec<Session>,
+    /// Why the sessions could not be read, or were read only in part (a failed `who`, an
+    /// answer over the caps). A scan never fails for its sessions.
+    pub sessions_unread: Option<String>,
+}
+
+/// One login session on a host, as `who` (or `loginctl`) lists it. Every field is outside
+/// text, cut short where it was read: escape it before showing it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Session {
+    /// The account logged in.
+    pub account: String,
+    /// The terminal (`pts/1`), or empty.
+    pub line: String,
+    /// Where from (an address or a display), or empty for a local login.
+    pub from: String,
+    /// When it began, in the host's words (`Dec  2 07:03` from `who` in the C locale).
+    pub since: String,
 }
 
 /// Whether a login shell lets one in (`nologin`, `false` and `sync`-style commands do not).

@@ -368,8 +368,75 @@ impl Lab {
         std::fs::write(&path, updated).expect("write known_hosts");
     }
 
+    /// The loopback address of `host` (from `hosts.tsv`).
+    pub fn address(&self, host: &str) -> String {
+        let tsv = std::fs::read_to_string(self.dir().join("hosts.tsv")).expect("read hosts.tsv");
+        tsv.lines()
+            .map(|l| l.split('\t').collect::<Vec<_>>())
+            .find(|f| f[0] == host)
+            .map(|f| f[1].to_owned())
+            .unwrap_or_else(|| panic!("{host} not in hosts.tsv"))
+    }
+
+    /// Logs in to `host` as `user` with `password` with the system `ssh` client, with a pty
+    /// (`-tt`, so sshd records the login in the host's utmp), running `sleep 600`: a session
+    /// held open until the returned [`HeldSession`] is dropped. The password reaches sshpass
+    /// in `SSHPASS`, never in an argument list.
+    pub fn hold_session(&self, host: &str, user: &str, password: &str) -> HeldSession {
+        use std::os::unix::process::CommandExt as _;
+        let known = self.dir().join("known_hosts");
+        let child = Command::new("sshpass")
+            .process_group(0)
+            .env("SSHPASS", password)
+            .args(["-e", "ssh", "-tt", "-F", "/dev/null"])
+            .args(["-o", "StrictHostKeyChecking=yes"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known.display()))
+            .args([
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                "UpdateHostKeys=no",
+            ])
+            .args(["-o", "PreferredAuthentications=password"])
+            .args(["-o", "PubkeyAuthentication=no", "-o", "ConnectTimeout=5"])
+            .args(["-o", "LogLevel=ERROR"])
+            .arg(format!("{user}@{}", self.address(host)))
+            .args(["sleep", "600"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sshpass ssh (Debian packages sshpass, openssh-client)");
+        HeldSession { child }
+    }
+
     fn script(&self) -> Command {
         crate::support::lab_script("lab")
+    }
+}
+
+/// An SSH session [`Lab::hold_session`] opened; dropping it ends it.
+pub struct HeldSession {
+    child: std::process::Child,
+}
+
+impl HeldSession {
+    /// Whether the client is still running (it exits when the login fails).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for HeldSession {
+    fn drop(&mut self) {
+        // A process group of its own (its id is sshpass's pid): sshpass and the ssh it
+        // started, and nothing else.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -7,6 +7,7 @@ mod audit;
 mod bad_input;
 mod bad_playbooks;
 mod breach;
+mod breach_survey;
 mod browser;
 mod checkout;
 mod concurrent;

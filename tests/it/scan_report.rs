@@ -151,6 +151,7 @@ fn fleet() -> ScanReport {
             target: "host-21".to_owned(),
             error: "connection timed out after 10 s (port 22)".to_owned(),
         }],
+        sessions: Vec::new(),
     }
 }
 
@@ -174,6 +175,7 @@ fn clean() -> ScanReport {
         findings: Vec::new(),
         credentials,
         unreachable: Vec::new(),
+        sessions: Vec::new(),
     }
 }
 
