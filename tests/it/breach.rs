@@ -244,3 +244,127 @@ fn a_crash_at_any_phase_of_a_connect_identity_rotation_leaves_rotor_able_to_log_
         }
     }
 }
+
+/// A key pair made by `ssh-keygen`, not rotor (the attacker's): (private key, public line).
+fn attacker_key(dir: &std::path::Path) -> (String, String) {
+    let path = dir.join("attacker");
+    let out = std::process::Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "totally-the-vendor",
+            "-f",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    (
+        std::fs::read_to_string(&path).unwrap(),
+        std::fs::read_to_string(path.with_extension("pub"))
+            .unwrap()
+            .trim_end()
+            .to_owned(),
+    )
+}
+
+#[test]
+fn a_breach_run_removes_a_planted_key_and_reports_a_planted_account_and_a_live_session() {
+    use crate::breach_survey::{PLANTED_PASSWORD, hold_svc_app, plant};
+    let lab = Lab::start(2);
+    let rotor = Rotor::init();
+    // svc_backup logs in with a key rotor manages; the attacker added one of theirs.
+    let text = std::fs::read_to_string(lab.inventory_path()).unwrap();
+    let inv = lab.dir().join("keys.yaml");
+    std::fs::write(
+        &inv,
+        text.replace(
+            "{ name: svc_backup, playbook: linux-password }",
+            "{ name: svc_backup, playbook: linux-ssh-key }",
+        ),
+    )
+    .unwrap();
+    let inv = inv.to_str().unwrap();
+    // A session as svc_app, opened before any rotation, still open at the breach run.
+    let session = hold_svc_app(&lab, "host-001");
+    let first = rotor.rotate_all(inv);
+    assert_eq!(first.status.code(), Some(0), "{:#}", json(&first));
+    let (attacker_private, attacker_public) = attacker_key(lab.dir());
+    let keys = "/home/svc_backup/.ssh/authorized_keys";
+    let out = lab.exec(
+        "host-001",
+        &format!("printf '%s\\n' '{attacker_public}' >> {keys}"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(lab.key_login_works("host-001", "svc_backup", &attacker_private));
+    let planted_hash = plant(&lab, "host-002");
+
+    let out = rotor.run(&[
+        "rotate", "-i", inv, "--all", "--breach", "--reason", "INC-7", "--output", "json",
+    ]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    // The planted key no longer logs in, rotor's new key does, and the report lists the
+    // removed line by fingerprint and comment.
+    assert!(!lab.key_login_works("host-001", "svc_backup", &attacker_private));
+    let key = key_of(&rotor, "host-001/svc_backup");
+    assert!(lab.key_login_works("host-001", "svc_backup", &key));
+    let file = String::from_utf8(lab.exec("host-001", &format!("cat {keys}")).stdout).unwrap();
+    assert_eq!(file.lines().count(), 1, "only the new key is left: {file}");
+    let notes = result_of(&report, "host-001/svc_backup")["notes"].to_string();
+    let fingerprint = String::from_utf8(
+        std::process::Command::new("ssh-keygen")
+            .args(["-l", "-f"])
+            .arg(lab.dir().join("attacker.pub"))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .split_whitespace()
+    .nth(1)
+    .unwrap()
+    .to_owned();
+    assert!(
+        notes.contains(&fingerprint) && notes.contains("totally-the-vendor"),
+        "{fingerprint}: {notes}"
+    );
+    // The survey: the planted account on host-002, the session on host-001, what to do.
+    let survey = report["breach"].as_array().expect("a breach survey");
+    let of = |host: &str| survey.iter().find(|s| s["host"] == host).unwrap().clone();
+    let unknown: Vec<String> = of("host-002")["unknown_accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(unknown, ["backdoor"], "{report:#}");
+    let sessions = of("host-001")["sessions"].to_string();
+    assert!(sessions.contains("\"svc_app\""), "{report:#}");
+    assert!(
+        sessions.contains("pkill") || sessions.contains("loginctl"),
+        "{sessions}"
+    );
+    let text = rotor.run(&["rotate", "-i", inv, "--all", "--breach"]);
+    let shown = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        shown.contains("Breach survey") && shown.contains("backdoor"),
+        "{shown}"
+    );
+    drop(session);
+    crate::support::assert_no_leak(
+        &[
+            (
+                "the planted password".to_owned(),
+                PLANTED_PASSWORD.to_owned(),
+            ),
+            ("the planted hash".to_owned(), planted_hash),
+        ],
+        &rotor,
+        &[&out, &text],
+    );
+}
