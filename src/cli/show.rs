@@ -19,6 +19,11 @@ pub struct ShowArgs {
     /// Why you need it (recorded in the audit log).
     #[arg(long)]
     pub reason: String,
+    /// Instead of the secret: the authorized_keys lines that `rotate --breach` removed from
+    /// this SSH-key credential's account, newest run first, each as the file had it (to put
+    /// one back by hand). Audited like a show.
+    #[arg(long)]
+    pub removed_keys: bool,
 }
 
 pub fn run(g: &Global, a: ShowArgs) -> CliResult {
@@ -29,6 +34,9 @@ pub fn run(g: &Global, a: ShowArgs) -> CliResult {
         ));
     }
     let vault = open_vault(g)?;
+    if a.removed_keys {
+        return removed_keys(&vault, &cred, &a.reason);
+    }
     let by = crate::ops::Actor::of_this_process();
     let shown = crate::ops::checkout::Checkouts::show(&*vault, &by, &cred, &a.reason)?;
     if let Some((c, read)) = &shown.checkout {
@@ -76,6 +84,35 @@ pub fn run(g: &Global, a: ShowArgs) -> CliResult {
             .into())
         }
     }
+}
+
+/// `--removed-keys`: the lines breach runs removed, from the restore points the vault keeps.
+fn removed_keys(vault: &crate::store::Vault, cred: &CredentialId, reason: &str) -> CliResult {
+    let points = vault.restore_points(cred, reason)?;
+    let mut n_lines = 0;
+    for (rotation, phase, started, point) in &points {
+        let Some(lines) = crate::recipe::kept_lines(point.expose()) else {
+            continue;
+        };
+        outln!(
+            "# rotation {rotation} ({phase}, started {started}): {} line(s) removed from authorized_keys",
+            lines.len()
+        );
+        for (described, raw) in lines {
+            outln!("# {described}");
+            // A public key line (not a secret), as the account's file had it; shown escaped
+            // when it holds control characters, so the terminal shows what is there.
+            let text = String::from_utf8_lossy(&raw);
+            outln!("{}", crate::text::escape(text.trim_end_matches('\n')));
+            n_lines += 1;
+        }
+    }
+    if n_lines == 0 {
+        eprintln!(
+            "no breach run removed keys of {cred}: `rotor rotate --breach` keeps the lines it removes, and none are recorded for this credential"
+        );
+    }
+    Ok(0)
 }
 
 /// What follows the secret so that the output ends with exactly one newline.

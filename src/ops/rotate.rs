@@ -361,6 +361,33 @@ mod tests {
         );
     }
 
+    /// Breach mode adds each selected host's connect-user listings whatever the scope chose,
+    /// and warns, with the fix, where the connect identity is not managed.
+    #[test]
+    fn breach_mode_adds_the_connect_identities_of_the_hosts_in_scope() {
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGXbjC8BvG1dBPUlGHX3ZAcUDyRqQx0eEaD0RdzYX5Zq";
+        let text = format!(
+            "version: 1\npolicies:\n  default: {{ length: 24, classes: [lower, upper, digit] }}\nhosts:\n  - name: h1\n    address: 10.0.0.1\n    host_key: \"{key}\"\n    connect: {{ user: root, key: /k }}\n    accounts:\n      - {{ name: svc, playbook: linux-password }}\n      - {{ name: root, playbook: linux-ssh-key }}\n  - name: h2\n    address: 10.0.0.2\n    host_key: \"{key}\"\n    connect: {{ user: root, key: /k }}\n    accounts:\n      - {{ name: svc, playbook: linux-password }}\n"
+        );
+        let inv = crate::inventory::parse(&text, std::path::Path::new("inv.yaml")).unwrap();
+        let (mut selection, _) = select(&inv, &["account:svc".to_owned()]).unwrap();
+        let warnings = with_connect_identities(&inv, &mut selection);
+        let chosen: Vec<String> = selection
+            .hosts
+            .iter()
+            .flat_map(|h| h.accounts.iter().map(|a| a.credential(&h.name).to_string()))
+            .collect();
+        assert_eq!(chosen, ["h1/svc", "h1/root", "h2/svc"]);
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with("h2: rotor logs in as root with the key /k")
+                && warnings[0].contains("{ name: root, playbook: linux-ssh-key }"),
+            "{}",
+            warnings[0]
+        );
+    }
+
     #[test]
     fn a_shutdown_that_already_happened_starts_nothing() {
         let rt = runtime();

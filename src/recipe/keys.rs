@@ -153,8 +153,31 @@ fn listed(managed: &str) -> Vec<Fingerprint> {
 const EVERY_KEY: &str = "every-key";
 
 /// Whether a restore point (a key credential's, whole) was read in breach mode.
-pub(super) fn is_every_key(restore_point: &str) -> bool {
+pub fn is_every_key(restore_point: &str) -> bool {
     restore_point.lines().next() == Some(EVERY_KEY)
+}
+
+/// The lines a breach-mode restore point kept (those its rotation removes from
+/// `authorized_keys`), each as the file had it, with a description (fingerprint and comment)
+/// for a person; `None` for a restore point not read in breach mode.
+pub fn kept_lines(restore_point: &str) -> Option<Vec<(String, Vec<u8>)>> {
+    use base64::Engine as _;
+    if !is_every_key(restore_point) {
+        return None;
+    }
+    let lines = restore_point
+        .lines()
+        .filter_map(|l| l.strip_prefix(KEPT))
+        .filter_map(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .map(|raw| {
+            let described = authorized_keys::parse(&raw)
+                .ok()
+                .and_then(|lines| lines.first().map(describe))
+                .unwrap_or_default();
+            (described, raw)
+        })
+        .collect();
+    Some(lines)
 }
 
 /// Prefix of a restore point line keeping one line that breach mode removes (base64, so any

@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use self::keys::kept_lines;
 pub use self::load::{PlaybookError, load_file, parse};
 pub(crate) use self::run::ended;
 pub use self::run::{AuthorizedKeys, RecipeHost, Shell};

@@ -301,6 +301,11 @@ impl<S: Shell> RecipeHost<S> {
         &self.shell
     }
 
+    #[cfg(test)]
+    pub(crate) fn shell_mut(&mut self) -> &mut S {
+        &mut self.shell
+    }
+
     fn assignment(
         &self,
         cred: &CredentialId,

@@ -541,3 +541,152 @@ fn a_host_lists_its_accounts_and_their_credential_facts() {
         "$y$j9T$salt$hash"
     );
 }
+
+/// Where sshd refuses a password login as the account (PermitRootLogin prohibit-password),
+/// the proof is the stored hash read back: it must be the new password's, and the credential's
+/// notes say which proof was used. A hash of anything else is no proof.
+#[test]
+fn a_refused_password_login_is_proven_by_the_stored_hash_only_when_it_matches() {
+    let params = sha_crypt::Sha512Params::new(5000).unwrap();
+    let of = |pw: &str| sha_crypt::sha512_crypt_b64(pw.as_bytes(), b"saltsalt", &params).unwrap();
+    let new = Secret::new(NEW.to_owned());
+    for (stored, proven) in [(of(NEW), true), (of("the-old-one"), false)] {
+        let shadow = format!("svc:$6$saltsalt${stored}:19000:0:99999:7:::\n");
+        let mut h = host(
+            "linux-password",
+            &[],
+            &[("sudo -n -- getent shadow", 0, &shadow)],
+        );
+        h.shell_mut().login_ok = false;
+        let got = h.prove(&cred(), &new);
+        assert_eq!(got.is_ok(), proven, "{got:?}");
+        let notes = h.notes(&cred());
+        if proven {
+            assert_eq!(notes.len(), 1);
+            assert!(
+                notes[0].starts_with("proof: the stored password hash"),
+                "{notes:?}"
+            );
+        } else {
+            assert_eq!(got.unwrap_err().class, FaultClass::VerifyFailed);
+            assert!(notes.is_empty());
+        }
+    }
+}
+
+/// Breach mode on an SSH key: the restore point lists every key of the file and keeps each
+/// line the run will remove; retiring leaves the new key alone in the file and names what it
+/// removed (fingerprint and comment); recovery reads a breach restore point the same way.
+#[test]
+fn breach_mode_replaces_the_whole_authorized_keys_and_names_what_it_removed() {
+    use crate::clock::{Entropy, SeededEntropy};
+    let entropy = SeededEntropy::new(11);
+    let old = crate::sshkey::generate(&mut *entropy.rng(), &cred());
+    let planted = crate::sshkey::generate(
+        &mut *entropy.rng(),
+        &CredentialId::parse("evil/box").unwrap(),
+    );
+    let new = crate::sshkey::generate(&mut *entropy.rng(), &cred());
+    let file = format!(
+        "# the vendor's keys\n{}\n{}\nssh-unknown AAAA junk\n",
+        old.public.line(),
+        planted.public.line()
+    );
+    let answers = [
+        (
+            "sudo -n -- getent passwd",
+            0,
+            "svc:x:1000:1000::/home/svc:/bin/sh\n",
+        ),
+        (
+            "sudo -n -- runuser -u svc -- sh -c 'cd -P",
+            0,
+            file.as_str(),
+        ),
+    ];
+    let mut h = host("linux-ssh-key", &[], &answers);
+    h.breach();
+    let saved = h.read_restore_point(&cred()).unwrap();
+    let text = saved.expose().to_owned();
+    assert!(text.starts_with("every-key\n"), "{text}");
+    for fp in [old.public.fingerprint(), planted.public.fingerprint()] {
+        assert!(text.contains(fp.as_str()), "{text}");
+    }
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("kept ")).count(),
+        3,
+        "{text}"
+    );
+    h.apply(&cred(), &new.private, &saved).unwrap();
+    h.retire(&cred(), &saved, &new.private).unwrap();
+    let (written, stdin) = h.shell().sent.last().unwrap().clone();
+    assert!(
+        written.contains("umask 077"),
+        "the last command writes the file: {written}"
+    );
+    assert_eq!(
+        stdin,
+        format!("{}\n", new.public.line()),
+        "only the new key is left"
+    );
+    let notes = h.notes(&cred()).join("\n");
+    assert_snapshot!(notes.replace(old.public.fingerprint().as_str(), "OLD").replace(planted.public.fingerprint().as_str(), "PLANTED"), @r#"
+    removed from authorized_keys: OLD "rotor:h1/svc"
+    removed from authorized_keys: PLANTED "rotor:evil/box"
+    removed from authorized_keys: a line rotor cannot read as a key: "ssh-unknown AAAA junk"
+    "#);
+    // Recovery: a host opened without breach mode reads this credential's restore point the
+    // way the rotation saved it, so it compares equal (nothing changed outside rotor).
+    let mut later = host("linux-ssh-key", &[], &answers);
+    later.resume(&cred(), &saved);
+    assert!(later.read_restore_point(&cred()).unwrap().ct_eq(&saved));
+    let mut plain = host("linux-ssh-key", &[], &answers);
+    assert!(!plain.read_restore_point(&cred()).unwrap().ct_eq(&saved));
+}
+
+/// The bootstrap connect key is the connect key credential's previous key where the file has
+/// it, so retiring removes it (and says so), while other keys stay.
+#[test]
+fn the_bootstrap_key_is_retired_with_rotors_own() {
+    use crate::clock::{Entropy, SeededEntropy};
+    let entropy = SeededEntropy::new(12);
+    let bootstrap = crate::sshkey::generate(
+        &mut *entropy.rng(),
+        &CredentialId::parse("lab/admin").unwrap(),
+    );
+    let vendor = crate::sshkey::generate(
+        &mut *entropy.rng(),
+        &CredentialId::parse("vendor/x").unwrap(),
+    );
+    let new = crate::sshkey::generate(&mut *entropy.rng(), &cred());
+    let file = format!("{}\n{}\n", bootstrap.public.line(), vendor.public.line());
+    let answers = [
+        (
+            "sudo -n -- getent passwd",
+            0,
+            "svc:x:1000:1000::/home/svc:/bin/sh\n",
+        ),
+        (
+            "sudo -n -- runuser -u svc -- sh -c 'cd -P",
+            0,
+            file.as_str(),
+        ),
+    ];
+    let mut h = host("linux-ssh-key", &[], &answers);
+    h.also_previous(&cred(), bootstrap.public.clone());
+    let saved = h.read_restore_point(&cred()).unwrap();
+    assert_eq!(saved.expose(), bootstrap.public.fingerprint().as_str());
+    h.retire(&cred(), &saved, &new.private).unwrap();
+    let (_, stdin) = h.shell().sent.last().unwrap().clone();
+    assert_eq!(
+        stdin,
+        format!("{}\n", vendor.public.line()),
+        "the vendor's key stays"
+    );
+    let notes = h.notes(&cred());
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains(bootstrap.public.fingerprint().as_str()),
+        "{notes:?}"
+    );
+}

@@ -1003,6 +1003,61 @@ impl Vault {
         })
     }
 
+    /// The restore points the credential's rotations saved, newest first (rotation, phase,
+    /// when it started, the point): what `rotor show --removed-keys` reads the lines a breach
+    /// run removed from. Audited like a `show`, with `reason`.
+    pub fn restore_points(
+        &self,
+        cred: &CredentialId,
+        reason: &str,
+    ) -> Result<Vec<(RotationId, Phase, String, Secret)>, StoreError> {
+        let cred_text = cred.to_string();
+        self.write(|tx| {
+            let mut stmt = tx.prepare(
+                "SELECT r.id, r.phase, r.started_at, r.version_id, r.restore_point, r.restore_aad
+                 FROM rotations r JOIN credentials c ON c.id = r.credential_id
+                 WHERE c.cred = ?1 ORDER BY r.id DESC",
+            )?;
+            // One row as read, before its point is opened.
+            struct Row {
+                id: i64,
+                phase: String,
+                started: String,
+                version_id: Option<i64>,
+                blob: Vec<u8>,
+                scheme: i64,
+            }
+            let rows: Vec<Row> = stmt
+                .query_map([&cred_text], |row| {
+                    Ok(Row {
+                        id: row.get(0)?,
+                        phase: row.get(1)?,
+                        started: row.get(2)?,
+                        version_id: row.get(3)?,
+                        blob: row.get(4)?,
+                        scheme: row.get(5)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            drop(stmt);
+            let mut out = Vec::new();
+            for r in rows {
+                let Some(version_id) = r.version_id else {
+                    continue;
+                };
+                let point =
+                    self.decrypt_restore_point(r.scheme, &cred_text, r.id, version_id, &r.blob)?;
+                out.push((RotationId(r.id), parse_phase(&r.phase)?, r.started, point));
+            }
+            let event = Event::Show {
+                reason: format!("restore points (removed keys): {reason}"),
+                found: !out.is_empty(),
+            };
+            self.audit_in(tx, &event, Some(&cred_text))?;
+            Ok(out)
+        })
+    }
+
     /// An operator asks rotor to try a stuck rotation again (`rotor recover --cred`): its
     /// phase goes back to `rolling_back`, so recovery settles it like any interrupted one
     /// (check the target, probe the pending secret, restore the saved state). Both secrets

@@ -93,12 +93,24 @@ fn first_login(
     user: &AccountName,
     logins: &[Login],
 ) -> Result<(SshSession, usize), ConnectorError> {
+    first_of(&target.host, user, logins, |login| {
+        login.with.login(target, user)
+    })
+}
+
+/// [`first_login`]'s rule with the login itself passed in (tests).
+fn first_of<T>(
+    host: &HostName,
+    user: &AccountName,
+    logins: &[Login],
+    mut try_one: impl FnMut(&Login) -> Result<T, ConnectorError>,
+) -> Result<(T, usize), ConnectorError> {
     let mut rejected: Vec<&str> = Vec::new();
     for (idx, login) in logins.iter().enumerate() {
-        match login.with.login(target, user) {
+        match try_one(login) {
             Ok(session) => {
                 if !rejected.is_empty() {
-                    tracing::warn!(host = %target.host, user = %user, "logged in with {} after the host rejected {}", login.what, rejected.join(", "));
+                    tracing::warn!(host = %host, user = %user, "logged in with {} after the host rejected {}", login.what, rejected.join(", "));
                 }
                 return Ok((session, idx));
             }
@@ -111,7 +123,7 @@ fn first_login(
                     FaultClass::ConnectAuthRejected,
                     format!(
                         "{}: {user} rejected every secret rotor has to log in with ({}); check the account on the host (`rotor status` shows its rotations), then set the inventory's `connect` to a working identity",
-                        target.host,
+                        host,
                         rejected.join(", ")
                     ),
                 ));
@@ -121,10 +133,7 @@ fn first_login(
     }
     Err(ConnectorError::new(
         FaultClass::ConnectAuthRejected,
-        format!(
-            "{}: rotor has nothing to log in as {user} with",
-            target.host
-        ),
+        format!("{}: rotor has nothing to log in as {user} with", host),
     ))
 }
 
@@ -484,6 +493,55 @@ impl Fleet for SshFleet {
 mod tests {
     use super::*;
     use crate::clock::{Entropy, SeededEntropy};
+
+    /// Logins are tried in order; a rejected one gives way to the next, any other failure
+    /// (the host, not the secret) ends the attempt; all rejected names each one tried.
+    #[test]
+    fn the_first_accepted_login_wins_and_only_a_rejection_tries_the_next() {
+        let host = HostName::parse("h1").unwrap();
+        let user = AccountName::parse("root").unwrap();
+        let logins = || {
+            vec![
+                Login::secret(
+                    &Secret::new("pending-pw".into()),
+                    "the pending secret of h1/root".into(),
+                ),
+                Login::secret(
+                    &Secret::new("current-pw".into()),
+                    "the vault's current secret of h1/root".into(),
+                ),
+                Login::key_file(std::path::Path::new("/k"), "the bootstrap key /k".into()),
+            ]
+        };
+        let answer = |accepts: &'static str, other: Option<FaultClass>| {
+            move |login: &Login| -> Result<(), ConnectorError> {
+                if login.what.contains(accepts) {
+                    return Ok(());
+                }
+                Err(ConnectorError::new(
+                    other.unwrap_or(FaultClass::ConnectAuthRejected),
+                    "no",
+                ))
+            }
+        };
+        let tried = |accepts, other| {
+            first_of(&host, &user, &logins(), answer(accepts, other)).map(|(_, idx)| idx)
+        };
+        assert_eq!(tried("pending", None).unwrap(), 0);
+        assert_eq!(tried("current", None).unwrap(), 1);
+        assert_eq!(tried("bootstrap", None).unwrap(), 2);
+        // The host itself failed: the next secret would meet the same host.
+        let err = tried("bootstrap", Some(FaultClass::HostKeyMismatch)).unwrap_err();
+        assert_eq!(err.class, FaultClass::HostKeyMismatch);
+        let err = tried("nothing", None).unwrap_err();
+        assert_eq!(err.class, FaultClass::ConnectAuthRejected);
+        assert!(
+            err.message.contains("the pending secret of h1/root, the vault's current secret of h1/root, the bootstrap key /k"),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains("-pw"), "no secret in the message");
+    }
 
     /// A connect credential that is a key pair is offered as a key, never sent as a password.
     #[test]

@@ -69,12 +69,24 @@ fn a_breach_run_gives_every_root_its_own_password_and_admin_key_and_the_next_run
     assert!(lab.login_works("host-001", "root", shared));
     assert!(shadow_holds(&lab, "host-002", shared));
 
+    let accepting = || {
+        let status = json(&rotor.run(&["status", "-i", inv, "--output", "json"]));
+        status["bootstrap_key_accepted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["host"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(accepting(), lab.host_names(), "status names every host");
+
     let out = rotor.run(&[
         "rotate", "-i", inv, "--all", "--breach", "--reason", "INC-42", "--output", "json",
     ]);
     let report = json(&out);
     assert_eq!(out.status.code(), Some(0), "{report:#}");
     assert_eq!(report["counts"]["committed"], 80, "{report:#}");
+    assert!(accepting().is_empty(), "no host accepts the shared key now");
 
     let mut passwords = HashSet::new();
     let mut keys = HashSet::new();
@@ -333,6 +345,17 @@ fn a_breach_run_removes_a_planted_key_and_reports_a_planted_account_and_a_live_s
         notes.contains(&fingerprint) && notes.contains("totally-the-vendor"),
         "{fingerprint}: {notes}"
     );
+    // The removed line is kept in the vault, whole, for an operator to put back.
+    let kept = rotor.run(&[
+        "show",
+        "host-001/svc_backup",
+        "--removed-keys",
+        "--reason",
+        "put the vendor's key back",
+    ]);
+    assert!(kept.status.success(), "{kept:?}");
+    let kept = String::from_utf8(kept.stdout).unwrap();
+    assert!(kept.lines().any(|l| l == attacker_public), "{kept}");
     // The survey: the planted account on host-002, the session on host-001, what to do.
     let survey = report["breach"].as_array().expect("a breach survey");
     let of = |host: &str| survey.iter().find(|s| s["host"] == host).unwrap().clone();
