@@ -203,6 +203,9 @@ impl SshShell {
             let ended = crate::recipe::ended(&out);
             return Err(sudo::listing_failed(host, &self.user, &self.sudo, &ended));
         }
+        if matches!(self.sudo, Sudo::Password(_)) && sudo::has_nopasswd(&out.stdout) {
+            return Err(sudo::mixed_rules(host, &self.user));
+        }
         let logging = sudo::input_logging(&out.stdout);
         if logging.logged() {
             return Err(sudo::refusal(host, &self.user, &self.sudo, &logging));

@@ -25,6 +25,29 @@ use crate::secret::Secret;
 /// The probe for a NOPASSWD rule: `-k` so that a cached timestamp cannot pass for one.
 pub const NOPASSWD_PROBE: &str = "sudo -n -k -- true";
 
+/// The probe for NOPASSWD rules that name commands (not `ALL`): listing one's rights needs
+/// no password when any rule is NOPASSWD (sudo's default `listpw=any`).
+pub const NOPASSWD_LIST_PROBE: &str = "sudo -n -k -l";
+
+/// Whether a `sudo -l` listing shows a NOPASSWD rule. In password mode that means some of
+/// rotor's commands may not read the password line, which would then reach the command:
+/// such a host is refused ([`mixed_rules`]).
+pub fn has_nopasswd(listing: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(&listing[..listing.len().min(MAX_LISTING_BYTES)]);
+    text.lines()
+        .any(|l| l.contains("NOPASSWD:") && !l.contains("!authenticate"))
+}
+
+/// The refusal for a user whose sudo asks a password for some commands and none for others.
+pub fn mixed_rules(host: &HostName, user: &AccountName) -> ConnectorError {
+    ConnectorError::new(
+        FaultClass::Refused,
+        format!(
+            "{host}: {user}'s sudo rules ask a password for some commands and none for others (NOPASSWD), so rotor cannot tell which of its commands would read the password it sends on stdin; it changed nothing on {host}. Make {user}'s rules all NOPASSWD (then rotor sends no password) or none, with `visudo -f /etc/sudoers.d/zz-rotor`, then try again"
+        ),
+    )
+}
+
 /// Longest password rotor hands to `sudo -S`. sudo reads the password into a fixed buffer and
 /// leaves what does not fit on stdin, where the command would read it; 255 fits every sudo.
 const MAX_PASSWORD_BYTES: usize = 255;
@@ -127,6 +150,11 @@ impl Sudo {
                     previous: None,
                 })));
             }
+        }
+        // NOPASSWD rules for rotor's commands only (a least-privilege sudoers line that does
+        // not allow `true`): sudo lists them without a password.
+        if run(&Invocation::plain(NOPASSWD_LIST_PROBE.to_owned(), b""))? {
+            return Ok(Some(Sudo::Nopasswd));
         }
         Ok(None)
     }

@@ -71,12 +71,15 @@ pub enum SudoMode {
     Nopasswd,
     /// The password rule plus `Defaults:USER log_input`: sudo would log the commands' stdin.
     LogInput,
+    /// The README's least-privilege NOPASSWD line: only the commands `linux-password` runs.
+    Least,
 }
 
 impl SudoMode {
     fn as_arg(self) -> &'static str {
         match self {
             SudoMode::Password => "password",
+            SudoMode::Least => "least",
             SudoMode::Nopasswd => "nopasswd",
             SudoMode::LogInput => "log-input",
         }

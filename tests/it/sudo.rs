@@ -1,7 +1,8 @@
 //! Issue 13 (sudo): rotor connects as a non-root user and runs its commands through sudo, with
 //! a sudo password (on stdin, `sudo -S`) or a NOPASSWD rule, and refuses a host whose sudo
-//! would write the commands' input (the new passwords) to its I/O log. One lab of three
-//! hosts: a password rule, a NOPASSWD rule, a password rule with `Defaults:ops log_input`.
+//! would write the commands' input (the new passwords) to its I/O log. One lab of four
+//! hosts: a password rule, a NOPASSWD rule, a password rule with `Defaults:ops log_input`,
+//! and the README's least-privilege NOPASSWD line (only the commands linux-password runs).
 //! Every password is checked with the system `ssh` client (`scripts/lab login`), not rotor.
 
 use crate::lab::{Lab, SudoMode};
@@ -36,11 +37,12 @@ fn connect_as_ops(lab: &Lab) -> std::path::PathBuf {
 
 #[test]
 fn sudo_with_a_password_and_with_nopasswd_rotates_and_a_host_that_logs_input_is_refused() {
-    let lab = Lab::start(3);
+    let lab = Lab::start(4);
     let modes = [
         ("host-001", SudoMode::Password),
         ("host-002", SudoMode::Nopasswd),
         ("host-003", SudoMode::LogInput),
+        ("host-004", SudoMode::Least),
     ];
     let rotor = Rotor::init();
     for (host, mode) in modes {
@@ -59,7 +61,7 @@ fn sudo_with_a_password_and_with_nopasswd_rotates_and_a_host_that_logs_input_is_
 
     let shared = lab.shared_password();
     let mut secrets = Vec::new();
-    for host in ["host-001", "host-002"] {
+    for host in ["host-001", "host-002", "host-004"] {
         for account in ["svc_app", "svc_backup"] {
             let cred = format!("{host}/{account}");
             let r = result_of(&report, &cred);

@@ -23,7 +23,13 @@ fn shown(inv: &Invocation) -> String {
 
 /// Runs detection against a host where the NOPASSWD probe answers `nopasswd` and exactly the
 /// passwords `good` validate; returns the mode found and every invocation sent.
-fn detect(name: &str, nopasswd: bool, good: &[&str], passwords: &[&str]) -> (String, String) {
+fn detect(
+    name: &str,
+    nopasswd: bool,
+    lists: bool,
+    good: &[&str],
+    passwords: &[&str],
+) -> (String, String) {
     let sent = RefCell::new(Vec::new());
     let mode = Sudo::detect(
         &user(name),
@@ -32,6 +38,8 @@ fn detect(name: &str, nopasswd: bool, good: &[&str], passwords: &[&str]) -> (Str
             sent.borrow_mut().push(shown(inv));
             Ok::<_, ()>(if inv.command == NOPASSWD_PROBE {
                 nopasswd
+            } else if inv.command == NOPASSWD_LIST_PROBE {
+                lists
             } else {
                 let line = String::from_utf8_lossy(&inv.stdin).into_owned();
                 good.iter().any(|g| line == format!("{g}\n"))
@@ -52,16 +60,17 @@ fn detect(name: &str, nopasswd: bool, good: &[&str], passwords: &[&str]) -> (Str
 fn detection_tries_root_then_nopasswd_then_each_password_in_order() {
     // Root: nothing is run.
     assert_eq!(
-        detect("root", false, &[], &["pw"]),
+        detect("root", false, false, &[], &["pw"]),
         ("root".into(), "".into())
     );
     // NOPASSWD: no password is sent, even one that would work.
-    let (mode, sent) = detect("ops", true, &["pw"], &["pw"]);
+    let (mode, sent) = detect("ops", true, false, &["pw"], &["pw"]);
     assert_eq!(mode, "nopasswd");
     assert_snapshot!(sent, @r#"$ sudo -n -k -- true < """#);
     // Passwords in order; the first that validates wins, the rest are not tried.
     let (mode, sent) = detect(
         "ops",
+        false,
         false,
         &["second", "third"],
         &["first", "second", "third"],
@@ -73,8 +82,17 @@ fn detection_tries_root_then_nopasswd_then_each_password_in_order() {
     $ sudo -k -S -p '' -- true < "second\n"
     "#);
     // None works.
-    let (mode, _) = detect("ops", false, &[], &["first"]);
+    let (mode, _) = detect("ops", false, false, &[], &["first"]);
     assert_eq!(mode, "none");
+    // NOPASSWD rules for rotor's commands only (not `true`): sudo lists them without a
+    // password, after the passwords were tried.
+    let (mode, sent) = detect("ops", false, true, &[], &["first"]);
+    assert_eq!(mode, "nopasswd");
+    assert_snapshot!(sent, @r#"
+    $ sudo -n -k -- true < ""
+    $ sudo -k -S -p '' -- true < "first\n"
+    $ sudo -n -k -l < ""
+    "#);
 }
 
 #[test]
@@ -82,6 +100,7 @@ fn a_password_sudo_cannot_read_as_one_line_is_never_sent() {
     let long = "x".repeat(MAX_PASSWORD_BYTES + 1);
     let (mode, sent) = detect(
         "ops",
+        false,
         false,
         &["a\nb", "a\rb", "", &long, "ok"],
         &["a\nb", "a\rb", "", &long, "a\0b", "ok"],
@@ -316,4 +335,12 @@ fn errors_say_what_to_do() {
     let host = HostName::parse("host-001").unwrap();
     assert_snapshot!(no_way_to_root(&host, &user("ops"), 1).to_string(), @"host-001: ops cannot run commands as root: sudo asks it for a password and sudo refused the password rotor holds for it (or ops may not use sudo there). Store ops's current password with `rotor enroll host-001/ops` (on stdin), or give ops a NOPASSWD rule (`ops ALL=(ALL:ALL) NOPASSWD: ALL`, with `visudo -f /etc/sudoers.d/zz-rotor`), then try again");
     assert_snapshot!(listing_failed(&host, &user("ops"), &Sudo::Nopasswd, "exit status 1").to_string(), @"host-001: rotor could not list ops's sudo rights (`sudo -n -l`: exit status 1) to check that sudo does not write the input of rotor's commands (new passwords) to disk, so it changed nothing on host-001; let ops list its rights without a password (`Defaults:ops listpw=never`, with `visudo -f /etc/sudoers.d/zz-rotor`), then try again");
+}
+
+#[test]
+fn a_password_listing_with_nopasswd_rules_is_told() {
+    assert!(has_nopasswd(b"User ops may run the following commands on h1:\n    (ALL : ALL) ALL\n    (root) NOPASSWD: /usr/sbin/chpasswd\n"));
+    assert!(!has_nopasswd(
+        b"User ops may run the following commands on h1:\n    (ALL : ALL) ALL\n"
+    ));
 }
