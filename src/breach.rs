@@ -152,12 +152,12 @@ pub fn survey(host: &Host, scanned: &ScannedHost, rotated: &[AccountName]) -> Ho
     for s in &scanned.sessions {
         if rotated.contains(s.account.as_str()) {
             sessions.push(SessionFinding {
-                what_to_do: rotated_session_advice(&s.account),
+                what_to_do: rotated_session_advice(s),
                 session: s.clone(),
             });
         } else if !known.contains(s.account.as_str()) {
             unknown_account_sessions.push(SessionFinding {
-                what_to_do: unknown_session_advice(&s.account),
+                what_to_do: unknown_session_advice(s),
                 session: s.clone(),
             });
         } else {
@@ -207,20 +207,33 @@ fn account_advice(name: &str, uid: Option<u32>, password: PasswordState, keys: b
     }
 }
 
-fn rotated_session_advice(name: &str) -> String {
-    let end = match command_name(name) {
-        Some(n) => format!("`pkill -KILL -u {n}` or `loginctl terminate-user {n}`"),
-        None => "its process (`who -u` shows it)".to_owned(),
-    };
+/// How to end one session, and only it: the processes of its terminal (`pkill -t`), never
+/// every process of the account (`pkill -u root` would end sshd and every service of root's).
+fn end_session(s: &Session) -> String {
+    let line = s.line.as_str();
+    let terminal = line
+        .strip_prefix("pts/")
+        .or_else(|| line.strip_prefix("tty"))
+        .is_some_and(|n| !n.is_empty() && n.len() <= 6 && n.bytes().all(|b| b.is_ascii_digit()));
+    if terminal {
+        format!("`pkill -KILL -t {line}` (the processes of that terminal only)")
+    } else {
+        "its sshd process (`ps -eo pid,user,lstart,args | grep 'sshd: '` shows it): end that one, not every process of the account".to_owned()
+    }
+}
+
+fn rotated_session_advice(s: &Session) -> String {
     format!(
-        "this session was opened before the rotation and stays open: once you know it is not yours, end it with {end}"
+        "this session was opened before the rotation and stays open: once you know it is not yours, end it with {}",
+        end_session(s)
     )
 }
 
-fn unknown_session_advice(name: &str) -> String {
-    match command_name(name) {
+fn unknown_session_advice(s: &Session) -> String {
+    match command_name(&s.account) {
         Some(n) => format!(
-            "an account the inventory does not know is logged in: find out who it is; if nobody knows, end the session (`pkill -KILL -u {n}`) and lock the account (`usermod -L -e 1 {n}`)"
+            "an account the inventory does not know is logged in: find out who it is; if nobody knows, end the session ({}) and lock the account (`usermod -L -e 1 {n}`)",
+            end_session(s)
         ),
         None => "an account the inventory does not know is logged in, and its name is not a valid Linux user name: look at it on the host (`who -u`) before ending it".to_owned(),
     }
@@ -410,14 +423,31 @@ mod tests {
         let hostile = &s.unknown_accounts[1].what_to_do;
         assert!(!hostile.contains("rm -rf"), "{hostile}");
         assert!(hostile.contains("getent passwd 1011"), "{hostile}");
+        // One session ends, by its terminal: never every process of the account (root's
+        // would be sshd and every service).
         assert!(
             s.sessions[0]
                 .what_to_do
-                .contains("`pkill -KILL -u svc_app` or `loginctl terminate-user svc_app`"),
+                .contains("`pkill -KILL -t pts/1` (the processes of that terminal only)"),
             "{}",
             s.sessions[0].what_to_do
         );
+        assert!(!s.sessions[0].what_to_do.contains("-u "));
         assert!(!s.unknown_account_sessions[0].what_to_do.contains("reboot"));
+        // A terminal name that is not one goes into no command.
+        let mut h = scanned(vec![]);
+        h.sessions = vec![
+            session("svc_app", "pts/1; reboot"),
+            session("svc_app", "notty"),
+        ];
+        let s = survey(&host("root"), &h, &rotated);
+        for f in &s.sessions {
+            assert!(
+                !f.what_to_do.contains("reboot") && !f.what_to_do.contains("pkill"),
+                "{}",
+                f.what_to_do
+            );
+        }
     }
 
     #[test]

@@ -91,6 +91,14 @@ fn removed_keys(vault: &crate::store::Vault, cred: &CredentialId, reason: &str) 
     let points = vault.restore_points(cred, reason)?;
     let mut n_lines = 0;
     for (rotation, phase, started, point) in &points {
+        // Only a rotation that reached its retire removed them (a rolled-back one put the
+        // file back as it was).
+        if !matches!(
+            phase,
+            crate::engine::Phase::Retiring | crate::engine::Phase::Retired
+        ) {
+            continue;
+        }
         let Some(lines) = crate::recipe::kept_lines(point.expose()) else {
             continue;
         };

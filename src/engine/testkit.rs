@@ -447,6 +447,7 @@ pub(crate) fn host(name: &str) -> Host {
             auth: ConnectAuth::KeyFile("/k".into()),
         },
         accounts: vec![],
+        connect_managed: None,
     }
 }
 

@@ -406,6 +406,9 @@ pub struct Host {
     pub groups: Vec<String>,
     pub connect: ConnectIdentity,
     pub accounts: Vec<Account>,
+    /// [`Host::connect_credential`], found once from the whole host: a selection that keeps
+    /// only some accounts (`--scope account:svc_app`) still logs in with the vault's secret.
+    pub connect_managed: Option<CredentialId>,
 }
 
 impl Host {
@@ -414,6 +417,11 @@ impl Host {
     /// only the bootstrap identity: once the vault holds the host's own key, rotor logs in
     /// with that), or the listing `connect.credential` names.
     pub fn connect_credential(&self) -> Option<CredentialId> {
+        self.connect_managed.clone()
+    }
+
+    /// [`Host::connect_credential`] as the host's whole account list says.
+    pub(crate) fn find_connect_credential(&self) -> Option<CredentialId> {
         let user = &self.connect.user;
         match &self.connect.auth {
             ConnectAuth::KeyFile(_) => self

@@ -751,7 +751,7 @@ impl Checker<'_> {
             );
             ok = false;
         }
-        Some(Host {
+        let mut host = Host {
             name: name?,
             address,
             port,
@@ -759,8 +759,10 @@ impl Checker<'_> {
             groups,
             connect: connect?,
             accounts,
-        })
-        .filter(|_| ok)
+            connect_managed: None,
+        };
+        host.connect_managed = host.find_connect_credential();
+        Some(host).filter(|_| ok)
     }
 
     fn connect(&mut self, field: &str, raw: Spanned<RawConnect>) -> Option<ConnectIdentity> {

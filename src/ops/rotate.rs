@@ -153,7 +153,15 @@ pub fn rotate(
         );
     }
 
-    let breach_hosts = req.breach.then(|| req.selection.hosts.clone());
+    // The survey judges each host against the whole inventory host (a scope's selection
+    // keeps only some accounts; the others are managed all the same).
+    let breach_hosts = req.breach.then(|| {
+        inv.hosts
+            .iter()
+            .filter(|h| req.selection.hosts.iter().any(|s| s.name == h.name))
+            .cloned()
+            .collect::<Vec<_>>()
+    });
     let work = host_work(inv, req.selection.hosts);
     let n_creds: usize = work.iter().map(|w| w.accounts.len()).sum::<usize>()
         + dir_work.iter().map(|d| d.accounts.len()).sum::<usize>();
@@ -281,8 +289,21 @@ fn with_connect_identities(
                     (format!("the password of {cred}"), "linux-password")
                 }
             };
+            // A password held under another credential than the host's own must be renamed
+            // too: rotor logs in with what it rotates.
+            let rename = match &full.connect.auth {
+                crate::inventory::ConnectAuth::Vault(cred)
+                    if cred.host != full.name || cred.account != *user =>
+                {
+                    format!(
+                        ", store its password as {}/{user} (`rotor enroll`) and write `credential: {}/{user}` in `connect`",
+                        full.name, full.name
+                    )
+                }
+                _ => String::new(),
+            };
             warnings.push(format!(
-                "{}: rotor logs in as {user} with {how}, which this breach run cannot rotate: the host lists no {playbook} credential of {user} among its accounts. Add `{{ name: {user}, playbook: {playbook} }}` to its accounts and run again",
+                "{}: rotor logs in as {user} with {how}, which this breach run cannot rotate: the host lists no {playbook} credential of {user} among its accounts. Add `{{ name: {user}, playbook: {playbook} }}` to its accounts{rename} and run again",
                 full.name
             ));
         }

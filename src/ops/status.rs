@@ -22,7 +22,8 @@ pub struct Status {
     /// the vault holds no secret for: never rotated nor enrolled.
     pub missing: Vec<CredentialId>,
     /// Hosts that still accept the bootstrap connect key (the key file the inventory names
-    /// in `connect`), as far as the vault knows: rotor has not yet retired it there.
+    /// in `connect`), as far as the vault knows: rotor has not yet retired it there (a copy
+    /// in a file other than `~/.ssh/authorized_keys` is said by the run that retired it).
     pub bootstrap: Vec<BootstrapKey>,
 }
 
@@ -52,11 +53,18 @@ fn bootstrap_keys(inv: &Inventory, credentials: &[CredentialStatus]) -> Vec<Boot
                     let record = credentials.iter().find(|s| s.cred == cred);
                     let phase = record.and_then(|s| s.last_rotation.as_ref()).map(|r| r.phase);
                     match (record.is_some_and(|s| s.has_current), phase) {
+                        // Removed from ~/.ssh/authorized_keys; a copy in another file sshd
+                        // reads is said by that run's report (a fresh login with the key).
                         (true, Some(Phase::Retired | Phase::Committed)) => return None,
                         (_, Some(Phase::Retiring)) => format!(
                             "{cred} is rotated but the old key is not removed yet: run `rotor recover`"
                         ),
-                        _ => format!("{cred} was never rotated: `rotor rotate --scope cred:{cred}`"),
+                        (_, None) => {
+                            format!("{cred} was never rotated: `rotor rotate --scope cred:{cred}`")
+                        }
+                        (_, Some(phase)) => format!(
+                            "the last rotation of {cred} ended {phase}; the bootstrap key stays until one finishes: `rotor rotate --scope cred:{cred}`"
+                        ),
                     }
                 }
             };

@@ -107,7 +107,7 @@ pub fn verify(
     );
     let mut items: Vec<Item> = host_work(req.inventory, req.selection.hosts)
         .into_iter()
-        .map(Item::Host)
+        .map(|w| Item::Host(Box::new(w)))
         .collect();
     for d in dir_work {
         for (uid, dn) in &d.accounts {
@@ -153,7 +153,7 @@ pub fn verify(
 
 /// A host (its accounts in sequence, over fresh logins) or one directory account.
 enum Item {
-    Host(HostWork),
+    Host(Box<HostWork>),
     Account {
         directory: HostName,
         open: Arc<dyn OpenDirectory>,

@@ -1,13 +1,16 @@
 //! The `authorized-keys-*` actions over a host's shell: read the account's
 //! `~/.ssh/authorized_keys`, edit it with [`crate::sshkey::authorized_keys`] (every line rotor
-//! does not manage kept byte for byte), and write it back atomically (a temporary file in the
+//! does not manage kept byte for byte, outside breach mode), and write it back atomically (a temporary file in the
 //! same directory, then a rename; owner, group and mode kept; `~/.ssh` created 0700 when
 //! missing).
 //!
 //! The keys rotor manages are the entries whose comment is the credential's
-//! (`rotor:HOST/ACCOUNT`, [`crate::sshkey::comment_for`]), and the vault's current key where
-//! the file has it (an enrolled key, installed by someone else); the restore point lists
-//! their fingerprints, one per line, sorted.
+//! (`rotor:HOST/ACCOUNT`, [`crate::sshkey::comment_for`]), the vault's current key where the
+//! file has it (an enrolled key, installed by someone else) and the bootstrap connect key
+//! ([`Previous::also`]); the restore point lists their fingerprints, one per line, sorted.
+//! Breach mode is the exception: there every key of the file is the credential's previous
+//! one, the restore point (first line `every-key`) also keeps each line it will remove, and
+//! retiring writes the new key alone, so nothing else is kept.
 //!
 //! Invariant: the account owns its home directory and may be hostile (a compromised service
 //! account): whatever it plants in `~/.ssh` (a link to `/etc/shadow`, a swap between a check
@@ -205,10 +208,8 @@ fn describe(line: &authorized_keys::Line<'_>) -> String {
                 format!("{fingerprint} \"{comment}\"")
             }
         }
-        _ => {
-            let shown: String = crate::text::escape(text).chars().take(60).collect();
-            format!("a line rotor cannot read as a key: \"{shown}\"")
-        }
+        // Not quoted: such a line may be anything, a private key pasted by mistake included.
+        _ => format!("a line rotor cannot read as a key ({} bytes)", text.len()),
     }
 }
 
@@ -228,15 +229,20 @@ impl AuthorizedKeys for ShellAuthorizedKeys {
             let lines = authorized_keys::parse(&text).map_err(|e| edit_error(cred, e))?;
             let mut fps: Vec<&Fingerprint> = Vec::new();
             let mut kept: Vec<String> = Vec::new();
+            // Each line without its line ending: adding the new key gives an unterminated
+            // last line one, and a rollback must still read back as saved.
+            let body = |raw: &[u8]| {
+                let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+                base64::engine::general_purpose::STANDARD
+                    .encode(raw.strip_suffix(b"\r").unwrap_or(raw))
+            };
             for line in &lines {
                 match &line.kind {
                     authorized_keys::LineKind::Key { fingerprint, .. } => {
                         fps.push(fingerprint);
-                        kept.push(base64::engine::general_purpose::STANDARD.encode(line.raw));
+                        kept.push(body(line.raw));
                     }
-                    authorized_keys::LineKind::Unparsed => {
-                        kept.push(base64::engine::general_purpose::STANDARD.encode(line.raw))
-                    }
+                    authorized_keys::LineKind::Unparsed => kept.push(body(line.raw)),
                     _ => {}
                 }
             }

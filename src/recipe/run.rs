@@ -47,6 +47,11 @@ pub trait Shell {
     /// rotor just pushed `new` as `cred`'s secret on this host (`None`: it restored the saved
     /// one). A shell that logs in (or runs sudo) with that credential uses it from now on.
     fn secret_changed(&mut self, _cred: &CredentialId, _new: Option<&Secret>) {}
+    /// Whether `cred`'s secret is what this shell logs in with (the host's managed connect
+    /// identity): its proof must be a login.
+    fn logs_in_with(&self, _cred: &CredentialId) -> bool {
+        false
+    }
     /// Whether a fresh login as the connect user with the inventory's connect key file (the
     /// bootstrap identity) is accepted. `None` when there is no such file or no answer.
     fn bootstrap_accepted(&mut self) -> Option<bool> {
@@ -432,10 +437,17 @@ impl<S: Shell> RecipeHost<S> {
                     .ok_or_else(|| internal(cred, "a login without a secret"))?;
                 match self.shell.password_login(&cred.account, secret) {
                     Ok(()) => Ok(None),
-                    Err(e) if e.class == FaultClass::VerifyFailed => self
-                        .proved_by_hash(cred, secret, fill.recipe)
-                        .map(|()| None)
-                        .ok_or(e),
+                    // Rejected, or not offered at all: the stored hash may prove it instead,
+                    // but never for the password rotor itself logs in with, where only a
+                    // login proves the second path.
+                    Err(e)
+                        if matches!(e.class, FaultClass::VerifyFailed | FaultClass::Refused)
+                            && !self.shell.logs_in_with(cred) =>
+                    {
+                        self.proved_by_hash(cred, secret, fill.recipe)
+                            .map(|()| None)
+                            .ok_or(e)
+                    }
                     Err(e) => Err(e),
                 }
             }

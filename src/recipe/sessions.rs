@@ -1,5 +1,6 @@
 //! Who is logged in on a host, for the fleet scan and the breach survey: one script (sent on
-//! stdin to `sh -s`) runs `LC_ALL=C who`, or, where `who` is missing, `loginctl`'s sessions;
+//! stdin to `sh -s`) lists `loginctl`'s sessions where systemd-logind answers, else runs
+//! `LC_ALL=C who`;
 //! [`parse`] reads its answer into [`Session`]s.
 //!
 //! The answer is hostile input: a host prints what it likes. It is read within caps (bytes,
@@ -21,17 +22,19 @@ pub(super) const MAX_SESSIONS: usize = 4096;
 /// Most characters kept of one field (an account, a terminal, a remote host, a time).
 const MAX_FIELD_CHARS: usize = 256;
 
-/// The script: `who` when the host has it, else `loginctl` (each session's name, terminal,
+/// The script: `loginctl` where systemd-logind answers (it also knows the sessions without a
+/// terminal, `ssh host cmd` and tunnels, which utmp does not: each session's name, terminal,
 /// remote host and start, by its id; an id that is not plain letters and digits is skipped,
-/// so nothing the host printed is run), else a line saying neither is there.
+/// so nothing the host printed is run), else `who` (utmp: terminal logins), else a line saying
+/// neither is there.
 pub(super) fn script() -> String {
     format!(
-        "if command -v who >/dev/null 2>&1; then echo '{MARKER} who'; LC_ALL=C who; exit $?; fi\n\
-         if command -v loginctl >/dev/null 2>&1; then echo '{MARKER} loginctl'; \
+        "if command -v loginctl >/dev/null 2>&1 && LC_ALL=C loginctl list-sessions --no-legend --no-pager >/dev/null 2>&1; then echo '{MARKER} loginctl'; \
          LC_ALL=C loginctl list-sessions --no-legend --no-pager 2>/dev/null | while read -r s rest; do \
          case $s in ''|*[!A-Za-z0-9]*) continue;; esac; echo '{LOGINCTL_BLOCK}'; \
          LC_ALL=C loginctl show-session --no-pager -p Name -p TTY -p RemoteHost -p Timestamp \"$s\" 2>/dev/null; \
          done; exit 0; fi\n\
+         if command -v who >/dev/null 2>&1; then echo '{MARKER} who'; LC_ALL=C who; exit $?; fi\n\
          echo '{MARKER} none'\n"
     )
 }
@@ -218,7 +221,9 @@ mod tests {
     #[test]
     fn the_script_runs_no_word_of_the_hosts() {
         let s = script();
-        assert!(s.starts_with("if command -v who"), "{s}");
+        // loginctl first where logind answers (it knows sessions without a terminal).
+        assert!(s.starts_with("if command -v loginctl"), "{s}");
+        assert!(s.find("loginctl").unwrap() < s.find("who").unwrap(), "{s}");
         assert!(s.contains("LC_ALL=C who; exit $?"), "{s}");
         assert!(s.contains("*[!A-Za-z0-9]*) continue"), "{s}");
         assert!(s.contains("\"$s\""), "{s}");

@@ -168,6 +168,8 @@ struct FakeShell {
     /// Every command with its stdin, and every login, in order.
     sent: Vec<(String, String)>,
     login_ok: bool,
+    /// The credential's secret is what the shell logs in with (`Shell::logs_in_with`).
+    logs_in_with: bool,
 }
 
 impl FakeShell {
@@ -181,6 +183,7 @@ impl FakeShell {
                 .collect(),
             sent: Vec::new(),
             login_ok: true,
+            logs_in_with: false,
         }
     }
 }
@@ -221,6 +224,9 @@ impl Shell for FakeShell {
         } else {
             Err(ConnectorError::new(FaultClass::VerifyFailed, "rejected"))
         }
+    }
+    fn logs_in_with(&self, _: &CredentialId) -> bool {
+        self.logs_in_with
     }
     fn key_login(&mut self, account: &AccountName, _: &Secret) -> Result<(), ConnectorError> {
         self.sent
@@ -572,6 +578,19 @@ fn a_refused_password_login_is_proven_by_the_stored_hash_only_when_it_matches() 
             assert!(notes.is_empty());
         }
     }
+    // The password rotor logs in with: only a login proves the second path.
+    let shadow = format!("svc:$6$saltsalt${}:19000:0:99999:7:::\n", of(NEW));
+    let mut h = host(
+        "linux-password",
+        &[],
+        &[("sudo -n -- getent shadow", 0, &shadow)],
+    );
+    h.shell_mut().login_ok = false;
+    h.shell_mut().logs_in_with = true;
+    assert_eq!(
+        h.prove(&cred(), &new).unwrap_err().class,
+        FaultClass::VerifyFailed
+    );
 }
 
 /// Breach mode on an SSH key: the restore point lists every key of the file and keeps each
@@ -633,8 +652,43 @@ fn breach_mode_replaces_the_whole_authorized_keys_and_names_what_it_removed() {
     assert_snapshot!(notes.replace(old.public.fingerprint().as_str(), "OLD").replace(planted.public.fingerprint().as_str(), "PLANTED"), @r#"
     removed from authorized_keys: OLD "rotor:h1/svc"
     removed from authorized_keys: PLANTED "rotor:evil/box"
-    removed from authorized_keys: a line rotor cannot read as a key: "ssh-unknown AAAA junk"
+    removed from authorized_keys: a line rotor cannot read as a key (21 bytes)
     "#);
+    // A file without a final line ending reads as the same restore point as once adding the
+    // new key (which ends the last line first) and taking it away again gave it one.
+    let unterminated = file.trim_end_matches('\n').to_owned();
+    let mut before = host(
+        "linux-ssh-key",
+        &[],
+        &[
+            answers[0],
+            (
+                "sudo -n -- runuser -u svc -- sh -c 'cd -P",
+                0,
+                unterminated.as_str(),
+            ),
+        ],
+    );
+    before.breach();
+    let mut after = host(
+        "linux-ssh-key",
+        &[],
+        &[
+            answers[0],
+            (
+                "sudo -n -- runuser -u svc -- sh -c 'cd -P",
+                0,
+                file.as_str(),
+            ),
+        ],
+    );
+    after.breach();
+    assert!(
+        before
+            .read_restore_point(&cred())
+            .unwrap()
+            .ct_eq(&after.read_restore_point(&cred()).unwrap())
+    );
     // Recovery: a host opened without breach mode reads this credential's restore point the
     // way the rotation saved it, so it compares equal (nothing changed outside rotor).
     let mut later = host("linux-ssh-key", &[], &answers);

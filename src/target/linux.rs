@@ -273,6 +273,10 @@ impl Shell for SshShell {
         check_key_login(&self.target, account, private_key)
     }
 
+    fn logs_in_with(&self, cred: &CredentialId) -> bool {
+        self.connect_cred.as_ref() == Some(cred)
+    }
+
     fn bootstrap_accepted(&mut self) -> Option<bool> {
         let path = self.logins.iter().find_map(|l| match &l.with {
             ConnectWith::KeyFile(path) => Some(path.clone()),
@@ -287,14 +291,13 @@ impl Shell for SshShell {
 
     fn secret_changed(&mut self, cred: &CredentialId, new: Option<&Secret>) {
         // The connect user's own password is what sudo asks for: sudo takes the new one
-        // (validated before use, the old one its fallback after a rollback).
-        if let Some(new) = new
-            && cred.host == self.target.host
-            && cred.account == self.user
-            && cred.slot == Slot::Main
-            && !is_private_key(new)
-        {
-            self.sudo.password_changed(new.clone());
+        // (validated before use), and the old one again after a rollback.
+        if cred.host == self.target.host && cred.account == self.user && cred.slot == Slot::Main {
+            match new {
+                Some(new) if !is_private_key(new) => self.sudo.password_changed(new.clone()),
+                Some(_) => {}
+                None => self.sudo.password_restored(),
+            }
         }
         if self.connect_cred.as_ref() != Some(cred) {
             return;
@@ -465,9 +468,11 @@ impl SshFleet {
             account: user.clone(),
             slot: Slot::Main,
         };
+        // The connect credential when it is a password; else (a key file, or a vault key) the
+        // user's own password credential.
         let cred = match &host.connect.auth {
-            ConnectAuth::Vault(cred) => cred,
-            ConnectAuth::KeyFile(_) => &own,
+            ConnectAuth::Vault(cred) if cred.slot == Slot::Main => cred,
+            _ => &own,
         };
         // A run that died after the host took the user's new password left it pending: sudo
         // asks for that one then.

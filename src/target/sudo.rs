@@ -29,13 +29,14 @@ pub const NOPASSWD_PROBE: &str = "sudo -n -k -- true";
 /// no password when any rule is NOPASSWD (sudo's default `listpw=any`).
 pub const NOPASSWD_LIST_PROBE: &str = "sudo -n -k -l";
 
-/// Whether a `sudo -l` listing shows a NOPASSWD rule. In password mode that means some of
+/// Whether a `sudo -l` listing shows a rule or Defaults entry that needs no password
+/// (`NOPASSWD:`, `!authenticate`). In password mode that means some of
 /// rotor's commands may not read the password line, which would then reach the command:
 /// such a host is refused ([`mixed_rules`]).
 pub fn has_nopasswd(listing: &[u8]) -> bool {
     let text = String::from_utf8_lossy(&listing[..listing.len().min(MAX_LISTING_BYTES)]);
     text.lines()
-        .any(|l| l.contains("NOPASSWD:") && !l.contains("!authenticate"))
+        .any(|l| l.contains("NOPASSWD:") || l.contains("!authenticate"))
 }
 
 /// The refusal for a user whose sudo asks a password for some commands and none for others.
@@ -173,9 +174,10 @@ impl Sudo {
         if p.validated {
             return Ok(true);
         }
+        // The fallback stays after the new one validates: a rollback puts the old password
+        // back ([`Sudo::password_restored`]) after commands ran with the new one.
         if usable(&p.password) && run(&validation(&p.password))? {
             p.validated = true;
-            p.previous = None;
             return Ok(true);
         }
         if let Some(previous) = p.previous.take() {
@@ -200,6 +202,17 @@ impl Sudo {
             if p.validated || p.previous.is_none() {
                 p.previous = Some(old);
             }
+            p.validated = false;
+        }
+    }
+
+    /// rotor just put the connect user's old password back (a rollback): the fallback becomes
+    /// the password again, validated before its first use, and the new one the fallback.
+    pub fn password_restored(&mut self) {
+        if let Sudo::Password(p) = self
+            && let Some(previous) = p.previous.take()
+        {
+            p.previous = Some(std::mem::replace(&mut p.password, previous));
             p.validated = false;
         }
     }

@@ -129,8 +129,21 @@ fn a_breach_run_gives_every_root_its_own_password_and_admin_key_and_the_next_run
         assert!(keys.insert(key), "{host}: a key of its own");
     }
 
-    // The next run logs in with each host's own key (the shared one is rejected everywhere,
-    // and the inventory still names it as the bootstrap identity).
+    // The next runs log in with each host's own key (the shared one is rejected everywhere,
+    // and the inventory still names it as the bootstrap identity): one whose scope leaves
+    // root out, as scheduled runs and check-ins do, and a whole one.
+    let scoped = rotor.run(&[
+        "rotate",
+        "-i",
+        inv,
+        "--scope",
+        "account:svc_app",
+        "--output",
+        "json",
+    ]);
+    let report = json(&scoped);
+    assert_eq!(scoped.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["counts"]["committed"], 20, "{report:#}");
     let again = rotor.rotate_all(inv);
     let report = json(&again);
     assert_eq!(again.status.code(), Some(0), "{report:#}");

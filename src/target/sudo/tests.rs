@@ -216,6 +216,22 @@ fn a_changed_password_is_validated_before_use_and_the_old_one_is_the_fallback() 
     "#);
 }
 
+/// A rollback after the new password was validated and used (the restore itself ran with
+/// it): the old one is the password again, validated before its next use.
+#[test]
+fn a_rollback_puts_the_old_password_back_after_the_new_one_was_used() {
+    let mut sudo = validated("old");
+    sudo.password_changed(secret("new"));
+    assert!(validate(&mut sudo, "new").0);
+    assert_snapshot!(shown(&sudo.wrap("chpasswd -e", b"x").unwrap()), @r#"$ sudo -k -S -p '' -- chpasswd -e < "new\nx""#);
+    sudo.password_restored();
+    assert!(sudo.wrap("id", b"").is_none(), "validated before use");
+    let (ok, sent) = validate(&mut sudo, "old");
+    assert!(ok);
+    assert_snapshot!(sent, @r#"$ sudo -k -S -p '' -- true < "old\n""#);
+    assert_snapshot!(shown(&sudo.wrap("id", b"").unwrap()), @r#"$ sudo -k -S -p '' -- id < "old\n""#);
+}
+
 #[test]
 fn a_new_session_validates_the_password_again_and_other_modes_send_none() {
     let mut sudo = validated("pw");
