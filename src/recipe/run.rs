@@ -290,7 +290,7 @@ impl<S: Shell> RecipeHost<S> {
         }
         tracing::info!(cred = %cred, "sshd refused a password login; the stored hash proves the new password");
         self.notes.entry(cred.clone()).or_default().push(format!(
-            "proof: the stored password hash (sshd refused a password login as {}, e.g. PermitRootLogin prohibit-password; the hash read back over the admin session matches the new password)",
+            "proof: the stored password hash. sshd takes no password login as {} here (PermitRootLogin prohibit-password for root, PasswordAuthentication no, or a Match rule), so the hash read back over the admin session was checked against the new password: it matches",
             cred.account
         ));
         Some(())
@@ -437,11 +437,18 @@ impl<S: Shell> RecipeHost<S> {
                     .ok_or_else(|| internal(cred, "a login without a secret"))?;
                 match self.shell.password_login(&cred.account, secret) {
                     Ok(()) => Ok(None),
-                    // Rejected, or not offered at all: the stored hash may prove it instead,
-                    // but never for the password rotor itself logs in with, where only a
-                    // login proves the second path.
+                    // sshd takes no password login for the account: none offered at all
+                    // (`Refused`: PasswordAuthentication no, a Match rule), or root's password
+                    // rejected, as PermitRootLogin prohibit-password does whatever the
+                    // password. The stored hash may prove it then. Not for another account's
+                    // rejection (an expired or denied account: its password does not log in,
+                    // and recovery undoes rotor's change rather than keep it), and never for
+                    // the password rotor itself logs in with, where only a login proves the
+                    // second path.
                     Err(e)
-                        if matches!(e.class, FaultClass::VerifyFailed | FaultClass::Refused)
+                        if (e.class == FaultClass::Refused
+                            || (e.class == FaultClass::VerifyFailed
+                                && cred.account.as_str() == "root"))
                             && !self.shell.logs_in_with(cred) =>
                     {
                         self.proved_by_hash(cred, secret, fill.recipe)

@@ -168,6 +168,8 @@ struct FakeShell {
     /// Every command with its stdin, and every login, in order.
     sent: Vec<(String, String)>,
     login_ok: bool,
+    /// A failed login says sshd offers no password login (`Refused`), not a rejection.
+    login_refused: bool,
     /// The credential's secret is what the shell logs in with (`Shell::logs_in_with`).
     logs_in_with: bool,
 }
@@ -183,6 +185,7 @@ impl FakeShell {
                 .collect(),
             sent: Vec::new(),
             login_ok: true,
+            login_refused: false,
             logs_in_with: false,
         }
     }
@@ -221,6 +224,11 @@ impl Shell for FakeShell {
             .push((format!("<password login as {account}>"), String::new()));
         if self.login_ok {
             Ok(())
+        } else if self.login_refused {
+            Err(ConnectorError::new(
+                FaultClass::Refused,
+                "no password login",
+            ))
         } else {
             Err(ConnectorError::new(FaultClass::VerifyFailed, "rejected"))
         }
@@ -548,24 +556,35 @@ fn a_host_lists_its_accounts_and_their_credential_facts() {
     );
 }
 
-/// Where sshd refuses a password login as the account (PermitRootLogin prohibit-password),
-/// the proof is the stored hash read back: it must be the new password's, and the credential's
-/// notes say which proof was used. A hash of anything else is no proof.
+/// Where sshd takes no password login for the account (none offered; for root, any password
+/// rejected: PermitRootLogin prohibit-password, proven in the lab), the proof is the stored
+/// hash read back: it must be the new password's, and the notes say which proof was used. A
+/// hash of anything else is no proof, and neither is another account's rejected login (an
+/// expired account), nor a hash of the password rotor logs in with.
 #[test]
-fn a_refused_password_login_is_proven_by_the_stored_hash_only_when_it_matches() {
+fn a_password_login_sshd_does_not_offer_is_proven_by_the_stored_hash_only_when_it_matches() {
     let params = sha_crypt::Sha512Params::new(5000).unwrap();
     let of = |pw: &str| sha_crypt::sha512_crypt_b64(pw.as_bytes(), b"saltsalt", &params).unwrap();
     let new = Secret::new(NEW.to_owned());
-    for (stored, proven) in [(of(NEW), true), (of("the-old-one"), false)] {
-        let shadow = format!("svc:$6$saltsalt${stored}:19000:0:99999:7:::\n");
+    let shadow_of = |stored: &str| format!("svc:$6$saltsalt${stored}:19000:0:99999:7:::\n");
+    // (stored hash, sshd refuses password logins, rotor logs in with it, proven)
+    for (stored, refused, logs_in_with, proven) in [
+        (of(NEW), true, false, true),
+        (of("the-old-one"), true, false, false),
+        (of(NEW), false, false, false),
+        (of(NEW), true, true, false),
+    ] {
+        let shadow = shadow_of(&stored);
         let mut h = host(
             "linux-password",
             &[],
             &[("sudo -n -- getent shadow", 0, &shadow)],
         );
         h.shell_mut().login_ok = false;
+        h.shell_mut().login_refused = refused;
+        h.shell_mut().logs_in_with = logs_in_with;
         let got = h.prove(&cred(), &new);
-        assert_eq!(got.is_ok(), proven, "{got:?}");
+        assert_eq!(got.is_ok(), proven, "{refused} {logs_in_with}: {got:?}");
         let notes = h.notes(&cred());
         if proven {
             assert_eq!(notes.len(), 1);
@@ -574,23 +593,9 @@ fn a_refused_password_login_is_proven_by_the_stored_hash_only_when_it_matches() 
                 "{notes:?}"
             );
         } else {
-            assert_eq!(got.unwrap_err().class, FaultClass::VerifyFailed);
             assert!(notes.is_empty());
         }
     }
-    // The password rotor logs in with: only a login proves the second path.
-    let shadow = format!("svc:$6$saltsalt${}:19000:0:99999:7:::\n", of(NEW));
-    let mut h = host(
-        "linux-password",
-        &[],
-        &[("sudo -n -- getent shadow", 0, &shadow)],
-    );
-    h.shell_mut().login_ok = false;
-    h.shell_mut().logs_in_with = true;
-    assert_eq!(
-        h.prove(&cred(), &new).unwrap_err().class,
-        FaultClass::VerifyFailed
-    );
 }
 
 /// Breach mode on an SSH key: the restore point lists every key of the file and keeps each
