@@ -598,6 +598,22 @@ fn a_password_login_sshd_does_not_offer_is_proven_by_the_stored_hash_only_when_i
     }
 }
 
+/// A `linux-ssh-key` host whose `h1/svc` has `/home/svc` and the `authorized_keys` `file`.
+fn keys_host(file: &str) -> RecipeHost<FakeShell> {
+    host(
+        "linux-ssh-key",
+        &[],
+        &[
+            (
+                "sudo -n -- getent passwd",
+                0,
+                "svc:x:1000:1000::/home/svc:/bin/sh\n",
+            ),
+            ("sudo -n -- runuser -u svc -- sh -c 'cd -P", 0, file),
+        ],
+    )
+}
+
 /// Breach mode on an SSH key: the restore point lists every key of the file and keeps each
 /// line the run will remove; retiring leaves the new key alone in the file and names what it
 /// removed (fingerprint and comment); recovery reads a breach restore point the same way.
@@ -616,19 +632,7 @@ fn breach_mode_replaces_the_whole_authorized_keys_and_names_what_it_removed() {
         old.public.line(),
         planted.public.line()
     );
-    let answers = [
-        (
-            "sudo -n -- getent passwd",
-            0,
-            "svc:x:1000:1000::/home/svc:/bin/sh\n",
-        ),
-        (
-            "sudo -n -- runuser -u svc -- sh -c 'cd -P",
-            0,
-            file.as_str(),
-        ),
-    ];
-    let mut h = host("linux-ssh-key", &[], &answers);
+    let mut h = keys_host(&file);
     h.breach();
     let saved = h.read_restore_point(&cred()).unwrap();
     let text = saved.expose().to_owned();
@@ -662,31 +666,9 @@ fn breach_mode_replaces_the_whole_authorized_keys_and_names_what_it_removed() {
     // A file without a final line ending reads as the same restore point as once adding the
     // new key (which ends the last line first) and taking it away again gave it one.
     let unterminated = file.trim_end_matches('\n').to_owned();
-    let mut before = host(
-        "linux-ssh-key",
-        &[],
-        &[
-            answers[0],
-            (
-                "sudo -n -- runuser -u svc -- sh -c 'cd -P",
-                0,
-                unterminated.as_str(),
-            ),
-        ],
-    );
+    let mut before = keys_host(&unterminated);
     before.breach();
-    let mut after = host(
-        "linux-ssh-key",
-        &[],
-        &[
-            answers[0],
-            (
-                "sudo -n -- runuser -u svc -- sh -c 'cd -P",
-                0,
-                file.as_str(),
-            ),
-        ],
-    );
+    let mut after = keys_host(&file);
     after.breach();
     assert!(
         before
@@ -696,10 +678,10 @@ fn breach_mode_replaces_the_whole_authorized_keys_and_names_what_it_removed() {
     );
     // Recovery: a host opened without breach mode reads this credential's restore point the
     // way the rotation saved it, so it compares equal (nothing changed outside rotor).
-    let mut later = host("linux-ssh-key", &[], &answers);
+    let mut later = keys_host(&file);
     later.resume(&cred(), &saved);
     assert!(later.read_restore_point(&cred()).unwrap().ct_eq(&saved));
-    let mut plain = host("linux-ssh-key", &[], &answers);
+    let mut plain = keys_host(&file);
     assert!(!plain.read_restore_point(&cred()).unwrap().ct_eq(&saved));
 }
 
@@ -719,19 +701,7 @@ fn the_bootstrap_key_is_retired_with_rotors_own() {
     );
     let new = crate::sshkey::generate(&mut *entropy.rng(), &cred());
     let file = format!("{}\n{}\n", bootstrap.public.line(), vendor.public.line());
-    let answers = [
-        (
-            "sudo -n -- getent passwd",
-            0,
-            "svc:x:1000:1000::/home/svc:/bin/sh\n",
-        ),
-        (
-            "sudo -n -- runuser -u svc -- sh -c 'cd -P",
-            0,
-            file.as_str(),
-        ),
-    ];
-    let mut h = host("linux-ssh-key", &[], &answers);
+    let mut h = keys_host(&file);
     h.also_previous(&cred(), bootstrap.public.clone());
     let saved = h.read_restore_point(&cred()).unwrap();
     assert_eq!(saved.expose(), bootstrap.public.fingerprint().as_str());

@@ -12,15 +12,11 @@ use crate::support::{Rotor, json, result_of};
 /// The lab's inventory with root listed on every host: its password and its admin key. The
 /// connect identity stays `{ user: root, key: <the shared admin key> }`: the bootstrap one.
 fn root_inventory(lab: &Lab) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(lab.inventory_path()).unwrap();
-    let changed = text.replace(
+    lab.inventory_replacing(
+        "root.yaml",
         "      - { name: svc_backup, playbook: linux-password }\n",
         "      - { name: svc_backup, playbook: linux-password }\n      - { name: root, playbook: linux-password }\n      - { name: root, playbook: linux-ssh-key }\n",
-    );
-    assert_ne!(text, changed, "the lab inventory lists svc_backup");
-    let path = lab.dir().join("root.yaml");
-    std::fs::write(&path, changed).unwrap();
-    path
+    )
 }
 
 /// Whether `host`'s shadow file holds `password` for root, judged by the system's crypt(3)
@@ -270,55 +266,24 @@ fn a_crash_at_any_phase_of_a_connect_identity_rotation_leaves_rotor_able_to_log_
     }
 }
 
-/// A key pair made by `ssh-keygen`, not rotor (the attacker's): (private key, public line).
-fn attacker_key(dir: &std::path::Path) -> (String, String) {
-    let path = dir.join("attacker");
-    let out = std::process::Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "totally-the-vendor",
-            "-f",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    (
-        std::fs::read_to_string(&path).unwrap(),
-        std::fs::read_to_string(path.with_extension("pub"))
-            .unwrap()
-            .trim_end()
-            .to_owned(),
-    )
-}
-
 #[test]
 fn a_breach_run_removes_a_planted_key_and_reports_a_planted_account_and_a_live_session() {
     use crate::breach_survey::{PLANTED_PASSWORD, hold_svc_app, plant};
     let lab = Lab::start(2);
     let rotor = Rotor::init();
     // svc_backup logs in with a key rotor manages; the attacker added one of theirs.
-    let text = std::fs::read_to_string(lab.inventory_path()).unwrap();
-    let inv = lab.dir().join("keys.yaml");
-    std::fs::write(
-        &inv,
-        text.replace(
-            "{ name: svc_backup, playbook: linux-password }",
-            "{ name: svc_backup, playbook: linux-ssh-key }",
-        ),
-    )
-    .unwrap();
+    let inv = lab.inventory_replacing(
+        "keys.yaml",
+        "{ name: svc_backup, playbook: linux-password }",
+        "{ name: svc_backup, playbook: linux-ssh-key }",
+    );
     let inv = inv.to_str().unwrap();
     // A session as svc_app, opened before any rotation, still open at the breach run.
     let session = hold_svc_app(&lab, "host-001");
     let first = rotor.rotate_all(inv);
     assert_eq!(first.status.code(), Some(0), "{:#}", json(&first));
-    let (attacker_private, attacker_public) = attacker_key(lab.dir());
+    let (attacker_private, attacker_public) =
+        crate::support::keygen(lab.dir(), "attacker", "totally-the-vendor");
     let keys = "/home/svc_backup/.ssh/authorized_keys";
     let out = lab.exec(
         "host-001",

@@ -42,11 +42,7 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         // The group's id is the driver's pid: only what this test started.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::support::kill_group(&mut self.child);
     }
 }
 

@@ -12,16 +12,11 @@ fn an_export_decrypted_with_age_holds_every_current_credential_exactly() {
     let lab = Lab::start(2);
     let rotor = Rotor::init();
     // svc_backup as an SSH key, so the export carries both kinds.
-    let text = std::fs::read_to_string(lab.inventory_path()).unwrap();
-    let inv = lab.dir().join("export.yaml");
-    std::fs::write(
-        &inv,
-        text.replace(
-            "{ name: svc_backup, playbook: linux-password }",
-            "{ name: svc_backup, playbook: linux-ssh-key }",
-        ),
-    )
-    .unwrap();
+    let inv = lab.inventory_replacing(
+        "export.yaml",
+        "{ name: svc_backup, playbook: linux-password }",
+        "{ name: svc_backup, playbook: linux-ssh-key }",
+    );
     let out = rotor.rotate_all(inv.to_str().unwrap());
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 

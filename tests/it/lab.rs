@@ -164,6 +164,17 @@ impl Lab {
         self.dir().join("inventory.yaml")
     }
 
+    /// The lab's inventory with `from` replaced by `to` (which must change it), written to
+    /// `name` in the lab directory.
+    pub fn inventory_replacing(&self, name: &str, from: &str, to: &str) -> PathBuf {
+        let text = std::fs::read_to_string(self.inventory_path()).expect("read the inventory");
+        let changed = text.replace(from, to);
+        assert_ne!(text, changed, "the lab inventory has no {from:?}");
+        let path = self.dir().join(name);
+        std::fs::write(&path, changed).expect("write the inventory");
+        path
+    }
+
     pub fn host_names(&self) -> &[String] {
         &self.host_names
     }
@@ -435,11 +446,7 @@ impl Drop for HeldSession {
     fn drop(&mut self) {
         // A process group of its own (its id is sshpass's pid): sshpass and the ssh it
         // started, and nothing else.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::support::kill_group(&mut self.child);
     }
 }
 

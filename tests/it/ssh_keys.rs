@@ -11,42 +11,16 @@ const KEYS: &str = "/home/svc_backup/.ssh/authorized_keys";
 
 /// The lab's inventory with `svc_backup` rotated as an SSH key; `svc_app` stays a password.
 fn key_inventory(lab: &Lab) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(lab.inventory_path()).unwrap();
-    let changed = text.replace(
+    lab.inventory_replacing(
+        "keys.yaml",
         "{ name: svc_backup, playbook: linux-password }",
         "{ name: svc_backup, playbook: linux-ssh-key }",
-    );
-    assert_ne!(text, changed, "the lab inventory lists svc_backup");
-    let path = lab.dir().join("keys.yaml");
-    std::fs::write(&path, changed).unwrap();
-    path
+    )
 }
 
 /// A key pair made by `ssh-keygen`, not rotor: (private key text, public line).
 fn outside_key(dir: &std::path::Path, name: &str) -> (String, String) {
-    let path = dir.join(name);
-    let out = std::process::Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "vendor-maintenance",
-            "-f",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    (
-        std::fs::read_to_string(&path).unwrap(),
-        std::fs::read_to_string(path.with_extension("pub"))
-            .unwrap()
-            .trim_end()
-            .to_owned(),
-    )
+    crate::support::keygen(dir, name, "vendor-maintenance")
 }
 
 /// Gives `svc_backup` an `authorized_keys` with one key rotor does not manage, owned by the

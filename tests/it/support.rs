@@ -364,3 +364,32 @@ pub fn poll(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A key pair made by `ssh-keygen`, not rotor, commented `comment`, in `dir/name`:
+/// (private key text, public line).
+pub fn keygen(dir: &std::path::Path, name: &str, comment: &str) -> (String, String) {
+    let path = dir.join(name);
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    (
+        std::fs::read_to_string(&path).unwrap(),
+        std::fs::read_to_string(path.with_extension("pub"))
+            .unwrap()
+            .trim_end()
+            .to_owned(),
+    )
+}
+
+/// Kills `child`'s process group (started with `process_group(0)`, so its id is the child's
+/// pid: only what the test started) and reaps the child.
+pub fn kill_group(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
