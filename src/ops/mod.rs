@@ -354,7 +354,8 @@ pub(crate) mod testkit {
         }
     }
 
-    /// The in-memory store has no checkouts: nothing is due, nothing to end.
+    /// The in-memory store has no checkout records: nothing is due; `force_end` ends what
+    /// `checked_out` lists.
     impl super::checkout::Checkouts for MemStore {
         fn request(
             &self,
@@ -387,11 +388,16 @@ pub(crate) mod testkit {
         fn due(&self, _: &Actor) -> Result<Vec<crate::store::CheckoutRecord>, StoreError> {
             Ok(Vec::new())
         }
+        /// Ends what `checked_out` says is checked out, as the vault ends open checkouts.
         fn force_end(
             &self,
             _: &Actor,
-            _: &[CredentialId],
+            creds: &[CredentialId],
         ) -> Result<Vec<crate::store::CheckoutRecord>, StoreError> {
+            let mut inner = self.inner.lock().unwrap();
+            for cred in creds {
+                inner.checked_out.remove(cred);
+            }
             Ok(Vec::new())
         }
         fn get(&self, id: i64) -> Result<crate::store::CheckoutRecord, StoreError> {

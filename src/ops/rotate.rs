@@ -409,6 +409,37 @@ mod tests {
         );
     }
 
+    /// Breach mode rotates a checked-out credential too (its checkout ends first); a plain
+    /// run skips it.
+    #[test]
+    fn breach_mode_rotates_checked_out_credentials() {
+        let rt = runtime();
+        for breach in [false, true] {
+            let (fleet, store, _) = setup(&["a"]);
+            let app = CredentialId::parse("a/svc_app").unwrap();
+            store
+                .inner
+                .lock()
+                .unwrap()
+                .checked_out
+                .insert(app, "kato (T-1)".into());
+            let ctx = context(fleet, &store, &rt);
+            let inv = inventory(&["a"]);
+            let selection = inv.select(&[Scope::All]).unwrap();
+            let req = RotateRequest {
+                breach,
+                ..RotateRequest::new(&inv, selection, "all".into())
+            };
+            let done = rotate(&ctx, req, std::future::pending()).unwrap();
+            let app = if breach { "committed" } else { "skipped" };
+            assert_eq!(
+                labels(&done.report),
+                [format!("a/svc_app {app}"), "a/svc_backup committed".into()],
+                "breach {breach}"
+            );
+        }
+    }
+
     #[test]
     fn a_shutdown_that_already_happened_starts_nothing() {
         let rt = runtime();

@@ -5,7 +5,7 @@
 //! | `GET /health` | none | 200 `{"status":"ok"}`; 503 `{"status":"unhealthy"}` once no scheduler pass completed for 2 ticks, or while stopping |
 //! | `GET /metrics` | none | Prometheus text (counts only: no names, no secrets) |
 //! | `GET /api/v1/status` | any | every credential as `rotor status --output json` (no secrets) |
-//! | `POST /api/v1/rotations` | admin | `{"scope": "group:emr" or [..], "reason": "INC-42", "include_checked_out": false}`: 202, a job runs recovery then the rotation in the background |
+//! | `POST /api/v1/rotations` | admin | `{"scope": "group:emr" or [..], "reason": "INC-42", "include_checked_out": false, "breach": false}`: 202, a job runs recovery then the rotation in the background |
 //! | `GET /api/v1/rotations`, `GET /api/v1/rotations/{id}` | admin | the last 50 jobs, running or finished (with the run's report) |
 //! | `GET /api/v1/checkouts[?all=true]` | any | active (or all) checkouts; a requester sees only their own |
 //! | `POST /api/v1/checkouts` | any | `{"credential", "ticket", "reason", "ttl": "4h", "for"}`: 202 waiting for approval, or 201 with the secret once |
@@ -343,6 +343,9 @@ struct StartRotation {
     reason: String,
     #[serde(default)]
     include_checked_out: bool,
+    /// The incident profile (`rotor rotate --breach`).
+    #[serde(default)]
+    breach: bool,
 }
 
 /// The longest reason recorded.
@@ -393,7 +396,8 @@ async fn start_rotation(
     let answer = shared.jobs.json(job).unwrap_or(Value::Null);
     let reason = reason.to_owned();
     let actor = auth::actor(&p);
-    let include_checked_out = body.include_checked_out;
+    let include_checked_out = body.include_checked_out || body.breach;
+    let breach = body.breach;
     let runner = shared.clone();
     let rotation = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
@@ -401,6 +405,7 @@ async fn start_rotation(
             reason,
             actor,
             include_checked_out,
+            breach,
             ..RotateRequest::new(&loaded.inventory, selection, label)
         };
         let result = ops::rotate::rotate(&runner.ctx, req, runner.shutdown());
