@@ -169,3 +169,53 @@ fn a_sudo_user_that_rotor_connects_as_gets_its_own_password_rotated_last() {
     // Round two logged in with round one's password and ran every command through sudo
     // with it: sudo took the new password.
 }
+
+/// A sudo user that rotor logs in as with the shared admin key (NOPASSWD): its key listed
+/// with `linux-ssh-key` becomes a key of the host's own, the shared one is removed (rotor
+/// edits ops's authorized_keys as ops, through sudo), and the next run logs in with the new key.
+#[test]
+fn a_sudo_user_logging_in_with_the_shared_admin_key_gets_a_key_of_its_own() {
+    let lab = Lab::start(1);
+    let rotor = Rotor::init();
+    let host = "host-001";
+    lab.sudo_user(host, OPS, SudoMode::Nopasswd, OPS_PASSWORD);
+    let admin = lab.dir().join("admin_ed25519");
+    let out = lab.exec(
+        host,
+        &format!(
+            "set -e; install -d -m 0700 -o {OPS} -g {OPS} /home/{OPS}/.ssh; \
+             install -m 0600 -o {OPS} -g {OPS} {}.pub /home/{OPS}/.ssh/authorized_keys",
+            admin.display()
+        ),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let shared_key = std::fs::read_to_string(&admin).unwrap();
+    assert!(lab.key_login_works(host, OPS, &shared_key));
+    let inv = lab.inventory_replacing(
+        "ops-key.yaml",
+        "    connect: { user: root, key: ",
+        "    connect: { user: ops, key: ",
+    );
+    let text = std::fs::read_to_string(&inv).unwrap().replace(
+        "      - { name: svc_backup, playbook: linux-password }\n",
+        "      - { name: svc_backup, playbook: linux-password }\n      - { name: ops, playbook: linux-ssh-key }\n",
+    );
+    std::fs::write(&inv, text).unwrap();
+    let inv = inv.to_str().unwrap();
+    let cred = format!("{host}/{OPS}");
+    let mut keys = Vec::new();
+    for round in 0..2 {
+        let out = rotor.rotate_all(inv);
+        let report = json(&out);
+        assert_eq!(out.status.code(), Some(0), "round {round}: {report:#}");
+        assert_eq!(report["counts"]["committed"], 3, "{report:#}");
+        let key = rotor.show(&cred).unwrap() + "\n";
+        assert!(lab.key_login_works(host, OPS, &key), "round {round}");
+        assert!(
+            !lab.key_login_works(host, OPS, &shared_key),
+            "round {round}"
+        );
+        assert!(!keys.contains(&key));
+        keys.push(key);
+    }
+}
