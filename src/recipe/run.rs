@@ -265,8 +265,10 @@ impl<S: Shell> RecipeHost<S> {
 
     /// `key` is one of `cred`'s previous keys wherever a file has it (the bootstrap connect
     /// key): reading the restore point lists it, so retiring removes it.
-    pub fn also_previous(&mut self, cred: &CredentialId, key: crate::sshkey::PublicKey) {
-        self.also.entry(cred.clone()).or_default().push(key);
+    /// `None`: the bootstrap key's public half could not be read, so it cannot be removed;
+    /// the login with it after retiring still tells (a warning note when it works).
+    pub fn also_previous(&mut self, cred: &CredentialId, key: Option<crate::sshkey::PublicKey>) {
+        self.also.entry(cred.clone()).or_default().extend(key);
     }
 
     /// Where sshd refuses a password login as the account (Debian's `PermitRootLogin
@@ -1032,7 +1034,7 @@ impl<S: Shell> Target for RecipeHost<S> {
         if self.also.contains_key(cred) {
             let note = match self.shell.bootstrap_accepted() {
                 Some(true) => format!(
-                    "warning: the bootstrap key still logs in as {} although rotor removed it from ~/.ssh/authorized_keys: sshd reads it from another file (see AuthorizedKeysFile in sshd_config, e.g. /etc/ssh/authorized_keys/{}); remove it there",
+                    "warning: the bootstrap key still logs in as {}: sshd reads it from a file rotor does not edit (see AuthorizedKeysFile in sshd_config, e.g. /etc/ssh/authorized_keys/{}), or rotor could not read the key file's public half (see the log); remove it from the host by hand",
                     cred.account, cred.account
                 ),
                 Some(false) => "the bootstrap connect key no longer logs in".to_owned(),

@@ -702,7 +702,7 @@ fn the_bootstrap_key_is_retired_with_rotors_own() {
     let new = crate::sshkey::generate(&mut *entropy.rng(), &cred());
     let file = format!("{}\n{}\n", bootstrap.public.line(), vendor.public.line());
     let mut h = keys_host(&file);
-    h.also_previous(&cred(), bootstrap.public.clone());
+    h.also_previous(&cred(), Some(bootstrap.public.clone()));
     let saved = h.read_restore_point(&cred()).unwrap();
     assert_eq!(saved.expose(), bootstrap.public.fingerprint().as_str());
     h.retire(&cred(), &saved, &new.private).unwrap();

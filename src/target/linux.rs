@@ -420,12 +420,10 @@ impl SshFleet {
         // still has it: retiring removes it with rotor's own, so that after its first rotation
         // no host accepts the key every host shared.
         if let (Some(cred), Some(path)) = (host.connect_credential(), host.bootstrap_key()) {
-            match bootstrap_public(path) {
-                Ok(public) => recipe_host.also_previous(&cred, public),
-                Err(why) => {
-                    tracing::warn!(host = %host.name, "cannot read the public half of the bootstrap key {}: {why}; it stays in authorized_keys", path.display())
-                }
-            }
+            let public = bootstrap_public(path)
+                .map_err(|why| tracing::warn!(host = %host.name, "cannot read the public half of the bootstrap key {}: {why}; it stays in authorized_keys", path.display()))
+                .ok();
+            recipe_host.also_previous(&cred, public);
         }
         Ok(recipe_host)
     }
