@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::credential::CredentialId;
+use crate::credential::{CredentialId, HostName};
 use crate::secret::Secret;
 
 /// The phase of one rotation (DESIGN.md, "The rotation protocol").
@@ -485,6 +485,19 @@ pub trait Grants {
     fn checked_out(&self, cred: &CredentialId) -> Res<Option<String>>;
 }
 
-pub trait Store: Runs + Secrets + Ledger + Leases + LoginBudget + Grants + Send + Sync {}
+/// What rotor saw of a host that no rotation records: whether its bootstrap connect key (the
+/// inventory's key file) logged in. `rotor status` reports it. A store that keeps nothing
+/// ignores it.
+pub trait Sightings {
+    fn bootstrap_seen(&self, _host: &HostName, _accepted: bool) {}
+}
 
-impl<T: Runs + Secrets + Ledger + Leases + LoginBudget + Grants + Send + Sync> Store for T {}
+pub trait Store:
+    Runs + Secrets + Ledger + Leases + LoginBudget + Grants + Sightings + Send + Sync
+{
+}
+
+impl<T: Runs + Secrets + Ledger + Leases + LoginBudget + Grants + Sightings + Send + Sync> Store
+    for T
+{
+}

@@ -426,6 +426,8 @@ impl LoginBudget for MemStore {
     }
 }
 
+impl super::ledger::Sightings for MemStore {}
+
 impl Grants for MemStore {
     fn checked_out(&self, cred: &CredentialId) -> Res<Option<String>> {
         Ok(self.inner.lock().unwrap().checked_out.get(cred).cloned())

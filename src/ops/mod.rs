@@ -124,6 +124,11 @@ pub trait Records: Send + Sync {
         scope: Option<&str>,
         keep: &dyn Fn(&CredentialId) -> bool,
     ) -> Result<Vec<CurrentSecret>, StoreError>;
+    /// Each host's latest sighting of its bootstrap connect key: (host, a login with it
+    /// worked, when).
+    fn bootstrap_sightings(&self) -> Result<Vec<(String, bool, String)>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A credential's current secret and since when it is current (`Records::export_current`).
@@ -132,6 +137,9 @@ pub type CurrentSecret = (CredentialId, Secret, Option<chrono::DateTime<chrono::
 impl Records for Vault {
     fn status(&self) -> Result<Vec<CredentialStatus>, StoreError> {
         Vault::status(self)
+    }
+    fn bootstrap_sightings(&self) -> Result<Vec<(String, bool, String)>, StoreError> {
+        Vault::bootstrap_sightings(self)
     }
     fn reopen_stuck(&self, by: &Actor, cred: &CredentialId) -> Result<bool, StoreError> {
         Vault::reopen_stuck_as(self, by.as_str(), cred)

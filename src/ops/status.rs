@@ -38,35 +38,24 @@ pub struct BootstrapKey {
 /// The hosts of `inv` connected with a key file that rotor has not replaced by a key of the
 /// host's own: the connect user's key is not managed there, or its first rotation has not
 /// finished retiring the old key.
-fn bootstrap_keys(inv: &Inventory, credentials: &[CredentialStatus]) -> Vec<BootstrapKey> {
-    use crate::engine::Phase;
+fn bootstrap_keys(
+    inv: &Inventory,
+    credentials: &[CredentialStatus],
+    sightings: &[(String, bool, String)],
+) -> Vec<BootstrapKey> {
     inv.hosts
         .iter()
         .filter_map(|h| {
             let file = h.bootstrap_key()?;
-            let why = match h.connect_credential() {
-                None => format!(
-                    "{}'s key is not among the host's accounts: add {{ name: {}, playbook: linux-ssh-key }} to give the host a key of its own",
-                    h.connect.user, h.connect.user
+            // What rotor last saw decides: a login with the key worked after rotor removed it,
+            // or failed. Otherwise the rotations' phases tell.
+            let seen = sightings.iter().find(|(host, _, _)| host == h.name.as_str());
+            let why = match seen {
+                Some((_, false, _)) => return None,
+                Some((_, true, at)) if retired(h, credentials) => format!(
+                    "a login with it still worked at {at}, after rotor removed it from ~/.ssh/authorized_keys: sshd reads it from another file (AuthorizedKeysFile); remove it there"
                 ),
-                Some(cred) => {
-                    let record = credentials.iter().find(|s| s.cred == cred);
-                    let phase = record.and_then(|s| s.last_rotation.as_ref()).map(|r| r.phase);
-                    match (record.is_some_and(|s| s.has_current), phase) {
-                        // Removed from ~/.ssh/authorized_keys; a copy in another file sshd
-                        // reads is said by that run's report (a fresh login with the key).
-                        (true, Some(Phase::Retired | Phase::Committed)) => return None,
-                        (_, Some(Phase::Retiring)) => format!(
-                            "{cred} is rotated but the old key is not removed yet: run `rotor recover`"
-                        ),
-                        (_, None) => {
-                            format!("{cred} was never rotated: `rotor rotate --scope cred:{cred}`")
-                        }
-                        (_, Some(phase)) => format!(
-                            "the last rotation of {cred} ended {phase}; the bootstrap key stays until one finishes: `rotor rotate --scope cred:{cred}`"
-                        ),
-                    }
-                }
+                _ => inferred(h, credentials)?,
             };
             Some(BootstrapKey {
                 host: h.name.to_string(),
@@ -75,6 +64,46 @@ fn bootstrap_keys(inv: &Inventory, credentials: &[CredentialStatus]) -> Vec<Boot
             })
         })
         .collect()
+}
+
+/// Whether the host's connect key credential's last rotation retired the old key.
+fn retired(h: &crate::inventory::Host, credentials: &[CredentialStatus]) -> bool {
+    let Some(cred) = h.connect_credential() else {
+        return false;
+    };
+    credentials.iter().any(|s| {
+        s.cred == cred
+            && s.has_current
+            && s.last_rotation
+                .as_ref()
+                .is_some_and(|r| r.phase == crate::engine::Phase::Retired)
+    })
+}
+
+/// Why the host still accepts its bootstrap key, judged by its connect key credential's
+/// rotations; `None` once one removed it.
+fn inferred(h: &crate::inventory::Host, credentials: &[CredentialStatus]) -> Option<String> {
+    use crate::engine::Phase;
+    let Some(cred) = h.connect_credential() else {
+        let user = &h.connect.user;
+        return Some(format!(
+            "{user}'s key is not among the host's accounts: add {{ name: {user}, playbook: linux-ssh-key }} to give the host a key of its own"
+        ));
+    };
+    let record = credentials.iter().find(|s| s.cred == cred);
+    let phase = record
+        .and_then(|s| s.last_rotation.as_ref())
+        .map(|r| r.phase);
+    Some(match (record.is_some_and(|s| s.has_current), phase) {
+        (true, Some(Phase::Retired | Phase::Committed)) => return None,
+        (_, Some(Phase::Retiring)) => {
+            format!("{cred} is rotated but the old key is not removed yet: run `rotor recover`")
+        }
+        (_, None) => format!("{cred} was never rotated: `rotor rotate --scope cred:{cred}`"),
+        (_, Some(phase)) => format!(
+            "the last rotation of {cred} ended {phase}; the bootstrap key stays until one finishes: `rotor rotate --scope cred:{cred}`"
+        ),
+    })
 }
 
 /// How old a credential's current secret is against its policy's `max_age`.
@@ -247,7 +276,10 @@ pub fn status(ctx: &Context, inventory: Option<&Inventory>) -> Result<Status, Op
             listed.filter(|c| !held.contains(c)).collect()
         }
     };
-    let bootstrap = inventory.map_or_else(Vec::new, |inv| bootstrap_keys(inv, &credentials));
+    let bootstrap = match inventory {
+        Some(inv) => bootstrap_keys(inv, &credentials, &ctx.records.bootstrap_sightings()?),
+        None => Vec::new(),
+    };
     Ok(Status {
         now,
         credentials,

@@ -247,6 +247,16 @@ const MIGRATIONS: &[&str] = &[
     -- reading the whole log, which every API call makes longer.
     CREATE INDEX audit_cred ON audit(cred, seq);
     "#,
+    // 9: what rotor last saw of each host's bootstrap connect key (the key file the inventory
+    // names): whether a login with it worked, and when. `rotor status -i` reports the hosts
+    // that still accept it from what was seen, not only from the rotations' phases.
+    r#"
+    CREATE TABLE bootstrap_seen (
+        host        TEXT PRIMARY KEY,
+        accepted    INTEGER NOT NULL CHECK (accepted IN (0, 1)),
+        seen_at     TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes and understands.

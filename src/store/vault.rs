@@ -2230,6 +2230,14 @@ impl LoginBudget for Vault {
     }
 }
 
+impl crate::engine::ledger::Sightings for Vault {
+    fn bootstrap_seen(&self, host: &crate::credential::HostName, accepted: bool) {
+        if let Err(e) = Vault::bootstrap_seen(self, host.as_str(), accepted) {
+            tracing::warn!(host = %host, "could not record whether the bootstrap key logs in: {e}");
+        }
+    }
+}
+
 impl Grants for Vault {
     fn checked_out(&self, cred: &CredentialId) -> Result<Option<String>, StoreFailure> {
         Ok(Vault::open_checkout_words(self, cred)?)

@@ -30,6 +30,8 @@ pub struct SshShell {
     connect_cred: Option<CredentialId>,
     /// How commands become root (`target::sudo`); found by [`SshShell::use_sudo`].
     sudo: Sudo,
+    /// Told whether a login with the bootstrap key file worked, whenever one was tried.
+    seen: Option<Box<dyn Fn(bool) + Send>>,
 }
 
 /// One way rotor may log in as the connect user, and how to name it in a message.
@@ -171,7 +173,23 @@ impl SshShell {
             logins,
             connect_cred,
             sudo: Sudo::for_user(user),
+            seen: None,
         })
+    }
+
+    /// `seen` is told whether a login with the bootstrap key file worked, each time one is
+    /// tried: now, if this session logged in with it, and after retiring the connect key.
+    pub fn on_bootstrap_seen(&mut self, seen: Box<dyn Fn(bool) + Send>) {
+        if matches!(
+            self.logins.first(),
+            Some(Login {
+                with: ConnectWith::KeyFile(_),
+                ..
+            })
+        ) {
+            seen(true);
+        }
+        self.seen = Some(seen);
     }
 
     /// What the session logged in with (the first of its logins).
@@ -282,11 +300,16 @@ impl Shell for SshShell {
             ConnectWith::KeyFile(path) => Some(path.clone()),
             _ => None,
         })?;
-        match SshSession::connect(&self.target, &self.user, SshAuth::KeyFile(&path)) {
-            Ok(_) => Some(true),
-            Err(e) if e.class == FaultClass::ConnectAuthRejected => Some(false),
-            Err(_) => None,
+        let accepted = match SshSession::connect(&self.target, &self.user, SshAuth::KeyFile(&path))
+        {
+            Ok(_) => true,
+            Err(e) if e.class == FaultClass::ConnectAuthRejected => false,
+            Err(_) => return None,
+        };
+        if let Some(seen) = &self.seen {
+            seen(accepted);
         }
+        Some(accepted)
     }
 
     fn secret_changed(&mut self, cred: &CredentialId, new: Option<&Secret>) {
@@ -411,6 +434,12 @@ impl SshFleet {
             host.connect_credential(),
         )?;
         shell.use_sudo(self.sudo_passwords(host)?)?;
+        if host.bootstrap_key().is_some() {
+            let (store, name) = (self.store.clone(), host.name.clone());
+            shell.on_bootstrap_seen(Box::new(move |accepted| {
+                store.bootstrap_seen(&name, accepted)
+            }));
+        }
         let accounts = host
             .accounts
             .iter()

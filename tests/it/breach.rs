@@ -369,3 +369,44 @@ fn a_breach_run_removes_a_planted_key_and_reports_a_planted_account_and_a_live_s
         &[&out, &text],
     );
 }
+
+/// sshd may read keys from files rotor does not edit (the plain lab keeps the admin key in
+/// `/etc/ssh/authorized_keys/root`, named by `AuthorizedKeysFile`): after giving root a key
+/// of its own, a login with the bootstrap key still works, and the report and `status` say so.
+#[test]
+fn a_bootstrap_key_kept_in_another_file_is_reported_as_still_accepted() {
+    let lab = Lab::start(1);
+    let rotor = Rotor::init();
+    let inv = lab.inventory_replacing(
+        "root-key.yaml",
+        "      - { name: svc_backup, playbook: linux-password }\n",
+        "      - { name: svc_backup, playbook: linux-password }\n      - { name: root, playbook: linux-ssh-key }\n",
+    );
+    let inv = inv.to_str().unwrap();
+    let out = rotor.rotate_all(inv);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    let notes = result_of(&report, "host-001/root")["notes"].to_string();
+    assert!(
+        notes.contains("warning: the bootstrap key still logs in as root"),
+        "{notes}"
+    );
+    let shared_key = std::fs::read_to_string(lab.dir().join("admin_ed25519")).unwrap();
+    assert!(
+        lab.key_login_works("host-001", "root", &shared_key),
+        "the lab's other file"
+    );
+    let status = json(&rotor.run(&["status", "-i", inv, "--output", "json"]));
+    let accepted = &status["bootstrap_key_accepted"];
+    assert_eq!(accepted.as_array().unwrap().len(), 1, "{status:#}");
+    assert!(
+        accepted[0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("AuthorizedKeysFile"),
+        "{status:#}"
+    );
+    // The next run logs in with root's own key all the same.
+    let again = rotor.rotate_all(inv);
+    assert_eq!(again.status.code(), Some(0), "{:#}", json(&again));
+}

@@ -26,6 +26,32 @@ pub struct Leader {
 }
 
 impl Vault {
+    /// Records whether a login with `host`'s bootstrap connect key worked just now. Not
+    /// audited (no secret is read); the latest sighting replaces the one before.
+    pub fn bootstrap_seen(&self, host: &str, accepted: bool) -> Result<(), StoreError> {
+        let at = self.now_text();
+        self.write_lazy(|tx| {
+            tx.execute(
+                "INSERT INTO bootstrap_seen (host, accepted, seen_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(host) DO UPDATE SET accepted = ?2, seen_at = ?3",
+                rusqlite::params![host, accepted, at],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Every host's latest sighting of its bootstrap key: (host, accepted, when).
+    pub fn bootstrap_sightings(&self) -> Result<Vec<(String, bool, String)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT host, accepted, seen_at FROM bootstrap_seen")?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
+impl Vault {
     /// Takes the leader lease for `holder` (words naming this daemon: its pid, user and
     /// listen address) for `ttl`. Refused, naming the holder, while another live process
     /// holds it; taken over from one that is gone or whose lease ran out.
