@@ -156,7 +156,7 @@ fn listed(managed: &str) -> Vec<Fingerprint> {
 const EVERY_KEY: &str = "every-key";
 
 /// Whether a restore point (a key credential's, whole) was read in breach mode.
-pub fn is_every_key(restore_point: &str) -> bool {
+pub(super) fn is_every_key(restore_point: &str) -> bool {
     restore_point.lines().next() == Some(EVERY_KEY)
 }
 

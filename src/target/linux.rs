@@ -140,19 +140,6 @@ fn first_of<T>(
 }
 
 impl SshShell {
-    /// Logs in with the host's connect identity (host key checked first, by the connector).
-    pub fn connect(
-        target: SshTarget,
-        user: &AccountName,
-        auth: SshAuth<'_>,
-    ) -> Result<SshShell, ConnectorError> {
-        let login = match auth {
-            SshAuth::KeyFile(p) => Login::key_file(p, format!("the key file {}", p.display())),
-            SshAuth::Password(s) => Login::secret(s, "the vault's secret".to_owned()),
-        };
-        SshShell::login(target, user, vec![login], None)
-    }
-
     /// Logs in with the first of `logins` the host accepts (a rejected one gives way to the
     /// next), and keeps them all for the next login should the session break. `connect_cred`
     /// is the credential whose secret the logins are, where the inventory manages it.
@@ -192,11 +179,6 @@ impl SshShell {
         self.seen = Some(seen);
     }
 
-    /// What the session logged in with (the first of its logins).
-    pub fn logged_in_with(&self) -> &str {
-        self.logins.first().map_or("", |l| l.what.as_str())
-    }
-
     /// Finds how this session's commands become root, once after login, and refuses the
     /// host when sudo would log their input: root needs nothing; else a NOPASSWD rule; else
     /// the first of `passwords` (the connect user's, from the vault) that sudo accepts. Then
@@ -230,13 +212,6 @@ impl SshShell {
         }
         tracing::debug!(host = %host, user = %self.user, "sudo checked: input is not logged");
         Ok(())
-    }
-
-    /// rotor has just set the connect user's password to `password`: sudo gets this one from
-    /// now on, validated before its first use (the one before is the fallback: a rollback may
-    /// have restored it). A NOPASSWD or root session sends none.
-    pub fn sudo_password_changed(&mut self, password: Secret) {
-        self.sudo.password_changed(password);
     }
 
     fn login_again_if_broken(&mut self) -> Result<(), ConnectorError> {
