@@ -156,6 +156,7 @@ fn read_typed(
 fn interrupted_failure() -> Failure {
     Failure {
         code: 130,
+        kind: Some("interrupted"),
         error: anyhow::anyhow!("interrupted: nothing was enrolled"),
     }
 }

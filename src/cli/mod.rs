@@ -32,6 +32,7 @@ mod enroll;
 mod export;
 mod init;
 mod inventory_check;
+mod inventory_import;
 mod output;
 mod plan;
 mod playbook;
@@ -150,12 +151,17 @@ pub enum Command {
 pub enum InventoryCommand {
     /// Validate an inventory and print a summary.
     Check(inventory_check::CheckArgs),
+    /// Convert another tool's inventory into a rotor inventory.
+    #[command(subcommand)]
+    Import(inventory_import::ImportCommand),
 }
 
-/// An error with the exit code it maps to.
+/// An error with the exit code it maps to, and (for `--output json`) a stable name of what
+/// went wrong. `kind: None` is named from the error's type in `cli::main` (`error_code`).
 #[derive(Debug)]
 pub struct Failure {
     pub code: i32,
+    pub kind: Option<&'static str>,
     pub error: anyhow::Error,
 }
 
@@ -163,7 +169,20 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(e: E) -> Failure {
         Failure {
             code: 1,
+            kind: None,
             error: e.into(),
+        }
+    }
+}
+
+impl Failure {
+    /// An error with its exit code and its stable `code` for JSON output (snake_case, e.g.
+    /// `preflight_failed`): scripts branch on it, so it never changes once released.
+    pub fn coded(code: i32, kind: &'static str, error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            code,
+            kind: Some(kind),
+            error: error.into(),
         }
     }
 }
@@ -178,6 +197,7 @@ fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
 pub fn usage(msg: impl std::fmt::Display) -> Failure {
     Failure {
         code: 2,
+        kind: Some("usage"),
         error: anyhow::anyhow!("{msg}"),
     }
 }
@@ -262,6 +282,7 @@ pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Init => init::run(g),
         Command::Inventory(InventoryCommand::Check(a)) => inventory_check::run(a),
+        Command::Inventory(InventoryCommand::Import(c)) => inventory_import::run(c),
         Command::Playbook(c) => playbook::run(c),
         Command::Enroll(a) => enroll::run(g, a),
         Command::Plan(a) => plan::run(g, a),

@@ -95,6 +95,7 @@ pub fn run(g: &Global, a: ServeArgs) -> CliResult {
     };
     server::run(vault, options).map_err(|e| Failure {
         code: 1,
+        kind: Some("serve_failed"),
         error: anyhow::Error::new(e),
     })?;
     Ok(0)
