@@ -33,14 +33,14 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub heads: Option<PathBuf>,
     /// `text` for people, `json` for programs.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
 pub struct HeadArgs {
     /// `text` (`seq=N hash=HEX`) or `json`.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -63,7 +63,7 @@ pub struct LogArgs {
     #[arg(long, value_name = "T")]
     pub ticket: Option<String>,
     /// `text` (a table) for people, `json` (one object per line) for programs.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 

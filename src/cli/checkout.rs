@@ -25,11 +25,17 @@ pub struct CheckoutArgs {
     pub cred: Option<String>,
     /// Claim an approved checkout (the requester, after `rotor approve ID` by someone else):
     /// the secret is shown once.
-    #[arg(long, value_name = "ID", conflicts_with_all = ["ticket", "reason", "ttl", "for_name", "inventory"])]
+    #[arg(long, value_name = "ID", conflicts_with_all = ["ticket", "reason", "ttl", "for_name"])]
     pub claim: Option<i64>,
     /// The inventory file (YAML): the credential's policy sets approval and the longest ttl,
     /// and check-in and expiry rotate the credential with this file.
-    #[arg(short, long, value_name = "FILE", required_unless_present = "claim")]
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        env = "ROTOR_INVENTORY",
+        required_unless_present = "claim"
+    )]
     pub inventory: Option<PathBuf>,
     /// The ticket the work is done under (recorded, shown to the approver).
     #[arg(long, required_unless_present = "claim")]
@@ -44,12 +50,18 @@ pub struct CheckoutArgs {
     /// approve it).
     #[arg(long = "for", value_name = "NAME")]
     pub for_name: Option<String>,
+    /// `text` for people, `json` for programs.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
     /// The checkout's number (`rotor checkouts` lists the pending ones).
     pub id: i64,
+    /// `text` for people, `json` for programs.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -59,6 +71,9 @@ pub struct RefuseArgs {
     /// Why it is refused (recorded in the audit log; say what the requester should do).
     #[arg(long)]
     pub reason: String,
+    /// `text` for people, `json` for programs.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -70,7 +85,7 @@ pub struct CheckinArgs {
     #[arg(short, long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
     /// `text` for people, `json` for programs (the rotation's report).
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -80,13 +95,13 @@ pub struct CheckoutsArgs {
     #[arg(long)]
     pub all: bool,
     /// `text` for people, `json` for programs.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
 /// Prints a granted secret: the secret alone on stdout (as `rotor show` does), what it is and
 /// until when on stderr.
-fn print_grant(c: &CheckoutRecord, secret: &crate::secret::Secret) {
+fn print_grant(c: &CheckoutRecord, secret: &crate::secret::Secret, format: OutputFormat) {
     let until = c
         .ends_at
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
@@ -99,9 +114,18 @@ fn print_grant(c: &CheckoutRecord, secret: &crate::secret::Secret) {
         c.id,
         c.cred
     );
-    let s = secret.expose();
     // The one other place rotor prints a secret, on purpose, to stdout only.
+    if format == OutputFormat::Json {
+        super::output::print_json_with_secret(ops_checkout::json(c), secret);
+        return;
+    }
+    let s = secret.expose();
     out!("{s}{}", super::show::line_end(s));
+}
+
+/// A checkout record as JSON on stdout (`-o json` of request, approve and refuse).
+fn print_record(c: &CheckoutRecord) {
+    outln!("{}", ops_checkout::json(c));
 }
 
 pub fn checkout(g: &Global, a: CheckoutArgs) -> CliResult {
@@ -109,7 +133,7 @@ pub fn checkout(g: &Global, a: CheckoutArgs) -> CliResult {
     let by = Actor::of_this_process();
     if let Some(id) = a.claim {
         let (c, secret) = ops_checkout::claim(&session.ctx, &by, id)?;
-        print_grant(&c, &secret);
+        print_grant(&c, &secret, a.output);
         return Ok(0);
     }
     let (Some(cred), Some(path), Some(ticket), Some(reason)) =
@@ -135,7 +159,7 @@ pub fn checkout(g: &Global, a: CheckoutArgs) -> CliResult {
         actor: by,
     };
     match ops_checkout::checkout(&session.ctx, req)? {
-        Requested::Granted(c, secret) => print_grant(&c, &secret),
+        Requested::Granted(c, secret) => print_grant(&c, &secret, a.output),
         Requested::Waiting(c) => {
             eprintln!(
                 "Checkout {} of {} requested (ticket {}); it needs approval by another person: `rotor approve {}`. Then run `rotor checkout --claim {}` to see the secret. Unless approved, it lapses at {}.",
@@ -148,7 +172,10 @@ pub fn checkout(g: &Global, a: CheckoutArgs) -> CliResult {
                     .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
                     .unwrap_or_default()
             );
-            outln!("{}", c.id);
+            match a.output {
+                OutputFormat::Json => print_record(&c),
+                OutputFormat::Text => outln!("{}", c.id),
+            }
         }
     }
     Ok(0)
@@ -167,6 +194,9 @@ pub fn approve(g: &Global, a: ApproveArgs) -> CliResult {
         escape(&c.requester),
         c.id
     );
+    if a.output == OutputFormat::Json {
+        print_record(&c);
+    }
     Ok(0)
 }
 
@@ -181,6 +211,9 @@ pub fn refuse(g: &Global, a: RefuseArgs) -> CliResult {
         escape(&c.requester),
         escape(&c.ticket),
     );
+    if a.output == OutputFormat::Json {
+        print_record(&c);
+    }
     Ok(0)
 }
 

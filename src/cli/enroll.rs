@@ -15,7 +15,7 @@ use signal_hook::consts::SIGINT;
 use zeroize::Zeroizing;
 
 use super::output::open_vault;
-use super::{CliResult, Failure, Global, usage};
+use super::{CliResult, Failure, Global, OutputFormat, usage};
 use crate::credential::CredentialId;
 use crate::secret::Secret;
 use crate::sshkey;
@@ -28,6 +28,9 @@ pub struct EnrollArgs {
     /// from FILE instead of a secret on stdin.
     #[arg(long, value_name = "FILE")]
     pub ssh_key: Option<PathBuf>,
+    /// `text` for people, `json` for programs.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 pub fn run(g: &Global, a: EnrollArgs) -> CliResult {
@@ -53,8 +56,23 @@ pub fn run(g: &Global, a: EnrollArgs) -> CliResult {
         return Err(interrupted_failure());
     }
     let outcome = vault.enroll(&cred, &secret)?;
-    outln!("Enrolled the {what} of {cred}.");
-    if let Some(rotation) = outcome.settled_stuck {
+    if a.output == OutputFormat::Json {
+        outln!(
+            "{}",
+            serde_json::json!({
+                "credential": cred.to_string(),
+                "enrolled": what,
+                "settled_stuck_rotation": outcome.settled_stuck,
+                "shared_with": outcome.shared_with,
+            })
+        );
+    } else {
+        outln!("Enrolled the {what} of {cred}.");
+    }
+    if let Some(rotation) = outcome
+        .settled_stuck
+        .filter(|_| a.output == OutputFormat::Text)
+    {
         outln!(
             "This settles its stuck rotation {rotation}: its pending secret is retired (kept in the vault's history), and {cred} can be rotated again (if it is parked, `rotor recover --cred {cred}` unparks it)."
         );

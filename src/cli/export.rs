@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CliResult, Global, context};
+use super::{CliResult, Global, OutputFormat, context};
 use crate::ops::Actor;
 use crate::ops::export::{ExportScope, Recipient, export};
 
@@ -27,8 +27,11 @@ pub struct ExportArgs {
     #[arg(long = "scope", value_name = "SCOPE", requires = "inventory")]
     pub scopes: Vec<String>,
     /// The inventory the scopes are resolved in.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", env = "ROTOR_INVENTORY")]
     pub inventory: Option<PathBuf>,
+    /// `json`: a summary object on stdout (`-o` names the file here).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 pub fn run(g: &Global, a: ExportArgs) -> CliResult {
@@ -85,6 +88,16 @@ pub fn run(g: &Global, a: ExportArgs) -> CliResult {
     file.sync_all()
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", a.out.display()))?;
     drop(file);
+    if a.output == OutputFormat::Json {
+        outln!(
+            "{}",
+            serde_json::json!({
+                "file": a.out.display().to_string(),
+                "credentials": done.n_credentials,
+                "recipient": recipient.to_string(),
+            })
+        );
+    }
     let mut err = std::io::stderr();
     let _ = writeln!(
         err,

@@ -95,7 +95,7 @@ pub enum OutputFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the vault and its master key.
-    Init,
+    Init(init::InitArgs),
     /// Inventory tools.
     #[command(subcommand)]
     Inventory(InventoryCommand),
@@ -211,10 +211,17 @@ pub fn main() -> i32 {
         eprintln!("error: {e}");
         return 1;
     }
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let json = json_requested(&args);
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
+            if code == 2 && json {
+                let rendered = e.render().to_string();
+                let message = rendered.strip_prefix("error: ").unwrap_or(&rendered);
+                print_json_error("usage", code, message.trim_end());
+            }
             let _ = e.print();
             return code;
         }
@@ -249,8 +256,12 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(f) => {
             // Errors quote inventory values, targets' answers and file names: escaped.
-            let message = format!("{:#}", f.error);
-            eprintln!("error: {}", crate::text::escape_lines(&message));
+            let said = format!("{:#}", f.error);
+            let message = crate::text::escape_lines(&said);
+            if json {
+                print_json_error(error_code(&f), f.code, &message);
+            }
+            eprintln!("error: {message}");
             f.code
         }
     };
@@ -258,6 +269,79 @@ pub fn main() -> i32 {
         Some(stdout_code) if code == 0 => stdout_code,
         _ => code,
     }
+}
+
+/// Was JSON output asked for (`-o json`, `--output json`, `--output=json`, `-ojson`)? Read
+/// from the raw arguments, so that an error before or during parsing is JSON too.
+fn json_requested(args: &[std::ffi::OsString]) -> bool {
+    let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    args.iter().enumerate().any(|(i, a)| {
+        let next = args.get(i + 1).copied();
+        match *a {
+            "--output" | "-o" => next == Some("json"),
+            _ => matches!(*a, "--output=json" | "-ojson" | "-o=json"),
+        }
+    })
+}
+
+/// An error under `--output json`: one JSON object on stdout, so a script that reads stdout
+/// always gets JSON (the person at the terminal still gets the `error:` line on stderr).
+/// `code` is stable; `exit_code` is the process's exit status.
+fn print_json_error(code: &str, exit_code: i32, message: &str) {
+    let value = serde_json::json!({
+        "error": { "code": code, "message": message, "exit_code": exit_code }
+    });
+    output::write_stdout(format_args!("{value}\n"));
+}
+
+/// The stable name of what went wrong, for JSON errors: the failure's own, else one from
+/// the error's type. Scripts branch on these: once released, a name never changes.
+fn error_code(f: &Failure) -> &'static str {
+    use crate::store::StoreError as S;
+    if let Some(kind) = f.kind {
+        return kind;
+    }
+    if f.code == 2 {
+        return "usage";
+    }
+    let store = f.error.chain().find_map(|e| {
+        e.downcast_ref::<S>()
+            .or_else(|| match e.downcast_ref::<crate::ops::OpsError>() {
+                Some(crate::ops::OpsError::Store(s)) => Some(s),
+                _ => None,
+            })
+    });
+    if let Some(s) = store {
+        return match s {
+            S::Missing(_) => "vault_missing",
+            S::AlreadyInitialized(_) | S::KeyExists(_) => "vault_exists",
+            S::KeyMismatch(_)
+            | S::KeyFilePermissions { .. }
+            | S::KeyMalformed(_)
+            | S::Keyring(_) => "master_key",
+            S::SchemaTooNew { .. } => "vault_too_new",
+            S::RotationOpen(..) => "rotation_open",
+            S::Stuck(..) => "stuck",
+            S::LeaseLost { .. } => "lease_lost",
+            S::Parked { .. } => "parked",
+            S::UnknownCredential(_) => "unknown_credential",
+            S::UnknownCheckout(_) => "unknown_checkout",
+            S::UnknownRotation(_) => "unknown_rotation",
+            S::UnknownRun(_) => "unknown_run",
+            S::Refused(_) | S::NotOpen { .. } => "refused",
+            S::AuditTampered { .. } => "audit_tampered",
+            S::Unwritable(_) | S::NotWritable { .. } => "vault_unwritable",
+            S::UnsafePath { .. } | S::StrayFile(_) => "unsafe_path",
+            _ => "vault_error",
+        };
+    }
+    if f.error.chain().any(|e| {
+        e.downcast_ref::<crate::inventory::InventoryError>()
+            .is_some()
+    }) {
+        return "inventory_invalid";
+    }
+    "error"
 }
 
 pub fn run(cli: Cli) -> CliResult {
@@ -269,7 +353,7 @@ pub fn run(cli: Cli) -> CliResult {
     // (it computes times only); `serve` settles them in every pass of its own.
     if !matches!(
         cli.command,
-        Command::Init
+        Command::Init(_)
             | Command::Inventory(_)
             | Command::Playbook(_)
             | Command::Plan(_)
@@ -280,7 +364,7 @@ pub fn run(cli: Cli) -> CliResult {
         checkout::settle(g);
     }
     match cli.command {
-        Command::Init => init::run(g),
+        Command::Init(a) => init::run(g, a),
         Command::Inventory(InventoryCommand::Check(a)) => inventory_check::run(a),
         Command::Inventory(InventoryCommand::Import(c)) => inventory_import::run(c),
         Command::Playbook(c) => playbook::run(c),

@@ -262,3 +262,15 @@ pub fn read_secret_file(
     }
     Ok(bytes)
 }
+
+/// Prints `value` with a `"secret"` field as one JSON line on stdout (`show -o json`, a
+/// checkout's grant): the copies JSON needs are zeroized once printed.
+pub fn print_json_with_secret(mut value: serde_json::Value, secret: &crate::secret::Secret) {
+    use zeroize::Zeroize;
+    value["secret"] = serde_json::Value::String(secret.expose().to_owned());
+    let text = zeroize::Zeroizing::new(value.to_string());
+    if let Some(serde_json::Value::String(s)) = value.get_mut("secret") {
+        s.zeroize();
+    }
+    write_stdout(format_args!("{}\n", *text));
+}

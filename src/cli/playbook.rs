@@ -20,14 +20,17 @@ pub enum PlaybookCommand {
 pub struct CheckArgs {
     /// The playbook file (YAML).
     pub file: PathBuf,
+    /// `text` for people, `json` for programs.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Also list the playbooks of this inventory's `playbooks_dir:`.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", env = "ROTOR_INVENTORY")]
     pub inventory: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -46,6 +49,19 @@ fn check(a: CheckArgs) -> CliResult {
             problems: vec![problem],
         }
         .into());
+    }
+    if a.output == OutputFormat::Json {
+        outln!(
+            "{}",
+            serde_json::json!({
+                "file": a.file.display().to_string(),
+                "playbook": recipe.name,
+                "valid": true,
+                "kind": kind(&recipe),
+                "what": what(&recipe),
+            })
+        );
+        return Ok(0);
     }
     outln!(
         "{}: playbook `{}` is valid ({}, {})",

@@ -23,7 +23,7 @@ use crate::report::RunReport;
 #[derive(Debug, Args, Clone)]
 pub struct Selection {
     /// The inventory file (YAML).
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", env = "ROTOR_INVENTORY")]
     pub inventory: PathBuf,
     /// What to act on: all, host:NAME, group:NAME, account:NAME, directory:NAME,
     /// cred:HOST/ACCOUNT (or DIRECTORY/UID). Repeatable.
@@ -72,7 +72,7 @@ pub struct RotateArgs {
     #[arg(long, value_name = "N|P%", value_parser = parse_failure_limit)]
     pub max_failures: Option<FailureLimit>,
     /// `text` for people, `json` for programs.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -83,7 +83,7 @@ fn parse_failure_limit(s: &str) -> Result<FailureLimit, String> {
 #[derive(Debug, Args)]
 pub struct RecoverArgs {
     /// The inventory file (YAML) that holds the hosts of the interrupted rotations.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", env = "ROTOR_INVENTORY")]
     pub inventory: PathBuf,
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub step_timeout: u64,
@@ -96,7 +96,7 @@ pub struct RecoverArgs {
     #[arg(long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
     /// `text` for people, `json` for programs.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 

@@ -26,7 +26,7 @@ pub struct ExplainArgs {
     /// Count from this time (RFC 3339, e.g. 2026-12-01T09:00:00+09:00) [default: now]
     #[arg(long, value_name = "TIME")]
     pub from: Option<String>,
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 

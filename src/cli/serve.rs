@@ -14,7 +14,7 @@ use crate::server::{self, ServeOptions};
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The inventory file (re-read on SIGHUP; a bad new one is refused and the old kept).
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", env = "ROTOR_INVENTORY")]
     pub inventory: PathBuf,
     /// Where the API, the page and the metrics listen. Any address but loopback needs TLS.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8200")]

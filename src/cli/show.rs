@@ -7,7 +7,7 @@
 use clap::Args;
 
 use super::output::open_vault;
-use super::{CliResult, Global, usage};
+use super::{CliResult, Global, OutputFormat, usage};
 use crate::checkout::Read;
 use crate::credential::{CredentialId, Slot};
 
@@ -24,6 +24,10 @@ pub struct ShowArgs {
     /// one back by hand). Audited like a show.
     #[arg(long)]
     pub removed_keys: bool,
+    /// `text` prints the secret alone (for `> file`); `json` an object with `credential`
+    /// and `secret`.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 pub fn run(g: &Global, a: ShowArgs) -> CliResult {
@@ -35,7 +39,7 @@ pub fn run(g: &Global, a: ShowArgs) -> CliResult {
     }
     let vault = open_vault(g)?;
     if a.removed_keys {
-        return removed_keys(&vault, &cred, &a.reason);
+        return removed_keys(&vault, &cred, &a.reason, a.output);
     }
     let by = crate::ops::Actor::of_this_process();
     let shown = crate::ops::checkout::Checkouts::show(&*vault, &by, &cred, &a.reason)?;
@@ -54,6 +58,11 @@ pub fn run(g: &Global, a: ShowArgs) -> CliResult {
     match shown.secret {
         Some(secret) => {
             // The one place rotor prints a secret, on purpose, to stdout only.
+            if a.output == OutputFormat::Json {
+                let value = serde_json::json!({ "credential": cred.to_string() });
+                super::output::print_json_with_secret(value, &secret);
+                return Ok(0);
+            }
             out!("{}{}", secret.expose(), line_end(secret.expose()));
             Ok(0)
         }
@@ -87,9 +96,15 @@ pub fn run(g: &Global, a: ShowArgs) -> CliResult {
 }
 
 /// `--removed-keys`: the lines breach runs removed, from the restore points the vault keeps.
-fn removed_keys(vault: &crate::store::Vault, cred: &CredentialId, reason: &str) -> CliResult {
+fn removed_keys(
+    vault: &crate::store::Vault,
+    cred: &CredentialId,
+    reason: &str,
+    format: OutputFormat,
+) -> CliResult {
     let points = vault.restore_points(cred, reason)?;
     let mut n_lines = 0;
+    let mut json_rotations = Vec::new();
     for (rotation, phase, started, point) in &points {
         // Only a rotation that reached its retire removed them (a rolled-back one put the
         // file back as it was).
@@ -102,6 +117,25 @@ fn removed_keys(vault: &crate::store::Vault, cred: &CredentialId, reason: &str) 
         let Some(lines) = crate::recipe::kept_lines(point.expose()) else {
             continue;
         };
+        if format == OutputFormat::Json {
+            n_lines += lines.len();
+            let lines: Vec<serde_json::Value> = lines
+                .into_iter()
+                .map(|(described, raw)| {
+                    serde_json::json!({
+                        "described": described,
+                        "line": String::from_utf8_lossy(&raw).trim_end_matches('\n'),
+                    })
+                })
+                .collect();
+            json_rotations.push(serde_json::json!({
+                "rotation": rotation,
+                "phase": phase.to_string(),
+                "started": started.to_string(),
+                "removed": lines,
+            }));
+            continue;
+        }
         outln!(
             "# rotation {rotation} ({phase}, started {started}): {} line(s) removed from authorized_keys",
             lines.len()
@@ -114,6 +148,12 @@ fn removed_keys(vault: &crate::store::Vault, cred: &CredentialId, reason: &str) 
             outln!("{}", crate::text::escape(text.trim_end_matches('\n')));
             n_lines += 1;
         }
+    }
+    if format == OutputFormat::Json {
+        outln!(
+            "{}",
+            serde_json::json!({ "credential": cred.to_string(), "rotations": json_rotations })
+        );
     }
     if n_lines == 0 {
         eprintln!(

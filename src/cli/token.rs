@@ -41,12 +41,15 @@ pub struct CreateArgs {
     /// How long it is valid (e.g. 30d, 12h) [at most 366d].
     #[arg(long, default_value = "30d", value_parser = super::duration_arg)]
     pub ttl: Duration,
+    /// `text` for people, `json` for programs.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// `text` for people, `json` for programs.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -54,6 +57,9 @@ pub struct ListArgs {
 pub struct RevokeArgs {
     /// The token's number (`rotor token list`).
     pub id: i64,
+    /// `text` for people, `json` for programs.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 pub fn run(g: &Global, c: TokenCommand) -> CliResult {
@@ -75,6 +81,16 @@ pub fn run(g: &Global, c: TokenCommand) -> CliResult {
                 t.expires_at.format("%Y-%m-%d %H:%M UTC")
             );
             // A credential of the API, printed on purpose, to stdout only.
+            if a.output == OutputFormat::Json {
+                let value = serde_json::json!({
+                    "id": t.id,
+                    "name": t.name,
+                    "role": t.role.as_str(),
+                    "expires_at": t.expires_at.to_rfc3339(),
+                });
+                super::output::print_json_with_secret(value, &token);
+                return Ok(0);
+            }
             outln!("{}", token.expose());
             Ok(0)
         }
@@ -130,6 +146,9 @@ pub fn run(g: &Global, c: TokenCommand) -> CliResult {
                 t.id,
                 crate::text::escape(&t.name)
             );
+            if a.output == OutputFormat::Json {
+                outln!("{}", serde_json::json!({ "id": t.id, "revoked": true }));
+            }
             Ok(0)
         }
     }

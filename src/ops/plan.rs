@@ -43,6 +43,15 @@ pub struct Plan {
     /// Accounts a rotation would leave alone, grouped by why (thousands under one search
     /// base share it), in the order first met.
     pub refused: Vec<(String, Vec<CredentialId>)>,
+    /// Selected hosts a rotation could not log in to, whatever the host says: rotor's
+    /// connect secret for them is not in the vault. Their credentials are still listed.
+    pub unplanned_hosts: Vec<UnplannedHost>,
+}
+
+/// A host the plan knows a rotation cannot reach, and what to do.
+pub struct UnplannedHost {
+    pub host: crate::credential::HostName,
+    pub why: String,
 }
 
 impl Plan {
@@ -108,6 +117,7 @@ pub fn plan(ctx: &Context, req: PlanRequest<'_>) -> Result<Plan, OpsError> {
         unplanned: Vec::new(),
         missing: Vec::new(),
         refused: Vec::new(),
+        unplanned_hosts: Vec::new(),
     };
     if !req.selection.directories.is_empty() {
         let dirs = ctx.targets.directories(PLAN_STEP_TIMEOUT);
@@ -159,6 +169,22 @@ pub fn plan(ctx: &Context, req: PlanRequest<'_>) -> Result<Plan, OpsError> {
             {
                 Some((_, creds)) => creds.push(r.cred),
                 None => plan.refused.push((cause.message, vec![r.cred])),
+            }
+        }
+    }
+    for h in &req.selection.hosts {
+        if let crate::inventory::ConnectAuth::Vault(cred) = &h.connect.auth {
+            let stored = status
+                .get(cred)
+                .is_some_and(|s| s.has_current || s.has_pending);
+            if !stored {
+                plan.unplanned_hosts.push(UnplannedHost {
+                    host: h.name.clone(),
+                    why: format!(
+                        "rotor logs in to it as {} with the vault's secret of {cred}, and the vault holds none: store it with `rotor enroll {cred}`",
+                        h.connect.user
+                    ),
+                });
             }
         }
     }
