@@ -8,6 +8,7 @@
 //! is escaped in the text form
 //! ([`crate::text`]); JSON escapes it itself.
 
+use crate::credential::CredentialId;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -189,9 +190,15 @@ impl RunReport {
         serde_json::to_string_pretty(self).expect("report serializes")
     }
 
-    /// The human summary: totals, then every credential that did not reach `committed`, with
-    /// why and what to do.
+    /// The human summary: totals, then the credentials that did not reach `committed`,
+    /// grouped by cause, with why and what to do.
     pub fn to_text(&self) -> String {
+        self.to_text_with(false)
+    }
+
+    /// [`RunReport::to_text`]; `per_credential` (`--verbose`) adds a row for each credential
+    /// not rotated, with its own message.
+    pub fn to_text_with(&self, per_credential: bool) -> String {
         let c = &self.counts;
         let mut out = String::new();
         if let Some(r) = &self.recovered {
@@ -266,7 +273,7 @@ impl RunReport {
                 }
             }
         }
-        self.not_rotated_text(&mut out);
+        self.not_rotated_text(&mut out, per_credential);
         if !self.breach.is_empty() {
             out.push('\n');
             out.push_str(&breach_text(&self.breach));
@@ -274,8 +281,10 @@ impl RunReport {
         out
     }
 
-    /// The table of every credential that did not reach `committed`, if any.
-    fn not_rotated_text(&self, out: &mut String) {
+    /// Every credential that did not reach `committed`, grouped by what happened and why
+    /// (hundreds of hosts failing the same way read as one group, the message once), most
+    /// common first; `per_credential` (`--verbose`) adds the table of each.
+    fn not_rotated_text(&self, out: &mut String, per_credential: bool) {
         let failed: Vec<&CredentialResult> = self
             .results
             .iter()
@@ -284,41 +293,180 @@ impl RunReport {
         if failed.is_empty() {
             return;
         }
-        let _ = writeln!(out, "\nNot rotated ({}):", failed.len());
-        let rows: Vec<[String; 4]> = failed
-            .iter()
-            .map(|r| {
-                let (cause, phase) = match &r.outcome {
-                    Outcome::Committed => unreachable!("filtered above"),
-                    Outcome::NotChanged { cause } | Outcome::RolledBack { cause } => (cause, None),
-                    Outcome::Unsettled { cause, phase } => (cause, Some(*phase)),
-                    Outcome::Stuck { restore_error, .. } => (restore_error, None),
-                    Outcome::KeptNew {
-                        rollback_refused, ..
-                    } => (rollback_refused, None),
-                    Outcome::Skipped { reason, detail } => {
-                        return [
-                            r.cred.to_string(),
-                            r.outcome.label().to_owned(),
-                            reason.to_string(),
-                            detail.clone(),
-                        ];
-                    }
-                };
-                let result = match phase {
-                    Some(p) => format!("{} ({p})", r.outcome.label()),
-                    None => r.outcome.label().to_owned(),
-                };
-                [
-                    r.cred.to_string(),
-                    result,
-                    cause_label(cause),
-                    cause.message.clone(),
-                ]
-            })
-            .collect();
-        out.push_str(&table(&["CREDENTIAL", "RESULT", "CAUSE", "DETAIL"], &rows));
+        let rows: Vec<[String; 4]> = failed.iter().map(|r| failure_row(r)).collect();
+        let _ = writeln!(out, "\nNot rotated ({}), by cause:", failed.len());
+        for group in failure_groups(&failed, &rows) {
+            group.write(out);
+        }
+        if per_credential {
+            out.push_str("\nEach credential:\n");
+            out.push_str(&table(&["CREDENTIAL", "RESULT", "CAUSE", "DETAIL"], &rows));
+        } else {
+            out.push_str("\n(--verbose lists each credential with its own message.)\n");
+        }
     }
+}
+
+/// A failed credential's row: credential, result (with the phase it stopped in), cause, the
+/// target's message.
+fn failure_row(r: &CredentialResult) -> [String; 4] {
+    let (cause, phase) = match &r.outcome {
+        Outcome::Committed => unreachable!("only failures are rows"),
+        Outcome::NotChanged { cause } | Outcome::RolledBack { cause } => (cause, None),
+        Outcome::Unsettled { cause, phase } => (cause, Some(*phase)),
+        Outcome::Stuck { restore_error, .. } => (restore_error, None),
+        Outcome::KeptNew {
+            rollback_refused, ..
+        } => (rollback_refused, None),
+        Outcome::Skipped { reason, detail } => {
+            return [
+                r.cred.to_string(),
+                r.outcome.label().to_owned(),
+                reason.to_string(),
+                detail.clone(),
+            ];
+        }
+    };
+    let result = match phase {
+        Some(p) => format!("{} ({p})", r.outcome.label()),
+        None => r.outcome.label().to_owned(),
+    };
+    [
+        r.cred.to_string(),
+        result,
+        cause_label(cause),
+        cause.message.clone(),
+    ]
+}
+
+/// Distinct messages of one group printed each with its hosts; more than this, the first
+/// as an example and a count.
+const MESSAGES_SHOWN: usize = 3;
+
+/// The failures that share a result and a cause.
+struct FailureGroup<'a> {
+    result: &'a str,
+    cause: &'a str,
+    /// The credentials, in report order.
+    creds: Vec<&'a CredentialId>,
+    /// Each distinct message once, with the credentials that got it.
+    messages: Vec<(&'a str, Vec<&'a CredentialId>)>,
+}
+
+fn failure_groups<'a>(
+    failed: &[&'a CredentialResult],
+    rows: &'a [[String; 4]],
+) -> Vec<FailureGroup<'a>> {
+    let mut groups: Vec<FailureGroup<'a>> = Vec::new();
+    for (r, row) in failed.iter().zip(rows) {
+        let (result, cause, message) = (row[1].as_str(), row[2].as_str(), row[3].as_str());
+        let at = match groups
+            .iter()
+            .position(|g| g.result == result && g.cause == cause)
+        {
+            Some(at) => at,
+            None => {
+                groups.push(FailureGroup {
+                    result,
+                    cause,
+                    creds: Vec::new(),
+                    messages: Vec::new(),
+                });
+                groups.len() - 1
+            }
+        };
+        let g = &mut groups[at];
+        g.creds.push(&r.cred);
+        match g.messages.iter_mut().find(|(m, _)| *m == message) {
+            Some((_, creds)) => creds.push(&r.cred),
+            None => g.messages.push((message, vec![&r.cred])),
+        }
+    }
+    // Most credentials first; a stable sort keeps report order among equals.
+    groups.sort_by_key(|g| std::cmp::Reverse(g.creds.len()));
+    groups
+}
+
+impl FailureGroup<'_> {
+    fn write(&self, out: &mut String) {
+        let n_hosts = distinct_hosts(&self.creds).len();
+        let who = if n_hosts == self.creds.len() {
+            plural(n_hosts, "host", "hosts")
+        } else {
+            format!(
+                "{} on {}",
+                plural(self.creds.len(), "credential", "credentials"),
+                plural(n_hosts, "host", "hosts")
+            )
+        };
+        let _ = writeln!(
+            out,
+            "\n  {who}: {}; {}",
+            escape(self.cause),
+            escape(self.result)
+        );
+        if self.messages.len() == 1 {
+            let _ = writeln!(out, "    {}", escape(self.messages[0].0));
+            let _ = writeln!(out, "    {}", names(&self.creds));
+            return;
+        }
+        for (message, creds) in self.messages.iter().take(MESSAGES_SHOWN) {
+            let _ = writeln!(out, "    {}", escape(message));
+            let _ = writeln!(out, "      {}", names(creds));
+        }
+        if self.messages.len() > MESSAGES_SHOWN {
+            let rest: Vec<&CredentialId> = self.messages[MESSAGES_SHOWN..]
+                .iter()
+                .flat_map(|(_, creds)| creds.iter().copied())
+                .collect();
+            let _ = writeln!(
+                out,
+                "    and {} more messages (--verbose shows each):",
+                self.messages.len() - MESSAGES_SHOWN
+            );
+            let _ = writeln!(out, "      {}", names(&rest));
+        }
+    }
+}
+
+fn distinct_hosts<'a>(creds: &[&'a CredentialId]) -> Vec<&'a crate::credential::HostName> {
+    let mut hosts: Vec<&crate::credential::HostName> = Vec::new();
+    for c in creds {
+        if !hosts.contains(&&c.host) {
+            hosts.push(&c.host);
+        }
+    }
+    hosts
+}
+
+/// Who a group or a message is about: the hosts when each has one credential there, else
+/// the credentials; every name, wrapped.
+fn names(creds: &[&CredentialId]) -> String {
+    let hosts = distinct_hosts(creds);
+    let (label, names): (&str, Vec<String>) = if hosts.len() == creds.len() {
+        ("hosts", hosts.iter().map(|h| h.to_string()).collect())
+    } else {
+        ("credentials", creds.iter().map(|c| c.to_string()).collect())
+    };
+    let mut text = format!("{label}: ");
+    let mut line_len = text.len();
+    for (i, name) in names.iter().enumerate() {
+        let name = escape(name);
+        if i > 0 {
+            text.push(',');
+            line_len += 1;
+            if line_len + name.len() > 96 {
+                text.push_str("\n        ");
+                line_len = 8;
+            } else {
+                text.push(' ');
+                line_len += 1;
+            }
+        }
+        text.push_str(&name);
+        line_len += name.len();
+    }
+    text
 }
 
 /// Hosts named on the line of hosts with nothing to report, before "and N more".
@@ -540,11 +688,88 @@ mod tests {
                1  rolled back (old secret in place, checked)
                1  unsettled (run `rotor recover`)
 
-        Not rotated (3):
+        Not rotated (3), by cause:
+
+          1 host: host key mismatch; not changed
+            host-003 presented SHA256:x
+            hosts: host-003
+
+          1 host: target refused the change; rolled back
+            chpasswd exit 1
+            hosts: host-004
+
+          1 host: host unreachable; unsettled (applied)
+            connection refused
+            hosts: host-005
+
+        (--verbose lists each credential with its own message.)
+        ");
+    }
+
+    #[test]
+    fn verbose_text_adds_the_table_of_each_credential() {
+        let text = sample().to_text_with(true);
+        let table = &text[text.find("Each credential:").expect("a table")..];
+        insta::assert_snapshot!(table, @r"
+        Each credential:
           CREDENTIAL        RESULT               CAUSE                      DETAIL
           host-003/svc_app  not changed          host key mismatch          host-003 presented SHA256:x
           host-004/svc_app  rolled back          target refused the change  chpasswd exit 1
           host-005/svc_app  unsettled (applied)  host unreachable           connection refused
+        ");
+    }
+
+    /// Hundreds of hosts failing the same way read as one group, the message once, then the
+    /// hosts; different messages of one cause are each shown once, up to a few.
+    #[test]
+    fn failures_are_grouped_by_cause_and_host() {
+        let mut results = Vec::new();
+        for i in 1..=12 {
+            results.push(result(
+                &format!("emr-{i:02}/svc_app"),
+                Outcome::NotChanged {
+                    cause: Fault::target(
+                        FaultClass::HostKeyMismatch,
+                        "the host's SSH key is not the pinned one",
+                    ),
+                },
+            ));
+        }
+        for (i, why) in [
+            "connection refused",
+            "no route to host",
+            "connection refused",
+        ]
+        .iter()
+        .enumerate()
+        {
+            for account in ["svc_app", "svc_backup"] {
+                results.push(result(
+                    &format!("lab-{i}/{account}"),
+                    Outcome::NotChanged {
+                        cause: Fault::target(FaultClass::Unreachable, *why),
+                    },
+                ));
+            }
+        }
+        let report = RunReport::new("rotate", None, None, 1000, results);
+        let text = report.to_text();
+        let grouped = &text[text.find("Not rotated").expect("failures")..];
+        insta::assert_snapshot!(grouped, @r"
+        Not rotated (18), by cause:
+
+          12 hosts: host key mismatch; not changed
+            the host's SSH key is not the pinned one
+            hosts: emr-01, emr-02, emr-03, emr-04, emr-05, emr-06, emr-07, emr-08, emr-09, emr-10, emr-11,
+                emr-12
+
+          6 credentials on 3 hosts: host unreachable; not changed
+            connection refused
+              credentials: lab-0/svc_app, lab-0/svc_backup, lab-2/svc_app, lab-2/svc_backup
+            no route to host
+              credentials: lab-1/svc_app, lab-1/svc_backup
+
+        (--verbose lists each credential with its own message.)
         ");
     }
 

@@ -160,9 +160,15 @@ impl Output {
         let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
         // The template is a constant; a parse failure would be a build defect.
         let style = ProgressStyle::with_template(
-            "{spinner} {prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {wide_msg}",
+            "{spinner} {prefix} [{bar:30}] {pos}/{len} {rate} eta {eta} {wide_msg}",
         )
         .expect("valid progress template")
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&rate_words(state.per_sec()));
+            },
+        )
         .progress_chars("=> ");
         bar.set_style(style);
         bar.set_prefix(what.to_owned());
@@ -179,6 +185,35 @@ pub struct Bar {
     bar: std::sync::OnceLock<ProgressBar>,
     /// Whether a credential's note (how it ended, when not plainly) is shown beside the bar.
     notes: bool,
+    /// Credentials that did not end plainly (a note came with them), and the run's phase:
+    /// both in the bar's prefix.
+    failed: std::sync::atomic::AtomicUsize,
+    phase: std::sync::Mutex<Option<String>>,
+}
+
+/// A rate as a person reads it: `12/s`, `2.5/s` below ten, `40/min` below one a second.
+fn rate_words(per_sec: f64) -> String {
+    if !per_sec.is_finite() || per_sec <= 0.0 {
+        String::new()
+    } else if per_sec < 1.0 {
+        format!("{:.0}/min", per_sec * 60.0)
+    } else if per_sec < 10.0 {
+        format!("{per_sec:.1}/s")
+    } else {
+        format!("{per_sec:.0}/s")
+    }
+}
+
+/// The bar's prefix: what runs, its phase, and how many failed so far.
+fn prefix_words(what: &str, phase: Option<&str>, failed: usize) -> String {
+    let mut prefix = what.to_owned();
+    if let Some(phase) = phase {
+        prefix.push_str(&format!(" ({phase})"));
+    }
+    if failed > 0 {
+        prefix.push_str(&format!(", {failed} failed"));
+    }
+    prefix
 }
 
 impl Bar {
@@ -188,7 +223,20 @@ impl Bar {
             what,
             bar: std::sync::OnceLock::new(),
             notes,
+            failed: std::sync::atomic::AtomicUsize::new(0),
+            phase: std::sync::Mutex::new(None),
         })
+    }
+
+    fn show_prefix(&self) {
+        if let Some(bar) = self.bar.get() {
+            let phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
+            bar.set_prefix(prefix_words(
+                self.what,
+                phase.as_deref(),
+                self.failed.load(Ordering::Relaxed),
+            ));
+        }
     }
 
     /// Takes the bar off the terminal (before the report is printed).
@@ -204,12 +252,39 @@ impl crate::ops::Progress for Bar {
         let _ = self.bar.set(self.out.progress(total, self.what));
     }
     fn done(&self, cred: &crate::credential::CredentialId, note: Option<&str>) {
+        if note.is_some() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            self.show_prefix();
+        }
         if let Some(bar) = self.bar.get() {
             if let Some(note) = note.filter(|_| self.notes) {
                 bar.set_message(format!("{cred}: {note}"));
             }
             bar.inc(1);
         }
+    }
+    fn phase(&self, phase: Option<&str>) {
+        *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = phase.map(str::to_owned);
+        self.show_prefix();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{prefix_words, rate_words};
+
+    #[test]
+    fn the_bar_says_a_rounded_rate_the_phase_and_the_failures() {
+        let rates: Vec<String> = [0.0, 0.5, 2.345, 57.8, f64::INFINITY]
+            .into_iter()
+            .map(rate_words)
+            .collect();
+        assert_eq!(rates, ["", "30/min", "2.3/s", "58/s", ""]);
+        assert_eq!(prefix_words("rotating", None, 0), "rotating");
+        assert_eq!(
+            prefix_words("rotating", Some("canary: 2 hosts"), 3),
+            "rotating (canary: 2 hosts), 3 failed"
+        );
     }
 }
 

@@ -38,9 +38,16 @@ pub struct Selection {
 pub struct RotateArgs {
     #[command(flatten)]
     pub selection: Selection,
-    /// Why (recorded with the run), e.g. a ticket or incident number.
-    #[arg(long, default_value = "manual rotation")]
-    pub reason: String,
+    /// Why (recorded with the run), e.g. a ticket or incident number. Asked for at a
+    /// terminal when missing; elsewhere (cron, scripts) recorded as "manual rotation", with
+    /// a warning.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Do not ask for confirmation. At a terminal, a rotation of more than one host shows
+    /// what it will rotate and asks first; scripts and cron (stdin not a terminal) are
+    /// never asked.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
     /// Hosts worked on at once, and accounts of one directory rotated at once.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
@@ -133,25 +140,114 @@ pub fn resolve(sel: &Selection) -> Result<Resolved, Failure> {
     })
 }
 
-fn emit(out: Output, report: &RunReport) {
+/// Prints the report; `per_credential` (`-v`) adds the row of each credential not rotated.
+fn emit(out: Output, report: &RunReport, per_credential: bool) {
     match out.format {
         OutputFormat::Json => outln!("{}", report.to_json()),
-        OutputFormat::Text => out!("{}", report.to_text()),
+        OutputFormat::Text => out!("{}", report.to_text_with(per_credential)),
     }
 }
 
+/// The reason recorded when none is given where nobody can be asked.
+const DEFAULT_REASON: &str = "manual rotation";
+
+/// Must the person at the keyboard confirm first? Only at a terminal, only for more than
+/// one host (or directory), and never with `--yes`.
+fn must_confirm(at_terminal: bool, yes: bool, n_targets: usize) -> bool {
+    at_terminal && !yes && n_targets > 1
+}
+
+/// Asks one question on stderr and reads the answer from stdin (a terminal).
+fn ask(question: &str) -> Result<String, Failure> {
+    use std::io::Write as _;
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{question}");
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| anyhow::anyhow!("cannot read the answer from the terminal: {e}"))?;
+    Ok(answer.trim().to_owned())
+}
+
+/// `--reason`, else asked for at a terminal, else the default with a warning.
+fn reason_of(given: Option<String>, at_terminal: bool) -> Result<String, Failure> {
+    if let Some(reason) = given {
+        return Ok(reason);
+    }
+    if !at_terminal {
+        eprintln!(
+            "warning: no --reason given: this run is recorded as \"{DEFAULT_REASON}\"; pass --reason with the ticket or incident (e.g. --reason INC-42) so the audit log says why"
+        );
+        return Ok(DEFAULT_REASON.to_owned());
+    }
+    for _ in 0..3 {
+        let answer = ask("Reason for this rotation (a ticket or incident number; recorded): ")?;
+        if !answer.is_empty() {
+            return Ok(answer);
+        }
+    }
+    Err(usage(
+        "no reason given: pass --reason (a ticket or incident number); nothing was changed",
+    ))
+}
+
+/// At a terminal: what the rotation will touch, and a question; anything but yes stops it.
+fn confirm(selected: &Selected, label: &str, reason: &str, breach: bool) -> Result<(), Failure> {
+    let n_creds: usize = selected.hosts.iter().map(|h| h.accounts.len()).sum();
+    let mut what = vec![format!(
+        "{} on {}",
+        crate::report::plural(n_creds, "credential", "credentials"),
+        crate::report::plural(selected.hosts.len(), "host", "hosts")
+    )];
+    if !selected.directories.is_empty() {
+        what.push(format!(
+            "the accounts of {}",
+            crate::report::plural(selected.directories.len(), "directory", "directories")
+        ));
+    }
+    eprintln!(
+        "rotor will rotate {} (scope `{}`, reason: {}){}. Each gets a new secret and its old one stops working; `rotor plan` shows each credential.",
+        what.join(" and "),
+        crate::text::escape(label),
+        crate::text::escape(reason),
+        if breach {
+            ", in breach mode (rotor's own logins too; SSH keys replaced)"
+        } else {
+            ""
+        }
+    );
+    let answer = ask("Rotate now? Type yes to go on (--yes skips this question): ")?;
+    if matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes") {
+        return Ok(());
+    }
+    Err(Failure::coded(
+        1,
+        "not_confirmed",
+        anyhow::anyhow!("not confirmed: nothing was changed"),
+    ))
+}
+
 pub fn run(g: &Global, a: RotateArgs) -> CliResult {
+    use std::io::IsTerminal as _;
     let Resolved {
         inv,
         selected,
         label,
     } = resolve(&a.selection)?;
+    let at_terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let reason = reason_of(a.reason.clone(), at_terminal)?;
+    let n_targets = selected.hosts.len() + selected.directories.len();
+    if must_confirm(at_terminal, a.yes, n_targets) {
+        confirm(&selected, &label, &reason, a.breach)?;
+    }
     let out = Output::new(a.output);
     let session = context::open(g)?;
     let bar = Bar::new(out, "rotating", true);
     let printed = bar.clone();
+    let per_credential = g.verbose > 0;
     let req = RotateRequest {
-        reason: a.reason.clone(),
+        reason,
         actor: Actor::of_this_process(),
         concurrency: a.concurrency as usize,
         step_timeout: Duration::from_secs(a.step_timeout),
@@ -164,7 +260,7 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
         // The report is printed before the end of the run is recorded, which can fail.
         deliver: Some(Box::new(move |report: &RunReport| {
             printed.finish();
-            emit(out, report);
+            emit(out, report, per_credential);
         })),
         ..RotateRequest::new(&inv, selected, label)
     };
@@ -219,8 +315,21 @@ pub fn recover(g: &Global, a: RecoverArgs) -> CliResult {
         outln!("Nothing to recover: no rotation is open.");
         return Ok(0);
     }
-    emit(out, &report);
+    emit(out, &report, g.verbose > 0);
     // Recovery that ends every rotation (committed or rolled back) has done its job.
     let c = report.counts;
     Ok(if c.stuck > 0 || c.unsettled > 0 { 4 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::must_confirm;
+
+    #[test]
+    fn only_a_person_at_a_terminal_rotating_several_hosts_is_asked() {
+        assert!(must_confirm(true, false, 2));
+        assert!(!must_confirm(true, true, 2), "--yes");
+        assert!(!must_confirm(true, false, 1), "one host");
+        assert!(!must_confirm(false, false, 200), "cron, scripts, pipes");
+    }
 }

@@ -807,20 +807,20 @@ fn log_outcome(cred: &CredentialId, outcome: &Outcome) {
     match outcome {
         Outcome::Committed => info!(cred = %cred, "rotated and verified"),
         Outcome::NotChanged { cause } => {
-            warn!(cred = %cred, class = ?cause.class, "not rotated: {}", cause.message)
+            warn!(cred = %cred, class = %cause.class, "not rotated: {}", cause.message)
         }
         Outcome::RolledBack { cause } => {
-            warn!(cred = %cred, class = ?cause.class, "rolled back: {}", cause.message)
+            warn!(cred = %cred, class = %cause.class, "rolled back: {}", cause.message)
         }
         Outcome::Unsettled { phase, cause } => tracing::error!(
-            cred = %cred, phase = %phase, class = ?cause.class,
+            cred = %cred, phase = %phase, class = %cause.class,
             "left open for `rotor recover`: {}", cause.message
         ),
         Outcome::Stuck {
             cause,
             restore_error,
         } => tracing::error!(
-            cred = %cred, class = ?cause.class,
+            cred = %cred, class = %cause.class,
             "STUCK, operator needed: {}; restore failed: {}", cause.message, restore_error.message
         ),
         Outcome::Skipped { reason, detail } => {

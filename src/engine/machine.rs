@@ -167,6 +167,20 @@ pub enum FaultKind {
     Parked,
 }
 
+/// In words (logs, reports): "account missing", never `Target(AccountMissing)`.
+impl std::fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FaultKind::Target(c) => c.fmt(f),
+            FaultKind::Store => f.write_str("vault write failed"),
+            FaultKind::Interrupted => f.write_str("rotor was interrupted"),
+            FaultKind::ChangedOutsideRotor => f.write_str("changed outside rotor"),
+            FaultKind::SecretCollision => f.write_str("secret already in use"),
+            FaultKind::Parked => f.write_str("parked"),
+        }
+    }
+}
+
 impl Serialize for FaultKind {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -195,14 +209,7 @@ impl Fault {
     }
     /// The class in words, as reports show it.
     pub fn class_text(&self) -> String {
-        match self.class {
-            FaultKind::Target(c) => c.to_string(),
-            FaultKind::Store => "vault write failed".to_owned(),
-            FaultKind::Interrupted => "rotor was interrupted".to_owned(),
-            FaultKind::ChangedOutsideRotor => "changed outside rotor".to_owned(),
-            FaultKind::SecretCollision => "secret already in use".to_owned(),
-            FaultKind::Parked => "parked".to_owned(),
-        }
+        self.class.to_string()
     }
     /// The target could not be reached at all (so nothing on it can be settled now).
     pub fn is_unreachable(&self) -> bool {

@@ -88,7 +88,7 @@ impl fanout::Work for SurveyHosts {
         match self.fleet.scan_host(&host) {
             Ok(scanned) => survey(&host, &scanned, &rotated),
             Err(e) => {
-                tracing::warn!(host = %host.name, class = ?e.class, "host not surveyed");
+                tracing::warn!(host = %host.name, class = %e.class, "host not surveyed");
                 HostSurvey::unread(host.name.as_str(), e.message)
             }
         }

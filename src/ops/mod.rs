@@ -206,6 +206,8 @@ pub trait Progress: Send + Sync {
     fn start(&self, _total: usize) {}
     /// One credential is done; `note` says how, when it is not the plain success.
     fn done(&self, _cred: &CredentialId, _note: Option<&str>) {}
+    /// The run entered a phase worth showing (`Some("canary: 2 hosts")`), or left it.
+    fn phase(&self, _phase: Option<&str>) {}
 }
 
 /// Why an operation could not run at all (a credential that fails is a result, not this).

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::directories::{OpenOnce, Purpose, directories_to_recover, host_work, open_directories};
 use super::{Actor, Context, OpsError, Progress, watch_shutdown};
-use crate::credential::CredentialId;
+use crate::credential::{CredentialId, HostName};
 use crate::engine::Outcome;
 use crate::engine::blast::FailureLimit;
 use crate::engine::directory::rotate_directory;
@@ -166,14 +166,42 @@ pub fn rotate(
     let n_creds: usize = work.iter().map(|w| w.accounts.len()).sum::<usize>()
         + dir_work.iter().map(|d| d.accounts.len()).sum::<usize>();
     let progress = req.progress.clone();
+    // The canary's credentials: the bar says "canary" until each of them is done (the
+    // canary hosts run as a batch before any other host starts).
+    let canary_hosts: Vec<HostName> = work
+        .iter()
+        .take(if req.canary < work.len() {
+            req.canary
+        } else {
+            0
+        })
+        .map(|w| w.host.name.clone())
+        .collect();
+    let canary_left = Arc::new(std::sync::atomic::AtomicUsize::new(
+        work.iter()
+            .filter(|w| canary_hosts.contains(&w.host.name))
+            .map(|w| w.accounts.len())
+            .sum(),
+    ));
     if let Some(p) = &progress {
         p.start(n_creds);
+        if !canary_hosts.is_empty() {
+            p.phase(Some(&format!(
+                "canary: {}",
+                crate::report::plural(canary_hosts.len(), "host", "hosts")
+            )));
+        }
     }
     let options = RunOptions {
         progress: progress.map(|p| -> driver::Progress {
             Arc::new(move |r: &CredentialResult| {
                 let note = (r.outcome != Outcome::Committed).then(|| r.outcome.label());
                 p.done(&r.cred, note);
+                if canary_hosts.contains(&r.cred.host)
+                    && canary_left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1
+                {
+                    p.phase(None);
+                }
             })
         }),
         ..options

@@ -232,7 +232,7 @@ impl fanout::Work for ReadHosts {
         let _span = tracing::info_span!("scan_host", host = %host.name).entered();
         let read = self.fleet.scan_host(&host);
         if let Err(e) = &read {
-            tracing::warn!(host = %host.name, class = ?e.class, "host not read");
+            tracing::warn!(host = %host.name, class = %e.class, "host not read");
         }
         host_facts(&host, read)
     }

@@ -19,6 +19,7 @@ mod hardening;
 mod hostile;
 mod hostile_ldap;
 mod interrupt;
+mod keyboard;
 mod keyring;
 mod lab;
 mod ldap;
