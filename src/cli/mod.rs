@@ -28,6 +28,7 @@ macro_rules! outln {
 mod audit;
 mod checkout;
 mod context;
+mod docs;
 mod enroll;
 mod export;
 mod init;
@@ -53,8 +54,37 @@ pub use output::Output;
 
 /// rotor: give every server and service account its own strong credential, prove it works,
 /// and keep it encrypted and retrievable.
+/// What every `--help` ends with: how rotor's exit status reads.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  done: everything asked for was done (or, for scan and status --check, nothing found)
+  1  error: rotor could not do the work (the message says why and what to do)
+  2  usage: the command line is wrong
+  3  partial: some credentials were not rotated (old secrets in place), or problems found
+  4  operator needed: a rotation is stuck or left open (run `rotor recover`)";
+
+const EXAMPLES: &str = "\
+Examples:
+  rotor init
+  rotor inventory import ansible hosts.ini --accounts svc_app,svc_backup -o inventory.yaml
+  rotor inventory check -i inventory.yaml --connect
+  rotor plan -i inventory.yaml --scope group:emr
+  rotor rotate -i inventory.yaml --scope group:emr --reason INC-42
+  rotor rotate -i inventory.yaml --retry-failed
+  rotor status -i inventory.yaml --check
+  rotor show emr-db-01/svc_app --reason \"vendor maintenance TICKET-7\"
+
+  ROTOR_INVENTORY=inventory.yaml saves writing -i; -o json gives JSON on every command.";
+
 #[derive(Debug, Parser)]
-#[command(name = "rotor", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "rotor",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = format!("{EXAMPLES}\n\n{EXIT_CODES}"),
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -65,16 +95,29 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Where the vault lives [default: $XDG_DATA_HOME/rotor or ~/.local/share/rotor]
-    #[arg(long, global = true, env = "ROTOR_DATA_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "ROTOR_DATA_DIR",
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
     pub data_dir: Option<PathBuf>,
     /// Where the master key comes from.
-    #[arg(long, global = true, value_enum, default_value_t = KeySourceArg::File)]
+    #[arg(long, global = true, value_enum, default_value_t = KeySourceArg::File, help_heading = "Global options")]
     pub key_source: KeySourceArg,
     /// The master key file [default: DATA_DIR/master.key]
-    #[arg(long, global = true, env = "ROTOR_KEY_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "ROTOR_KEY_FILE",
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
     pub key_file: Option<PathBuf>,
-    /// More log output on stderr (-v info, -vv debug). `ROTOR_LOG` takes a tracing filter.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More log output on stderr (-v info, -vv debug; `ROTOR_LOG` takes a tracing filter).
+    /// rotate and recover reports then list each credential not rotated.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
     pub verbose: u8,
 }
 
@@ -103,27 +146,37 @@ pub enum Command {
     #[command(subcommand)]
     Playbook(playbook::PlaybookCommand),
     /// Store a credential's current secret, read from stdin (e.g. a password rotor did not set).
+    #[command(after_help = format!("Examples:\n  rotor enroll hospital-ldap/rotor < bind-password.txt\n  rotor enroll emr-db-01/deploy --ssh-key ~/.ssh/id_ed25519\n\n{EXIT_CODES}"))]
     Enroll(enroll::EnrollArgs),
     /// Show what would rotate and why; changes nothing and connects nowhere.
+    #[command(after_help = format!("Examples:\n  rotor plan -i inventory.yaml --scope group:emr\n  rotor plan -i inventory.yaml --scope 'host:emr-*,!host:emr-db-01' -o json\n\n{EXIT_CODES}"))]
     Plan(plan::PlanArgs),
     /// Rotate credentials now: new secret, push, verify, commit (or roll back). First settles
     /// rotations that an earlier run left open anywhere in the inventory.
+    #[command(after_help = format!("Examples:\n  rotor rotate -i inventory.yaml --scope group:emr --reason INC-42\n  rotor rotate -i inventory.yaml --all --canary 2 --max-failures 10% --yes --reason \"weekly\"\n  rotor rotate -i inventory.yaml --retry-failed\n  rotor rotate -i inventory.yaml --all --breach --reason INC-42\n\n{EXIT_CODES}"))]
     Rotate(rotate::RotateArgs),
     /// Check that the stored credentials work (a login per credential).
+    #[command(after_help = format!("Examples:\n  rotor verify -i inventory.yaml --all\n  rotor verify -i inventory.yaml --scope group:emr -o json\n\n{EXIT_CODES}"))]
     Verify(verify::VerifyArgs),
     /// Find shared, unmanaged, stale and empty credentials (read-only; exit 3 on findings).
+    #[command(after_help = format!("Examples:\n  rotor scan -i inventory.yaml --report scan.html\n  rotor scan -i inventory.yaml --candidates vendor-passwords.txt -o json\n\n{EXIT_CODES}"))]
     Scan(scan::ScanArgs),
     /// Settle rotations interrupted by a crash or a lost host.
+    #[command(after_help = format!("Examples:\n  rotor recover -i inventory.yaml\n  rotor recover -i inventory.yaml --cred emr-db-01/svc_app\n\n{EXIT_CODES}"))]
     Recover(rotate::RecoverArgs),
     /// Age, last rotation and state of every credential in the vault.
+    #[command(after_help = format!("Examples:\n  rotor status\n  rotor status -i inventory.yaml --check\n\n{EXIT_CODES}"))]
     Status(status::StatusArgs),
     /// Print one credential's current secret (recorded in the audit log with the reason).
+    #[command(after_help = format!("Examples:\n  rotor show emr-db-01/svc_app --reason TICKET-7\n  rotor show emr-db-01/deploy --reason TICKET-7 > deploy_key\n\n{EXIT_CODES}"))]
     Show(show::ShowArgs),
     /// Write every current credential to a file encrypted to an age public key (offline
     /// escrow: `age -d` recovers them without rotor).
+    #[command(after_help = format!("Examples:\n  rotor export --recipient age1... -o escrow.age\n\n{EXIT_CODES}"))]
     Export(export::ExportArgs),
     /// Check out one credential for a ticket and a time limit (break-glass access); with the
     /// policy's approval, another person approves first. It is rotated at check-in or expiry.
+    #[command(after_help = format!("Examples:\n  rotor checkout emr-db-01/svc_app -i inventory.yaml --ticket TICKET-7 --reason \"vendor patch\" --ttl 4h\n  rotor checkout --claim 12\n\n{EXIT_CODES}"))]
     Checkout(checkout::CheckoutArgs),
     /// Approve another person's pending checkout.
     Approve(checkout::ApproveArgs),
@@ -145,6 +198,10 @@ pub enum Command {
     /// The daemon: rotates what its schedules make due, ends checkouts as they expire, and
     /// serves the HTTP API, the checkout page and Prometheus metrics.
     Serve(serve::ServeArgs),
+    /// Shell completions: `rotor completions bash > /etc/bash_completion.d/rotor`.
+    Completions(docs::CompletionsArgs),
+    /// The manual page (`rotor man | man -l -`), or every page with --out-dir.
+    Man(docs::ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -360,6 +417,8 @@ pub fn run(cli: Cli) -> CliResult {
             | Command::Audit(_)
             | Command::Schedule(_)
             | Command::Serve(_)
+            | Command::Completions(_)
+            | Command::Man(_)
     ) {
         checkout::settle(g);
     }
@@ -386,5 +445,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Token(c) => token::run(g, c),
         Command::Schedule(c) => schedule::run(c),
         Command::Serve(a) => serve::run(g, a),
+        Command::Completions(a) => docs::completions(a),
+        Command::Man(a) => docs::man(a),
     }
 }
