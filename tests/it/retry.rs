@@ -31,7 +31,7 @@ fn a_retry_rotates_only_what_the_run_did_not_commit() {
     let inv = lab.inventory_path();
     let inv = inv.to_str().unwrap();
     let rotate = |extra: &[&str]| {
-        let mut args = vec!["rotate", "-i", inv, "-o", "json"];
+        let mut args = vec!["rotate", "-i", inv, "--output", "json"];
         args.extend(extra);
         rotor.run(&args)
     };

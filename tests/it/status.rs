@@ -172,9 +172,12 @@ fn status_check_exit_codes_last_verified_and_unlisted_credentials() {
     );
 
     // An enrolled secret is no rotation: 3 until rotor rotates it. In scope only.
-    let out = rotor.run_stdin(&["enroll", "host-002/svc_backup"], "typed-by-hand\n");
+    // (Later than the heartbeat, which ran with the clock an hour ahead.)
+    let mut enroll = rotor.cmd(&["enroll", "host-002/svc_backup"]);
+    enroll.env("ROTOR_LAB_CLOCK_OFFSET_SECS", "7200");
+    let out = crate::support::run_with_stdin(enroll, "typed-by-hand\n");
     assert!(out.status.success(), "{out:?}");
-    let (code, doc) = status_json(&rotor, &["-i", inv, "--check"], 0);
+    let (code, doc) = status_json(&rotor, &["-i", inv, "--check"], 7200);
     assert_eq!(code, Some(3), "{doc:#}");
     assert_eq!(
         doc["never_rotated"],
