@@ -5,7 +5,9 @@
 //! selected directories are opened for rotation (sharing the recovery's admin connections),
 //! the run begins, hosts and directories rotate at once, the report is delivered, and only
 //! then is the end of the run recorded: a vault that cannot record it (a full disk) must not
-//! swallow the report.
+//! swallow the report. The end records who started the run and every credential whose new
+//! secret is not in place; `retry` reads it back for `rotate --retry-failed` (`retry_set`
+//! is the pure judgement).
 
 use std::future::Future;
 use std::sync::Arc;

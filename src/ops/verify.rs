@@ -2,7 +2,9 @@
 //! with the vault's current secret. Changes nothing on the targets; rejected logins count
 //! against the lockout budget like any other (`count_login`). A credential in the middle of a
 //! rotation, or parked, gets no login at all. Hosts (their accounts in sequence) and
-//! directory accounts (a fresh bind each) go through the one fan-out.
+//! directory accounts (a fresh bind each) go through the one fan-out. When each login that
+//! worked happened is recorded at the end, in one lazy write (`Records::record_heartbeats`):
+//! `rotor status`'s last verified time.
 
 use std::collections::HashMap;
 use std::future::Future;
