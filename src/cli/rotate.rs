@@ -34,10 +34,28 @@ pub struct Selection {
     pub all: bool,
 }
 
+/// `rotate --retry-failed [--run N]`: the credentials an earlier run did not commit, in
+/// place of `--scope`/`--all`.
+#[derive(Debug, Args, Clone)]
+pub struct RetryFailed {
+    /// Rotate again only what a run did not commit (failed, rolled back, parked, or never
+    /// started because the breaker or an interrupt stopped it), instead of --scope/--all.
+    /// The run is the last `rotor rotate` (its number is on the report's first line and in
+    /// `rotor status`), or --run N.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// With --retry-failed: the run to retry, by number.
+    #[arg(long = "run", value_name = "N", requires = "retry_failed",
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub run: Option<i64>,
+}
+
 #[derive(Debug, Args)]
 pub struct RotateArgs {
     #[command(flatten)]
     pub selection: Selection,
+    #[command(flatten)]
+    pub retry: RetryFailed,
     /// Why (recorded with the run), e.g. a ticket or incident number. Asked for at a
     /// terminal when missing; elsewhere (cron, scripts) recorded as "manual rotation", with
     /// a warning.
@@ -140,6 +158,125 @@ pub fn resolve(sel: &Selection) -> Result<Resolved, Failure> {
     })
 }
 
+/// The selection of a `rotate` and the session it runs in: `--scope`/`--all` resolved (a
+/// scope error before the vault is opened, as always), or with `--retry-failed` what the run
+/// did not commit, read from the vault. `None` when a retry finds nothing to do (said on
+/// stdout: exit 0).
+fn rotate_selection(
+    g: &Global,
+    sel: &Selection,
+    retry: &RetryFailed,
+    out: Output,
+) -> Result<Option<(Resolved, context::Session)>, Failure> {
+    if !retry.retry_failed {
+        let resolved = resolve(sel)?;
+        return Ok(Some((resolved, context::open(g)?)));
+    }
+    if sel.all || !sel.scopes.is_empty() {
+        return Err(usage(
+            "--retry-failed takes its credentials from a run (the last one, or --run N): drop --scope/--all, or drop --retry-failed to rotate a scope",
+        ));
+    }
+    let inv = crate::inventory::load(&sel.inventory)?;
+    let session = context::open(g)?;
+    let plan = ops::rotate::retry(&session.ctx, &inv, retry.run.map(crate::engine::RunId))
+        .map_err(|e| {
+            use ops::rotate::RetryError as E;
+            match e {
+                E::UnknownRun { .. } => Failure::coded(2, "unknown_run", e),
+                E::NotEnded(_) => Failure::coded(1, "run_not_ended", e),
+                E::NotRecorded(_) => Failure::coded(1, "run_not_recorded", e),
+                E::Store(e) => e.into(),
+            }
+        })?;
+    let file = sel.inventory.display();
+    let left_out = |rotated_since: &[CredentialId], not_in_inventory: &[CredentialId]| {
+        let names = |c: &[CredentialId]| c.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let mut words = Vec::new();
+        if !rotated_since.is_empty() {
+            words.push(format!(
+                "rotated since: {}",
+                names(rotated_since).join(", ")
+            ));
+        }
+        if !not_in_inventory.is_empty() {
+            words.push(format!(
+                "no longer in {file}: {}",
+                names(not_in_inventory).join(", ")
+            ));
+        }
+        words
+    };
+    match plan {
+        ops::rotate::RetryPlan::Retry(r) => {
+            eprintln!(
+                "Retrying run {} ({}): {} credential(s) it did not commit.",
+                r.run.id,
+                crate::text::escape(&r.run.scope),
+                r.creds.len()
+            );
+            for w in left_out(&r.rotated_since, &r.not_in_inventory) {
+                eprintln!("Left out, {w}");
+            }
+            Ok(Some((
+                Resolved {
+                    inv,
+                    selected: r.selection,
+                    label: r.label,
+                },
+                session,
+            )))
+        }
+        ops::rotate::RetryPlan::Nothing {
+            run,
+            rotated_since,
+            not_in_inventory,
+        } => {
+            let notes = left_out(&rotated_since, &not_in_inventory);
+            match out.format {
+                OutputFormat::Json => outln!(
+                    "{}",
+                    serde_json::json!({
+                        "schema_version": crate::report::SCHEMA_VERSION,
+                        "retry_of_run": run.id,
+                        "nothing_to_retry": true,
+                        "rotated_since": rotated_since,
+                        "not_in_inventory": not_in_inventory,
+                    })
+                ),
+                OutputFormat::Text => {
+                    outln!(
+                        "Nothing to retry: every credential of run {} ({}) has its new secret.",
+                        run.id,
+                        crate::text::escape(&run.scope)
+                    );
+                    for n in notes {
+                        outln!("Not retried, {n}");
+                    }
+                }
+            }
+            Ok(None)
+        }
+        ops::rotate::RetryPlan::NoRun => {
+            match out.format {
+                OutputFormat::Json => outln!(
+                    "{}",
+                    serde_json::json!({
+                        "schema_version": crate::report::SCHEMA_VERSION,
+                        "retry_of_run": null,
+                        "nothing_to_retry": true,
+                    })
+                ),
+                OutputFormat::Text => outln!(
+                    "Nothing to retry: the vault has no `rotor rotate` run among its latest {} (the daemon's and checkouts' runs are retried only with --run N).",
+                    ops::rotate::RECENT_RUNS
+                ),
+            }
+            Ok(None)
+        }
+    }
+}
+
 /// Prints the report; `per_credential` (`-v`) adds the row of each credential not rotated.
 fn emit(out: Output, report: &RunReport, per_credential: bool) {
     match out.format {
@@ -230,19 +367,24 @@ fn confirm(selected: &Selected, label: &str, reason: &str, breach: bool) -> Resu
 
 pub fn run(g: &Global, a: RotateArgs) -> CliResult {
     use std::io::IsTerminal as _;
-    let Resolved {
-        inv,
-        selected,
-        label,
-    } = resolve(&a.selection)?;
+    let out = Output::new(a.output);
+    let Some((
+        Resolved {
+            inv,
+            selected,
+            label,
+        },
+        session,
+    )) = rotate_selection(g, &a.selection, &a.retry, out)?
+    else {
+        return Ok(0);
+    };
     let at_terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let reason = reason_of(a.reason.clone(), at_terminal)?;
     let n_targets = selected.hosts.len() + selected.directories.len();
     if must_confirm(at_terminal, a.yes, n_targets) {
         confirm(&selected, &label, &reason, a.breach)?;
     }
-    let out = Output::new(a.output);
-    let session = context::open(g)?;
     let bar = Bar::new(out, "rotating", true);
     let printed = bar.clone();
     let per_credential = g.verbose > 0;

@@ -341,6 +341,7 @@ fn end_by_rotation(
     let req = RotateRequest {
         reason: format!("checkout {} (ticket {}) {end}", c.id, c.ticket),
         actor: by.clone(),
+        origin: super::rotate::RunOrigin::Checkout,
         ..RotateRequest::new(&inventory, selection, format!("cred:{}", c.cred))
     };
     let report = match rotate(ctx, req, shutdown) {

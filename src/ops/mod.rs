@@ -129,6 +129,24 @@ pub trait Records: Send + Sync {
     fn bootstrap_sightings(&self) -> Result<Vec<(String, bool, String)>, StoreError> {
         Ok(Vec::new())
     }
+    /// The latest `limit` runs, the most recent first (`rotate --retry-failed`, `status`).
+    fn runs(&self, _limit: usize) -> Result<Vec<crate::store::RunRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// One run by its number.
+    fn run(
+        &self,
+        _id: crate::engine::RunId,
+    ) -> Result<Option<crate::store::RunRecord>, StoreError> {
+        Ok(None)
+    }
+    /// Heartbeats that logged in with each credential's current secret, and when.
+    fn record_heartbeats(
+        &self,
+        _worked: &[(CredentialId, chrono::DateTime<chrono::Utc>)],
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A credential's current secret and since when it is current (`Records::export_current`).
@@ -140,6 +158,18 @@ impl Records for Vault {
     }
     fn bootstrap_sightings(&self) -> Result<Vec<(String, bool, String)>, StoreError> {
         Vault::bootstrap_sightings(self)
+    }
+    fn runs(&self, limit: usize) -> Result<Vec<crate::store::RunRecord>, StoreError> {
+        Vault::runs(self, limit)
+    }
+    fn run(&self, id: crate::engine::RunId) -> Result<Option<crate::store::RunRecord>, StoreError> {
+        Vault::run(self, id)
+    }
+    fn record_heartbeats(
+        &self,
+        worked: &[(CredentialId, chrono::DateTime<chrono::Utc>)],
+    ) -> Result<(), StoreError> {
+        Vault::record_heartbeats(self, worked)
     }
     fn reopen_stuck(&self, by: &Actor, cred: &CredentialId) -> Result<bool, StoreError> {
         Vault::reopen_stuck_as(self, by.as_str(), cred)
@@ -318,6 +348,13 @@ pub(crate) mod testkit {
                             .unwrap()
                             .to_utc()
                     }),
+                    // The in-memory store's current secrets count as rotated then.
+                    rotated_at: m.current.contains_key(cred).then(|| {
+                        chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+                            .unwrap()
+                            .to_utc()
+                    }),
+                    heartbeat_at: None,
                     has_pending: false,
                     last_rotation: None,
                     open_rotation: m.rotations.iter().any(|r| &r.0 == cred && r.1.is_open()),

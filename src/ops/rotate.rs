@@ -5,7 +5,9 @@
 //! selected directories are opened for rotation (sharing the recovery's admin connections),
 //! the run begins, hosts and directories rotate at once, the report is delivered, and only
 //! then is the end of the run recorded: a vault that cannot record it (a full disk) must not
-//! swallow the report.
+//! swallow the report. The end records who started the run and every credential whose new
+//! secret is not in place; `retry` reads it back for `rotate --retry-failed` (`retry_set`
+//! is the pure judgement).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,12 +17,13 @@ use std::time::Duration;
 use super::directories::{OpenOnce, Purpose, directories_to_recover, host_work, open_directories};
 use super::{Actor, Context, OpsError, Progress, watch_shutdown};
 use crate::credential::{CredentialId, HostName};
-use crate::engine::Outcome;
 use crate::engine::blast::FailureLimit;
 use crate::engine::directory::rotate_directory;
 use crate::engine::driver::{self, CredentialResult, RunOptions, lease_ttl};
+use crate::engine::{Outcome, RunId};
 use crate::inventory::{Inventory, Selection};
 use crate::report::RunReport;
+use crate::store::RunRecord;
 
 /// What to rotate, how, and for whom.
 pub struct RotateRequest<'a> {
@@ -53,6 +56,22 @@ pub struct RotateRequest<'a> {
     pub progress: Option<Arc<dyn Progress>>,
     /// Given the report as soon as it exists, before the end of the run is recorded.
     pub deliver: Option<Deliver<'a>>,
+    /// Who asked, recorded with the end of the run.
+    pub origin: RunOrigin,
+}
+
+/// Who started a run, recorded with its end (in the run's summary), so that
+/// `rotate --retry-failed` retries a person's last `rotate` and not the daemon's pass or a
+/// checkout's closing rotation that ran after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOrigin {
+    /// `rotor rotate`, or `POST /api/v1/rotations`.
+    Rotate,
+    /// A pass of `rotor serve`'s scheduler.
+    Schedule,
+    /// The rotation that ends a checkout.
+    Checkout,
 }
 
 /// Takes a run's report as soon as it exists (the CLI prints it).
@@ -76,6 +95,7 @@ impl<'a> RotateRequest<'a> {
             breach: false,
             progress: None,
             deliver: None,
+            origin: RunOrigin::Rotate,
         }
     }
 }
@@ -273,7 +293,7 @@ pub fn rotate(
     if let Some(deliver) = req.deliver {
         deliver(&report);
     }
-    let summary = serde_json::to_string(&report.counts).expect("counts serialize");
+    let summary = run_summary(&report, req.origin);
     if let Err(e) = store.end_run(&req.actor, run, &summary) {
         tracing::error!("could not record the end of run {run}: {e}");
     }
@@ -281,6 +301,230 @@ pub fn rotate(
         report,
         interrupted: stop.load(Ordering::SeqCst),
     })
+}
+
+/// What the end of a run records (`runs.summary`): the report's counts, and beside them who
+/// started it and every credential whose new secret is not in place (not committed, not kept
+/// new): what `--retry-failed` rotates again.
+fn run_summary(report: &RunReport, origin: RunOrigin) -> String {
+    let mut summary = serde_json::to_value(report.counts).expect("counts serialize");
+    let not_committed: Vec<String> = report
+        .results
+        .iter()
+        .filter(|r| !new_secret_in_place(&r.outcome))
+        .map(|r| r.cred.to_string())
+        .collect();
+    if let serde_json::Value::Object(m) = &mut summary {
+        m.insert("origin".into(), serde_json::json!(origin));
+        m.insert("not_committed".into(), not_committed.into());
+    }
+    summary.to_string()
+}
+
+fn new_secret_in_place(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Committed | Outcome::KeptNew { .. })
+}
+
+/// What a run's summary says beyond its counts (`run_summary`); both `None` for a run ended
+/// by a rotor older than `--retry-failed`, or not ended at all.
+#[derive(Debug, Default)]
+pub struct RunEnd {
+    pub origin: Option<RunOrigin>,
+    pub not_committed: Option<Vec<CredentialId>>,
+}
+
+impl RunEnd {
+    pub fn of(run: &RunRecord) -> RunEnd {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            origin: Option<RunOrigin>,
+            not_committed: Option<Vec<String>>,
+        }
+        let Some(raw) = run
+            .summary
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<Raw>(s).ok())
+        else {
+            return RunEnd::default();
+        };
+        RunEnd {
+            origin: raw.origin,
+            // rotor wrote these names; one that does not parse is a hand-edited vault, and
+            // is left out rather than failing the whole retry.
+            not_committed: raw.not_committed.map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| CredentialId::parse(n).ok())
+                    .collect()
+            }),
+        }
+    }
+}
+
+/// The label a retry run records; a retry of a retry reads its run's own summary, never this.
+pub fn retry_label(run: RunId) -> String {
+    format!("retry of run {run}")
+}
+
+/// What `rotate --retry-failed` found to do.
+#[derive(Debug)]
+pub enum RetryPlan {
+    /// Rotate these again.
+    Retry(Retry),
+    /// Every credential of the run has its new secret (or none is left to rotate).
+    Nothing {
+        run: RunRecord,
+        /// Not committed by the run, but rotated since (by a later run or recovery).
+        rotated_since: Vec<CredentialId>,
+        /// Not committed by the run, and no longer in the inventory.
+        not_in_inventory: Vec<CredentialId>,
+    },
+    /// No `rotate` run among the vault's latest [`RECENT_RUNS`].
+    NoRun,
+}
+
+/// The credentials of a run to rotate again, as a selection of the inventory.
+#[derive(Debug)]
+pub struct Retry {
+    pub run: RunRecord,
+    pub selection: Selection,
+    /// `retry of run N`, recorded with the new run.
+    pub label: String,
+    pub creds: Vec<CredentialId>,
+    pub rotated_since: Vec<CredentialId>,
+    pub not_in_inventory: Vec<CredentialId>,
+}
+
+/// How many of the latest runs `--retry-failed` looks through for the last `rotate` run,
+/// and the most an unknown `--run N` error names ([`RUNS_NAMED`]).
+pub const RECENT_RUNS: usize = 100;
+pub const RUNS_NAMED: usize = 5;
+
+/// Why a retry cannot be planned. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    #[error("run {asked} is not in the vault; {}", runs_words(.recent))]
+    UnknownRun { asked: i64, recent: Vec<RunRecord> },
+    #[error(
+        "run {} has not recorded its end (it is still running, or rotor was stopped before it ended), so which of its credentials were not committed is not known: once no rotor runs, run `rotor recover -i FILE`, then rotate what it was given again (its scope: {})",
+        .0.id, crate::text::escape(&.0.scope)
+    )]
+    NotEnded(Box<RunRecord>),
+    #[error(
+        "run {} was recorded by an older rotor, which did not keep which credentials were not committed: rotate what it was given again (its scope: {})",
+        .0.id, crate::text::escape(&.0.scope)
+    )]
+    NotRecorded(Box<RunRecord>),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+fn runs_words(recent: &[RunRecord]) -> String {
+    if recent.is_empty() {
+        return "the vault has no run yet".to_owned();
+    }
+    let named: Vec<String> = recent
+        .iter()
+        .map(|r| {
+            format!(
+                "{} ({}, {})",
+                r.id,
+                r.started_at.format("%Y-%m-%d %H:%M UTC"),
+                crate::text::escape(&r.scope)
+            )
+        })
+        .collect();
+    format!("the latest runs are {}", named.join(", "))
+}
+
+/// Plans `rotate --retry-failed [--run N]`: the run asked for (default: the latest run a
+/// person's `rotate` made), and of its credentials those whose new secret is not in place.
+pub fn retry(
+    ctx: &Context,
+    inv: &Inventory,
+    asked: Option<RunId>,
+) -> Result<RetryPlan, RetryError> {
+    let run = match asked {
+        Some(id) => match ctx.records.run(id)? {
+            Some(run) => run,
+            None => {
+                return Err(RetryError::UnknownRun {
+                    asked: id.0,
+                    recent: ctx.records.runs(RUNS_NAMED)?,
+                });
+            }
+        },
+        None => match last_rotate_run(&ctx.records.runs(RECENT_RUNS)?) {
+            Some(run) => run.clone(),
+            None => return Ok(RetryPlan::NoRun),
+        },
+    };
+    retry_set(inv, run, &ctx.records.status()?)
+}
+
+/// The latest run a `rotate` request made (runs ended by an older rotor say no origin and
+/// count as one), from runs listed most recent first.
+pub fn last_rotate_run(recent: &[RunRecord]) -> Option<&RunRecord> {
+    recent
+        .iter()
+        .find(|r| RunEnd::of(r).origin.is_none_or(|o| o == RunOrigin::Rotate))
+}
+
+/// The credentials of `run` to rotate again: those its end recorded as not committed, less
+/// those rotated since (their latest rotation committed after the run began) and those the
+/// inventory no longer lists. Pure: the vault's status is an argument.
+pub fn retry_set(
+    inv: &Inventory,
+    run: RunRecord,
+    statuses: &[crate::store::CredentialStatus],
+) -> Result<RetryPlan, RetryError> {
+    if run.ended_at.is_none() {
+        return Err(RetryError::NotEnded(Box::new(run)));
+    }
+    let Some(not_committed) = RunEnd::of(&run).not_committed else {
+        return Err(RetryError::NotRecorded(Box::new(run)));
+    };
+    let rotated_after = |cred: &CredentialId| {
+        statuses.iter().any(|s| {
+            s.cred == *cred
+                && s.last_rotation.as_ref().is_some_and(|r| {
+                    matches!(
+                        r.phase,
+                        crate::engine::Phase::Committed
+                            | crate::engine::Phase::Retiring
+                            | crate::engine::Phase::Retired
+                    ) && r.at > run.started_at
+                })
+        })
+    };
+    let (rotated_since, left): (Vec<CredentialId>, Vec<CredentialId>) =
+        not_committed.into_iter().partition(|c| rotated_after(c));
+    let (creds, not_in_inventory): (Vec<CredentialId>, Vec<CredentialId>) =
+        left.into_iter().partition(|c| inv.policy_for(c).is_some());
+    if creds.is_empty() {
+        return Ok(RetryPlan::Nothing {
+            run,
+            rotated_since,
+            not_in_inventory,
+        });
+    }
+    let scopes: Vec<crate::inventory::Scope> = creds
+        .iter()
+        .map(|c| crate::inventory::Scope::Cred(c.clone()))
+        .collect();
+    // Every credential here is one the inventory lists (`policy_for` above), so each scope
+    // resolves.
+    let selection = inv
+        .select(&scopes)
+        .expect("a cred: scope of a listed credential resolves");
+    Ok(RetryPlan::Retry(Retry {
+        label: retry_label(run.id),
+        run,
+        selection,
+        creds,
+        rotated_since,
+        not_in_inventory,
+    }))
 }
 
 /// Breach mode's selection: every listing of each selected host's connect user (its login
@@ -466,6 +710,137 @@ mod tests {
                 "breach {breach}"
             );
         }
+    }
+
+    fn run(id: i64, ended: bool, summary: &str) -> RunRecord {
+        let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        RunRecord {
+            id: RunId(id),
+            started_at: t("2026-12-01T10:00:00Z"),
+            ended_at: ended.then(|| t("2026-12-01T10:05:00Z")),
+            reason: "INC-42".into(),
+            scope: "all".into(),
+            summary: Some(summary.to_owned()),
+        }
+    }
+
+    fn committed_at(name: &str, at: &str) -> crate::store::CredentialStatus {
+        let at = chrono::DateTime::parse_from_rfc3339(at).unwrap().to_utc();
+        crate::store::CredentialStatus {
+            cred: CredentialId::parse(name).unwrap(),
+            has_current: true,
+            current_since: Some(at),
+            has_pending: false,
+            last_rotation: Some(crate::store::LastRotation {
+                id: crate::engine::RotationId(9),
+                phase: Phase::Committed,
+                at,
+                note: None,
+            }),
+            open_rotation: false,
+            parked: None,
+            lease_holder: None,
+            rotated_at: Some(at),
+            heartbeat_at: None,
+        }
+    }
+
+    fn names(c: &[CredentialId]) -> Vec<String> {
+        c.iter().map(ToString::to_string).collect()
+    }
+
+    /// The retry set is what the run's end recorded as not committed, less what was rotated
+    /// after the run began (a later run, recovery) and what the inventory no longer lists.
+    #[test]
+    fn a_retry_rotates_what_the_run_left_and_nothing_else() {
+        let inv = inventory(&["a", "b"]);
+        let summary = r#"{"total":4,"committed":1,"origin":"rotate","not_committed":["a/svc_app","b/svc_backup","gone/svc_app"]}"#;
+        let statuses = [
+            // Rotated by a later run: done.
+            committed_at("b/svc_backup", "2026-12-01T11:00:00Z"),
+            // Its last committed rotation is older than the run: still to do.
+            committed_at("a/svc_app", "2026-11-01T00:00:00Z"),
+        ];
+        let RetryPlan::Retry(r) = retry_set(&inv, run(7, true, summary), &statuses).unwrap() else {
+            panic!("something is left to retry");
+        };
+        assert_eq!(r.label, "retry of run 7");
+        assert_eq!(names(&r.creds), ["a/svc_app"]);
+        assert_eq!(names(&r.rotated_since), ["b/svc_backup"]);
+        assert_eq!(names(&r.not_in_inventory), ["gone/svc_app"]);
+        let chosen: Vec<String> = r.selection.credentials().map(|c| c.to_string()).collect();
+        assert_eq!(chosen, ["a/svc_app"]);
+
+        let all_done = r#"{"total":4,"committed":4,"origin":"rotate","not_committed":[]}"#;
+        assert!(matches!(
+            retry_set(&inv, run(8, true, all_done), &[]).unwrap(),
+            RetryPlan::Nothing { .. }
+        ));
+        // Not ended (still running, or killed): which credentials are left is not known.
+        let e = retry_set(&inv, run(9, false, summary), &[]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("run 9 has not recorded its end"),
+            "{e}"
+        );
+        // Ended by a rotor that recorded only the counts.
+        let e = retry_set(&inv, run(3, true, r#"{"total":4,"committed":1}"#), &[]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("run 3 was recorded by an older rotor")
+                && e.to_string().contains("its scope: all"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_default_run_is_the_last_one_a_rotate_request_made() {
+        let runs = [
+            run(5, true, r#"{"origin":"checkout","not_committed":[]}"#),
+            run(4, true, r#"{"origin":"schedule","not_committed":[]}"#),
+            run(3, true, r#"{"origin":"rotate","not_committed":[]}"#),
+            run(2, true, r#"{"total":1}"#),
+        ];
+        assert_eq!(last_rotate_run(&runs).map(|r| r.id), Some(RunId(3)));
+        // A run ended by an older rotor names no origin: taken as a rotate.
+        assert_eq!(last_rotate_run(&runs[3..]).map(|r| r.id), Some(RunId(2)));
+        assert_eq!(last_rotate_run(&runs[..2]).map(|r| r.id), None);
+        let e = RetryError::UnknownRun {
+            asked: 99,
+            recent: runs[2..].to_vec(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "run 99 is not in the vault; the latest runs are 3 (2026-12-01 10:00 UTC, all), 2 (2026-12-01 10:00 UTC, all)"
+        );
+    }
+
+    /// The end of a run records every credential whose new secret is not in place, and who
+    /// started it; `RunEnd` reads it back.
+    #[test]
+    fn the_run_summary_records_what_was_not_committed() {
+        let rt = runtime();
+        let (fleet, store, _) = setup(&["a"]);
+        let ctx = context(fleet, &store, &rt);
+        let inv = inventory(&["a"]);
+        let selection = inv.select(&[Scope::All]).unwrap();
+        let req = RotateRequest::new(&inv, selection, "all".into());
+        let done = rotate(&ctx, req, std::future::ready(())).unwrap();
+        let mut record = run(1, true, &run_summary(&done.report, RunOrigin::Schedule));
+        let end = RunEnd::of(&record);
+        assert_eq!(end.origin, Some(RunOrigin::Schedule));
+        assert_eq!(
+            names(&end.not_committed.unwrap()),
+            ["a/svc_app", "a/svc_backup"]
+        );
+        assert!(
+            record
+                .summary
+                .as_deref()
+                .unwrap()
+                .contains(r#""skipped":2"#)
+        );
+        record.summary = None;
+        assert!(RunEnd::of(&record).not_committed.is_none());
     }
 
     #[test]

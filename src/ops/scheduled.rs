@@ -258,6 +258,7 @@ where
         concurrency: sched.concurrency,
         step_timeout: sched.step_timeout,
         max_failures: FailureLimit::Unlimited,
+        origin: super::rotate::RunOrigin::Schedule,
         ..RotateRequest::new(inventory, selection, label)
     };
     let done = rotate(ctx, req, shutdown())?;

@@ -1,17 +1,27 @@
-//! `status`: every credential in the vault, its age (by the context's clock), its state, its
-//! open checkout, and, given the inventory, whether it is stale (its current secret older
-//! than its policy's `max_age`) and which listed credentials the vault does not hold yet.
+//! `status`: every credential in the vault (or, with a selection, those it names), its age
+//! (by the context's clock), when it was last proven to work, its state, its open checkout,
+//! and, given the inventory, whether it is stale (no rotation that proved its current secret
+//! within its policy's `max_age`), which listed credentials were never rotated, and which
+//! vault credentials the inventory no longer lists. `check_code` is the monitoring verdict.
 
 use chrono::{DateTime, Utc};
 
 use super::{Context, OpsError};
 use crate::credential::CredentialId;
-use crate::inventory::Inventory;
-use crate::store::{CheckoutRecord, CredentialStatus};
+use crate::inventory::{Inventory, Selection};
+use crate::store::{CheckoutRecord, CredentialStatus, RunRecord};
+
+/// `--check`'s exit codes (kept stable: monitoring branches on them).
+pub const CHECK_OK: i32 = 0;
+/// Something is stale or was never rotated: rotate it.
+pub const CHECK_STALE: i32 = 3;
+/// An operator is needed: parked, a rotation open or stuck.
+pub const CHECK_OPERATOR: i32 = 4;
 
 /// The vault's credentials, read at `now`.
 pub struct Status {
     pub now: DateTime<Utc>,
+    /// The credentials in view: every one the vault holds, or those the selection names.
     pub credentials: Vec<CredentialStatus>,
     /// Each credential's freshness against its policy (same order as `credentials`); all
     /// `Unknown` without an inventory.
@@ -25,6 +35,49 @@ pub struct Status {
     /// in `connect`), as far as the vault knows: rotor has not yet retired it there (a copy
     /// in a file other than `~/.ssh/authorized_keys` is said by the run that retired it).
     pub bootstrap: Vec<BootstrapKey>,
+    /// Listed credentials the vault holds a secret for that no rotation ever proved (enrolled
+    /// by hand, never rotated), in view.
+    pub never_rotated: Vec<CredentialId>,
+    /// Vault credentials the inventory does not list (a host or account removed from it).
+    /// Empty without an inventory, and with a selection (they are in no scope).
+    pub unlisted: Vec<CredentialId>,
+    /// The last run a `rotate` request made (what `rotate --retry-failed` retries).
+    pub last_run: Option<RunRecord>,
+    /// Whether an inventory was given (without one, ages are not judged).
+    pub judged: bool,
+}
+
+/// How a credential was last proven to work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerifiedBy {
+    /// The rotation that made its current secret current verified it (then committed).
+    Rotation,
+    /// A heartbeat (`rotor verify`) logged in with its current secret.
+    Heartbeat,
+}
+
+impl VerifiedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifiedBy::Rotation => "rotation",
+            VerifiedBy::Heartbeat => "heartbeat",
+        }
+    }
+}
+
+/// When the credential's current secret was last proven to work: the commit of the rotation
+/// that made it current (right after its proof), or a later heartbeat. A heartbeat from
+/// before the secret became current proved an older secret and does not count; an enrolled
+/// secret counts only once a heartbeat proved it.
+pub fn last_verified(s: &CredentialStatus) -> Option<(DateTime<Utc>, VerifiedBy)> {
+    let since = s.current_since?;
+    let heartbeat = s.heartbeat_at.filter(|at| *at >= since);
+    match (s.rotated_at, heartbeat) {
+        (Some(r), Some(h)) if h > r => Some((h, VerifiedBy::Heartbeat)),
+        (Some(r), _) => Some((r, VerifiedBy::Rotation)),
+        (None, Some(h)) => Some((h, VerifiedBy::Heartbeat)),
+        (None, None) => None,
+    }
 }
 
 /// A host that still accepts the inventory's connect key file, and why.
@@ -125,8 +178,9 @@ impl Freshness {
     }
 }
 
-/// A secret current since `since` is stale at `now` once it is older than `max_age`; a
-/// credential without a current secret is stale as soon as its policy has a `max_age`.
+/// A secret a rotation made current at `since` is stale at `now` once it is older than
+/// `max_age`; a credential without one (no secret, or one enrolled and never rotated) is
+/// stale as soon as its policy has a `max_age`.
 pub fn freshness(
     since: Option<DateTime<Utc>>,
     max_age: Option<std::time::Duration>,
@@ -191,22 +245,102 @@ impl Status {
         }
     }
 
-    /// `--check`: 0 all well, 3 something is stale or missing (rotate it), 4 an operator
-    /// is needed (parked, or a rotation left open).
+    /// `--check`, over the credentials in view: [`CHECK_OPERATOR`] (4) when one is parked or
+    /// has a rotation open or stuck, else [`CHECK_STALE`] (3) when one is stale or a listed
+    /// one was never rotated (no secret, or only an enrolled one), else [`CHECK_OK`] (0).
+    /// A rotation a live rotor is running now is not open in this sense (its lease is held).
     pub fn check_code(&self) -> i32 {
-        let operator = self
-            .credentials
-            .iter()
-            .any(|s| s.parked.is_some() || s.open_rotation || is_stuck(s));
-        let stale = self.freshness.iter().any(|f| f.is_stale()) || !self.missing.is_empty();
-        if operator {
-            4
-        } else if stale {
-            3
+        let c = self.counts();
+        if c.parked + c.open + c.stuck > 0 {
+            CHECK_OPERATOR
+        } else if c.stale + c.never_rotated > 0 {
+            CHECK_STALE
         } else {
-            0
+            CHECK_OK
         }
     }
+
+    /// What `check_code` and the summary line count.
+    pub fn counts(&self) -> StatusCounts {
+        let mut c = StatusCounts {
+            total: self.credentials.len(),
+            never_rotated: self.missing.len() + self.never_rotated.len(),
+            unlisted: self.unlisted.len(),
+            ..StatusCounts::default()
+        };
+        for (s, f) in self.credentials.iter().zip(&self.freshness) {
+            if s.parked.is_some() {
+                c.parked += 1;
+            }
+            if s.open_rotation && s.lease_holder.is_none() {
+                c.open += 1;
+            }
+            if is_stuck(s) {
+                c.stuck += 1;
+            }
+            if f.is_stale() {
+                c.stale += 1;
+            }
+            if s.lease_holder.is_some() {
+                c.in_use += 1;
+            }
+        }
+        c
+    }
+
+    /// One line a person on call can read: how many credentials, what is wrong with how
+    /// many, and what `--check` exits with.
+    pub fn summary_line(&self) -> String {
+        let c = self.counts();
+        let mut wrong = Vec::new();
+        for (n, what) in [
+            (c.parked, "parked"),
+            (c.open, "with a rotation left open"),
+            (c.stuck, "stuck"),
+            (c.stale, "stale"),
+            (c.never_rotated, "never rotated"),
+        ] {
+            if n > 0 {
+                wrong.push(format!("{n} {what}"));
+            }
+        }
+        let mut line = format!("{} credential(s)", c.total);
+        if wrong.is_empty() {
+            line.push_str(": none parked, open, stuck, stale or never rotated");
+        } else {
+            line.push_str(": ");
+            line.push_str(&wrong.join(", "));
+        }
+        if c.in_use > 0 {
+            line.push_str(&format!("; {} being rotated now", c.in_use));
+        }
+        if c.unlisted > 0 {
+            line.push_str(&format!("; {} not in the inventory", c.unlisted));
+        }
+        line.push_str(match self.check_code() {
+            CHECK_OK if !self.judged => ". OK so far (ages not judged: give -i FILE).",
+            CHECK_OK => ". OK.",
+            CHECK_STALE => ". Rotate them (status --check exits 3).",
+            _ => ". Operator needed (status --check exits 4).",
+        });
+        line
+    }
+}
+
+/// The counts behind [`Status::check_code`] and [`Status::summary_line`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatusCounts {
+    pub total: usize,
+    pub parked: usize,
+    /// Open rotations no live rotor is running (recovery must settle them).
+    pub open: usize,
+    pub stuck: usize,
+    pub stale: usize,
+    /// Listed and never rotated: no secret in the vault, or only an enrolled one.
+    pub never_rotated: usize,
+    /// Leased by a live rotor now.
+    pub in_use: usize,
+    pub unlisted: usize,
 }
 
 impl Status {
@@ -230,15 +364,45 @@ impl Status {
                     m.insert("stale".into(), stale.into());
                     m.insert("max_age_secs".into(), max_age.into());
                     m.insert("checkout".into(), self.checkout(s).map(|c| c.id).into());
+                    let verified = last_verified(s);
+                    m.insert(
+                        "last_verified".into(),
+                        verified
+                            .map(|(at, _)| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                            .into(),
+                    );
+                    m.insert(
+                        "last_verified_by".into(),
+                        verified.map(|(_, by)| by.as_str()).into(),
+                    );
                 }
                 v
             })
             .collect();
+        let names = |c: &[CredentialId]| c.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let last_run = self.last_run.as_ref().map(|r| {
+            serde_json::json!({
+                "id": r.id,
+                "started_at": r.started_at,
+                "ended_at": r.ended_at,
+                "reason": r.reason,
+                "scope": r.scope,
+                "not_committed": super::rotate::RunEnd::of(r)
+                    .not_committed
+                    .map(|c| names(&c)),
+            })
+        });
         serde_json::json!({
             "schema_version": crate::report::SCHEMA_VERSION,
             "credentials": credentials,
-            "missing": self.missing.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "missing": names(&self.missing),
+            "never_rotated": names(&self.never_rotated),
+            "not_in_inventory": names(&self.unlisted),
             "bootstrap_key_accepted": self.bootstrap,
+            "last_run": last_run,
+            "counts": self.counts(),
+            "check": self.check_code(),
+            "summary": self.summary_line(),
         })
     }
 }
@@ -249,37 +413,99 @@ fn is_stuck(s: &CredentialStatus) -> bool {
         .is_some_and(|r| r.phase == crate::engine::Phase::Stuck)
 }
 
-/// The vault's status; with `inventory`, each credential's freshness against its policy and
-/// the listed credentials the vault lacks.
+/// The vault's status; with `inventory`, each credential's freshness against its policy,
+/// the listed credentials never rotated and the vault's credentials it does not list.
 pub fn status(ctx: &Context, inventory: Option<&Inventory>) -> Result<Status, OpsError> {
+    view(ctx, inventory, None)
+}
+
+/// As [`status`], for the credentials `selection` names only (`rotor status --scope`,
+/// resolved like `rotate`'s scopes by [`crate::ops::rotate::select`]).
+pub fn status_of(
+    ctx: &Context,
+    inventory: &Inventory,
+    selection: &Selection,
+) -> Result<Status, OpsError> {
+    view(ctx, Some(inventory), Some(selection))
+}
+
+/// Whether the inventory names `cred`: a host's listing or a directory's account (any UID
+/// of a listed directory: its accounts are known only from its searches), or a password
+/// rotor connects with.
+fn listed(inv: &Inventory, cred: &CredentialId) -> bool {
+    inv.policy_for(cred).is_some()
+        || inv.hosts.iter().any(
+            |h| matches!(&h.connect.auth, crate::inventory::ConnectAuth::Vault(c) if c == cred),
+        )
+}
+
+fn view(
+    ctx: &Context,
+    inventory: Option<&Inventory>,
+    selection: Option<&Selection>,
+) -> Result<Status, OpsError> {
     let now = ctx.clock.now();
-    let credentials = ctx.records.status()?;
+    let all = ctx.records.status()?;
+    let in_view = |c: &CredentialId| selection.is_none_or(|sel| sel.names(c));
+    let unlisted = match (inventory, selection) {
+        (Some(inv), None) => all
+            .iter()
+            .filter(|s| !listed(inv, &s.cred))
+            .map(|s| s.cred.clone())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let credentials: Vec<CredentialStatus> =
+        all.iter().filter(|s| in_view(&s.cred)).cloned().collect();
     let freshness = credentials
         .iter()
         .map(
             |s| match inventory.and_then(|inv| inv.policy_for(&s.cred)) {
-                Some(policy) => freshness(s.current_since, policy.max_age, now),
+                Some(policy) => freshness(s.rotated_at, policy.max_age, now),
                 None => Freshness::Unknown,
             },
         )
         .collect();
-    let missing = match inventory {
-        None => Vec::new(),
+    let (missing, never_rotated) = match inventory {
+        None => (Vec::new(), Vec::new()),
         Some(inv) => {
-            let held: std::collections::BTreeSet<&CredentialId> =
-                credentials.iter().map(|s| &s.cred).collect();
-            let listed = inv
+            let held: std::collections::BTreeMap<&CredentialId, &CredentialStatus> =
+                credentials.iter().map(|s| (&s.cred, s)).collect();
+            let listed: Vec<CredentialId> = inv
                 .hosts
                 .iter()
                 .flat_map(|h| h.accounts.iter().map(move |a| a.credential(&h.name)))
-                .chain(inv.directories.iter().map(|d| d.bind_credential.clone()));
-            listed.filter(|c| !held.contains(c)).collect()
+                .chain(inv.directories.iter().map(|d| d.bind_credential.clone()))
+                .filter(|c| in_view(c))
+                .collect();
+            let missing = listed
+                .iter()
+                .filter(|c| held.get(c).is_none_or(|s| !s.has_current))
+                .cloned()
+                .collect();
+            let never = listed
+                .iter()
+                .filter(|c| {
+                    held.get(c)
+                        .is_some_and(|s| s.has_current && s.rotated_at.is_none())
+                })
+                .cloned()
+                .collect();
+            (missing, never)
         }
     };
     let bootstrap = match inventory {
-        Some(inv) => bootstrap_keys(inv, &credentials, &ctx.records.bootstrap_sightings()?),
+        // Judged from every credential: a host in view logs in with one perhaps not in view.
+        Some(inv) => bootstrap_keys(inv, &all, &ctx.records.bootstrap_sightings()?)
+            .into_iter()
+            .filter(|b| {
+                selection.is_none_or(|sel| sel.hosts.iter().any(|h| h.name.as_str() == b.host))
+            })
+            .collect(),
         None => Vec::new(),
     };
+    let last_run =
+        super::rotate::last_rotate_run(&ctx.records.runs(super::rotate::RECENT_RUNS)?).cloned();
     Ok(Status {
         now,
         credentials,
@@ -287,6 +513,10 @@ pub fn status(ctx: &Context, inventory: Option<&Inventory>) -> Result<Status, Op
         checkouts: ctx.checkouts.list(false)?,
         missing,
         bootstrap,
+        never_rotated,
+        unlisted,
+        last_run,
+        judged: inventory.is_some(),
     })
 }
 
@@ -348,36 +578,180 @@ mod tests {
         assert!(matches!(st.freshness[0], Freshness::Fresh { .. }));
     }
 
-    #[test]
-    fn a_stuck_rotation_needs_an_operator() {
-        let now = DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
-            .unwrap()
-            .to_utc();
-        let stuck = CredentialStatus {
-            cred: CredentialId::parse("a/svc_app").unwrap(),
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    /// A credential current since 2026-11-01, made current by a rotation, in no trouble.
+    fn row(name: &str) -> CredentialStatus {
+        let since = at("2026-11-01T00:00:00Z");
+        CredentialStatus {
+            cred: CredentialId::parse(name).unwrap(),
             has_current: true,
-            current_since: Some(now),
-            has_pending: true,
+            current_since: Some(since),
+            has_pending: false,
             last_rotation: Some(crate::store::LastRotation {
-                id: crate::engine::RotationId(7),
-                phase: crate::engine::Phase::Stuck,
-                at: now,
+                id: crate::engine::RotationId(1),
+                phase: crate::engine::Phase::Committed,
+                at: since,
                 note: None,
             }),
             open_rotation: false,
             parked: None,
             lease_holder: None,
-        };
-        let st = Status {
-            now,
-            credentials: vec![stuck],
-            freshness: vec![Freshness::NoMaxAge],
+            rotated_at: Some(since),
+            heartbeat_at: None,
+        }
+    }
+
+    fn of(rows: Vec<(CredentialStatus, Freshness)>) -> Status {
+        let (credentials, freshness) = rows.into_iter().unzip();
+        Status {
+            now: at("2026-12-01T00:00:00Z"),
+            credentials,
+            freshness,
             checkouts: Vec::new(),
             missing: Vec::new(),
             bootstrap: Vec::new(),
-        };
-        assert_eq!(st.state(&st.credentials[0]), State::Stuck);
-        assert_eq!(st.check_code(), 4);
+            never_rotated: Vec::new(),
+            unlisted: Vec::new(),
+            last_run: None,
+            judged: true,
+        }
+    }
+
+    /// `check_code` and the summary line for one credential changed by `edit`.
+    fn check(edit: impl FnOnce(&mut CredentialStatus, &mut Freshness), code: i32, line: &str) {
+        let mut s = row("a/svc_app");
+        let mut f = Freshness::NoMaxAge;
+        edit(&mut s, &mut f);
+        let st = of(vec![(s, f)]);
+        assert_eq!((st.check_code(), st.summary_line().as_str()), (code, line));
+    }
+
+    #[test]
+    fn check_codes_say_what_monitoring_must_do() {
+        let day = Duration::from_secs(86_400);
+        check(
+            |_, _| {},
+            0,
+            "1 credential(s): none parked, open, stuck, stale or never rotated. OK.",
+        );
+        check(
+            |s, _| s.parked = Some("3 failed logins".into()),
+            4,
+            "1 credential(s): 1 parked. Operator needed (status --check exits 4).",
+        );
+        check(
+            |s, _| s.open_rotation = true,
+            4,
+            "1 credential(s): 1 with a rotation left open. Operator needed (status --check exits 4).",
+        );
+        // A rotation a live rotor runs right now is not left open.
+        check(
+            |s, _| {
+                s.open_rotation = true;
+                s.lease_holder = Some("alice".into());
+            },
+            0,
+            "1 credential(s): none parked, open, stuck, stale or never rotated; 1 being rotated now. OK.",
+        );
+        check(
+            |s, _| {
+                s.last_rotation.as_mut().unwrap().phase = crate::engine::Phase::Stuck;
+            },
+            4,
+            "1 credential(s): 1 stuck. Operator needed (status --check exits 4).",
+        );
+        check(
+            |_, f| *f = Freshness::Stale { max_age: day },
+            3,
+            "1 credential(s): 1 stale. Rotate them (status --check exits 3).",
+        );
+        // Operator needed wins over stale.
+        check(
+            |s, f| {
+                s.parked = Some("x".into());
+                *f = Freshness::Stale { max_age: day };
+            },
+            4,
+            "1 credential(s): 1 parked, 1 stale. Operator needed (status --check exits 4).",
+        );
+        let mut st = of(vec![(row("a/svc_app"), Freshness::NoMaxAge)]);
+        st.never_rotated = vec![CredentialId::parse("a/svc_backup").unwrap()];
+        st.unlisted = vec![CredentialId::parse("gone/svc_app").unwrap()];
+        assert_eq!(st.check_code(), 3);
+        assert_eq!(
+            st.summary_line(),
+            "1 credential(s): 1 never rotated; 1 not in the inventory. Rotate them (status --check exits 3)."
+        );
+        st.never_rotated.clear();
+        st.judged = false;
+        assert_eq!(
+            st.summary_line(),
+            "1 credential(s): none parked, open, stuck, stale or never rotated; 1 not in the inventory. OK so far (ages not judged: give -i FILE)."
+        );
+    }
+
+    #[test]
+    fn last_verified_is_the_proving_rotation_or_a_later_heartbeat_of_the_same_secret() {
+        let mut s = row("a/svc_app");
+        assert_eq!(
+            last_verified(&s),
+            Some((at("2026-11-01T00:00:00Z"), VerifiedBy::Rotation))
+        );
+        s.heartbeat_at = Some(at("2026-11-20T00:00:00Z"));
+        assert_eq!(
+            last_verified(&s),
+            Some((at("2026-11-20T00:00:00Z"), VerifiedBy::Heartbeat))
+        );
+        // A heartbeat before the current secret became current proved an older one.
+        s.current_since = Some(at("2026-11-25T00:00:00Z"));
+        s.rotated_at = s.current_since;
+        assert_eq!(
+            last_verified(&s),
+            Some((at("2026-11-25T00:00:00Z"), VerifiedBy::Rotation))
+        );
+        // Enrolled by hand: unproven until a heartbeat logs in with it.
+        s.rotated_at = None;
+        assert_eq!(last_verified(&s), None);
+        s.heartbeat_at = Some(at("2026-11-26T00:00:00Z"));
+        assert_eq!(
+            last_verified(&s),
+            Some((at("2026-11-26T00:00:00Z"), VerifiedBy::Heartbeat))
+        );
+        s.has_current = false;
+        s.current_since = None;
+        assert_eq!(last_verified(&s), None, "no current secret");
+    }
+
+    #[test]
+    fn a_scope_narrows_the_view_and_unlisted_credentials_are_found_without_one() {
+        let rt = runtime();
+        let fleet: &'static FakeFleet = Box::leak(Box::default());
+        let store = Arc::new(MemStore::default());
+        for name in ["a/svc_app", "b/svc_app", "gone/svc_app"] {
+            store
+                .inner
+                .lock()
+                .unwrap()
+                .current
+                .insert(CredentialId::parse(name).unwrap(), "s".into());
+        }
+        let ctx = context(fleet, &store, &rt);
+        let inv = crate::ops::testkit::inventory(&["a", "b"]);
+        let names = |c: &[CredentialId]| c.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let st = status(&ctx, Some(&inv)).unwrap();
+        assert_eq!(names(&st.unlisted), ["gone/svc_app"]);
+        assert_eq!(names(&st.missing), ["a/svc_backup", "b/svc_backup"]);
+        assert_eq!(st.credentials.len(), 3);
+        let (sel, _) = crate::ops::rotate::select(&inv, &["host:a".to_owned()]).unwrap();
+        let st = status_of(&ctx, &inv, &sel).unwrap();
+        let shown: Vec<String> = st.credentials.iter().map(|s| s.cred.to_string()).collect();
+        assert_eq!(shown, ["a/svc_app"]);
+        assert_eq!(names(&st.missing), ["a/svc_backup"]);
+        assert!(st.unlisted.is_empty(), "in no scope");
+        assert_eq!(st.check_code(), 3, "a/svc_backup was never rotated");
     }
 
     #[test]

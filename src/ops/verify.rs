@@ -2,7 +2,9 @@
 //! with the vault's current secret. Changes nothing on the targets; rejected logins count
 //! against the lockout budget like any other (`count_login`). A credential in the middle of a
 //! rotation, or parked, gets no login at all. Hosts (their accounts in sequence) and
-//! directory accounts (a fresh bind each) go through the one fan-out.
+//! directory accounts (a fresh bind each) go through the one fan-out. When each login that
+//! worked happened is recorded at the end, in one lazy write (`Records::record_heartbeats`):
+//! `rotor status`'s last verified time.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -131,7 +133,10 @@ pub fn verify(
         step_timeout: req.step_timeout,
         busy,
         progress: req.progress.clone(),
+        clock: ctx.clock.clone(),
+        worked: std::sync::Mutex::new(Vec::new()),
     });
+    let work_ref = work.clone();
     let limits = fanout::Limits {
         stop: stop.clone(),
         ..fanout::Limits::new(req.concurrency)
@@ -143,6 +148,12 @@ pub fn verify(
         .flatten()
         .collect();
     checks.sort_by(|a, b| a.cred.cmp(&b.cred));
+    // What `rotor status` shows as last verified. A vault that cannot record it loses only
+    // that: the heartbeat itself has its answer.
+    let worked = std::mem::take(&mut *work_ref.worked.lock().unwrap_or_else(|e| e.into_inner()));
+    if let Err(e) = ctx.records.record_heartbeats(&worked) {
+        tracing::warn!("could not record when the heartbeat's logins worked: {e}");
+    }
     Ok(Verified {
         total,
         checks,
@@ -186,6 +197,9 @@ struct Heartbeat {
     /// and spend the account's lockout budget for nothing.
     busy: HashMap<CredentialId, String>,
     progress: Option<Arc<dyn Progress>>,
+    clock: Arc<dyn crate::clock::Clock>,
+    /// Each credential whose current secret logged in, and when (recorded at the end).
+    worked: std::sync::Mutex<Vec<(CredentialId, chrono::DateTime<chrono::Utc>)>>,
 }
 
 impl Heartbeat {
@@ -235,7 +249,14 @@ impl Heartbeat {
         let result = login(&secret);
         count_login(&*self.store, &self.by, &cred, max_failed_logins, &result);
         match result {
-            Ok(()) => Check::new(cred, "works", ""),
+            Ok(()) => {
+                let at = self.clock.now();
+                self.worked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((cred.clone(), at));
+                Check::new(cred, "works", "")
+            }
             Err(e) => {
                 let class = serde_json::to_value(e.class)
                     .ok()

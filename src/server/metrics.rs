@@ -262,6 +262,10 @@ mod tests {
             checkouts: Vec::new(),
             missing: Vec::new(),
             bootstrap: Vec::new(),
+            never_rotated: Vec::new(),
+            unlisted: Vec::new(),
+            last_run: None,
+            judged: true,
         }
     }
 

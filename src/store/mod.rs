@@ -38,7 +38,7 @@ pub use files::check_trusted_file;
 pub use keys::KeySource;
 pub use vault::{
     CheckoutRecord, CredentialStatus, EnrollOutcome, LastRotation, Leader, MAX_TOKEN_TTL,
-    NewCheckout, Principal, Role, RotationRecord, Shown, TokenRecord, Vault,
+    NewCheckout, Principal, Role, RotationRecord, RunRecord, Shown, TokenRecord, Vault,
 };
 
 /// Errors from the vault. Each message says what went wrong and what to do; none carries a

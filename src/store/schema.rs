@@ -257,6 +257,13 @@ const MIGRATIONS: &[&str] = &[
         seen_at     TEXT NOT NULL
     );
     "#,
+    // 10: when a heartbeat (`rotor verify`) last logged in with the credential's current
+    // secret. Not audited, like the login counters: heartbeats would flood the log. `rotor
+    // status` shows it as the last verified time when it is later than the commit of the
+    // rotation that made the secret current.
+    r#"
+    ALTER TABLE credentials ADD COLUMN heartbeat_at TEXT;
+    "#,
 ];
 
 /// The schema version this build writes and understands.

@@ -130,6 +130,31 @@ pub struct CredentialStatus {
     pub parked: Option<String>,
     /// Who holds the credential's lease, if someone does and it has not expired.
     pub lease_holder: Option<String>,
+    /// When the current secret became current through a rotation that proved it (committed,
+    /// retiring or retired); `None` for a secret that was enrolled, or none at all.
+    #[serde(skip)]
+    pub rotated_at: Option<DateTime<Utc>>,
+    /// The last heartbeat (`rotor verify`) that logged in with a current secret of the
+    /// credential (perhaps an earlier one: compare with `current_since`).
+    #[serde(skip)]
+    pub heartbeat_at: Option<DateTime<Utc>>,
+}
+
+/// One run of the ledger (a `rotate` request: the CLI's, the API's, the daemon's, a
+/// checkout's end).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub started_at: DateTime<Utc>,
+    /// `None` while it runs, or when rotor was killed before it recorded the end.
+    pub ended_at: Option<DateTime<Utc>>,
+    pub reason: String,
+    /// The scopes as written (or a retry's label).
+    pub scope: String,
+    /// What `end_run` recorded (JSON: the counts, and since schema 10's rotor what
+    /// `ops::rotate` adds: the origin and the credentials not committed).
+    #[serde(skip)]
+    pub summary: Option<String>,
 }
 
 /// The latest rotation of a credential.
@@ -1109,7 +1134,11 @@ impl Vault {
                     EXISTS (SELECT 1 FROM versions v
                              WHERE v.credential_id = c.id AND v.state = 'pending'),
                     r.id, r.phase, r.updated_at, r.note,
-                    c.parked_reason, l.holder, l.expires_at, l.owner_host, l.owner_pid
+                    c.parked_reason, l.holder, l.expires_at, l.owner_host, l.owner_pid,
+                    EXISTS (SELECT 1 FROM versions v JOIN rotations r2 ON r2.version_id = v.id
+                             WHERE v.credential_id = c.id AND v.state = 'current'
+                               AND r2.phase IN ('committed', 'retiring', 'retired')),
+                    c.heartbeat_at
              FROM credentials c
              LEFT JOIN rotations r
                ON r.id = (SELECT MAX(id) FROM rotations WHERE credential_id = c.id)
@@ -1151,12 +1180,17 @@ impl Vault {
                 }
                 _ => None,
             };
+            let current_since = current_since.as_deref().map(parse_time).transpose()?;
+            let rotated: bool = row.get(12)?;
+            let heartbeat_at: Option<String> = row.get(13)?;
             out.push(CredentialStatus {
+                rotated_at: current_since.filter(|_| rotated),
+                heartbeat_at: heartbeat_at.as_deref().map(parse_time).transpose()?,
                 parked: row.get(7)?,
                 lease_holder,
                 cred: parse_cred(&cred)?,
                 has_current: current_since.is_some(),
-                current_since: current_since.as_deref().map(parse_time).transpose()?,
+                current_since,
                 has_pending,
                 // Stage refuses while a rotation is open, so an open rotation is always the
                 // credential's latest one.
@@ -1165,6 +1199,67 @@ impl Vault {
             });
         }
         Ok(out)
+    }
+
+    /// The latest `limit` runs, the most recent first.
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, started_at, ended_at, reason, scope, summary FROM runs
+             ORDER BY id DESC LIMIT ?1",
+        )?;
+        let mut rows = stmt.query([i64::try_from(limit).unwrap_or(i64::MAX)])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(Vault::run_record(row)?);
+        }
+        Ok(out)
+    }
+
+    /// One run by its number.
+    pub fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, started_at, ended_at, reason, scope, summary FROM runs WHERE id = ?1",
+        )?;
+        let mut rows = stmt.query([id.0])?;
+        rows.next()?.map(Vault::run_record).transpose()
+    }
+
+    fn run_record(row: &rusqlite::Row<'_>) -> Result<RunRecord, StoreError> {
+        Ok(RunRecord {
+            id: RunId(row.get(0)?),
+            started_at: parse_time(&row.get::<_, String>(1)?)?,
+            ended_at: row
+                .get::<_, Option<String>>(2)?
+                .as_deref()
+                .map(parse_time)
+                .transpose()?,
+            reason: row.get(3)?,
+            scope: row.get(4)?,
+            summary: row.get(5)?,
+        })
+    }
+
+    /// Records heartbeats that logged in with each credential's current secret, at the
+    /// times given, in one lazy transaction (a lost one is only an older "last verified").
+    /// Credentials the vault does not know are ignored. Not audited (see schema 10).
+    pub fn record_heartbeats(
+        &self,
+        worked: &[(CredentialId, DateTime<Utc>)],
+    ) -> Result<(), StoreError> {
+        if worked.is_empty() {
+            return Ok(());
+        }
+        self.write_lazy(|tx| {
+            for (cred, at) in worked {
+                tx.exec(
+                    "UPDATE credentials SET heartbeat_at = ?2 WHERE cred = ?1",
+                    params![cred.to_string(), time_text(*at)],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// The rotations of one run, in the order they were staged.

@@ -25,6 +25,7 @@ mod lab;
 mod ldap;
 mod ldap_lab;
 mod recover_changed;
+mod retry;
 mod rotate;
 mod scan;
 mod scan_report;
