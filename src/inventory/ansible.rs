@@ -1402,7 +1402,9 @@ pub fn looks_like_ansible(text: &str) -> bool {
             }
             return false;
         }
+        // A host pattern, or the name of a `key=value` var (whatever its value holds).
         let first = line.split_whitespace().next().unwrap_or("");
+        let first = first.split('=').next().unwrap_or("");
         let host_like = !first.ends_with(':')
             && !first.starts_with('-')
             && first.chars().all(|c| {

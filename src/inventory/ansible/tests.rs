@@ -674,6 +674,10 @@ fn unpinned_hosts_read_back_with_only_the_missing_pin() {
 fn ansible_inventories_are_recognised_and_rotor_ones_are_not() {
     for (text, ansible) in [
         ("[web]\nweb1 ansible_host=10.0.0.1\n", true),
+        (
+            "[db:vars]\nrotor_accounts=['svc_app', 'svc_db']\n[db]\ndb1\n",
+            true,
+        ),
         ("# fleet\n[web:children]\nemr\n[emr]\nemr01\n", true),
         ("all:\n  hosts:\n    web1:\n", true),
         (
