@@ -233,8 +233,12 @@ pub enum ImportError {
         line: u64,
         message: String,
     },
-    /// Hosts that cannot be imported, each with what to do.
-    Hosts { problems: Vec<Report> },
+    /// Hosts that cannot be imported, each with what to do (a var written on a group is
+    /// one problem, however many hosts it stops: `n_hosts` counts them).
+    Hosts {
+        problems: Vec<Report>,
+        n_hosts: usize,
+    },
 }
 
 impl ImportError {
@@ -265,13 +269,11 @@ impl std::fmt::Display for ImportError {
                 }
                 write!(f, ": {}", crate::text::escape(message))
             }
-            ImportError::Hosts { problems } => {
-                let hosts: BTreeSet<&str> =
-                    problems.iter().filter_map(|p| p.host.as_deref()).collect();
+            ImportError::Hosts { problems, n_hosts } => {
                 write!(
                     f,
                     "{} cannot be imported, so nothing was written (fix these in the Ansible inventory or with the options named, then run the import again):",
-                    match hosts.len() {
+                    match n_hosts {
                         1 => "1 host".to_owned(),
                         n => format!("{n} hosts"),
                     }
@@ -421,8 +423,16 @@ pub fn convert(
         fatal.extend(read_back(&import, options));
     }
     if !fatal.is_empty() {
+        let n_hosts = fatal
+            .iter()
+            .filter_map(|p| p.host.as_deref())
+            .collect::<BTreeSet<_>>()
+            .len();
         dedupe(&mut fatal);
-        return Err(ImportError::Hosts { problems: fatal });
+        return Err(ImportError::Hosts {
+            problems: fatal,
+            n_hosts,
+        });
     }
     dedupe(&mut reports);
     import.reports = reports;
@@ -937,9 +947,19 @@ impl<'a> Converter<'a> {
         if self.unusable(host, "rotor_accounts", var, origin) {
             return Vec::new();
         }
-        let items: Vec<String> = match &var.value {
-            Value::List(items) => items.iter().filter_map(Value::scalar_text).collect(),
-            other => other.scalar_text().map(|s| vec![s]).unwrap_or_default(),
+        let items: Option<Vec<String>> = match &var.value {
+            Value::List(items) => items.iter().map(Value::scalar_text).collect(),
+            other => other.scalar_text().map(|s| vec![s]),
+        };
+        let Some(items) = items else {
+            let report = self.report(
+                ReportKind::Invalid,
+                host,
+                Some(("rotor_accounts", var, origin)),
+                "rotor_accounts must be a list of NAME or NAME:PLAYBOOK strings, or one comma-separated string".to_owned(),
+            );
+            self.fatal.push(report);
+            return Vec::new();
         };
         let mut accounts: Vec<AccountSpec> = Vec::new();
         for item in items {

@@ -462,7 +462,12 @@ ansible_user=deploy
 #[test]
 fn a_host_that_cannot_be_imported_fails_the_whole_import() {
     let check = |text: &str, opts: &Options, kind: ReportKind, host: &str, line: u64| {
-        let Err(ImportError::Hosts { problems }) = import_with("hosts.ini", text, &[], opts) else {
+        let name = if text.starts_with("all:") {
+            "hosts.yml"
+        } else {
+            "hosts.ini"
+        };
+        let Err(ImportError::Hosts { problems, .. }) = import_with(name, text, &[], opts) else {
             panic!("{text} must fail");
         };
         assert!(
@@ -526,6 +531,29 @@ fn a_host_that_cannot_be_imported_fails_the_whole_import() {
             host(&import, "web1").key.as_deref()
         ),
         ("deploy", Some("/srv/ansible/keys/admin"))
+    );
+    check(
+        "all:\n  vars: { ansible_user: a, ansible_ssh_private_key_file: /k }\n  hosts:\n    web1:\n      rotor_accounts: [{ name: svc_app }]\n",
+        &opts,
+        ReportKind::Invalid,
+        "web1",
+        5,
+    );
+    // A group's Jinja is one problem, and every host it stops is counted.
+    let err = import_with(
+        "hosts.ini",
+        "[web]\nweb[1:4]\n[web:vars]\nansible_user={{ u }}\nansible_ssh_private_key_file=/k\n",
+        &[],
+        &opts,
+    )
+    .unwrap_err();
+    let ImportError::Hosts { problems, n_hosts } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!((problems.len(), *n_hosts), (1, 4), "{err}");
+    assert!(
+        err.to_string().contains("4 hosts cannot be imported"),
+        "{err}"
     );
     // The error names each host and what to do.
     let err = import_with("hosts.ini", "[web]\nweb1\nweb2\n", &[], &opts).unwrap_err();
