@@ -18,6 +18,7 @@
 //!   declares, each checked against its kind (a path cannot carry shell syntax).
 //! - It never connects to a host: a pinned host key is checked for form, not for truth.
 
+pub mod ansible;
 mod error;
 mod raw;
 mod scope;
@@ -67,7 +68,7 @@ pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
             size,
         },
     })?;
-    let raw = read_raw(&text, path)?;
+    let raw = read_raw(&text, path).map_err(|e| ansible::hint(e, &text, path))?;
     let catalog = match &raw.playbooks_dir {
         None => Catalog::built_in(),
         Some(dir) => {

@@ -18,6 +18,7 @@ mod faults;
 mod hardening;
 mod hostile;
 mod hostile_ldap;
+mod import;
 mod interrupt;
 mod keyboard;
 mod keyring;
