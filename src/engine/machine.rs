@@ -213,6 +213,7 @@ impl Fault {
                     | FaultClass::TimedOut
                     | FaultClass::HostKeyMismatch
                     | FaultClass::TlsInvalid
+                    | FaultClass::LocalFile
             )
         )
     }

@@ -19,6 +19,7 @@
 //! - It never connects to a host: a pinned host key is checked for form, not for truth.
 
 mod error;
+pub mod files;
 mod raw;
 mod scope;
 mod summary;
