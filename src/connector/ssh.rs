@@ -4,7 +4,9 @@
 //! authenticated session with rotor's connect identity; [`SshSession::connect_with_key`] for a
 //! private key held in memory), [`SshSession::exec`] (one command, secret material on stdin),
 //! and [`check_password_login`] / [`check_key_login`] (prove a password or a private key on a
-//! fresh connection). Every failure is a [`ConnectorError`] with a [`FaultClass`] the engine
+//! fresh connection); for `rotor inventory check`, [`pinned_keys`] (a pin read as a
+//! connection reads it, offline) and [`offered_methods`] (sshd's methods for a user, nothing
+//! authenticated). Every failure is a [`ConnectorError`] with a [`FaultClass`] the engine
 //! can branch on; no `ssh2` type leaves this module.
 //!
 //! Invariants kept here:
@@ -18,7 +20,9 @@
 //!   then is a credential sent. An unknown or changed key fails the host (`HostKeyMismatch`).
 //!   In a pinned known_hosts file, a key marked `@revoked` anywhere is never accepted (for any
 //!   host), and `@cert-authority` lines are refused with a message: rotor splits the markers
-//!   off itself, since libssh2 reads them as host names.
+//!   off itself, since libssh2 reads them as host names. The pin is read before TCP: a
+//!   known_hosts file that is missing or unreadable is `LocalFile` ("file not found"), never
+//!   a host key mismatch.
 //! - **No secret in a message, a log field or a command line.** Passwords go only into the
 //!   `userauth_password` call, private keys only into `userauth_pubkey_memory` (from memory:
 //!   never a key file, never an agent, so a proof uses that one key and no other); commands

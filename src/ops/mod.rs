@@ -21,6 +21,7 @@ pub mod checkout;
 pub mod directories;
 pub mod export;
 pub mod plan;
+pub mod preflight;
 pub mod recover;
 pub mod rotate;
 pub mod scan;
@@ -108,6 +109,34 @@ pub trait Targets: Send + Sync {
         kind: crate::target::CredentialKind,
         secret: &Secret,
     ) -> Result<(), ConnectorError>;
+    /// What a preflight sees of `host` (`preflight::probe_ssh_host`): read-only, nothing
+    /// changed. Targets that cannot look say so.
+    fn probe_host(
+        &self,
+        host: &Host,
+        _step_timeout: Duration,
+        _password_users: &[AccountName],
+    ) -> preflight::HostFacts {
+        preflight::HostFacts::not_connected(ConnectorError::new(
+            crate::connector::FaultClass::Protocol,
+            format!("{}: these targets cannot be checked", host.name),
+        ))
+    }
+    /// What a preflight sees of a directory (`preflight::probe_ldap_directory`).
+    fn probe_directory(
+        &self,
+        d: &crate::inventory::Directory,
+        _step_timeout: Duration,
+    ) -> preflight::DirectoryFacts {
+        preflight::DirectoryFacts {
+            tls: Err(ConnectorError::new(
+                crate::connector::FaultClass::Protocol,
+                format!("{}: these targets cannot be checked", d.name),
+            )),
+            bind: preflight::BindFact::NotTried,
+            searches: Vec::new(),
+        }
+    }
 }
 
 /// The vault as the operations see it beyond the engine's port: every credential's status,
@@ -197,6 +226,25 @@ impl Targets for Network {
                 crate::connector::ssh::check_key_login(&target, account, secret)
             }
         }
+    }
+    fn probe_host(
+        &self,
+        host: &Host,
+        step_timeout: Duration,
+        password_users: &[AccountName],
+    ) -> preflight::HostFacts {
+        let fleet = crate::target::linux::SshFleet {
+            store: self.store.clone(),
+            step_timeout,
+        };
+        preflight::probe_ssh_host(&fleet, host, password_users)
+    }
+    fn probe_directory(
+        &self,
+        d: &crate::inventory::Directory,
+        step_timeout: Duration,
+    ) -> preflight::DirectoryFacts {
+        preflight::probe_ldap_directory(&*self.store, &self.runtime, d, step_timeout)
     }
 }
 

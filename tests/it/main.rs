@@ -23,6 +23,7 @@ mod keyring;
 mod lab;
 mod ldap;
 mod ldap_lab;
+mod preflight;
 mod recover_changed;
 mod rotate;
 mod scan;
