@@ -1,5 +1,6 @@
 //! Operations as a library (cargo's `ops` is the model): [`rotate`], [`recover`],
-//! [`verify`], [`plan`], [`status`], [`scan`], [`breach`] (the survey of `rotate --breach`) and
+//! [`verify`], [`plan`], [`status`], [`scan`], [`breach`] (the survey of `rotate --breach`),
+//! [`preflight`] (`inventory check`: what would stop a rotation, found read-only) and
 //! [`checkout`] are what rotor does, whoever asks. Each takes a
 //! [`Context`] (the vault, the targets, the clock, the entropy source, one tokio runtime), a
 //! request (the selection already resolved against the inventory, options, the [`Actor`])
