@@ -206,7 +206,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum InventoryCommand {
-    /// Validate an inventory and print a summary.
+    /// Validate an inventory, check the local files it names and print a summary; with
+    /// `--connect`, also check every host and directory in scope (changing nothing).
     Check(inventory_check::CheckArgs),
     /// Convert another tool's inventory into a rotor inventory.
     #[command(subcommand)]
@@ -424,7 +425,7 @@ pub fn run(cli: Cli) -> CliResult {
     }
     match cli.command {
         Command::Init(a) => init::run(g, a),
-        Command::Inventory(InventoryCommand::Check(a)) => inventory_check::run(a),
+        Command::Inventory(InventoryCommand::Check(a)) => inventory_check::run(g, a),
         Command::Inventory(InventoryCommand::Import(c)) => inventory_import::run(c),
         Command::Playbook(c) => playbook::run(c),
         Command::Enroll(a) => enroll::run(g, a),

@@ -866,6 +866,54 @@ async fn open_and_bind(
     Ok(ldap)
 }
 
+/// Connects to the directory (TCP, then StartTLS or LDAPS, the certificate verified as
+/// every connection verifies it) and disconnects without binding: no secret is sent. `rotor
+/// inventory check --connect` asks it before the bind, so an untrusted certificate is said
+/// as such even where rotor's bind secret is missing.
+pub async fn check_tls(target: &DirectoryTarget) -> Result<(), ConnectorError> {
+    let inner = &target.inner;
+    contained(target, Step::StartTls, target.bind_dn(), async {
+        let settings = LdapConnSettings::new()
+            .set_conn_timeout(inner.timeout)
+            .set_config(inner.tls.clone())
+            .set_starttls(true)
+            .set_no_tls_verify(inner.danger_accept_invalid_certs);
+        let (conn, mut ldap) = bounded(
+            inner.timeout,
+            LdapConnAsync::with_settings(settings, &inner.url),
+        )
+        .await
+        .map_err(|e| classify_error(target, e, Step::StartTls, target.bind_dn(), &[]))?;
+        ldap3::drive!(conn);
+        let _ = tokio::time::timeout(inner.timeout, ldap.unbind()).await;
+        Ok(())
+    })
+    .await
+}
+
+/// How many certificates a `ca_file:` holds that rotor would trust, read as a connection
+/// reads it (PEM `BEGIN CERTIFICATE` blocks, each parsed as X.509). A message with the fix
+/// when none.
+pub fn ca_file_certificates(path: &std::path::Path) -> Result<usize, String> {
+    let shown = path.display();
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| match e {
+            rustls::pki_types::pem::Error::Io(io) if io.kind() == io::ErrorKind::NotFound => {
+                format!("the CA file {shown}: file not found")
+            }
+            e => format!("cannot read the CA file {shown}: {e}"),
+        })?;
+    let mut roots = RootCertStore::empty();
+    let (n_added, n_bad) = roots.add_parsable_certificates(certs);
+    if n_added == 0 {
+        return Err(format!(
+            "the CA file {shown} holds no usable certificate ({n_bad} could not be parsed)"
+        ));
+    }
+    Ok(n_added)
+}
+
 /// `tokio::time::timeout` with `ldap3`'s error type; the backstop deadline of one step.
 async fn bounded<T>(
     limit: Duration,

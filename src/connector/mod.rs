@@ -69,6 +69,10 @@ pub enum FaultClass {
     RollbackRefusedByPolicy,
     /// Anything else: protocol errors, unexpected output.
     Protocol,
+    /// A file on rotor's own machine that the inventory names (a known_hosts pin, a key file,
+    /// a CA file) is missing or cannot be read: nothing about the target is known, and the
+    /// fix is local. Never a host key mismatch.
+    LocalFile,
 }
 
 impl fmt::Display for FaultClass {
@@ -85,6 +89,7 @@ impl fmt::Display for FaultClass {
             FaultClass::TlsInvalid => "TLS certificate not trusted",
             FaultClass::RollbackRefusedByPolicy => "password policy refused the rollback",
             FaultClass::Protocol => "protocol error",
+            FaultClass::LocalFile => "local file not found or unreadable",
         })
     }
 }

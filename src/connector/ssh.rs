@@ -4,7 +4,9 @@
 //! authenticated session with rotor's connect identity; [`SshSession::connect_with_key`] for a
 //! private key held in memory), [`SshSession::exec`] (one command, secret material on stdin),
 //! and [`check_password_login`] / [`check_key_login`] (prove a password or a private key on a
-//! fresh connection). Every failure is a [`ConnectorError`] with a [`FaultClass`] the engine
+//! fresh connection); for `rotor inventory check`, [`pinned_keys`] (a pin read as a
+//! connection reads it, offline) and [`offered_methods`] (sshd's methods for a user, nothing
+//! authenticated). Every failure is a [`ConnectorError`] with a [`FaultClass`] the engine
 //! can branch on; no `ssh2` type leaves this module.
 //!
 //! Invariants kept here:
@@ -18,7 +20,9 @@
 //!   then is a credential sent. An unknown or changed key fails the host (`HostKeyMismatch`).
 //!   In a pinned known_hosts file, a key marked `@revoked` anywhere is never accepted (for any
 //!   host), and `@cert-authority` lines are refused with a message: rotor splits the markers
-//!   off itself, since libssh2 reads them as host names.
+//!   off itself, since libssh2 reads them as host names. The pin is read before TCP: a
+//!   known_hosts file that is missing or unreadable is `LocalFile` ("file not found"), never
+//!   a host key mismatch.
 //! - **No secret in a message, a log field or a command line.** Passwords go only into the
 //!   `userauth_password` call, private keys only into `userauth_pubkey_memory` (from memory:
 //!   never a key file, never an agent, so a proof uses that one key and no other); commands
@@ -705,6 +709,103 @@ fn parse_known_hosts(text: &str) -> Result<KnownHostsFile, String> {
     Ok(file)
 }
 
+/// The largest known_hosts file rotor reads (a pinned file lists a fleet's keys: 10,000
+/// hosts take about 1 MiB).
+const MAX_KNOWN_HOSTS_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads a pinned known_hosts file. A missing or unreadable file is a local problem, said as
+/// such ("file not found"), never as a host key mismatch: nothing about the host is known yet.
+fn read_known_hosts(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    use crate::inventory::ReadFailure;
+    crate::inventory::read_file(path, MAX_KNOWN_HOSTS_BYTES).map_err(|failure| match failure {
+        ReadFailure::Io(e) if e.kind() == io::ErrorKind::NotFound => format!(
+            "known_hosts file {shown}: file not found; create it with the host's key, verified \
+             out of band (`ssh-keyscan` prints it; compare its fingerprint with the host's \
+             console), or fix `known_hosts:` in the inventory (relative paths start from the \
+             inventory file's directory)"
+        ),
+        ReadFailure::Io(e) if e.kind() == io::ErrorKind::PermissionDenied => format!(
+            "known_hosts file {shown}: permission denied; let the user rotor runs as read it"
+        ),
+        ReadFailure::Io(e) => format!("cannot read known_hosts file {shown}: {e}"),
+        ReadFailure::NotAFile(found) => format!(
+            "known_hosts file {shown} is {found}, not a regular file; point known_hosts at the file"
+        ),
+        ReadFailure::TooLarge(size) => format!(
+            "known_hosts file {shown} is {size} bytes, more than the {MAX_KNOWN_HOSTS_BYTES} rotor reads"
+        ),
+    })
+}
+
+/// How many usable keys `target`'s pin holds for its address and port, checked as a
+/// connection checks them (markers, revoked keys, names matched by libssh2, hashed ones
+/// too) but without connecting: `rotor inventory check` reads every pin this way.
+pub fn pinned_keys(target: &SshTarget) -> Result<usize, ConnectorError> {
+    let session = Session::new().map_err(|e| {
+        ConnectorError::new(
+            FaultClass::Protocol,
+            format!("{}: cannot start libssh2: {e}", target.host),
+        )
+    })?;
+    Ok(expected_keys(target, &session)?.keys.len())
+}
+
+/// The authentication methods sshd offers `user` (RFC 4252 `none` request) on a fresh
+/// connection whose host key matched the pin; nothing is authenticated, no secret is sent,
+/// and OpenSSH does not count the request as a failed attempt. `rotor inventory check
+/// --connect` asks it for the accounts whose password rotor proves by a login.
+pub fn offered_methods(target: &SshTarget, user: &AccountName) -> Result<Offered, ConnectorError> {
+    let span = tracing::debug_span!("ssh_auth_methods", host = %target.host, user = %user);
+    let _enter = span.enter();
+    let session = open_verified(target)?;
+    let at = format!("{} ({}:{})", target.host, target.address, target.port);
+    arm(&session, Instant::now() + target.timeout).ok();
+    let answer = session.auth_methods(user.as_str());
+    let offered = match answer {
+        Ok(_) if session.authenticated() => Ok(Offered::NoneAccepted),
+        Ok(methods) => Ok(Offered::Methods(
+            methods
+                .split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .take(32)
+                .map(|m| crate::text::escape(&m.chars().take(64).collect::<String>()).into_owned())
+                .collect(),
+        )),
+        Err(err) if is_timeout(&err) => Err(ConnectorError::new(
+            FaultClass::TimedOut,
+            format!(
+                "{at}: asking for the authentication methods did not finish within {}",
+                human(target.timeout)
+            ),
+        )),
+        Err(err) => Err(ConnectorError::new(
+            classify(&err),
+            format!(
+                "{at}: asking for the authentication methods failed: {}",
+                err.message()
+            ),
+        )),
+    };
+    arm(
+        &session,
+        Instant::now() + DISCONNECT_BOUND.min(target.timeout),
+    )
+    .ok();
+    session.disconnect(None, "rotor check done", None).ok();
+    offered
+}
+
+/// What sshd answered a `none` authentication request with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offered {
+    /// The methods it would take (`publickey`, `password`, ...), escaped and cut short.
+    Methods(Vec<String>),
+    /// `none` itself was accepted: the account logs in without any secret.
+    NoneAccepted,
+}
+
 fn expected_keys(target: &SshTarget, session: &Session) -> Result<ExpectedKeys, ConnectorError> {
     let fail = |what: String| {
         ConnectorError::new(
@@ -728,8 +829,15 @@ fn expected_keys(target: &SshTarget, session: &Session) -> Result<ExpectedKeys, 
         HostKeyPin::KnownHosts(path) => {
             let shown = path.display();
             let name = known_hosts_name(&target.address, target.port);
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| fail(format!("cannot read known_hosts file {shown}: {e}")))?;
+            let text = read_known_hosts(path).map_err(|why| {
+                ConnectorError::new(
+                    FaultClass::LocalFile,
+                    format!(
+                        "{} ({}:{}): {why}",
+                        target.host, target.address, target.port
+                    ),
+                )
+            })?;
             let file = parse_known_hosts(&text)
                 .map_err(|e| fail(format!("known_hosts file {shown}: {e}")))?;
             let mut known = session
@@ -806,10 +914,12 @@ fn open_verified(target: &SshTarget) -> Result<Session, ConnectorError> {
     let fail =
         |class: FaultClass, what: String| ConnectorError::new(class, format!("{at}: {what}"));
 
-    let tcp = tcp_connect(target).map_err(|(class, what)| fail(class, what))?;
+    // The pin is read first: a known_hosts file that is missing is said as such whether or
+    // not the host answers.
     let mut session = Session::new()
         .map_err(|e| fail(FaultClass::Protocol, format!("cannot start libssh2: {e}")))?;
     let expected = expected_keys(target, &session)?;
+    let tcp = tcp_connect(target).map_err(|(class, what)| fail(class, what))?;
     session
         .method_pref(MethodType::Kex, KEX_PREFERENCE)
         .map_err(|e| fail(FaultClass::Protocol, format!("kex preference: {e}")))?;

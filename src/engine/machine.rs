@@ -220,6 +220,7 @@ impl Fault {
                     | FaultClass::TimedOut
                     | FaultClass::HostKeyMismatch
                     | FaultClass::TlsInvalid
+                    | FaultClass::LocalFile
             )
         )
     }

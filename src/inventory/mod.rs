@@ -20,6 +20,7 @@
 
 pub mod ansible;
 mod error;
+pub mod files;
 mod raw;
 mod scope;
 mod summary;

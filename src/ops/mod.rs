@@ -1,5 +1,6 @@
 //! Operations as a library (cargo's `ops` is the model): [`rotate`], [`recover`],
-//! [`verify`], [`plan`], [`status`], [`scan`], [`breach`] (the survey of `rotate --breach`) and
+//! [`verify`], [`plan`], [`status`], [`scan`], [`breach`] (the survey of `rotate --breach`),
+//! [`preflight`] (`inventory check`: what would stop a rotation, found read-only) and
 //! [`checkout`] are what rotor does, whoever asks. Each takes a
 //! [`Context`] (the vault, the targets, the clock, the entropy source, one tokio runtime), a
 //! request (the selection already resolved against the inventory, options, the [`Actor`])
@@ -21,6 +22,7 @@ pub mod checkout;
 pub mod directories;
 pub mod export;
 pub mod plan;
+pub mod preflight;
 pub mod recover;
 pub mod rotate;
 pub mod scan;
@@ -108,6 +110,34 @@ pub trait Targets: Send + Sync {
         kind: crate::target::CredentialKind,
         secret: &Secret,
     ) -> Result<(), ConnectorError>;
+    /// What a preflight sees of `host` (`preflight::probe_ssh_host`): read-only, nothing
+    /// changed. Targets that cannot look say so.
+    fn probe_host(
+        &self,
+        host: &Host,
+        _step_timeout: Duration,
+        _password_users: &[AccountName],
+    ) -> preflight::HostFacts {
+        preflight::HostFacts::not_connected(ConnectorError::new(
+            crate::connector::FaultClass::Protocol,
+            format!("{}: these targets cannot be checked", host.name),
+        ))
+    }
+    /// What a preflight sees of a directory (`preflight::probe_ldap_directory`).
+    fn probe_directory(
+        &self,
+        d: &crate::inventory::Directory,
+        _step_timeout: Duration,
+    ) -> preflight::DirectoryFacts {
+        preflight::DirectoryFacts {
+            tls: Err(ConnectorError::new(
+                crate::connector::FaultClass::Protocol,
+                format!("{}: these targets cannot be checked", d.name),
+            )),
+            bind: preflight::BindFact::NotTried,
+            searches: Vec::new(),
+        }
+    }
 }
 
 /// The vault as the operations see it beyond the engine's port: every credential's status,
@@ -227,6 +257,25 @@ impl Targets for Network {
                 crate::connector::ssh::check_key_login(&target, account, secret)
             }
         }
+    }
+    fn probe_host(
+        &self,
+        host: &Host,
+        step_timeout: Duration,
+        password_users: &[AccountName],
+    ) -> preflight::HostFacts {
+        let fleet = crate::target::linux::SshFleet {
+            store: self.store.clone(),
+            step_timeout,
+        };
+        preflight::probe_ssh_host(&fleet, host, password_users)
+    }
+    fn probe_directory(
+        &self,
+        d: &crate::inventory::Directory,
+        step_timeout: Duration,
+    ) -> preflight::DirectoryFacts {
+        preflight::probe_ldap_directory(&*self.store, &self.runtime, d, step_timeout)
     }
 }
 

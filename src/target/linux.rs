@@ -214,6 +214,31 @@ impl SshShell {
         Ok(())
     }
 
+    /// Whether each of `names` exists on the host and whether it is locked, read-only
+    /// (`getent passwd`, `passwd -S`, and the first character of the `getent shadow`
+    /// password field: the hash itself never leaves the host), in one script on stdin as
+    /// root. `rotor inventory check --connect` asks it.
+    pub fn account_states(
+        &mut self,
+        names: &[AccountName],
+    ) -> Result<Vec<AccountState>, ConnectorError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = Shell::exec(self, "sh -s", account_script(names).as_bytes())?;
+        if out.status != 0 {
+            return Err(ConnectorError::new(
+                FaultClass::Protocol,
+                format!(
+                    "{}: reading the accounts failed ({})",
+                    self.target.host,
+                    crate::recipe::ended(&out)
+                ),
+            ));
+        }
+        Ok(parse_account_states(names, &out.stdout))
+    }
+
     fn login_again_if_broken(&mut self) -> Result<(), ConnectorError> {
         if self.session.is_broken() {
             tracing::info!(host = %self.target.host, "admin session broke; logging in again");
@@ -225,6 +250,73 @@ impl SshShell {
         }
         Ok(())
     }
+}
+
+/// One account as [`SshShell::account_states`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountState {
+    pub name: AccountName,
+    /// `getent passwd` knows it.
+    pub exists: bool,
+    /// `passwd -S` says `L`, or the shadow password field starts with `!` or `*`: no
+    /// password logs in, and a password rotor set would unlock it.
+    pub locked: bool,
+    /// The host did not say (its answer was cut or had no line for the account).
+    pub unknown: bool,
+}
+
+/// The script of [`SshShell::account_states`]: one line per account, `rotor-account NAME
+/// missing` or `rotor-account NAME present STATUS FIRST` (`passwd -S`'s status and the
+/// password field's first character, `-` when empty or unknown). Names passed the Linux
+/// user-name rule, so they are safe in a script.
+fn account_script(names: &[AccountName]) -> String {
+    let list: Vec<&str> = names.iter().map(AccountName::as_str).collect();
+    format!(
+        "for a in {}; do\n\
+         if getent passwd -- \"$a\" >/dev/null 2>&1; then\n\
+         s=$(passwd -S -- \"$a\" 2>/dev/null | cut -d' ' -f2)\n\
+         h=$(getent shadow -- \"$a\" 2>/dev/null | cut -d: -f2 | cut -c1)\n\
+         printf 'rotor-account %s present %s %s\\n' \"$a\" \"${{s:--}}\" \"${{h:--}}\"\n\
+         else printf 'rotor-account %s missing\\n' \"$a\"; fi\n\
+         done\n",
+        list.join(" ")
+    )
+}
+
+/// Reads the script's answer (hostile input: only lines naming an account asked about count,
+/// within the first 64 KiB).
+fn parse_account_states(names: &[AccountName], stdout: &[u8]) -> Vec<AccountState> {
+    let text = String::from_utf8_lossy(&stdout[..stdout.len().min(64 * 1024)]);
+    names
+        .iter()
+        .map(|name| {
+            let line = text.lines().find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some("rotor-account") && f.next() == Some(name.as_str()))
+                    .then(|| f.map(str::to_owned).collect::<Vec<_>>())
+            });
+            match line.as_deref() {
+                Some([state]) if state == "missing" => AccountState {
+                    name: name.clone(),
+                    exists: false,
+                    locked: false,
+                    unknown: false,
+                },
+                Some([state, status, first]) if state == "present" => AccountState {
+                    name: name.clone(),
+                    exists: true,
+                    locked: status == "L" || first == "!" || first == "*",
+                    unknown: false,
+                },
+                _ => AccountState {
+                    name: name.clone(),
+                    exists: false,
+                    locked: false,
+                    unknown: true,
+                },
+            }
+        })
+        .collect()
 }
 
 /// Runs `inv` on `session`: did it exit 0? (Its output is not read: a sudo probe's stdin
@@ -400,6 +492,18 @@ impl SshFleet {
         Ok(logins)
     }
 
+    /// The host's admin session, logged in as a rotation would (the same logins, in the same
+    /// order) but nothing else: sudo not yet detected, no sighting of the bootstrap key
+    /// recorded. `rotor inventory check --connect` uses it, then [`SshShell::use_sudo`].
+    pub fn login_shell(&self, host: &Host) -> Result<SshShell, ConnectorError> {
+        SshShell::login(
+            self.target(host),
+            &host.connect.user,
+            self.logins(host)?,
+            host.connect_credential(),
+        )
+    }
+
     /// The host's admin session and each account's recipe.
     pub fn open_host(&self, host: &Host) -> Result<RecipeHost<SshShell>, ConnectorError> {
         let mut shell = SshShell::login(
@@ -448,7 +552,7 @@ fn bootstrap_public(path: &std::path::Path) -> Result<crate::sshkey::PublicKey, 
 impl SshFleet {
     /// What sudo may be given for a non-root connect user: its password when rotor logs in
     /// with it, else the vault's secret of `HOST/USER` if there is one; never a private key.
-    fn sudo_passwords(&self, host: &Host) -> Result<Vec<Secret>, ConnectorError> {
+    pub fn sudo_passwords(&self, host: &Host) -> Result<Vec<Secret>, ConnectorError> {
         let user = &host.connect.user;
         if user.as_str() == "root" {
             return Ok(Vec::new());
@@ -551,6 +655,41 @@ mod tests {
             err.message
         );
         assert!(!err.message.contains("-pw"), "no secret in the message");
+    }
+
+    /// The account script's answer: missing, present, locked by `passwd -S` or by the
+    /// password field, and lines that do not fit (or name another account) are not believed.
+    #[test]
+    fn account_states_are_read_from_the_script_lines_only() {
+        let names: Vec<AccountName> = ["svc_app", "svc_backup", "gone", "locked", "star", "odd"]
+            .iter()
+            .map(|n| AccountName::parse(n).unwrap())
+            .collect();
+        let script = account_script(&names);
+        assert!(script.starts_with("for a in svc_app svc_backup gone locked star odd; do"));
+        let out = b"noise rotor-account svc_app present P -\n\
+            rotor-account svc_app present P $\n\
+            rotor-account svc_backup present P $\n\
+            rotor-account gone missing\n\
+            rotor-account locked present L !\n\
+            rotor-account star present P *\n\
+            rotor-account odd present\n";
+        let states = parse_account_states(&names, out);
+        let got: Vec<(bool, bool, bool)> = states
+            .iter()
+            .map(|s| (s.exists, s.locked, s.unknown))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (true, false, false),
+                (true, false, false),
+                (false, false, false),
+                (true, true, false),
+                (true, true, false),
+                (false, false, true),
+            ]
+        );
     }
 
     /// A connect credential that is a key pair is offered as a key, never sent as a password.

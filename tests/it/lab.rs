@@ -44,6 +44,9 @@ pub enum Fault {
     Start,
     /// New host key and restart: the key pinned in the inventory no longer matches.
     Rekey,
+    /// `PasswordAuthentication no` in that host's sshd config, and restart: sshd offers no
+    /// password login to any account (its users and passwords are kept).
+    PasswordLoginOff,
 }
 
 impl Fault {
@@ -57,6 +60,7 @@ impl Fault {
             Fault::Kill => "kill",
             Fault::Start => "start",
             Fault::Rekey => "rekey",
+            Fault::PasswordLoginOff => "password-login-off",
         }
     }
 }

@@ -25,6 +25,7 @@ mod keyring;
 mod lab;
 mod ldap;
 mod ldap_lab;
+mod preflight;
 mod recover_changed;
 mod retry;
 mod rotate;
