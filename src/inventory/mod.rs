@@ -9,11 +9,14 @@
 //!
 //! Architecture invariants:
 //! - An inventory holds **no secrets**: only names, addresses, public host keys, paths to
-//!   key files and `HOST/ACCOUNT` references to the vault. Nothing here reads a key file.
-//! - This module does no I/O beyond reading the one inventory file in [`load`] (a regular
+//!   key files and `HOST/ACCOUNT` references to the vault. Only [`files`] reads a key file
+//!   (to say what is wrong with it, for `inventory check`), and never shows its bytes.
+//! - Loading does no I/O beyond reading the one inventory file in [`load`] (a regular
 //!   file, at most [`MAX_INVENTORY_BYTES`]) and the playbooks of its `playbooks_dir:`
 //!   (`recipe::Catalog::with_dir`); [`parse`] and [`parse_with_catalog`]
-//!   are pure and never panic, whatever the input (a property test checks it).
+//!   are pure and never panic, whatever the input (a property test checks it). The local
+//!   files the inventory names are checked apart, by [`files::check_files`]; [`ansible`]
+//!   converts another tool's inventory, purely.
 //! - Every account names a loaded playbook, and its `vars:` are the ones that playbook
 //!   declares, each checked against its kind (a path cannot carry shell syntax).
 //! - It never connects to a host: a pinned host key is checked for form, not for truth.
