@@ -35,7 +35,7 @@ use serde::Deserialize;
 
 pub(crate) use self::error::from_serde;
 pub use self::error::{InventoryError, MAX_PROBLEMS, Problem, ProblemKind};
-pub use self::scope::{DirectorySelection, Scope, ScopeError, Selection};
+pub use self::scope::{DirectorySelection, Glob, Kind as ScopeKind, Scope, ScopeError, Selection};
 pub use self::summary::{HostRow, Summary};
 pub use self::validate::{DEFAULT_MAX_FAILED_LOGINS, default_policy, parse_age};
 
