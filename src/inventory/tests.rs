@@ -942,3 +942,82 @@ proptest! {
         let _ = inventory.select_written(&[text]);
     }
 }
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    // Three mistakes in three places: a misspelt key in one host, a wrong type in another,
+    // a missing field in a directory; and a validation problem in a good host.
+    let yaml = format!(
+        "version: 1
+policies:
+  default: {{ lenght: 30 }}
+hosts:
+  - name: h1
+    address: 10.0.0.1
+    hostkey: \"{KEY}\"
+    connect: {{ user: root, key: /k }}
+  - name: h2
+    address: 10.0.0.2
+    port: ssh
+    host_key: \"{KEY}\"
+    connect: {{ user: root, key: /k }}
+  - name: h3
+    address: \"bad address\"
+    host_key: \"{KEY}\"
+    connect: {{ user: root, key: /k }}
+    accounts:
+      - {{ name: svc, playbook: linux-password }}
+directories:
+  - name: ldap
+    url: ldaps://ldap.example
+    accounts: []
+"
+    );
+    assert_snapshot!("every_problem_is_reported_at_once", check(&yaml));
+    let err = parse(&yaml, Path::new(FILE)).unwrap_err();
+    let lines: Vec<u64> = err.problems().iter().map(|p| p.line).collect();
+    assert_eq!(lines, [3, 7, 11, 15, 23], "{err}");
+}
+
+#[test]
+fn tabs_are_reported_on_their_lines() {
+    let yaml = "version: 1\nhosts:\n  - name: h1\n\taddress: 10.0.0.1\n  \t  host_key: x\n";
+    assert_snapshot!(check(yaml), @"
+    lab/inventory.yaml:4:1: YAML forbids tabs: use spaces to indent this line
+    lab/inventory.yaml:5:3: YAML forbids tabs: use spaces to indent this line
+    ");
+    // A tab that is not indentation is YAML's business (here: inside a value).
+    assert!(!check("version: 1\nplaybooks_dir: \"a\tb\"\n").contains("tabs"));
+}
+
+#[test]
+fn x_keys_hold_anchors_for_hosts() {
+    let yaml = format!(
+        "version: 1
+x-connect: &connect {{ user: root, key: /etc/rotor/admin }}
+x-host: &host
+  host_key: \"{KEY}\"
+  groups: [emr]
+  connect: *connect
+x-notes: anything at all, [ignored]
+hosts:
+  - <<: *host
+    name: h1
+    address: 10.0.0.1
+  - name: h2
+    address: 10.0.0.2
+    host_key: \"{KEY}\"
+    connect: *connect
+"
+    );
+    let inv = parse(&yaml, Path::new(FILE)).unwrap();
+    assert_eq!(inv.hosts.len(), 2);
+    assert_eq!(inv.hosts[0].groups, ["emr"]);
+    assert_eq!(inv.hosts[0].connect, inv.hosts[1].connect);
+    assert_eq!(
+        inv.hosts[1].connect.auth,
+        ConnectAuth::KeyFile(PathBuf::from("/etc/rotor/admin"))
+    );
+    // Only `x-` keys: another unknown key is still a typo.
+    assert!(check(&yaml.replace("x-notes", "notes")).contains("unknown field `notes`"));
+}
