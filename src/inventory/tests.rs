@@ -1021,3 +1021,31 @@ hosts:
     // Only `x-` keys: another unknown key is still a typo.
     assert!(check(&yaml.replace("x-notes", "notes")).contains("unknown field `notes`"));
 }
+
+/// The example a newcomer copies is valid, and shows each part of an inventory.
+#[test]
+fn the_example_inventory_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.yaml");
+    let inv = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(inv.hosts.len(), 3);
+    assert!(matches!(inv.hosts[0].host_key, HostKeyPin::Key(_)));
+    let examples = path.parent().unwrap();
+    for host in &inv.hosts[1..] {
+        // Every file the example names is in examples/, so `inventory check` finds it.
+        let HostKeyPin::KnownHosts(file) = &host.host_key else {
+            panic!("{} pins no known_hosts file", host.name)
+        };
+        assert_eq!(file, &examples.join("known_hosts"));
+        assert!(file.is_file());
+        assert!(
+            host.bootstrap_key().is_none(),
+            "no private key file in an example"
+        );
+    }
+    let default = &inv.policies["default"];
+    assert!(default.schedule.is_some() && default.window.is_some());
+    assert_eq!(inv.directories[0].accounts.len(), 2);
+    // The `x-` anchor merged into the hosts, and a key written beside it won.
+    assert_eq!(inv.hosts[0].groups, ["emr", "db"]);
+    assert_eq!(inv.hosts[1].groups, ["emr"]);
+}
