@@ -116,6 +116,11 @@ fn entry_of(err: &serde_saphyr::Error, path: &serde_path_to_error::Path) -> Opti
 /// costs one read of the file.
 const MAX_PASSES: usize = 2 * MAX_PROBLEMS + 1;
 
+/// The text all passes together may read, so that a large broken inventory is refused in
+/// about the time a few reads take (a pass over 2.5 MB, 10,000 hosts, takes seconds in a
+/// debug build): a typical inventory gets every pass, a huge one at least two.
+const PASS_BUDGET_BYTES: usize = 8 * 1024 * 1024;
+
 /// Reads the document: syntax and shape (types, unknown and missing keys). An entry (a host,
 /// a directory, a policy, a top-level key) that serde cannot read is reported and left out,
 /// and the file read again without it, so one bad host hides no other's problems. A syntax
@@ -124,7 +129,8 @@ const MAX_PASSES: usize = 2 * MAX_PROBLEMS + 1;
 pub(super) fn read(text: &str, file: &Path) -> Result<RawInventory, InventoryError> {
     let mut skips = Skips::default();
     let mut problems: Vec<Problem> = Vec::new();
-    for _ in 0..MAX_PASSES {
+    let passes = (PASS_BUDGET_BYTES / text.len().max(1)).clamp(2, MAX_PASSES);
+    for _ in 0..passes {
         let mut track = serde_path_to_error::Track::new();
         let result = serde_saphyr::with_deserializer_from_str_with_options(text, options(), |de| {
             InventorySeed { skips: &skips }
@@ -168,6 +174,15 @@ pub(super) fn read(text: &str, file: &Path) -> Result<RawInventory, InventoryErr
         }
         problems.push(problem);
     }
+    problems.push(Problem::new(
+        file,
+        (0, 0),
+        "",
+        ProblemKind::Syntax,
+        format!(
+            "rotor stopped after reading the file {passes} times: more entries may be wrong; fix these and check again"
+        ),
+    ));
     Err(invalid(problems))
 }
 
