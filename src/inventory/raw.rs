@@ -1,7 +1,12 @@
 //! The inventory file as written: serde shapes with source spans and no meaning yet.
-//! Every struct denies unknown fields, so a misspelt key is an error, not a silent default.
-//! Values that need checking beyond their YAML type stay strings here; `validate` gives
-//! them meaning.
+//! Every struct denies unknown fields, so a misspelt key is an error, not a silent default
+//! (only top-level `x-` keys are ignored, the home of YAML anchors). Values that need
+//! checking beyond their YAML type stay strings here; `validate` gives them meaning.
+//!
+//! [`read`] reports every entry serde cannot read, not only the first: serde stops at the
+//! first error, so the entry it was in is left out and the file read again, a bounded number
+//! of times. Never a second YAML reader or a re-parse of text slices: every pass is
+//! serde-saphyr over the whole file, so lines, columns and messages are the parser's own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
