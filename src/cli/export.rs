@@ -22,7 +22,8 @@ pub struct ExportArgs {
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     pub out: PathBuf,
     /// Only what these scopes select (all, host:NAME, group:NAME, account:NAME,
-    /// directory:NAME, cred:HOST/ACCOUNT; repeatable) in the inventory `-i FILE`.
+    /// directory:NAME, cred:HOST/ACCOUNT; globs such as host:emr-*, comma lists, and '!SCOPE'
+    /// to exclude, quoted for the shell; repeatable) in the inventory `-i FILE`.
     /// Without it: every current credential in the vault.
     #[arg(long = "scope", value_name = "SCOPE", requires = "inventory")]
     pub scopes: Vec<String>,

@@ -26,7 +26,10 @@ pub struct Selection {
     #[arg(short, long, value_name = "FILE", env = "ROTOR_INVENTORY")]
     pub inventory: PathBuf,
     /// What to act on: all, host:NAME, group:NAME, account:NAME, directory:NAME,
-    /// cred:HOST/ACCOUNT (or DIRECTORY/UID). Repeatable.
+    /// cred:HOST/ACCOUNT (or DIRECTORY/UID). Names take globs (host:emr-*, cred:emr-*/svc_app);
+    /// a comma list is a union (group:emr,group:lab), as is repeating --scope; a leading !
+    /// takes a scope out (quote it for the shell: --scope '!host:emr-db-01'; only exclusions:
+    /// everything but them).
     #[arg(long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
     /// Everything in the inventory (same as --scope all).
@@ -117,7 +120,8 @@ pub struct RecoverArgs {
     #[arg(long = "cred", value_name = "HOST/ACCOUNT")]
     pub creds: Vec<String>,
     /// Like --cred, for every credential in a scope (all, host:NAME, group:NAME,
-    /// account:NAME, directory:NAME, cred:HOST/ACCOUNT). Repeatable.
+    /// account:NAME, directory:NAME, cred:HOST/ACCOUNT; globs, comma lists and '!SCOPE'
+    /// exclusions as for rotate --scope). Repeatable.
     #[arg(long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
     /// `text` for people, `json` for programs.
@@ -145,9 +149,14 @@ pub fn resolve(sel: &Selection) -> Result<Resolved, Failure> {
     } else {
         sel.scopes.clone()
     };
-    // A scope that cannot be read is said before the inventory is (as it always was).
+    // A scope that cannot be read is said before the inventory is (as it always was); a bare
+    // name (`emr`) waits for the inventory, which says whether it is a host, a group or both.
     for s in &scopes {
-        Scope::parse(s).map_err(usage)?;
+        if let Err(e) = Scope::parse_list(s)
+            && !e.needs_inventory()
+        {
+            return Err(usage(e));
+        }
     }
     let inv = crate::inventory::load(&sel.inventory)?;
     let (selected, label) = ops::rotate::select(&inv, &scopes).map_err(usage)?;
@@ -422,12 +431,7 @@ fn vouched(inv: &Inventory, a: &RecoverArgs) -> Result<(Vec<CredentialId>, Selec
     if a.scopes.is_empty() {
         return Ok((creds, Selected::default()));
     }
-    let scopes = a
-        .scopes
-        .iter()
-        .map(|s| Scope::parse(s).map_err(usage))
-        .collect::<Result<Vec<_>, _>>()?;
-    let selected = inv.select(&scopes).map_err(usage)?;
+    let selected = inv.select_written(&a.scopes).map_err(usage)?;
     Ok((creds, selected))
 }
 

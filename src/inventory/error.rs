@@ -20,8 +20,9 @@ pub enum InventoryError {
     /// Larger than [`super::MAX_INVENTORY_BYTES`].
     #[error("{}: the inventory is {size} bytes, more than the 16 MiB rotor reads: check that -i names the inventory file (ten thousand hosts take about 3 MiB), or split the inventory", path.display())]
     TooLarge { path: PathBuf, size: u64 },
-    /// The file was read but is not a valid inventory. A YAML syntax or shape error is
-    /// reported alone; validation problems are collected, up to [`MAX_PROBLEMS`].
+    /// The file was read but is not a valid inventory. Problems are collected (a bad entry's
+    /// shape, each validation failure; a YAML syntax error ends the list) and listed in file
+    /// order, up to [`MAX_PROBLEMS`].
     #[error("{}", ProblemList { problems, n_more: *n_more })]
     Invalid {
         problems: Vec<Problem>,
@@ -219,31 +220,30 @@ impl fmt::Display for ProblemList<'_> {
     }
 }
 
-/// Collects validation problems, keeping the first [`MAX_PROBLEMS`] and counting the rest.
+/// Collects problems; reports the first [`MAX_PROBLEMS`] in file order (by line, then
+/// column) and counts the rest.
 #[derive(Default)]
 pub(super) struct Problems {
     list: Vec<Problem>,
-    n_more: usize,
 }
 
 impl Problems {
     pub(super) fn push(&mut self, problem: Problem) {
-        if self.list.len() < MAX_PROBLEMS {
-            self.list.push(problem);
-        } else {
-            self.n_more += 1;
-        }
+        self.list.push(problem);
     }
 
-    pub(super) fn into_result<T>(self, value: T) -> Result<T, InventoryError> {
+    pub(super) fn into_result<T>(mut self, value: T) -> Result<T, InventoryError> {
         if self.list.is_empty() {
-            Ok(value)
-        } else {
-            Err(InventoryError::Invalid {
-                problems: self.list,
-                n_more: self.n_more,
-            })
+            return Ok(value);
         }
+        // Stable: problems at one place keep the order they were found in.
+        self.list.sort_by_key(|p| (p.line, p.column));
+        let n_more = self.list.len().saturating_sub(MAX_PROBLEMS);
+        self.list.truncate(MAX_PROBLEMS);
+        Err(InventoryError::Invalid {
+            problems: self.list,
+            n_more,
+        })
     }
 }
 
@@ -400,6 +400,10 @@ fn missing_hint(key: &str) -> &'static str {
         "connect" => "add `connect: { user: root, key: /path/to/private_key }`, how rotor logs in",
         "user" => "add `user: ...`, the account rotor logs in as",
         "playbook" => "add `playbook: linux-password`",
+        "bind" => {
+            "add `bind: { dn: \"cn=rotor,ou=system,dc=example,dc=org\", credential: DIRECTORY/rotor }`, how rotor binds to the directory"
+        }
+        "url" => "add `url: ldaps://...` (or ldap://, always with StartTLS)",
         "description" => "add `description: ...`, one line saying what the playbook rotates",
         "kind" => "add `kind: password` (or `kind: ssh-key`)",
         _ => "add it",

@@ -36,11 +36,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 pub(crate) use self::error::from_serde;
 pub use self::error::{InventoryError, MAX_PROBLEMS, Problem, ProblemKind};
-pub use self::scope::{DirectorySelection, Scope, ScopeError, Selection};
+pub use self::scope::{DirectorySelection, Glob, Kind as ScopeKind, Scope, ScopeError, Selection};
 pub use self::summary::{HostRow, Summary};
 pub use self::validate::{DEFAULT_MAX_FAILED_LOGINS, default_policy, parse_age};
 
@@ -181,8 +179,8 @@ pub fn parse_with_catalog(
     validate::validate(raw, path, playbooks)
 }
 
-/// The YAML step: syntax and shape (types, unknown and missing keys). Serde stops at the
-/// first such error, so it is reported alone, with the path to the field that failed.
+/// The YAML step: syntax and shape (types, unknown and missing keys), each bad entry
+/// reported and left out (`raw::read`); validation then adds its problems to these.
 fn read_raw(text: &str, file: &Path) -> Result<raw::RawInventory, InventoryError> {
     if text.trim().is_empty() {
         return Err(InventoryError::Invalid {
@@ -196,22 +194,7 @@ fn read_raw(text: &str, file: &Path) -> Result<raw::RawInventory, InventoryError
             n_more: 0,
         });
     }
-    let mut options = serde_saphyr::Options::default();
-    // An inventory or a playbook has no use for thousands of aliases; the reader's own cap
-    // (50,000) would let a hostile file cost seconds of CPU before it is refused.
-    let mut budget = serde_saphyr::Budget::default();
-    budget.max_aliases = crate::inventory::MAX_YAML_ALIASES;
-    options.budget = Some(budget);
-    // We print our own one-line messages with file:line:column; no source snippets.
-    options.with_snippet = false;
-    let mut track = serde_path_to_error::Track::new();
-    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
-        raw::RawInventory::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
-    });
-    result.map_err(|err| InventoryError::Invalid {
-        problems: vec![error::from_serde(&err, &track.path(), file)],
-        n_more: 0,
-    })
+    raw::read(text, file)
 }
 
 /// A validated inventory, ready to use ("parse, don't validate").

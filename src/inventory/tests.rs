@@ -46,9 +46,7 @@ fn select(yaml: &str, scopes: &[&str]) -> String {
         Ok(inventory) => inventory,
         Err(err) => return format!("inventory error: {err}"),
     };
-    let scopes: Result<Vec<Scope>, ScopeError> = scopes.iter().map(|s| Scope::parse(s)).collect();
-    let result = scopes.and_then(|scopes| inventory.select(&scopes));
-    match result {
+    match inventory.select_written(scopes) {
         Ok(selection) => selection
             .hosts
             .iter()
@@ -56,10 +54,38 @@ fn select(yaml: &str, scopes: &[&str]) -> String {
                 let accounts: Vec<&str> = h.accounts.iter().map(|a| a.name.as_str()).collect();
                 format!("{}: {}", h.name, accounts.join(" "))
             })
+            .chain(selection.directories.iter().map(|d| {
+                let only = match &d.only {
+                    None => "(all)".to_owned(),
+                    Some(uids) => uids
+                        .iter()
+                        .map(|u| u.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                };
+                format!("{} (directory): {only}", d.directory.name)
+            }))
             .collect::<Vec<_>>()
             .join("\n"),
         Err(err) => err.to_string(),
     }
+}
+
+/// Table-driven scope tests: each row's scopes (as written on the command line) against
+/// `yaml`, with the selection or the error, in one snapshot.
+fn check_scopes(yaml: &str, rows: &[&[&str]]) -> String {
+    rows.iter()
+        .map(|scopes| {
+            let got = select(yaml, scopes);
+            let got = if got.contains('\n') {
+                format!("\n  {}", got.replace('\n', "\n  "))
+            } else {
+                format!(" {got}")
+            };
+            format!("{scopes:?} ->{got}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 const LAB: &str = r#"
@@ -583,6 +609,19 @@ fn scopes_parse() {
         "account:Root",
         "cred:emr-db-01",
         "",
+        "host:emr-*",
+        "cred:emr-*/svc_?",
+        "group:emr-[0-9]",
+        "!host:emr-db-01",
+        "!group:e*",
+        "!",
+        "!!host:a",
+        "!all",
+        "!emr",
+        "host:emr-[0-9",
+        "host:emr *",
+        "cred:emr-*",
+        "group:a,group:b",
     ];
     let out: Vec<String> = inputs
         .iter()
@@ -595,13 +634,26 @@ fn scopes_parse() {
     "account:svc_app" -> ok account:svc_app
     "cred:emr-db-01/svc_app" -> ok cred:emr-db-01/svc_app
     "directory:hospital-ldap" -> ok directory:hospital-ldap
-    "emr-db-01" -> unknown scope `emr-db-01`: use all, host:NAME, group:NAME, account:NAME, directory:NAME or cred:HOST/ACCOUNT (to select a host, write host:emr-db-01)
-    "hosts:emr-db-01" -> unknown scope `hosts:emr-db-01`: use all, host:NAME, group:NAME, account:NAME, directory:NAME or cred:HOST/ACCOUNT
+    "emr-db-01" -> unknown scope `emr-db-01`: use all, host:NAME, group:NAME, account:NAME, directory:NAME or cred:HOST/ACCOUNT; names take globs (host:emr-*), commas join scopes, a leading ! excludes (to select a host, write host:emr-db-01)
+    "hosts:emr-db-01" -> unknown scope `hosts:emr-db-01`: use all, host:NAME, group:NAME, account:NAME, directory:NAME or cred:HOST/ACCOUNT; names take globs (host:emr-*), commas join scopes, a leading ! excludes (did you mean host:?)
     "host:" -> scope `host:`: nothing after `host:`; write host:NAME
     "host:bad name" -> scope `host:bad name`: `bad name` is not a valid host name: use 1 to 253 letters, digits, '.', '-' or '_'
     "account:Root" -> scope `account:Root`: `Root` is not a valid Linux user name: start with a lowercase letter or '_', then use lowercase letters, digits, '_' or '-', at most 32 characters
     "cred:emr-db-01" -> scope `cred:emr-db-01`: `emr-db-01` is not a credential address: write it as HOST/ACCOUNT, e.g. emr-db-01/svc_app
-    "" -> empty scope: use all, host:NAME, group:NAME, account:NAME, directory:NAME or cred:HOST/ACCOUNT
+    "" -> empty scope: use all, host:NAME, group:NAME, account:NAME, directory:NAME or cred:HOST/ACCOUNT; names take globs (host:emr-*), commas join scopes, a leading ! excludes
+    "host:emr-*" -> ok host:emr-*
+    "cred:emr-*/svc_?" -> ok cred:emr-*/svc_?
+    "group:emr-[0-9]" -> ok group:emr-[0-9]
+    "!host:emr-db-01" -> ok !host:emr-db-01
+    "!group:e*" -> ok !group:e*
+    "!" -> scope `!`: nothing after `!`; write the scope to exclude, e.g. !host:NAME or !group:NAME
+    "!!host:a" -> scope `!!host:a`: write a single `!` before the scope it excludes
+    "!all" -> scope `!all`: `!all` excludes everything: drop it, or exclude a part (!host:NAME, !group:NAME)
+    "!emr" -> unknown scope `!emr`: use all, host:NAME, group:NAME, account:NAME, directory:NAME or cred:HOST/ACCOUNT; names take globs (host:emr-*), commas join scopes, a leading ! excludes (to select a host, write !host:emr)
+    "host:emr-[0-9" -> scope `host:emr-[0-9`: `emr-[0-9`: a `[` is not closed: write a class such as [0-9] or [abc]
+    "host:emr *" -> scope `host:emr *`: `emr *` holds a space: names have none
+    "cred:emr-*" -> scope `cred:emr-*`: `emr-*` is not a credential address: write it as HOST/ACCOUNT, globs allowed on either side (cred:emr-*/svc_app)
+    "group:a,group:b" -> scope `group:a,group:b`: a comma separates scopes here: give each scope on its own
     "#);
 }
 
@@ -713,4 +765,287 @@ fn checkout_policies() {
     assert_snapshot!(check(&policy("max_ttl: 30d")), @r#"lab/inventory.yaml:3:35: policies.default.checkout.max_ttl: max_ttl "30d" is longer than 7d, the longest checkout rotor grants: a vendor's access should end with the work"#);
     assert_snapshot!(check(&policy("max_ttl: 1h, default_ttl: 2h")), @"lab/inventory.yaml:3:24: policies.default.checkout: default_ttl (2h) is longer than max_ttl (1h): make default_ttl at most max_ttl");
     assert_snapshot!(check(&policy("ttl: 2h")), @"lab/inventory.yaml:3:26: policies.default.checkout.ttl: unknown field `ttl`: allowed here are approval, max_ttl, default_ttl");
+}
+
+/// LAB with a lab host (an account named like a group) and a directory, for scope tests.
+fn scope_lab() -> String {
+    format!(
+        "{LAB}  - name: lab-01
+    address: 10.0.1.1
+    host_key: \"{KEY}\"
+    groups: [lab]
+    connect: {{ user: root, key: /k }}
+    accounts:
+      - {{ name: svc_app, playbook: linux-password }}
+      - {{ name: db, playbook: linux-password }}
+      - {{ name: db, playbook: linux-ssh-key }}
+directories:
+  - name: hospital-ldap
+    url: ldaps://ldap.hospital.example
+    bind: {{ dn: \"cn=rotor,ou=system,dc=h,dc=example\", credential: hospital-ldap/rotor }}
+    groups: [ldap]
+    accounts:
+      - {{ dn: \"uid=emr-app,ou=service,dc=h,dc=example\" }}
+"
+    )
+}
+
+#[test]
+fn scope_globs_lists_and_exclusions() {
+    let rows: &[&[&str]] = &[
+        // Globs.
+        &["host:emr-*"],
+        &["host:*-01"],
+        &["host:emr-???-01"],
+        &["host:emr-[ad]*"],
+        &["host:emr-[!a]*"],
+        &["group:e?r"],
+        &["account:svc_*"],
+        &["directory:hospital-*"],
+        &["cred:emr-*/svc_app"],
+        &["cred:*/db:key"],
+        &["cred:*/db*"],
+        &["cred:hospital-*/emr-app"],
+        // Comma lists: the same union as repeating --scope.
+        &["group:db,group:lab"],
+        &["group:db", "group:lab"],
+        &["host:host-001, account:rotor"],
+        // Exclusions.
+        &["group:emr", "!host:emr-db-01"],
+        &["group:emr,!host:emr-db-01"],
+        &["!host:emr-db-01"],
+        &["!group:emr", "!group:ldap"],
+        &["all", "!account:svc_app"],
+        &["host:emr-db-01", "!cred:emr-db-01/svc_app"],
+        &["account:svc_app", "!host:emr-*"],
+        &["group:lab", "!cred:lab-01/db:key"],
+        &[
+            "cred:hospital-ldap/a",
+            "cred:hospital-ldap/b",
+            "!cred:hospital-ldap/a",
+        ],
+        &["!host:web-01", "group:emr"],
+        &["all", "!directory:hospital-ldap", "!host:*"],
+        // Errors: nothing matches, nothing left, bare names.
+        &["host:web-*"],
+        &["group:x*"],
+        &["cred:emr-*/nobody"],
+        &["!host:emr-db-1"],
+        &["!group:nope*"],
+        &["group:emr", "!group:emr"],
+        &["host:emr-db-01", "!account:svc_*"],
+        &["directory:hospital-ldap", "!cred:hospital-ldap/emr-app"],
+        &["cred:hospital-ldap/svc-*"],
+        &["group:emr,"],
+        &["emr"],
+        &["db"],
+        &["emr-*"],
+        &["!emr-db-01"],
+        &["lab-01/db"],
+        &["nothing-here"],
+    ];
+    insta::assert_snapshot!(
+        "scope_globs_lists_and_exclusions",
+        check_scopes(&scope_lab(), rows)
+    );
+}
+
+/// What a glob matches, against an independent reading of the same glob as a regex.
+#[test]
+fn globs_match_whole_names() {
+    for (glob, name, expect) in [
+        ("emr-*", "emr-db-01", true),
+        ("emr-*", "emr-", true),
+        ("emr-*", "xemr-db", false),
+        ("*-01", "emr-db-01", true),
+        ("*-01", "emr-db-011", false),
+        ("*db*", "emr-db-01", true),
+        ("a*b*c", "aXbYbZc", true),
+        ("a*b*c", "aXbYbZ", false),
+        ("?", "", false),
+        ("?", "x", true),
+        ("*", "", true),
+        ("[a-c]x", "bx", true),
+        ("[a-c]x", "dx", false),
+        ("[!a-c]x", "dx", true),
+        ("[]]", "]", true),
+        ("h[0-9][0-9]", "h42", true),
+    ] {
+        assert_eq!(
+            super::Glob::parse(glob).unwrap().matches(name),
+            expect,
+            "{glob} {name}"
+        );
+    }
+    for bad in ["emr-[0-9", "[a-]", "a b", "a\u{1b}"] {
+        assert!(super::Glob::parse(bad).is_err(), "{bad}");
+    }
+}
+
+/// The glob as a regex, written independently of `Glob`, for the property test.
+fn glob_regex(glob: &str) -> regex_automata::meta::Regex {
+    let mut re = String::from("^");
+    for c in glob.chars() {
+        match c {
+            '*' => re.push_str(".*"),
+            '?' => re.push('.'),
+            c if c.is_ascii_alphanumeric() => re.push(c),
+            c => re.push_str(&format!("\\x{{{:x}}}", c as u32)),
+        }
+    }
+    re.push('$');
+    regex_automata::meta::Regex::new(&re).unwrap()
+}
+
+proptest! {
+    /// Whatever the scopes, a selection never holds a host an exclusion names, and parsing
+    /// and selecting never panic.
+    #[test]
+    fn a_selection_never_holds_an_excluded_host(
+        terms in proptest::collection::vec(
+            (any::<bool>(), 0usize..6, "[a-z0-9*?-]{0,8}"),
+            0..5,
+        )
+    ) {
+        let inventory = parse(&scope_lab(), Path::new(FILE)).unwrap();
+        let kinds = ["host", "group", "account", "cred", "directory", "all"];
+        let written: Vec<String> = terms
+            .iter()
+            .map(|(bang, kind, name)| {
+                let term = if kinds[*kind] == "all" { "all".to_owned() } else { format!("{}:{name}", kinds[*kind]) };
+                if *bang { format!("!{term}") } else { term }
+            })
+            .collect();
+        let joined = written.join(",");
+        let _ = Scope::parse_list(&joined);
+        let _ = Scope::parse(&joined);
+        if let Ok(selection) = inventory.select_written(&written) {
+            for (bang, kind, name) in &terms {
+                if !*bang || kinds[*kind] != "host" {
+                    continue;
+                }
+                let re = glob_regex(name);
+                for host in &selection.hosts {
+                    prop_assert!(!re.is_match(host.name.as_str()), "{written:?} kept {}", host.name);
+                }
+            }
+            if terms.iter().any(|(bang, kind, _)| *bang && kinds[*kind] == "all") {
+                prop_assert!(false, "!all was accepted: {written:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn scope_lists_never_panic(text in "\\PC{0,60}") {
+        let inventory = parse(&scope_lab(), Path::new(FILE)).unwrap();
+        let _ = Scope::parse_list(&text);
+        let _ = inventory.select_written(&[text]);
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    // Three mistakes in three places: a misspelt key in one host, a wrong type in another,
+    // a missing field in a directory; and a validation problem in a good host.
+    let yaml = format!(
+        "version: 1
+policies:
+  default: {{ lenght: 30 }}
+hosts:
+  - name: h1
+    address: 10.0.0.1
+    hostkey: \"{KEY}\"
+    connect: {{ user: root, key: /k }}
+  - name: h2
+    address: 10.0.0.2
+    port: ssh
+    host_key: \"{KEY}\"
+    connect: {{ user: root, key: /k }}
+  - name: h3
+    address: \"bad address\"
+    host_key: \"{KEY}\"
+    connect: {{ user: root, key: /k }}
+    accounts:
+      - {{ name: svc, playbook: linux-password }}
+directories:
+  - name: ldap
+    url: ldaps://ldap.example
+    accounts: []
+"
+    );
+    assert_snapshot!("every_problem_is_reported_at_once", check(&yaml));
+    let err = parse(&yaml, Path::new(FILE)).unwrap_err();
+    let lines: Vec<u64> = err.problems().iter().map(|p| p.line).collect();
+    assert_eq!(lines, [3, 7, 11, 15, 23], "{err}");
+}
+
+#[test]
+fn tabs_are_reported_on_their_lines() {
+    let yaml = "version: 1\nhosts:\n  - name: h1\n\taddress: 10.0.0.1\n  \t  host_key: x\n";
+    assert_snapshot!(check(yaml), @"
+    lab/inventory.yaml:4:1: YAML forbids tabs: use spaces to indent this line
+    lab/inventory.yaml:5:3: YAML forbids tabs: use spaces to indent this line
+    ");
+    // A tab that is not indentation is YAML's business (here: inside a value).
+    assert!(!check("version: 1\nplaybooks_dir: \"a\tb\"\n").contains("tabs"));
+}
+
+#[test]
+fn x_keys_hold_anchors_for_hosts() {
+    let yaml = format!(
+        "version: 1
+x-connect: &connect {{ user: root, key: /etc/rotor/admin }}
+x-host: &host
+  host_key: \"{KEY}\"
+  groups: [emr]
+  connect: *connect
+x-notes: anything at all, [ignored]
+hosts:
+  - <<: *host
+    name: h1
+    address: 10.0.0.1
+  - name: h2
+    address: 10.0.0.2
+    host_key: \"{KEY}\"
+    connect: *connect
+"
+    );
+    let inv = parse(&yaml, Path::new(FILE)).unwrap();
+    assert_eq!(inv.hosts.len(), 2);
+    assert_eq!(inv.hosts[0].groups, ["emr"]);
+    assert_eq!(inv.hosts[0].connect, inv.hosts[1].connect);
+    assert_eq!(
+        inv.hosts[1].connect.auth,
+        ConnectAuth::KeyFile(PathBuf::from("/etc/rotor/admin"))
+    );
+    // Only `x-` keys: another unknown key is still a typo.
+    assert!(check(&yaml.replace("x-notes", "notes")).contains("unknown field `notes`"));
+}
+
+/// The example a newcomer copies is valid, and shows each part of an inventory.
+#[test]
+fn the_example_inventory_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.yaml");
+    let inv = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(inv.hosts.len(), 3);
+    assert!(matches!(inv.hosts[0].host_key, HostKeyPin::Key(_)));
+    let examples = path.parent().unwrap();
+    for host in &inv.hosts[1..] {
+        // Every file the example names is in examples/, so `inventory check` finds it.
+        let HostKeyPin::KnownHosts(file) = &host.host_key else {
+            panic!("{} pins no known_hosts file", host.name)
+        };
+        assert_eq!(file, &examples.join("known_hosts"));
+        assert!(file.is_file());
+        assert!(
+            host.bootstrap_key().is_none(),
+            "no private key file in an example"
+        );
+    }
+    let default = &inv.policies["default"];
+    assert!(default.schedule.is_some() && default.window.is_some());
+    assert_eq!(inv.directories[0].accounts.len(), 2);
+    // The `x-` anchor merged into the hosts, and a key written beside it won.
+    assert_eq!(inv.hosts[0].groups, ["emr", "db"]);
+    assert_eq!(inv.hosts[1].groups, ["emr"]);
 }

@@ -78,6 +78,9 @@ struct Checker<'a> {
     file: &'a Path,
     playbooks: &'a Catalog,
     problems: Problems,
+    /// Policies defined but not valid (already reported): a reference to one is not an
+    /// "unknown policy" too.
+    broken_policies: std::collections::BTreeSet<String>,
 }
 
 fn at(location: Location) -> (u64, u64) {
@@ -85,7 +88,7 @@ fn at(location: Location) -> (u64, u64) {
 }
 
 pub(super) fn validate(
-    raw: RawInventory,
+    mut raw: RawInventory,
     file: &Path,
     playbooks: &Catalog,
 ) -> Result<Inventory, InventoryError> {
@@ -93,7 +96,13 @@ pub(super) fn validate(
         file,
         playbooks,
         problems: Problems::default(),
+        broken_policies: std::collections::BTreeSet::new(),
     };
+    // What the reader could not read comes first; it is sorted with the rest by line.
+    for problem in std::mem::take(&mut raw.problems) {
+        checker.problems.push(problem);
+    }
+    checker.broken_policies = std::mem::take(&mut raw.broken_policies);
     let inventory = checker.inventory(raw);
     checker.problems.into_result(inventory)
 }
@@ -111,14 +120,16 @@ impl Checker<'_> {
     }
 
     fn inventory(&mut self, raw: RawInventory) -> Inventory {
-        if raw.version.value != 1 {
+        if let Some(version) = &raw.version
+            && version.value != 1
+        {
             self.report(
-                raw.version.referenced,
+                version.referenced,
                 "version",
                 ProblemKind::Unsupported,
                 format!(
                     "inventory version {} is not supported: this rotor reads `version: 1`",
-                    raw.version.value
+                    version.value
                 ),
             );
         }
@@ -126,8 +137,13 @@ impl Checker<'_> {
         let mut policies = BTreeMap::new();
         policies.insert("default".to_owned(), default_policy());
         for (name, raw_policy) in raw.policies {
-            if let Some(policy) = self.policy(&name, raw_policy) {
-                policies.insert(name, policy);
+            match self.policy(&name, raw_policy) {
+                Some(policy) => {
+                    policies.insert(name, policy);
+                }
+                None => {
+                    self.broken_policies.insert(name);
+                }
             }
         }
 
@@ -135,6 +151,8 @@ impl Checker<'_> {
         let mut seen_hosts: HashMap<String, u64> = HashMap::new();
         let mut hosts = Vec::with_capacity(raw.hosts.len());
         for (host_idx, raw_host) in raw.hosts.into_iter().enumerate() {
+            // Left out by the reader, which reported why.
+            let Some(raw_host) = raw_host else { continue };
             let field = format!("hosts[{host_idx}]");
             if let Some(host) = self.host(&field, raw_host, &policies, &mut seen_hosts) {
                 hosts.push(host);
@@ -143,6 +161,7 @@ impl Checker<'_> {
 
         let mut directories = Vec::with_capacity(raw.directories.len());
         for (dir_idx, raw_dir) in raw.directories.into_iter().enumerate() {
+            let Some(raw_dir) = raw_dir else { continue };
             let field = format!("directories[{dir_idx}]");
             if let Some(d) = self.directory(&field, raw_dir, &policies, &mut seen_hosts) {
                 directories.push(d);
@@ -888,6 +907,7 @@ impl Checker<'_> {
         let policy = match raw.policy {
             None => Some("default".to_owned()),
             Some(policy) if policies.contains_key(&policy.value) => Some(policy.value),
+            Some(policy) if self.broken_policies.contains(&policy.value) => None,
             Some(policy) => {
                 let known = policies.keys().map(String::as_str).collect::<Vec<_>>();
                 self.report(
@@ -1100,6 +1120,10 @@ impl Checker<'_> {
         let policy = match &raw.policy {
             None => "default".to_owned(),
             Some(p) if policies.contains_key(&p.value) => p.value.clone(),
+            Some(p) if self.broken_policies.contains(&p.value) => {
+                ok = false;
+                String::new()
+            }
             Some(p) => {
                 let known: Vec<&str> = policies.keys().map(String::as_str).collect();
                 self.report(

@@ -100,18 +100,15 @@ impl<'a> RotateRequest<'a> {
     }
 }
 
-/// Resolves scopes as written (`all`, `host:NAME`, `group:NAME`, ...) against `inv`: the
-/// selection and the label a run records. One resolver for `rotor rotate --scope` and
-/// `POST /api/v1/rotations`, so both select the same credentials for the same words.
+/// Resolves scopes as written (`all`, `host:emr-*`, `group:emr,group:lab`, `!host:x`, ...)
+/// against `inv` ([`Inventory::select_written`]): the selection and the label a run records.
+/// One resolver for `rotor rotate --scope` and `POST /api/v1/rotations`, so both select the
+/// same credentials for the same words.
 pub fn select(
     inv: &Inventory,
     scopes: &[String],
 ) -> Result<(Selection, String), crate::inventory::ScopeError> {
-    let parsed = scopes
-        .iter()
-        .map(|s| crate::inventory::Scope::parse(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((inv.select(&parsed)?, scopes.join(" ")))
+    Ok((inv.select_written(scopes)?, scopes.join(" ")))
 }
 
 /// How a rotation request ended.

@@ -380,7 +380,7 @@ async fn start_rotation(
     };
     if scopes.is_empty() {
         return Err(ApiError::bad_request(
-            "say what to rotate: \"scope\": \"all\", \"host:NAME\", \"group:NAME\", \"account:NAME\", \"directory:NAME\" or \"cred:HOST/ACCOUNT\" (or a list of them)",
+            "say what to rotate: \"scope\": \"all\", \"host:NAME\", \"group:NAME\", \"account:NAME\", \"directory:NAME\" or \"cred:HOST/ACCOUNT\" (or a list of them); names take globs (\"host:emr-*\"), a string may hold a comma list, and \"!host:NAME\" excludes",
         ));
     }
     // The inventory in force now; the job keeps it even if SIGHUP replaces it meanwhile.

@@ -273,3 +273,53 @@ fn hostile_inventories_get_short_plain_errors() {
     let p = file("laughs.yaml", &laughs);
     insta::assert_snapshot!("yaml_budget", check_error(&p, w));
 }
+
+/// The example inventory the README points to passes `inventory check` from any directory,
+/// and scopes that name nothing in it are errors that say what to write.
+#[test]
+fn the_example_inventory_checks_and_scopes_explain_themselves() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.yaml");
+    let example = example.to_str().unwrap();
+    let rotor = Rotor::init();
+    let out = rotor
+        .cmd(&["inventory", "check", "-i", example])
+        .env("ROTOR_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 hosts, 7 accounts, 1 directory"));
+    let examples = Path::new(example).parent().unwrap();
+    let dirs = [(examples, "[EXAMPLES]")];
+    let scope = |scopes: &[&str]| {
+        let mut args = vec!["plan", "-i", example];
+        for s in scopes {
+            args.extend(["--scope", s]);
+        }
+        error_of(&rotor, &args, &dirs)
+    };
+    insta::assert_snapshot!(scope(&["emr"]), @"
+    exit 2
+    error: `emr` is a group: write group:emr
+    ");
+    insta::assert_snapshot!(scope(&["host:web-*"]), @"
+    exit 2
+    error: no host matches `web-*` in [EXAMPLES]/inventory.yaml; known hosts: `emr-db-01`, `emr-app-01`, `lab-01`
+    ");
+    insta::assert_snapshot!(scope(&["group:emr,!host:emr-*"]), @"
+    exit 2
+    error: nothing left to act on in [EXAMPLES]/inventory.yaml: after `!host:emr-*`, none of what the other scopes select remains; drop an exclusion or widen the selection
+    ");
+    insta::assert_snapshot!(scope(&["!host:emr-db-1"]), @"
+    exit 2
+    error: no host `emr-db-1` to exclude in [EXAMPLES]/inventory.yaml; did you mean `emr-db-01`?
+    ");
+    // A scope that cannot be read is a usage error as well.
+    insta::assert_snapshot!(scope(&["host:emr-[0-9"]), @"
+    exit 2
+    error: scope `host:emr-[0-9`: `emr-[0-9`: a `[` is not closed: write a class such as [0-9] or [abc]
+    ");
+}
