@@ -10,7 +10,6 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{CliResult, Global, OutputFormat, context, usage};
-use crate::inventory::Scope;
 use crate::ops;
 use crate::ops::preflight::{PreflightReport, PreflightRequest, Severity};
 
@@ -30,8 +29,8 @@ pub struct CheckArgs {
     /// for the connect and bind secrets; never logs in as an account.
     #[arg(long)]
     pub connect: bool,
-    /// What to check: all, host:NAME, group:NAME, account:NAME, directory:NAME,
-    /// cred:HOST/ACCOUNT. Repeatable. Default: everything.
+    /// What to check, as `rotate --scope` takes it (globs, comma lists, '!' to take out).
+    /// Repeatable. Default: everything.
     #[arg(long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
     /// Hosts checked at once (with --connect).
@@ -51,9 +50,7 @@ pub fn run(g: &Global, a: CheckArgs) -> CliResult {
     } else {
         a.scopes.clone()
     };
-    for s in &scopes {
-        Scope::parse(s).map_err(usage)?;
-    }
+    super::rotate::scope_syntax(&scopes)?;
     let inv = crate::inventory::load(&a.inventory)?;
     let (selection, _) = ops::rotate::select(&inv, &scopes).map_err(usage)?;
     let report = if a.connect {

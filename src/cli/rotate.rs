@@ -137,6 +137,19 @@ pub struct Resolved {
     pub label: String,
 }
 
+/// A scope that cannot be read is said before the inventory is read (as it always was); a
+/// bare name (`emr`) waits for the inventory, which says whether it is a host, a group or both.
+pub fn scope_syntax(scopes: &[String]) -> Result<(), Failure> {
+    for s in scopes {
+        if let Err(e) = Scope::parse_list(s)
+            && !e.needs_inventory()
+        {
+            return Err(usage(e));
+        }
+    }
+    Ok(())
+}
+
 /// Loads the inventory and resolves the selection, or a usage error.
 pub fn resolve(sel: &Selection) -> Result<Resolved, Failure> {
     if !sel.all && sel.scopes.is_empty() {
@@ -149,15 +162,7 @@ pub fn resolve(sel: &Selection) -> Result<Resolved, Failure> {
     } else {
         sel.scopes.clone()
     };
-    // A scope that cannot be read is said before the inventory is (as it always was); a bare
-    // name (`emr`) waits for the inventory, which says whether it is a host, a group or both.
-    for s in &scopes {
-        if let Err(e) = Scope::parse_list(s)
-            && !e.needs_inventory()
-        {
-            return Err(usage(e));
-        }
-    }
+    scope_syntax(&scopes)?;
     let inv = crate::inventory::load(&sel.inventory)?;
     let (selected, label) = ops::rotate::select(&inv, &scopes).map_err(usage)?;
     Ok(Resolved {

@@ -20,8 +20,8 @@ pub struct StatusArgs {
     /// the vault's credentials it no longer lists are shown.
     #[arg(short, long, value_name = "FILE", env = "ROTOR_INVENTORY")]
     pub inventory: Option<PathBuf>,
-    /// Only these credentials (needs -i): all, host:NAME, group:NAME, account:NAME,
-    /// directory:NAME, cred:HOST/ACCOUNT, as `rotate --scope` takes them. Repeatable.
+    /// Only these credentials (needs -i), as `rotate --scope` takes them (globs, comma
+    /// lists, '!' to take out). Repeatable.
     #[arg(long = "scope", value_name = "SCOPE", requires = "inventory")]
     pub scopes: Vec<String>,
     /// For monitoring, over the credentials shown: exit 0 when all is well; 3 when one is
@@ -53,9 +53,6 @@ pub fn run(g: &Global, a: StatusArgs) -> CliResult {
         .transpose()?;
     let selection = match &inventory {
         Some(inv) if !a.scopes.is_empty() => {
-            for s in &a.scopes {
-                crate::inventory::Scope::parse(s).map_err(usage)?;
-            }
             Some(ops::rotate::select(inv, &a.scopes).map_err(usage)?.0)
         }
         _ => None,

@@ -135,7 +135,7 @@ pub fn field_lines(inv: &Inventory) -> FieldLines {
             .map_or(0, |d| d.referenced.line()),
         ..FieldLines::default()
     };
-    for host in &raw.hosts {
+    for host in raw.hosts.iter().flatten() {
         let h = &host.value;
         let connect = &h.connect.value;
         let mut accounts = HashMap::new();
@@ -165,7 +165,7 @@ pub fn field_lines(inv: &Inventory) -> FieldLines {
                 accounts,
             });
     }
-    for dir in &raw.directories {
+    for dir in raw.directories.iter().flatten() {
         let d = &dir.value;
         lines
             .directories
