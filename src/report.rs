@@ -359,7 +359,9 @@ fn failure_groups<'a>(
 ) -> Vec<FailureGroup<'a>> {
     let mut groups: Vec<FailureGroup<'a>> = Vec::new();
     for (r, row) in failed.iter().zip(rows) {
-        let (result, cause, message) = (row[1].as_str(), row[2].as_str(), row[3].as_str());
+        // "host-003 (127.0.1.3:22): the host key ..." on each host is one message.
+        let message = crate::text::without_host_lead(&row[3], r.cred.host.as_str());
+        let (result, cause) = (row[1].as_str(), row[2].as_str());
         let at = match groups
             .iter()
             .position(|g| g.result == result && g.cause == cause)
@@ -728,9 +730,12 @@ mod tests {
             results.push(result(
                 &format!("emr-{i:02}/svc_app"),
                 Outcome::NotChanged {
+                    // As a connector words it: the host and its address first.
                     cause: Fault::target(
                         FaultClass::HostKeyMismatch,
-                        "the host's SSH key is not the pinned one",
+                        format!(
+                            "emr-{i:02} (10.0.0.{i}:22): the host's SSH key is not the pinned one"
+                        ),
                     ),
                 },
             ));

@@ -119,3 +119,15 @@ mod duration_tests {
         assert_eq!(words(3 * 86_400 + 4 * 3_600), "3d 4h");
     }
 }
+
+/// `message` without the `HOST (ADDR:PORT): ` or `HOST: ` a connector puts first, so that
+/// the same failure on many hosts reads as one message.
+pub fn without_host_lead<'a>(message: &'a str, host: &str) -> &'a str {
+    let Some(rest) = message.strip_prefix(host) else {
+        return message;
+    };
+    match rest.strip_prefix(" (") {
+        Some(r) => r.split_once("): ").map_or(message, |(_, after)| after),
+        None => rest.strip_prefix(": ").unwrap_or(message),
+    }
+}

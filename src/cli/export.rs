@@ -28,7 +28,7 @@ pub struct ExportArgs {
     #[arg(long = "scope", value_name = "SCOPE", requires = "inventory")]
     pub scopes: Vec<String>,
     /// The inventory the scopes are resolved in.
-    #[arg(short, long, value_name = "FILE", env = "ROTOR_INVENTORY")]
+    #[arg(short, long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
     /// `json`: a summary object on stdout (`-o` names the file here).
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]

@@ -74,7 +74,8 @@ Examples:
   rotor status -i inventory.yaml --check
   rotor show emr-db-01/svc_app --reason \"vendor maintenance TICKET-7\"
 
-  ROTOR_INVENTORY=inventory.yaml saves writing -i; -o json gives JSON on every command.";
+  ROTOR_INVENTORY=inventory.yaml saves writing -i. --output json (-o json) gives JSON on every
+  command (export and inventory import keep -o for the file they write).";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -331,13 +332,22 @@ pub fn main() -> i32 {
 
 /// Was JSON output asked for (`-o json`, `--output json`, `--output=json`, `-ojson`)? Read
 /// from the raw arguments, so that an error before or during parsing is JSON too.
+/// `export` and `inventory import` keep `-o` for the file they write: there only the long
+/// form asks for JSON.
 fn json_requested(args: &[std::ffi::OsString]) -> bool {
     let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    let o_names_a_file = args.contains(&"export")
+        || args
+            .iter()
+            .position(|a| *a == "inventory")
+            .is_some_and(|i| args.get(i + 1) == Some(&"import"));
     args.iter().enumerate().any(|(i, a)| {
         let next = args.get(i + 1).copied();
         match *a {
-            "--output" | "-o" => next == Some("json"),
-            _ => matches!(*a, "--output=json" | "-ojson" | "-o=json"),
+            "--output" => next == Some("json"),
+            "-o" => !o_names_a_file && next == Some("json"),
+            "-ojson" | "-o=json" => !o_names_a_file,
+            _ => *a == "--output=json",
         }
     })
 }
@@ -448,5 +458,29 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Serve(a) => serve::run(g, a),
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_requested;
+
+    #[test]
+    fn json_is_asked_for_by_the_output_option_and_never_by_a_file_named_json() {
+        let asked = |line: &str| {
+            let args: Vec<std::ffi::OsString> = line.split(' ').map(Into::into).collect();
+            json_requested(&args)
+        };
+        assert!(asked("rotor status -o json"));
+        assert!(asked("rotor plan --all --output=json"));
+        assert!(asked(
+            "rotor export --recipient age1x -o escrow.age --output json"
+        ));
+        assert!(!asked("rotor status -o text"));
+        assert!(
+            !asked("rotor export --recipient age1x -o json"),
+            "a file named json"
+        );
+        assert!(!asked("rotor inventory import ansible hosts.ini -o json"));
     }
 }

@@ -269,24 +269,6 @@ impl crate::ops::Progress for Bar {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{prefix_words, rate_words};
-
-    #[test]
-    fn the_bar_says_a_rounded_rate_the_phase_and_the_failures() {
-        let rates: Vec<String> = [0.0, 0.5, 2.345, 57.8, f64::INFINITY]
-            .into_iter()
-            .map(rate_words)
-            .collect();
-        assert_eq!(rates, ["", "30/min", "2.3/s", "58/s", ""]);
-        assert_eq!(prefix_words("rotating", None, 0), "rotating");
-        assert_eq!(
-            prefix_words("rotating", Some("canary: 2 hosts"), 3),
-            "rotating (canary: 2 hosts), 3 failed"
-        );
-    }
-}
 
 /// What is wrong with a file given as `flag` on the command line: the flag, the file (escaped)
 /// and `what`; never a byte of the file.
@@ -342,10 +324,35 @@ pub fn read_secret_file(
 /// checkout's grant): the copies JSON needs are zeroized once printed.
 pub fn print_json_with_secret(mut value: serde_json::Value, secret: &crate::secret::Secret) {
     use zeroize::Zeroize;
-    value["secret"] = serde_json::Value::String(secret.expose().to_owned());
-    let text = zeroize::Zeroizing::new(value.to_string());
+    // Room for the rest and the secret at its longest escaped (`\u00XX`: 6 bytes a byte),
+    // so the buffer never grows: a reallocation would free an unzeroized copy.
+    let room = value.to_string().len() + 6 * secret.expose().len() + 32;
+    let mut copy = secret.expose().to_owned();
+    value["secret"] = serde_json::Value::String(std::mem::take(&mut copy));
+    let mut text = zeroize::Zeroizing::new(Vec::with_capacity(room));
+    // Writing plain data into memory cannot fail.
+    serde_json::to_writer(&mut *text, &value).expect("JSON into memory");
     if let Some(serde_json::Value::String(s)) = value.get_mut("secret") {
         s.zeroize();
     }
-    write_stdout(format_args!("{}\n", *text));
+    write_stdout(format_args!("{}\n", String::from_utf8_lossy(&text)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{prefix_words, rate_words};
+
+    #[test]
+    fn the_bar_says_a_rounded_rate_the_phase_and_the_failures() {
+        let rates: Vec<String> = [0.0, 0.5, 2.345, 57.8, f64::INFINITY]
+            .into_iter()
+            .map(rate_words)
+            .collect();
+        assert_eq!(rates, ["", "30/min", "2.3/s", "58/s", ""]);
+        assert_eq!(prefix_words("rotating", None, 0), "rotating");
+        assert_eq!(
+            prefix_words("rotating", Some("canary: 2 hosts"), 3),
+            "rotating (canary: 2 hosts), 3 failed"
+        );
+    }
 }

@@ -174,17 +174,17 @@ pub fn resolve(sel: &Selection) -> Result<Resolved, Failure> {
 
 /// The selection of a `rotate` and the session it runs in: `--scope`/`--all` resolved (a
 /// scope error before the vault is opened, as always), or with `--retry-failed` what the run
-/// did not commit, read from the vault. `None` when a retry finds nothing to do (said on
-/// stdout: exit 0).
+/// did not commit, read from the vault, and whether that run was a `--breach` run. `None`
+/// when a retry finds nothing to do (said on stdout: exit 0).
 fn rotate_selection(
     g: &Global,
     sel: &Selection,
     retry: &RetryFailed,
     out: Output,
-) -> Result<Option<(Resolved, context::Session)>, Failure> {
+) -> Result<Option<(Resolved, context::Session, bool)>, Failure> {
     if !retry.retry_failed {
         let resolved = resolve(sel)?;
-        return Ok(Some((resolved, context::open(g)?)));
+        return Ok(Some((resolved, context::open(g)?, false)));
     }
     if sel.all || !sel.scopes.is_empty() {
         return Err(usage(
@@ -232,6 +232,12 @@ fn rotate_selection(
             for w in left_out(&r.rotated_since, &r.not_in_inventory) {
                 eprintln!("Left out, {w}");
             }
+            if r.breach {
+                eprintln!(
+                    "Run {} was a --breach run: its retry is one too (rotor's own logins, SSH keys replaced).",
+                    r.run.id
+                );
+            }
             Ok(Some((
                 Resolved {
                     inv,
@@ -239,6 +245,7 @@ fn rotate_selection(
                     label: r.label,
                 },
                 session,
+                r.breach,
             )))
         }
         ops::rotate::RetryPlan::Nothing {
@@ -302,18 +309,31 @@ fn emit(out: Output, report: &RunReport, per_credential: bool) {
 /// The reason recorded when none is given where nobody can be asked.
 const DEFAULT_REASON: &str = "manual rotation";
 
-/// Must the person at the keyboard confirm first? Only at a terminal, only for more than
+/// Must the person at the keyboard confirm first? Only at a terminal (stdin), only for more than
 /// one host (or directory), and never with `--yes`.
 fn must_confirm(at_terminal: bool, yes: bool, n_targets: usize) -> bool {
     at_terminal && !yes && n_targets > 1
 }
 
-/// Asks one question on stderr and reads the answer from stdin (a terminal).
-fn ask(question: &str) -> Result<String, Failure> {
-    use std::io::Write as _;
+/// Where a question goes: stderr, or the terminal itself when stderr is redirected
+/// (`rotor rotate --all 2>>rotor.log` typed at a keyboard is still asked, and sees it).
+fn to_person(text: &str) {
+    use std::io::{IsTerminal as _, Write as _};
     let mut err = std::io::stderr();
-    let _ = write!(err, "{question}");
+    if !err.is_terminal()
+        && let Ok(mut tty) = std::fs::OpenOptions::new().write(true).open("/dev/tty")
+    {
+        let _ = write!(tty, "{text}");
+        let _ = tty.flush();
+        return;
+    }
+    let _ = write!(err, "{text}");
     let _ = err.flush();
+}
+
+/// Asks one question and reads the answer from stdin (a terminal).
+fn ask(question: &str) -> Result<String, Failure> {
+    to_person(question);
     let mut answer = String::new();
     std::io::stdin()
         .read_line(&mut answer)
@@ -357,8 +377,8 @@ fn confirm(selected: &Selected, label: &str, reason: &str, breach: bool) -> Resu
             crate::report::plural(selected.directories.len(), "directory", "directories")
         ));
     }
-    eprintln!(
-        "rotor will rotate {} (scope `{}`, reason: {}){}. Each gets a new secret and its old one stops working; `rotor plan` shows each credential.",
+    to_person(&format!(
+        "rotor will rotate {} (scope `{}`, reason: {}){}. Each gets a new secret and its old one stops working; `rotor plan` shows each credential.\n",
         what.join(" and "),
         crate::text::escape(label),
         crate::text::escape(reason),
@@ -367,7 +387,7 @@ fn confirm(selected: &Selected, label: &str, reason: &str, breach: bool) -> Resu
         } else {
             ""
         }
-    );
+    ));
     let answer = ask("Rotate now? Type yes to go on (--yes skips this question): ")?;
     if matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes") {
         return Ok(());
@@ -389,15 +409,18 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
             label,
         },
         session,
+        retried_breach,
     )) = rotate_selection(g, &a.selection, &a.retry, out)?
     else {
         return Ok(0);
     };
-    let at_terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let breach = a.breach || retried_breach;
+    // A person types at stdin; scripts and cron never have a terminal there.
+    let at_terminal = std::io::stdin().is_terminal();
     let reason = reason_of(a.reason.clone(), at_terminal)?;
     let n_targets = selected.hosts.len() + selected.directories.len();
     if must_confirm(at_terminal, a.yes, n_targets) {
-        confirm(&selected, &label, &reason, a.breach)?;
+        confirm(&selected, &label, &reason, breach)?;
     }
     let bar = Bar::new(out, "rotating", true);
     let printed = bar.clone();
@@ -410,8 +433,8 @@ pub fn run(g: &Global, a: RotateArgs) -> CliResult {
         canary: a.canary,
         max_failures: a.max_failures.unwrap_or(FailureLimit::Unlimited),
         retry_parked: a.retry_parked,
-        include_checked_out: a.include_checked_out || a.breach,
-        breach: a.breach,
+        include_checked_out: a.include_checked_out || breach,
+        breach,
         progress: Some(bar),
         // The report is printed before the end of the run is recorded, which can fail.
         deliver: Some(Box::new(move |report: &RunReport| {

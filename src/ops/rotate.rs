@@ -290,7 +290,7 @@ pub fn rotate(
     if let Some(deliver) = req.deliver {
         deliver(&report);
     }
-    let summary = run_summary(&report, req.origin);
+    let summary = run_summary(&report, req.origin, req.breach);
     if let Err(e) = store.end_run(&req.actor, run, &summary) {
         tracing::error!("could not record the end of run {run}: {e}");
     }
@@ -302,8 +302,9 @@ pub fn rotate(
 
 /// What the end of a run records (`runs.summary`): the report's counts, and beside them who
 /// started it and every credential whose new secret is not in place (not committed, not kept
-/// new): what `--retry-failed` rotates again.
-fn run_summary(report: &RunReport, origin: RunOrigin) -> String {
+/// new): what `--retry-failed` rotates again, and whether it was a `--breach` run (its retry
+/// is one too: an incident's leftovers must not be rotated in append mode).
+fn run_summary(report: &RunReport, origin: RunOrigin, breach: bool) -> String {
     let mut summary = serde_json::to_value(report.counts).expect("counts serialize");
     let not_committed: Vec<String> = report
         .results
@@ -314,6 +315,9 @@ fn run_summary(report: &RunReport, origin: RunOrigin) -> String {
     if let serde_json::Value::Object(m) = &mut summary {
         m.insert("origin".into(), serde_json::json!(origin));
         m.insert("not_committed".into(), not_committed.into());
+        if breach {
+            m.insert("breach".into(), true.into());
+        }
     }
     summary.to_string()
 }
@@ -328,6 +332,8 @@ fn new_secret_in_place(outcome: &Outcome) -> bool {
 pub struct RunEnd {
     pub origin: Option<RunOrigin>,
     pub not_committed: Option<Vec<CredentialId>>,
+    /// A `rotate --breach` run.
+    pub breach: bool,
 }
 
 impl RunEnd {
@@ -336,6 +342,8 @@ impl RunEnd {
         struct Raw {
             origin: Option<RunOrigin>,
             not_committed: Option<Vec<String>>,
+            #[serde(default)]
+            breach: bool,
         }
         let Some(raw) = run
             .summary
@@ -346,6 +354,7 @@ impl RunEnd {
         };
         RunEnd {
             origin: raw.origin,
+            breach: raw.breach,
             // rotor wrote these names; one that does not parse is a hand-edited vault, and
             // is left out rather than failing the whole retry.
             not_committed: raw.not_committed.map(|names| {
@@ -390,6 +399,8 @@ pub struct Retry {
     pub creds: Vec<CredentialId>,
     pub rotated_since: Vec<CredentialId>,
     pub not_in_inventory: Vec<CredentialId>,
+    /// The run was a `--breach` run: so is its retry.
+    pub breach: bool,
 }
 
 /// How many of the latest runs `--retry-failed` looks through for the last `rotate` run,
@@ -516,6 +527,7 @@ pub fn retry_set(
         .expect("a cred: scope of a listed credential resolves");
     Ok(RetryPlan::Retry(Retry {
         label: retry_label(run.id),
+        breach: RunEnd::of(&run).breach,
         run,
         selection,
         creds,
@@ -822,9 +834,24 @@ mod tests {
         let selection = inv.select(&[Scope::All]).unwrap();
         let req = RotateRequest::new(&inv, selection, "all".into());
         let done = rotate(&ctx, req, std::future::ready(())).unwrap();
-        let mut record = run(1, true, &run_summary(&done.report, RunOrigin::Schedule));
+        let mut record = run(
+            1,
+            true,
+            &run_summary(&done.report, RunOrigin::Schedule, false),
+        );
         let end = RunEnd::of(&record);
         assert_eq!(end.origin, Some(RunOrigin::Schedule));
+        assert!(!end.breach);
+        // A breach run says so, and its retry is a breach run too.
+        let breach = run(2, true, &run_summary(&done.report, RunOrigin::Rotate, true));
+        assert!(RunEnd::of(&breach).breach);
+        let RetryPlan::Retry(r) = retry_set(&inv, breach, &[]).unwrap() else {
+            panic!("nothing was committed, so all is left");
+        };
+        assert!(
+            r.breach,
+            "an incident's leftovers are rotated in breach mode"
+        );
         assert_eq!(
             names(&end.not_committed.unwrap()),
             ["a/svc_app", "a/svc_backup"]

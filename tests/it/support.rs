@@ -43,7 +43,9 @@ impl Rotor {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_rotor"));
+        // Never a terminal: a developer running the tests at one is not asked anything.
         c.args(args)
+            .stdin(Stdio::null())
             .env("ROTOR_DATA_DIR", self.vault_dir())
             .env("ROTOR_LOG", "debug")
             .env_remove("ROTOR_LAB_PAUSE_AT")
