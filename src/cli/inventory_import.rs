@@ -218,17 +218,8 @@ fn read_vars_dirs(inventory: &Path) -> Result<Vec<VarsFile>, Failure> {
                 inner.retain(|p| p.is_file() && is_vars_name(p));
                 inner.sort();
                 (file_name.to_owned(), inner)
-            } else if is_vars_name(&path) {
-                let stem = match path.extension().and_then(|e| e.to_str()) {
-                    Some("yml" | "yaml" | "json") => path
-                        .file_stem()
-                        .and_then(|s| s.to_str())
-                        .unwrap_or(file_name),
-                    _ => file_name,
-                };
-                (stem.to_owned(), vec![path.clone()])
             } else {
-                continue;
+                (vars_target_name(file_name).to_owned(), vec![path.clone()])
             };
             for file in inner {
                 if files.len() >= MAX_VARS_FILES {
@@ -264,7 +255,18 @@ fn read_vars_dirs(inventory: &Path) -> Result<Vec<VarsFile>, Failure> {
     Ok(files)
 }
 
-/// Ansible's vars files: no extension, or .yml, .yaml, .json.
+/// The host or group a `group_vars/` or `host_vars/` file is for: `web.yml` (`.yaml`,
+/// `.json`) is for `web`; any other name is for the host or group of that whole name, as
+/// Ansible's `host_group_vars` looks for `NAME` itself first (`host_vars/db1.example.org`).
+fn vars_target_name(file_name: &str) -> &str {
+    match file_name.rsplit_once('.') {
+        Some((stem, "yml" | "yaml" | "json")) if !stem.is_empty() => stem,
+        _ => file_name,
+    }
+}
+
+/// The files of a `group_vars/NAME/` directory Ansible reads: no extension, or .yml, .yaml,
+/// .json.
 fn is_vars_name(path: &Path) -> bool {
     matches!(
         path.extension().and_then(|e| e.to_str()),
@@ -309,4 +311,44 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     Err(std::io::Error::other(
         "cannot create a temporary file beside the output",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{VarsTarget, read_vars_dirs, vars_target_name};
+
+    #[test]
+    fn vars_files_are_for_their_whole_name_unless_yaml_or_json() {
+        assert_eq!(vars_target_name("db1.example.org"), "db1.example.org");
+        assert_eq!(vars_target_name("10.0.0.5"), "10.0.0.5");
+        assert_eq!(vars_target_name("web"), "web");
+        assert_eq!(vars_target_name("web.yml"), "web");
+        assert_eq!(vars_target_name("web.yaml"), "web");
+        assert_eq!(vars_target_name("db1.example.org.json"), "db1.example.org");
+    }
+
+    #[test]
+    fn a_host_vars_file_named_for_a_dotted_host_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("host_vars")).unwrap();
+        std::fs::write(
+            dir.path().join("host_vars/db1.example.org"),
+            "ansible_user: deploy\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("host_vars/web1.yml"),
+            "ansible_port: 2222\n",
+        )
+        .unwrap();
+        let files = read_vars_dirs(&dir.path().join("hosts.ini")).unwrap_or_else(|_| panic!());
+        let targets: Vec<&VarsTarget> = files.iter().map(|f| &f.target).collect();
+        assert_eq!(
+            targets,
+            [
+                &VarsTarget::Host("db1.example.org".into()),
+                &VarsTarget::Host("web1".into())
+            ]
+        );
+    }
 }

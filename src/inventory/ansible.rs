@@ -213,9 +213,14 @@ impl std::fmt::Display for Report {
             write!(f, ": ")?;
         }
         match (&self.host, &self.group) {
-            (Some(host), Some(group)) => write!(f, "host {host} (from group {group}): ")?,
-            (Some(host), None) => write!(f, "host {host}: ")?,
-            (None, Some(group)) => write!(f, "group {group}: ")?,
+            (Some(host), Some(group)) => write!(
+                f,
+                "host {} (from group {}): ",
+                crate::text::escape(host),
+                crate::text::escape(group)
+            )?,
+            (Some(host), None) => write!(f, "host {}: ", crate::text::escape(host))?,
+            (None, Some(group)) => write!(f, "group {}: ", crate::text::escape(group))?,
             (None, None) => {}
         }
         write!(f, "{}", crate::text::escape(&self.message))
@@ -404,12 +409,16 @@ pub fn convert(
         mut fatal,
         ..
     } = converter;
-    let mut groups: Vec<String> = Vec::new();
-    for group in &model.groups {
-        if hosts.iter().any(|h| h.groups.contains(&group.name)) {
-            groups.push(group.name.clone());
-        }
-    }
+    let used: BTreeSet<&str> = hosts
+        .iter()
+        .flat_map(|h| h.groups.iter().map(String::as_str))
+        .collect();
+    let groups: Vec<String> = model
+        .groups
+        .iter()
+        .filter(|g| used.contains(g.name.as_str()))
+        .map(|g| g.name.clone())
+        .collect();
     let mut import = Import {
         source: shown,
         format,
@@ -509,42 +518,58 @@ fn read_model(
 }
 
 /// Each group's depth below `all` (Ansible's `Group.depth`: the longest path), refusing
-/// cycles as Ansible does.
+/// cycles as Ansible does. Walked with a stack of its own, not by recursion: a chain of
+/// thousands of `:children` sections must not overflow the stack.
 fn depths(model: &Model) -> Result<Vec<u32>, String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        New,
+        /// On the walk's path: meeting it again is a loop.
+        Open,
+        Done,
+    }
     let all = model.group("all").unwrap_or(0);
-    let mut depth: Vec<Option<u32>> = vec![None; model.groups.len()];
-    depth[all] = Some(0);
-    fn visit(
-        model: &Model,
-        g: usize,
-        all: usize,
-        depth: &mut Vec<Option<u32>>,
-        stack: &mut Vec<usize>,
-    ) -> Result<u32, String> {
-        if let Some(d) = depth[g] {
-            return Ok(d);
+    let n = model.groups.len();
+    let mut depth = vec![0u32; n];
+    let mut state = vec![State::New; n];
+    state[all] = State::Done;
+    for start in 0..n {
+        if state[start] == State::Done {
+            continue;
         }
-        if stack.contains(&g) {
-            return Err(format!(
-                "group `{}` is among its own children (a loop through :children): Ansible refuses this too; remove one link",
-                model.groups[g].name
-            ));
-        }
-        stack.push(g);
-        let mut d = 1;
-        for &p in &model.groups[g].parents {
-            if p != all {
-                d = d.max(visit(model, p, all, depth, stack)? + 1);
+        // (group, how many of its parents are walked)
+        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+        state[start] = State::Open;
+        while let Some((g, next)) = path.last_mut() {
+            let g = *g;
+            let parents = &model.groups[g].parents;
+            if let Some(&p) = parents.get(*next) {
+                *next += 1;
+                match state[p] {
+                    State::Done => {}
+                    State::Open => {
+                        return Err(format!(
+                            "group `{}` is among its own children (a loop through :children): Ansible refuses this too; remove one link",
+                            model.groups[p].name
+                        ));
+                    }
+                    State::New => {
+                        state[p] = State::Open;
+                        path.push((p, 0));
+                    }
+                }
+                continue;
             }
+            depth[g] = parents
+                .iter()
+                .filter(|p| **p != all)
+                .map(|p| depth[*p].saturating_add(1))
+                .fold(1, u32::max);
+            state[g] = State::Done;
+            path.pop();
         }
-        stack.pop();
-        depth[g] = Some(d);
-        Ok(d)
     }
-    for g in 0..model.groups.len() {
-        visit(model, g, all, &mut depth, &mut Vec::new())?;
-    }
-    Ok(depth.into_iter().map(|d| d.unwrap_or(0)).collect())
+    Ok(depth)
 }
 
 /// Where a resolved var came from.

@@ -3,13 +3,22 @@
 //! written on. This mirrors ansible-core 2.14's `ini` and `yaml` inventory plugins, including
 //! their quirks (host ranges, `host:port`, `literal_eval` of INI values, last definition wins).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 /// The most hosts one inventory may expand to (`web[0:99999999]` must not fill memory).
 pub const MAX_HOSTS: usize = 100_000;
+
+/// The most host names (times the vars given with them) one inventory file may expand to,
+/// counting a host again each time a section lists it: thousands of sections of
+/// `web[00000:99999]` add no host but must not take hours. Every membership of a host in a
+/// group comes from one expansion, so this bounds the memberships too.
+pub const MAX_EXPANSIONS: usize = 10 * MAX_HOSTS;
+
+/// The deepest nesting of lists an INI value may have (`[[[...]]]`).
+pub const MAX_NESTING: usize = 64;
 
 /// A variable's value as Ansible would hold it (enough of Python's types for the vars rotor
 /// reads; anything else keeps a printable form).
@@ -90,6 +99,12 @@ pub struct Model {
     pub hosts: Vec<HostDef>,
     group_idx: BTreeMap<String, usize>,
     host_idx: BTreeMap<String, usize>,
+    /// `(host, group)` for every host listed in a group (`HostDef::groups`, as a set).
+    memberships: HashSet<(usize, usize)>,
+    /// `(parent, child)` for every link of `Group::children`.
+    links: HashSet<(usize, usize)>,
+    /// Host names (times their vars) expanded so far, against [`MAX_EXPANSIONS`].
+    expanded: usize,
     /// What Ansible would warn about and skip (e.g. an unknown key in a YAML group).
     pub warnings: Vec<(At, String)>,
 }
@@ -115,6 +130,9 @@ impl Model {
             hosts: Vec::new(),
             group_idx: BTreeMap::new(),
             host_idx: BTreeMap::new(),
+            memberships: HashSet::new(),
+            links: HashSet::new(),
+            expanded: 0,
             warnings: Vec::new(),
         };
         model.add_group("all", At::default());
@@ -145,7 +163,7 @@ impl Model {
     }
 
     fn add_child(&mut self, parent: usize, child: usize) {
-        if parent != child && !self.groups[parent].children.contains(&child) {
+        if parent != child && self.links.insert((parent, child)) {
             self.groups[parent].children.push(child);
             self.groups[child].parents.push(parent);
         }
@@ -191,10 +209,33 @@ impl Model {
                 idx
             }
         };
-        if !self.hosts[idx].groups.contains(&group) {
+        if self.memberships.insert((idx, group)) {
             self.hosts[idx].groups.push(group);
         }
         Ok(idx)
+    }
+
+    /// [`expand_pattern`] on the line `at`, counting the names (times `1 + n_vars`, the work
+    /// each costs) against [`MAX_EXPANSIONS`] for the whole file.
+    fn expand(
+        &mut self,
+        pattern: &str,
+        n_vars: usize,
+        at: At,
+    ) -> Result<(Vec<String>, Option<i64>), ReadError> {
+        let (names, port) = expand_pattern(pattern).map_err(|message| ReadError { at, message })?;
+        self.expanded = self
+            .expanded
+            .saturating_add(names.len().saturating_mul(n_vars.saturating_add(1)));
+        if self.expanded > MAX_EXPANSIONS {
+            return fail(
+                at.line,
+                format!(
+                    "the host patterns up to this line list hosts (times their vars) more than {MAX_EXPANSIONS} times in all: list each range once and put the host in other groups with :children"
+                ),
+            );
+        }
+        Ok((names, port))
     }
 
     /// Vars from a `group_vars/NAME` or `host_vars/NAME` file (YAML), in file `file`.
@@ -362,12 +403,12 @@ pub fn parse_ini(text: &str) -> Result<Model, ReadError> {
                 let Some(pattern) = tokens.first() else {
                     continue;
                 };
-                let (names, port) =
-                    expand_pattern(pattern).map_err(|why| ReadError { at, message: why })?;
-                if pattern.trim().ends_with(':') && port.is_none() {
+                if let Some(secret) = secret_key(pattern) {
                     return fail(
                         line_no,
-                        format!("host pattern `{pattern}` ends in ':' (reserved for a port)"),
+                        format!(
+                            "`{secret}` (value not shown) where a host name belongs: write vars as key=value after a host name, or in a :vars section"
+                        ),
                     );
                 }
                 let mut vars = Vec::new();
@@ -375,10 +416,25 @@ pub fn parse_ini(text: &str) -> Result<Model, ReadError> {
                     let Some((key, value)) = token.split_once('=') else {
                         return fail(
                             line_no,
-                            format!("expected key=value after the host name, got `{token}`"),
+                            format!(
+                                "expected key=value after the host name, got `{}`",
+                                quotable(token)
+                            ),
                         );
                     };
-                    vars.push((key.to_owned(), literal_value(value)));
+                    let value =
+                        literal_value(value).map_err(|message| ReadError { at, message })?;
+                    vars.push((key.to_owned(), value));
+                }
+                let (names, port) = model.expand(pattern, vars.len(), at)?;
+                if pattern.trim().ends_with(':') && port.is_none() {
+                    return fail(
+                        line_no,
+                        format!(
+                            "host pattern `{}` ends in ':' (reserved for a port)",
+                            quotable(pattern)
+                        ),
+                    );
                 }
                 for name in names {
                     let h = model.add_host(&name, group, port, at)?;
@@ -397,16 +453,17 @@ pub fn parse_ini(text: &str) -> Result<Model, ReadError> {
                 let Some((key, value)) = line.split_once('=') else {
                     return fail(
                         line_no,
-                        format!("expected key=value in a :vars section, got `{line}`"),
+                        format!(
+                            "expected key=value in a :vars section, got `{}`",
+                            quotable(line)
+                        ),
                     );
                 };
-                model.groups[group].vars.insert(
-                    key.trim().to_owned(),
-                    Var {
-                        value: literal_value(value.trim()),
-                        at,
-                    },
-                );
+                let value =
+                    literal_value(value.trim()).map_err(|message| ReadError { at, message })?;
+                model.groups[group]
+                    .vars
+                    .insert(key.trim().to_owned(), Var { value, at });
             }
             Section::Children => {
                 let name = line.split('#').next().unwrap_or("").trim();
@@ -417,7 +474,10 @@ pub fn parse_ini(text: &str) -> Result<Model, ReadError> {
                 {
                     return fail(
                         line_no,
-                        format!("expected a group name in a :children section, got `{line}`"),
+                        format!(
+                            "expected a group name in a :children section, got `{}`",
+                            quotable(line)
+                        ),
                     );
                 }
                 match model.group(name) {
@@ -453,6 +513,31 @@ pub fn parse_ini(text: &str) -> Result<Model, ReadError> {
         };
     }
     Ok(model)
+}
+
+/// The secret var a line or token starts with (`ansible_password`, then `:`, `=`, a space or
+/// nothing), for errors that must not quote its value.
+fn secret_key(text: &str) -> Option<&str> {
+    let key = text
+        .trim_start()
+        .split(|c: char| c == ':' || c == '=' || c.is_whitespace())
+        .next()?;
+    super::SECRET_VARS
+        .iter()
+        .find(|s| s.eq_ignore_ascii_case(key))
+        .copied()
+}
+
+/// What an error may quote of a line or token that could hold a var's value: a secret var's
+/// name alone, the text before the first `:` or `=` (then `...`), or else the whole text.
+fn quotable(text: &str) -> String {
+    if let Some(secret) = secret_key(text) {
+        return format!("{secret}... (value not shown)");
+    }
+    match text.find([':', '=']) {
+        Some(idx) => format!("{}... (value not shown)", &text[..idx]),
+        None => text.to_owned(),
+    }
 }
 
 /// Python's `shlex.split(line, comments=True)` (POSIX mode), as the INI plugin splits a host
@@ -520,17 +605,31 @@ pub fn shlex_split(line: &str) -> Result<Vec<String>, String> {
 
 /// `ast.literal_eval` as the INI plugin uses it, for the literals inventories hold: integers,
 /// floats, `True`/`False`/`None`, quoted strings and lists of those. Anything else is the text
-/// itself, as in Ansible.
-pub fn literal_value(text: &str) -> Value {
-    let mut parser = Literal { rest: text.trim() };
-    match parser.value() {
+/// itself, as in Ansible. Lists nested deeper than [`MAX_NESTING`] are an error (the
+/// parser must not run out of stack on hostile input).
+pub fn literal_value(text: &str) -> Result<Value, String> {
+    let mut parser = Literal {
+        rest: text.trim(),
+        depth: 0,
+        too_deep: false,
+    };
+    let value = parser.value();
+    if parser.too_deep {
+        return Err(format!(
+            "the value nests lists more than {MAX_NESTING} deep: rotor does not read it; flatten it or remove the var"
+        ));
+    }
+    Ok(match value {
         Some(value) if parser.rest.trim().is_empty() => value,
         _ => Value::Str(text.to_owned()),
-    }
+    })
 }
 
 struct Literal<'a> {
     rest: &'a str,
+    /// Lists open around the current value.
+    depth: usize,
+    too_deep: bool,
 }
 
 impl Literal<'_> {
@@ -566,6 +665,10 @@ impl Literal<'_> {
                 }
             }
             '[' => {
+                if self.depth >= MAX_NESTING {
+                    self.too_deep = true;
+                    return None;
+                }
                 self.rest = &self.rest[1..];
                 let mut items = Vec::new();
                 loop {
@@ -574,7 +677,10 @@ impl Literal<'_> {
                         self.rest = rest;
                         return Some(Value::List(items));
                     }
-                    items.push(self.value()?);
+                    self.depth += 1;
+                    let item = self.value();
+                    self.depth -= 1;
+                    items.push(item?);
                     self.skip_ws();
                     if let Some(rest) = self.rest.strip_prefix(',') {
                         self.rest = rest;
@@ -1110,11 +1216,6 @@ fn yaml_group(
                         file: 0,
                         line: pattern.referenced.line(),
                     };
-                    let (names, port) =
-                        expand_pattern(&pattern.value.0).map_err(|why| ReadError {
-                            at: host_at,
-                            message: why,
-                        })?;
                     let vars: &[(Spanned<Key>, Spanned<Node>)] = match &host_data.value {
                         Node::Map(vars) => vars,
                         Node::Null => &[],
@@ -1125,6 +1226,7 @@ fn yaml_group(
                             );
                         }
                     };
+                    let (names, port) = model.expand(&pattern.value.0, vars.len(), host_at)?;
                     for host_name in names {
                         let h = model.add_host(&host_name, group, port, host_at)?;
                         for (var, v) in vars {

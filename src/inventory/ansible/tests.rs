@@ -383,17 +383,20 @@ fn host_patterns_expand_as_ansible_does() {
 
 #[test]
 fn ini_values_are_python_literals() {
-    assert_eq!(literal_value("22"), Value::Int(22));
-    assert_eq!(literal_value("022"), Value::Str("022".into()));
-    assert_eq!(literal_value("'deploy'"), Value::Str("deploy".into()));
-    assert_eq!(literal_value("True"), Value::Bool(true));
-    assert_eq!(literal_value("yes"), Value::Str("yes".into()));
+    assert_eq!(literal_value("22").unwrap(), Value::Int(22));
+    assert_eq!(literal_value("022").unwrap(), Value::Str("022".into()));
     assert_eq!(
-        literal_value("['a', \"b\"]"),
+        literal_value("'deploy'").unwrap(),
+        Value::Str("deploy".into())
+    );
+    assert_eq!(literal_value("True").unwrap(), Value::Bool(true));
+    assert_eq!(literal_value("yes").unwrap(), Value::Str("yes".into()));
+    assert_eq!(
+        literal_value("['a', \"b\"]").unwrap(),
         Value::List(vec![Value::Str("a".into()), Value::Str("b".into())])
     );
     assert_eq!(
-        literal_value("deploy # the admin"),
+        literal_value("deploy # the admin").unwrap(),
         Value::Str("deploy # the admin".into())
     );
     assert_eq!(
@@ -735,4 +738,124 @@ fn load_says_when_the_file_is_an_ansible_inventory() {
     std::fs::write(&path, "version: 1\nhosts: 3\n").unwrap();
     let err = crate::inventory::load(&path).unwrap_err().to_string();
     assert!(!err.contains("Ansible"), "{err}");
+}
+
+fn unreadable(text: &str) -> (u64, String) {
+    match import_with("hosts.ini", text, &[], &options(None, "svc_app")) {
+        Err(err @ ImportError::Unreadable { line, .. }) => (line, err.to_string()),
+        other => panic!("expected an unreadable inventory, got {other:?}"),
+    }
+}
+
+#[test]
+fn parse_errors_never_quote_a_password() {
+    for (text, line, key) in [
+        (
+            "[web]\nweb1\n[all:vars]\nansible_become_pass: s3cret\n",
+            4,
+            "ansible_become_pass",
+        ),
+        (
+            "[web]\nweb1 ansible_password:s3cret\n",
+            2,
+            "ansible_password",
+        ),
+        (
+            "[web]\nweb1 ansible_ssh_pass s3cret\n",
+            2,
+            "ansible_ssh_pass",
+        ),
+        ("[web]\nansible_password=s3cret\n", 2, "ansible_password"),
+        ("[web]\nansible_password:s3cret\n", 2, "ansible_password"),
+        (
+            "[all:vars]\nansible_password s3cret\n",
+            2,
+            "ansible_password",
+        ),
+        (
+            "[web:children]\nansible_password: s3cret\n",
+            2,
+            "ansible_password",
+        ),
+        ("[web]\nweb1 my_token:s3cret\n", 2, "my_token"),
+    ] {
+        let (at, message) = unreadable(text);
+        assert_eq!(at, line, "{message}");
+        assert!(message.contains(key), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+    }
+}
+
+#[test]
+fn deeply_nested_values_are_an_error_not_a_stack_overflow() {
+    let deep = "[".repeat(200_000);
+    let (line, message) = unreadable(&format!("[web]\nweb1\n[all:vars]\nx={deep}\n"));
+    assert_eq!(line, 4);
+    assert!(
+        message.contains("nests lists more than 64 deep"),
+        "{message}"
+    );
+    let (line, _) = unreadable(&format!("[web]\nweb1 x={deep}\n"));
+    assert_eq!(line, 2);
+    // 64 levels still read as Python would.
+    let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
+    assert!(matches!(literal_value(&ok), Ok(Value::List(_))));
+    assert!(literal_value(&format!("[{ok}]")).is_err());
+}
+
+#[test]
+fn long_children_chains_are_walked_without_recursion() {
+    let n = 100_000;
+    let mut text = String::from("[g0]\nweb1\n");
+    for i in 0..n {
+        let _ = writeln!(text, "[g{}:children]\ng{i}", i + 1);
+    }
+    let model = read::parse_ini(&text).unwrap();
+    let depth = depths(&model).unwrap();
+    assert_eq!(depth[model.group("g0").unwrap()], n + 1);
+    assert_eq!(depth[model.group(&format!("g{n}")).unwrap()], 1);
+    // A loop is still refused.
+    let model = read::parse_ini("[a:children]\nb\n[b:children]\nc\n[c:children]\na\n").unwrap();
+    let err = depths(&model).unwrap_err();
+    assert!(err.contains("among its own children"), "{err}");
+}
+
+#[test]
+fn repeated_ranges_are_bounded_by_the_expansion_cap() {
+    let mut text = String::new();
+    for i in 0..20 {
+        let _ = writeln!(text, "[g{i}]\nweb[00000:99999]");
+    }
+    let (line, message) = unreadable(&text);
+    // The 11th section brings the total over 1,000,000.
+    assert_eq!(line, 22, "{message}");
+    assert!(message.contains("more than 1000000 times"), "{message}");
+    // Vars count as work too: 100,000 hosts with 10 vars each.
+    let vars: String = (0..10).map(|i| format!(" v{i}=1")).collect();
+    let (line, _) = unreadable(&format!("[web]\nweb[00000:99999]{vars}\n"));
+    assert_eq!(line, 2);
+}
+
+#[test]
+fn reports_escape_host_and_group_names() {
+    let report = Report {
+        kind: ReportKind::Ignored,
+        host: Some("web1\u{1b}[2J".into()),
+        group: Some("g\u{7}".into()),
+        var: None,
+        file: Some("hosts.ini".into()),
+        line: Some(3),
+        message: "m".into(),
+    };
+    let shown = report.to_string();
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        "{shown:?}"
+    );
+    assert!(shown.contains("host web1"), "{shown}");
+    let report = Report {
+        host: None,
+        ..report
+    };
+    assert!(!report.to_string().contains('\u{7}'));
 }
