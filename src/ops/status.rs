@@ -647,7 +647,10 @@ mod tests {
             st.summary_line(),
             "1 credential(s): none parked, open, stuck, stale or never rotated; 1 bind credential(s) of rotor, not judged by age (ldap1/rotor): rotated only by `rotor rotate --breach` or `--scope cred:DIR/UID`. OK."
         );
-        assert_eq!(st.to_json()["bind_credentials"], serde_json::json!(["ldap1/rotor"]));
+        assert_eq!(
+            st.to_json()["bind_credentials"],
+            serde_json::json!(["ldap1/rotor"])
+        );
         // Parked still needs an operator.
         store
             .inner
@@ -655,7 +658,10 @@ mod tests {
             .unwrap()
             .parked
             .insert(bind.clone(), "3 failed".into());
-        assert_eq!(status(&ctx, Some(&inv)).unwrap().check_code(), CHECK_OPERATOR);
+        assert_eq!(
+            status(&ctx, Some(&inv)).unwrap().check_code(),
+            CHECK_OPERATOR
+        );
         // Missing altogether still counts: rotor cannot bind.
         let empty = Arc::new(MemStore::default());
         let ctx = context(fleet, &empty, &rt);
