@@ -299,10 +299,10 @@ pub fn open_rotations(
         let hl = lines.host(name);
         let mut connect: Vec<crate::credential::CredentialId> =
             host.connect_credential().into_iter().collect();
-        if let ConnectAuth::Vault(cred) = &host.connect.auth {
-            if !connect.contains(cred) {
-                connect.push(cred.clone());
-            }
+        if let ConnectAuth::Vault(cred) = &host.connect.auth
+            && !connect.contains(cred)
+        {
+            connect.push(cred.clone());
         }
         for cred in &connect {
             if let Some(s) = open(cred) {

@@ -640,7 +640,7 @@ mod tests {
         let st = status(&ctx, Some(&inv)).unwrap();
         // Enrolled, never rotated, older than max_age: the scheduler leaves it alone, so
         // monitoring must not alert on it.
-        assert_eq!(st.bind, [bind.clone()]);
+        assert_eq!(st.bind, std::slice::from_ref(&bind));
         assert!(st.never_rotated.is_empty(), "{:?}", st.never_rotated);
         assert_eq!(st.check_code(), CHECK_OK);
         assert_eq!(
