@@ -15,9 +15,10 @@ use crate::ops::preflight::{PreflightReport, PreflightRequest, Severity};
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit status: 0 when nothing was found, 3 when a problem was (one line \
-each: FILE:LINE: TARGET: what is wrong: what to do), 1 when the check itself could not run \
-(an invalid inventory, a vault that cannot be opened), 2 on a usage error."
+    after_help = "Exit status: 0 when no error was found, 3 when one was (one line each: \
+FILE:LINE: TARGET: what is wrong: what to do). Warnings (`warning:`) are printed, and in \
+JSON, but do not change the exit status. 1 when the check itself could not run (an invalid \
+inventory, a vault that cannot be opened), 2 on a usage error."
 )]
 pub struct CheckArgs {
     /// The inventory file (YAML).
@@ -26,7 +27,8 @@ pub struct CheckArgs {
     /// Also connect to every host and directory in scope, changing nothing: host key, connect
     /// identity, sudo, the accounts (exist, not locked), password login offered by sshd;
     /// a directory's TLS, rotor's bind and each search's count. Uses the vault (read only)
-    /// for the connect and bind secrets; never logs in as an account.
+    /// for the connect and bind secrets; never logs in as an account, nor with an open
+    /// rotation's pending secret (an open rotation is reported instead).
     #[arg(long)]
     pub connect: bool,
     /// What to check, as `rotate --scope` takes it (globs, comma lists, '!' to take out).

@@ -15,7 +15,11 @@
 //! bootstrap-key sighting, no login counted); only rotor's connect identity and bind secret
 //! log in, never an account's own secret, so no account's lockout budget is spent (the
 //! password-login check sends only SSH's `none` request); a changed host key is never
-//! accepted, only reported.
+//! accepted, only reported. Nor is rotor's own budget spent on a guess: the connect identity
+//! logs in with the vault's current secret or the key file only, never the pending secret of
+//! an open rotation; a host or directory whose connect or bind credential has a rotation open
+//! (the target may hold either secret) is not connected to at all, and every open rotation in
+//! the selection is reported as a problem ("run `rotor recover`") instead.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -132,9 +136,14 @@ pub struct Checked {
 }
 
 impl PreflightReport {
-    /// 0 when nothing was found, 3 when anything was (DESIGN.md: problems found).
+    /// 3 when an error-severity problem was found (DESIGN.md: problems found), else 0:
+    /// warnings are reported but do not fail the check (a CI gate must be able to pass).
     pub fn exit_code(&self) -> i32 {
-        if self.problems.is_empty() { 0 } else { 3 }
+        if self.problems.iter().any(|p| p.severity == Severity::Error) {
+            3
+        } else {
+            0
+        }
     }
 }
 
@@ -181,10 +190,37 @@ pub fn check(ctx: &Context, req: PreflightRequest<'_>) -> PreflightReport {
     let inv = req.inventory;
     let lines = crate::inventory::files::field_lines(inv);
     let files = file_problems(inv, &req.selection, &lines);
+    let (open, open_blocked) = match ctx.records.status() {
+        Ok(statuses) => open_rotations(inv, &req.selection, &statuses, &lines),
+        Err(e) => (
+            vec![problem(
+                "",
+                "rotation",
+                Severity::Error,
+                format!("cannot read the vault's rotations: {e}"),
+                "check the vault (`rotor status`); no host or directory was connected to".into(),
+                &inv.path,
+                0,
+            )],
+            // Without the rotations, an open one of a connect secret cannot be ruled out.
+            req.selection
+                .hosts
+                .iter()
+                .map(|h| h.name.to_string())
+                .chain(
+                    req.selection
+                        .directories
+                        .iter()
+                        .map(|d| d.directory.name.to_string()),
+                )
+                .collect(),
+        ),
+    };
     let blocked_names: Vec<String> = files
         .iter()
         .filter(|p| p.blocks_connect)
         .map(|p| p.target.clone())
+        .chain(open_blocked)
         .collect();
     let blocked = |name: &str| blocked_names.iter().any(|b| b == name);
     let hosts: Vec<Host> = req
@@ -207,6 +243,7 @@ pub fn check(ctx: &Context, req: PreflightRequest<'_>) -> PreflightReport {
         &fanout::Limits::new(req.concurrency),
     ));
     let mut problems: Vec<Problem> = files.into_iter().map(Problem::from).collect();
+    problems.extend(open);
     problems.extend(host_problems.into_iter().flatten());
     for d in &req.selection.directories {
         let d = &d.directory;
@@ -228,6 +265,124 @@ pub fn check(ctx: &Context, req: PreflightRequest<'_>) -> PreflightReport {
         },
         connected: true,
     }
+}
+
+/// The rotations left open (no live rotor holds their lease) among the credentials of the
+/// selection: the hosts' accounts and connect credentials, the directories' bind credentials
+/// and accounts. Each is a problem; the second list names the hosts and directories not to
+/// connect to, since their connect or bind credential is the one open (the target may hold
+/// the pending secret or the current one: a login with the wrong one is a failed login that
+/// counts towards the target's lockout, and nothing records it). Pure.
+pub fn open_rotations(
+    inv: &Inventory,
+    selection: &Selection,
+    statuses: &[crate::store::CredentialStatus],
+    lines: &FieldLines,
+) -> (Vec<Problem>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut blocked = Vec::new();
+    let recover = format!(
+        "run `rotor recover -i {}` to settle it, then check again",
+        inv.path.display()
+    );
+    let open = |cred: &crate::credential::CredentialId| {
+        statuses
+            .iter()
+            .find(|s| &s.cred == cred && s.open_rotation && s.lease_holder.is_none())
+    };
+    let said = |s: &crate::store::CredentialStatus| match &s.last_rotation {
+        Some(r) => format!("rotation {} of {} is open", r.id, s.cred),
+        None => format!("a rotation of {} is open", s.cred),
+    };
+    for host in &selection.hosts {
+        let name = host.name.as_str();
+        let hl = lines.host(name);
+        let mut connect: Vec<crate::credential::CredentialId> =
+            host.connect_credential().into_iter().collect();
+        if let ConnectAuth::Vault(cred) = &host.connect.auth
+            && !connect.contains(cred)
+        {
+            connect.push(cred.clone());
+        }
+        for cred in &connect {
+            if let Some(s) = open(cred) {
+                problems.push(problem(
+                    name,
+                    "rotation",
+                    Severity::Error,
+                    format!(
+                        "{}: it is rotor's connect credential, so the host was not connected to (it may hold the new secret or the old)",
+                        said(s)
+                    ),
+                    recover.clone(),
+                    &inv.path,
+                    hl.connect,
+                ));
+                blocked.push(name.to_owned());
+            }
+        }
+        let mut seen: Vec<crate::credential::CredentialId> = connect;
+        for a in &host.accounts {
+            let cred = a.credential(&host.name);
+            if seen.contains(&cred) {
+                continue;
+            }
+            if let Some(s) = open(&cred) {
+                let line = hl
+                    .accounts
+                    .get(a.name.as_str())
+                    .copied()
+                    .unwrap_or(hl.entry);
+                problems.push(problem(
+                    name,
+                    "rotation",
+                    Severity::Error,
+                    said(s),
+                    recover.clone(),
+                    &inv.path,
+                    line,
+                ));
+            }
+            seen.push(cred);
+        }
+    }
+    for d in &selection.directories {
+        let d = &d.directory;
+        let name = d.name.as_str();
+        let dl = lines.directory(name);
+        if let Some(s) = open(&d.bind_credential) {
+            problems.push(problem(
+                name,
+                "rotation",
+                Severity::Error,
+                format!(
+                    "{}: it is rotor's bind credential, so the directory was not connected to (it may hold the new secret or the old)",
+                    said(s)
+                ),
+                recover.clone(),
+                &inv.path,
+                dl.bind,
+            ));
+            blocked.push(name.to_owned());
+        }
+        for s in statuses.iter().filter(|s| {
+            s.cred.host.as_str() == name
+                && s.cred != d.bind_credential
+                && s.open_rotation
+                && s.lease_holder.is_none()
+        }) {
+            problems.push(problem(
+                name,
+                "rotation",
+                Severity::Error,
+                said(s),
+                recover.clone(),
+                &inv.path,
+                dl.entry,
+            ));
+        }
+    }
+    (problems, blocked)
 }
 
 /// The hosts' fan-out: one probe per host on the blocking pool, judged there.
@@ -359,7 +514,8 @@ pub enum BindFact {
     Tried(Result<(), ConnectorError>),
 }
 
-/// Logs in as a rotation would (`SshFleet::login_shell`: its logins in its order), finds the
+/// Logs in as a rotation would but for an open rotation's pending secret
+/// (`SshFleet::login_shell`: the current secret or the key file, in a rotation's order), finds the
 /// sudo mode as a rotation would (`SshShell::use_sudo`), reads the accounts' states, and asks
 /// sshd which methods it offers each of `password_users` (a fresh connection each, `none`
 /// request only). Changes nothing; writes nothing to the vault.
@@ -1074,6 +1230,113 @@ mod tests {
             &[
                 "search Warning 16: the search under ou=s,dc=x for (uid=*) finds no entry: it would rotate nothing | check its base and filter (e.g. with `ldapsearch -b BASE FILTER dn`)",
             ],
+        );
+    }
+
+    #[test]
+    fn warnings_alone_exit_0_and_an_error_exits_3() {
+        let warn = |severity| {
+            problem(
+                "h1",
+                "search",
+                severity,
+                "m".into(),
+                "f".into(),
+                Path::new("inv.yaml"),
+                1,
+            )
+        };
+        let report = |problems| PreflightReport {
+            problems,
+            checked: Checked {
+                hosts: 1,
+                directories: 0,
+            },
+            connected: true,
+        };
+        assert_eq!(report(vec![]).exit_code(), 0);
+        assert_eq!(
+            report(vec![warn(Severity::Warning), warn(Severity::Warning)]).exit_code(),
+            0
+        );
+        assert_eq!(
+            report(vec![warn(Severity::Warning), warn(Severity::Error)]).exit_code(),
+            3
+        );
+    }
+
+    fn open_status(cred: &str, id: i64) -> crate::store::CredentialStatus {
+        crate::store::CredentialStatus {
+            cred: crate::credential::CredentialId::parse(cred).unwrap(),
+            has_current: true,
+            current_since: None,
+            has_pending: true,
+            last_rotation: Some(crate::store::LastRotation {
+                id: crate::engine::ledger::RotationId(id),
+                phase: crate::engine::Phase::Applied,
+                at: chrono::Utc::now(),
+                note: None,
+            }),
+            open_rotation: true,
+            parked: None,
+            lease_holder: None,
+            rotated_at: None,
+            heartbeat_at: None,
+        }
+    }
+
+    #[test]
+    fn open_rotations_are_reported_and_an_open_connect_or_bind_credential_is_not_connected_to() {
+        let yaml = "version: 1\nhosts:\n  - name: h1\n    address: 10.0.0.1\n    host_key: \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"\n    connect: { user: rotor, key: /k }\n    accounts:\n      - { name: rotor, playbook: linux-ssh-key }\n      - { name: svc_app, playbook: linux-password }\ndirectories:\n  - name: ldap1\n    url: ldaps://127.0.0.1\n    bind: { dn: \"cn=rotor,dc=x\", credential: ldap1/rotor }\n    accounts:\n      - search: { base: \"ou=s,dc=x\", filter: \"(uid=*)\" }\n";
+        let inv = crate::inventory::parse(yaml, Path::new("inv.yaml")).unwrap();
+        assert_eq!(
+            inv.hosts[0]
+                .connect_credential()
+                .map(|c| c.to_string())
+                .as_deref(),
+            Some("h1/rotor")
+        );
+        let sel = crate::ops::rotate::select(&inv, &["all".to_owned()])
+            .unwrap()
+            .0;
+        let lines = FieldLines::default();
+        let text = |(problems, blocked): (Vec<Problem>, Vec<String>)| {
+            let p: Vec<String> = problems.iter().map(|p| p.line_text()).collect();
+            (p, blocked)
+        };
+        assert_eq!(
+            text(open_rotations(&inv, &sel, &[], &lines)),
+            (vec![], vec![])
+        );
+        let mut leased = open_status("h1/svc_app", 1);
+        leased.lease_holder = Some("alice".into());
+        assert_eq!(
+            text(open_rotations(&inv, &sel, &[leased], &lines)),
+            (vec![], vec![]),
+            "a live rotor runs it"
+        );
+        let statuses = [
+            open_status("h1/rotor", 7),
+            open_status("h1/svc_app", 8),
+            open_status("ldap1/rotor", 9),
+            open_status("ldap1/alice", 10),
+        ];
+        let fix = "run `rotor recover -i inv.yaml` to settle it, then check again";
+        assert_eq!(
+            text(open_rotations(&inv, &sel, &statuses, &lines)),
+            (
+                vec![
+                    format!(
+                        "inv.yaml: h1: rotation 7 of h1/rotor is open: it is rotor's connect credential, so the host was not connected to (it may hold the new secret or the old): {fix}"
+                    ),
+                    format!("inv.yaml: h1: rotation 8 of h1/svc_app is open: {fix}"),
+                    format!(
+                        "inv.yaml: ldap1: rotation 9 of ldap1/rotor is open: it is rotor's bind credential, so the directory was not connected to (it may hold the new secret or the old): {fix}"
+                    ),
+                    format!("inv.yaml: ldap1: rotation 10 of ldap1/alice is open: {fix}"),
+                ],
+                vec!["h1".to_owned(), "ldap1".to_owned()]
+            )
         );
     }
 

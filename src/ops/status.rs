@@ -3,6 +3,8 @@
 //! and, given the inventory, whether it is stale (no rotation that proved its current secret
 //! within its policy's `max_age`), which listed credentials were never rotated, and which
 //! vault credentials the inventory no longer lists. `check_code` is the monitoring verdict.
+//! rotor's own directory bind credentials are listed apart: the scheduler never rotates them
+//! (only `rotate --breach` or a named `cred:` scope does), so their age never alerts.
 
 use chrono::{DateTime, Utc};
 
@@ -41,6 +43,11 @@ pub struct Status {
     /// Vault credentials the inventory does not list (a host or account removed from it).
     /// Empty without an inventory, and with a selection (they are in no scope).
     pub unlisted: Vec<CredentialId>,
+    /// rotor's own bind credentials of the directories in view (`bind.credential`). The
+    /// scheduler never rotates them (only `rotor rotate --breach` or `--scope cred:DIR/UID`
+    /// does), so they are listed apart and are never stale nor "never rotated" in
+    /// `check_code` (parked, open and stuck still count). Empty without an inventory.
+    pub bind: Vec<CredentialId>,
     /// The last run a `rotate` request made (what `rotate --retry-failed` retries).
     pub last_run: Option<RunRecord>,
     /// Whether an inventory was given (without one, ages are not judged).
@@ -278,7 +285,7 @@ impl Status {
             if is_stuck(s) {
                 c.stuck += 1;
             }
-            if f.is_stale() {
+            if f.is_stale() && !self.bind.contains(&s.cred) {
                 c.stale += 1;
             }
             if s.lease_holder.is_some() {
@@ -286,6 +293,19 @@ impl Status {
             }
         }
         c
+    }
+
+    /// rotor's bind credentials in view, said apart: why their age is not judged.
+    pub fn bind_line(&self) -> Option<String> {
+        if self.bind.is_empty() {
+            return None;
+        }
+        let names: Vec<String> = self.bind.iter().map(ToString::to_string).collect();
+        Some(format!(
+            "{} bind credential(s) of rotor, not judged by age ({}): rotated only by `rotor rotate --breach` or `--scope cred:DIR/UID`",
+            self.bind.len(),
+            crate::text::escape(&names.join(", "))
+        ))
     }
 
     /// One line a person on call can read: how many credentials, what is wrong with how
@@ -316,6 +336,10 @@ impl Status {
         }
         if c.unlisted > 0 {
             line.push_str(&format!("; {} not in the inventory", c.unlisted));
+        }
+        if let Some(bind) = self.bind_line() {
+            line.push_str("; ");
+            line.push_str(&bind);
         }
         line.push_str(match self.check_code() {
             CHECK_OK if !self.judged => ". OK so far (ages not judged: give -i FILE).",
@@ -398,6 +422,7 @@ impl Status {
             "missing": names(&self.missing),
             "never_rotated": names(&self.never_rotated),
             "not_in_inventory": names(&self.unlisted),
+            "bind_credentials": names(&self.bind),
             "bootstrap_key_accepted": self.bootstrap,
             "last_run": last_run,
             "counts": self.counts(),
@@ -439,6 +464,11 @@ fn listed(inv: &Inventory, cred: &CredentialId) -> bool {
         )
 }
 
+/// Whether `cred` is rotor's bind credential of a directory of `inv`.
+fn is_bind(inv: &Inventory, cred: &CredentialId) -> bool {
+    inv.directories.iter().any(|d| &d.bind_credential == cred)
+}
+
 fn view(
     ctx: &Context,
     inventory: Option<&Inventory>,
@@ -478,6 +508,7 @@ fn view(
                 .chain(inv.directories.iter().map(|d| d.bind_credential.clone()))
                 .filter(|c| in_view(c))
                 .collect();
+            // A bind secret missing altogether still counts: rotor cannot bind without it.
             let missing = listed
                 .iter()
                 .filter(|c| held.get(c).is_none_or(|s| !s.has_current))
@@ -485,6 +516,7 @@ fn view(
                 .collect();
             let never = listed
                 .iter()
+                .filter(|c| !is_bind(inv, c))
                 .filter(|c| {
                     held.get(c)
                         .is_some_and(|s| s.has_current && s.rotated_at.is_none())
@@ -494,6 +526,17 @@ fn view(
             (missing, never)
         }
     };
+    let mut bind: Vec<CredentialId> = inventory
+        .map(|inv| {
+            inv.directories
+                .iter()
+                .map(|d| d.bind_credential.clone())
+                .filter(|c| in_view(c))
+                .collect()
+        })
+        .unwrap_or_default();
+    bind.sort();
+    bind.dedup();
     let bootstrap = match inventory {
         // Judged from every credential: a host in view logs in with one perhaps not in view.
         Some(inv) => bootstrap_keys(inv, &all, &ctx.records.bootstrap_sightings()?)
@@ -515,6 +558,7 @@ fn view(
         bootstrap,
         never_rotated,
         unlisted,
+        bind,
         last_run,
         judged: inventory.is_some(),
     })
@@ -578,6 +622,54 @@ mod tests {
         assert!(matches!(st.freshness[0], Freshness::Fresh { .. }));
     }
 
+    #[test]
+    fn rotor_bind_credentials_are_listed_apart_and_never_stale() {
+        let rt = runtime();
+        let fleet: &'static FakeFleet = Box::leak(Box::default());
+        let store = Arc::new(MemStore::default());
+        let bind = CredentialId::parse("ldap1/rotor").unwrap();
+        store
+            .inner
+            .lock()
+            .unwrap()
+            .current
+            .insert(bind.clone(), "s".into());
+        let ctx = context(fleet, &store, &rt);
+        let yaml = "version: 1\npolicies:\n  default: { length: 24, classes: [lower, upper, digit, symbol], max_age: 1d }\ndirectories:\n  - name: ldap1\n    url: ldaps://127.0.0.1\n    bind: { dn: \"cn=rotor,dc=x\", credential: ldap1/rotor }\n    accounts:\n      - search: { base: \"ou=s,dc=x\", filter: \"(uid=*)\" }\n";
+        let inv = crate::inventory::parse(yaml, std::path::Path::new("inv.yaml")).unwrap();
+        let st = status(&ctx, Some(&inv)).unwrap();
+        // Enrolled, never rotated, older than max_age: the scheduler leaves it alone, so
+        // monitoring must not alert on it.
+        assert_eq!(st.bind, std::slice::from_ref(&bind));
+        assert!(st.never_rotated.is_empty(), "{:?}", st.never_rotated);
+        assert_eq!(st.check_code(), CHECK_OK);
+        assert_eq!(
+            st.summary_line(),
+            "1 credential(s): none parked, open, stuck, stale or never rotated; 1 bind credential(s) of rotor, not judged by age (ldap1/rotor): rotated only by `rotor rotate --breach` or `--scope cred:DIR/UID`. OK."
+        );
+        assert_eq!(
+            st.to_json()["bind_credentials"],
+            serde_json::json!(["ldap1/rotor"])
+        );
+        // Parked still needs an operator.
+        store
+            .inner
+            .lock()
+            .unwrap()
+            .parked
+            .insert(bind.clone(), "3 failed".into());
+        assert_eq!(
+            status(&ctx, Some(&inv)).unwrap().check_code(),
+            CHECK_OPERATOR
+        );
+        // Missing altogether still counts: rotor cannot bind.
+        let empty = Arc::new(MemStore::default());
+        let ctx = context(fleet, &empty, &rt);
+        let st = status(&ctx, Some(&inv)).unwrap();
+        assert_eq!(st.missing, [bind]);
+        assert_eq!(st.check_code(), CHECK_STALE);
+    }
+
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().to_utc()
     }
@@ -615,6 +707,7 @@ mod tests {
             bootstrap: Vec::new(),
             never_rotated: Vec::new(),
             unlisted: Vec::new(),
+            bind: Vec::new(),
             last_run: None,
             judged: true,
         }

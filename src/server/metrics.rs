@@ -264,6 +264,7 @@ mod tests {
             bootstrap: Vec::new(),
             never_rotated: Vec::new(),
             unlisted: Vec::new(),
+            bind: Vec::new(),
             last_run: None,
             judged: true,
         }

@@ -431,10 +431,11 @@ impl SshFleet {
 
     /// What rotor may log in to `host` with, best first. Where the inventory manages the
     /// connect identity (`Host::connect_credential`): the pending secret of an open rotation
-    /// of it (a run that died after the host took the new secret), then the vault's current
-    /// one, then the connect key file (the bootstrap identity, before the host has a key of
-    /// its own). Otherwise the connect key file, or the vault password `connect` names.
-    fn logins(&self, host: &Host) -> Result<Vec<Login>, ConnectorError> {
+    /// of it (a run that died after the host took the new secret; only with `pending`), then
+    /// the vault's current one, then the connect key file (the bootstrap identity, before the
+    /// host has a key of its own). Otherwise the connect key file, or the vault password
+    /// `connect` names.
+    fn logins(&self, host: &Host, pending: bool) -> Result<Vec<Login>, ConnectorError> {
         let vault_error = |cred: &CredentialId, e: crate::engine::ledger::StoreFailure| {
             ConnectorError::new(
                 FaultClass::ConnectAuthRejected,
@@ -447,7 +448,12 @@ impl SshFleet {
         let mut logins = Vec::new();
         let managed = host.connect_credential();
         if let Some(cred) = &managed {
-            if let Some(pending) = self.store.pending(cred).map_err(|e| vault_error(cred, e))? {
+            let pending = if pending {
+                self.store.pending(cred).map_err(|e| vault_error(cred, e))?
+            } else {
+                None
+            };
+            if let Some(pending) = pending {
                 logins.push(Login::secret(
                     &pending,
                     format!("the pending secret of {cred}"),
@@ -492,14 +498,17 @@ impl SshFleet {
         Ok(logins)
     }
 
-    /// The host's admin session, logged in as a rotation would (the same logins, in the same
-    /// order) but nothing else: sudo not yet detected, no sighting of the bootstrap key
-    /// recorded. `rotor inventory check --connect` uses it, then [`SshShell::use_sudo`].
+    /// The host's admin session, logged in with the vault's current connect secret or the
+    /// connect key file only (a rotation's logins, in its order, without the pending secret
+    /// of an open rotation: a check run every few minutes must not make a failed login that
+    /// nothing records), and nothing else: sudo not yet detected, no sighting of the
+    /// bootstrap key recorded. `rotor inventory check --connect` uses it, then
+    /// [`SshShell::use_sudo`]; it reports an open rotation of the connect credential instead.
     pub fn login_shell(&self, host: &Host) -> Result<SshShell, ConnectorError> {
         SshShell::login(
             self.target(host),
             &host.connect.user,
-            self.logins(host)?,
+            self.logins(host, false)?,
             host.connect_credential(),
         )
     }
@@ -509,7 +518,7 @@ impl SshFleet {
         let mut shell = SshShell::login(
             self.target(host),
             &host.connect.user,
-            self.logins(host)?,
+            self.logins(host, true)?,
             host.connect_credential(),
         )?;
         shell.use_sudo(self.sudo_passwords(host)?)?;

@@ -263,3 +263,29 @@ fn preflight_finds_each_problem_with_its_fix_and_changes_nothing() {
     );
     assert_eq!(host_state(&lab, "host-008"), before[6], "host-008 changed");
 }
+
+/// Warnings alone (a password proven by its hash where sshd takes none) are printed and in
+/// the JSON, but the check passes: a CI gate on `inventory check --connect` can be green.
+#[test]
+fn preflight_warnings_alone_exit_0() {
+    let lab = Lab::start(1);
+    let rotor = Rotor::init();
+    let inv = lab.inventory_path().display().to_string();
+    lab.fault("host-001", Fault::PasswordLoginOff);
+    let out = rotor.run(&["inventory", "check", "-i", &inv, "--connect", "-o", "json"]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    let found = problems(&report);
+    assert!(!found.is_empty(), "the warnings are reported: {report:#}");
+    for (target, check, p) in &found {
+        assert_eq!(
+            (target.as_str(), check.as_str(), &p["severity"]),
+            ("host-001", "password_login", &serde_json::json!("warning")),
+            "{report:#}"
+        );
+    }
+    let text = rotor.run(&["inventory", "check", "-i", &inv, "--connect"]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(text.status.code(), Some(0), "{text:?}");
+    assert!(stdout.contains("warning: "), "{stdout}");
+}

@@ -218,3 +218,32 @@ fn status_check_exit_codes_last_verified_and_unlisted_credentials() {
     let (code, doc) = status_json(&rotor, &["-i", inv, "--check"], 0);
     assert_eq!(code, Some(0), "{doc:#}");
 }
+
+/// rotor's own LDAP bind account is rotated only on a breach or by name (the scheduler never
+/// does): enrolled and older than `max_age`, `status --check` does not alert on it, and
+/// lists it apart.
+#[test]
+fn status_check_does_not_alert_on_rotors_bind_credential() {
+    let rotor = Rotor::init();
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("bind.yaml");
+    std::fs::write(
+        &inv,
+        "version: 1\npolicies:\n  default: { length: 24, classes: [lower, upper, digit, symbol], max_age: 1d }\ndirectories:\n  - name: ldap1\n    url: ldaps://127.0.0.1\n    bind: { dn: \"cn=rotor,dc=x\", credential: ldap1/rotor }\n    accounts:\n      - search: { base: \"ou=s,dc=x\", filter: \"(uid=*)\" }\n",
+    )
+    .unwrap();
+    let inv = inv.to_str().unwrap();
+    let out = rotor.run_stdin(&["enroll", "ldap1/rotor"], "an-enrolled-bind-secret");
+    assert!(out.status.success(), "{out:?}");
+    let (code, doc) = status_json(&rotor, &["-i", inv, "--check"], 2 * 86_400);
+    assert_eq!(code, Some(0), "{doc:#}");
+    assert_eq!(doc["bind_credentials"], serde_json::json!(["ldap1/rotor"]));
+    assert_eq!(doc["never_rotated"], serde_json::json!([]), "{doc:#}");
+    assert!(
+        doc["summary"]
+            .as_str()
+            .unwrap()
+            .contains("rotated only by `rotor rotate --breach` or `--scope cred:DIR/UID`"),
+        "{doc:#}"
+    );
+}
