@@ -269,7 +269,6 @@ impl crate::ops::Progress for Bar {
     }
 }
 
-
 /// What is wrong with a file given as `flag` on the command line: the flag, the file (escaped)
 /// and `what`; never a byte of the file.
 pub fn file_problem(flag: &str, path: &std::path::Path, what: &str) -> anyhow::Error {

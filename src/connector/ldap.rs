@@ -825,6 +825,28 @@ pub async fn check_bind(
     Ok(())
 }
 
+/// TCP, then StartTLS or LDAPS, the certificate verified (unless the inventory says
+/// `danger_accept_invalid_certs`); the connection driven in the background. `dn` names the
+/// connection in errors.
+async fn open_tls(target: &DirectoryTarget, dn: &str) -> Result<Ldap, ConnectorError> {
+    let inner = &target.inner;
+    let settings = LdapConnSettings::new()
+        .set_conn_timeout(inner.timeout)
+        .set_config(inner.tls.clone())
+        .set_starttls(true)
+        .set_no_tls_verify(inner.danger_accept_invalid_certs);
+    // The outer timeout is a backstop for name resolution or anything else not covered by the
+    // connect timeout; the same deadline.
+    let (conn, ldap) = bounded(
+        inner.timeout,
+        LdapConnAsync::with_settings(settings, &inner.url),
+    )
+    .await
+    .map_err(|e| classify_error(target, e, Step::StartTls, dn, &[]))?;
+    ldap3::drive!(conn);
+    Ok(ldap)
+}
+
 /// Connects with verified TLS and binds as `dn`.
 async fn open_and_bind(
     target: &DirectoryTarget,
@@ -841,20 +863,7 @@ async fn open_and_bind(
              network path can read the passwords rotor sends"
         );
     }
-    let settings = LdapConnSettings::new()
-        .set_conn_timeout(inner.timeout)
-        .set_config(inner.tls.clone())
-        .set_starttls(true)
-        .set_no_tls_verify(inner.danger_accept_invalid_certs);
-    // The outer timeout is a backstop for name resolution or anything else not covered by the
-    // connect timeout; the same deadline.
-    let (conn, mut ldap) = bounded(
-        inner.timeout,
-        LdapConnAsync::with_settings(settings, &inner.url),
-    )
-    .await
-    .map_err(|e| classify_error(target, e, Step::StartTls, dn, &[]))?;
-    ldap3::drive!(conn);
+    let mut ldap = open_tls(target, dn).await?;
     bounded(inner.timeout, async {
         ldap.with_timeout(inner.timeout)
             .simple_bind(dn, secret.expose())
@@ -873,18 +882,7 @@ async fn open_and_bind(
 pub async fn check_tls(target: &DirectoryTarget) -> Result<(), ConnectorError> {
     let inner = &target.inner;
     contained(target, Step::StartTls, target.bind_dn(), async {
-        let settings = LdapConnSettings::new()
-            .set_conn_timeout(inner.timeout)
-            .set_config(inner.tls.clone())
-            .set_starttls(true)
-            .set_no_tls_verify(inner.danger_accept_invalid_certs);
-        let (conn, mut ldap) = bounded(
-            inner.timeout,
-            LdapConnAsync::with_settings(settings, &inner.url),
-        )
-        .await
-        .map_err(|e| classify_error(target, e, Step::StartTls, target.bind_dn(), &[]))?;
-        ldap3::drive!(conn);
+        let mut ldap = open_tls(target, target.bind_dn()).await?;
         let _ = tokio::time::timeout(inner.timeout, ldap.unbind()).await;
         Ok(())
     })

@@ -108,7 +108,8 @@ pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
             })?
         }
     };
-    validate::validate(raw, path, &catalog)
+    // The reader reports what it can read past, so an Ansible file may fail only here.
+    validate::validate(raw, path, &catalog).map_err(|e| ansible::hint(e, &text, path))
 }
 
 /// Why a file could not be read by [`read_file`].
