@@ -105,19 +105,25 @@ fn closing_line(r: &PreflightReport) -> String {
         .filter(|p| p.severity == Severity::Warning)
         .count();
     let n_errors = r.problems.len() - n_warnings;
+    use crate::report::plural;
+    let targets = format!(
+        "{} and {}",
+        plural(r.checked.hosts, "host", "hosts"),
+        plural(r.checked.directories, "directory", "directories")
+    );
     let what = if r.connected {
-        format!(
-            "connected to {} hosts and {} directories",
-            r.checked.hosts, r.checked.directories
-        )
+        format!("connected to {targets}")
     } else {
         format!(
-            "checked the local files of {} hosts and {} directories (add --connect to check the hosts and directories themselves)",
-            r.checked.hosts, r.checked.directories
+            "checked the local files of {targets} (add --connect to check the hosts and directories themselves)"
         )
     };
     match (n_errors, n_warnings) {
         (0, 0) => format!("rotor: {what}: no problem found"),
-        (e, w) => format!("rotor: {what}: {e} problems, {w} warnings"),
+        (e, w) => format!(
+            "rotor: {what}: {}, {}",
+            plural(e, "problem", "problems"),
+            plural(w, "warning", "warnings")
+        ),
     }
 }
