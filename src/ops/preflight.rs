@@ -670,12 +670,7 @@ fn problem(
 /// The connector's message without its `HOST (ADDRESS:PORT): ` or `HOST: ` lead: the line
 /// names the host already.
 fn without_lead(message: &str, host: &str) -> String {
-    let rest = message.strip_prefix(host).unwrap_or(message);
-    let rest = match rest.strip_prefix(" (") {
-        Some(r) => r.split_once("): ").map_or(message, |(_, after)| after),
-        None => rest.strip_prefix(": ").unwrap_or(message),
-    };
-    rest.to_owned()
+    crate::text::without_host_lead(message, host).to_owned()
 }
 
 /// The problems a host's facts show, each with what to do. Pure.
