@@ -11,6 +11,7 @@ mod breach_survey;
 mod browser;
 mod checkout;
 mod concurrent;
+mod containers;
 mod data_dir;
 mod enroll_ssh_key;
 mod export;

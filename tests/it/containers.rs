@@ -1,0 +1,215 @@
+//! rotor's image and its demo lab as containers (`docker/`, `scripts/containers`), built and
+//! run with podman: the demo rotates every shared password of five sshd containers and a
+//! directory container from rotor's own container, and each account is then checked with the
+//! system's ssh client and ldapwhoami; the image runs as its own user, keeps its vault on the
+//! volume, and carries nothing built or secret besides the binary.
+//!
+//! One test, in order: the demo builds the images that the image checks then inspect. The
+//! image gets the test build of rotor (`ROTOR_BIN`), so no release build is needed here.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const HOSTS: usize = 5;
+const ACCOUNTS: usize = 60;
+const IMAGE: &str = "localhost/rotor:latest";
+const TEST_VOLUME: &str = "rotor-containers-test-vault";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn script() -> Command {
+    let mut c = Command::new(root().join("scripts/containers"));
+    c.stdin(Stdio::null());
+    c
+}
+
+/// `scripts/containers podman ARGS`: podman on the script's own storage.
+fn podman(args: &[&str]) -> Output {
+    script().arg("podman").args(args).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(what: &str, out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Takes the lab and the test's volume down whatever happens to the test.
+struct Down;
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = script().arg("down").status();
+        let _ = podman(&["volume", "rm", "-f", TEST_VOLUME]);
+    }
+}
+
+#[test]
+fn the_container_demo_rotates_every_shared_password_and_the_image_is_lean() {
+    let _down = Down;
+    let demo = script()
+        .args(["demo", "--accounts", &ACCOUNTS.to_string()])
+        .env("ROTOR_BIN", env!("CARGO_BIN_EXE_rotor"))
+        .output()
+        .unwrap();
+    let out = ok("scripts/containers demo", &demo);
+    let hosts = HOSTS * 2;
+    for line in [
+        format!(
+            "hosts: {hosts} accounts checked, own password works for {hosts}, shared password refused by {hosts}"
+        ),
+        format!(
+            "directory: {ACCOUNTS} accounts checked, own password works for {ACCOUNTS}, shared password refused by {ACCOUNTS}"
+        ),
+        format!(
+            "distinct: {n} secrets for {n} accounts",
+            n = hosts + ACCOUNTS
+        ),
+    ] {
+        assert!(out.lines().any(|l| l == line), "no line {line:?} in:\n{out}");
+    }
+    // The image's version is the binary's.
+    let version = ok("rotor --version", &podman(&["run", "--rm", IMAGE, "--version"]));
+    assert!(
+        version.contains(env!("CARGO_PKG_VERSION")),
+        "version: {version}"
+    );
+
+    // It runs as its own user (not root), and `init` puts the vault on the volume, owned by
+    // that user and readable by it only.
+    let volume = format!("{TEST_VOLUME}:/var/lib/rotor");
+    ok(
+        "rotor init",
+        &podman(&["run", "--rm", "-v", &volume, IMAGE, "init"]),
+    );
+    let ids = ok(
+        "the vault's owner",
+        &podman(&[
+            "run",
+            "--rm",
+            "-v",
+            &volume,
+            "--entrypoint",
+            "sh",
+            IMAGE,
+            "-c",
+            "id -u; id -g; stat -c '%u %a' /var/lib/rotor; find /var/lib/rotor -type f -exec stat -c '%u %a %n' {} +",
+        ]),
+    );
+    let mut lines = ids.lines();
+    assert_eq!(lines.next(), Some("10001"), "{ids}");
+    assert_eq!(lines.next(), Some("10001"), "{ids}");
+    assert_eq!(lines.next(), Some("10001 700"), "{ids}");
+    let files: Vec<&str> = lines.collect();
+    assert!(!files.is_empty(), "init wrote no file: {ids}");
+    for f in &files {
+        let mut parts = f.splitn(3, ' ');
+        let (uid, mode, name) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        assert_eq!(uid, "10001", "{name} is not the rotor user's: {ids}");
+        assert!(
+            mode.ends_with("00"),
+            "{name} is readable by others (mode {mode}): {ids}"
+        );
+    }
+
+    // A second container on the same volume finds the vault (`status` needs one).
+    ok(
+        "rotor status on the volume",
+        &podman(&["run", "--rm", "-v", &volume, IMAGE, "status"]),
+    );
+
+    // The layers: the binary and the playbooks, nothing built, no key, no vault, no history.
+    let entries = layer_entries();
+    assert!(
+        entries.iter().any(|e| e == "usr/local/bin/rotor"),
+        "no usr/local/bin/rotor among {} entries",
+        entries.len()
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.starts_with("usr/share/rotor/playbooks/")),
+        "no playbooks in the image"
+    );
+    let forbidden = |e: &str| {
+        let name = e.rsplit('/').next().unwrap_or(e);
+        e.starts_with("src/")
+            || e.contains("target/")
+            || name == "master.key"
+            || name.starts_with("vault.db")
+            || name.ends_with("_history")
+            || name.starts_with("id_rsa")
+            || name.starts_with("id_ed25519")
+            || name.starts_with("ssh_host_")
+            || name.ends_with(".key")
+            || (e.starts_with("var/lib/rotor/") && e != "var/lib/rotor/")
+    };
+    let bad: Vec<&String> = entries.iter().filter(|e| forbidden(e)).collect();
+    assert!(bad.is_empty(), "the image holds {bad:?}");
+
+    let size: u64 = ok("image size", &script().arg("image-size").output().unwrap())
+        .trim()
+        .parse()
+        .unwrap();
+    println!("rotor's runtime image: {size} bytes");
+}
+
+/// Every path in every layer of rotor's image (`podman save`, docker-archive format).
+fn layer_entries() -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("image.tar");
+    ok(
+        "podman save",
+        &podman(&[
+            "save",
+            "--format",
+            "docker-archive",
+            "-o",
+            archive.to_str().unwrap(),
+            IMAGE,
+        ]),
+    );
+    let top = ok("tar -t", &tar(&["-tf"], &archive));
+    let layers: Vec<&str> = top.lines().filter(|l| l.ends_with(".tar")).collect();
+    assert!(!layers.is_empty(), "no layer in the archive: {top}");
+    let mut entries = Vec::new();
+    for layer in layers {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("tar -xOf \"$1\" \"$2\" | tar -t")
+            .arg("sh")
+            .arg(&archive)
+            .arg(layer)
+            .output()
+            .unwrap();
+        let list = ok(&format!("layer {layer}"), &out);
+        entries.extend(
+            list.lines()
+                .map(|l| l.trim_start_matches("./").to_string()),
+        );
+    }
+    entries
+}
+
+fn tar(args: &[&str], archive: &Path) -> Output {
+    Command::new("tar")
+        .args(args)
+        .arg(archive)
+        .output()
+        .unwrap()
+}
