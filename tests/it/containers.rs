@@ -76,6 +76,9 @@ fn the_container_demo_rotates_every_shared_password_and_the_image_is_lean() {
     let hosts = HOSTS * 2;
     for line in [
         format!(
+            "before: the shared password opens {hosts} of {hosts} host accounts and {ACCOUNTS} of {ACCOUNTS} directory accounts"
+        ),
+        format!(
             "hosts: {hosts} accounts checked, own password works for {hosts}, shared password refused by {hosts}"
         ),
         format!(
