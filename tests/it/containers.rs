@@ -9,11 +9,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 const HOSTS: usize = 5;
 const ACCOUNTS: usize = 60;
 const IMAGE: &str = "localhost/rotor:latest";
 const TEST_VOLUME: &str = "rotor-containers-test-vault";
+const SERVE: &str = "rotor-containers-test-serve";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -60,6 +62,7 @@ struct Down;
 impl Drop for Down {
     fn drop(&mut self) {
         let _ = script().arg("down").status();
+        let _ = podman(&["rm", "-f", "-t", "1", SERVE]);
         let _ = podman(&["volume", "rm", "-f", TEST_VOLUME]);
     }
 }
@@ -143,6 +146,12 @@ fn the_container_demo_rotates_every_shared_password_and_the_image_is_lean() {
         &run_image(&["-v", &volume, IMAGE, "status"]),
     );
 
+    // The image's HEALTHCHECK probes `rotor serve`'s /health: healthy while the daemon serves
+    // where ROTOR_HEALTH_ADDR says (its default, 127.0.0.1:8200), unhealthy when it listens
+    // elsewhere. One daemon at a time: one per vault.
+    assert_eq!(healthcheck_of_serve(&volume, 8200), 0, "serving on 8200");
+    assert_eq!(healthcheck_of_serve(&volume, 8300), 1, "serving on 8300");
+
     // The layers: the binary and the playbooks, nothing built, no key, no vault, no history.
     let entries = layer_entries();
     assert!(
@@ -177,6 +186,52 @@ fn the_container_demo_rotates_every_shared_password_and_the_image_is_lean() {
         .parse()
         .unwrap();
     println!("rotor's runtime image: {size} bytes");
+}
+
+/// Starts `rotor serve` (the image's example inventory, no network) on 127.0.0.1:PORT in a
+/// container, waits until the port accepts connections, and returns the exit code of
+/// `podman healthcheck run` (0 healthy, 1 unhealthy); the container is then removed.
+fn healthcheck_of_serve(volume: &str, port: u16) -> i32 {
+    let listen = format!("127.0.0.1:{port}");
+    ok(
+        "rotor serve",
+        &podman(&[
+            "run",
+            "-d",
+            "--name",
+            SERVE,
+            "--network",
+            "none",
+            "-v",
+            volume,
+            IMAGE,
+            "serve",
+            "-i",
+            "/usr/share/rotor/examples/inventory.yaml",
+            "--listen",
+            &listen,
+        ]),
+    );
+    let probe = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !podman(&["exec", SERVE, "bash", "-c", &probe])
+        .status
+        .success()
+    {
+        let logs = podman(&["logs", "--tail", "5", SERVE]);
+        assert!(
+            Instant::now() < deadline,
+            "rotor serve did not listen on {listen} within 30 s: {}",
+            text(&logs.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let code = podman(&["healthcheck", "run", SERVE])
+        .status
+        .code()
+        .unwrap();
+    ok("podman rm", &podman(&["rm", "-f", "-t", "2", SERVE]));
+    code
 }
 
 /// Every path in every layer of rotor's image (`podman save`, docker-archive format: a tar of
